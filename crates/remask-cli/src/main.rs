@@ -1,0 +1,30 @@
+//! The `remask` command-line tool: parses, validates, calls the library, prints, picks exit codes.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "remask", version, about = "Train Transformers with swappable MLM masking and attention masks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the version and the kernel features in use.
+    Info,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Info => {
+            println!("remask {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

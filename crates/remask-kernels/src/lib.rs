@@ -1,0 +1,14 @@
+//! f32 CPU kernels for remask.
+//!
+//! Shape legend used across this crate (llm.c style):
+//! B = batch, T = time (sequence length), C = channels (d_model), OC = output channels,
+//! V = vocabulary, H = heads, D = head dimension, N = rows (usually B*T).
+//!
+//! Conventions:
+//! - Kernels are plain functions over slices: outputs first, inputs next, sizes last.
+//! - Gradients are prefixed `d` and are *accumulated* (`+=`) unless a doc comment says otherwise.
+//! - Kernels never allocate in their hot loops, never log and never do IO.
+//! - Every fast kernel has a plain `_reference` twin beside it and a test against it; the reference
+//!   twins are checked against finite differences in f64.
+
+pub mod rng;

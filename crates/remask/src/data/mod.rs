@@ -1,0 +1,1 @@
+//! Data pipeline: readers, tokenizer, shards, packing, batching.

@@ -1,0 +1,18 @@
+//! remask: train Transformers with the mask as a first-class, swappable part.
+//!
+//! Two different things are both called "mask"; their names stay apart everywhere:
+//! - **masking** ([`masking`]): which input tokens are hidden and must be predicted (MLM corruption);
+//! - **attention mask** ([`attention`]): which key positions each query position may read.
+//!
+//! See ARCHITECTURE.md at the repository root for the data flow and the code map.
+
+pub mod attention;
+pub mod batch;
+pub mod data;
+pub mod error;
+pub mod masking;
+pub mod model;
+pub mod train;
+
+pub use batch::{Batch, DecoderBatch, IGNORE_INDEX, PAD_DOC};
+pub use error::{Error, Result};

@@ -1,0 +1,71 @@
+//! Transformer models on the remask engine: encoder (MLM), decoder (CLM), encoder-decoder (translation).
+//!
+//! Parameters and gradients each live in one `Vec<f32>`; [`TensorInfo`] gives the named views
+//! (Hugging Face-style names, so checkpoints import and export by name).
+
+pub mod config;
+
+pub use config::{Arch, ModelConfig, NormPlacement, PositionKind};
+
+use crate::{Batch, Result};
+
+/// A named view into the flat parameter (and gradient) buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    /// Hugging Face-style name, e.g. `bert.encoder.layer.0.attention.self.query.weight`.
+    pub name: String,
+    /// Offset of the first element in the flat buffer.
+    pub offset: usize,
+    /// Shape, row-major.
+    pub shape: Vec<usize>,
+    /// Whether AdamW applies weight decay (false for biases, norms and, by convention, nothing else).
+    pub weight_decay: bool,
+}
+
+impl TensorInfo {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Loss bookkeeping of one forward pass over a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepStats {
+    /// Sum of the per-label cross-entropy losses (nats).
+    pub loss_sum: f64,
+    /// Number of labelled positions.
+    pub n_labels: usize,
+    /// Labelled positions whose arg-max prediction equals the label.
+    pub n_correct: usize,
+}
+
+impl StepStats {
+    /// Mean loss per label (0 when there are no labels).
+    pub fn mean_loss(&self) -> f64 {
+        if self.n_labels == 0 { 0.0 } else { self.loss_sum / self.n_labels as f64 }
+    }
+}
+
+/// What the trainer needs from a model. Implemented by all three model families.
+pub trait TrainModel: Send {
+    /// The architecture, as stored in checkpoints.
+    fn config(&self) -> &ModelConfig;
+    /// All parameters, one flat buffer.
+    fn params(&self) -> &[f32];
+    fn params_mut(&mut self) -> &mut [f32];
+    /// Gradients, same layout as `params`.
+    fn grads(&self) -> &[f32];
+    fn grads_mut(&mut self) -> &mut [f32];
+    /// Named views into `params`/`grads`, in buffer order.
+    fn tensors(&self) -> &[TensorInfo];
+    /// Forward and backward on one batch. Adds `grad_scale * d(sum of label losses)/dθ` into the
+    /// gradient buffer (the trainer passes `1 / labels in the global batch`). `dropout_key` keys the
+    /// dropout masks of this step.
+    fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats>;
+    /// Forward only, no dropout, for evaluation.
+    fn forward_eval(&mut self, batch: &Batch) -> Result<StepStats>;
+    /// Per-label losses of the last forward, in row-major order of the labelled positions (feedback for
+    /// adaptive masking).
+    fn last_label_losses(&self) -> &[f32];
+}

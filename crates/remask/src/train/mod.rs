@@ -1,0 +1,1 @@
+//! The trainer: optimizer, schedules, loop, checkpoints, metrics.
