@@ -88,3 +88,30 @@ impl Batch {
         Ok(())
     }
 }
+
+/// Where the trainer gets its batches from. Implemented by the data pipeline's loader (and by small
+/// synthetic sources in tests and benchmarks).
+///
+/// Samples are addressed by a *global sample index* `g` that counts every row the run has consumed:
+/// epoch `g / num_samples()`, and within the epoch a keyed permutation picks the row. Because the batch
+/// for a range of global indices is a pure function of the run's seed and that range (plus, for
+/// adaptive masking, the feedback received so far), resume and any batch size give the same rows and
+/// the same masks.
+pub trait BatchSource: Send {
+    /// Rows in one epoch of this split.
+    fn num_samples(&self) -> u64;
+    /// The batch of rows `first_sample .. first_sample + batch_size` (global indices). `progress` is
+    /// the fraction of training done, in [0, 1], for masking-rate schedules.
+    fn batch(&mut self, first_sample: u64, batch_size: usize, progress: f32) -> crate::Result<Batch>;
+    /// Feedback from the model for adaptive masking: the per-label losses of `batch`, in row-major order
+    /// of its labelled positions. Sources that do not adapt ignore it.
+    fn feedback(&mut self, _batch: &Batch, _label_losses: &[f32]) {}
+    /// Serializable state needed for exact resume (e.g. adaptive masking statistics). Empty by default.
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Restores what `state` returned.
+    fn restore(&mut self, _state: &serde_json::Value) -> crate::Result<()> {
+        Ok(())
+    }
+}

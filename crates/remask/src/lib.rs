@@ -14,5 +14,5 @@ pub mod masking;
 pub mod model;
 pub mod train;
 
-pub use batch::{Batch, DecoderBatch, IGNORE_INDEX, PAD_DOC};
+pub use batch::{Batch, BatchSource, DecoderBatch, IGNORE_INDEX, PAD_DOC};
 pub use error::{Error, Result};
