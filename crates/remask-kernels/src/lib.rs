@@ -21,3 +21,5 @@ pub mod layernorm;
 pub mod matmul;
 pub mod rng;
 pub mod softmax;
+#[cfg(test)]
+mod testing;
