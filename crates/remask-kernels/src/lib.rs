@@ -21,5 +21,6 @@ pub mod layernorm;
 pub mod matmul;
 pub mod rng;
 pub mod softmax;
+mod simd;
 #[cfg(test)]
 mod testing;
