@@ -1,0 +1,4 @@
+//! One module per CLI command.
+
+pub mod bench;
+pub mod bench_kernels;
