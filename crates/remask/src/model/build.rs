@@ -199,7 +199,7 @@ pub fn build(cfg: &ModelConfig) -> Built {
         }
         Arch::EncoderDecoder => {
             let word = b.l.add("model.shared.weight", &[v, c], b.normal());
-            let mut side = |b: &mut Builder, which: &str, layers: usize, cross: bool, site: u64| {
+            let side = |b: &mut Builder, which: &str, layers: usize, cross: bool, site: u64| {
                 let emb = b.embeddings(
                     word,
                     &format!("model.{which}.embed_positions.weight"),
