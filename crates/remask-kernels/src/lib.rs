@@ -11,4 +11,6 @@
 //! - Every fast kernel has a plain `_reference` twin beside it and a test against it; the reference
 //!   twins are checked against finite differences in f64.
 
+pub mod attention;
+pub mod block_mask;
 pub mod rng;

@@ -1,0 +1,1 @@
+//! Tests of the attention kernels against their reference twins and finite differences.
