@@ -18,6 +18,8 @@ use crate::block_mask::BlockMask;
 pub mod dense;
 mod fused;
 mod reference;
+mod simd;
+mod tile_gemm;
 #[cfg(test)]
 mod tests;
 
