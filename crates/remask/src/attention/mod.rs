@@ -5,8 +5,10 @@
 //! [`BlockMask`] that the fused attention kernel consumes. [`AttentionMaskSpec`] is what a config
 //! names; [`AttentionMaskSpec::block_mask`] builds its mask for a batch.
 
+pub mod bench;
 pub mod cross;
 pub mod predicate;
+pub mod show;
 pub mod spec;
 
 pub use cross::{cross_attention_mask, decoder_self_attention_mask};
