@@ -15,3 +15,6 @@ pub use cross::{cross_attention_mask, decoder_self_attention_mask};
 pub use predicate::{DocumentRuns, MaskClosure, MaskFn};
 pub use remask_kernels::block_mask::{BlockMask, TileKind, DEFAULT_TILE};
 pub use spec::AttentionMaskSpec;
+
+#[cfg(test)]
+mod tests;
