@@ -13,7 +13,7 @@ use super::config::{Arch, ModelConfig};
 use super::head::{HeadActs, HeadScratch, LmHead};
 use super::stack::{Stack, StackActs, StackInput, StackScratch};
 use super::{StepStats, TensorInfo, TrainModel, ATTENTION_TILE};
-use crate::attention::{cross_attention_mask, AttentionMaskSpec};
+use crate::attention::{cross_attention_mask, decoder_self_attention_mask};
 use crate::{Batch, Error, Result, IGNORE_INDEX, PAD_DOC};
 
 /// Encoder-decoder with cross-attention.
@@ -32,7 +32,7 @@ pub struct EncoderDecoderModel {
     head_acts: HeadActs,
     head_scratch: HeadScratch,
     all_acts: HeadActs,
-    /// The decoder side as a batch of its own (for the causal mask and positions), reused.
+    /// The decoder side as a batch of its own (ids, positions, labels), reused.
     dec_batch: Batch,
 }
 
@@ -114,7 +114,7 @@ impl EncoderDecoderModel {
         db.sample_ids.extend_from_slice(&batch.sample_ids);
         Ok(Masks {
             enc: self.config.attention.block_mask(batch, ATTENTION_TILE),
-            dec: AttentionMaskSpec::Causal.block_mask(&self.dec_batch, ATTENTION_TILE),
+            dec: decoder_self_attention_mask(&d.lengths, td, ATTENTION_TILE),
             cross: cross_attention_mask(&batch.lengths, td, batch.seq_len, ATTENTION_TILE),
         })
     }

@@ -1,0 +1,6 @@
+//! One module per CLI command.
+
+pub mod bench;
+pub mod bench_attention;
+pub mod inspect;
+pub mod inspect_attention;
