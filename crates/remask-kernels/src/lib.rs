@@ -23,3 +23,6 @@ pub mod attention;
 pub mod block_mask;
 pub mod rng;
 pub mod softmax;
+mod simd;
+#[cfg(test)]
+mod testing;
