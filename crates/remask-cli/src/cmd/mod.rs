@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod bench_attention;
+pub mod bench_train;
 pub mod inspect;
 pub mod inspect_attention;

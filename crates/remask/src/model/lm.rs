@@ -123,6 +123,9 @@ impl TrainModel for LmModel {
     fn grads_mut(&mut self) -> &mut [f32] {
         &mut self.grads
     }
+    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+        (&mut self.params, &self.grads)
+    }
     fn tensors(&self) -> &[TensorInfo] {
         &self.tensors
     }

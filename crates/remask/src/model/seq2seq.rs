@@ -178,6 +178,9 @@ impl TrainModel for EncoderDecoderModel {
     fn grads_mut(&mut self) -> &mut [f32] {
         &mut self.grads
     }
+    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+        (&mut self.params, &self.grads)
+    }
     fn tensors(&self) -> &[TensorInfo] {
         &self.tensors
     }
