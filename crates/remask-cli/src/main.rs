@@ -17,6 +17,8 @@ enum Command {
     Info,
     /// Run a benchmark and print JSON.
     Bench(cmd::bench::Args),
+    /// Show what a mask does.
+    Inspect(cmd::inspect::Args),
 }
 
 fn main() {
@@ -27,6 +29,7 @@ fn main() {
             Ok(())
         }
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

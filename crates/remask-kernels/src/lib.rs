@@ -19,6 +19,8 @@ pub mod embedding;
 pub mod gelu;
 pub mod layernorm;
 pub mod matmul;
+pub mod attention;
+pub mod block_mask;
 pub mod rng;
 pub mod softmax;
 mod simd;
