@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use super::simd::{dot, online_softmax_step, probs_from_lse, softmax_grad};
-use super::tile_gemm::tile_gemm;
+use super::microkernel::tile_mm;
 use super::AttnShape;
 use crate::block_mask::{BlockMask, TileKind};
 
@@ -46,8 +46,11 @@ pub(super) fn forward(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v:
     out.par_chunks_mut(tq * d).zip(lse.par_chunks_mut(tq)).enumerate().for_each(|(bh, (out_bh, lse_bh))| {
         let (b, h) = (bh / heads, bh % heads);
         let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
-        let k_bh = &k[bh * tk * d..(bh + 1) * tk * d];
         let v_bh = &v[bh * tk * d..(bh + 1) * tk * d];
+        // Kᵀ of this head, [D × Tk], so score tiles are plain row-major products.
+        let mut kt_bh = vec![0f32; d * tk];
+        transpose(&mut kt_bh, &k[bh * tk * d..(bh + 1) * tk * d], tk, d);
+        let kt_bh = &kt_bh;
         out_bh.par_chunks_mut(bq * d).zip(lse_bh.par_chunks_mut(bq)).enumerate().for_each_init(
             || FwdScratch { s: vec![0.0; bq * bk], mrow: vec![0.0; bq], lrow: vec![0.0; bq], alpha: vec![0.0; bq] },
             |sc, (qt, (o, l))| {
@@ -64,7 +67,7 @@ pub(super) fn forward(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v:
                     }
                     let (k0, n) = (kt * bk, mask.tile_cols(kt));
                     // pass 1: S = scale · Q_t · K_tᵀ   [m × n]
-                    tile_gemm(&mut sc.s, bk, q_t, d, false, &k_bh[k0 * d..(k0 + n) * d], d, true, m, d, n, false, scale);
+                    tile_mm(&mut sc.s, bk, q_t, d, 1, &kt_bh[k0..], tk, m, d, n, false, scale);
                     // pass 2: mask, online softmax; S becomes exp(S − m_new)
                     let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
                     online_softmax_step(&mut sc.s, bk, m, n, bits, words, &mut sc.mrow[..m], &mut sc.lrow[..m], &mut sc.alpha[..m]);
@@ -75,7 +78,7 @@ pub(super) fn forward(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v:
                         }
                     }
                     // pass 3: O_t += P · V_t   [m × d]
-                    tile_gemm(o, d, &sc.s, bk, false, &v_bh[k0 * d..(k0 + n) * d], d, false, m, n, d, true, 1.0);
+                    tile_mm(o, d, &sc.s, bk, 1, &v_bh[k0 * d..(k0 + n) * d], d, m, n, d, true, 1.0);
                 }
                 // pass 4: normalise; fully masked rows stay 0 with lse = −∞
                 for i in 0..m {
@@ -98,6 +101,8 @@ struct BwdScratch {
     p: Vec<f32>,
     dp: Vec<f32>,
     drow: Vec<f32>,
+    kt: Vec<f32>,
+    vt: Vec<f32>,
 }
 
 /// Backward; dq `[B,H,Tq,D]`, dk, dv `[B,H,Tk,D]` are overwritten.
@@ -131,7 +136,7 @@ pub(super) fn backward(
     let (bq, bk) = (mask.tile_q(), mask.tile_k());
     let words = mask.words_per_row();
     dq.par_chunks_mut(tq * d).zip(dk.par_chunks_mut(tk * d)).zip(dv.par_chunks_mut(tk * d)).enumerate().for_each_init(
-        || BwdScratch { p: vec![0.0; bq * bk], dp: vec![0.0; bq * bk], drow: vec![0.0; tq] },
+        || BwdScratch { p: vec![0.0; bq * bk], dp: vec![0.0; bq * bk], drow: vec![0.0; tq], kt: vec![0.0; d * tk], vt: vec![0.0; d * tk] },
         |sc, (bh, ((dq_bh, dk_bh), dv_bh))| {
             let (b, h) = (bh / heads, bh % heads);
             let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
@@ -144,10 +149,12 @@ pub(super) fn backward(
             for i in 0..tq {
                 sc.drow[i] = dot(&do_bh[i * d..(i + 1) * d], &o_bh[i * d..(i + 1) * d]);
             }
+            // Kᵀ and Vᵀ of this head, [D × Tk].
+            transpose(&mut sc.kt, k_bh, tk, d);
+            transpose(&mut sc.vt, v_bh, tk, d);
             for kt in 0..mask.n_k_tiles() {
                 let (k0, n) = (kt * bk, mask.tile_cols(kt));
                 let k_t = &k_bh[k0 * d..(k0 + n) * d];
-                let v_t = &v_bh[k0 * d..(k0 + n) * d];
                 for qt in 0..mask.n_q_tiles() {
                     let kind = mask.kind(b, h, qt, kt);
                     if kind == TileKind::Empty {
@@ -157,21 +164,35 @@ pub(super) fn backward(
                     let q_t = &q_bh[q0 * d..(q0 + m) * d];
                     let do_t = &do_bh[q0 * d..(q0 + m) * d];
                     // P = exp(scale · Q_t · K_tᵀ − lse), 0 where masked   [m × n]
-                    tile_gemm(&mut sc.p, bk, q_t, d, false, k_t, d, true, m, d, n, false, scale);
+                    tile_mm(&mut sc.p, bk, q_t, d, 1, &sc.kt[k0..], tk, m, d, n, false, scale);
                     let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
                     probs_from_lse(&mut sc.p, bk, m, n, bits, words, &lse_bh[q0..q0 + m]);
                     // dV_t += Pᵀ · dO_t   [n × d]
-                    tile_gemm(&mut dv_bh[k0 * d..(k0 + n) * d], d, &sc.p, bk, true, do_t, d, false, n, m, d, true, 1.0);
+                    tile_mm(&mut dv_bh[k0 * d..(k0 + n) * d], d, &sc.p, 1, bk, do_t, d, n, m, d, true, 1.0);
                     // dP = dO_t · V_tᵀ   [m × n]
-                    tile_gemm(&mut sc.dp, bk, do_t, d, false, v_t, d, true, m, d, n, false, 1.0);
+                    tile_mm(&mut sc.dp, bk, do_t, d, 1, &sc.vt[k0..], tk, m, d, n, false, 1.0);
                     // dS = P ∘ (dP − D)
                     softmax_grad(&mut sc.dp, &sc.p, bk, m, n, &sc.drow[q0..q0 + m]);
                     // dQ_t += scale · dS · K_t   [m × d]
-                    tile_gemm(&mut dq_bh[q0 * d..(q0 + m) * d], d, &sc.dp, bk, false, k_t, d, false, m, n, d, true, scale);
+                    tile_mm(&mut dq_bh[q0 * d..(q0 + m) * d], d, &sc.dp, bk, 1, k_t, d, m, n, d, true, scale);
                     // dK_t += scale · dSᵀ · Q_t   [n × d]
-                    tile_gemm(&mut dk_bh[k0 * d..(k0 + n) * d], d, &sc.dp, bk, true, q_t, d, false, n, m, d, true, scale);
+                    tile_mm(&mut dk_bh[k0 * d..(k0 + n) * d], d, &sc.dp, 1, bk, q_t, d, n, m, d, true, scale);
                 }
             }
         },
     );
+}
+
+/// out `[C × R]` = inp `[R × C]` transposed.
+fn transpose(out: &mut [f32], inp: &[f32], r: usize, c: usize) {
+    const B: usize = 16;
+    for i0 in (0..r).step_by(B) {
+        for j0 in (0..c).step_by(B) {
+            for i in i0..(i0 + B).min(r) {
+                for j in j0..(j0 + B).min(c) {
+                    out[j * r + i] = inp[i * c + j];
+                }
+            }
+        }
+    }
 }
