@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd;
+
 #[derive(Parser)]
 #[command(name = "remask", version, about = "Train Transformers with swappable MLM masking and attention masks")]
 struct Cli {
@@ -13,6 +15,10 @@ struct Cli {
 enum Command {
     /// Print the version and the kernel features in use.
     Info,
+    /// Train a model from a run config, or resume a run.
+    Train(cmd::train::Args),
+    /// Evaluate a checkpoint on fixed validation batches.
+    Eval(cmd::eval::Args),
 }
 
 fn main() {
@@ -22,6 +28,8 @@ fn main() {
             println!("remask {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Train(args) => cmd::train::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

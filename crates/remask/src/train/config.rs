@@ -322,10 +322,11 @@ impl RunConfig {
     }
 }
 
-/// serde reports an unknown field at its parent's path ("optimizer") with the field in the message;
-/// this turns it into the field's own path ("optimizer.lrr").
+/// serde_path_to_error reports a missing field at its parent's path ("." for the root) with the
+/// field in the message; this turns it into the field's own path ("budget"). Unknown fields already
+/// carry their own path.
 fn unknown_field_key(path: &str, message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
+    let rest = message.strip_prefix("missing field `")?;
     let field = &rest[..rest.find('`')?];
     Some(if path == "." || path.is_empty() { field.to_string() } else { format!("{path}.{field}") })
 }
@@ -438,6 +439,21 @@ mod tests {
         let c = RunConfig::from_toml_str("[budget]\nepochs = 1.5\n[schedule]\ndecay = \"cosine\"\nwarmup_steps = 7\n", &[]).unwrap();
         let text = c.to_toml_string().unwrap();
         assert_eq!(RunConfig::from_toml_str(&text, &[]).unwrap(), c);
+    }
+
+    /// Guards the example configs in `configs/`: each must parse and validate.
+    #[test]
+    fn example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "expected the MLM, CLM and translation examples");
     }
 
     #[test]

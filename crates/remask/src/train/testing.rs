@@ -21,6 +21,8 @@ pub struct BigramModel {
     dropout: f32,
     /// Batches containing any of these sample ids produce a NaN loss (for non-finite-step tests).
     pub poison_samples: Vec<u64>,
+    /// Sleep this long in every forward/backward (lets fault tests kill a run between steps).
+    pub step_delay: std::time::Duration,
 }
 
 impl BigramModel {
@@ -51,7 +53,7 @@ impl BigramModel {
         let mut params: Vec<f32> = (0..n).map(|_| 0.02 * rng.normal()).collect();
         params[(v + 1) * v..].iter_mut().for_each(|x| *x = 0.0);
         let dropout = config.dropout;
-        Self { config, tensors, params, grads: vec![0.0; n], label_losses: Vec::new(), dropout, poison_samples: Vec::new() }
+        Self { config, tensors, params, grads: vec![0.0; n], label_losses: Vec::new(), dropout, poison_samples: Vec::new(), step_delay: Default::default() }
     }
 
     fn vocab(&self) -> usize {
@@ -181,6 +183,9 @@ impl TrainModel for BigramModel {
         &self.tensors
     }
     fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats> {
+        if !self.step_delay.is_zero() {
+            std::thread::sleep(self.step_delay);
+        }
         self.run(batch, Some((grad_scale, dropout_key)))
     }
     fn forward_eval(&mut self, batch: &Batch) -> Result<StepStats> {
