@@ -230,8 +230,9 @@ fn bad_input_fails_with_a_clear_error_and_leaves_checkpoints_intact() {
     let fail = |c: &mut Command| -> String {
         let out = c.output().unwrap();
         assert!(!out.status.success());
-        let e = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(e.starts_with("error: "), "{e}");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let e = stderr.lines().last().unwrap_or_default().to_string();
+        assert!(e.starts_with("error: "), "the last line is the error: {stderr}");
         e
     };
     let e = fail(&mut train(&["--config", cfg.to_str().unwrap(), "--set", "optimizer.lrr=1"], &[]));

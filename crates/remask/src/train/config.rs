@@ -238,7 +238,8 @@ impl RunConfig {
     pub fn from_value(value: toml::Value) -> Result<Self> {
         let cfg: RunConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
+            // toml appends "\nin `section`" lines; the key path already says where.
+            let inner = e.into_inner().to_string().lines().next().unwrap_or_default().trim().to_string();
             let key = unknown_field_key(&path, &inner).unwrap_or(path);
             Error::config(if key == "." { "<root>".to_string() } else { key }, inner)
         })?;
