@@ -1,6 +1,6 @@
 //! `remask train`: run a training job described by one TOML file, or resume one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use remask::eval::fixed_batches;
@@ -112,9 +112,4 @@ fn toy_data(cfg: &RunConfig) -> anyhow::Result<(SyntheticSource, Vec<Batch>)> {
     let mut val = SyntheticSource::new(16, 16, vocab, cfg.run.seed ^ 1, task, false);
     let eval = fixed_batches(&mut val, cfg.eval.batches, cfg.eval.batch_size)?;
     Ok((source, eval))
-}
-
-/// Used by `eval` too: the run directory of a checkpoint directory (`RUN/checkpoints/step-N`).
-pub fn run_dir_of(checkpoint: &Path) -> Option<&Path> {
-    checkpoint.parent()?.parent()
 }

@@ -52,7 +52,9 @@ impl MetricsWriter {
         }
         let jsonl = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         let tensorboard = if tensorboard {
-            Some(EventWriter::create(&run_dir.join("tensorboard"), resume_step.unwrap_or(0))?)
+            // The first step this session logs is resume_step + 1; TensorBoard drops older files'
+            // events from that step on (orphans of the interrupted session).
+            Some(EventWriter::create(&run_dir.join("tensorboard"), resume_step.map_or(0, |s| s + 1))?)
         } else {
             None
         };
