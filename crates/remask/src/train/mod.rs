@@ -3,6 +3,7 @@
 //! Everything here is generic over [`crate::model::TrainModel`] and [`crate::BatchSource`];
 //! [`testing`] holds a small model and data source implementing them for tests.
 
+mod boxed;
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;

@@ -99,7 +99,8 @@ pub struct Trainer<M: TrainModel, S: BatchSource> {
     metrics: Option<MetricsWriter>,
     progress: Progress,
     window_start: Instant,
-    run_start: (Instant, u64),
+    /// When this session started, with the tokens seen and steps done at that moment (for tokens/s and ETA).
+    run_start: (Instant, u64, u64),
     last_grad_norm: f64,
     last_lr: f64,
     last_checkpoint: Option<(u64, PathBuf)>,
@@ -207,7 +208,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             metrics,
             progress,
             window_start: now,
-            run_start: (now, state.tokens_seen),
+            run_start: (now, state.tokens_seen, state.step),
             state,
             cfg,
             last_grad_norm: 0.0,
@@ -381,10 +382,10 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         if let Some(m) = &mut self.metrics {
             m.train(&record)?;
         }
-        let (start, start_tokens) = self.run_start;
-        let rate = (self.state.tokens_seen - start_tokens) as f64 / start.elapsed().as_secs_f64().max(1e-9);
-        let steps_done_here = (self.state.step as f64).max(1.0);
-        let per_step = start.elapsed().as_secs_f64() / steps_done_here.min(self.state.step as f64).max(1.0);
+        let (start, start_tokens, start_step) = self.run_start;
+        let secs = start.elapsed().as_secs_f64().max(1e-9);
+        let rate = (self.state.tokens_seen - start_tokens) as f64 / secs;
+        let per_step = secs / (self.state.step - start_step).max(1) as f64;
         let eta = per_step * self.state.total_steps.saturating_sub(self.state.step) as f64;
         self.progress.update(self.state.step, record.loss, rate, eta);
         self.window = Window::default();
