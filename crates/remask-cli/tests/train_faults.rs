@@ -15,6 +15,7 @@ fn write_config(dir: &Path, steps: u64) -> PathBuf {
         r#"
 [model]
 arch = "decoder"
+attention = {{ kind = "causal" }}
 vocab_size = 16
 d_model = 16
 n_heads = 1

@@ -19,5 +19,10 @@ pub mod embedding;
 pub mod gelu;
 pub mod layernorm;
 pub mod matmul;
+pub mod attention;
+pub mod block_mask;
 pub mod rng;
 pub mod softmax;
+mod simd;
+#[cfg(test)]
+mod testing;

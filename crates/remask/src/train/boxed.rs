@@ -32,6 +32,9 @@ impl<T: TrainModel + ?Sized> TrainModel for Box<T> {
     fn last_label_losses(&self) -> &[f32] {
         (**self).last_label_losses()
     }
+    fn logits(&mut self, batch: &Batch) -> Result<&[f32]> {
+        (**self).logits(batch)
+    }
 }
 
 #[cfg(test)]

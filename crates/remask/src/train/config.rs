@@ -307,13 +307,7 @@ impl RunConfig {
         if self.run.max_nonfinite_steps == 0 {
             return Err(Error::config("run.max_nonfinite_steps", "must be >= 1"));
         }
-        let m = &self.model;
-        if m.vocab_size == 0 {
-            return Err(Error::config("model.vocab_size", "must be >= 1"));
-        }
-        if !(0.0..1.0).contains(&m.dropout) {
-            return Err(Error::config("model.dropout", format!("must be in [0, 1), got {}", m.dropout)));
-        }
+        self.model.validate()?;
         Ok(())
     }
 

@@ -21,6 +21,8 @@ pub struct BigramModel {
     dropout: f32,
     /// Batches containing any of these sample ids produce a NaN loss (for non-finite-step tests).
     pub poison_samples: Vec<u64>,
+    /// Output of [`TrainModel::logits`].
+    logits_buf: Vec<f32>,
     /// Sleep this long in every forward/backward (lets fault tests kill a run between steps).
     pub step_delay: std::time::Duration,
 }
@@ -30,6 +32,7 @@ impl BigramModel {
     pub fn new(vocab: usize, dropout: f32, seed: u64) -> Self {
         let config = ModelConfig {
             arch: Arch::Decoder,
+            attention: crate::attention::AttentionMaskSpec::Causal,
             vocab_size: vocab,
             d_model: vocab,
             n_heads: 1,
@@ -53,7 +56,7 @@ impl BigramModel {
         let mut params: Vec<f32> = (0..n).map(|_| 0.02 * rng.normal()).collect();
         params[(v + 1) * v..].iter_mut().for_each(|x| *x = 0.0);
         let dropout = config.dropout;
-        Self { config, tensors, params, grads: vec![0.0; n], label_losses: Vec::new(), dropout, poison_samples: Vec::new(), step_delay: Default::default() }
+        Self { config, tensors, params, grads: vec![0.0; n], label_losses: Vec::new(), dropout, poison_samples: Vec::new(), logits_buf: Vec::new(), step_delay: Default::default() }
     }
 
     fn vocab(&self) -> usize {
@@ -64,13 +67,13 @@ impl BigramModel {
     pub fn label_loss(&self, prev: Option<u32>, target: u32) -> f32 {
         let v = self.vocab();
         let mut logits = vec![0.0f32; v];
-        self.logits(&mut logits, prev.map_or(v, |p| p as usize), None);
+        self.row_logits(&mut logits, prev.map_or(v, |p| p as usize), None);
         let (loss, _) = softmax_ce(&mut logits, target as usize);
         loss
     }
 
     /// logits[V] = W[row] (with dropout mask from `dropout_key`) + b.
-    fn logits(&self, out: &mut [f32], row: usize, dropout_key: Option<u64>) {
+    fn row_logits(&self, out: &mut [f32], row: usize, dropout_key: Option<u64>) {
         let v = self.vocab();
         let w = &self.params[row * v..(row + 1) * v];
         let b = &self.params[(v + 1) * v..];
@@ -112,7 +115,7 @@ impl BigramModel {
                     return Err(Error::shape("batch.input_ids", format!("a token id < {v}"), prev));
                 }
                 let dkey = backward.map(|(_, k)| mix64(k ^ i as u64));
-                self.logits(&mut logits, prev, dkey);
+                self.row_logits(&mut logits, prev, dkey);
                 let argmax = argmax(&logits);
                 let (mut loss, probs) = softmax_ce(&mut logits, label as usize);
                 if poisoned {
@@ -193,6 +196,20 @@ impl TrainModel for BigramModel {
     }
     fn last_label_losses(&self) -> &[f32] {
         &self.label_losses
+    }
+    fn logits(&mut self, batch: &Batch) -> Result<&[f32]> {
+        batch.validate()?;
+        let (v, t) = (self.vocab(), batch.seq_len);
+        let mut out = vec![0.0f32; batch.batch_size * t * v];
+        for r in 0..batch.batch_size {
+            for p in 0..t {
+                let i = r * t + p;
+                let prev = if p == 0 || batch.positions[i] == 0 { v } else { (batch.input_ids[i - 1] as usize).min(v) };
+                self.row_logits(&mut out[i * v..(i + 1) * v], prev, None);
+            }
+        }
+        self.logits_buf = out;
+        Ok(&self.logits_buf)
     }
 }
 

@@ -499,6 +499,7 @@ mod tests {
         let text = r#"
             [model]
             arch = "decoder"
+attention = { kind = "causal" }
             vocab_size = 12
             d_model = 12
             n_heads = 1
