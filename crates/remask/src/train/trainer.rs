@@ -697,3 +697,105 @@ attention = { kind = "causal" }
         assert!(err.contains("--resume"), "{err}");
     }
 }
+
+/// The trainer on the real models (`model::new_model`), with synthetic data.
+#[cfg(test)]
+mod real_model_tests {
+    use super::*;
+    use crate::model::new_model;
+    use crate::train::metrics::read_train_records;
+    use crate::train::testing::{SyntheticSource, TaskKind};
+
+    fn config(arch: &str, attention: &str) -> RunConfig {
+        let text = format!(
+            r#"
+            [model]
+            arch = "{arch}"
+            vocab_size = 24
+            d_model = 16
+            n_heads = 2
+            n_layers = 1
+            d_ff = 32
+            max_positions = 16
+            dropout = 0.1
+            attention = {{ kind = "{attention}" }}
+            [optimizer]
+            lr = 0.01
+            batch_size = 6
+            micro_batch_size = 3
+            [schedule]
+            warmup_steps = 2
+            [budget]
+            steps = 8
+            [eval]
+            every_steps = 4
+            batches = 1
+            batch_size = 4
+            [checkpoint]
+            every_steps = 3
+            [run]
+            seed = 3
+            log_every = 1
+            tensorboard = false
+        "#
+        );
+        RunConfig::from_toml_str(&text, &[]).unwrap()
+    }
+
+    type Real = Trainer<Box<dyn TrainModel>, SyntheticSource>;
+
+    fn build(cfg: &RunConfig, dir: &Path, ckpt: Option<&LoadedCheckpoint>) -> Real {
+        let task = if cfg.model.arch == crate::model::Arch::Encoder { TaskKind::Mlm { rate: 0.3 } } else { TaskKind::Clm };
+        let model = new_model(cfg.model.clone(), cfg.run.seed).unwrap();
+        let source = SyntheticSource::new(30, 12, cfg.model.vocab_size, cfg.run.seed, task, true);
+        let mut val = SyntheticSource::new(8, 12, cfg.model.vocab_size, 99, task, false);
+        let eval = eval::fixed_batches(&mut val, 1, 4).unwrap();
+        let opts = TrainerOptions { progress: ProgressMode::Quiet, ..Default::default() };
+        match ckpt {
+            None => Trainer::new(model, source, eval, cfg.clone(), dir, opts).unwrap(),
+            Some(c) => Trainer::resume(model, source, eval, c, dir, opts).unwrap(),
+        }
+    }
+
+    /// Guards exact resume on the real encoder (MLM) and decoder (CLM), with dropout and rayon threads.
+    #[test]
+    fn real_models_resume_exactly() {
+        for (arch, attention) in [("encoder", "padding"), ("decoder", "causal")] {
+            let cfg = config(arch, attention);
+            let a_dir = tempfile::tempdir().unwrap();
+            let mut a = build(&cfg, a_dir.path(), None);
+            a.run().unwrap();
+            let b_dir = tempfile::tempdir().unwrap();
+            let mut b = build(&cfg, b_dir.path(), None);
+            b.run_until(7).unwrap();
+            drop(b);
+            let ck = checkpoint::load(&checkpoint::latest_complete(b_dir.path()).unwrap()).unwrap();
+            assert_eq!(ck.state.step, 6);
+            let mut b = build(&ck.run_config, b_dir.path(), Some(&ck));
+            b.run().unwrap();
+            let la: Vec<u64> = read_train_records(&a_dir.path().join("metrics.jsonl")).unwrap().iter().map(|r| r.loss.to_bits()).collect();
+            let lb: Vec<u64> = read_train_records(&b_dir.path().join("metrics.jsonl")).unwrap().iter().map(|r| r.loss.to_bits()).collect();
+            assert_eq!(la.len(), 8);
+            assert_eq!(la, lb, "{arch}: losses after resume differ");
+            assert_eq!(a.model.params(), b.model.params(), "{arch}: weights differ");
+            let first = f64::from_bits(la[0]);
+            assert!(first.is_finite() && first > 0.0);
+        }
+    }
+
+    /// A checkpoint of one architecture does not load into another.
+    #[test]
+    fn checkpoint_of_another_architecture_is_rejected() {
+        let cfg = config("encoder", "padding");
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = build(&cfg, dir.path(), None);
+        t.step().unwrap();
+        let path = t.save_checkpoint().unwrap();
+        let ck = checkpoint::load(&path).unwrap();
+        let mut other_cfg = cfg.model.clone();
+        other_cfg.vocab_size = 30;
+        let mut other = new_model(other_cfg, 1).unwrap();
+        let e = ck.restore_params(&mut other).unwrap_err().to_string();
+        assert!(e.contains("different architecture or vocabulary") && e.contains("vocab_size"), "{e}");
+    }
+}
