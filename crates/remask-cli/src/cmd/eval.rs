@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use remask::eval::{evaluate, fixed_batches, pseudo_perplexity, EvalResult};
-use remask::train::testing::{BigramModel, SyntheticSource, TaskKind};
+use remask::eval::{evaluate, pseudo_perplexity, EvalResult};
+use remask::model::TrainModel;
+use remask::train::testing::BigramModel;
 use remask::train::{self, LoadedCheckpoint};
+
+use super::train::synthetic_data;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -25,6 +28,9 @@ pub struct Args {
     /// Evaluate a checkpoint of the built-in bigram test model (`remask train --toy`).
     #[arg(long, hide = true)]
     pub toy: bool,
+    /// Evaluate a real-model checkpoint of `remask train --synthetic` on its synthetic validation rows.
+    #[arg(long, hide = true, conflicts_with = "toy")]
+    pub synthetic: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -37,25 +43,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.checkpoint.clone()
     };
     let ckpt = train::load_checkpoint(&dir)?;
-    if !args.toy {
+    let result = if args.toy {
+        let mut model = BigramModel::from_config(ckpt.model_config.clone(), ckpt.run_config.run.seed);
+        evaluate_checkpoint(&mut model, &ckpt, true, args.pseudo_perplexity)?
+    } else if args.synthetic {
+        let mut model = remask::model::new_model(ckpt.model_config.clone(), ckpt.run_config.run.seed)?;
+        evaluate_checkpoint(&mut model, &ckpt, false, args.pseudo_perplexity)?
+    } else {
         anyhow::bail!(
-            "evaluating the real models is not wired into this build yet (needs the `models` constructors and \
-             the `data` loader); `--toy` evaluates checkpoints of the built-in test model"
+            "evaluating on prepared data is not wired into this build yet (needs the `data` loader for the \
+             validation split); `--synthetic` evaluates a real-model checkpoint on synthetic rows"
         );
-    }
-    let result = eval_toy(&ckpt, args.pseudo_perplexity)?;
+    };
     print(&result, &ckpt, args.json)
 }
 
-fn eval_toy(ckpt: &LoadedCheckpoint, pseudo: bool) -> anyhow::Result<EvalResult> {
-    let cfg = &ckpt.run_config;
-    let mut model = BigramModel::from_config(ckpt.model_config.clone(), cfg.run.seed);
-    ckpt.restore_params(&mut model)?;
-    let mut val = SyntheticSource::new(16, 16, cfg.model.vocab_size, cfg.run.seed ^ 1, TaskKind::Mlm { rate: 0.3 }, false);
-    let batches = fixed_batches(&mut val, cfg.eval.batches.max(1), cfg.eval.batch_size.max(1))?;
-    let mut r = evaluate(&mut model, &batches)?;
+/// Loads the checkpoint's weights into `model` (checking the architecture) and evaluates it on the
+/// synthetic validation batches the run used.
+fn evaluate_checkpoint<M: TrainModel>(model: &mut M, ckpt: &LoadedCheckpoint, toy: bool, pseudo: bool) -> anyhow::Result<EvalResult> {
+    ckpt.restore_params(model)?;
+    let (source, batches) = synthetic_data(&ckpt.run_config, toy)?;
+    let mut r = evaluate(model, &batches)?;
     if pseudo {
-        r.pseudo_perplexity = Some(pseudo_perplexity(&mut model, &batches, val.mask_token_id(), &[], 64)?);
+        r.pseudo_perplexity = Some(pseudo_perplexity(model, &batches, source.mask_token_id(), &[], 64)?);
     }
     Ok(r)
 }

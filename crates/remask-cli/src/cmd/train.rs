@@ -26,6 +26,10 @@ pub struct Args {
     /// Train the built-in bigram test model on synthetic data (fault-injection tests and demos).
     #[arg(long, hide = true)]
     pub toy: bool,
+    /// Train the configured real model on synthetic data instead of the `[data]` section (smoke
+    /// tests without a prepared corpus; encoder and decoder only).
+    #[arg(long, hide = true, conflicts_with = "toy")]
+    pub synthetic: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -53,7 +57,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut model = BigramModel::from_config(cfg.model.clone(), cfg.run.seed);
         let delay = std::env::var("REMASK_TOY_STEP_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
         model.step_delay = std::time::Duration::from_millis(delay);
-        let (source, eval) = toy_data(cfg)?;
+        let (source, eval) = synthetic_data(cfg, true)?;
+        return drive(model, source, eval, start, opts);
+    }
+    if args.synthetic {
+        let cfg = start.config();
+        let model = remask::model::new_model(cfg.model.clone(), cfg.run.seed)?;
+        let (source, eval) = synthetic_data(cfg, false)?;
         return drive(model, source, eval, start, opts);
     }
     anyhow::bail!(
@@ -103,13 +113,19 @@ pub fn drive<M: TrainModel, S: BatchSource>(
     Ok(())
 }
 
-/// Synthetic training and validation data for the toy model.
-fn toy_data(cfg: &RunConfig) -> anyhow::Result<(SyntheticSource, Vec<Batch>)> {
+/// Synthetic training and validation data (MLM rows for encoders and the toy model, next-token rows
+/// for decoders; always MLM for the toy model), 16 tokens per row.
+pub fn synthetic_data(cfg: &RunConfig, toy: bool) -> anyhow::Result<(SyntheticSource, Vec<Batch>)> {
     let vocab = cfg.model.vocab_size;
-    anyhow::ensure!(vocab >= 3, "the toy model needs model.vocab_size >= 3");
-    let task = TaskKind::Mlm { rate: 0.3 };
+    anyhow::ensure!(vocab >= 3, "synthetic data needs model.vocab_size >= 3");
+    let task = match cfg.model.arch {
+        _ if toy => TaskKind::Mlm { rate: 0.3 },
+        remask::model::Arch::Decoder => TaskKind::Clm,
+        remask::model::Arch::Encoder => TaskKind::Mlm { rate: 0.3 },
+        remask::model::Arch::EncoderDecoder => anyhow::bail!("synthetic data has no target side: use an encoder or decoder"),
+    };
     let source = SyntheticSource::new(64, 16, vocab, cfg.run.seed, task, true);
     let mut val = SyntheticSource::new(16, 16, vocab, cfg.run.seed ^ 1, task, false);
-    let eval = fixed_batches(&mut val, cfg.eval.batches, cfg.eval.batch_size)?;
+    let eval = fixed_batches(&mut val, cfg.eval.batches.max(1), cfg.eval.batch_size.max(1))?;
     Ok((source, eval))
 }
