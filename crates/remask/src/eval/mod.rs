@@ -81,36 +81,44 @@ pub fn pseudo_perplexity<M: TrainModel + ?Sized>(
     rows_per_pass: usize,
 ) -> Result<f64> {
     let rows_per_pass = rows_per_pass.max(1);
+    // Each batch with its original tokens restored as inputs.
+    let restored: Vec<Batch> = batches.iter().map(|b| Batch { input_ids: original_tokens(b), ..b.clone() }).collect();
     let mut total = StepStats::default();
-    let mut pending: Vec<(Batch, usize, usize)> = Vec::new(); // (source batch, row, masked position)
-    let mut flush = |pending: &mut Vec<(Batch, usize, usize)>, model: &mut M| -> Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let b = single_mask_batch(pending, mask_token_id);
-        let s = model.forward_eval(&b)?;
-        total.loss_sum += s.loss_sum;
-        total.n_labels += s.n_labels;
-        pending.clear();
-        Ok(())
-    };
-    for b in batches {
-        let originals = original_tokens(b);
-        let restored = Batch { input_ids: originals.clone(), ..b.clone() };
+    let mut pending: Vec<(usize, usize, usize)> = Vec::with_capacity(rows_per_pass); // (batch, row, position)
+    for (bi, b) in restored.iter().enumerate() {
         for row in 0..b.batch_size {
             for p in 0..b.lengths[row] as usize {
-                if skip_ids.contains(&originals[row * b.seq_len + p]) {
+                if skip_ids.contains(&b.input_ids[row * b.seq_len + p]) {
                     continue;
                 }
-                pending.push((restored.clone(), row, p));
+                pending.push((bi, row, p));
                 if pending.len() == rows_per_pass {
-                    flush(&mut pending, model)?;
+                    flush(model, &restored, &mut pending, &mut total, mask_token_id)?;
                 }
             }
         }
+        // Passes never mix batches (their sequence lengths may differ).
+        flush(model, &restored, &mut pending, &mut total, mask_token_id)?;
     }
-    flush(&mut pending, model)?;
     Ok(total.mean_loss().exp())
+}
+
+/// Evaluates the pending single-mask rows as one batch and empties the list.
+fn flush<M: TrainModel + ?Sized>(
+    model: &mut M,
+    restored: &[Batch],
+    pending: &mut Vec<(usize, usize, usize)>,
+    total: &mut StepStats,
+    mask_token_id: u32,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let s = model.forward_eval(&single_mask_batch(restored, pending, mask_token_id))?;
+    total.loss_sum += s.loss_sum;
+    total.n_labels += s.n_labels;
+    pending.clear();
+    Ok(())
 }
 
 /// The unmasked tokens of an MLM batch: the label where one is set, the input elsewhere.
@@ -120,10 +128,11 @@ fn original_tokens(b: &Batch) -> Vec<u32> {
 
 /// A batch with one row per (batch, row, position): the row's original tokens with only that position
 /// masked and labelled.
-fn single_mask_batch(items: &[(Batch, usize, usize)], mask_token_id: u32) -> Batch {
-    let t = items[0].0.seq_len;
+fn single_mask_batch(restored: &[Batch], items: &[(usize, usize, usize)], mask_token_id: u32) -> Batch {
+    let t = restored[items[0].0].seq_len;
     let mut out = Batch { batch_size: items.len(), seq_len: t, ..Default::default() };
-    for (b, row, p) in items {
+    for &(bi, row, p) in items {
+        let b = &restored[bi];
         let r = row * t..(row + 1) * t;
         let start = out.input_ids.len();
         out.input_ids.extend_from_slice(&b.input_ids[r.clone()]);
@@ -133,9 +142,9 @@ fn single_mask_batch(items: &[(Batch, usize, usize)], mask_token_id: u32) -> Bat
         out.positions.extend_from_slice(&b.positions[r.clone()]);
         out.doc_ids.extend_from_slice(&b.doc_ids[r.clone()]);
         out.token_type_ids.extend_from_slice(&b.token_type_ids[r]);
-        out.lengths.push(b.lengths[*row]);
-        out.prefix_lengths.push(b.prefix_lengths[*row]);
-        out.sample_ids.push(b.sample_ids[*row]);
+        out.lengths.push(b.lengths[row]);
+        out.prefix_lengths.push(b.prefix_lengths[row]);
+        out.sample_ids.push(b.sample_ids[row]);
     }
     out
 }
