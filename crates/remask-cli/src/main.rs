@@ -19,6 +19,10 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Show what a mask does.
     Inspect(cmd::inspect::Args),
+    /// Train a model from a run config, or resume a run.
+    Train(cmd::train::Args),
+    /// Evaluate a checkpoint on fixed validation batches.
+    Eval(cmd::eval::Args),
 }
 
 fn main() {
@@ -30,6 +34,8 @@ fn main() {
         }
         Command::Bench(a) => cmd::bench::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -6,3 +6,5 @@ pub mod bench_attention;
 pub mod bench_train;
 pub mod inspect;
 pub mod inspect_attention;
+pub mod eval;
+pub mod train;
