@@ -10,6 +10,7 @@ pub mod attention;
 pub mod batch;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod masking;
 pub mod model;
 pub mod train;
