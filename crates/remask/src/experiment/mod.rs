@@ -1,0 +1,12 @@
+//! The comparison experiment (`remask compare`): the same model, data and token budget trained once
+//! per (strategy, seed), evaluated on the same fixed validation masks, summarised in a report with
+//! verdicts and plots.
+
+pub mod plot;
+pub mod record;
+pub mod report;
+pub mod stats;
+
+pub use record::{CurvePoint, EvalPoint, RunRecord};
+pub use report::{build_report, AuditLine, Report, Setup, StrategySummary, Verdict};
+pub use stats::{time_to_target, Spread};
