@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd;
+
 #[derive(Parser)]
 #[command(name = "remask", version, about = "Train Transformers with swappable MLM masking and attention masks")]
 struct Cli {
@@ -13,6 +15,12 @@ struct Cli {
 enum Command {
     /// Print the version and the kernel features in use.
     Info,
+    /// Run a benchmark and print JSON.
+    Bench(cmd::bench::Args),
+    /// Show what a mask does.
+    Inspect(cmd::inspect::Args),
+    /// Tokenize a corpus into memory-mapped shards (and static masks) for training.
+    Prepare(cmd::prepare::Args),
 }
 
 fn main() {
@@ -22,6 +30,9 @@ fn main() {
             println!("remask {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Prepare(a) => cmd::prepare::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -247,3 +247,21 @@ pub fn describe(meta: &Meta) -> String {
     }
     s
 }
+
+/// Reads the `[data]` and `[masking]` sections of a run config (other sections are ignored here; the
+/// trainer validates them). Missing sections take their defaults.
+pub fn read_sections(path: &Path) -> Result<(DataConfig, MaskingConfig)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let value: toml::Table =
+        toml::from_str(&text).map_err(|e| Error::data(path, format!("not valid TOML: {e}")))?;
+    let section = |name: &str| value.get(name).cloned().unwrap_or(toml::Value::Table(Default::default()));
+    let data: DataConfig = section("data")
+        .try_into()
+        .map_err(|e| Error::config("data", format!("{} [data]: {e}", path.display())))?;
+    let masking: MaskingConfig = section("masking")
+        .try_into()
+        .map_err(|e| Error::config("masking", format!("{} [masking]: {e}", path.display())))?;
+    data.validate("data")?;
+    masking.validate("masking")?;
+    Ok((data, masking))
+}

@@ -1,0 +1,22 @@
+//! `remask bench <what>`: dispatcher for the benchmarks.
+
+use clap::Subcommand;
+
+/// Benchmarks; each prints one JSON object.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(Subcommand)]
+pub enum What {
+    /// MLM masking strategies: tokens/s of building the masks of a batch.
+    Masking(super::bench_masking::Args),
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.what {
+        What::Masking(a) => super::bench_masking::run(a),
+    }
+}
