@@ -17,6 +17,8 @@ pub enum What {
     Attention(super::bench_attention::Args),
     /// One training step (forward + backward + AdamW) of the reference model.
     Train(super::bench_train::Args),
+    /// MLM masking strategies: tokens/s of building the masks of a batch.
+    Masking(super::bench_masking::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -24,5 +26,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Kernels(a) => super::bench_kernels::run(a),
         What::Attention(a) => super::bench_attention::run(a),
         What::Train(a) => super::bench_train::run(a),
+        What::Masking(a) => super::bench_masking::run(a),
     }
 }

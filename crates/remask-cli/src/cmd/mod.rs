@@ -8,3 +8,6 @@ pub mod inspect;
 pub mod inspect_attention;
 pub mod eval;
 pub mod train;
+pub mod bench_masking;
+pub mod inspect_masking;
+pub mod prepare;
