@@ -102,11 +102,11 @@ fn ce_forward_body(losses: &mut [f32], logits: &[f32], targets: &[i32], v: usize
     (count, correct)
 }
 
-/// The gradient of one row in place: on entry `d` holds e^(x−m) for the row, on exit
-/// scale·(softmax − onehot(t)).
+/// The gradient of one row in place: on entry `d` holds e^(x−m) for the row and `sum` their sum,
+/// on exit scale·(softmax − onehot(t)).
 #[inline(always)]
-fn normalise_gradient_row(d: &mut [f32], t: usize, scale: f32) {
-    let f = scale / simd::sum(d);
+fn normalise_gradient_row(d: &mut [f32], sum: f32, t: usize, scale: f32) {
+    let f = scale / sum;
     for e in d.iter_mut() {
         *e *= f;
     }
@@ -121,10 +121,8 @@ fn ce_backward_body(dlogits: &mut [f32], logits: &[f32], targets: &[i32], scale:
             continue;
         };
         let m = simd::max(x);
-        for (e, &xv) in d.iter_mut().zip(x) {
-            *e = simd::exp(xv - m);
-        }
-        normalise_gradient_row(d, t, scale);
+        let sum = simd::exp_store_sum(d, x, m);
+        normalise_gradient_row(d, sum, t, scale);
     }
 }
 
@@ -142,11 +140,9 @@ fn ce_fused_body(rows: &mut [f32], losses: &mut [f32], targets: &[i32], scale: f
         let xt = row[t];
         correct += is_first_argmax(row, t, m) as usize;
         count += 1;
-        for e in row.iter_mut() {
-            *e = simd::exp(*e - m);
-        }
-        *loss = simd::sum(row).ln() + (m - xt);
-        normalise_gradient_row(row, t, scale);
+        let sum = simd::exp_in_place_sum(row, m);
+        *loss = sum.ln() + (m - xt);
+        normalise_gradient_row(row, sum, t, scale);
     }
     (count, correct)
 }

@@ -36,11 +36,8 @@ fn softmax_forward_body(out: &mut [f32], inp: &[f32], cols: usize) {
         // Pass 1: the row maximum, subtracted for stability.
         let m = simd::max(x);
         // Pass 2: exponentials, stored, and their sum.
-        for (e, &v) in o.iter_mut().zip(x) {
-            *e = simd::exp(v - m);
-        }
+        let inv = 1.0 / simd::exp_store_sum(o, x, m);
         // Pass 3: normalise.
-        let inv = 1.0 / simd::sum(o);
         for e in o.iter_mut() {
             *e *= inv;
         }
