@@ -6,6 +6,8 @@
 //! parallel phases so no task needs scratch memory: rows for dinp, then column blocks for
 //! dweight/dbias (each block sweeps all rows and owns its slice of the parameter gradients).
 
+#![allow(clippy::too_many_arguments)] // Kernel signatures follow llm.c: buffers first, sizes last.
+
 use crate::simd::{self, rows_per_task, simd_dispatch, LANES};
 use rayon::prelude::*;
 

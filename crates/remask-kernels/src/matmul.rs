@@ -8,6 +8,8 @@
 //! products run on rayon's pool; small ones stay on the calling thread, where threading costs more
 //! than it saves (and where callers such as attention may already be running in parallel).
 
+#![allow(clippy::too_many_arguments)] // Kernel signatures follow llm.c: buffers first, sizes last.
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 

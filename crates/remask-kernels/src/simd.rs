@@ -104,7 +104,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5·2^23: adding it rounds to an integer, which then sits in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
-    let xc = if x < LO { LO } else if x > HI { HI } else { x };
+    let xc = x.clamp(LO, HI);
     let shifted = xc * LOG2E + MAGIC;
     let n = shifted - MAGIC;
     let r = xc - n * LN2_HI - n * LN2_LO;
@@ -113,7 +113,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
     let pow2 = f32::from_bits((shifted.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127)) << 23);
     if x < LO { 0.0 } else { er * pow2 }
