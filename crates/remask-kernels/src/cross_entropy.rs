@@ -330,4 +330,25 @@ mod tests {
         check_fast(1, 1, 1.0);
         check_fast(70, 8192, 10.0);
     }
+
+    #[test]
+    fn baseline_path_matches_reference() {
+        let (n, v) = (9, 37);
+        let logits = rand_vec(n * v, 8, 6.0);
+        let targets = targets_with_ignored(n, v, 9);
+        let (mut l, mut l_ref) = (vec![0.0; n], vec![0.0; n]);
+        let counts = ce_forward_body(&mut l, &logits, &targets, v);
+        let s_ref = cross_entropy_forward_reference(&mut l_ref, &logits, &targets, n, v);
+        assert_close(&l, &l_ref, 1e-5, 1e-5, "baseline ce forward");
+        assert_eq!(counts, (s_ref.count, s_ref.correct));
+        let (mut d, mut d_ref) = (vec![0.0; n * v], vec![0.0; n * v]);
+        ce_backward_body(&mut d, &logits, &targets, 0.5, v);
+        cross_entropy_backward_reference(&mut d_ref, &logits, &targets, 0.5, n, v);
+        assert_close(&d, &d_ref, 1e-7, 1e-5, "baseline ce backward");
+        let mut fused = logits.clone();
+        let mut l_fused = vec![0.0; n];
+        assert_eq!(ce_fused_body(&mut fused, &mut l_fused, &targets, 0.5, v), counts);
+        assert_close(&fused, &d_ref, 1e-7, 1e-5, "baseline ce fused gradient");
+        assert_close(&l_fused, &l_ref, 1e-5, 1e-5, "baseline ce fused losses");
+    }
 }

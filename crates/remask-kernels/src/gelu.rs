@@ -263,4 +263,21 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn baseline_path_matches_reference() {
+        // The dispatcher picks AVX2 on this CPU; call the bodies directly for the baseline build.
+        let inp = rand_vec(1001, 7, 6.0);
+        let dout = rand_vec(1001, 8, 1.0);
+        for kind in [GeluKind::Erf, GeluKind::Tanh] {
+            let (mut out, mut out_ref) = (vec![0.0; 1001], vec![0.0; 1001]);
+            gelu_forward_body(&mut out, &inp, kind);
+            gelu_forward_reference(&mut out_ref, &inp, kind);
+            assert_close(&out, &out_ref, 1e-7, 1e-6, &format!("baseline gelu_forward {kind:?}"));
+            let (mut d, mut d_ref) = (vec![0.0; 1001], vec![0.0; 1001]);
+            gelu_backward_body(&mut d, &inp, &dout, kind);
+            gelu_backward_reference(&mut d_ref, &inp, &dout, kind);
+            assert_close(&d, &d_ref, 1e-6, 1e-6, &format!("baseline gelu_backward {kind:?}"));
+        }
+    }
 }

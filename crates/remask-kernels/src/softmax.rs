@@ -126,4 +126,19 @@ mod tests {
             assert_close(&d, &d_ref, 1e-6, 1e-5, &format!("softmax_backward {rows}x{cols}"));
         }
     }
+
+    #[test]
+    fn baseline_path_matches_reference() {
+        let (rows, cols) = (7, 37);
+        let inp = rand_vec(rows * cols, 6, 5.0);
+        let (mut out, mut out_ref) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
+        softmax_forward_body(&mut out, &inp, cols);
+        softmax_forward_reference(&mut out_ref, &inp, rows, cols);
+        assert_close(&out, &out_ref, 1e-7, 1e-5, "baseline softmax_forward");
+        let dout = rand_vec(rows * cols, 7, 1.0);
+        let (mut d, mut d_ref) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
+        softmax_backward_body(&mut d, &out_ref, &dout, cols);
+        softmax_backward_reference(&mut d_ref, &out_ref, &dout, rows, cols);
+        assert_close(&d, &d_ref, 1e-6, 1e-5, "baseline softmax_backward");
+    }
 }
