@@ -43,13 +43,14 @@ pub(super) fn forward(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v:
     }
     let (bq, bk) = (mask.tile_q(), mask.tile_k());
     let words = mask.words_per_row();
+    let ldt = transposed_stride(tk);
     out.par_chunks_mut(tq * d).zip(lse.par_chunks_mut(tq)).enumerate().for_each(|(bh, (out_bh, lse_bh))| {
         let (b, h) = (bh / heads, bh % heads);
         let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
         let v_bh = &v[bh * tk * d..(bh + 1) * tk * d];
         // Kᵀ of this head, [D × Tk], so score tiles are plain row-major products.
-        let mut kt_bh = vec![0f32; d * tk];
-        transpose(&mut kt_bh, &k[bh * tk * d..(bh + 1) * tk * d], tk, d);
+        let mut kt_bh = vec![0f32; d * ldt];
+        transpose(&mut kt_bh, ldt, &k[bh * tk * d..(bh + 1) * tk * d], tk, d);
         let kt_bh = &kt_bh;
         out_bh.par_chunks_mut(bq * d).zip(lse_bh.par_chunks_mut(bq)).enumerate().for_each_init(
             || FwdScratch { s: vec![0.0; bq * bk], mrow: vec![0.0; bq], lrow: vec![0.0; bq], alpha: vec![0.0; bq] },
@@ -67,7 +68,7 @@ pub(super) fn forward(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v:
                     }
                     let (k0, n) = (kt * bk, mask.tile_cols(kt));
                     // pass 1: S = scale · Q_t · K_tᵀ   [m × n]
-                    tile_mm(&mut sc.s, bk, q_t, d, 1, &kt_bh[k0..], tk, m, d, n, false, scale);
+                    tile_mm(&mut sc.s, bk, q_t, d, 1, &kt_bh[k0..], ldt, m, d, n, false, scale);
                     // pass 2: mask, online softmax; S becomes exp(S − m_new)
                     let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
                     online_softmax_step(&mut sc.s, bk, m, n, bits, words, &mut sc.mrow[..m], &mut sc.lrow[..m], &mut sc.alpha[..m]);
@@ -135,8 +136,9 @@ pub(super) fn backward(
     }
     let (bq, bk) = (mask.tile_q(), mask.tile_k());
     let words = mask.words_per_row();
+    let ldt = transposed_stride(tk);
     dq.par_chunks_mut(tq * d).zip(dk.par_chunks_mut(tk * d)).zip(dv.par_chunks_mut(tk * d)).enumerate().for_each_init(
-        || BwdScratch { p: vec![0.0; bq * bk], dp: vec![0.0; bq * bk], drow: vec![0.0; tq], kt: vec![0.0; d * tk], vt: vec![0.0; d * tk] },
+        || BwdScratch { p: vec![0.0; bq * bk], dp: vec![0.0; bq * bk], drow: vec![0.0; tq], kt: vec![0.0; d * ldt], vt: vec![0.0; d * ldt] },
         |sc, (bh, ((dq_bh, dk_bh), dv_bh))| {
             let (b, h) = (bh / heads, bh % heads);
             let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
@@ -150,8 +152,8 @@ pub(super) fn backward(
                 sc.drow[i] = dot(&do_bh[i * d..(i + 1) * d], &o_bh[i * d..(i + 1) * d]);
             }
             // Kᵀ and Vᵀ of this head, [D × Tk].
-            transpose(&mut sc.kt, k_bh, tk, d);
-            transpose(&mut sc.vt, v_bh, tk, d);
+            transpose(&mut sc.kt, ldt, k_bh, tk, d);
+            transpose(&mut sc.vt, ldt, v_bh, tk, d);
             for kt in 0..mask.n_k_tiles() {
                 let (k0, n) = (kt * bk, mask.tile_cols(kt));
                 let k_t = &k_bh[k0 * d..(k0 + n) * d];
@@ -164,13 +166,13 @@ pub(super) fn backward(
                     let q_t = &q_bh[q0 * d..(q0 + m) * d];
                     let do_t = &do_bh[q0 * d..(q0 + m) * d];
                     // P = exp(scale · Q_t · K_tᵀ − lse), 0 where masked   [m × n]
-                    tile_mm(&mut sc.p, bk, q_t, d, 1, &sc.kt[k0..], tk, m, d, n, false, scale);
+                    tile_mm(&mut sc.p, bk, q_t, d, 1, &sc.kt[k0..], ldt, m, d, n, false, scale);
                     let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
                     probs_from_lse(&mut sc.p, bk, m, n, bits, words, &lse_bh[q0..q0 + m]);
                     // dV_t += Pᵀ · dO_t   [n × d]
                     tile_mm(&mut dv_bh[k0 * d..(k0 + n) * d], d, &sc.p, 1, bk, do_t, d, n, m, d, true, 1.0);
                     // dP = dO_t · V_tᵀ   [m × n]
-                    tile_mm(&mut sc.dp, bk, do_t, d, 1, &sc.vt[k0..], tk, m, d, n, false, 1.0);
+                    tile_mm(&mut sc.dp, bk, do_t, d, 1, &sc.vt[k0..], ldt, m, d, n, false, 1.0);
                     // dS = P ∘ (dP − D)
                     softmax_grad(&mut sc.dp, &sc.p, bk, m, n, &sc.drow[q0..q0 + m]);
                     // dQ_t += scale · dS · K_t   [m × d]
@@ -183,14 +185,20 @@ pub(super) fn backward(
     );
 }
 
-/// out `[C × R]` = inp `[R × C]` transposed.
-fn transpose(out: &mut [f32], inp: &[f32], r: usize, c: usize) {
+/// Row stride of a transposed `[D × Tk]` head: padded so rows do not sit 4 KiB apart (which would make
+/// the transpose's column writes and the tile reads collide in the same cache sets).
+fn transposed_stride(tk: usize) -> usize {
+    tk + 16
+}
+
+/// out `[C × R]` (row stride `ldo`) = inp `[R × C]` transposed.
+fn transpose(out: &mut [f32], ldo: usize, inp: &[f32], r: usize, c: usize) {
     const B: usize = 16;
     for i0 in (0..r).step_by(B) {
         for j0 in (0..c).step_by(B) {
             for i in i0..(i0 + B).min(r) {
                 for j in j0..(j0 + B).min(c) {
-                    out[j * r + i] = inp[i * c + j];
+                    out[j * ldo + i] = inp[i * c + j];
                 }
             }
         }
