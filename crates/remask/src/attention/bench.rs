@@ -50,6 +50,8 @@ pub struct AttentionBenchConfig {
     pub window: usize,
     /// Documents per row for the document mask.
     pub docs: usize,
+    /// Random document lengths (random cut points) instead of equal ones.
+    pub random_docs: bool,
     /// Causal inside documents / one-sided sliding window.
     pub causal: bool,
     /// BlockMask tile edge.
@@ -94,7 +96,7 @@ pub struct AttentionBenchReport {
 }
 
 /// A synthetic batch whose data drives the dynamic masks: random padding lengths in [T/2, T] for
-/// `padding`, `docs` documents of random lengths filling each row for `document`, a random prefix
+/// `padding`, `docs` documents filling each row for `document` (equal lengths, or random with `random_docs`), a random prefix
 /// in [T/4, 3T/4] for `prefix`; full rows otherwise.
 pub fn bench_batch(cfg: &AttentionBenchConfig) -> Batch {
     let (b, t) = (cfg.batch, cfg.seq);
@@ -117,14 +119,18 @@ pub fn bench_batch(cfg: &AttentionBenchConfig) -> Batch {
             BenchMask::Padding => batch.lengths[row] = (t / 2 + rng.below((t - t / 2 + 1) as u64) as usize).min(t) as u32,
             BenchMask::Prefix => batch.prefix_lengths[row] = (t / 4 + rng.below((t / 2 + 1) as u64) as usize) as u32,
             BenchMask::Document => {
-                // docs−1 distinct random cut points in 1..T.
+                // docs−1 cut points: equal documents, or distinct random cuts in 1..T.
                 let docs = cfg.docs.clamp(1, t.max(1));
                 let mut cuts: Vec<usize> = Vec::new();
-                while cuts.len() + 1 < docs {
-                    let c = 1 + rng.below((t - 1) as u64) as usize;
-                    if !cuts.contains(&c) {
-                        cuts.push(c);
+                if cfg.random_docs {
+                    while cuts.len() + 1 < docs {
+                        let c = 1 + rng.below((t - 1) as u64) as usize;
+                        if !cuts.contains(&c) {
+                            cuts.push(c);
+                        }
                     }
+                } else {
+                    cuts.extend((1..docs).map(|i| i * t / docs));
                 }
                 cuts.sort_unstable();
                 let mut doc = 0u32;
