@@ -1,7 +1,7 @@
 //! Tile products for the fused kernel: `C[m×n] (+)= alpha · A[m×k] · B[k×n]` with B row-major
 //! (columns contiguous) and A read one element at a time through any strides, so Aᵀ costs nothing.
 //!
-//! On AVX-512 a register-blocked kernel (4 rows × up to 64 columns of C in 16 zmm accumulators, one
+//! On AVX-512 a register-blocked kernel (6 rows × up to 64 columns of C in 24 zmm accumulators, one
 //! broadcast of A and one row of B per step) runs it; measured faster than calling the `gemm` crate
 //! on 64×64 tiles, whose per-call dispatch and packing dominate at that size. Elsewhere the `gemm`
 //! crate does the work.
@@ -87,6 +87,9 @@ mod tests {
 mod avx512 {
     use std::arch::x86_64::*;
 
+    /// Rows of C per register block: 6 rows × 4 vectors = 24 accumulators + 4 B vectors + 1 broadcast.
+    const ROWS: usize = 6;
+
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile_mm(c: &mut [f32], ldc: usize, a: &[f32], a_rs: usize, a_cs: usize, b: &[f32], ldb: usize, m: usize, k: usize, n: usize, accumulate: bool, alpha: f32) {
@@ -99,9 +102,17 @@ mod avx512 {
             let last: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
             let mut i0 = 0;
             while i0 < m {
-                let rows = (m - i0).min(4);
+                let rows = (m - i0).min(ROWS);
                 let args = Blk { cp: cp.add(i0 * ldc + j0), ldc, ap: ap.add(i0 * a_rs), a_rs, a_cs, bp: bp.add(j0), ldb, k, last, accumulate, alpha };
                 match (rows, nv) {
+                    (6, 4) => block::<6, 4>(&args),
+                    (6, 3) => block::<6, 3>(&args),
+                    (6, 2) => block::<6, 2>(&args),
+                    (6, 1) => block::<6, 1>(&args),
+                    (5, 4) => block::<5, 4>(&args),
+                    (5, 3) => block::<5, 3>(&args),
+                    (5, 2) => block::<5, 2>(&args),
+                    (5, 1) => block::<5, 1>(&args),
                     (4, 4) => block::<4, 4>(&args),
                     (4, 3) => block::<4, 3>(&args),
                     (4, 2) => block::<4, 2>(&args),
@@ -142,6 +153,7 @@ mod avx512 {
 
     /// One R×(16·V) block of C over the whole inner dimension.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
     unsafe fn block<const R: usize, const V: usize>(x: &Blk) {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
         let mask = |v: usize| if v + 1 == V { x.last } else { 0xFFFF };
