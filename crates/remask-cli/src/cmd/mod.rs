@@ -5,3 +5,4 @@ pub mod bench_attention;
 pub mod bench_train;
 pub mod inspect;
 pub mod inspect_attention;
+pub mod bench_kernels;
