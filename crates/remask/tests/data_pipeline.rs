@@ -149,6 +149,11 @@ fn pad_packing_and_adaptive_state_round_trip() {
     data.tokenizer.kind = TokenizerKind::Bpe;
     let meta = prepare(&data, &MaskingConfig::default(), &dir.join("p")).unwrap();
     assert!(meta.train.padding_share > 0.2, "verses are shorter than 64 tokens: {}", meta.train.padding_share);
+    // The trainer's entry point reuses a directory prepared from the same [data] section.
+    let stamp = std::fs::metadata(dir.join("p/meta.json")).unwrap().modified().unwrap();
+    let got = remask::data::ensure_prepared(&data, &MaskingConfig::default(), &dir.join("p")).unwrap();
+    assert_eq!(got, dir.join("p"));
+    assert_eq!(std::fs::metadata(dir.join("p/meta.json")).unwrap().modified().unwrap(), stamp, "not prepared again");
     let adaptive = MaskingConfig { when: When::Adaptive { temperature: 0.5, decay: 0.5, uniform_mix: 0.2 }, ..Default::default() };
     let mut l = Loader::open(&dir.join("p"), Split::Train, Task::Mlm, &adaptive).unwrap();
     let b = l.batch(0, 8, 0.0).unwrap();
