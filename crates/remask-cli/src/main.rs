@@ -23,6 +23,8 @@ enum Command {
     Train(cmd::train::Args),
     /// Evaluate a checkpoint on fixed validation batches.
     Eval(cmd::eval::Args),
+    /// Tokenize a corpus into memory-mapped shards (and static masks) for training.
+    Prepare(cmd::prepare::Args),
 }
 
 fn main() {
@@ -36,6 +38,7 @@ fn main() {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Prepare(a) => cmd::prepare::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -13,10 +13,13 @@ pub struct Args {
 pub enum What {
     /// Fused block-sparse attention (forward + backward) against dense masked attention.
     Attention(super::bench_attention::Args),
+    /// MLM masking strategies: tokens/s of building the masks of a batch.
+    Masking(super::bench_masking::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
         What::Attention(a) => super::bench_attention::run(a),
+        What::Masking(a) => super::bench_masking::run(a),
     }
 }

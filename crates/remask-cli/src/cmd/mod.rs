@@ -2,7 +2,10 @@
 
 pub mod bench;
 pub mod bench_attention;
+pub mod bench_masking;
+pub mod eval;
 pub mod inspect;
 pub mod inspect_attention;
-pub mod eval;
+pub mod inspect_masking;
+pub mod prepare;
 pub mod train;

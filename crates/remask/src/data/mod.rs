@@ -7,12 +7,17 @@
 //! ([`packer`]) and implements [`crate::BatchSource`].
 
 pub mod config;
+pub mod loader;
 pub mod packer;
+pub mod prepare;
 pub mod reader;
 pub mod shard;
+pub mod static_masks;
 pub mod tokenizer;
 pub mod vocab_trainer;
 
 pub use config::{DataConfig, DocumentSplit, InputFormat, Packing, TokenizerConfig, TokenizerKind};
+pub use loader::{Loader, RowBuffers, Split, Task, EVAL_EPOCH};
+pub use prepare::{describe, ensure_prepared, prepare, read_sections, Meta, SplitStats, StaticMeta};
 pub use reader::Document;
 pub use tokenizer::{EncodedDoc, SpecialTokens, TextTokenizer};

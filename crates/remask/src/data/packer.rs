@@ -77,6 +77,22 @@ impl Packer {
         }
     }
 
+    /// Real (non-padding) tokens over all rows.
+    pub fn real_tokens(&self, docs: &ShardSet) -> u64 {
+        match self.packing {
+            Packing::Pack => self.stream_start.last().copied().unwrap_or(0),
+            Packing::Pad => self
+                .pad_rows
+                .iter()
+                .map(|&(d, s)| ((docs.doc_len(d as usize) - s as usize).min(self.seq_len - 2) + 2) as u64)
+                .sum(),
+        }
+    }
+
+    pub fn seq_len(&self) -> usize {
+        self.seq_len
+    }
+
     /// Fills row `r`; returns its length (real tokens; the rest is padding).
     pub fn fill(&self, docs: &ShardSet, specials: &SpecialTokens, r: u64, out: RowOut<'_>) -> usize {
         let t = self.seq_len;

@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 use super::config::{DocumentSplit, InputFormat};
 use crate::{Error, Result};
 
+/// The embedded World English Bible (public domain), one verse or heading per line: `builtin:web`.
+pub const BUILTIN_WEB: &str = include_str!("../../../../data/web.en.txt");
+/// The embedded KJV–Reina-Valera 1909 New Testament verse pairs (public domain): `builtin:kjv-rv1909`.
+pub const BUILTIN_KJV_RV: &str = include_str!("../../../../data/kjv-rv1909.nt.en-es.tsv");
+
 /// One input document: a text, or a (source, target) pair for translation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Document {
@@ -20,7 +25,10 @@ pub struct Document {
 pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input).map_err(|e| Error::io(input, e))?;
+        let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::data(input, "no such file or directory"),
+            _ => Error::data(input, e.to_string()),
+        })?;
         if meta.is_dir() {
             let before = files.len();
             walk(input, &mut files)?;
@@ -89,10 +97,21 @@ pub fn read_file(path: &Path, format: InputFormat, split: DocumentSplit, field: 
     Ok(docs)
 }
 
-/// Reads all documents of all inputs, in order.
+/// Reads all documents of all inputs, in order: built-in corpora (`builtin:web`, `builtin:kjv-rv1909`)
+/// first, then files. No inputs means `builtin:web`.
 pub fn read_inputs(inputs: &[PathBuf], format: InputFormat, split: DocumentSplit, field: &str) -> Result<Vec<Document>> {
     let mut docs = Vec::new();
-    for file in expand_inputs(inputs)? {
+    let builtin: Vec<PathBuf> = if inputs.is_empty() { vec![PathBuf::from("builtin:web")] } else { inputs.to_vec() };
+    let (named, files): (Vec<PathBuf>, Vec<PathBuf>) =
+        builtin.into_iter().partition(|p| p.to_str().is_some_and(|s| s.starts_with("builtin:")));
+    for name in &named {
+        match name.to_str().unwrap_or_default() {
+            "builtin:web" => docs.extend(text_documents(BUILTIN_WEB, DocumentSplit::Line)),
+            "builtin:kjv-rv1909" => docs.extend(tsv_documents(name, BUILTIN_KJV_RV)?),
+            other => return Err(Error::data(name, format!("unknown built-in corpus `{other}` (builtin:web, builtin:kjv-rv1909)"))),
+        }
+    }
+    for file in expand_inputs(&files)? {
         docs.extend(read_file(&file, format, split, field)?);
     }
     Ok(docs)

@@ -14,15 +14,20 @@ pub mod config;
 pub mod masker;
 pub mod replace;
 pub mod span;
+pub mod stats;
 pub mod strategy;
 pub mod token;
 pub mod whole_word;
+
+#[cfg(test)]
+mod tests;
 
 pub use adaptive::AdaptiveStats;
 pub use config::{CountRule, Language, MaskingConfig, ScheduleKind, SpanConfig, StrategyKind, When};
 pub use masker::{strategy_for, MaskScratch, Masker};
 pub use replace::Replacement;
 pub use span::{sample_span_length, SpanMasking};
+pub use stats::{collect_stats, key_epoch, MaskingStats, StatRow};
 pub use strategy::{MaskingStrategy, RowView, Scratch};
 pub use token::TokenMasking;
 pub use whole_word::WholeWordMasking;
