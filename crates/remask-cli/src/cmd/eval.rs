@@ -16,7 +16,8 @@ pub struct Args {
     /// complete checkpoint is used).
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
-    /// Prepared data directory to take the validation split from (default: the run's data).
+    /// Prepared data directory to take the validation split from (default: the run's `data.dir`, or
+    /// the `data/` directory the run prepared).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Also compute MLM pseudo-perplexity (one forward per real token; slow).
@@ -50,10 +51,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut model = remask::model::new_model(ckpt.model_config.clone(), ckpt.run_config.run.seed)?;
         evaluate_checkpoint(&mut model, &ckpt, false, args.pseudo_perplexity)?
     } else {
-        anyhow::bail!(
-            "evaluating on prepared data is not wired into this build yet (needs the `data` loader for the \
-             validation split); `--synthetic` evaluates a real-model checkpoint on synthetic rows"
-        );
+        let cfg = &ckpt.run_config;
+        // The run directory is two levels above `checkpoints/step-N`.
+        let run_dir = dir.parent().and_then(|p| p.parent()).unwrap_or(&dir);
+        let data_dir = match (&args.data, &cfg.data.dir) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => remask::train::run_data::default_data_dir(run_dir),
+        };
+        let (batches, val) = remask::train::run_data::open_validation(cfg, &data_dir)
+            .with_context(|| format!("validation data from {}", data_dir.display()))?;
+        let mut model = remask::model::new_model(ckpt.model_config.clone(), cfg.run.seed)?;
+        ckpt.restore_params(&mut model)?;
+        let mut r = evaluate(&mut model, &batches)?;
+        if args.pseudo_perplexity {
+            if cfg.model.arch != remask::model::Arch::Encoder {
+                anyhow::bail!("pseudo-perplexity is defined for MLM encoders; this checkpoint is a {:?}", cfg.model.arch);
+            }
+            let s = val.specials();
+            r.pseudo_perplexity = Some(pseudo_perplexity(&mut model, &batches, s.mask, &s.all, 64)?);
+        }
+        r
     };
     print(&result, &ckpt, args.json)
 }
