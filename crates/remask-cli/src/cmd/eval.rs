@@ -1,5 +1,6 @@
 //! `remask eval`: evaluate a checkpoint on fixed validation batches.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -89,20 +90,22 @@ fn evaluate_checkpoint<M: TrainModel>(model: &mut M, ckpt: &LoadedCheckpoint, to
 }
 
 fn print(r: &EvalResult, ckpt: &LoadedCheckpoint, json: bool) -> anyhow::Result<()> {
-    if json {
+    let text = if json {
         let mut v = serde_json::to_value(r)?;
         v["checkpoint"] = ckpt.dir.display().to_string().into();
         v["step"] = ckpt.state.step.into();
-        println!("{}", serde_json::to_string_pretty(&v).context("serializing the result")?);
+        serde_json::to_string_pretty(&v).context("serializing the result")?
     } else {
-        println!("checkpoint  {} (step {})", ckpt.dir.display(), ckpt.state.step);
-        println!("loss        {:.4}", r.loss);
-        println!("accuracy    {:.4}", r.accuracy);
-        println!("perplexity  {:.3}", r.perplexity);
+        let mut t = format!("checkpoint  {} (step {})\n", ckpt.dir.display(), ckpt.state.step);
+        t += &format!("loss        {:.4}\naccuracy    {:.4}\nperplexity  {:.3}\n", r.loss, r.accuracy, r.perplexity);
         if let Some(p) = r.pseudo_perplexity {
-            println!("pseudo-ppl  {p:.3}");
+            t += &format!("pseudo-ppl  {p:.3}\n");
         }
-        println!("labels      {} in {} rows", r.labels, r.rows);
+        t + &format!("labels      {} in {} rows", r.labels, r.rows)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
     }
-    Ok(())
 }
