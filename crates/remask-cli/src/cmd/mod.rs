@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod bench_attention;
+pub mod bench_kernels;
 pub mod bench_masking;
+pub mod bench_train;
 pub mod eval;
 pub mod inspect;
 pub mod inspect_attention;
