@@ -207,6 +207,7 @@ impl BlockMask {
         m
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn set_tile_from_bits(&mut self, b: usize, h: usize, qt: usize, kt: usize, count: usize, area: usize, tile_bits: &[u64]) {
         let idx = self.tile_index(b, h, qt, kt);
         if count == 0 {

@@ -153,6 +153,7 @@ mod avx512 {
 
     /// One R×(16·V) block of C over the whole inner dimension.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
     unsafe fn block<const R: usize, const V: usize>(x: &Blk) {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
         let mask = |v: usize| if v + 1 == V { x.last } else { 0xFFFF };

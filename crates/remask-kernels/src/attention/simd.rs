@@ -6,6 +6,7 @@
 /// exp(x) for x ≤ 88.7, 0 for x < -87.3 (including -∞). Range reduction to r ∈ [-ln2/2, ln2/2]
 /// and a degree-6 polynomial: relative error below 2e-7. Branch-free so loops over it vectorize.
 #[inline(always)]
+#[allow(clippy::manual_clamp)]
 pub(crate) fn fast_exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
