@@ -154,8 +154,13 @@ fn kill_9_at_several_moments_then_resume_exactly() {
     // 2. In the middle of writing model.safetensors of the next checkpoint.
     let resume = ["--resume", run.to_str().unwrap()];
     let mut child = train(&resume, &slow).spawn().unwrap();
-    wait_for(&mut child, "a half-written checkpoint", || entries(&ck).iter().any(|n| n.starts_with(".tmp-step-")));
-    std::thread::sleep(Duration::from_millis(50));
+    let half_written = || {
+        entries(&ck).iter().any(|n| {
+            n.starts_with(".tmp-step-") && std::fs::metadata(ck.join(n).join("model.safetensors")).is_ok_and(|m| m.len() > 0)
+        })
+    };
+    // The first half of the weights is on disk; the writer now pauses (REMASK_FAULT_SLEEP_IN_CHECKPOINT_MS).
+    wait_for(&mut child, "a half-written checkpoint", half_written);
     kill9(&mut child);
     let tmp_dirs: Vec<String> = entries(&ck).into_iter().filter(|n| n.starts_with(".tmp-")).collect();
     assert!(!tmp_dirs.is_empty(), "the kill should have left a temporary directory");
