@@ -120,6 +120,16 @@ fn make_batch(a: &Args) -> anyhow::Result<Batch> {
     Ok(bt)
 }
 
+/// CPU time (user + system, all threads) of this process in ms, from /proc/self/stat (10 ms ticks).
+/// Less sensitive than wall time to other processes competing for the cores.
+fn cpu_ms() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10.0)
+}
+
 fn peak_rss_mb() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -161,7 +171,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let hp0 = AdamW { weight_decay: 0.0, ..hp };
     let mut times = Vec::with_capacity(a.steps);
     let mut last_loss = 0.0;
+    let mut cpu_start = None;
     for step in 0..a.warmup + a.steps {
+        if step == a.warmup {
+            cpu_start = cpu_ms();
+        }
         let t0 = Instant::now();
         model.grads_mut().fill(0.0);
         let stats = model.forward_backward(&batch, scale, key(0, Purpose::Dropout, 0, step as u64))?;
@@ -176,6 +190,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
     }
+    let cpu_per_step = match (cpu_start, cpu_ms()) {
+        (Some(a0), Some(a1)) => Some(((a1 - a0) / a.steps as f64 * 10.0).round() / 10.0),
+        _ => None,
+    };
     times.sort_by(f64::total_cmp);
     let med = times[times.len() / 2];
     let (bsz, t, c, l, ff, vocab) = (a.batch as f64, a.seq as f64, a.d_model as f64, a.layers as f64, a.ffn as f64, a.vocab as f64);
@@ -199,6 +217,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "tokens_per_s": ((a.batch * a.seq) as f64 / (med / 1e3)).round(),
         "model_gflop_per_step": round2(flops / 1e9),
         "achieved_gflops": (flops / 1e9 / (med / 1e3) * 10.0).round() / 10.0,
+        "cpu_ms_per_step": cpu_per_step,
         "peak_rss_mb": peak_rss_mb(),
         "final_loss": round2(last_loss),
         "arch": format!("{:?}", if causal { Arch::Decoder } else { Arch::Encoder }).to_lowercase(),

@@ -102,6 +102,9 @@ pub enum Packing {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
+    /// A prepared directory (output of `remask prepare`) to train from. Default: none, the trainer
+    /// prepares `inputs` itself (see [`crate::data::ensure_prepared`]).
+    pub dir: Option<PathBuf>,
     /// Input files or directories (read recursively, files in sorted order). Empty (default): the
     /// embedded World English Bible (`data/web.en.txt`).
     pub inputs: Vec<PathBuf>,
@@ -127,6 +130,7 @@ pub struct DataConfig {
 impl Default for DataConfig {
     fn default() -> Self {
         Self {
+            dir: None,
             inputs: Vec::new(),
             format: InputFormat::Auto,
             documents: DocumentSplit::Line,

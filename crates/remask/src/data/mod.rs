@@ -18,6 +18,6 @@ pub mod vocab_trainer;
 
 pub use config::{DataConfig, DocumentSplit, InputFormat, Packing, TokenizerConfig, TokenizerKind};
 pub use loader::{Loader, RowBuffers, Split, Task, EVAL_EPOCH};
-pub use prepare::{describe, prepare, read_sections, Meta, SplitStats, StaticMeta};
+pub use prepare::{describe, ensure_prepared, prepare, read_sections, Meta, SplitStats, StaticMeta};
 pub use reader::Document;
 pub use tokenizer::{EncodedDoc, SpecialTokens, TextTokenizer};

@@ -144,7 +144,7 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
 
     let mut meta = Meta {
         format_version: FORMAT_VERSION,
-        data: data.clone(),
+        data: DataConfig { dir: None, ..data.clone() },
         masking: masking.clone(),
         vocab_size: tokenizer.vocab_size(),
         special_tokens: tokenizer.specials().clone(),
@@ -264,4 +264,23 @@ pub fn read_sections(path: &Path) -> Result<(DataConfig, MaskingConfig)> {
     data.validate("data")?;
     masking.validate("masking")?;
     Ok((data, masking))
+}
+
+/// The prepared directory for a run: `data.dir` when set (it must hold a `meta.json`), otherwise
+/// `fallback`, prepared now unless it already holds data prepared from the same `[data]` section (and,
+/// for static masking, the same `[masking]` section).
+pub fn ensure_prepared(data: &DataConfig, masking: &MaskingConfig, fallback: &Path) -> Result<std::path::PathBuf> {
+    if let Some(dir) = &data.dir {
+        Meta::read(dir)?;
+        return Ok(dir.clone());
+    }
+    if let Ok(meta) = Meta::read(fallback) {
+        let same_data = DataConfig { dir: None, ..meta.data.clone() } == *data;
+        let same_static = masking.dupe_factor().is_none() || meta.masking == *masking;
+        if same_data && same_static {
+            return Ok(fallback.to_path_buf());
+        }
+    }
+    prepare(data, masking, fallback)?;
+    Ok(fallback.to_path_buf())
 }

@@ -25,7 +25,10 @@ pub struct Document {
 pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input).map_err(|e| Error::io(input, e))?;
+        let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::data(input, "no such file or directory"),
+            _ => Error::data(input, e.to_string()),
+        })?;
         if meta.is_dir() {
             let before = files.len();
             walk(input, &mut files)?;

@@ -19,6 +19,9 @@ pub mod strategy;
 pub mod token;
 pub mod whole_word;
 
+#[cfg(test)]
+mod tests;
+
 pub use adaptive::AdaptiveStats;
 pub use config::{CountRule, Language, MaskingConfig, ScheduleKind, SpanConfig, StrategyKind, When};
 pub use masker::{strategy_for, MaskScratch, Masker};

@@ -84,21 +84,16 @@ impl Replacement {
     /// [`IGNORE_INDEX`]. All slices are `[T]`.
     #[inline]
     pub fn apply(&self, input: &mut [u32], labels: &mut [i32], original: &[u32], chosen: &[bool], rng: &mut KeyedRng) {
-        for i in 0..original.len() {
+        input.copy_from_slice(original);
+        labels.fill(IGNORE_INDEX);
+        for (i, _) in chosen.iter().enumerate().filter(|(_, &c)| c) {
             let tok = original[i];
-            if chosen[i] {
-                labels[i] = tok as i32;
-                let u = rng.next_f32();
-                input[i] = if u < self.mask_below {
-                    self.mask_id
-                } else if u < self.random_below {
-                    self.random_token(rng)
-                } else {
-                    tok
-                };
-            } else {
-                labels[i] = IGNORE_INDEX;
-                input[i] = tok;
+            labels[i] = tok as i32;
+            let u = rng.next_f32();
+            if u < self.mask_below {
+                input[i] = self.mask_id;
+            } else if u < self.random_below {
+                input[i] = self.random_token(rng);
             }
         }
     }

@@ -3,7 +3,7 @@
 use remask_kernels::rng::KeyedRng;
 
 use super::config::CountRule;
-use super::strategy::{collect_units, select_units, MaskingStrategy, RowView, Scratch};
+use super::strategy::{collect_units, probabilistic_round, select_units, MaskingStrategy, RowView, Scratch};
 
 /// Chooses single tokens; `count` decides between Bernoulli per token and an exact, probabilistically
 /// rounded count (see [`CountRule`]).
@@ -25,6 +25,19 @@ impl MaskingStrategy for TokenMasking {
                 if e && rng.next_f32() < rate {
                     *c = true;
                 }
+            }
+            return;
+        }
+        if self.count == CountRule::Exact && row.weights.is_none() {
+            // Fast path: a partial Fisher-Yates over the eligible positions picks exactly the budget.
+            s.order.clear();
+            s.order.extend(row.eligible.iter().enumerate().filter(|(_, &e)| e).map(|(i, _)| i as u32));
+            let n = s.order.len();
+            let budget = probabilistic_round(rate * n as f32, rng).min(n);
+            for i in 0..budget {
+                let j = i + rng.below((n - i) as u64) as usize;
+                s.order.swap(i, j);
+                chosen[s.order[i] as usize] = true;
             }
             return;
         }

@@ -264,3 +264,52 @@ fn hf_export_import_round_trips() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn dropping_padding_rows_changes_nothing() {
+    // Guards the compaction of training steps: a padded batch (run on its real rows only) must give
+    // the loss and gradients of the same batch run on the full grid, where a document mask keeps
+    // the real positions from reading the tail instead.
+    let cfg = ModelConfig { attention: AttentionMaskSpec::Document { causal: false }, ..tiny(Arch::Encoder) };
+    let padded = test_batch(&cfg);
+    let mut full = padded.clone();
+    full.lengths = vec![6, 6];
+    let mut m = LmModel::new(cfg, 8).unwrap();
+    let a = m.forward_backward(&padded, 1.0, 0).unwrap();
+    let ga = m.grads().to_vec();
+    let la = m.last_label_losses().to_vec();
+    m.grads_mut().fill(0.0);
+    let b = m.forward_backward(&full, 1.0, 0).unwrap();
+    assert_eq!(a.n_labels, b.n_labels);
+    assert!((a.loss_sum - b.loss_sum).abs() < 1e-5 * a.loss_sum.abs());
+    for (x, y) in la.iter().zip(m.last_label_losses()) {
+        assert!((x - y).abs() < 1e-5);
+    }
+    let scale = ga.iter().fold(0.0f32, |s, g| s.max(g.abs()));
+    let err = ga.iter().zip(m.grads()).fold(0.0f32, |s, (x, y)| s.max((x - y).abs()));
+    assert!(err < 1e-5 * scale, "gradients differ by {err} (scale {scale})");
+}
+
+#[test]
+fn empty_batches_and_rows_do_not_panic() {
+    for arch in [Arch::Encoder, Arch::Decoder, Arch::EncoderDecoder] {
+        let cfg = tiny(arch);
+        let mut m = new_model(cfg.clone(), 3).unwrap();
+        // No rows at all.
+        let mut empty = batch(&[], 4, 13, 1, false);
+        if arch == Arch::EncoderDecoder {
+            empty = with_decoder(empty, &[], 3, 13, 2);
+        }
+        let s = m.forward_backward(&empty, 1.0, 0).unwrap();
+        assert_eq!(s.n_labels, 0);
+        assert!(m.grads().iter().all(|&g| g == 0.0));
+        // A row without any real token beside a normal one (decoder rows stay non-empty).
+        let mut b = batch(&[0, 5], 6, 13, 1, arch == Arch::Decoder);
+        if arch == Arch::EncoderDecoder {
+            b = with_decoder(b, &[3, 4], 4, 13, 2);
+        }
+        let s = m.forward_backward(&b, 1.0, 0).unwrap();
+        assert!(s.n_labels > 0 && s.loss_sum.is_finite());
+        assert!(m.grads().iter().all(|g| g.is_finite()));
+    }
+}

@@ -276,8 +276,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         if finite {
             lr = self.schedule.lr(step);
             let tensors = self.model.tensors().to_vec();
-            let (params, grads) = split_params_grads(&mut self.model);
-            self.optimizer.step(params, &grads, &tensors, lr);
+            let (params, grads) = self.model.params_and_grads();
+            self.optimizer.step(params, grads, &tensors, lr);
             for (b, losses) in batches.iter().zip(&feedback) {
                 self.source.feedback(b, losses);
             }
@@ -452,13 +452,6 @@ fn real_tokens(b: &Batch) -> u64 {
     let enc: u64 = b.lengths.iter().map(|&l| l as u64).sum();
     let dec: u64 = b.decoder.as_ref().map_or(0, |d| d.lengths.iter().map(|&l| l as u64).sum());
     enc + dec
-}
-
-/// The optimizer needs the parameters mutably and the gradients at the same time; the trait gives
-/// them through two methods, so the gradients are copied once per step (cheap next to a forward).
-fn split_params_grads<M: TrainModel>(model: &mut M) -> (&mut [f32], Vec<f32>) {
-    let grads = model.grads().to_vec();
-    (model.params_mut(), grads)
 }
 
 /// Installs a Ctrl-C handler that sets the returned flag; a second Ctrl-C exits at once (status 130).
