@@ -13,6 +13,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: train the same model with several MLM masking strategies (static vs dynamic, ...)
+    /// over several seeds at an equal token budget and write a report with verdicts and plots.
+    Compare(cmd::compare::Args),
     /// Print the version and the kernel features in use.
     Info,
     /// Run a benchmark and print JSON.
@@ -34,6 +37,7 @@ fn main() {
             println!("remask {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Compare(a) => cmd::compare::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Train(args) => cmd::train::run(args),

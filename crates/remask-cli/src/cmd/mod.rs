@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_kernels;
 pub mod bench_attention;
 pub mod bench_train;
+pub mod compare;
 pub mod inspect;
 pub mod inspect_attention;
 pub mod eval;

@@ -49,8 +49,8 @@ impl Default for CompareSection {
             dupe_factor: 10,
             output_dir: PathBuf::from("runs/compare"),
             threads: 2,
-            max_documents: 6000,
-            eval_every_steps: 25,
+            max_documents: 2000,
+            eval_every_steps: 40,
             eval_batches: 8,
             eval_batch_size: 32,
         }
@@ -81,7 +81,7 @@ pub struct CompareConfig {
 }
 
 fn default_data() -> DataConfig {
-    let mut d = DataConfig { seq_len: 64, validation_share: 0.05, ..DataConfig::default() };
+    let mut d = DataConfig { seq_len: 64, validation_share: 0.2, ..DataConfig::default() };
     d.tokenizer.vocab_size = 2048;
     d
 }
@@ -109,7 +109,7 @@ fn default_schedule() -> ScheduleConfig {
 }
 
 fn default_budget() -> BudgetConfig {
-    BudgetConfig { steps: Some(400), ..BudgetConfig::default() }
+    BudgetConfig { steps: Some(800), ..BudgetConfig::default() }
 }
 
 impl Default for CompareConfig {

@@ -1,0 +1,74 @@
+//! `remask compare`: the static-vs-dynamic masking experiment (the main job).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use remask::experiment::{run_compare, CompareConfig, CompareOptions};
+use remask::train::{self, ProgressMode};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Comparison config (TOML: [compare], [data], [model], [optimizer], [schedule], [budget],
+    /// [strategies.NAME]); without it the embedded default experiment runs.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Strategies to compare, comma-separated: static, dynamic, wwm, span, schedule, adaptive, or a
+    /// [strategies.NAME] of the config. The first is the baseline.
+    #[arg(long, value_delimiter = ',')]
+    pub strategies: Option<Vec<String>>,
+    /// Seeds per strategy.
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// Output directory (data, runs, report).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Training steps per run (the equal budget), overriding [budget].
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Replace an earlier comparison in the output directory.
+    #[arg(long)]
+    pub force: bool,
+    /// Plain log lines instead of progress bars.
+    #[arg(long)]
+    pub log_lines: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut cfg = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            CompareConfig::from_toml_str(&text).with_context(|| format!("in {}", p.display()))?
+        }
+        None => CompareConfig::default(),
+    };
+    if let Some(s) = args.strategies {
+        cfg.compare.strategies = s;
+    }
+    if let Some(n) = args.seeds {
+        cfg.compare.seeds = n;
+    }
+    if let Some(o) = args.out {
+        cfg.compare.output_dir = o;
+    }
+    if let Some(s) = args.steps {
+        cfg.budget = remask::train::config::BudgetConfig { steps: Some(s), ..Default::default() };
+    }
+    cfg.validate()?;
+    train::init_threads(cfg.compare.threads)?;
+    let stop = train::install_ctrlc_handler()?;
+    let opts = CompareOptions {
+        progress: if args.log_lines { ProgressMode::Lines } else { ProgressMode::Auto },
+        stop,
+        force: args.force,
+    };
+    let outcome = run_compare(&cfg, &opts)?;
+    println!();
+    for v in &outcome.report.verdicts {
+        println!("{}: {}", v.claim, v.finding);
+    }
+    println!();
+    for f in &outcome.files {
+        println!("wrote {}", outcome.output_dir.join(f).display());
+    }
+    Ok(())
+}
