@@ -40,7 +40,7 @@ use crate::Result;
 /// The collective operations data parallelism needs. Every rank of a group must call the same
 /// operations in the same order with buffers of the same length (MPI's rule); the results are then the
 /// same on every rank.
-pub trait Collective: Send {
+pub trait Collective {
     /// This process's rank, in `0..size()`.
     fn rank(&self) -> usize;
     /// Number of ranks in the group.
