@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd;
+
 #[derive(Parser)]
 #[command(name = "remask", version, about = "Train Transformers with swappable MLM masking and attention masks")]
 struct Cli {
@@ -13,6 +15,14 @@ struct Cli {
 enum Command {
     /// Print the version and the kernel features in use.
     Info,
+    /// Run a benchmark and print JSON.
+    Bench(cmd::bench::Args),
+    /// Show what a mask does.
+    Inspect(cmd::inspect::Args),
+    /// Train a model from a run config, or resume a run.
+    Train(cmd::train::Args),
+    /// Evaluate a checkpoint on fixed validation batches.
+    Eval(cmd::eval::Args),
 }
 
 fn main() {
@@ -22,6 +32,10 @@ fn main() {
             println!("remask {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

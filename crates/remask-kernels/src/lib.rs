@@ -11,4 +11,18 @@
 //! - Every fast kernel has a plain `_reference` twin beside it and a test against it; the reference
 //!   twins are checked against finite differences in f64.
 
+pub mod adamw;
+pub mod clip;
+pub mod cross_entropy;
+pub mod dropout;
+pub mod embedding;
+pub mod gelu;
+pub mod layernorm;
+pub mod matmul;
+pub mod attention;
+pub mod block_mask;
 pub mod rng;
+pub mod softmax;
+mod simd;
+#[cfg(test)]
+mod testing;

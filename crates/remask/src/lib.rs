@@ -11,6 +11,7 @@ pub mod batch;
 pub mod data;
 pub mod dist;
 pub mod error;
+pub mod eval;
 pub mod masking;
 pub mod model;
 pub mod train;

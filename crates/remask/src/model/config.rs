@@ -75,6 +75,16 @@ pub struct ModelConfig {
     pub attention: AttentionMaskSpec,
     /// Token id of padding.
     pub pad_token_id: u32,
+    /// Added to every position before the learned position table is read (BART: 2). The table has
+    /// `max_positions + position_offset` rows.
+    pub position_offset: usize,
+    /// Token embeddings are multiplied by this (BART's `scale_embedding` uses sqrt(d_model)).
+    pub embed_scale: f32,
+    /// LayerNorm right after the embedding sum (BERT's `embeddings.LayerNorm`, BART's
+    /// `layernorm_embedding`); GPT-2 has none.
+    pub embedding_layer_norm: bool,
+    /// Standard deviation of the normal initialisation of matrices and embeddings.
+    pub init_std: f32,
 }
 
 impl Default for ModelConfig {
@@ -97,6 +107,100 @@ impl Default for ModelConfig {
             dropout: 0.0,
             attention: AttentionMaskSpec::Padding,
             pad_token_id: 0,
+            position_offset: 0,
+            embed_scale: 1.0,
+            embedding_layer_norm: true,
+            init_std: 0.02,
         }
+    }
+}
+
+impl GeluForm {
+    /// The kernel's name for this form.
+    pub fn kernel(self) -> remask_kernels::gelu::GeluKind {
+        match self {
+            GeluForm::Erf => remask_kernels::gelu::GeluKind::Erf,
+            GeluForm::Tanh => remask_kernels::gelu::GeluKind::Tanh,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// BERT-style encoder with an MLM head (post-LN, learned positions, embedding LayerNorm).
+    pub fn bert_like() -> Self {
+        Self::default()
+    }
+
+    /// GPT-2-style decoder (pre-LN, final LayerNorm, tanh GELU, causal attention, no embedding LN).
+    pub fn gpt2_like() -> Self {
+        Self {
+            arch: Arch::Decoder,
+            norm: NormPlacement::Pre,
+            gelu: GeluForm::Tanh,
+            layer_norm_eps: 1e-5,
+            embedding_layer_norm: false,
+            attention: AttentionMaskSpec::Causal,
+            ..Self::default()
+        }
+    }
+
+    /// BART-style encoder-decoder (post-LN, positions offset by 2, `layernorm_embedding`).
+    pub fn bart_like() -> Self {
+        Self {
+            arch: Arch::EncoderDecoder,
+            n_decoder_layers: 4,
+            layer_norm_eps: 1e-5,
+            position_offset: 2,
+            ..Self::default()
+        }
+    }
+
+    /// Head dimension D = d_model / n_heads.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads.max(1)
+    }
+
+    /// Checks the values a model can be built from; errors name the field (`model.<field>`).
+    pub fn validate(&self) -> crate::Result<()> {
+        let pos = |name: &str, v: usize| {
+            if v == 0 { Err(crate::Error::config(format!("model.{name}"), "must be at least 1")) } else { Ok(()) }
+        };
+        pos("vocab_size", self.vocab_size)?;
+        pos("d_model", self.d_model)?;
+        pos("n_heads", self.n_heads)?;
+        pos("d_ff", self.d_ff)?;
+        pos("max_positions", self.max_positions)?;
+        if self.d_model % self.n_heads != 0 {
+            return Err(crate::Error::config(
+                "model.n_heads",
+                format!("d_model {} is not a multiple of n_heads {}", self.d_model, self.n_heads),
+            ));
+        }
+        if self.positions == PositionKind::Sinusoidal && self.d_model % 2 != 0 {
+            return Err(crate::Error::config("model.d_model", "sinusoidal positions need an even d_model"));
+        }
+        if self.arch == Arch::EncoderDecoder && self.n_decoder_layers == 0 {
+            return Err(crate::Error::config("model.n_decoder_layers", "an encoder-decoder needs at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(crate::Error::config("model.dropout", format!("must be in [0, 1), got {}", self.dropout)));
+        }
+        if !(self.layer_norm_eps > 0.0) {
+            return Err(crate::Error::config("model.layer_norm_eps", "must be positive"));
+        }
+        if self.arch == Arch::Decoder {
+            let causal = match self.attention {
+                AttentionMaskSpec::Causal | AttentionMaskSpec::PrefixLm => true,
+                AttentionMaskSpec::Document { causal } | AttentionMaskSpec::SlidingWindow { causal, .. } => causal,
+                AttentionMaskSpec::Padding => false,
+            };
+            if !causal {
+                return Err(crate::Error::config(
+                    "model.attention",
+                    "a next-token decoder needs a causal kind (causal, prefix-lm, document/sliding-window with causal = true)",
+                ));
+            }
+        }
+        Ok(())
     }
 }

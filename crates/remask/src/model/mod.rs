@@ -3,9 +3,50 @@
 //! Parameters and gradients each live in one `Vec<f32>`; [`TensorInfo`] gives the named views
 //! (Hugging Face-style names, so checkpoints import and export by name).
 
+pub mod block;
+pub mod buffers;
+pub mod build;
+pub mod check;
 pub mod config;
+pub mod embedding;
+pub mod head;
+pub mod hf;
+pub mod layout;
+pub mod linear;
+pub mod lm;
+pub mod mha;
+pub mod norm;
+pub mod seq2seq;
+pub mod stack;
 
-pub use config::{Arch, ModelConfig, NormPlacement, PositionKind};
+pub use config::{Arch, GeluForm, ModelConfig, NormPlacement, PositionKind};
+pub use lm::{DecoderModel, EncoderModel, LmModel};
+pub use seq2seq::EncoderDecoderModel;
+
+/// Tile size of the attention masks the models compile (queries and keys).
+pub const ATTENTION_TILE: usize = remask_kernels::block_mask::DEFAULT_TILE;
+
+/// A freshly initialised model of `config.arch`, keyed by `seed`.
+pub fn new_model(config: ModelConfig, seed: u64) -> Result<Box<dyn TrainModel>> {
+    Ok(match config.arch {
+        Arch::Encoder | Arch::Decoder => Box::new(LmModel::new(config, seed)?),
+        Arch::EncoderDecoder => Box::new(EncoderDecoderModel::new(config, seed)?),
+    })
+}
+
+/// A model of `config.arch` over the given flat parameters (e.g. from a checkpoint).
+pub fn model_from_params(config: ModelConfig, params: Vec<f32>) -> Result<Box<dyn TrainModel>> {
+    Ok(match config.arch {
+        Arch::Encoder | Arch::Decoder => Box::new(LmModel::from_params(config, params)?),
+        Arch::EncoderDecoder => Box::new(EncoderDecoderModel::from_params(config, params)?),
+    })
+}
+
+/// The parameter layout (`tensors()`) a model of `config` has, without allocating it.
+pub fn layout_of(config: &ModelConfig) -> Result<Vec<TensorInfo>> {
+    config.validate()?;
+    Ok(build::build(config).layout.into_tensors())
+}
 
 use crate::{Batch, Result};
 
@@ -68,4 +109,10 @@ pub trait TrainModel: Send {
     /// Per-label losses of the last forward, in row-major order of the labelled positions (feedback for
     /// adaptive masking).
     fn last_label_losses(&self) -> &[f32];
+    /// Logits on every (decoder) position of `batch`, `[B·T, V]` row-major, without dropout (for
+    /// fixtures, evaluation by generation and inference). Does not change `last_label_losses`.
+    fn logits(&mut self, batch: &Batch) -> Result<&[f32]>;
 }
+
+#[cfg(test)]
+mod tests;

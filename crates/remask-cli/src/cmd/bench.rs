@@ -1,0 +1,22 @@
+//! `remask bench <what>`: dispatcher for the benchmarks.
+
+use clap::Subcommand;
+
+/// Benchmarks; each prints one JSON object.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(Subcommand)]
+pub enum What {
+    /// Fused block-sparse attention (forward + backward) against dense masked attention.
+    Attention(super::bench_attention::Args),
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.what {
+        What::Attention(a) => super::bench_attention::run(a),
+    }
+}

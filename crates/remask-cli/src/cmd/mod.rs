@@ -1,0 +1,8 @@
+//! One module per CLI command.
+
+pub mod bench;
+pub mod bench_attention;
+pub mod inspect;
+pub mod inspect_attention;
+pub mod eval;
+pub mod train;

@@ -1,0 +1,231 @@
+//! The attention benchmark behind `remask bench attention`: fused block-sparse attention
+//! (forward + backward) against an efficient dense masked implementation on the same inputs.
+
+use std::time::Instant;
+
+use remask_kernels::attention::dense::{attention_backward_dense, attention_forward_dense, mask_bias};
+use remask_kernels::attention::{attention_backward, attention_forward, AttnShape};
+use remask_kernels::block_mask::BlockMask;
+use remask_kernels::rng::{KeyedRng, Purpose};
+use serde::Serialize;
+
+use super::AttentionMaskSpec;
+use crate::batch::{Batch, PAD_DOC};
+use crate::{Error, Result};
+
+/// Which built-in mask to benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchMask {
+    Padding,
+    Causal,
+    Document,
+    Sliding,
+    Prefix,
+}
+
+impl std::str::FromStr for BenchMask {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "padding" => BenchMask::Padding,
+            "causal" => BenchMask::Causal,
+            "document" => BenchMask::Document,
+            "sliding" => BenchMask::Sliding,
+            "prefix" => BenchMask::Prefix,
+            _ => return Err(Error::config("mask", format!("unknown mask `{s}`; use padding, causal, document, sliding or prefix"))),
+        })
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttentionBenchConfig {
+    pub mask: BenchMask,
+    pub seq: usize,
+    pub batch: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Sliding-window width.
+    pub window: usize,
+    /// Documents per row for the document mask.
+    pub docs: usize,
+    /// Causal inside documents / one-sided sliding window.
+    pub causal: bool,
+    /// BlockMask tile edge.
+    pub tile: usize,
+    /// Timed repetitions (the fastest is reported, after one warm-up).
+    pub iters: usize,
+    pub seed: u64,
+}
+
+/// Timings in milliseconds (fastest of `iters`) and the mask's statistics.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttentionBenchReport {
+    pub config: AttentionBenchConfig,
+    pub threads: usize,
+    pub fused_fwd_ms: f64,
+    pub fused_bwd_ms: f64,
+    /// Fused forward + backward.
+    pub fused_ms: f64,
+    pub dense_fwd_ms: f64,
+    pub dense_bwd_ms: f64,
+    /// Dense masked forward + backward.
+    pub dense_ms: f64,
+    /// fused_ms / dense_ms.
+    pub ratio: f64,
+    /// Fraction of the (q, k) plane in empty tiles.
+    pub sparsity: f64,
+    /// Fraction of (q, k) pairs allowed.
+    pub density: f64,
+    pub tiles_empty: usize,
+    pub tiles_partial: usize,
+    pub tiles_full: usize,
+    /// Time to build the BlockMask from the batch (fastest of `iters`).
+    pub mask_build_ms: f64,
+    /// Largest |fused − dense| over outputs and gradients: both must compute the same thing.
+    pub max_abs_diff: f32,
+}
+
+/// A synthetic batch whose data drives the dynamic masks: random padding lengths in [T/2, T] for
+/// `padding`, `docs` documents of random lengths filling each row for `document`, a random prefix
+/// in [T/4, 3T/4] for `prefix`; full rows otherwise.
+pub fn bench_batch(cfg: &AttentionBenchConfig) -> Batch {
+    let (b, t) = (cfg.batch, cfg.seq);
+    let mut batch = Batch {
+        batch_size: b,
+        seq_len: t,
+        input_ids: vec![0; b * t],
+        labels: vec![crate::IGNORE_INDEX; b * t],
+        positions: vec![0; b * t],
+        doc_ids: vec![0; b * t],
+        token_type_ids: vec![0; b * t],
+        lengths: vec![t as u32; b],
+        prefix_lengths: vec![0; b],
+        sample_ids: (0..b as u64).collect(),
+        decoder: None,
+    };
+    for row in 0..b {
+        let mut rng = KeyedRng::new(cfg.seed, Purpose::Other, 0, row as u64);
+        match cfg.mask {
+            BenchMask::Padding => batch.lengths[row] = (t / 2 + rng.below((t - t / 2 + 1) as u64) as usize).min(t) as u32,
+            BenchMask::Prefix => batch.prefix_lengths[row] = (t / 4 + rng.below((t / 2 + 1) as u64) as usize) as u32,
+            BenchMask::Document => {
+                // docs−1 distinct random cut points in 1..T.
+                let docs = cfg.docs.clamp(1, t.max(1));
+                let mut cuts: Vec<usize> = Vec::new();
+                while cuts.len() + 1 < docs {
+                    let c = 1 + rng.below((t - 1) as u64) as usize;
+                    if !cuts.contains(&c) {
+                        cuts.push(c);
+                    }
+                }
+                cuts.sort_unstable();
+                let mut doc = 0u32;
+                for p in 0..t {
+                    if cuts.contains(&p) {
+                        doc += 1;
+                    }
+                    batch.doc_ids[row * t + p] = row as u32 * 1000 + doc;
+                }
+            }
+            BenchMask::Causal | BenchMask::Sliding => {}
+        }
+        for p in batch.lengths[row] as usize..t {
+            batch.doc_ids[row * t + p] = PAD_DOC;
+        }
+    }
+    batch
+}
+
+/// The mask spec a benchmark runs.
+pub fn bench_spec(cfg: &AttentionBenchConfig) -> AttentionMaskSpec {
+    match cfg.mask {
+        BenchMask::Padding => AttentionMaskSpec::Padding,
+        BenchMask::Causal => AttentionMaskSpec::Causal,
+        BenchMask::Document => AttentionMaskSpec::Document { causal: cfg.causal },
+        BenchMask::Sliding => AttentionMaskSpec::SlidingWindow { window: cfg.window, causal: cfg.causal },
+        BenchMask::Prefix => AttentionMaskSpec::PrefixLm,
+    }
+}
+
+fn best_ms(iters: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    let mut best = f64::INFINITY;
+    for _ in 0..iters.max(1) {
+        let t0 = Instant::now();
+        f();
+        best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    best
+}
+
+/// Runs the benchmark on the current rayon pool.
+pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchReport> {
+    for (name, v) in [("seq", cfg.seq), ("batch", cfg.batch), ("heads", cfg.heads), ("head-dim", cfg.head_dim), ("tile", cfg.tile)] {
+        if v == 0 {
+            return Err(Error::config(name, "must be at least 1"));
+        }
+    }
+    if cfg.mask == BenchMask::Sliding && cfg.window == 0 {
+        return Err(Error::config("window", "must be at least 1 for the sliding mask"));
+    }
+    let dense_bytes = 4 * 3 * cfg.batch * cfg.heads * cfg.seq * cfg.seq;
+    if dense_bytes > 8 << 30 {
+        return Err(Error::config("seq", format!("the dense baseline would need {} GiB; lower --seq or --batch", dense_bytes >> 30)));
+    }
+    let batch = bench_batch(cfg);
+    let spec = bench_spec(cfg);
+    let mut mask: BlockMask = spec.block_mask(&batch, cfg.tile);
+    let mask_build_ms = best_ms(cfg.iters, || mask = spec.block_mask(&batch, cfg.tile));
+
+    let shape = AttnShape { batch: cfg.batch, heads: cfg.heads, tq: cfg.seq, tk: cfg.seq, head_dim: cfg.head_dim };
+    let scale = 1.0 / (cfg.head_dim as f32).sqrt();
+    let randn = |n: usize, i: u64| {
+        let mut r = KeyedRng::new(cfg.seed, Purpose::Other, 1, i);
+        (0..n).map(|_| r.normal()).collect::<Vec<f32>>()
+    };
+    let (q, k, v, dout) = (randn(shape.q_len(), 0), randn(shape.kv_len(), 1), randn(shape.kv_len(), 2), randn(shape.q_len(), 3));
+
+    // Fused.
+    let (mut out, mut lse) = (vec![0.0; shape.q_len()], vec![0.0; shape.lse_len()]);
+    let (mut dq, mut dk, mut dv) = (vec![0.0; shape.q_len()], vec![0.0; shape.kv_len()], vec![0.0; shape.kv_len()]);
+    let fused_fwd_ms = best_ms(cfg.iters, || attention_forward(&mut out, &mut lse, &q, &k, &v, &mask, shape, scale));
+    let fused_bwd_ms = best_ms(cfg.iters, || attention_backward(&mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, &mask, shape, scale));
+
+    // Dense (buffers allocated outside the timing, which favours the baseline).
+    let plane = cfg.batch * cfg.heads * cfg.seq * cfg.seq;
+    let mut bias = vec![0.0; cfg.batch * mask.heads() * cfg.seq * cfg.seq];
+    mask_bias(&mut bias, &mask);
+    let (mut probs, mut dprobs) = (vec![0.0; plane], vec![0.0; plane]);
+    let (mut out2, mut lse2) = (vec![0.0; shape.q_len()], vec![0.0; shape.lse_len()]);
+    let (mut dq2, mut dk2, mut dv2) = (vec![0.0; shape.q_len()], vec![0.0; shape.kv_len()], vec![0.0; shape.kv_len()]);
+    let dense_fwd_ms = best_ms(cfg.iters, || attention_forward_dense(&mut out2, &mut lse2, &mut probs, &q, &k, &v, &bias, mask.heads(), shape, scale));
+    let dense_bwd_ms = best_ms(cfg.iters, || attention_backward_dense(&mut dq2, &mut dk2, &mut dv2, &mut dprobs, &dout, &q, &k, &v, &probs, shape, scale));
+
+    let max_abs_diff = [(&out, &out2), (&dq, &dq2), (&dk, &dk2), (&dv, &dv2)]
+        .iter()
+        .flat_map(|(a, b)| a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()))
+        .fold(0f32, f32::max);
+    let (tiles_empty, tiles_partial, tiles_full) = mask.tile_counts();
+    let fused_ms = fused_fwd_ms + fused_bwd_ms;
+    let dense_ms = dense_fwd_ms + dense_bwd_ms;
+    Ok(AttentionBenchReport {
+        config: cfg.clone(),
+        threads: rayon::current_num_threads(),
+        fused_fwd_ms,
+        fused_bwd_ms,
+        fused_ms,
+        dense_fwd_ms,
+        dense_bwd_ms,
+        dense_ms,
+        ratio: fused_ms / dense_ms,
+        sparsity: mask.sparsity(),
+        density: mask.density(),
+        tiles_empty,
+        tiles_partial,
+        tiles_full,
+        mask_build_ms,
+        max_abs_diff,
+    })
+}

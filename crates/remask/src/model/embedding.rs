@@ -1,0 +1,176 @@
+//! Input embeddings: token · scale + position (learned or sinusoidal) + token type, then an optional
+//! LayerNorm and dropout.
+//!
+//! N = rows (B·T), C = channels, V = vocabulary, P = position table rows.
+
+use remask_kernels::dropout::{dropout_backward, dropout_forward};
+use remask_kernels::embedding::{embedding_accumulate, embedding_backward, embedding_forward};
+
+use super::block::DropoutSite;
+use super::buffers::fit;
+use super::layout::Param;
+use super::norm::LayerNorm;
+
+/// How positions enter.
+#[derive(Clone, Debug)]
+pub enum Positions {
+    /// A learned table `[P, C]`, read at `position + offset`.
+    Learned { table: Param, offset: usize },
+    /// A fixed sinusoidal table `[P, C]` (not a parameter): first half sin, second half cos.
+    Sinusoidal { table: Vec<f32> },
+}
+
+/// The embedding layer.
+#[derive(Clone, Debug)]
+pub struct Embeddings {
+    /// Token table `[V, C]` (shared with the output head when tied).
+    pub word: Param,
+    pub positions: Positions,
+    /// Token-type table `[types, C]`.
+    pub types: Option<Param>,
+    pub ln: Option<LayerNorm>,
+    pub scale: f32,
+    pub c: usize,
+    pub dropout: f32,
+}
+
+/// Saved activations of the embedding layer.
+#[derive(Clone, Debug, Default)]
+pub struct EmbActs {
+    /// Position ids after the offset `[N]`.
+    pub pos_ids: Vec<u32>,
+    /// The sum of the embeddings `[N,C]`.
+    pub sum: Vec<f32>,
+    pub normed: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub rstd: Vec<f32>,
+    /// After dropout `[N,C]` (only when dropout ran).
+    pub dropped: Vec<f32>,
+    pub keep: Vec<u8>,
+}
+
+/// Scratch of the embedding backward.
+#[derive(Clone, Debug, Default)]
+pub struct EmbScratch {
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+/// The sinusoidal table `[P, C]` (Vaswani et al.; Marian / fairseq layout): for j < C/2,
+/// `pe[p, j] = sin(p · 10000^(−2j/C))` and `pe[p, C/2 + j] = cos(p · 10000^(−2j/C))`.
+pub fn sinusoidal_table(p: usize, c: usize) -> Vec<f32> {
+    let half = c / 2;
+    let mut t = vec![0.0f32; p * c];
+    for pos in 0..p {
+        for j in 0..half {
+            let angle = pos as f64 * 10000f64.powf(-2.0 * j as f64 / c as f64);
+            t[pos * c + j] = angle.sin() as f32;
+            t[pos * c + half + j] = angle.cos() as f32;
+        }
+    }
+    t
+}
+
+impl Embeddings {
+    /// out[N,C] = LN(word[ids]·scale + pos[positions] + type[types]) with dropout; see [`Self::output`].
+    /// Ids and positions must already be validated against the tables.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(&self, a: &mut EmbActs, ids: &[u32], positions: &[u32], types: Option<&[u32]>, drop: Option<DropoutSite>, params: &[f32], n: usize) {
+        let c = self.c;
+        fit(&mut a.sum, n * c);
+        embedding_forward(&mut a.sum, ids, self.word.get(params), c);
+        if self.scale != 1.0 {
+            a.sum.iter_mut().for_each(|x| *x *= self.scale);
+        }
+        match &self.positions {
+            Positions::Learned { table, offset } => {
+                fit(&mut a.pos_ids, n);
+                for (o, &p) in a.pos_ids.iter_mut().zip(positions) {
+                    *o = p + *offset as u32;
+                }
+                embedding_accumulate(&mut a.sum, &a.pos_ids, table.get(params), c);
+            }
+            Positions::Sinusoidal { table } => embedding_accumulate(&mut a.sum, positions, table, c),
+        }
+        if let (Some(tt), Some(types)) = (self.types, types) {
+            embedding_accumulate(&mut a.sum, types, tt.get(params), c);
+        }
+        if let Some(ln) = &self.ln {
+            fit(&mut a.normed, n * c);
+            fit(&mut a.mean, n);
+            fit(&mut a.rstd, n);
+            ln.forward(&mut a.normed, &mut a.mean, &mut a.rstd, &a.sum, params, n);
+        }
+        match drop {
+            Some(d) if d.p > 0.0 => {
+                fit(&mut a.dropped, n * c);
+                fit(&mut a.keep, n * c);
+                let src = if self.ln.is_some() { &a.normed } else { &a.sum };
+                dropout_forward(&mut a.dropped, &mut a.keep, src, d.p, d.key);
+            }
+            _ => a.keep.clear(),
+        }
+    }
+
+    /// The embedding output `[N,C]` after a forward.
+    pub fn output<'a>(&self, a: &'a EmbActs) -> &'a [f32] {
+        if !a.keep.is_empty() {
+            &a.dropped
+        } else if self.ln.is_some() {
+            &a.normed
+        } else {
+            &a.sum
+        }
+    }
+
+    /// Given dout[N,C] (d of the output), adds the table gradients.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(&self, a: &EmbActs, s: &mut EmbScratch, dout: &[f32], ids: &[u32], positions: &[u32], types: Option<&[u32]>, params: &[f32], grads: &mut [f32], n: usize) {
+        let c = self.c;
+        let mut d: &[f32] = dout;
+        if !a.keep.is_empty() {
+            fit(&mut s.a, n * c);
+            s.a.fill(0.0);
+            dropout_backward(&mut s.a, d, &a.keep, self.dropout);
+            d = &s.a;
+        }
+        if let Some(ln) = &self.ln {
+            fit(&mut s.b, n * c);
+            s.b.fill(0.0);
+            ln.backward(&mut s.b, d, &a.sum, &a.mean, &a.rstd, params, grads, n);
+            d = &s.b;
+        }
+        // d is now d(sum).
+        match &self.positions {
+            Positions::Learned { table, .. } => embedding_backward(table.get_mut(grads), d, &a.pos_ids, c),
+            Positions::Sinusoidal { .. } => {
+                let _ = positions;
+            }
+        }
+        if let (Some(tt), Some(types)) = (self.types, types) {
+            embedding_backward(tt.get_mut(grads), d, types, c);
+        }
+        if self.scale == 1.0 {
+            embedding_backward(self.word.get_mut(grads), d, ids, c);
+            return;
+        }
+        // Token embeddings were scaled: d(word row) = scale · d(sum). Write the scaled copy into the
+        // scratch buffer that does not hold d.
+        if self.ln.is_some() {
+            fit(&mut s.a, n * c);
+            for (o, &x) in s.a.iter_mut().zip(&s.b) {
+                *o = x * self.scale;
+            }
+            embedding_backward(self.word.get_mut(grads), &s.a, ids, c);
+        } else {
+            let src: &[f32] = if a.keep.is_empty() { dout } else { &s.a };
+            let mut scaled = std::mem::take(&mut s.b);
+            fit(&mut scaled, n * c);
+            for (o, &x) in scaled.iter_mut().zip(src) {
+                *o = x * self.scale;
+            }
+            embedding_backward(self.word.get_mut(grads), &scaled, ids, c);
+            s.b = scaled;
+        }
+    }
+}

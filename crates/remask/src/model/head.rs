@@ -1,0 +1,162 @@
+//! The output head: (optional transform: dense + GELU + LayerNorm) then the vocabulary projection,
+//! run only on the rows that carry a label (gather, project, cross-entropy, scatter the gradient
+//! back), as the original BERT code does. An all-rows path gives full logits for fixtures and
+//! inference.
+//!
+//! N = rows of the hidden state (B·T), M = rows the head runs on, C = channels, V = vocabulary.
+
+use remask_kernels::cross_entropy::{cross_entropy_forward, cross_entropy_fused, CeStats};
+use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
+use remask_kernels::matmul::{matmul_backward, matmul_forward};
+
+use super::buffers::fit;
+use super::layout::{pair_mut, Param};
+use super::linear::Linear;
+use super::norm::LayerNorm;
+use crate::IGNORE_INDEX;
+
+/// The vocabulary head.
+#[derive(Clone, Debug)]
+pub struct LmHead {
+    /// BERT's `cls.predictions.transform` (dense, GELU, LayerNorm); `None` for GPT-2 and BART.
+    pub transform: Option<(Linear, LayerNorm)>,
+    pub gelu: GeluKind,
+    /// Output matrix `[V, C]` (the token embeddings when tied).
+    pub decoder: Param,
+    /// Output bias `[V]`.
+    pub bias: Option<Param>,
+    /// Whether the bias is trained (BART's `final_logits_bias` is a frozen buffer in HF).
+    pub bias_trainable: bool,
+    pub v: usize,
+    pub c: usize,
+}
+
+/// Saved activations of the head.
+#[derive(Clone, Debug, Default)]
+pub struct HeadActs {
+    /// Rows of the hidden state the head ran on `[M]`, and their targets `[M]`.
+    pub rows: Vec<u32>,
+    pub targets: Vec<i32>,
+    /// Gathered hidden rows `[M,C]`, transform activations `[M,C]`.
+    pub x: Vec<f32>,
+    pub t1: Vec<f32>,
+    pub t2: Vec<f32>,
+    pub t3: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub rstd: Vec<f32>,
+    /// Logits `[M,V]`; after a training step they hold the logits' gradient instead.
+    pub logits: Vec<f32>,
+    /// Per-row losses `[M]`.
+    pub losses: Vec<f32>,
+}
+
+/// Gradient scratch of the head.
+#[derive(Clone, Debug, Default)]
+pub struct HeadScratch {
+    pub dz: Vec<f32>,
+    pub dt2: Vec<f32>,
+    pub dt1: Vec<f32>,
+    pub dx: Vec<f32>,
+}
+
+impl LmHead {
+    /// Selects the labelled rows of `labels[N]` (row-major order).
+    pub fn select_labelled(acts: &mut HeadActs, labels: &[i32]) {
+        acts.rows.clear();
+        acts.targets.clear();
+        for (i, &l) in labels.iter().enumerate() {
+            if l != IGNORE_INDEX {
+                acts.rows.push(i as u32);
+                acts.targets.push(l);
+            }
+        }
+    }
+
+    /// Selects every row of `labels[N]` (targets stay as given, ignored ones included).
+    pub fn select_all(acts: &mut HeadActs, labels: &[i32]) {
+        acts.rows.clear();
+        acts.targets.clear();
+        acts.rows.extend(0..labels.len() as u32);
+        acts.targets.extend_from_slice(labels);
+    }
+
+    /// logits[M,V] = head(h[rows]) for the selected rows of h[N,C].
+    pub fn forward(&self, a: &mut HeadActs, h: &[f32], params: &[f32]) {
+        let (m, c, v) = (a.rows.len(), self.c, self.v);
+        fit(&mut a.x, m * c);
+        for (i, &r) in a.rows.iter().enumerate() {
+            let r = r as usize;
+            a.x[i * c..(i + 1) * c].copy_from_slice(&h[r * c..(r + 1) * c]);
+        }
+        if let Some((dense, ln)) = &self.transform {
+            fit(&mut a.t1, m * c);
+            fit(&mut a.t2, m * c);
+            fit(&mut a.t3, m * c);
+            fit(&mut a.mean, m);
+            fit(&mut a.rstd, m);
+            dense.forward(&mut a.t1, &a.x, params, m);
+            gelu_forward(&mut a.t2, &a.t1, self.gelu);
+            ln.forward(&mut a.t3, &mut a.mean, &mut a.rstd, &a.t2, params, m);
+        }
+        let z = if self.transform.is_some() { &a.t3 } else { &a.x };
+        fit(&mut a.logits, m * v);
+        matmul_forward(&mut a.logits, z, self.decoder.get(params), self.bias.map(|b| b.get(params)), m, c, v);
+    }
+
+    /// Cross-entropy on the logits without gradients (evaluation).
+    pub fn loss(&self, a: &mut HeadActs) -> CeStats {
+        let m = a.rows.len();
+        fit(&mut a.losses, m);
+        if m == 0 {
+            return CeStats::default();
+        }
+        cross_entropy_forward(&mut a.losses, &a.logits, &a.targets, m, self.v)
+    }
+
+    /// Cross-entropy and its backward: adds `grad_scale · d(Σ losses)` into the head parameters and
+    /// scatters d(h[rows]) into dh[N,C] (which the caller zeroed). Turns `a.logits` into dlogits.
+    pub fn loss_backward(&self, a: &mut HeadActs, s: &mut HeadScratch, dh: &mut [f32], grad_scale: f32, params: &[f32], grads: &mut [f32]) -> CeStats {
+        let (m, c, v) = (a.rows.len(), self.c, self.v);
+        fit(&mut a.losses, m);
+        if m == 0 {
+            return CeStats::default();
+        }
+        let stats = cross_entropy_fused(&mut a.logits, &mut a.losses, &a.targets, grad_scale, m, v);
+        let dlogits = &a.logits;
+        // backward of logits = z · decoderᵀ + bias.
+        let z = if self.transform.is_some() { &a.t3 } else { &a.x };
+        fit(&mut s.dz, m * c);
+        s.dz.fill(0.0);
+        let w = self.decoder.get(params);
+        match self.bias {
+            Some(b) if self.bias_trainable => {
+                let (dw, db) = pair_mut(grads, self.decoder, b);
+                matmul_backward(Some(&mut s.dz), dw, Some(db), dlogits, z, w, m, c, v);
+            }
+            _ => matmul_backward(Some(&mut s.dz), self.decoder.get_mut(grads), None, dlogits, z, w, m, c, v),
+        }
+        let dx: &[f32] = if let Some((dense, ln)) = &self.transform {
+            // backward of t3 = LN(t2), t2 = gelu(t1), t1 = dense(x).
+            fit(&mut s.dt2, m * c);
+            s.dt2.fill(0.0);
+            ln.backward(&mut s.dt2, &s.dz, &a.t2, &a.mean, &a.rstd, params, grads, m);
+            fit(&mut s.dt1, m * c);
+            s.dt1.fill(0.0);
+            gelu_backward(&mut s.dt1, &a.t1, &s.dt2, self.gelu);
+            fit(&mut s.dx, m * c);
+            s.dx.fill(0.0);
+            dense.backward(Some(&mut s.dx), &s.dt1, &a.x, params, grads, m);
+            &s.dx
+        } else {
+            &s.dz
+        };
+        // Scatter: dh[rows[i]] += dx[i].
+        for (i, &r) in a.rows.iter().enumerate() {
+            let r = r as usize;
+            for (o, &g) in dh[r * c..(r + 1) * c].iter_mut().zip(&dx[i * c..(i + 1) * c]) {
+                *o += g;
+            }
+        }
+        stats
+    }
+}

@@ -1,0 +1,138 @@
+//! A stack: embeddings, then blocks, then (pre-LN models) a final LayerNorm. The encoder, the
+//! decoder and both halves of the encoder-decoder are stacks.
+//!
+//! B = batch, T = positions, N = B·T, C = channels.
+
+use remask_kernels::block_mask::BlockMask;
+use remask_kernels::rng::{key, Purpose};
+
+use super::block::{Block, BlockActs, BlockScratch, CrossInput, DropoutSite};
+use super::buffers::fit;
+use super::embedding::{EmbActs, EmbScratch, Embeddings};
+use super::norm::LayerNorm;
+
+/// The token-level inputs of one stack forward.
+#[derive(Clone, Copy)]
+pub struct StackInput<'a> {
+    pub ids: &'a [u32],
+    pub positions: &'a [u32],
+    pub types: Option<&'a [u32]>,
+    pub b: usize,
+    pub t: usize,
+    /// The self-attention mask.
+    pub mask: &'a BlockMask,
+}
+
+/// Embeddings, blocks, optional final LayerNorm.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    pub emb: Embeddings,
+    pub blocks: Vec<Block>,
+    pub final_ln: Option<LayerNorm>,
+    pub c: usize,
+    pub dropout: f32,
+    /// Distinguishes this stack's dropout keys from another stack's in the same model.
+    pub site: u64,
+}
+
+/// Saved activations of a stack.
+#[derive(Clone, Debug, Default)]
+pub struct StackActs {
+    pub emb: EmbActs,
+    pub blocks: Vec<BlockActs>,
+    pub final_out: Vec<f32>,
+    pub final_mean: Vec<f32>,
+    pub final_rstd: Vec<f32>,
+}
+
+/// Gradient scratch of a stack. `dres` carries the gradient of the residual stream.
+#[derive(Clone, Debug, Default)]
+pub struct StackScratch {
+    pub dres: Vec<f32>,
+    pub block: BlockScratch,
+    pub emb: EmbScratch,
+}
+
+impl Stack {
+    fn drop_site(&self, dropout_key: Option<u64>, layer: u64, sub: u64) -> Option<DropoutSite> {
+        dropout_key.map(|k| DropoutSite { p: self.dropout, key: key(k, Purpose::Dropout, self.site, layer * 4 + sub) })
+    }
+
+    /// h[N,C] = stack(inputs); read it with [`Self::output`]. `dropout_key` = None disables dropout.
+    pub fn forward(&self, a: &mut StackActs, inp: StackInput<'_>, cross: Option<CrossInput<'_>>, dropout_key: Option<u64>, params: &[f32]) {
+        let n = inp.b * inp.t;
+        let dropout_key = dropout_key.filter(|_| self.dropout > 0.0);
+        if a.blocks.len() != self.blocks.len() {
+            a.blocks.resize_with(self.blocks.len(), BlockActs::default);
+        }
+        self.emb.forward(&mut a.emb, inp.ids, inp.positions, inp.types, self.drop_site(dropout_key, 0, 3), params, n);
+        let mut x: &[f32] = self.emb.output(&a.emb);
+        for (l, (blk, acts)) in self.blocks.iter().zip(a.blocks.iter_mut()).enumerate() {
+            let l = l as u64 + 1;
+            let drop = dropout_key.map(|_| {
+                [0, 1, 2].map(|s| self.drop_site(dropout_key, l, s).unwrap_or(DropoutSite { p: 0.0, key: 0 }))
+            });
+            blk.forward(acts, x, inp.mask, cross, drop, params, inp.b, inp.t);
+            let acts: &BlockActs = acts;
+            x = blk.output(acts);
+        }
+        if let Some(ln) = &self.final_ln {
+            fit(&mut a.final_out, n * self.c);
+            fit(&mut a.final_mean, n);
+            fit(&mut a.final_rstd, n);
+            ln.forward(&mut a.final_out, &mut a.final_mean, &mut a.final_rstd, x, params, n);
+        }
+    }
+
+    /// The input of the final LayerNorm (the last block's output, or the embeddings without blocks).
+    fn last_block_output<'a>(&self, a: &'a StackActs) -> &'a [f32] {
+        match (self.blocks.last(), a.blocks.last()) {
+            (Some(blk), Some(acts)) => blk.output(acts),
+            _ => self.emb.output(&a.emb),
+        }
+    }
+
+    /// The stack output `[N,C]` after a forward.
+    pub fn output<'a>(&self, a: &'a StackActs) -> &'a [f32] {
+        if self.final_ln.is_some() {
+            &a.final_out
+        } else {
+            self.last_block_output(a)
+        }
+    }
+
+    /// Zeroes and returns the buffer where the caller puts d(output) `[N,C]` before [`Self::backward`].
+    pub fn begin_backward<'a>(&self, s: &'a mut StackScratch, n: usize) -> &'a mut [f32] {
+        fit(&mut s.dres, n * self.c);
+        s.dres.fill(0.0);
+        &mut s.dres
+    }
+
+    /// Backward of the whole stack from d(output) in `s.dres`; adds parameter gradients and, with
+    /// cross-attention, d(encoder output) into the given buffer.
+    pub fn backward(
+        &self,
+        a: &StackActs,
+        s: &mut StackScratch,
+        inp: StackInput<'_>,
+        mut cross: Option<(CrossInput<'_>, &mut [f32])>,
+        params: &[f32],
+        grads: &mut [f32],
+    ) {
+        let n = inp.b * inp.t;
+        let StackScratch { dres, block: bs, emb: es } = s;
+        if let Some(ln) = &self.final_ln {
+            let tmp = &mut bs.tmp;
+            fit(tmp, n * self.c);
+            tmp.fill(0.0);
+            ln.backward(tmp, dres, self.last_block_output(a), &a.final_mean, &a.final_rstd, params, grads, n);
+            dres.copy_from_slice(tmp);
+        }
+        for l in (0..self.blocks.len()).rev() {
+            let x: &[f32] = if l == 0 { self.emb.output(&a.emb) } else { self.blocks[l - 1].output(&a.blocks[l - 1]) };
+            let c = cross.as_mut().map(|(ci, d)| (*ci, &mut **d));
+            self.blocks[l].backward(&a.blocks[l], bs, dres, x, inp.mask, c, params, grads, inp.b, inp.t);
+        }
+        self.emb.backward(&a.emb, es, dres, inp.ids, inp.positions, inp.types, params, grads, n);
+    }
+}
