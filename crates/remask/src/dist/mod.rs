@@ -19,6 +19,7 @@
 //!
 //! Shape legend: B = rows of the global batch, n = ranks, P = parameters.
 
+pub mod check;
 pub mod gather;
 pub mod local;
 #[cfg(feature = "mpi")]

@@ -171,6 +171,17 @@ impl DataParallel {
         Ok(())
     }
 
+    /// Whether `flag` is set on any rank (e.g. a stop request seen by some ranks only), the same
+    /// answer on every rank.
+    pub fn any(&mut self, flag: bool) -> Result<bool> {
+        if self.size() == 1 {
+            return Ok(flag);
+        }
+        let mut n = [u64::from(flag)];
+        self.timed(|c| c.all_reduce_sum_u64(&mut n))?;
+        Ok(n[0] > 0)
+    }
+
     pub fn barrier(&mut self) -> Result<()> {
         self.timed(|c| c.barrier())
     }
