@@ -23,6 +23,9 @@ enum Command {
     Train(cmd::train::Args),
     /// Evaluate a checkpoint on fixed validation batches.
     Eval(cmd::eval::Args),
+    /// Check that n MPI ranks train like one (run under `mpirun -np N`).
+    #[command(hide = true)]
+    DistCheck(cmd::dist_check::Args),
 }
 
 fn main() {
@@ -36,6 +39,7 @@ fn main() {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::DistCheck(a) => cmd::dist_check::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
