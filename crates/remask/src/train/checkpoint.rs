@@ -132,7 +132,13 @@ pub fn save_with_faults(run_dir: &Path, data: &CheckpointData<'_>, keep_last: us
     if let Err(e) = write_tmp(&tmp, data, faults) {
         // Leave nothing half-written behind; earlier checkpoints were never touched.
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
+        return Err(Error::Checkpoint {
+            path: final_dir,
+            message: format!(
+                "could not be written ({e}); the earlier checkpoints are untouched: free the space or fix the \
+                 problem, then continue with `remask train --resume`"
+            ),
+        });
     }
     let mut manifest = manifest_of(&tmp)?;
     manifest.step = data.state.step;
