@@ -13,10 +13,13 @@ pub struct Args {
 pub enum What {
     /// Fused block-sparse attention (forward + backward) against dense masked attention.
     Attention(super::bench_attention::Args),
+    /// One training step (forward + backward + AdamW) of the reference model.
+    Train(super::bench_train::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
         What::Attention(a) => super::bench_attention::run(a),
+        What::Train(a) => super::bench_train::run(a),
     }
 }

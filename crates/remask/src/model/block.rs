@@ -7,7 +7,7 @@ use remask_kernels::block_mask::BlockMask;
 use remask_kernels::dropout::{dropout_backward, dropout_forward};
 use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
 
-use super::buffers::{add, add_assign, fit};
+use super::buffers::{add, add_assign, fit, RowMap};
 use super::config::NormPlacement;
 use super::linear::Linear;
 use super::mha::{Attention, AttnActs, AttnScratch};
@@ -75,6 +75,8 @@ pub struct CrossInput<'a> {
     pub enc: &'a [f32],
     pub tk: usize,
     pub mask: &'a BlockMask,
+    /// Grid positions of the rows of `enc` when its padding rows were dropped.
+    pub rows: RowMap<'a>,
 }
 
 /// One Transformer block.
@@ -202,20 +204,21 @@ impl Block {
         params: &[f32],
         b: usize,
         t: usize,
+        rows: RowMap<'_>,
     ) {
-        let n = b * t;
+        let n = rows.map_or(b * t, <[u32]>::len);
         let norm = self.norm;
         // Sublayer 1: self-attention.
         let attn_acts = &mut acts.attn;
         residual_forward(&mut acts.attn_res, x, &self.attn_ln, norm, drop.map(|d| d[0]), params, n, |out, inp| {
-            self.attn.forward(attn_acts, out, inp, inp, mask, params, b, t, t)
+            self.attn.forward(attn_acts, out, inp, inp, mask, params, b, t, t, rows, rows)
         });
         // Sublayer 2: cross-attention over the encoder output.
         let mut x2: &[f32] = acts.attn_res.output(norm);
         if let (Some((cattn, cln)), Some(ci)) = (&self.cross, cross) {
             let cross_acts = &mut acts.cross;
             residual_forward(&mut acts.cross_res, x2, cln, norm, drop.map(|d| d[1]), params, n, |out, inp| {
-                cattn.forward(cross_acts, out, inp, ci.enc, ci.mask, params, b, t, ci.tk)
+                cattn.forward(cross_acts, out, inp, ci.enc, ci.mask, params, b, t, ci.tk, rows, ci.rows)
             });
             x2 = acts.cross_res.output(norm);
         }
@@ -250,8 +253,9 @@ impl Block {
         grads: &mut [f32],
         b: usize,
         t: usize,
+        rows: RowMap<'_>,
     ) {
-        let n = b * t;
+        let n = rows.map_or(b * t, <[u32]>::len);
         let norm = self.norm;
         let has_cross = self.cross.is_some() && cross.is_some();
         let x_attn_out: &[f32] = acts.attn_res.output(norm);
@@ -273,13 +277,13 @@ impl Block {
         if let (Some((cattn, cln)), Some((ci, denc))) = (&self.cross, cross) {
             residual_backward(&acts.cross_res, x_attn_out, cln, norm, self.dropout, dres, tmp, tmp2, params, grads, n, |dinp, df, grads| {
                 let inp = if norm == NormPlacement::Pre { &acts.cross_res.normed[..] } else { x_attn_out };
-                cattn.backward(&acts.cross, sa, dinp, Some(denc), df, inp, ci.enc, ci.mask, params, grads, b, t, ci.tk);
+                cattn.backward(&acts.cross, sa, dinp, Some(denc), df, inp, ci.enc, ci.mask, params, grads, b, t, ci.tk, rows, ci.rows);
             });
         }
         // Sublayer 1: self-attention.
         residual_backward(&acts.attn_res, x, &self.attn_ln, norm, self.dropout, dres, tmp, tmp2, params, grads, n, |dinp, df, grads| {
             let inp = if norm == NormPlacement::Pre { &acts.attn_res.normed[..] } else { x };
-            self.attn.backward(&acts.attn, sa, dinp, None, df, inp, inp, mask, params, grads, b, t, t);
+            self.attn.backward(&acts.attn, sa, dinp, None, df, inp, inp, mask, params, grads, b, t, t, rows, rows);
         });
     }
 }

@@ -29,33 +29,48 @@ pub fn add_assign(out: &mut [f32], a: &[f32]) {
     }
 }
 
-/// Copies the columns `col..col+H*D` of `src[B,T,width]` into `dst[B,H,T,D]` (split heads).
+/// Maps the rows of a compacted `[N', width]` buffer (padding rows dropped) to their index `b·T + t`
+/// in the full `[B, T]` grid; `None` when the buffer holds every row (N' = B·T).
+pub type RowMap<'a> = Option<&'a [u32]>;
+
+/// Copies the columns `col..col+H*D` of `src[rows, width]` into `dst[B,H,T,D]` (split heads). With a
+/// row map, positions without a source row are zeroed.
 #[allow(clippy::too_many_arguments)]
-pub fn split_heads(dst: &mut [f32], src: &[f32], b: usize, t: usize, h: usize, d: usize, width: usize, col: usize) {
+pub fn split_heads(dst: &mut [f32], src: &[f32], map: RowMap<'_>, b: usize, t: usize, h: usize, d: usize, width: usize, col: usize) {
     debug_assert_eq!(dst.len(), b * h * t * d);
-    for bi in 0..b {
+    if map.is_some() {
+        dst.fill(0.0);
+    }
+    let mut copy_row = |i: usize, full: usize| {
+        let (bi, ti) = (full / t, full % t);
         for hi in 0..h {
-            let dst_bh = &mut dst[(bi * h + hi) * t * d..(bi * h + hi + 1) * t * d];
-            for ti in 0..t {
-                let s = (bi * t + ti) * width + col + hi * d;
-                dst_bh[ti * d..(ti + 1) * d].copy_from_slice(&src[s..s + d]);
-            }
+            let s = i * width + col + hi * d;
+            let o = ((bi * h + hi) * t + ti) * d;
+            dst[o..o + d].copy_from_slice(&src[s..s + d]);
         }
+    };
+    match map {
+        None => (0..b * t).for_each(|i| copy_row(i, i)),
+        Some(rows) => rows.iter().enumerate().for_each(|(i, &r)| copy_row(i, r as usize)),
     }
 }
 
-/// Writes `src[B,H,T,D]` into the columns `col..col+H*D` of `dst[B,T,width]` (merge heads), overwriting.
+/// Writes `src[B,H,T,D]` into the columns `col..col+H*D` of `dst[rows, width]` (merge heads),
+/// overwriting; with a row map only the mapped positions are read.
 #[allow(clippy::too_many_arguments)]
-pub fn merge_heads(dst: &mut [f32], src: &[f32], b: usize, t: usize, h: usize, d: usize, width: usize, col: usize) {
+pub fn merge_heads(dst: &mut [f32], src: &[f32], map: RowMap<'_>, b: usize, t: usize, h: usize, d: usize, width: usize, col: usize) {
     debug_assert_eq!(src.len(), b * h * t * d);
-    for bi in 0..b {
+    let mut copy_row = |i: usize, full: usize| {
+        let (bi, ti) = (full / t, full % t);
         for hi in 0..h {
-            let src_bh = &src[(bi * h + hi) * t * d..(bi * h + hi + 1) * t * d];
-            for ti in 0..t {
-                let s = (bi * t + ti) * width + col + hi * d;
-                dst[s..s + d].copy_from_slice(&src_bh[ti * d..(ti + 1) * d]);
-            }
+            let s = i * width + col + hi * d;
+            let o = ((bi * h + hi) * t + ti) * d;
+            dst[s..s + d].copy_from_slice(&src[o..o + d]);
         }
+    };
+    match map {
+        None => (0..b * t).for_each(|i| copy_row(i, i)),
+        Some(rows) => rows.iter().enumerate().for_each(|(i, &r)| copy_row(i, r as usize)),
     }
 }
 
@@ -68,16 +83,26 @@ mod tests {
         let (b, t, h, d, width) = (2, 3, 2, 4, 3 * 8);
         let src: Vec<f32> = (0..b * t * width).map(|i| i as f32).collect();
         let mut heads = vec![0.0; b * h * t * d];
-        split_heads(&mut heads, &src, b, t, h, d, width, 8);
+        split_heads(&mut heads, &src, None, b, t, h, d, width, 8);
         // Element (b=1, h=1, t=2, d=3) comes from row 1*3+2, column 8 + 1*4 + 3.
         assert_eq!(heads[((h + 1) * t + 2) * d + 3], src[5 * width + 8 + 4 + 3]);
         let mut back = vec![-1.0; b * t * width];
-        merge_heads(&mut back, &heads, b, t, h, d, width, 8);
+        merge_heads(&mut back, &heads, None, b, t, h, d, width, 8);
         for r in 0..b * t {
             for c in 0..width {
                 let want = if (8..16).contains(&c) { src[r * width + c] } else { -1.0 };
                 assert_eq!(back[r * width + c], want);
             }
         }
+        // With a row map: compact rows 0, 1 are full rows 1 and 4; the others are zero.
+        let rows = [1u32, 4];
+        let compact: Vec<f32> = (0..2 * width).map(|i| i as f32 + 1.0).collect();
+        split_heads(&mut heads, &compact, Some(&rows), b, t, h, d, width, 8);
+        assert_eq!(heads[(h * t + 1) * d], compact[width + 8]);
+        assert_eq!(heads.iter().filter(|&&x| x != 0.0).count(), 2 * h * d);
+        let mut back2 = vec![0.0; 2 * width];
+        merge_heads(&mut back2, &heads, Some(&rows), b, t, h, d, width, 8);
+        assert_eq!(back2[8..16], compact[8..16]);
+        assert_eq!(back2[width + 8..width + 16], compact[width + 8..width + 16]);
     }
 }

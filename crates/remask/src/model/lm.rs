@@ -29,6 +29,85 @@ pub struct LmModel {
     head_scratch: HeadScratch,
     /// The head on every row ([`LmModel::logits`]).
     all_acts: HeadActs,
+    /// The real positions of the current batch (training and evaluation drop padding rows).
+    compact: Compact,
+}
+
+/// The real (non-padding) positions of a batch, gathered row-major, reused between steps.
+///
+/// Every attention mask excludes padding keys, so real positions never read padding: dropping the
+/// padding rows from every per-row computation (embeddings, LayerNorms, matmuls, GELU, head) gives
+/// exactly the same losses and gradients for less work (the original BERT's random-length batches
+/// waste about a quarter of the compute otherwise). Only attention sees the full `[B,H,T,D]` grid.
+#[derive(Clone, Debug, Default)]
+struct Compact {
+    rows: Vec<u32>,
+    ids: Vec<u32>,
+    positions: Vec<u32>,
+    types: Vec<u32>,
+    labels: Vec<i32>,
+}
+
+impl Compact {
+    /// Gathers the real positions; false when there is no padding or a label sits on padding (then
+    /// the model runs on the full grid, so that label still counts).
+    fn fill(&mut self, batch: &Batch) -> bool {
+        let (b, t) = (batch.batch_size, batch.seq_len);
+        let real: usize = batch.lengths.iter().map(|&l| l as usize).sum();
+        if real == b * t {
+            return false;
+        }
+        for r in 0..b {
+            if batch.labels[r * t + batch.lengths[r] as usize..(r + 1) * t].iter().any(|&l| l != crate::IGNORE_INDEX) {
+                return false;
+            }
+        }
+        self.rows.clear();
+        self.ids.clear();
+        self.positions.clear();
+        self.types.clear();
+        self.labels.clear();
+        for r in 0..b {
+            let range = r * t..r * t + batch.lengths[r] as usize;
+            self.rows.extend(range.clone().map(|i| i as u32));
+            self.ids.extend_from_slice(&batch.input_ids[range.clone()]);
+            self.positions.extend_from_slice(&batch.positions[range.clone()]);
+            self.types.extend_from_slice(&batch.token_type_ids[range.clone()]);
+            self.labels.extend_from_slice(&batch.labels[range]);
+        }
+        true
+    }
+}
+
+/// The stack input and labels of `batch`, on its real positions when `compact` holds them.
+fn stack_input<'a>(cfg: &ModelConfig, batch: &'a Batch, compact: Option<&'a Compact>, mask: &'a BlockMask) -> (StackInput<'a>, &'a [i32]) {
+    let types = cfg.type_vocab_size > 0;
+    match compact {
+        Some(c) => (
+            StackInput {
+                ids: &c.ids,
+                positions: &c.positions,
+                types: types.then_some(&c.types[..]),
+                b: batch.batch_size,
+                t: batch.seq_len,
+                mask,
+                rows: Some(&c.rows),
+            },
+            &c.labels,
+        ),
+        None => (
+            StackInput {
+                ids: &batch.input_ids,
+                positions: &batch.positions,
+                types: types.then_some(&batch.token_type_ids[..]),
+                b: batch.batch_size,
+                t: batch.seq_len,
+                mask,
+                rows: None,
+            },
+            &batch.labels,
+        ),
+    }
 }
 
 /// The encoder with an MLM head (BERT).
@@ -71,6 +150,7 @@ impl LmModel {
             head_acts: HeadActs::default(),
             head_scratch: HeadScratch::default(),
             all_acts: HeadActs::default(),
+            compact: Compact::default(),
         })
     }
 
@@ -78,30 +158,21 @@ impl LmModel {
         self.config.attention.block_mask(batch, ATTENTION_TILE)
     }
 
-    fn input<'a>(&self, batch: &'a Batch, mask: &'a BlockMask) -> StackInput<'a> {
-        StackInput {
-            ids: &batch.input_ids,
-            positions: &batch.positions,
-            types: (self.config.type_vocab_size > 0).then_some(&batch.token_type_ids[..]),
-            b: batch.batch_size,
-            t: batch.seq_len,
-            mask,
-        }
-    }
-
     /// Logits on every position, `[B·T, V]` row-major (what HF's `*ForMaskedLM` / `*LMHeadModel`
     /// return). No dropout.
     pub fn logits(&mut self, batch: &Batch) -> Result<&[f32]> {
         check_batch(&self.config, batch)?;
         let mask = self.mask(batch);
-        let inp = self.input(batch, &mask);
+        let (inp, _) = stack_input(&self.config, batch, None, &mask);
         self.stack.forward(&mut self.acts, inp, None, None, &self.params);
         LmHead::select_all(&mut self.all_acts, &batch.labels);
         self.head.forward(&mut self.all_acts, self.stack.output(&self.acts), &self.params);
         Ok(&self.all_acts.logits)
     }
 
-    /// The final hidden state `[B·T, C]` of the last forward (after the final LayerNorm of pre-LN models).
+    /// The final hidden state of the last forward (after the final LayerNorm of pre-LN models):
+    /// `[B·T, C]` after [`Self::logits`]; after a training or evaluation step only the real positions,
+    /// row-major, when the batch had padding.
     pub fn hidden_states(&self) -> &[f32] {
         self.stack.output(&self.acts)
     }
@@ -123,6 +194,9 @@ impl TrainModel for LmModel {
     fn grads_mut(&mut self) -> &mut [f32] {
         &mut self.grads
     }
+    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+        (&mut self.params, &self.grads)
+    }
     fn tensors(&self) -> &[TensorInfo] {
         &self.tensors
     }
@@ -130,10 +204,11 @@ impl TrainModel for LmModel {
     fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats> {
         check_batch(&self.config, batch)?;
         let mask = self.mask(batch);
-        let inp = self.input(batch, &mask);
-        let n = inp.b * inp.t;
+        let compact = self.compact.fill(batch).then_some(&self.compact);
+        let (inp, labels) = stack_input(&self.config, batch, compact, &mask);
+        let n = inp.n();
         self.stack.forward(&mut self.acts, inp, None, Some(dropout_key), &self.params);
-        LmHead::select_labelled(&mut self.head_acts, &batch.labels);
+        LmHead::select_labelled(&mut self.head_acts, labels);
         self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), &self.params);
         let dh = self.stack.begin_backward(&mut self.scratch, n);
         let ce = self.head.loss_backward(&mut self.head_acts, &mut self.head_scratch, dh, grad_scale, &self.params, &mut self.grads);
@@ -144,9 +219,10 @@ impl TrainModel for LmModel {
     fn forward_eval(&mut self, batch: &Batch) -> Result<StepStats> {
         check_batch(&self.config, batch)?;
         let mask = self.mask(batch);
-        let inp = self.input(batch, &mask);
+        let compact = self.compact.fill(batch).then_some(&self.compact);
+        let (inp, labels) = stack_input(&self.config, batch, compact, &mask);
         self.stack.forward(&mut self.acts, inp, None, None, &self.params);
-        LmHead::select_labelled(&mut self.head_acts, &batch.labels);
+        LmHead::select_labelled(&mut self.head_acts, labels);
         self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), &self.params);
         let ce = self.head.loss(&mut self.head_acts);
         Ok(StepStats { loss_sum: ce.loss_sum, n_labels: ce.count, n_correct: ce.correct })

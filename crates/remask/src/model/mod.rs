@@ -98,6 +98,8 @@ pub trait TrainModel: Send {
     /// Gradients, same layout as `params`.
     fn grads(&self) -> &[f32];
     fn grads_mut(&mut self) -> &mut [f32];
+    /// Parameters (writable) and gradients together, for the optimizer step.
+    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]);
     /// Named views into `params`/`grads`, in buffer order.
     fn tensors(&self) -> &[TensorInfo];
     /// Forward and backward on one batch. Adds `grad_scale * d(sum of label losses)/dθ` into the

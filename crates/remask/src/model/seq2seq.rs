@@ -127,10 +127,11 @@ impl EncoderDecoderModel {
             b: batch.batch_size,
             t: batch.seq_len,
             mask: &masks.enc,
+            rows: None,
         };
         self.enc.forward(&mut self.enc_acts, enc_in, None, dropout_key, &self.params);
         let dec_in = dec_input(&self.dec_batch, &masks.dec);
-        let cross = CrossInput { enc: self.enc.output(&self.enc_acts), tk: batch.seq_len, mask: &masks.cross };
+        let cross = CrossInput { enc: self.enc.output(&self.enc_acts), tk: batch.seq_len, mask: &masks.cross, rows: None };
         self.dec.forward(&mut self.dec_acts, dec_in, Some(cross), dropout_key, &self.params);
     }
 
@@ -155,7 +156,7 @@ impl EncoderDecoderModel {
 }
 
 fn dec_input<'a>(db: &'a Batch, mask: &'a BlockMask) -> StackInput<'a> {
-    StackInput { ids: &db.input_ids, positions: &db.positions, types: None, b: db.batch_size, t: db.seq_len, mask }
+    StackInput { ids: &db.input_ids, positions: &db.positions, types: None, b: db.batch_size, t: db.seq_len, mask, rows: None }
 }
 
 fn decoder_labels(batch: &Batch) -> &[i32] {
@@ -178,6 +179,9 @@ impl TrainModel for EncoderDecoderModel {
     fn grads_mut(&mut self) -> &mut [f32] {
         &mut self.grads
     }
+    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+        (&mut self.params, &self.grads)
+    }
     fn tensors(&self) -> &[TensorInfo] {
         &self.tensors
     }
@@ -194,7 +198,7 @@ impl TrainModel for EncoderDecoderModel {
         // The decoder's cross-attention adds d(encoder output) straight into the encoder's residual
         // gradient.
         let denc = self.enc.begin_backward(&mut self.enc_scratch, b * t);
-        let cross = CrossInput { enc: self.enc.output(&self.enc_acts), tk: t, mask: &masks.cross };
+        let cross = CrossInput { enc: self.enc.output(&self.enc_acts), tk: t, mask: &masks.cross, rows: None };
         let dec_in = dec_input(&self.dec_batch, &masks.dec);
         self.dec.backward(&self.dec_acts, &mut self.dec_scratch, dec_in, Some((cross, denc)), &self.params, &mut self.grads);
         let enc_in = StackInput {
@@ -204,6 +208,7 @@ impl TrainModel for EncoderDecoderModel {
             b,
             t,
             mask: &masks.enc,
+            rows: None,
         };
         self.enc.backward(&self.enc_acts, &mut self.enc_scratch, enc_in, None, &self.params, &mut self.grads);
         Ok(StepStats { loss_sum: ce.loss_sum, n_labels: ce.count, n_correct: ce.correct })

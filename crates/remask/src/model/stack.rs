@@ -7,11 +7,12 @@ use remask_kernels::block_mask::BlockMask;
 use remask_kernels::rng::{key, Purpose};
 
 use super::block::{Block, BlockActs, BlockScratch, CrossInput, DropoutSite};
-use super::buffers::fit;
+use super::buffers::{fit, RowMap};
 use super::embedding::{EmbActs, EmbScratch, Embeddings};
 use super::norm::LayerNorm;
 
-/// The token-level inputs of one stack forward.
+/// The token-level inputs of one stack forward. With a row map, `ids`, `positions` and `types`
+/// hold only the mapped (real) positions, and every per-row buffer has that many rows.
 #[derive(Clone, Copy)]
 pub struct StackInput<'a> {
     pub ids: &'a [u32],
@@ -21,6 +22,15 @@ pub struct StackInput<'a> {
     pub t: usize,
     /// The self-attention mask.
     pub mask: &'a BlockMask,
+    /// Grid position `b·T + t` of each row when padding rows are dropped.
+    pub rows: RowMap<'a>,
+}
+
+impl StackInput<'_> {
+    /// Rows every per-row buffer has: the mapped rows, or B·T.
+    pub fn n(&self) -> usize {
+        self.rows.map_or(self.b * self.t, <[u32]>::len)
+    }
 }
 
 /// Embeddings, blocks, optional final LayerNorm.
@@ -60,7 +70,7 @@ impl Stack {
 
     /// h[N,C] = stack(inputs); read it with [`Self::output`]. `dropout_key` = None disables dropout.
     pub fn forward(&self, a: &mut StackActs, inp: StackInput<'_>, cross: Option<CrossInput<'_>>, dropout_key: Option<u64>, params: &[f32]) {
-        let n = inp.b * inp.t;
+        let n = inp.n();
         let dropout_key = dropout_key.filter(|_| self.dropout > 0.0);
         if a.blocks.len() != self.blocks.len() {
             a.blocks.resize_with(self.blocks.len(), BlockActs::default);
@@ -72,7 +82,7 @@ impl Stack {
             let drop = dropout_key.map(|_| {
                 [0, 1, 2].map(|s| self.drop_site(dropout_key, l, s).unwrap_or(DropoutSite { p: 0.0, key: 0 }))
             });
-            blk.forward(acts, x, inp.mask, cross, drop, params, inp.b, inp.t);
+            blk.forward(acts, x, inp.mask, cross, drop, params, inp.b, inp.t, inp.rows);
             let acts: &BlockActs = acts;
             x = blk.output(acts);
         }
@@ -119,7 +129,7 @@ impl Stack {
         params: &[f32],
         grads: &mut [f32],
     ) {
-        let n = inp.b * inp.t;
+        let n = inp.n();
         let StackScratch { dres, block: bs, emb: es } = s;
         if let Some(ln) = &self.final_ln {
             let tmp = &mut bs.tmp;
@@ -131,7 +141,7 @@ impl Stack {
         for l in (0..self.blocks.len()).rev() {
             let x: &[f32] = if l == 0 { self.emb.output(&a.emb) } else { self.blocks[l - 1].output(&a.blocks[l - 1]) };
             let c = cross.as_mut().map(|(ci, d)| (*ci, &mut **d));
-            self.blocks[l].backward(&a.blocks[l], bs, dres, x, inp.mask, c, params, grads, inp.b, inp.t);
+            self.blocks[l].backward(&a.blocks[l], bs, dres, x, inp.mask, c, params, grads, inp.b, inp.t, inp.rows);
         }
         self.emb.backward(&a.emb, es, dres, inp.ids, inp.positions, inp.types, params, grads, n);
     }

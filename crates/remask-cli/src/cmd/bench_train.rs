@@ -1,0 +1,208 @@
+//! `remask bench train`: one training step (zero grads + forward/backward + AdamW on every tensor)
+//! of the reference config R, timed; prints one JSON line comparable to
+//! `shared/bench/torch_reference.py` (same synthetic batch recipe, same model-FLOP formula).
+
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::ValueEnum;
+use remask::attention::AttentionMaskSpec;
+use remask::model::{new_model, Arch, ModelConfig};
+use remask::{Batch, IGNORE_INDEX, PAD_DOC};
+use remask_kernels::adamw::{adamw_update, AdamW};
+use remask_kernels::rng::{key, KeyedRng, Purpose};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Task {
+    /// Encoder (BERT-style) with the MLM head on the masked positions only.
+    Mlm,
+    /// Decoder (GPT-2-style) with next-token loss on every real position.
+    Clm,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MaskKind {
+    /// Random lengths in [min-len, seq]; key padding mask (causal too for clm).
+    Padding,
+    /// Full rows, causal mask.
+    Causal,
+    /// Full rows of four packed documents, attention inside each document (causal too for clm).
+    Document,
+}
+
+/// Benchmark of one training step.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long, value_enum, default_value = "mlm")]
+    pub task: Task,
+    #[arg(long, value_enum, default_value = "padding")]
+    pub mask: MaskKind,
+    #[arg(long, default_value_t = 8192)]
+    pub vocab: usize,
+    #[arg(long, default_value_t = 256)]
+    pub d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 1024)]
+    pub ffn: usize,
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Shortest row with `--mask padding` (default seq/2).
+    #[arg(long)]
+    pub min_len: Option<usize>,
+    /// Fraction of real tokens that carry an MLM label.
+    #[arg(long, default_value_t = 0.15)]
+    pub mask_rate: f64,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Dropout probability (0 = off, as in the torch reference).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+}
+
+/// The synthetic batch, following torch_reference.py: tokens in [5, V), padding id 0, [MASK] = 4.
+fn make_batch(a: &Args) -> anyhow::Result<Batch> {
+    let (b, t, v) = (a.batch, a.seq, a.vocab as u64);
+    if v <= 5 {
+        bail!("--vocab must be larger than 5");
+    }
+    let min_len = a.min_len.unwrap_or(t / 2).clamp(1, t);
+    let mut rng = KeyedRng::new(0, Purpose::Other, 0, 0);
+    let mut bt = Batch {
+        batch_size: b,
+        seq_len: t,
+        input_ids: vec![0; b * t],
+        labels: vec![IGNORE_INDEX; b * t],
+        positions: vec![0; b * t],
+        doc_ids: vec![PAD_DOC; b * t],
+        token_type_ids: vec![0; b * t],
+        lengths: vec![0; b],
+        prefix_lengths: vec![0; b],
+        sample_ids: (0..b as u64).collect(),
+        decoder: None,
+    };
+    for r in 0..b {
+        let len = if a.mask == MaskKind::Padding { min_len + rng.below((t - min_len + 1) as u64) as usize } else { t };
+        bt.lengths[r] = len as u32;
+        let tokens: Vec<u32> = (0..t).map(|_| 5 + rng.below(v - 5) as u32).collect();
+        for p in 0..len {
+            let i = r * t + p;
+            let (doc, pos) = if a.mask == MaskKind::Document { (p * 4 / t, p - (p * 4 / t) * t / 4) } else { (0, p) };
+            bt.doc_ids[i] = doc as u32;
+            bt.positions[i] = pos as u32;
+            bt.input_ids[i] = tokens[p];
+            match a.task {
+                Task::Mlm => {
+                    if rng.next_f64() < a.mask_rate {
+                        bt.labels[i] = tokens[p] as i32;
+                        bt.input_ids[i] = 4;
+                    }
+                }
+                Task::Clm => {
+                    if p + 1 < len {
+                        bt.labels[i] = tokens[p + 1] as i32;
+                    }
+                }
+            }
+        }
+        for p in len..t {
+            bt.positions[r * t + p] = p as u32;
+        }
+    }
+    Ok(bt)
+}
+
+fn peak_rss_mb() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global().context("setting up the thread pool")?;
+    let causal = a.task == Task::Clm;
+    let attention = match a.mask {
+        MaskKind::Padding if !causal => AttentionMaskSpec::Padding,
+        MaskKind::Padding | MaskKind::Causal => AttentionMaskSpec::Causal,
+        MaskKind::Document => AttentionMaskSpec::Document { causal },
+    };
+    let base = if causal { ModelConfig::gpt2_like() } else { ModelConfig::bert_like() };
+    let config = ModelConfig {
+        vocab_size: a.vocab,
+        d_model: a.d_model,
+        n_heads: a.heads,
+        n_layers: a.layers,
+        d_ff: a.ffn,
+        max_positions: a.seq,
+        dropout: a.dropout,
+        attention,
+        ..base
+    };
+    let batch = make_batch(&a)?;
+    let mut model = new_model(config, 0)?;
+    let n_labels = batch.num_labels();
+    let scale = 1.0 / n_labels.max(1) as f32;
+    let tensors = model.tensors().to_vec();
+    let n_params = model.params().len();
+    let (mut m, mut v) = (vec![0.0f32; n_params], vec![0.0f32; n_params]);
+    let hp = AdamW { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
+    let hp0 = AdamW { weight_decay: 0.0, ..hp };
+    let mut times = Vec::with_capacity(a.steps);
+    let mut last_loss = 0.0;
+    for step in 0..a.warmup + a.steps {
+        let t0 = Instant::now();
+        model.grads_mut().fill(0.0);
+        let stats = model.forward_backward(&batch, scale, key(0, Purpose::Dropout, 0, step as u64))?;
+        let (params, grads) = model.params_and_grads();
+        for t in &tensors {
+            let r = t.offset..t.offset + t.numel();
+            let hp = if t.weight_decay { &hp } else { &hp0 };
+            adamw_update(&mut params[r.clone()], &grads[r.clone()], &mut m[r.clone()], &mut v[r], hp, step as u64 + 1);
+        }
+        last_loss = stats.mean_loss();
+        if step >= a.warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    let (bsz, t, c, l, ff, vocab) = (a.batch as f64, a.seq as f64, a.d_model as f64, a.layers as f64, a.ffn as f64, a.vocab as f64);
+    let body = 6.0 * l * (4.0 * c * c + 2.0 * c * ff) * bsz * t;
+    let head = 6.0 * c * vocab * n_labels as f64;
+    let attn = 3.0 * 4.0 * bsz * t * t * c * l;
+    let flops = body + head + attn;
+    let round2 = |x: f64| (x * 100.0).round() / 100.0;
+    let out = serde_json::json!({
+        "impl": "remask",
+        "task": format!("{:?}", a.task).to_lowercase(),
+        "head": "gathered",
+        "mask": format!("{:?}", a.mask).to_lowercase(),
+        "threads": a.threads,
+        "params": n_params,
+        "tokens_per_step": a.batch * a.seq,
+        "labeled_positions": n_labels,
+        "median_ms": round2(med),
+        "min_ms": round2(times[0]),
+        "max_ms": round2(times[times.len() - 1]),
+        "tokens_per_s": ((a.batch * a.seq) as f64 / (med / 1e3)).round(),
+        "model_gflop_per_step": round2(flops / 1e9),
+        "achieved_gflops": (flops / 1e9 / (med / 1e3) * 10.0).round() / 10.0,
+        "peak_rss_mb": peak_rss_mb(),
+        "final_loss": round2(last_loss),
+        "arch": format!("{:?}", if causal { Arch::Decoder } else { Arch::Encoder }).to_lowercase(),
+    });
+    println!("{out}");
+    Ok(())
+}

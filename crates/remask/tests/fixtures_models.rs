@@ -1,0 +1,248 @@
+//! The three model families against PyTorch / Hugging Face golden fixtures (`fixtures/{bert,gpt2,bart}`,
+//! written by `scripts/gen_fixtures.py`; format in `fixtures/README.md`): logits and hidden states at
+//! real positions, the loss, per-label losses, every parameter gradient, and a 10-step AdamW loss
+//! trajectory. Guards the whole engine: layouts, HF import, every forward and backward.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use remask::model::hf::{load_hf, read_safetensors, StoredTensor};
+use remask::model::Arch;
+use remask::{Batch, DecoderBatch, IGNORE_INDEX, PAD_DOC};
+use remask_kernels::adamw::{adamw_update, AdamW};
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(name)
+}
+
+struct Io {
+    t: HashMap<String, StoredTensor>,
+}
+
+impl Io {
+    fn f32(&self, name: &str) -> Vec<f32> {
+        self.t.get(name).unwrap_or_else(|| panic!("io.safetensors lacks {name}")).to_f32()
+    }
+    fn i64(&self, name: &str) -> Vec<i64> {
+        self.t.get(name).unwrap_or_else(|| panic!("io.safetensors lacks {name}")).to_i64()
+    }
+    fn shape(&self, name: &str) -> Vec<usize> {
+        self.t[name].shape.clone()
+    }
+}
+
+/// The fixture batch in remask's convention (GPT-2: already shifted labels; BART: decoder side).
+fn make_batch(io: &Io, arch: Arch) -> Batch {
+    let shape = io.shape("input_ids");
+    let (b, t) = (shape[0], shape[1]);
+    let mask = io.i64("attention_mask");
+    let lengths: Vec<u32> = (0..b).map(|r| mask[r * t..(r + 1) * t].iter().sum::<i64>() as u32).collect();
+    let labels: Vec<i32> = match arch {
+        Arch::Encoder => io.i64("labels").iter().map(|&l| l as i32).collect(),
+        Arch::Decoder => io.i64("shifted_labels").iter().map(|&l| l as i32).collect(),
+        Arch::EncoderDecoder => vec![IGNORE_INDEX; b * t],
+    };
+    let decoder = (arch == Arch::EncoderDecoder).then(|| {
+        let td = io.shape("decoder_input_ids")[1];
+        let dmask = io.i64("decoder_attention_mask");
+        DecoderBatch {
+            seq_len: td,
+            input_ids: io.i64("decoder_input_ids").iter().map(|&x| x as u32).collect(),
+            labels: io.i64("labels").iter().map(|&l| l as i32).collect(),
+            lengths: (0..b).map(|r| dmask[r * td..(r + 1) * td].iter().sum::<i64>() as u32).collect(),
+        }
+    });
+    Batch {
+        batch_size: b,
+        seq_len: t,
+        input_ids: io.i64("input_ids").iter().map(|&x| x as u32).collect(),
+        labels,
+        positions: (0..b * t).map(|i| (i % t) as u32).collect(),
+        doc_ids: mask.iter().map(|&m| if m == 1 { 0 } else { PAD_DOC }).collect(),
+        token_type_ids: if io.t.contains_key("token_type_ids") {
+            io.i64("token_type_ids").iter().map(|&x| x as u32).collect()
+        } else {
+            vec![0; b * t]
+        },
+        lengths,
+        prefix_lengths: vec![0; b],
+        sample_ids: (0..b as u64).collect(),
+        decoder,
+    }
+}
+
+/// max |got − want| over the rows where `real[row]`, relative to max |want| over those rows.
+fn rel_err_rows(got: &[f32], want: &[f32], width: usize, real: &[bool]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let (mut err, mut scale) = (0.0f32, 0.0f32);
+    for (r, &ok) in real.iter().enumerate() {
+        if !ok {
+            continue;
+        }
+        for j in r * width..(r + 1) * width {
+            err = err.max((got[j] - want[j]).abs());
+            scale = scale.max(want[j].abs());
+        }
+    }
+    err / scale.max(1e-30)
+}
+
+fn rel_err(got: &[f32], want: &[f32]) -> f32 {
+    rel_err_rows(got, want, got.len(), &[true])
+}
+
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+fn is_key_bias(name: &str) -> bool {
+    name.ends_with("attention.self.key.bias") || name.ends_with("k_proj.bias")
+}
+
+fn check(name: &str, arch: Arch) {
+    let dir = fixture_dir(name);
+    if !dir.join("io.safetensors").exists() {
+        eprintln!("note: {} not found, skipping the {name} fixture test", dir.display());
+        return;
+    }
+    let imported = load_hf(&dir, 0).expect("load fixture model");
+    assert!(imported.initialised.is_empty(), "fixture lacks {:?}", imported.initialised);
+    let mut model = imported.model;
+    assert_eq!(model.config().arch, arch);
+    let io = Io { t: read_safetensors(&dir.join("io.safetensors")).unwrap() };
+    let batch = make_batch(&io, arch);
+    let v = model.config().vocab_size;
+    let c = model.config().d_model;
+
+    // 1. Logits at real (decoder) positions.
+    let rows_real: Vec<bool> = match arch {
+        Arch::EncoderDecoder => io.i64("decoder_attention_mask").iter().map(|&m| m == 1).collect(),
+        _ => io.i64("attention_mask").iter().map(|&m| m == 1).collect(),
+    };
+    let logits = model.logits(&batch).unwrap().to_vec();
+    let e_logits = rel_err_rows(&logits, &io.f32("logits"), v, &rows_real);
+
+    // 2. Loss, per-label losses and every gradient, with grad_scale = 1 / num_labels (HF's mean).
+    let n_labels = io.i64("num_labels")[0] as usize;
+    assert_eq!(batch.num_labels(), n_labels);
+    model.grads_mut().fill(0.0);
+    let stats = model.forward_backward(&batch, 1.0 / n_labels as f32, 0).unwrap();
+    assert_eq!(stats.n_labels, n_labels);
+    let loss = stats.mean_loss();
+    let want_loss = io.f32("loss")[0] as f64;
+    let e_loss = ((loss - want_loss) / want_loss).abs();
+    let want_ll: Vec<f32> = {
+        let all = io.f32("label_losses");
+        let labels = batch.decoder.as_ref().map_or(&batch.labels, |d| &d.labels);
+        labels.iter().zip(&all).filter(|(&l, _)| l != IGNORE_INDEX).map(|(_, &x)| x).collect()
+    };
+    let e_ll = rel_err(model.last_label_losses(), &want_ll);
+
+    let grads = model.grads().to_vec();
+    let mut e_grad = 0.0f32;
+    let mut worst_tensor = String::new();
+    let mut key_bias_abs = 0.0f32;
+    for t in model.tensors() {
+        let got = &grads[t.offset..t.offset + t.numel()];
+        if t.name == "final_logits_bias" {
+            assert!(got.iter().all(|&g| g == 0.0), "final_logits_bias is a frozen buffer");
+            continue;
+        }
+        let key = format!("grad.{}", t.name);
+        let stored = io.t.get(&key).unwrap_or_else(|| panic!("io.safetensors lacks {key}"));
+        let mut want = stored.to_f32();
+        let conv1d = arch == Arch::Decoder && t.shape.len() == 2 && [".c_attn.weight", ".c_proj.weight", ".c_fc.weight"].iter().any(|s| t.name.ends_with(s));
+        if conv1d {
+            // GPT-2 Conv1D gradients are stored [in, out] (square ones too).
+            assert_eq!(stored.shape, vec![t.shape[1], t.shape[0]], "{key}");
+            want = transpose(&want, t.shape[1], t.shape[0]);
+        }
+        if is_key_bias(&t.name) {
+            key_bias_abs = key_bias_abs.max(got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+            continue;
+        }
+        let e = if t.name.ends_with("attn.c_attn.bias") {
+            // GPT-2: the K third of c_attn.bias has a true gradient of 0 (noise in the fixture).
+            let k = c..2 * c;
+            key_bias_abs = key_bias_abs.max(got[k.clone()].iter().zip(&want[k]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+            let (mut g2, mut w2) = (got[..c].to_vec(), want[..c].to_vec());
+            g2.extend_from_slice(&got[2 * c..]);
+            w2.extend_from_slice(&want[2 * c..]);
+            rel_err(&g2, &w2)
+        } else {
+            rel_err(got, &want)
+        };
+        if e > e_grad {
+            e_grad = e;
+            worst_tensor = t.name.clone();
+        }
+    }
+    let grad_count = io.t.keys().filter(|k| k.starts_with("grad.")).count();
+    let ours = model.tensors().iter().filter(|t| t.name != "final_logits_bias").count();
+    assert_eq!(grad_count, ours, "every fixture gradient has a tensor here and vice versa");
+
+    // 3. Ten AdamW steps on the same batch.
+    let traj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("trajectory.json")).unwrap()).unwrap();
+    let want_losses: Vec<f64> = traj["loss_before_step"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let betas = traj["betas"].as_array().unwrap();
+    let hp = AdamW {
+        lr: traj["lr"].as_f64().unwrap() as f32,
+        beta1: betas[0].as_f64().unwrap() as f32,
+        beta2: betas[1].as_f64().unwrap() as f32,
+        eps: traj["eps"].as_f64().unwrap() as f32,
+        weight_decay: traj["weight_decay"].as_f64().unwrap() as f32,
+    };
+    let hp0 = AdamW { weight_decay: 0.0, ..hp };
+    let mut model = load_hf(&dir, 0).unwrap().model;
+    let tensors = model.tensors().to_vec();
+    let n = model.params().len();
+    let (mut m, mut vv) = (vec![0.0f32; n], vec![0.0f32; n]);
+    let mut e_traj = 0.0f64;
+    for (step, &want) in want_losses.iter().enumerate() {
+        model.grads_mut().fill(0.0);
+        let s = model.forward_backward(&batch, 1.0 / n_labels as f32, step as u64).unwrap();
+        e_traj = e_traj.max((s.mean_loss() - want).abs());
+        let (params, grads) = model.params_and_grads();
+        for t in &tensors {
+            let r = t.offset..t.offset + t.numel();
+            let h = if t.weight_decay { &hp } else { &hp0 };
+            adamw_update(&mut params[r.clone()], &grads[r.clone()], &mut m[r.clone()], &mut vv[r], h, step as u64 + 1);
+        }
+    }
+    let after = model.forward_eval(&batch).unwrap().mean_loss();
+    let e_after = (after - traj["loss_after_last_step"].as_f64().unwrap()).abs();
+
+    eprintln!(
+        "{name}: logits rel {e_logits:.2e}, loss rel {e_loss:.2e}, label losses rel {e_ll:.2e}, \
+         grads rel max {e_grad:.2e} ({worst_tensor}), key-bias grads abs {key_bias_abs:.2e}, \
+         trajectory abs max {e_traj:.2e}, after step 10 abs {e_after:.2e}"
+    );
+    assert!(e_logits < 1e-4, "{name}: logits relative error {e_logits}");
+    assert!(e_loss < 1e-5, "{name}: loss {loss} vs {want_loss}");
+    assert!(e_ll < 1e-4, "{name}: label losses relative error {e_ll}");
+    assert!(e_grad < 1e-4, "{name}: gradient of {worst_tensor} relative error {e_grad}");
+    assert!(key_bias_abs < 1e-5, "{name}: key-bias gradient abs error {key_bias_abs}");
+    assert!(e_traj < 1e-3 && e_after < 1e-3, "{name}: trajectory error {e_traj}, after {e_after}");
+
+}
+
+#[test]
+fn bert_matches_hf_fixture() {
+    check("bert", Arch::Encoder);
+}
+
+#[test]
+fn gpt2_matches_hf_fixture() {
+    check("gpt2", Arch::Decoder);
+}
+
+#[test]
+fn bart_matches_hf_fixture() {
+    check("bart", Arch::EncoderDecoder);
+}
