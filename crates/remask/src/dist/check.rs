@@ -111,8 +111,6 @@ impl<S: BatchSource> BatchSource for Recording<S> {
     }
 }
 
-type CheckTrainer = Trainer<BigramModel, Recording<SyntheticSource>>;
-
 const VOCAB: usize = 24;
 
 fn config(o: &CheckOptions) -> Result<RunConfig> {

@@ -20,6 +20,9 @@ impl<T: TrainModel + ?Sized> TrainModel for Box<T> {
     fn grads_mut(&mut self) -> &mut [f32] {
         (**self).grads_mut()
     }
+    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+        (**self).params_and_grads()
+    }
     fn tensors(&self) -> &[TensorInfo] {
         (**self).tensors()
     }

@@ -182,6 +182,9 @@ impl TrainModel for BigramModel {
     fn grads_mut(&mut self) -> &mut [f32] {
         &mut self.grads
     }
+    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+        (&mut self.params, &self.grads)
+    }
     fn tensors(&self) -> &[TensorInfo] {
         &self.tensors
     }
