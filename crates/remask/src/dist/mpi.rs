@@ -38,7 +38,7 @@ impl Mpi {
         })?;
         let world = universe.world();
         let library = mpi::environment::library_version()
-            .map(|s| s.lines().next().unwrap_or("").trim().trim_end_matches(',').to_string())
+            .map(|s| s.split([',', '\n']).next().unwrap_or("").trim().to_string())
             .unwrap_or_else(|_| "unknown MPI library".into());
         Ok(Self { world, f32s: Vec::new(), f64s: Vec::new(), u64s: Vec::new(), library, _universe: universe })
     }
