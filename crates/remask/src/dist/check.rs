@@ -1,7 +1,7 @@
 //! The equivalence check of data parallelism: the real [`Trainer`] on `n` ranks against the same
-//! trainer on one rank with the whole batch, on a small model with exact gradients
-//! ([`BigramModel`]) and a synthetic source with keyed MLM masking and adaptive feedback
-//! ([`SyntheticSource`]).
+//! trainer on one rank with the whole batch, on a small model ([`CheckModel`]: a bigram model with
+//! exact gradients, or small real encoder / decoder Transformers) and a synthetic source with keyed
+//! masking and adaptive feedback ([`SyntheticSource`]).
 //!
 //! Every rank first trains the 1-rank reference by itself (it is deterministic), then the group
 //! trains together, twice: once straight through, once interrupted after a checkpoint and resumed.
@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{shard_range, slice_rows, DataParallel};
-use crate::model::TrainModel;
+use crate::model::{new_model, TrainModel};
 use crate::train::checkpoint;
 use crate::train::testing::{BigramModel, SyntheticSource, TaskKind};
 use crate::train::{ProgressMode, RunConfig, Trainer, TrainerOptions};
@@ -27,9 +27,35 @@ use crate::{Batch, BatchSource, Error, Result};
 /// The largest accepted `max |p_n - p_1| / max |p_1|` over all parameters.
 pub const PARAM_TOLERANCE: f64 = 1e-5;
 
+/// The model the check trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckModel {
+    /// [`BigramModel`]: exact gradients, MLM rows with adaptive masking.
+    Bigram,
+    /// A 2-layer BERT-style encoder (the real model code), MLM rows with adaptive masking.
+    Encoder,
+    /// A 2-layer GPT-2-style decoder (the real model code), next-token rows.
+    Decoder,
+}
+
+impl CheckModel {
+    /// AdamW's `lr` and `eps` for the check. The Transformers train with `eps = 1`, which makes the
+    /// update nearly linear in the gradient: with the usual tiny `eps`, AdamW divides each gradient by
+    /// its own magnitude, and a parameter whose gradient nearly cancels over the batch turns a
+    /// summation-order difference of 1e-7 into one of 1e-3 after a few steps (on 1 rank too, when only
+    /// the micro-batch size or thread count changes). The check is about the all-reduce, not that.
+    fn lr_eps(self) -> (f32, f32) {
+        match self {
+            CheckModel::Bigram => (0.05, 1e-8),
+            CheckModel::Encoder | CheckModel::Decoder => (0.5, 1.0),
+        }
+    }
+}
+
 /// What to train in the check.
 #[derive(Clone, Debug)]
 pub struct CheckOptions {
+    pub model: CheckModel,
     /// Optimizer steps.
     pub steps: u64,
     /// Rows of the global batch.
@@ -44,7 +70,7 @@ pub struct CheckOptions {
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        Self { steps: 12, batch_size: 16, micro_batch_size: 8, checkpoint_every: 5, seed: 11 }
+        Self { model: CheckModel::Bigram, steps: 12, batch_size: 16, micro_batch_size: 8, checkpoint_every: 5, seed: 11 }
     }
 }
 
@@ -112,21 +138,40 @@ impl<S: BatchSource> BatchSource for Recording<S> {
 }
 
 const VOCAB: usize = 24;
+const SEQ: usize = 12;
 
 fn config(o: &CheckOptions) -> Result<RunConfig> {
+    let model = match o.model {
+        CheckModel::Bigram => format!(
+            r#"arch = "decoder"
+            attention = {{ kind = "causal" }}
+            vocab_size = {VOCAB}
+            d_model = {VOCAB}
+            n_heads = 1
+            n_layers = 1
+            d_ff = {VOCAB}"#
+        ),
+        CheckModel::Encoder | CheckModel::Decoder => format!(
+            r#"arch = "{arch}"
+            attention = {{ kind = "{attention}" }}
+            vocab_size = {VOCAB}
+            d_model = 16
+            n_heads = 2
+            n_layers = 2
+            d_ff = 32
+            max_positions = {SEQ}"#,
+            arch = if o.model == CheckModel::Encoder { "encoder" } else { "decoder" },
+            attention = if o.model == CheckModel::Encoder { "padding" } else { "causal" },
+        ),
+    };
     let text = format!(
         r#"
         [model]
-        arch = "decoder"
-        attention = {{ kind = "causal" }}
-        vocab_size = {VOCAB}
-        d_model = {VOCAB}
-        n_heads = 1
-        n_layers = 1
-        d_ff = {VOCAB}
+        {model}
         dropout = 0.0
         [optimizer]
-        lr = 0.05
+        lr = {lr}
+        eps = {eps}
         batch_size = {b}
         micro_batch_size = {m}
         grad_clip = 1.0
@@ -148,14 +193,22 @@ fn config(o: &CheckOptions) -> Result<RunConfig> {
         s = o.steps,
         c = o.checkpoint_every,
         seed = o.seed,
+        lr = o.model.lr_eps().0,
+        eps = o.model.lr_eps().1,
     );
     RunConfig::from_toml_str(&text, &[])
 }
 
-fn parts(cfg: &RunConfig) -> (BigramModel, Recording<SyntheticSource>) {
-    let model = BigramModel::from_config(cfg.model.clone(), cfg.run.seed);
-    let source = SyntheticSource::new(40, 12, VOCAB, cfg.run.seed, TaskKind::Mlm { rate: 0.3 }, true);
-    (model, Recording { inner: source, seen: Vec::new() })
+fn parts(o: &CheckOptions, cfg: &RunConfig) -> Result<(Box<dyn TrainModel>, Recording<SyntheticSource>)> {
+    let (model, task): (Box<dyn TrainModel>, _) = match o.model {
+        CheckModel::Bigram => {
+            (Box::new(BigramModel::from_config(cfg.model.clone(), cfg.run.seed)), TaskKind::Mlm { rate: 0.3 })
+        }
+        CheckModel::Encoder => (new_model(cfg.model.clone(), cfg.run.seed)?, TaskKind::Mlm { rate: 0.3 }),
+        CheckModel::Decoder => (new_model(cfg.model.clone(), cfg.run.seed)?, TaskKind::Clm),
+    };
+    let source = SyntheticSource::new(40, SEQ, VOCAB, cfg.run.seed, task, true);
+    Ok((model, Recording { inner: source, seen: Vec::new() }))
 }
 
 fn options(root: bool) -> TrainerOptions {
@@ -170,7 +223,7 @@ pub fn run_check(dp: DataParallel, o: &CheckOptions) -> Result<CheckReport> {
     }
     let cfg = config(o)?;
     let (mut dp, base) = shared_temp_dir(dp)?;
-    let result = check_in(&mut dp, &cfg, &base);
+    let result = check_in(&mut dp, o, &cfg, &base);
     dp.barrier()?;
     if dp.is_root() {
         let _ = std::fs::remove_dir_all(&base);
@@ -178,12 +231,12 @@ pub fn run_check(dp: DataParallel, o: &CheckOptions) -> Result<CheckReport> {
     result
 }
 
-fn check_in(dp: &mut DataParallel, cfg: &RunConfig, base: &Path) -> Result<CheckReport> {
+fn check_in(dp: &mut DataParallel, o: &CheckOptions, cfg: &RunConfig, base: &Path) -> Result<CheckReport> {
     let (rank, n, root) = (dp.rank(), dp.size(), dp.is_root());
     let micro = cfg.optimizer.micro_batch();
 
     // 1. The reference: this process alone, the whole batch.
-    let (m, s) = parts(cfg);
+    let (m, s) = parts(o, cfg)?;
     let mut reference = Trainer::new(m, s, Vec::new(), cfg.clone(), &base.join(format!("reference-{rank}")), options(false))?;
     let mut ref_losses = Vec::new();
     while !reference.is_done() {
@@ -191,7 +244,7 @@ fn check_in(dp: &mut DataParallel, cfg: &RunConfig, base: &Path) -> Result<Check
     }
 
     // 2. The group, straight through.
-    let (m, s) = parts(cfg);
+    let (m, s) = parts(o, cfg)?;
     let straight_dir = base.join("straight");
     let mut straight = Trainer::new(m, s, Vec::new(), cfg.clone(), &straight_dir, options(root))?
         .with_data_parallel(std::mem::replace(dp, DataParallel::local()))?;
@@ -202,7 +255,7 @@ fn check_in(dp: &mut DataParallel, cfg: &RunConfig, base: &Path) -> Result<Check
     *dp = std::mem::replace(straight.data_parallel(), DataParallel::local());
 
     // 3. The group, killed one step after its first checkpoint and resumed from it.
-    let (m, s) = parts(cfg);
+    let (m, s) = parts(o, cfg)?;
     let resumed_dir = base.join("resumed");
     let mut first = Trainer::new(m, s, Vec::new(), cfg.clone(), &resumed_dir, options(root))?
         .with_data_parallel(std::mem::replace(dp, DataParallel::local()))?;
@@ -211,7 +264,7 @@ fn check_in(dp: &mut DataParallel, cfg: &RunConfig, base: &Path) -> Result<Check
     drop(first);
     dp.barrier()?; // rank 0 has written the checkpoint
     let ckpt = checkpoint::load(&checkpoint::latest_complete(&resumed_dir)?)?;
-    let (m, s) = parts(&ckpt.run_config);
+    let (m, s) = parts(o, &ckpt.run_config)?;
     let mut resumed = Trainer::resume(m, s, Vec::new(), &ckpt, &resumed_dir, options(root))?
         .with_data_parallel(std::mem::replace(dp, DataParallel::local()))?;
     let resumed_from = resumed.state().step;
@@ -247,7 +300,7 @@ fn check_in(dp: &mut DataParallel, cfg: &RunConfig, base: &Path) -> Result<Check
     let scale = p1.iter().map(|a| a.abs() as f64).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
     let max_loss = ref_losses.iter().zip(&losses).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     let resume_exact = resumed.model.params() == pn && resumed.state().step == straight.state().step;
-    let moved = p1.iter().zip(BigramModel::from_config(cfg.model.clone(), cfg.run.seed).params()).any(|(a, b)| a != b);
+    let moved = p1.iter().zip(parts(o, cfg)?.0.params()).any(|(a, b)| a != b);
 
     // Agree on every rank: sums of failure counts and maxima sent as sums of one-hot slots.
     let mut counts = [bad_shares, compared, u64::from(!resume_exact), u64::from(!moved)];
