@@ -381,6 +381,14 @@ mod tests {
         }
     }
 
+    /// The same through the real encoder code (attention, layer norms, MLM head).
+    #[test]
+    fn real_encoder_on_two_ranks_equals_one_rank() {
+        let reports = on_threads(2, CheckOptions { model: CheckModel::Encoder, steps: 8, checkpoint_every: 3, ..Default::default() });
+        assert_eq!(reports[0], reports[1]);
+        assert_eq!(reports[0].failed(), 0, "{:#?}", reports[0].items);
+    }
+
     /// The check itself can fail: one rank with a different seed reads other rows and drifts.
     #[test]
     fn the_check_notices_a_rank_that_reads_other_data() {
