@@ -10,7 +10,7 @@ if ! command -v mpirun >/dev/null || ! command -v mpicc >/dev/null; then
     echo "mpi-tests: installing libopenmpi-dev openmpi-bin libclang-dev"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends libopenmpi-dev openmpi-bin libclang-dev >/dev/null
+    apt-get install -y -qq libopenmpi-dev openmpi-bin libclang-dev >/dev/null
 fi
 # Open MPI refuses to run as root without these; CI runs as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
