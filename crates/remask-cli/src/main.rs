@@ -23,6 +23,8 @@ enum Command {
     Train(cmd::train::Args),
     /// Evaluate a checkpoint on fixed validation batches.
     Eval(cmd::eval::Args),
+    /// Tokenize a corpus into memory-mapped shards (and static masks) for training.
+    Prepare(cmd::prepare::Args),
     /// Check that n MPI ranks train like one (run under `mpirun -np N`).
     #[command(hide = true)]
     DistCheck(cmd::dist_check::Args),
@@ -39,6 +41,7 @@ fn main() {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Prepare(a) => cmd::prepare::run(a),
         Command::DistCheck(a) => cmd::dist_check::run(a),
     };
     if let Err(e) = result {

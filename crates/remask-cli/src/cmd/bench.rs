@@ -13,6 +13,8 @@ pub struct Args {
 pub enum What {
     /// Fused block-sparse attention (forward + backward) against dense masked attention.
     Attention(super::bench_attention::Args),
+    /// MLM masking strategies: tokens/s of building the masks of a batch.
+    Masking(super::bench_masking::Args),
     /// One training step (forward + backward + AdamW) of the reference model.
     Train(super::bench_train::Args),
 }
@@ -20,6 +22,7 @@ pub enum What {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.what {
         What::Attention(a) => super::bench_attention::run(a),
+        What::Masking(a) => super::bench_masking::run(a),
         What::Train(a) => super::bench_train::run(a),
     }
 }

@@ -1,5 +1,6 @@
 //! `remask eval`: evaluate a checkpoint on fixed validation batches.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -16,7 +17,8 @@ pub struct Args {
     /// complete checkpoint is used).
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
-    /// Prepared data directory to take the validation split from (default: the run's data).
+    /// Prepared data directory to take the validation split from (default: the run's `data.dir`, or
+    /// the `data/` directory the run prepared).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Also compute MLM pseudo-perplexity (one forward per real token; slow).
@@ -50,10 +52,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut model = remask::model::new_model(ckpt.model_config.clone(), ckpt.run_config.run.seed)?;
         evaluate_checkpoint(&mut model, &ckpt, false, args.pseudo_perplexity)?
     } else {
-        anyhow::bail!(
-            "evaluating on prepared data is not wired into this build yet (needs the `data` loader for the \
-             validation split); `--synthetic` evaluates a real-model checkpoint on synthetic rows"
-        );
+        let cfg = &ckpt.run_config;
+        // The run directory is two levels above `checkpoints/step-N`.
+        let run_dir = dir.parent().and_then(|p| p.parent()).unwrap_or(&dir);
+        let data_dir = match (&args.data, &cfg.data.dir) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => remask::train::run_data::default_data_dir(run_dir),
+        };
+        let (batches, val) = remask::train::run_data::open_validation(cfg, &data_dir)
+            .with_context(|| format!("validation data from {}", data_dir.display()))?;
+        let mut model = remask::model::new_model(ckpt.model_config.clone(), cfg.run.seed)?;
+        ckpt.restore_params(&mut model)?;
+        let mut r = evaluate(&mut model, &batches)?;
+        if args.pseudo_perplexity {
+            if cfg.model.arch != remask::model::Arch::Encoder {
+                anyhow::bail!("pseudo-perplexity is defined for MLM encoders; this checkpoint is a {:?}", cfg.model.arch);
+            }
+            let s = val.specials();
+            r.pseudo_perplexity = Some(pseudo_perplexity(&mut model, &batches, s.mask, &s.all, 64)?);
+        }
+        r
     };
     print(&result, &ckpt, args.json)
 }
@@ -71,20 +90,22 @@ fn evaluate_checkpoint<M: TrainModel>(model: &mut M, ckpt: &LoadedCheckpoint, to
 }
 
 fn print(r: &EvalResult, ckpt: &LoadedCheckpoint, json: bool) -> anyhow::Result<()> {
-    if json {
+    let text = if json {
         let mut v = serde_json::to_value(r)?;
         v["checkpoint"] = ckpt.dir.display().to_string().into();
         v["step"] = ckpt.state.step.into();
-        println!("{}", serde_json::to_string_pretty(&v).context("serializing the result")?);
+        serde_json::to_string_pretty(&v).context("serializing the result")?
     } else {
-        println!("checkpoint  {} (step {})", ckpt.dir.display(), ckpt.state.step);
-        println!("loss        {:.4}", r.loss);
-        println!("accuracy    {:.4}", r.accuracy);
-        println!("perplexity  {:.3}", r.perplexity);
+        let mut t = format!("checkpoint  {} (step {})\n", ckpt.dir.display(), ckpt.state.step);
+        t += &format!("loss        {:.4}\naccuracy    {:.4}\nperplexity  {:.3}\n", r.loss, r.accuracy, r.perplexity);
         if let Some(p) = r.pseudo_perplexity {
-            println!("pseudo-ppl  {p:.3}");
+            t += &format!("pseudo-ppl  {p:.3}\n");
         }
-        println!("labels      {} in {} rows", r.labels, r.rows);
+        t + &format!("labels      {} in {} rows", r.labels, r.rows)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
     }
-    Ok(())
 }

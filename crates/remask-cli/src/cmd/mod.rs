@@ -2,9 +2,12 @@
 
 pub mod bench;
 pub mod bench_attention;
+pub mod bench_masking;
 pub mod bench_train;
 pub mod dist_check;
+pub mod eval;
 pub mod inspect;
 pub mod inspect_attention;
-pub mod eval;
+pub mod inspect_masking;
+pub mod prepare;
 pub mod train;

@@ -66,10 +66,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let (source, eval) = synthetic_data(cfg, false)?;
         return drive(model, source, eval, start, opts);
     }
-    anyhow::bail!(
-        "training the real models is not wired into this build yet (the model constructors and the data \
-         loader land with the `models` and `data` branches); `remask train --toy` runs the built-in test model"
-    )
+    let cfg = start.config().clone();
+    let data = remask::train::run_data::open_run_data(&cfg, start.run_dir())?;
+    let model = remask::model::new_model(cfg.model.clone(), cfg.run.seed)?;
+    let opts = TrainerOptions { mask_token_id: Some(data.mask_token_id), special_token_ids: data.special_token_ids, ..opts };
+    drive(model, data.train, data.eval, start, opts)
 }
 
 /// How the run begins.
@@ -79,6 +80,12 @@ pub enum Start {
 }
 
 impl Start {
+    pub fn run_dir(&self) -> &std::path::Path {
+        match self {
+            Start::Fresh { run_dir, .. } | Start::Resume { run_dir, .. } => run_dir,
+        }
+    }
+
     pub fn config(&self) -> &RunConfig {
         match self {
             Start::Fresh { cfg, .. } => cfg,

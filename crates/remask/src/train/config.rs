@@ -2,6 +2,8 @@
 //!
 //! ```toml
 //! [model]        # remask::model::ModelConfig (architecture, attention mask kind)
+//! [data]         # remask::data::DataConfig (inputs, tokenizer, sequence length, packing)
+//! [masking]      # remask::masking::MaskingConfig (strategy, rate, static / dynamic / adaptive)
 //! [optimizer]    # AdamW hyper-parameters, batch size, gradient accumulation, clipping
 //! [schedule]     # warmup, then linear / cosine / constant decay
 //! [budget]       # exactly one of steps, epochs, tokens
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::DataConfig;
+use crate::masking::MaskingConfig;
 use crate::model::ModelConfig;
 use crate::{Error, Result};
 
@@ -27,6 +31,12 @@ pub struct RunConfig {
     /// The model architecture (stored in every checkpoint as `config.json`).
     #[serde(default)]
     pub model: ModelConfig,
+    /// The corpus, tokenizer and row layout.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// MLM masking: strategy, rate, schedule and when masks are decided (ignored by CLM / translation).
+    #[serde(default)]
+    pub masking: MaskingConfig,
     #[serde(default)]
     pub optimizer: OptimizerConfig,
     #[serde(default)]
@@ -308,6 +318,8 @@ impl RunConfig {
             return Err(Error::config("run.max_nonfinite_steps", "must be >= 1"));
         }
         self.model.validate()?;
+        self.data.validate("data")?;
+        self.masking.validate("masking")?;
         Ok(())
     }
 
@@ -380,6 +392,21 @@ mod tests {
         assert_eq!(c.budget.steps, Some(10));
         assert_eq!(c.optimizer, OptimizerConfig::default());
         assert_eq!(c.model, ModelConfig::default());
+        assert_eq!(c.data, DataConfig::default());
+        assert_eq!(c.masking, MaskingConfig::default());
+    }
+
+    #[test]
+    fn data_and_masking_sections_are_checked_with_their_paths() {
+        let c = RunConfig::from_toml_str(MINIMAL, &["data.seq_len=64".into(), "masking.rate=0.3".into()]).unwrap();
+        assert_eq!(c.data.seq_len, 64);
+        assert_eq!(c.masking.rate, 0.3);
+        let (key, _) = config_key(RunConfig::from_toml_str(MINIMAL, &["data.seq_len=2".into()]));
+        assert_eq!(key, "data.seq_len");
+        let (key, _) = config_key(RunConfig::from_toml_str(MINIMAL, &["masking.rate=1.5".into()]));
+        assert_eq!(key, "masking.rate");
+        let (key, _) = config_key(RunConfig::from_toml_str(MINIMAL, &["data.tokenizer.bogus=1".into()]));
+        assert_eq!(key, "data.tokenizer.bogus");
     }
 
     #[test]

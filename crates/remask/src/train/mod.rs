@@ -9,6 +9,7 @@ pub mod config;
 pub mod metrics;
 pub mod optimizer;
 pub mod progress;
+pub mod run_data;
 pub mod schedule;
 pub mod tensorboard;
 pub mod testing;

@@ -1,0 +1,286 @@
+//! `remask prepare`: documents → tokenizer → keyed train/validation split → shards (+ static masks) →
+//! `meta.json`. The same inputs and configs always give byte-identical output.
+//!
+//! A prepared directory holds:
+//! - `meta.json`: format version, the configs used, statistics, special token ids, split sizes;
+//! - `tokenizer.json`;
+//! - `train-000.bin`, `validation-000.bin` (and `*-target-000.bin` for TSV pairs): shards;
+//! - `static/copy-NNN.bin`: K statically masked copies of the training rows (static masking only).
+
+use std::path::Path;
+
+use remask_kernels::rng::{key, Purpose};
+use serde::{Deserialize, Serialize};
+
+use super::config::DataConfig;
+use super::loader::{Loader, Split, Task};
+use super::packer::Packer;
+use super::reader::read_inputs;
+use super::shard::{write_atomic, write_shard, ShardSet};
+use super::static_masks::{copy_path, StaticCopyWriter};
+use super::tokenizer::{EncodedDoc, SpecialTokens, TextTokenizer};
+use crate::masking::{MaskScratch, MaskingConfig};
+use crate::{Error, Result};
+
+/// Version of the prepared-directory layout.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Statistics of one split.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SplitStats {
+    pub documents: u64,
+    /// Document tokens (no special tokens).
+    pub tokens: u64,
+    /// Rows of T after packing.
+    pub rows: u64,
+    /// Share of row positions that are padding.
+    pub padding_share: f64,
+    /// Shard file names.
+    pub shards: Vec<String>,
+    /// Target-side shard file names (TSV pairs only).
+    pub target_shards: Vec<String>,
+    /// Target-side tokens (TSV pairs only).
+    pub target_tokens: u64,
+}
+
+/// What the static masks of a prepared directory are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StaticMeta {
+    pub dupe_factor: u32,
+    /// File names relative to the directory.
+    pub files: Vec<String>,
+    /// Their total size in bytes.
+    pub bytes: u64,
+}
+
+/// `meta.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format_version: u32,
+    pub data: DataConfig,
+    pub masking: MaskingConfig,
+    pub vocab_size: u32,
+    pub special_tokens: SpecialTokens,
+    /// True when the inputs were TSV sentence pairs (seq2seq available).
+    pub pairs: bool,
+    pub train: SplitStats,
+    pub validation: SplitStats,
+    pub static_masks: Option<StaticMeta>,
+}
+
+impl Meta {
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join("meta.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let meta: Meta = serde_json::from_str(&text)
+            .map_err(|e| Error::data(&path, format!("unreadable meta.json ({e}); run `remask prepare` again")))?;
+        if meta.format_version != FORMAT_VERSION {
+            return Err(Error::data(
+                &path,
+                format!("prepared with format version {}, this build reads {FORMAT_VERSION}", meta.format_version),
+            ));
+        }
+        Ok(meta)
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(format!("meta.json: {e}")))?;
+        write_atomic(&dir.join("meta.json"), text.as_bytes())
+    }
+
+    /// Statistics of a split.
+    pub fn split(&self, split: Split) -> &SplitStats {
+        match split {
+            Split::Train => &self.train,
+            Split::Validation => &self.validation,
+        }
+    }
+}
+
+/// Prepares `out` from `data` (and, for static masking, `masking`). Returns the meta written.
+pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result<Meta> {
+    data.validate("data")?;
+    masking.validate("masking")?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let docs = read_inputs(&data.inputs, data.format, data.documents, &data.text_field)?;
+    let pairs = docs.iter().any(|d| d.target.is_some());
+    if pairs && docs.iter().any(|d| d.target.is_none()) {
+        return Err(Error::config("data.inputs", "mixes TSV sentence pairs with plain documents"));
+    }
+
+    // Keyed split: document i goes to validation when its hash falls below the share.
+    let threshold = (data.validation_share as f64 * u64::MAX as f64) as u64;
+    let mut is_val: Vec<bool> = (0..docs.len()).map(|i| key(data.seed, Purpose::Split, 0, i as u64) < threshold).collect();
+    if data.validation_share > 0.0 && docs.len() >= 2 && !is_val.iter().any(|&v| v) {
+        if let Some(last) = is_val.last_mut() {
+            *last = true;
+        }
+    }
+
+    // Tokenizer: loaded, or trained on the training documents (both sides for pairs).
+    let tokenizer = match &data.tokenizer.path {
+        Some(p) => TextTokenizer::load(p)?,
+        None => {
+            let mut texts: Vec<&str> = Vec::new();
+            for (d, &v) in docs.iter().zip(&is_val) {
+                if !v {
+                    texts.push(&d.text);
+                    if let Some(t) = &d.target {
+                        texts.push(t);
+                    }
+                }
+            }
+            TextTokenizer::train(&data.tokenizer, &texts)?
+        }
+    };
+    let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+    let encoded = tokenizer.encode_all(&texts, masking.language)?;
+    let targets: Option<Vec<EncodedDoc>> = if pairs {
+        let t: Vec<&str> = docs.iter().map(|d| d.target.as_deref().unwrap_or("")).collect();
+        Some(tokenizer.encode_all(&t, masking.language)?)
+    } else {
+        None
+    };
+
+    let mut meta = Meta {
+        format_version: FORMAT_VERSION,
+        data: DataConfig { dir: None, ..data.clone() },
+        masking: masking.clone(),
+        vocab_size: tokenizer.vocab_size(),
+        special_tokens: tokenizer.specials().clone(),
+        pairs,
+        train: SplitStats::default(),
+        validation: SplitStats::default(),
+        static_masks: None,
+    };
+    for split in [Split::Train, Split::Validation] {
+        let want_val = split == Split::Validation;
+        let keep: Vec<usize> = (0..docs.len())
+            .filter(|&i| is_val[i] == want_val)
+            .filter(|&i| !encoded[i].ids.is_empty() && targets.as_ref().is_none_or(|t| !t[i].ids.is_empty()))
+            .collect();
+        let name = split.name();
+        let src: Vec<&EncodedDoc> = keep.iter().map(|&i| &encoded[i]).collect();
+        let shard = format!("{name}-000.bin");
+        write_shard(&out.join(&shard), &src)?;
+        let mut stats = SplitStats {
+            documents: keep.len() as u64,
+            tokens: src.iter().map(|d| d.ids.len() as u64).sum(),
+            shards: vec![shard.clone()],
+            ..Default::default()
+        };
+        if let Some(t) = &targets {
+            let tgt: Vec<&EncodedDoc> = keep.iter().map(|&i| &t[i]).collect();
+            let tshard = format!("{name}-target-000.bin");
+            write_shard(&out.join(&tshard), &tgt)?;
+            stats.target_tokens = tgt.iter().map(|d| d.ids.len() as u64).sum();
+            stats.target_shards = vec![tshard];
+        }
+        let set = ShardSet::open(&[out.join(&shard)])?;
+        let packer = Packer::new(&set, data.seq_len as usize, data.packing);
+        stats.rows = packer.num_rows();
+        let positions = stats.rows * data.seq_len as u64;
+        stats.padding_share =
+            if positions == 0 { 0.0 } else { 1.0 - packer.real_tokens(&set) as f64 / positions as f64 };
+        match split {
+            Split::Train => meta.train = stats,
+            Split::Validation => meta.validation = stats,
+        }
+    }
+    if meta.train.documents == 0 {
+        return Err(Error::config("data.validation_share", "no training documents left; lower the validation share"));
+    }
+    write_atomic(&out.join("tokenizer.json"), tokenizer.to_json()?.as_bytes())?;
+    // Remove static copies of an earlier run, so the directory says exactly what this run made.
+    let static_dir = out.join("static");
+    if static_dir.exists() {
+        std::fs::remove_dir_all(&static_dir).map_err(|e| Error::io(&static_dir, e))?;
+    }
+    meta.write(out)?;
+
+    if let Some(k) = masking.dupe_factor() {
+        // Copy k is exactly the dynamic mask of epoch k: static masking is dynamic masking frozen.
+        let dynamic = MaskingConfig { when: crate::masking::When::Dynamic, ..masking.clone() };
+        let loader = Loader::open(out, Split::Train, Task::Mlm, &dynamic)?;
+        let t = data.seq_len as usize;
+        let rows = loader.num_rows() as usize;
+        let mut files = Vec::new();
+        let mut bytes = 0;
+        let mut scratch = MaskScratch::default();
+        let mut row = loader.row_buffers();
+        for c in 0..k {
+            let mut w = StaticCopyWriter::new(c, t, rows);
+            for r in 0..rows {
+                loader.mask_row_dynamic(&mut row, r as u64, c as u64, masking.rate_at(0.0), &mut scratch);
+                w.push(&row.input, &scratch.chosen);
+            }
+            let path = copy_path(out, c);
+            bytes += w.write(&path)?;
+            files.push(format!("static/copy-{c:03}.bin"));
+        }
+        meta.static_masks = Some(StaticMeta { dupe_factor: k, files, bytes });
+        meta.write(out)?;
+    }
+    Ok(meta)
+}
+
+/// One line per split for people.
+pub fn describe(meta: &Meta) -> String {
+    let mut s = format!(
+        "vocab {} | seq_len {} | packing {:?}{}\n",
+        meta.vocab_size,
+        meta.data.seq_len,
+        meta.data.packing,
+        if meta.pairs { " | sentence pairs" } else { "" }
+    );
+    for (name, st) in [("train", &meta.train), ("validation", &meta.validation)] {
+        s.push_str(&format!(
+            "{name:>10}: {} documents, {} tokens, {} rows, padding {:.2}%\n",
+            st.documents,
+            st.tokens,
+            st.rows,
+            100.0 * st.padding_share
+        ));
+    }
+    if let Some(sm) = &meta.static_masks {
+        s.push_str(&format!("static masks: {} copies, {} bytes\n", sm.dupe_factor, sm.bytes));
+    }
+    s
+}
+
+/// Reads the `[data]` and `[masking]` sections of a run config (other sections are ignored here; the
+/// trainer validates them). Missing sections take their defaults.
+pub fn read_sections(path: &Path) -> Result<(DataConfig, MaskingConfig)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let value: toml::Table =
+        toml::from_str(&text).map_err(|e| Error::data(path, format!("not valid TOML: {e}")))?;
+    let section = |name: &str| value.get(name).cloned().unwrap_or(toml::Value::Table(Default::default()));
+    let data: DataConfig = section("data")
+        .try_into()
+        .map_err(|e| Error::config("data", format!("{} [data]: {e}", path.display())))?;
+    let masking: MaskingConfig = section("masking")
+        .try_into()
+        .map_err(|e| Error::config("masking", format!("{} [masking]: {e}", path.display())))?;
+    data.validate("data")?;
+    masking.validate("masking")?;
+    Ok((data, masking))
+}
+
+/// The prepared directory for a run: `data.dir` when set (it must hold a `meta.json`), otherwise
+/// `fallback`, prepared now unless it already holds data prepared from the same `[data]` section (and,
+/// for static masking, the same `[masking]` section).
+pub fn ensure_prepared(data: &DataConfig, masking: &MaskingConfig, fallback: &Path) -> Result<std::path::PathBuf> {
+    if let Some(dir) = &data.dir {
+        Meta::read(dir)?;
+        return Ok(dir.clone());
+    }
+    if let Ok(meta) = Meta::read(fallback) {
+        let same_data = DataConfig { dir: None, ..meta.data.clone() } == *data;
+        let same_static = masking.dupe_factor().is_none() || meta.masking == *masking;
+        if same_data && same_static {
+            return Ok(fallback.to_path_buf());
+        }
+    }
+    prepare(data, masking, fallback)?;
+    Ok(fallback.to_path_buf())
+}

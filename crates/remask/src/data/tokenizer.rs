@@ -1,0 +1,326 @@
+//! Tokenizer glue over the Hugging Face `tokenizers` crate: train WordPiece (BERT normaliser, CJK
+//! characters split apart) or byte-level BPE on the corpus, or load any `tokenizer.json`. Encoding also
+//! yields word starts for whole-word and span masking: from the pre-tokenizer's words, or, for Chinese
+//! text, from jieba's segmentation (its dictionary is compiled into the binary; nothing is downloaded).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::processors::roberta::RobertaProcessing;
+use tokenizers::{AddedToken, Tokenizer};
+
+use super::config::{TokenizerConfig, TokenizerKind};
+use super::vocab_trainer;
+use crate::masking::Language;
+use crate::{Error, Result};
+
+/// Ids of the special tokens the pipeline uses.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpecialTokens {
+    pub pad: u32,
+    pub unk: Option<u32>,
+    /// Start of a document (`[CLS]` / `<s>`); also the decoder start token.
+    pub cls: u32,
+    /// End of a document (`[SEP]` / `</s>`); also the end-of-sequence token.
+    pub sep: u32,
+    pub mask: u32,
+    /// Every special token id (the above and any other special added token), sorted.
+    pub all: Vec<u32>,
+}
+
+/// A tokenizer plus the pipeline's view of its special tokens.
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    specials: SpecialTokens,
+}
+
+/// One encoded document: token ids (no special tokens) and word starts. Both `[n]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EncodedDoc {
+    pub ids: Vec<u32>,
+    pub word_starts: Vec<bool>,
+}
+
+fn jieba() -> &'static jieba_rs::Jieba {
+    static JIEBA: OnceLock<jieba_rs::Jieba> = OnceLock::new();
+    JIEBA.get_or_init(jieba_rs::Jieba::new)
+}
+
+/// True for CJK ideographs (the ranges BERT's normaliser splits apart).
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0x20000..=0x2A6DF | 0x2A700..=0x2B73F
+        | 0x2B740..=0x2B81F | 0x2B820..=0x2CEAF | 0xF900..=0xFAFF | 0x2F800..=0x2FA1F)
+}
+
+/// Byte offsets where jieba words start in `text` (HMM off: dictionary words only, deterministic).
+pub fn jieba_word_starts(text: &str) -> Vec<usize> {
+    jieba().cut(text, false).iter().map(|t| t.byte_start).collect()
+}
+
+/// Counts the pre-tokenized words of `texts` (in parallel; the result does not depend on the order).
+fn count_words(tokenizer: &Tokenizer, texts: &[&str]) -> Result<BTreeMap<String, u64>> {
+    use tokenizers::{Normalizer, OffsetReferential, OffsetType, PreTokenizer};
+    let words_of = |text: &str| -> Result<Vec<String>> {
+        let mut n = tokenizers::NormalizedString::from(text);
+        if let Some(norm) = tokenizer.get_normalizer() {
+            norm.normalize(&mut n).map_err(|e| tk_err("normalising", e))?;
+        }
+        let mut pts = tokenizers::PreTokenizedString::from(n);
+        if let Some(pre) = tokenizer.get_pre_tokenizer() {
+            pre.pre_tokenize(&mut pts).map_err(|e| tk_err("pre-tokenizing", e))?;
+        }
+        Ok(pts.get_splits(OffsetReferential::Original, OffsetType::Byte).into_iter().map(|(s, _, _)| s.to_string()).collect())
+    };
+    texts
+        .par_chunks(256)
+        .map(|chunk| {
+            let mut m: BTreeMap<String, u64> = BTreeMap::new();
+            for t in chunk {
+                for w in words_of(t)? {
+                    *m.entry(w).or_default() += 1;
+                }
+            }
+            Ok(m)
+        })
+        .try_reduce(BTreeMap::new, |mut a, b| {
+            for (k, v) in b {
+                *a.entry(k).or_default() += v;
+            }
+            Ok(a)
+        })
+}
+
+fn tk_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Other(format!("tokenizer: {what}: {e}"))
+}
+
+impl TextTokenizer {
+    /// Trains a tokenizer on `texts` as `config` says.
+    pub fn train(config: &TokenizerConfig, texts: &[&str]) -> Result<Self> {
+        let names = config.special_token_names();
+        if names.len() != 5 {
+            return Err(Error::config("data.tokenizer.special_tokens", "must list pad, unk, cls, sep, mask"));
+        }
+        let added: Vec<AddedToken> = names.iter().map(|n| AddedToken::from(n.clone(), true)).collect();
+        let vocab = config.vocab_size as usize;
+        // The normaliser and pre-tokenizer come first: training counts the words they produce.
+        let mut tokenizer = match config.kind {
+            TokenizerKind::Wordpiece => {
+                let mut t = Tokenizer::new(WordPiece::default());
+                t.with_normalizer(Some(BertNormalizer::new(true, true, None, config.lowercase)));
+                t.with_pre_tokenizer(Some(BertPreTokenizer));
+                t.with_decoder(Some(WordPieceDecoder::default()));
+                t
+            }
+            TokenizerKind::Bpe => {
+                let mut t = Tokenizer::new(BPE::default());
+                t.with_pre_tokenizer(Some(ByteLevel::new(true, true, true)));
+                t.with_decoder(Some(ByteLevelDecoder::default()));
+                t
+            }
+        };
+        let counts = count_words(&tokenizer, texts)?;
+        match config.kind {
+            TokenizerKind::Wordpiece => {
+                let learned = vocab_trainer::learn(&counts, &names, vocab, 2, Some("##"), &[], 1000);
+                let v: tokenizers::models::bpe::Vocab =
+                    learned.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+                let model = WordPiece::builder()
+                    .vocab(v)
+                    .unk_token(names[1].clone())
+                    .continuing_subword_prefix("##".to_string())
+                    .build()
+                    .map_err(|e| tk_err("building WordPiece", e))?;
+                tokenizer.with_model(model);
+            }
+            TokenizerKind::Bpe => {
+                let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
+                alphabet.sort_unstable();
+                let learned = vocab_trainer::learn(&counts, &names, vocab, 2, None, &alphabet, alphabet.len());
+                let v: tokenizers::models::bpe::Vocab =
+                    learned.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+                let model = BPE::builder()
+                    .vocab_and_merges(v, learned.merges)
+                    .build()
+                    .map_err(|e| tk_err("building BPE", e))?;
+                tokenizer.with_model(model);
+            }
+        }
+        tokenizer.add_special_tokens(&added);
+        let id = |n: &str| tokenizer.token_to_id(n);
+        let (Some(cls), Some(sep)) = (id(&names[2]), id(&names[3])) else {
+            return Err(tk_err("training", "special tokens missing after training"));
+        };
+        match config.kind {
+            TokenizerKind::Wordpiece => {
+                tokenizer.with_post_processor(Some(BertProcessing::new((names[3].clone(), sep), (names[2].clone(), cls))));
+            }
+            TokenizerKind::Bpe => {
+                tokenizer.with_post_processor(Some(RobertaProcessing::new((names[3].clone(), sep), (names[2].clone(), cls))));
+            }
+        }
+        Self::from_tokenizer(tokenizer, Path::new("<trained>"))
+    }
+
+    /// Loads a `tokenizer.json`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(&text, path)
+    }
+
+    /// Parses `tokenizer.json` text; `path` is only used in error messages.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let inner: Tokenizer =
+            text.parse().map_err(|e| Error::data(path, format!("not a valid tokenizer.json: {e}")))?;
+        Self::from_tokenizer(inner, path)
+    }
+
+    fn from_tokenizer(inner: Tokenizer, path: &Path) -> Result<Self> {
+        let find = |cands: &[&str]| cands.iter().find_map(|c| inner.token_to_id(c));
+        let pad = find(&["[PAD]", "<pad>", "<|padding|>", "<|pad|>"]);
+        let mask = find(&["[MASK]", "<mask>", "<|mask|>"]);
+        let cls = find(&["[CLS]", "<s>", "<|startoftext|>", "<bos>", "<|endoftext|>"]);
+        let sep = find(&["[SEP]", "</s>", "<|endoftext|>", "<eos>"]);
+        let unk = find(&["[UNK]", "<unk>", "<|unk|>"]);
+        let (Some(pad), Some(mask), Some(cls), Some(sep)) = (pad, mask, cls, sep) else {
+            return Err(Error::data(
+                path,
+                "tokenizer lacks a pad, mask, cls/bos or sep/eos token ([PAD] [MASK] [CLS] [SEP] or <pad> <mask> <s> </s>)",
+            ));
+        };
+        let mut all: Vec<u32> = inner
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(&id, _)| id)
+            .chain([pad, mask, cls, sep])
+            .chain(unk)
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        Ok(Self { inner, specials: SpecialTokens { pad, unk, cls, sep, mask, all } })
+    }
+
+    /// The `tokenizer.json` text (compact, deterministic).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(|e| tk_err("serialising", e))
+    }
+
+    pub fn specials(&self) -> &SpecialTokens {
+        &self.specials
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> u32 {
+        self.inner.get_vocab_size(true) as u32
+    }
+
+    /// The text of a token id (`?` for unknown ids).
+    pub fn token(&self, id: u32) -> String {
+        self.inner.id_to_token(id).unwrap_or_else(|| "?".to_string())
+    }
+
+    /// Decodes ids to text, keeping special tokens.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.inner.decode(ids, false).unwrap_or_default()
+    }
+
+    /// Encodes one document without special tokens and marks word starts. With `language` `zh`, or
+    /// `auto` and a CJK character in the text, a token starts a word exactly when its first byte starts
+    /// a jieba word; otherwise when the pre-tokenizer's word index changes.
+    pub fn encode(&self, text: &str, language: Language) -> Result<EncodedDoc> {
+        let enc = self.inner.encode(text, false).map_err(|e| tk_err("encoding", e))?;
+        let ids = enc.get_ids().to_vec();
+        let use_jieba = match language {
+            Language::Zh => true,
+            Language::Other => false,
+            Language::Auto => text.chars().any(is_cjk),
+        };
+        let word_starts = if use_jieba {
+            let starts = jieba_word_starts(text);
+            let offsets = enc.get_offsets();
+            let mut out = Vec::with_capacity(ids.len());
+            let mut prev_start = usize::MAX;
+            for (i, &(s, _)) in offsets.iter().enumerate() {
+                // Byte-level BPE may put two tokens at one offset (a split multi-byte character): only
+                // the first of them can start a word.
+                let starts_word = i == 0 || (s != prev_start && starts.binary_search(&s).is_ok());
+                out.push(starts_word);
+                prev_start = s;
+            }
+            out
+        } else {
+            let words = enc.get_word_ids();
+            (0..ids.len()).map(|i| i == 0 || words[i] != words[i - 1] || words[i].is_none()).collect()
+        };
+        Ok(EncodedDoc { ids, word_starts })
+    }
+
+    /// Encodes many documents in parallel; the result is in input order and independent of the thread
+    /// count.
+    pub fn encode_all(&self, texts: &[&str], language: Language) -> Result<Vec<EncodedDoc>> {
+        texts.par_iter().map(|t| self.encode(t, language)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus() -> Vec<String> {
+        let mut v = Vec::new();
+        for i in 0..200 {
+            v.push(format!("In the beginning God created the heavens and the earth number {i}."));
+            v.push("The earth was formless and empty, darkness was on the surface of the deep.".to_string());
+            v.push("中华人民共和国 成立 了。我们 热爱 和平。".replace(' ', ""));
+        }
+        v
+    }
+
+    #[test]
+    fn trains_wordpiece_and_bpe_deterministically_with_specials_first() {
+        let docs = corpus();
+        let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
+        for kind in [TokenizerKind::Wordpiece, TokenizerKind::Bpe] {
+            let cfg = TokenizerConfig { kind, vocab_size: 400, ..Default::default() };
+            let a = TextTokenizer::train(&cfg, &texts).unwrap();
+            let b = TextTokenizer::train(&cfg, &texts).unwrap();
+            assert_eq!(a.to_json().unwrap(), b.to_json().unwrap(), "{kind:?} training is not deterministic");
+            let s = a.specials();
+            assert_eq!((s.pad, s.unk, s.cls, s.sep, s.mask), (0, Some(1), 2, 3, 4));
+            assert!(a.vocab_size() <= 400 && a.vocab_size() > 50);
+            let round = TextTokenizer::from_json(&a.to_json().unwrap(), Path::new("x")).unwrap();
+            assert_eq!(round.specials(), a.specials());
+            let enc = a.encode("God created the earth", Language::Auto).unwrap();
+            assert!(!enc.ids.iter().any(|id| s.all.contains(id)));
+            assert_eq!(enc.word_starts.iter().filter(|&&w| w).count(), 4, "{kind:?}: four words");
+        }
+    }
+
+    #[test]
+    fn chinese_words_come_from_jieba() {
+        let docs = corpus();
+        let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
+        let cfg = TokenizerConfig { vocab_size: 400, ..Default::default() };
+        let t = TextTokenizer::train(&cfg, &texts).unwrap();
+        let text = "我们热爱和平";
+        let enc = t.encode(text, Language::Auto).unwrap();
+        // WordPiece splits every CJK character; jieba groups 我们 / 热爱 / 和平.
+        assert_eq!(enc.ids.len(), 6);
+        assert_eq!(enc.word_starts, [true, false, true, false, true, false]);
+        let plain = t.encode(text, Language::Other).unwrap();
+        assert!(plain.word_starts.iter().all(|&w| w));
+    }
+}

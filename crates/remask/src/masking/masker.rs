@@ -1,0 +1,110 @@
+//! `Masker`: a masking config made concrete for one vocabulary: the strategy, the replacement rule and
+//! the special-token table. It masks one row from a key, so the same (seed, epoch, index) always gives
+//! the same corruption, whatever thread, batch size or process computes it.
+
+use remask_kernels::rng::{KeyedRng, Purpose};
+
+use super::config::{MaskingConfig, StrategyKind};
+use super::replace::Replacement;
+use super::span::SpanMasking;
+use super::strategy::{MaskingStrategy, RowView, Scratch};
+use super::token::TokenMasking;
+use super::whole_word::WholeWordMasking;
+use crate::Result;
+
+/// Per-thread buffers for [`Masker::mask_row`].
+#[derive(Clone, Debug, Default)]
+pub struct MaskScratch {
+    pub strategy: Scratch,
+    pub eligible: Vec<bool>,
+    pub chosen: Vec<bool>,
+}
+
+/// The strategy a config names.
+pub fn strategy_for(config: &MaskingConfig) -> Box<dyn MaskingStrategy> {
+    match config.strategy {
+        StrategyKind::Token => Box::new(TokenMasking { count: config.count }),
+        StrategyKind::WholeWord => Box::new(WholeWordMasking { count: config.count }),
+        StrategyKind::Span => Box::new(SpanMasking { count: config.count, span: config.span }),
+    }
+}
+
+/// Masks rows for one vocabulary.
+pub struct Masker {
+    config: MaskingConfig,
+    strategy: Box<dyn MaskingStrategy>,
+    replacement: Replacement,
+    /// `special[id]`: the id is a special token (never chosen, never drawn as a random replacement).
+    special: Vec<bool>,
+}
+
+impl Masker {
+    /// `counts` (token frequencies of the training split) is used when the config asks for
+    /// frequency-weighted random replacement.
+    pub fn new(
+        config: &MaskingConfig,
+        mask_id: u32,
+        vocab_size: u32,
+        special_ids: &[u32],
+        counts: Option<&[u64]>,
+    ) -> Result<Self> {
+        config.validate("masking")?;
+        let shares = [config.mask_share, config.random_share, config.unchanged_share];
+        let replacement = match (config.frequency_weighted_random, counts) {
+            (true, Some(c)) => Replacement::weighted(mask_id, shares, c, special_ids)?,
+            _ => Replacement::uniform(mask_id, shares, vocab_size, special_ids)?,
+        };
+        let mut special = vec![false; vocab_size as usize];
+        for &s in special_ids {
+            if let Some(x) = special.get_mut(s as usize) {
+                *x = true;
+            }
+        }
+        Ok(Self { config: config.clone(), strategy: strategy_for(config), replacement, special })
+    }
+
+    pub fn config(&self) -> &MaskingConfig {
+        &self.config
+    }
+
+    pub fn strategy(&self) -> &dyn MaskingStrategy {
+        self.strategy.as_ref()
+    }
+
+    pub fn replacement(&self) -> &Replacement {
+        &self.replacement
+    }
+
+    /// True for special token ids (and ids outside the vocabulary).
+    #[inline]
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special.get(id as usize).copied().unwrap_or(true)
+    }
+
+    /// Masks one row keyed by (seed, epoch, index): writes `input[T]` and `labels[T]` from the original
+    /// `tokens[T]`, of which the first `length` are real. `word_starts[T]` marks word starts; `weights`
+    /// are adaptive position weights (or `None`). The chosen positions are left in `scratch.chosen`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mask_row(
+        &self,
+        input: &mut [u32],
+        labels: &mut [i32],
+        tokens: &[u32],
+        length: usize,
+        word_starts: &[bool],
+        weights: Option<&[f32]>,
+        rate: f32,
+        (seed, epoch, index): (u64, u64, u64),
+        scratch: &mut MaskScratch,
+    ) {
+        let t = tokens.len();
+        scratch.eligible.clear();
+        scratch.eligible.extend(tokens.iter().enumerate().map(|(i, &id)| i < length && !self.is_special(id)));
+        scratch.chosen.resize(t, false);
+        let row = RowView { eligible: &scratch.eligible, word_starts, weights };
+        let mut select = KeyedRng::new(seed, Purpose::MaskSelect, epoch, index);
+        self.strategy.choose(&mut scratch.chosen, &row, rate, &mut select, &mut scratch.strategy);
+        let mut replace = KeyedRng::new(seed, Purpose::MaskReplace, epoch, index);
+        self.replacement.apply(input, labels, tokens, &scratch.chosen, &mut replace);
+    }
+}

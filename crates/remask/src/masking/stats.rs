@@ -1,0 +1,111 @@
+//! Masking statistics over a set of rows and epochs: what `remask inspect masking --json` reports and
+//! what the property tests check.
+
+use serde::Serialize;
+
+use super::config::When;
+use super::masker::{MaskScratch, Masker};
+
+/// One row to mask: ids `[T]`, word starts `[T]`, and its real length.
+#[derive(Clone, Debug, Default)]
+pub struct StatRow {
+    pub ids: Vec<u32>,
+    pub word_starts: Vec<bool>,
+    pub length: usize,
+}
+
+/// Statistics of the masks of `rows` over `epochs` epochs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MaskingStats {
+    /// Share of eligible tokens chosen.
+    pub mask_rate: f64,
+    /// Of the chosen: replaced by the mask token.
+    pub mask_token_share: f64,
+    /// Of the chosen: replaced by another token.
+    pub random_token_share: f64,
+    /// Of the chosen: left as they were (a random draw of the original token counts here too).
+    pub unchanged_share: f64,
+    pub epochs: u64,
+    /// Mean over rows and epochs ≥ 1 of the share of a row's chosen positions that were also chosen in
+    /// the previous epoch (static, K = 1: 1.0; dynamic: about the rate).
+    pub epoch_overlap: f64,
+    pub rows: u64,
+    pub eligible_tokens: u64,
+    pub chosen_tokens: u64,
+    /// Chosen positions that are special tokens or padding (must be 0).
+    pub chosen_ineligible: u64,
+}
+
+/// The key epoch of training epoch `e` under `when`: static masking repeats copy e mod K.
+pub fn key_epoch(when: When, e: u64) -> u64 {
+    match when {
+        When::Static { dupe_factor } => e % dupe_factor.max(1) as u64,
+        _ => e,
+    }
+}
+
+/// Masks every row in every epoch (keyed by (seed, key epoch, row index)) at `rate` and counts.
+pub fn collect_stats(masker: &Masker, rows: &[StatRow], epochs: u64, rate: f32, seed: u64) -> MaskingStats {
+    let when = masker.config().when;
+    let mut s = MaskingStats { epochs, rows: rows.len() as u64, ..Default::default() };
+    let (mut mask, mut random, mut same) = (0u64, 0u64, 0u64);
+    let (mut overlap_sum, mut overlap_n) = (0.0f64, 0u64);
+    let mut scratch = MaskScratch::default();
+    let mut prev: Vec<Vec<bool>> = vec![Vec::new(); rows.len()];
+    for e in 0..epochs {
+        for (r, row) in rows.iter().enumerate() {
+            let t = row.ids.len();
+            let mut input = vec![0u32; t];
+            let mut labels = vec![0i32; t];
+            masker.mask_row(
+                &mut input,
+                &mut labels,
+                &row.ids,
+                row.length,
+                &row.word_starts,
+                None,
+                rate,
+                (seed, key_epoch(when, e), r as u64),
+                &mut scratch,
+            );
+            let chosen = &scratch.chosen;
+            let mut n_chosen = 0u64;
+            for i in 0..t {
+                let eligible = i < row.length && !masker.is_special(row.ids[i]);
+                if e == 0 {
+                    s.eligible_tokens += u64::from(eligible);
+                }
+                if !chosen[i] {
+                    continue;
+                }
+                n_chosen += 1;
+                if !eligible {
+                    s.chosen_ineligible += 1;
+                }
+                if input[i] == masker.replacement().mask_id() {
+                    mask += 1;
+                } else if input[i] != row.ids[i] {
+                    random += 1;
+                } else {
+                    same += 1;
+                }
+            }
+            s.chosen_tokens += n_chosen;
+            if e > 0 && n_chosen > 0 {
+                let both = (0..t).filter(|&i| chosen[i] && prev[r][i]).count();
+                overlap_sum += both as f64 / n_chosen as f64;
+                overlap_n += 1;
+            }
+            prev[r].clear();
+            prev[r].extend_from_slice(chosen);
+        }
+    }
+    let eligible_all = (s.eligible_tokens * epochs).max(1) as f64;
+    s.mask_rate = s.chosen_tokens as f64 / eligible_all;
+    let c = s.chosen_tokens.max(1) as f64;
+    s.mask_token_share = mask as f64 / c;
+    s.random_token_share = random as f64 / c;
+    s.unchanged_share = same as f64 / c;
+    s.epoch_overlap = if overlap_n == 0 { 0.0 } else { overlap_sum / overlap_n as f64 };
+    s
+}

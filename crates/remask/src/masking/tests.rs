@@ -1,0 +1,275 @@
+//! Property tests of the masking invariants: special tokens and padding are never chosen; realised
+//! rates and replacement shares match the config; the same key gives the same mask and different
+//! epochs differ; whole words are never split; span lengths follow the truncated geometric law.
+
+use proptest::prelude::*;
+use remask_kernels::rng::{KeyedRng, Purpose};
+
+use super::*;
+use crate::batch::IGNORE_INDEX;
+
+const V: u32 = 1000;
+const SPECIALS: [u32; 5] = [0, 1, 2, 3, 4];
+const MASK: u32 = 4;
+
+/// A row of length t: [CLS] words [SEP] then padding from `length`; about 3 in 4 tokens start a word.
+fn row(t: usize, length: usize, seed: u64) -> StatRow {
+    let mut rng = KeyedRng::new(seed, Purpose::Other, 0, 0);
+    let mut ids = vec![0u32; t];
+    let mut word_starts = vec![true; t];
+    for i in 0..length {
+        ids[i] = if i == 0 {
+            2
+        } else if i + 1 == length {
+            3
+        } else {
+            5 + rng.below((V - 5) as u64) as u32
+        };
+        word_starts[i] = i == 0 || i + 1 == length || rng.next_f32() < 0.7;
+    }
+    StatRow { ids, word_starts, length }
+}
+
+fn config(strategy: StrategyKind, count: CountRule, rate: f32) -> MaskingConfig {
+    MaskingConfig { strategy, count, rate, ..Default::default() }
+}
+
+fn strategies() -> impl Strategy<Value = (StrategyKind, CountRule)> {
+    (
+        prop_oneof![Just(StrategyKind::Token), Just(StrategyKind::WholeWord), Just(StrategyKind::Span)],
+        prop_oneof![Just(CountRule::Exact), Just(CountRule::Bernoulli)],
+    )
+}
+
+fn mask(m: &Masker, r: &StatRow, rate: f32, key: (u64, u64, u64), weights: Option<&[f32]>) -> (Vec<u32>, Vec<i32>, Vec<bool>) {
+    let t = r.ids.len();
+    let (mut input, mut labels) = (vec![0u32; t], vec![0i32; t]);
+    let mut s = MaskScratch::default();
+    m.mask_row(&mut input, &mut labels, &r.ids, r.length, &r.word_starts, weights, rate, key, &mut s);
+    (input, labels, s.chosen)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn specials_and_padding_are_never_chosen_and_labels_match(
+        (strategy, count) in strategies(),
+        rate in 0.01f32..0.99,
+        t in 4usize..160,
+        fill in 0.0f64..1.0,
+        seed in any::<u64>(),
+        epoch in 0u64..100,
+    ) {
+        let length = 2 + ((t - 2) as f64 * fill) as usize;
+        let r = row(t, length, seed);
+        let m = Masker::new(&config(strategy, count, rate), MASK, V, &SPECIALS, None).unwrap();
+        let (input, labels, chosen) = mask(&m, &r, rate, (seed, epoch, 3), None);
+        for i in 0..t {
+            let eligible = i < length && !SPECIALS.contains(&r.ids[i]);
+            prop_assert!(!chosen[i] || eligible, "position {i} chosen but ineligible");
+            if chosen[i] {
+                prop_assert_eq!(labels[i], r.ids[i] as i32);
+                // Random replacements never draw special tokens.
+                prop_assert!(input[i] == MASK || !SPECIALS.contains(&input[i]));
+            } else {
+                prop_assert_eq!(labels[i], IGNORE_INDEX);
+                prop_assert_eq!(input[i], r.ids[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn same_key_same_mask_and_epochs_differ(
+        (strategy, count) in strategies(),
+        seed in any::<u64>(),
+        index in any::<u64>(),
+    ) {
+        let r = row(128, 128, seed ^ 1);
+        let m = Masker::new(&config(strategy, count, 0.15), MASK, V, &SPECIALS, None).unwrap();
+        let a = mask(&m, &r, 0.15, (seed, 5, index), None);
+        let b = mask(&m, &r, 0.15, (seed, 5, index), None);
+        prop_assert_eq!(&a, &b);
+        // Over a few other epochs at least one mask differs (two identical 128-token masks by chance
+        // are astronomically unlikely; three chances make it safe).
+        let differs = (6..9).any(|e| mask(&m, &r, 0.15, (seed, e, index), None).2 != a.2);
+        prop_assert!(differs);
+    }
+
+    #[test]
+    fn whole_word_and_span_never_split_a_word(
+        strategy in prop_oneof![Just(StrategyKind::WholeWord), Just(StrategyKind::Span)],
+        count in prop_oneof![Just(CountRule::Exact), Just(CountRule::Bernoulli)],
+        rate in 0.05f32..0.6,
+        seed in any::<u64>(),
+    ) {
+        let r = row(128, 120, seed);
+        let m = Masker::new(&config(strategy, count, rate), MASK, V, &SPECIALS, None).unwrap();
+        let (_, _, chosen) = mask(&m, &r, rate, (seed, 0, 0), None);
+        for i in 1..r.length {
+            let continues_word = !r.word_starts[i] && !SPECIALS.contains(&r.ids[i]) && !SPECIALS.contains(&r.ids[i - 1]);
+            if continues_word {
+                prop_assert_eq!(chosen[i], chosen[i - 1], "word split at {}", i);
+            }
+        }
+    }
+}
+
+#[test]
+fn realised_rates_and_replacement_shares_within_tolerance() {
+    let rows: Vec<StatRow> = (0..300).map(|i| row(128, 100 + (i % 28) as usize, i)).collect();
+    for (strategy, count) in [
+        (StrategyKind::Token, CountRule::Exact),
+        (StrategyKind::Token, CountRule::Bernoulli),
+        (StrategyKind::WholeWord, CountRule::Exact),
+        (StrategyKind::WholeWord, CountRule::Bernoulli),
+        (StrategyKind::Span, CountRule::Exact),
+        (StrategyKind::Span, CountRule::Bernoulli),
+    ] {
+        for rate in [0.15f32, 0.4] {
+            let cfg = MaskingConfig { mask_share: 0.7, random_share: 0.2, unchanged_share: 0.1, ..config(strategy, count, rate) };
+            let m = Masker::new(&cfg, MASK, V, &SPECIALS, None).unwrap();
+            let s = collect_stats(&m, &rows, 2, rate, 9);
+            // Exact token counts hit the rate up to rounding; word-based budgets may fall a little
+            // short when the next word does not fit.
+            let tol = match (strategy, count) {
+                (StrategyKind::Token, CountRule::Exact) => 0.002,
+                (StrategyKind::Token, _) => 0.01,
+                _ => 0.02,
+            };
+            assert!((s.mask_rate - rate as f64).abs() < tol, "{strategy:?} {count:?} rate {rate}: realised {}", s.mask_rate);
+            assert_eq!(s.chosen_ineligible, 0);
+            assert!((s.mask_token_share - 0.7).abs() < 0.02, "{strategy:?}: {s:?}");
+            assert!((s.random_token_share - 0.2).abs() < 0.02, "{strategy:?}: {s:?}");
+            assert!((s.unchanged_share - 0.1).abs() < 0.02, "{strategy:?}: {s:?}");
+            assert!((s.epoch_overlap - rate as f64).abs() < 0.05, "dynamic overlap ≈ rate: {s:?}");
+        }
+    }
+}
+
+#[test]
+fn exact_count_is_probabilistically_rounded() {
+    // 126 eligible tokens at rate 0.15 → 18.9: 18 or 19 chosen, 19 about 90% of the time.
+    let r = row(128, 128, 1);
+    let m = Masker::new(&config(StrategyKind::Token, CountRule::Exact, 0.15), MASK, V, &SPECIALS, None).unwrap();
+    let mut nineteen = 0;
+    for i in 0..2000 {
+        let n = mask(&m, &r, 0.15, (1, 0, i), None).2.iter().filter(|&&c| c).count();
+        assert!(n == 18 || n == 19, "{n}");
+        nineteen += usize::from(n == 19);
+    }
+    assert!((nineteen as f64 / 2000.0 - 0.9).abs() < 0.03, "{nineteen}");
+}
+
+#[test]
+fn static_masks_repeat_every_k_epochs() {
+    let rows: Vec<StatRow> = (0..50).map(|i| row(128, 128, i)).collect();
+    let one = MaskingConfig { when: When::Static { dupe_factor: 1 }, ..Default::default() };
+    let m = Masker::new(&one, MASK, V, &SPECIALS, None).unwrap();
+    assert_eq!(collect_stats(&m, &rows, 3, 0.15, 1).epoch_overlap, 1.0);
+    let two = MaskingConfig { when: When::Static { dupe_factor: 2 }, ..Default::default() };
+    let m = Masker::new(&two, MASK, V, &SPECIALS, None).unwrap();
+    assert!(collect_stats(&m, &rows, 3, 0.15, 1).epoch_overlap < 0.3);
+    assert_eq!(key_epoch(two.when, 4), 0);
+    assert_eq!(key_epoch(two.when, 5), 1);
+}
+
+#[test]
+fn span_lengths_follow_the_truncated_geometric() {
+    let (p, max) = (0.2f64, 10u32);
+    let mut rng = KeyedRng::new(3, Purpose::Other, 0, 0);
+    let n = 200_000;
+    let mut hist = vec![0usize; max as usize + 1];
+    for _ in 0..n {
+        hist[sample_span_length(p as f32, max, &mut rng) as usize] += 1;
+    }
+    assert_eq!(hist[0], 0);
+    let z = 1.0 - (1.0 - p).powi(max as i32);
+    let mut mean = 0.0;
+    for k in 1..=max as usize {
+        let want = p * (1.0 - p).powi(k as i32 - 1) / z;
+        let got = hist[k] as f64 / n as f64;
+        assert!((got - want).abs() < 0.005, "P(L={k}) = {got}, expected {want}");
+        mean += k as f64 * got;
+    }
+    // SpanBERT reports a mean span of 3.8 words for p = 0.2, max 10.
+    assert!((mean - 3.8).abs() < 0.05, "mean {mean}");
+}
+
+#[test]
+fn span_masking_chooses_runs_of_words() {
+    // Every token starts a word here, so a span of L words is L adjacent tokens: runs much longer than
+    // single tokens appear (token masking at this rate would average about 1.2).
+    let mut r = row(512, 512, 5);
+    r.word_starts.iter_mut().for_each(|w| *w = true);
+    let m = Masker::new(&config(StrategyKind::Span, CountRule::Exact, 0.15), MASK, V, &SPECIALS, None).unwrap();
+    let (mut runs, mut tokens) = (0, 0);
+    for i in 0..200 {
+        let chosen = mask(&m, &r, 0.15, (2, 0, i), None).2;
+        for k in 0..chosen.len() {
+            if chosen[k] {
+                tokens += 1;
+                if k == 0 || !chosen[k - 1] {
+                    runs += 1;
+                }
+            }
+        }
+    }
+    let mean_run = tokens as f64 / runs as f64;
+    assert!(mean_run > 3.0 && mean_run < 5.0, "mean run {mean_run}");
+}
+
+#[test]
+fn adaptive_weights_keep_the_budget_and_prefer_hard_tokens() {
+    let r = row(128, 128, 11);
+    let mut stats = AdaptiveStats::new(V as usize, 0.9);
+    // Tokens below 500 are "hard" (loss 8), the rest easy (loss 1).
+    for id in 5..V as usize {
+        stats.loss[id] = if id < 500 { 8.0 } else { 1.0 };
+    }
+    stats.mean = 4.0;
+    stats.updates = 1;
+    let eligible: Vec<bool> = (0..128).map(|i| !SPECIALS.contains(&r.ids[i])).collect();
+    let mut w = vec![0f32; 128];
+    stats.row_weights(&mut w, &r.ids, &eligible, 1.0, 0.2);
+    let mean_w: f32 = w.iter().zip(&eligible).filter(|x| *x.1).map(|x| *x.0).sum::<f32>() / 126.0;
+    assert!((mean_w - 1.0).abs() < 1e-4, "{mean_w}");
+    for count in [CountRule::Exact, CountRule::Bernoulli] {
+        let m = Masker::new(&config(StrategyKind::Token, count, 0.15), MASK, V, &SPECIALS, None).unwrap();
+        let (mut hard, mut easy, mut total) = (0usize, 0usize, 0usize);
+        for i in 0..2000 {
+            let c = mask(&m, &r, 0.15, (4, 0, i), Some(&w)).2;
+            for k in 0..128 {
+                if c[k] {
+                    total += 1;
+                    if r.ids[k] < 500 { hard += 1 } else { easy += 1 }
+                }
+            }
+        }
+        let rate = total as f64 / (2000.0 * 126.0);
+        assert!((rate - 0.15).abs() < 0.01, "{count:?}: adaptive rate {rate}");
+        let hard_share_of_tokens = r.ids[1..127].iter().filter(|&&x| x < 500).count() as f64 / 126.0;
+        assert!(hard as f64 / (hard + easy) as f64 > hard_share_of_tokens + 0.2, "{count:?}: hard tokens not preferred");
+    }
+    // Round trip through JSON (checkpoint state).
+    let back = AdaptiveStats::from_json(&stats.to_json(), V as usize).unwrap();
+    assert_eq!(back, stats);
+}
+
+#[test]
+fn frequency_weighted_random_follows_counts_and_skips_specials() {
+    let mut counts = vec![0u64; V as usize];
+    counts[0] = 1_000_000; // A special token with a huge count is still never drawn.
+    counts[10] = 300;
+    counts[20] = 100;
+    let shares = [0.0, 1.0, 0.0];
+    let rep = Replacement::weighted(MASK, shares, &counts, &SPECIALS).unwrap();
+    let mut rng = KeyedRng::new(1, Purpose::Other, 0, 0);
+    let mut ten = 0;
+    for _ in 0..10_000 {
+        let x = rep.random_token(&mut rng);
+        assert!(x == 10 || x == 20, "{x}");
+        ten += usize::from(x == 10);
+    }
+    assert!((ten as f64 / 10_000.0 - 0.75).abs() < 0.02);
+}
