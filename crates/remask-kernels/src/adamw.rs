@@ -137,4 +137,18 @@ mod tests {
         assert_close(&m, &m_r, 1e-9, 1e-6, "adamw m");
         assert_close(&v, &v_r, 1e-12, 1e-6, "adamw v");
     }
+
+    #[test]
+    fn baseline_path_matches_reference() {
+        let len = 1001;
+        let g = rand_vec(len, 30, 0.1);
+        let (mut p, mut m, mut v) = (rand_vec(len, 31, 1.0), vec![0.0; len], vec![0.0; len]);
+        let (mut p_r, mut m_r, mut v_r) = (p.clone(), m.clone(), v.clone());
+        let bc1 = 1.0 - (HP.beta1 as f64);
+        let bc2 = 1.0 - (HP.beta2 as f64);
+        let k = AdamFactors { inv_bc1: (1.0 / bc1) as f32, inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32, decay: 1.0 - HP.lr * HP.weight_decay };
+        adamw_body(&mut p, &g, &mut m, &mut v, &HP, &k);
+        adamw_update_reference(&mut p_r, &g, &mut m_r, &mut v_r, &HP, 1);
+        assert_close(&p, &p_r, 1e-6, 1e-6, "baseline adamw params");
+    }
 }

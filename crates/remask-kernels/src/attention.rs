@@ -17,6 +17,7 @@ use crate::block_mask::BlockMask;
 
 pub mod dense;
 mod fused;
+mod microkernel;
 mod reference;
 mod simd;
 mod tile_gemm;

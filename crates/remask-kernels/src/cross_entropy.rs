@@ -102,11 +102,11 @@ fn ce_forward_body(losses: &mut [f32], logits: &[f32], targets: &[i32], v: usize
     (count, correct)
 }
 
-/// The gradient of one row in place: on entry `d` holds e^(x−m) for the row, on exit
-/// scale·(softmax − onehot(t)).
+/// The gradient of one row in place: on entry `d` holds e^(x−m) for the row and `sum` their sum,
+/// on exit scale·(softmax − onehot(t)).
 #[inline(always)]
-fn normalise_gradient_row(d: &mut [f32], t: usize, scale: f32) {
-    let f = scale / simd::sum(d);
+fn normalise_gradient_row(d: &mut [f32], sum: f32, t: usize, scale: f32) {
+    let f = scale / sum;
     for e in d.iter_mut() {
         *e *= f;
     }
@@ -121,10 +121,8 @@ fn ce_backward_body(dlogits: &mut [f32], logits: &[f32], targets: &[i32], scale:
             continue;
         };
         let m = simd::max(x);
-        for (e, &xv) in d.iter_mut().zip(x) {
-            *e = simd::exp(xv - m);
-        }
-        normalise_gradient_row(d, t, scale);
+        let sum = simd::exp_store_sum(d, x, m);
+        normalise_gradient_row(d, sum, t, scale);
     }
 }
 
@@ -142,11 +140,9 @@ fn ce_fused_body(rows: &mut [f32], losses: &mut [f32], targets: &[i32], scale: f
         let xt = row[t];
         correct += is_first_argmax(row, t, m) as usize;
         count += 1;
-        for e in row.iter_mut() {
-            *e = simd::exp(*e - m);
-        }
-        *loss = simd::sum(row).ln() + (m - xt);
-        normalise_gradient_row(row, t, scale);
+        let sum = simd::exp_in_place_sum(row, m);
+        *loss = sum.ln() + (m - xt);
+        normalise_gradient_row(row, sum, t, scale);
     }
     (count, correct)
 }
@@ -333,5 +329,26 @@ mod tests {
         check_fast(37, 19, 4.0);
         check_fast(1, 1, 1.0);
         check_fast(70, 8192, 10.0);
+    }
+
+    #[test]
+    fn baseline_path_matches_reference() {
+        let (n, v) = (9, 37);
+        let logits = rand_vec(n * v, 8, 6.0);
+        let targets = targets_with_ignored(n, v, 9);
+        let (mut l, mut l_ref) = (vec![0.0; n], vec![0.0; n]);
+        let counts = ce_forward_body(&mut l, &logits, &targets, v);
+        let s_ref = cross_entropy_forward_reference(&mut l_ref, &logits, &targets, n, v);
+        assert_close(&l, &l_ref, 1e-5, 1e-5, "baseline ce forward");
+        assert_eq!(counts, (s_ref.count, s_ref.correct));
+        let (mut d, mut d_ref) = (vec![0.0; n * v], vec![0.0; n * v]);
+        ce_backward_body(&mut d, &logits, &targets, 0.5, v);
+        cross_entropy_backward_reference(&mut d_ref, &logits, &targets, 0.5, n, v);
+        assert_close(&d, &d_ref, 1e-7, 1e-5, "baseline ce backward");
+        let mut fused = logits.clone();
+        let mut l_fused = vec![0.0; n];
+        assert_eq!(ce_fused_body(&mut fused, &mut l_fused, &targets, 0.5, v), counts);
+        assert_close(&fused, &d_ref, 1e-7, 1e-5, "baseline ce fused gradient");
+        assert_close(&l_fused, &l_ref, 1e-5, 1e-5, "baseline ce fused losses");
     }
 }

@@ -165,4 +165,18 @@ mod tests {
         dropout_forward(&mut out, &mut mask, &inp, 1.0, 11);
         assert!(out.iter().all(|&x| x == 0.0) && mask.iter().all(|&m| m == 0));
     }
+
+    #[test]
+    fn baseline_path_matches_reference() {
+        let len = 1001;
+        let inp = rand_vec(len, 40, 1.0);
+        let p = 0.3f32;
+        let threshold = (p as f64 * (1u64 << 24) as f64).ceil() as u64;
+        let (mut out, mut mask) = (vec![0.0; len], vec![0u8; len]);
+        dropout_forward_body(&mut out, &mut mask, &inp, threshold, keep_scale(p), 5, 0);
+        let (mut out_r, mut mask_r) = (vec![0.0; len], vec![0u8; len]);
+        dropout_forward_reference(&mut out_r, &mut mask_r, &inp, p, 5);
+        assert_eq!(mask, mask_r);
+        assert_eq!(out, out_r);
+    }
 }

@@ -6,6 +6,8 @@
 //! parallel phases so no task needs scratch memory: rows for dinp, then column blocks for
 //! dweight/dbias (each block sweeps all rows and owns its slice of the parameter gradients).
 
+#![allow(clippy::too_many_arguments)] // Kernel signatures follow llm.c: buffers first, sizes last.
+
 use crate::simd::{self, rows_per_task, simd_dispatch, LANES};
 use rayon::prelude::*;
 
@@ -254,5 +256,33 @@ mod tests {
         check_fast(1, 1);
         check_fast(300, 256);
         check_fast(9, 130);
+    }
+
+    #[test]
+    fn baseline_path_matches_reference() {
+        let (n, c, eps) = (5, 37, 1e-5);
+        let inp = rand_vec(n * c, 12, 3.0);
+        let (weight, bias) = (rand_vec(c, 13, 1.5), rand_vec(c, 14, 1.0));
+        let (mut out, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
+        let (mut out_r, mut mean_r, mut rstd_r) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
+        layernorm_forward_body(&mut out, &mut mean, &mut rstd, &inp, &weight, &bias, c, eps);
+        layernorm_forward_reference(&mut out_r, &mut mean_r, &mut rstd_r, &inp, &weight, &bias, n, c, eps);
+        assert_close(&out, &out_r, 2e-5, 1e-5, "baseline layernorm out");
+        assert_close(&rstd, &rstd_r, 0.0, 1e-5, "baseline layernorm rstd");
+        let dout = rand_vec(n * c, 15, 1.0);
+        let (mut d, mut dw, mut db) = (vec![0.0; n * c], vec![0.0; c], vec![0.0; c]);
+        let (mut d_r, mut dw_r, mut db_r) = (vec![0.0; n * c], vec![0.0; c], vec![0.0; c]);
+        layernorm_dinp_body(&mut d, &dout, &inp, &weight, &mean_r, &rstd_r, c);
+        // Two column blocks: a full one and a partial one.
+        let (dw_a, dw_b) = dw.split_at_mut(COL_BLOCK.min(c));
+        let (db_a, db_b) = db.split_at_mut(COL_BLOCK.min(c));
+        layernorm_dparams_body(dw_a, db_a, &dout, &inp, &mean_r, &rstd_r, 0, c);
+        if !dw_b.is_empty() {
+            layernorm_dparams_body(dw_b, db_b, &dout, &inp, &mean_r, &rstd_r, COL_BLOCK, c);
+        }
+        layernorm_backward_reference(&mut d_r, &mut dw_r, &mut db_r, &dout, &inp, &weight, &mean_r, &rstd_r, n, c);
+        assert_close(&d, &d_r, 2e-5, 1e-4, "baseline layernorm dinp");
+        assert_close(&dw, &dw_r, 1e-5, 1e-4, "baseline layernorm dweight");
+        assert_close(&db, &db_r, 1e-5, 1e-4, "baseline layernorm dbias");
     }
 }

@@ -8,6 +8,8 @@
 //! products run on rayon's pool; small ones stay on the calling thread, where threading costs more
 //! than it saves (and where callers such as attention may already be running in parallel).
 
+#![allow(clippy::too_many_arguments)] // Kernel signatures follow llm.c: buffers first, sizes last.
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -127,37 +129,25 @@ pub fn matmul_backward(dinp: Option<&mut [f32]>, dweight: &mut [f32], dbias: Opt
 }
 
 /// Reference twin of [`matmul_backward`]: plain loops.
-pub fn matmul_backward_reference(dinp: Option<&mut [f32]>, dweight: &mut [f32], dbias: Option<&mut [f32]>,
+pub fn matmul_backward_reference(mut dinp: Option<&mut [f32]>, dweight: &mut [f32], mut dbias: Option<&mut [f32]>,
                                  dout: &[f32], inp: &[f32], weight: &[f32], n: usize, c: usize, oc: usize) {
     assert!(dout.len() >= n * oc && inp.len() >= n * c && weight.len() >= oc * c && dweight.len() >= oc * c);
-    // Forward: out[i,o] = Σ_k inp[i,k]·weight[o,k] + bias[o].
-    if let Some(dinp) = dinp {
-        for i in 0..n {
-            for k in 0..c {
-                let mut acc = 0.0f32;
-                for o in 0..oc {
-                    acc += dout[i * oc + o] * weight[o * c + k];
-                }
-                dinp[i * c + k] += acc;
-            }
-        }
-    }
-    for o in 0..oc {
-        for k in 0..c {
-            let mut acc = 0.0f32;
-            for i in 0..n {
-                acc += dout[i * oc + o] * inp[i * c + k];
-            }
-            dweight[o * c + k] += acc;
-        }
-    }
-    if let Some(dbias) = dbias {
+    // Forward: out[i,o] = Σ_k inp[i,k]·weight[o,k] + bias[o]. The loops run i, o, k so every
+    // inner loop walks contiguous rows (a plain axpy), which keeps the twin usable at real sizes.
+    for i in 0..n {
         for o in 0..oc {
-            let mut acc = 0.0f32;
-            for i in 0..n {
-                acc += dout[i * oc + o];
+            let d = dout[i * oc + o];
+            if let Some(dinp) = dinp.as_deref_mut() {
+                for k in 0..c {
+                    dinp[i * c + k] += d * weight[o * c + k];
+                }
             }
-            dbias[o] += acc;
+            for k in 0..c {
+                dweight[o * c + k] += d * inp[i * c + k];
+            }
+            if let Some(dbias) = dbias.as_deref_mut() {
+                dbias[o] += d;
+            }
         }
     }
 }

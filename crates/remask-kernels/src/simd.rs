@@ -104,7 +104,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5·2^23: adding it rounds to an integer, which then sits in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
-    let xc = if x < LO { LO } else if x > HI { HI } else { x };
+    let xc = x.clamp(LO, HI);
     let shifted = xc * LOG2E + MAGIC;
     let n = shifted - MAGIC;
     let r = xc - n * LN2_HI - n * LN2_LO;
@@ -113,10 +113,52 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
     let pow2 = f32::from_bits((shifted.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127)) << 23);
     if x < LO { 0.0 } else { er * pow2 }
+}
+
+/// Writes out[j] = e^(x[j] − m) and returns Σ_j out[j], lane-parallel, in one pass.
+#[inline(always)]
+pub(crate) fn exp_store_sum(out: &mut [f32], x: &[f32], m: f32) -> f32 {
+    debug_assert_eq!(out.len(), x.len());
+    let main = x.len() / LANES * LANES;
+    let (out_main, out_tail) = out.split_at_mut(main);
+    let (x_main, x_tail) = x.split_at(main);
+    let mut acc = [0.0f32; LANES];
+    for (och, xch) in out_main.chunks_exact_mut(LANES).zip(x_main.chunks_exact(LANES)) {
+        for ((a, o), &v) in acc.iter_mut().zip(och).zip(xch) {
+            let e = exp(v - m);
+            *o = e;
+            *a += e;
+        }
+    }
+    let mut tail = 0.0f32;
+    for (o, &v) in out_tail.iter_mut().zip(x_tail) {
+        *o = exp(v - m);
+        tail += *o;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// In place: x[j] = e^(x[j] − m), returning the sum, lane-parallel, in one pass.
+#[inline(always)]
+pub(crate) fn exp_in_place_sum(x: &mut [f32], m: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for ch in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(ch.iter_mut()) {
+            *v = exp(*v - m);
+            *a += *v;
+        }
+    }
+    let mut tail = 0.0f32;
+    for v in chunks.into_remainder() {
+        *v = exp(*v - m);
+        tail += *v;
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
@@ -139,6 +181,22 @@ mod tests {
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert!(exp(f32::NAN).is_nan());
         assert!(exp(100.0).is_finite() && exp(100.0) > 1e38);
+    }
+
+    #[test]
+    fn exp_sums_store_and_sum() {
+        for len in [0usize, 5, 16, 37] {
+            let x: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+            let want: Vec<f32> = x.iter().map(|&v| exp(v - 1.5)).collect();
+            let mut out = vec![f32::NAN; len];
+            let s1 = exp_store_sum(&mut out, &x, 1.5);
+            assert_eq!(out, want);
+            let mut inplace = x.clone();
+            let s2 = exp_in_place_sum(&mut inplace, 1.5);
+            assert_eq!(inplace, want);
+            let direct: f32 = want.iter().sum();
+            assert!((s1 - direct).abs() <= 1e-5 * (1.0 + direct) && s1 == s2);
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Row-wise softmax over the last dimension, numerically stable (max subtracted).
 //!
-//! Shapes: rows × cols, row-major.
+//! Shapes: rows × cols, row-major. A row that is entirely −∞ (fully masked) yields zeros, never NaN.
 
 use crate::simd::{self, rows_per_task, simd_dispatch};
 use rayon::prelude::*;
@@ -35,12 +35,13 @@ fn softmax_forward_body(out: &mut [f32], inp: &[f32], cols: usize) {
     for (o, x) in out.chunks_exact_mut(cols).zip(inp.chunks_exact(cols)) {
         // Pass 1: the row maximum, subtracted for stability.
         let m = simd::max(x);
-        // Pass 2: exponentials, stored, and their sum.
-        for (e, &v) in o.iter_mut().zip(x) {
-            *e = simd::exp(v - m);
+        if m == f32::NEG_INFINITY {
+            o.fill(0.0);
+            continue;
         }
+        // Pass 2: exponentials, stored, and their sum.
+        let inv = 1.0 / simd::exp_store_sum(o, x, m);
         // Pass 3: normalise.
-        let inv = 1.0 / simd::sum(o);
         for e in o.iter_mut() {
             *e *= inv;
         }
@@ -67,6 +68,10 @@ pub fn softmax_forward_reference(out: &mut [f32], inp: &[f32], rows: usize, cols
     for r in 0..rows {
         let x = &inp[r * cols..(r + 1) * cols];
         let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        if max == f64::NEG_INFINITY {
+            out[r * cols..(r + 1) * cols].fill(0.0);
+            continue;
+        }
         let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
         for k in 0..cols {
             out[r * cols + k] = ((x[k] as f64 - max).exp() / sum) as f32;
@@ -128,5 +133,39 @@ mod tests {
             softmax_backward_reference(&mut d_ref, &out_ref, &dout, rows, cols);
             assert_close(&d, &d_ref, 1e-6, 1e-5, &format!("softmax_backward {rows}x{cols}"));
         }
+    }
+
+    #[test]
+    fn fully_masked_rows_give_zeros_not_nan() {
+        let cols = 21;
+        let mut inp = rand_vec(3 * cols, 9, 2.0);
+        inp[cols..2 * cols].fill(f32::NEG_INFINITY);
+        inp[2 * cols + 4] = f32::NEG_INFINITY;
+        let (mut out, mut out_ref) = (vec![f32::NAN; 3 * cols], vec![f32::NAN; 3 * cols]);
+        softmax_forward(&mut out, &inp, 3, cols);
+        softmax_forward_reference(&mut out_ref, &inp, 3, cols);
+        for o in [&out, &out_ref] {
+            assert!(o[cols..2 * cols].iter().all(|&x| x == 0.0));
+            assert_eq!(o[2 * cols + 4], 0.0);
+            assert!((o[2 * cols..].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+        let mut d = vec![0.0; 3 * cols];
+        softmax_backward(&mut d, &out, &rand_vec(3 * cols, 10, 1.0), 3, cols);
+        assert!(d[cols..2 * cols].iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn baseline_path_matches_reference() {
+        let (rows, cols) = (7, 37);
+        let inp = rand_vec(rows * cols, 6, 5.0);
+        let (mut out, mut out_ref) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
+        softmax_forward_body(&mut out, &inp, cols);
+        softmax_forward_reference(&mut out_ref, &inp, rows, cols);
+        assert_close(&out, &out_ref, 1e-7, 1e-5, "baseline softmax_forward");
+        let dout = rand_vec(rows * cols, 7, 1.0);
+        let (mut d, mut d_ref) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
+        softmax_backward_body(&mut d, &out_ref, &dout, cols);
+        softmax_backward_reference(&mut d_ref, &out_ref, &dout, rows, cols);
+        assert_close(&d, &d_ref, 1e-6, 1e-5, "baseline softmax_backward");
     }
 }

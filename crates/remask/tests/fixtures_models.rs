@@ -246,3 +246,51 @@ fn gpt2_matches_hf_fixture() {
 fn bart_matches_hf_fixture() {
     check("bart", Arch::EncoderDecoder);
 }
+
+/// A real pretrained checkpoint (all-MiniLM-L6-v2, a bare `BertModel` without the `bert.` prefix,
+/// with a pooler and a `position_ids` buffer) against `fixtures/minilm`. Needs the model directory in
+/// `REMASK_MINILM_DIR` (see fixtures/README.md); skips with a note otherwise.
+#[test]
+fn minilm_hidden_states_match_transformers() {
+    let Some(model_dir) = std::env::var_os("REMASK_MINILM_DIR").map(PathBuf::from) else {
+        eprintln!("note: REMASK_MINILM_DIR is not set, skipping the MiniLM interop test");
+        return;
+    };
+    if !model_dir.join("model.safetensors").exists() {
+        eprintln!("note: {} has no model.safetensors, skipping the MiniLM interop test", model_dir.display());
+        return;
+    }
+    let w = remask::model::hf::read_hf(&model_dir, 0).unwrap();
+    assert!(w.initialised.iter().all(|n| n.starts_with("cls.")), "{:?}", w.initialised);
+    let c = w.config.d_model;
+    let mut model = remask::model::LmModel::from_params(w.config, w.params).unwrap();
+    let exp = Io { t: read_safetensors(&fixture_dir("minilm").join("expected.safetensors")).unwrap() };
+    let shape = exp.shape("input_ids");
+    let (b, t) = (shape[0], shape[1]);
+    let mask = exp.i64("attention_mask");
+    let batch = Batch {
+        batch_size: b,
+        seq_len: t,
+        input_ids: exp.i64("input_ids").iter().map(|&x| x as u32).collect(),
+        labels: vec![IGNORE_INDEX; b * t],
+        positions: (0..b * t).map(|i| (i % t) as u32).collect(),
+        doc_ids: mask.iter().map(|&m| if m == 1 { 0 } else { PAD_DOC }).collect(),
+        token_type_ids: exp.i64("token_type_ids").iter().map(|&x| x as u32).collect(),
+        lengths: (0..b).map(|r| mask[r * t..(r + 1) * t].iter().sum::<i64>() as u32).collect(),
+        prefix_lengths: vec![0; b],
+        sample_ids: (0..b as u64).collect(),
+        decoder: None,
+    };
+    let _ = model.logits(&batch).unwrap();
+    let real: Vec<bool> = mask.iter().map(|&m| m == 1).collect();
+    let want = exp.f32("last_hidden_state");
+    let got = model.hidden_states();
+    let mut max_abs = 0.0f32;
+    for (i, _) in real.iter().enumerate().filter(|(_, &r)| r) {
+        for j in i * c..(i + 1) * c {
+            max_abs = max_abs.max((got[j] - want[j]).abs());
+        }
+    }
+    eprintln!("minilm: last_hidden_state max abs error {max_abs:.2e} (relative {:.2e})", rel_err_rows(got, &want, c, &real));
+    assert!(max_abs < 1e-4, "MiniLM hidden states differ by {max_abs}");
+}

@@ -17,6 +17,8 @@ pub enum What {
     Masking(super::bench_masking::Args),
     /// One training step (forward + backward + AdamW) of the reference model.
     Train(super::bench_train::Args),
+    /// The f32 kernels (matmul, layernorm, gelu, softmax, cross-entropy, ...) against their reference twins.
+    Kernels(super::bench_kernels::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -24,5 +26,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Attention(a) => super::bench_attention::run(a),
         What::Masking(a) => super::bench_masking::run(a),
         What::Train(a) => super::bench_train::run(a),
+        What::Kernels(a) => super::bench_kernels::run(a),
     }
 }

@@ -26,6 +26,9 @@ pub struct Args {
     /// Documents per row (document mask).
     #[arg(long, default_value_t = 4)]
     pub docs: usize,
+    /// Random document lengths (random cut points) instead of equal ones.
+    #[arg(long)]
+    pub random_docs: bool,
     /// Causal inside documents / one-sided sliding window.
     #[arg(long)]
     pub causal: bool,
@@ -52,6 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         head_dim: args.head_dim,
         window: args.window,
         docs: args.docs,
+        random_docs: args.random_docs,
         causal: args.causal,
         tile: args.tile,
         iters: args.iters,

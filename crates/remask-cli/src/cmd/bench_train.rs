@@ -120,6 +120,16 @@ fn make_batch(a: &Args) -> anyhow::Result<Batch> {
     Ok(bt)
 }
 
+/// CPU time (user + system, all threads) of this process in ms, from /proc/self/stat (10 ms ticks).
+/// Less sensitive than wall time to other processes competing for the cores.
+fn cpu_ms() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10.0)
+}
+
 fn peak_rss_mb() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -168,7 +178,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut comm_times = Vec::with_capacity(a.steps);
     let mut wait_times = Vec::with_capacity(a.steps);
     let mut last_loss = 0.0;
+    let mut cpu_start = None;
     for step in 0..a.warmup + a.steps {
+        if step == a.warmup {
+            cpu_start = cpu_ms();
+        }
         let t0 = Instant::now();
         model.grads_mut().fill(0.0);
         let stats = model.forward_backward(&batch, scale, key(0, Purpose::Dropout, 0, step as u64))?;
@@ -192,6 +206,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             wait_times.push(wait);
         }
     }
+    let cpu_per_step = match (cpu_start, cpu_ms()) {
+        (Some(a0), Some(a1)) => Some(((a1 - a0) / a.steps as f64 * 10.0).round() / 10.0),
+        _ => None,
+    };
     times.sort_by(f64::total_cmp);
     let med = times[times.len() / 2];
     comm_times.sort_by(f64::total_cmp);
@@ -226,6 +244,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "tokens_per_s": ((a.batch * a.seq) as f64 / (med / 1e3)).round(),
         "model_gflop_per_step": round2(flops / 1e9),
         "achieved_gflops": (flops / 1e9 / (med / 1e3) * 10.0).round() / 10.0,
+        "cpu_ms_per_step": cpu_per_step,
         "peak_rss_mb": peak_rss_mb(),
         "final_loss": round2(last_loss),
         "arch": format!("{:?}", if causal { Arch::Decoder } else { Arch::Encoder }).to_lowercase(),

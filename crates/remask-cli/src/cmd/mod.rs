@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_attention;
+pub mod bench_kernels;
 pub mod bench_masking;
 pub mod bench_train;
 pub mod dist_check;

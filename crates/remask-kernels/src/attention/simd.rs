@@ -12,10 +12,14 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer.
     let xc = if x < -87.0 { -87.0 } else if x > 88.7 { 88.7 } else { x };
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    // t's bit pattern is ROUND's plus the integer n: integer arithmetic recovers n without a
+    // float-to-int cast (whose saturating semantics would not vectorize).
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = xc - n * LN2_HI - n * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let pow = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    let pow = f32::from_bits((ni.wrapping_add(127) << 23) as u32);
     if x < -87.0 {
         0.0
     } else {
@@ -76,11 +80,8 @@ fn online_softmax_step_impl(s: &mut [f32], ld: usize, m: usize, n: usize, bits: 
             continue;
         }
         alpha[i] = if mrow[i] == f32::NEG_INFINITY { 0.0 } else { fast_exp(mrow[i] - m_new) };
-        let mut sum = 0f32;
-        for x in row.iter_mut() {
-            *x = fast_exp(*x - m_new);
-            sum += *x;
-        }
+        row.iter_mut().for_each(|x| *x = fast_exp(*x - m_new));
+        let sum = lane_sum(row);
         lrow[i] = lrow[i] * alpha[i] + sum;
         mrow[i] = m_new;
     }
@@ -142,11 +143,8 @@ fn masked_softmax_rows_impl(s: &mut [f32], bias: &[f32], lse: &mut [f32], rows: 
             lse[i] = f32::NEG_INFINITY;
             continue;
         }
-        let mut sum = 0f32;
-        for x in row.iter_mut() {
-            *x = fast_exp(*x - mx);
-            sum += *x;
-        }
+        row.iter_mut().for_each(|x| *x = fast_exp(*x - mx));
+        let sum = lane_sum(row);
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|x| *x *= inv);
         lse[i] = mx + sum.ln();
@@ -199,6 +197,19 @@ fn row_max(row: &[f32]) -> f32 {
         mx = if x > mx { x } else { mx };
     }
     mx
+}
+
+/// Sum with 16 independent lanes (a sequential float sum would not vectorize).
+#[inline(always)]
+fn lane_sum(row: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for l in 0..16 {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 /// Dot product with 16 independent lanes.

@@ -50,6 +50,8 @@ pub struct AttentionBenchConfig {
     pub window: usize,
     /// Documents per row for the document mask.
     pub docs: usize,
+    /// Random document lengths (random cut points) instead of equal ones.
+    pub random_docs: bool,
     /// Causal inside documents / one-sided sliding window.
     pub causal: bool,
     /// BlockMask tile edge.
@@ -72,8 +74,14 @@ pub struct AttentionBenchReport {
     pub dense_bwd_ms: f64,
     /// Dense masked forward + backward.
     pub dense_ms: f64,
-    /// fused_ms / dense_ms.
+    /// fused_ms / dense_ms (wall clock).
     pub ratio: f64,
+    /// CPU time of fused forward + backward (all threads).
+    pub fused_cpu_ms: f64,
+    /// CPU time of dense forward + backward (all threads).
+    pub dense_cpu_ms: f64,
+    /// fused_cpu_ms / dense_cpu_ms: steadier than `ratio` on a busy machine.
+    pub ratio_cpu: f64,
     /// Fraction of the (q, k) plane in empty tiles.
     pub sparsity: f64,
     /// Fraction of (q, k) pairs allowed.
@@ -88,7 +96,7 @@ pub struct AttentionBenchReport {
 }
 
 /// A synthetic batch whose data drives the dynamic masks: random padding lengths in [T/2, T] for
-/// `padding`, `docs` documents of random lengths filling each row for `document`, a random prefix
+/// `padding`, `docs` documents filling each row for `document` (equal lengths, or random with `random_docs`), a random prefix
 /// in [T/4, 3T/4] for `prefix`; full rows otherwise.
 pub fn bench_batch(cfg: &AttentionBenchConfig) -> Batch {
     let (b, t) = (cfg.batch, cfg.seq);
@@ -111,14 +119,18 @@ pub fn bench_batch(cfg: &AttentionBenchConfig) -> Batch {
             BenchMask::Padding => batch.lengths[row] = (t / 2 + rng.below((t - t / 2 + 1) as u64) as usize).min(t) as u32,
             BenchMask::Prefix => batch.prefix_lengths[row] = (t / 4 + rng.below((t / 2 + 1) as u64) as usize) as u32,
             BenchMask::Document => {
-                // docs−1 distinct random cut points in 1..T.
+                // docs−1 cut points: equal documents, or distinct random cuts in 1..T.
                 let docs = cfg.docs.clamp(1, t.max(1));
                 let mut cuts: Vec<usize> = Vec::new();
-                while cuts.len() + 1 < docs {
-                    let c = 1 + rng.below((t - 1) as u64) as usize;
-                    if !cuts.contains(&c) {
-                        cuts.push(c);
+                if cfg.random_docs {
+                    while cuts.len() + 1 < docs {
+                        let c = 1 + rng.below((t - 1) as u64) as usize;
+                        if !cuts.contains(&c) {
+                            cuts.push(c);
+                        }
                     }
+                } else {
+                    cuts.extend((1..docs).map(|i| i * t / docs));
                 }
                 cuts.sort_unstable();
                 let mut doc = 0u32;
@@ -149,15 +161,47 @@ pub fn bench_spec(cfg: &AttentionBenchConfig) -> AttentionMaskSpec {
     }
 }
 
-fn best_ms(iters: usize, mut f: impl FnMut()) -> f64 {
+/// CPU time used so far by all threads of this process, in ns (Linux: sum of
+/// `/proc/self/task/*/schedstat`); `None` elsewhere.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = entry.ok()?.path().join("schedstat");
+        let text = std::fs::read_to_string(path).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// Wall and CPU milliseconds of one call of `f`: the fastest wall time and the smallest CPU time of
+/// `iters` calls after a warm-up. CPU time is steadier than wall time on a shared machine; with more
+/// than one thread it also counts the pool's idle spinning.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Timing {
+    pub wall_ms: f64,
+    pub cpu_ms: f64,
+}
+
+fn time_it(iters: usize, mut f: impl FnMut()) -> Timing {
     f(); // warm-up
-    let mut best = f64::INFINITY;
+    let mut best = Timing { wall_ms: f64::INFINITY, cpu_ms: f64::INFINITY };
     for _ in 0..iters.max(1) {
+        let c0 = process_cpu_ns();
         let t0 = Instant::now();
         f();
-        best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+        let wall = t0.elapsed().as_secs_f64() * 1e3;
+        let cpu = match (c0, process_cpu_ns()) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
+            _ => f64::NAN,
+        };
+        best.wall_ms = best.wall_ms.min(wall);
+        best.cpu_ms = best.cpu_ms.min(cpu);
     }
     best
+}
+
+fn best_ms(iters: usize, f: impl FnMut()) -> f64 {
+    time_it(iters, f).wall_ms
 }
 
 /// Runs the benchmark on the current rayon pool.
@@ -190,8 +234,8 @@ pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchR
     // Fused.
     let (mut out, mut lse) = (vec![0.0; shape.q_len()], vec![0.0; shape.lse_len()]);
     let (mut dq, mut dk, mut dv) = (vec![0.0; shape.q_len()], vec![0.0; shape.kv_len()], vec![0.0; shape.kv_len()]);
-    let fused_fwd_ms = best_ms(cfg.iters, || attention_forward(&mut out, &mut lse, &q, &k, &v, &mask, shape, scale));
-    let fused_bwd_ms = best_ms(cfg.iters, || attention_backward(&mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, &mask, shape, scale));
+    let fused_fwd = time_it(cfg.iters, || attention_forward(&mut out, &mut lse, &q, &k, &v, &mask, shape, scale));
+    let fused_bwd = time_it(cfg.iters, || attention_backward(&mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, &mask, shape, scale));
 
     // Dense (buffers allocated outside the timing, which favours the baseline).
     let plane = cfg.batch * cfg.heads * cfg.seq * cfg.seq;
@@ -200,16 +244,19 @@ pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchR
     let (mut probs, mut dprobs) = (vec![0.0; plane], vec![0.0; plane]);
     let (mut out2, mut lse2) = (vec![0.0; shape.q_len()], vec![0.0; shape.lse_len()]);
     let (mut dq2, mut dk2, mut dv2) = (vec![0.0; shape.q_len()], vec![0.0; shape.kv_len()], vec![0.0; shape.kv_len()]);
-    let dense_fwd_ms = best_ms(cfg.iters, || attention_forward_dense(&mut out2, &mut lse2, &mut probs, &q, &k, &v, &bias, mask.heads(), shape, scale));
-    let dense_bwd_ms = best_ms(cfg.iters, || attention_backward_dense(&mut dq2, &mut dk2, &mut dv2, &mut dprobs, &dout, &q, &k, &v, &probs, shape, scale));
+    let dense_fwd = time_it(cfg.iters, || attention_forward_dense(&mut out2, &mut lse2, &mut probs, &q, &k, &v, &bias, mask.heads(), shape, scale));
+    let dense_bwd = time_it(cfg.iters, || attention_backward_dense(&mut dq2, &mut dk2, &mut dv2, &mut dprobs, &dout, &q, &k, &v, &probs, shape, scale));
 
     let max_abs_diff = [(&out, &out2), (&dq, &dq2), (&dk, &dk2), (&dv, &dv2)]
         .iter()
         .flat_map(|(a, b)| a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()))
         .fold(0f32, f32::max);
     let (tiles_empty, tiles_partial, tiles_full) = mask.tile_counts();
+    let (fused_fwd_ms, fused_bwd_ms, dense_fwd_ms, dense_bwd_ms) = (fused_fwd.wall_ms, fused_bwd.wall_ms, dense_fwd.wall_ms, dense_bwd.wall_ms);
     let fused_ms = fused_fwd_ms + fused_bwd_ms;
     let dense_ms = dense_fwd_ms + dense_bwd_ms;
+    let fused_cpu_ms = fused_fwd.cpu_ms + fused_bwd.cpu_ms;
+    let dense_cpu_ms = dense_fwd.cpu_ms + dense_bwd.cpu_ms;
     Ok(AttentionBenchReport {
         config: cfg.clone(),
         threads: rayon::current_num_threads(),
@@ -220,6 +267,9 @@ pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchR
         dense_bwd_ms,
         dense_ms,
         ratio: fused_ms / dense_ms,
+        fused_cpu_ms,
+        dense_cpu_ms,
+        ratio_cpu: fused_cpu_ms / dense_cpu_ms,
         sparsity: mask.sparsity(),
         density: mask.density(),
         tiles_empty,

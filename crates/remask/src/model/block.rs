@@ -101,6 +101,7 @@ pub struct DropoutSite {
 }
 
 /// Forward of one residual sublayer around `f(f_out, f_in)`.
+#[allow(clippy::too_many_arguments)]
 fn residual_forward(
     r: &mut ResidualActs,
     x: &[f32],

@@ -161,6 +161,7 @@ impl ModelConfig {
     }
 
     /// Checks the values a model can be built from; errors name the field (`model.<field>`).
+    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than the crate's rust-version.
     pub fn validate(&self) -> crate::Result<()> {
         let pos = |name: &str, v: usize| {
             if v == 0 { Err(crate::Error::config(format!("model.{name}"), "must be at least 1")) } else { Ok(()) }
@@ -185,7 +186,7 @@ impl ModelConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(crate::Error::config("model.dropout", format!("must be in [0, 1), got {}", self.dropout)));
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(crate::Error::config("model.layer_norm_eps", "must be positive"));
         }
         if self.arch == Arch::Decoder {

@@ -125,7 +125,7 @@ impl Embeddings {
 
     /// Given dout[N,C] (d of the output), adds the table gradients.
     #[allow(clippy::too_many_arguments)]
-    pub fn backward(&self, a: &EmbActs, s: &mut EmbScratch, dout: &[f32], ids: &[u32], positions: &[u32], types: Option<&[u32]>, params: &[f32], grads: &mut [f32], n: usize) {
+    pub fn backward(&self, a: &EmbActs, s: &mut EmbScratch, dout: &[f32], ids: &[u32], _positions: &[u32], types: Option<&[u32]>, params: &[f32], grads: &mut [f32], n: usize) {
         let c = self.c;
         let mut d: &[f32] = dout;
         if !a.keep.is_empty() {
@@ -143,9 +143,8 @@ impl Embeddings {
         // d is now d(sum).
         match &self.positions {
             Positions::Learned { table, .. } => embedding_backward(table.get_mut(grads), d, &a.pos_ids, c),
-            Positions::Sinusoidal { .. } => {
-                let _ = positions;
-            }
+            // The sinusoidal table is fixed: nothing to learn.
+            Positions::Sinusoidal { .. } => {}
         }
         if let (Some(tt), Some(types)) = (self.types, types) {
             embedding_backward(tt.get_mut(grads), d, types, c);

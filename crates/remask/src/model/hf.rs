@@ -343,20 +343,41 @@ pub struct HfImport {
     pub initialised: Vec<String>,
 }
 
+/// Parameters read from Hugging Face files, in the flat layout of `config`.
+pub struct HfWeights {
+    pub config: ModelConfig,
+    pub params: Vec<f32>,
+    /// Tensors the files did not hold (the head of a bare model), freshly initialised.
+    pub initialised: Vec<String>,
+}
+
 /// Loads `dir/config.json` + `dir/model.safetensors`. Head tensors missing from a bare model are
 /// initialised keyed by `seed` and listed in [`HfImport::initialised`].
 pub fn load_hf(dir: &Path, seed: u64) -> Result<HfImport> {
+    let w = read_hf(dir, seed)?;
+    Ok(HfImport { model: model_from_params(w.config, w.params)?, initialised: w.initialised })
+}
+
+/// Like [`load_hf`], but returns the config and flat parameters (e.g. for
+/// [`LmModel::from_params`](super::LmModel::from_params)).
+pub fn read_hf(dir: &Path, seed: u64) -> Result<HfWeights> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
     let hf: Value = serde_json::from_str(&text).map_err(|e| Error::data(&cfg_path, format!("invalid JSON: {e}")))?;
     let config = config_from_hf(&hf, &cfg_path)?;
     let st_path = dir.join("model.safetensors");
     let stored = read_safetensors(&st_path)?;
-    load_params(config, &stored, &st_path, seed)
+    weights_from_tensors(config, &stored, &st_path, seed)
 }
 
 /// Builds a model of `config` from named tensors (HF names and HF storage conventions).
 pub fn load_params(config: ModelConfig, stored: &HashMap<String, StoredTensor>, path: &Path, seed: u64) -> Result<HfImport> {
+    let w = weights_from_tensors(config, stored, path, seed)?;
+    Ok(HfImport { model: model_from_params(w.config, w.params)?, initialised: w.initialised })
+}
+
+/// The flat parameters of `config` from named tensors; errors name the missing or mis-shaped one.
+pub fn weights_from_tensors(config: ModelConfig, stored: &HashMap<String, StoredTensor>, path: &Path, seed: u64) -> Result<HfWeights> {
     config.validate()?;
     let layout = super::build::build(&config).layout;
     let mut params = layout.init(seed);
@@ -388,7 +409,7 @@ pub fn load_params(config: ModelConfig, stored: &HashMap<String, StoredTensor>, 
     if let Some(first) = extra.first() {
         return Err(Error::data(path, format!("tensor `{first}` (and {} more) does not fit config.json's layer counts", extra.len() - 1)));
     }
-    Ok(HfImport { model: model_from_params(config, params)?, initialised })
+    Ok(HfWeights { config, params, initialised })
 }
 
 /// Writes `dir/config.json` and `dir/model.safetensors` in HF's layout (tied matrices omitted, as

@@ -2,6 +2,32 @@
 //!
 //! Parameters and gradients each live in one `Vec<f32>`; [`TensorInfo`] gives the named views
 //! (Hugging Face-style names, so checkpoints import and export by name).
+//!
+//! Each layer has an explicit forward and backward (the llm.c approach) over preallocated
+//! activation buffers that are resized only when a larger shape arrives. Read top to bottom:
+//!
+//! - `layout.rs`: [`layout::Layout`] builds the named tensors, offsets and keyed initialisation;
+//!   layers hold [`layout::Param`] handles (offset, length) into the flat buffers.
+//! - `linear.rs`, `norm.rs`: `nn.Linear` and `LayerNorm` over the flat buffers.
+//! - `mha.rs`: multi-head attention: fused q/k/v projection (self) or q + fused k/v (cross), split
+//!   into `[B,H,T,D]`, the block-sparse attention kernel with the compiled `BlockMask`, merge, output
+//!   projection.
+//! - `block.rs`: residual sublayers (pre-LN `x + f(LN(x))` or post-LN `LN(x + f(x))`) with dropout:
+//!   self-attention, optional cross-attention, feed-forward.
+//! - `embedding.rs`: token · scale + learned (with offset) or sinusoidal positions + token types,
+//!   optional LayerNorm, dropout.
+//! - `stack.rs`: embeddings → blocks → optional final LayerNorm; the residual-stream gradient flows
+//!   back through one scratch buffer.
+//! - `head.rs`: the vocabulary head (BERT's transform optional), run on the labelled rows only
+//!   (gather → project → fused cross-entropy → scatter the gradient back) or on every row.
+//! - `build.rs`: the layout and layers of each architecture with BERT / GPT-2 / BART names.
+//! - `lm.rs`: [`LmModel`] (= [`EncoderModel`] / [`DecoderModel`]); training and evaluation steps
+//!   drop padding rows (attention never reads padding keys, so that is exact).
+//! - `seq2seq.rs`: [`EncoderDecoderModel`].
+//! - `check.rs`: batch validation (no kernel sees an out-of-range id); `hf.rs`: HF import/export.
+//!
+//! Shapes: B = batch rows, T = positions, N = B·T rows (fewer when padding rows are dropped),
+//! C = d_model, H = heads, D = C/H, F = d_ff, V = vocabulary.
 
 pub mod block;
 pub mod buffers;

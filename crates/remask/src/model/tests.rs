@@ -289,3 +289,27 @@ fn dropping_padding_rows_changes_nothing() {
     let err = ga.iter().zip(m.grads()).fold(0.0f32, |s, (x, y)| s.max((x - y).abs()));
     assert!(err < 1e-5 * scale, "gradients differ by {err} (scale {scale})");
 }
+
+#[test]
+fn empty_batches_and_rows_do_not_panic() {
+    for arch in [Arch::Encoder, Arch::Decoder, Arch::EncoderDecoder] {
+        let cfg = tiny(arch);
+        let mut m = new_model(cfg.clone(), 3).unwrap();
+        // No rows at all.
+        let mut empty = batch(&[], 4, 13, 1, false);
+        if arch == Arch::EncoderDecoder {
+            empty = with_decoder(empty, &[], 3, 13, 2);
+        }
+        let s = m.forward_backward(&empty, 1.0, 0).unwrap();
+        assert_eq!(s.n_labels, 0);
+        assert!(m.grads().iter().all(|&g| g == 0.0));
+        // A row without any real token beside a normal one (decoder rows stay non-empty).
+        let mut b = batch(&[0, 5], 6, 13, 1, arch == Arch::Decoder);
+        if arch == Arch::EncoderDecoder {
+            b = with_decoder(b, &[3, 4], 4, 13, 2);
+        }
+        let s = m.forward_backward(&b, 1.0, 0).unwrap();
+        assert!(s.n_labels > 0 && s.loss_sum.is_finite());
+        assert!(m.grads().iter().all(|g| g.is_finite()));
+    }
+}
