@@ -25,6 +25,9 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Tokenize a corpus into memory-mapped shards (and static masks) for training.
     Prepare(cmd::prepare::Args),
+    /// Check that n MPI ranks train like one (run under `mpirun -np N`).
+    #[command(hide = true)]
+    DistCheck(cmd::dist_check::Args),
 }
 
 fn main() {
@@ -39,6 +42,7 @@ fn main() {
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Prepare(a) => cmd::prepare::run(a),
+        Command::DistCheck(a) => cmd::dist_check::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -9,6 +9,7 @@
 pub mod attention;
 pub mod batch;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod experiment;
