@@ -25,6 +25,8 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Tokenize a corpus into memory-mapped shards (and static masks) for training.
     Prepare(cmd::prepare::Args),
+    /// Check that no output depends on an input its attention mask forbids (exit 1 on a leak).
+    Audit(cmd::audit::Args),
 }
 
 fn main() {
@@ -39,6 +41,7 @@ fn main() {
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Prepare(a) => cmd::prepare::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -11,3 +11,4 @@ pub mod train;
 pub mod bench_masking;
 pub mod inspect_masking;
 pub mod prepare;
+pub mod audit;
