@@ -6,9 +6,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use remask::attention::AttentionMaskSpec;
-use remask::audit::{audit_batch, audit_masking, audit_model, kind_name, AuditOptions, AuditReport};
-use remask::model::{model_from_params, new_model, Arch, ModelConfig, TrainModel};
+use remask::attention::{AttentionMaskSpec, MaskFn};
+use remask::audit::{audit_batch, audit_masking, audit_model, audit_with_mask, kind_name, AuditOptions, AuditReport};
+use remask::model::{model_from_params, new_model, Arch, ModelConfig, TrainModel, ATTENTION_TILE};
 use remask::train::{self, RunConfig};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,9 +64,19 @@ pub struct Args {
     /// Validation batches read for the MLM-target audit.
     #[arg(long, default_value_t = 8)]
     pub data_batches: usize,
+    /// Demonstration and tests: run the model with its mask OR one extra allowed pair `Q,K` (e.g. a
+    /// future token) while still auditing against the plain mask, so the audit must report a leak.
+    #[arg(long, hide = true, value_name = "Q,K", value_parser = parse_pair)]
+    pub plant_leak: Option<(usize, usize)>,
     /// Print the reports as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_pair(s: &str) -> Result<(usize, usize), String> {
+    let (q, k) = s.split_once(',').ok_or_else(|| format!("expected Q,K (two positions), got {s:?}"))?;
+    let p = |x: &str| x.trim().parse::<usize>().map_err(|e| format!("{x:?}: {e}"));
+    Ok((p(q)?, p(k)?))
 }
 
 /// The tiny model audited when no config or checkpoint is given.
@@ -136,7 +146,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let cfg = ModelConfig { attention: spec, ..config.clone() };
         let mut model = model_from_params(cfg, params.clone())?;
-        let report = audit_model(model.as_mut(), &spec, &batch, &opts).with_context(|| format!("auditing the {name} mask"))?;
+        let report = match args.plant_leak {
+            None => audit_model(model.as_mut(), &spec, &batch, &opts),
+            Some((lq, lk)) => {
+                let expected = spec.predicate(&batch);
+                let leaky = expected.clone() | MaskFn::custom(move |_, _, q, k| q == lq && k == lk);
+                let run_mask = leaky.compile(batch.batch_size, 1, batch.seq_len, batch.seq_len, ATTENTION_TILE);
+                audit_with_mask(model.as_ref(), &run_mask, &expected, &kind_name(&spec), &batch, &opts)
+            }
+        }
+        .with_context(|| format!("auditing the {name} mask"))?;
         lines.push(report.line());
         reports.push(report);
     }

@@ -94,6 +94,18 @@ impl AuditReport {
     }
 }
 
+impl AuditReport {
+    /// What the comparison report's leakage table shows: `attention <kind>`, the verdict, and the
+    /// number of queries checked or the offending pair.
+    pub fn to_audit_line(&self) -> crate::experiment::AuditLine {
+        let detail = match &self.first_violation {
+            None => format!("{} queries, {} forbidden pairs; gradients and perturbation", self.checked_queries, self.forbidden_pairs),
+            Some(v) => format!("query {} reads forbidden key {} (row {}, found by {})", v.query, v.key, v.row, v.method),
+        };
+        crate::experiment::AuditLine { what: format!("attention {}", self.kind), passed: self.passed, detail }
+    }
+}
+
 /// A short name of a mask kind, as the CLI spells it.
 pub fn kind_name(spec: &AttentionMaskSpec) -> String {
     match *spec {
