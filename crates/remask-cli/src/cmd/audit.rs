@@ -61,7 +61,7 @@ pub struct Args {
     /// Prepared data directory: also audit the MLM targets of its validation batches.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Validation batches read for the MLM-target audit.
+    /// Validation batches (of 16 rows) read for the MLM-target audit.
     #[arg(long, default_value_t = 8)]
     pub data_batches: usize,
     /// Demonstration and tests: run the model with its mask OR one extra allowed pair `Q,K` (e.g. a
@@ -160,7 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         reports.push(report);
     }
     let masking = match &args.data {
-        Some(dir) => Some(audit_data(dir, args.batch.max(1), args.data_batches)?),
+        Some(dir) => Some(audit_data(dir, 16, args.data_batches)?),
         None => None,
     };
     if let Some(m) = &masking {
