@@ -25,20 +25,14 @@ use crate::attention::{AttentionMaskSpec, MaskFn};
 use crate::model::{Arch, TrainModel, ATTENTION_TILE};
 use crate::{Batch, Error, Result};
 
-/// How much the audit checks.
-#[derive(Clone, Debug, PartialEq)]
+/// How much the audit checks. The default checks every query position with seed 0.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuditOptions {
     /// Query positions checked per row, evenly spaced and always including the first and the last;
     /// 0 checks every position.
     pub max_queries_per_row: usize,
     /// Keys the random output projections.
     pub seed: u64,
-}
-
-impl Default for AuditOptions {
-    fn default() -> Self {
-        Self { max_queries_per_row: 0, seed: 0 }
-    }
 }
 
 /// The first forbidden dependency found.
