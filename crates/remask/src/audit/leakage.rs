@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::probe::DependencyProbe;
 use super::reach::Reach;
 use crate::attention::{AttentionMaskSpec, MaskFn};
-use crate::model::{Arch, TrainModel, ATTENTION_TILE};
+use crate::model::{TrainModel, ATTENTION_TILE};
 use crate::{Batch, Error, Result};
 
 /// How much the audit checks. The default checks every query position with seed 0.
@@ -290,13 +290,4 @@ fn run(
     };
     report.passed = report.first_violation.is_none();
     Ok(report)
-}
-
-/// The architectures the audit runs on, for messages.
-pub fn audited_stack(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Encoder => "the encoder and its MLM head",
-        Arch::Decoder => "the decoder and its next-token head",
-        Arch::EncoderDecoder => "the encoder (its output hidden states)",
-    }
 }
