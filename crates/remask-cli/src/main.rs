@@ -28,6 +28,8 @@ enum Command {
     /// Check that n MPI ranks train like one (run under `mpirun -np N`).
     #[command(hide = true)]
     DistCheck(cmd::dist_check::Args),
+    /// Check that no output depends on an input its attention mask forbids (exit 1 on a leak).
+    Audit(cmd::audit::Args),
 }
 
 fn main() {
@@ -43,6 +45,7 @@ fn main() {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Prepare(a) => cmd::prepare::run(a),
         Command::DistCheck(a) => cmd::dist_check::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

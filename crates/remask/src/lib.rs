@@ -7,6 +7,7 @@
 //! See ARCHITECTURE.md at the repository root for the data flow and the code map.
 
 pub mod attention;
+pub mod audit;
 pub mod batch;
 pub mod data;
 pub mod dist;

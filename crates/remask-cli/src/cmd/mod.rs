@@ -12,3 +12,4 @@ pub mod bench_masking;
 pub mod dist_check;
 pub mod inspect_masking;
 pub mod prepare;
+pub mod audit;
