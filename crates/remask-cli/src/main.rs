@@ -28,6 +28,11 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Tokenize a corpus into memory-mapped shards (and static masks) for training.
     Prepare(cmd::prepare::Args),
+    /// Check that n MPI ranks train like one (run under `mpirun -np N`).
+    #[command(hide = true)]
+    DistCheck(cmd::dist_check::Args),
+    /// Check that no output depends on an input its attention mask forbids (exit 1 on a leak).
+    Audit(cmd::audit::Args),
 }
 
 fn main() {
@@ -43,6 +48,8 @@ fn main() {
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Prepare(a) => cmd::prepare::run(a),
+        Command::DistCheck(a) => cmd::dist_check::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -7,8 +7,10 @@
 //! See ARCHITECTURE.md at the repository root for the data flow and the code map.
 
 pub mod attention;
+pub mod audit;
 pub mod batch;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod experiment;

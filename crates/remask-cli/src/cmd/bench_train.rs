@@ -162,7 +162,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let batch = make_batch(&a)?;
     let mut model = new_model(config, 0)?;
-    let n_labels = batch.num_labels();
+    // Under `mpirun -np N` (feature `mpi`) each rank takes its share of the batch and the gradients
+    // are all-reduced every step; the figures are for the whole (global) batch.
+    let mut dp = remask::dist::DataParallel::from_env()?;
+    dp.check_rows(a.batch, "--batch")?;
+    let batch = remask::dist::slice_rows(&batch, remask::dist::shard_range(a.batch, dp.rank(), dp.size()));
+    let n_labels = dp.global_labels(batch.num_labels())?;
     let scale = 1.0 / n_labels.max(1) as f32;
     let tensors = model.tensors().to_vec();
     let n_params = model.params().len();
@@ -170,6 +175,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let hp = AdamW { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
     let hp0 = AdamW { weight_decay: 0.0, ..hp };
     let mut times = Vec::with_capacity(a.steps);
+    let mut comm_times = Vec::with_capacity(a.steps);
+    let mut wait_times = Vec::with_capacity(a.steps);
     let mut last_loss = 0.0;
     let mut cpu_start = None;
     for step in 0..a.warmup + a.steps {
@@ -179,6 +186,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let t0 = Instant::now();
         model.grads_mut().fill(0.0);
         let stats = model.forward_backward(&batch, scale, key(0, Purpose::Dropout, 0, step as u64))?;
+        // The barrier separates waiting for the slowest rank from the all-reduce's own cost.
+        dp.take_comm_time();
+        dp.barrier()?;
+        let wait = dp.take_comm_time().as_secs_f64() * 1e3;
+        dp.reduce_grads(model.grads_mut())?;
+        let comm = dp.take_comm_time().as_secs_f64() * 1e3;
+        let (stats, _) = dp.reduce_stats(stats, 0)?;
         let (params, grads) = model.params_and_grads();
         for t in &tensors {
             let r = t.offset..t.offset + t.numel();
@@ -188,6 +202,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         last_loss = stats.mean_loss();
         if step >= a.warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
+            comm_times.push(comm);
+            wait_times.push(wait);
         }
     }
     let cpu_per_step = match (cpu_start, cpu_ms()) {
@@ -196,6 +212,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     times.sort_by(f64::total_cmp);
     let med = times[times.len() / 2];
+    comm_times.sort_by(f64::total_cmp);
+    let comm_med = comm_times[comm_times.len() / 2];
+    wait_times.sort_by(f64::total_cmp);
+    let wait_med = wait_times[wait_times.len() / 2];
+    if !dp.is_root() {
+        return Ok(());
+    }
     let (bsz, t, c, l, ff, vocab) = (a.batch as f64, a.seq as f64, a.d_model as f64, a.layers as f64, a.ffn as f64, a.vocab as f64);
     let body = 6.0 * l * (4.0 * c * c + 2.0 * c * ff) * bsz * t;
     let head = 6.0 * c * vocab * n_labels as f64;
@@ -208,6 +231,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "head": "gathered",
         "mask": format!("{:?}", a.mask).to_lowercase(),
         "threads": a.threads,
+        "ranks": dp.size(),
+        "allreduce_median_ms": round2(comm_med),
+        "allreduce_share": (comm_med / med * 1000.0).round() / 1000.0,
+        "rank_wait_median_ms": round2(wait_med),
         "params": n_params,
         "tokens_per_step": a.batch * a.seq,
         "labeled_positions": n_labels,

@@ -10,5 +10,7 @@ pub mod inspect_attention;
 pub mod eval;
 pub mod train;
 pub mod bench_masking;
+pub mod dist_check;
 pub mod inspect_masking;
 pub mod prepare;
+pub mod audit;

@@ -100,13 +100,24 @@ pub fn drive<M: TrainModel, S: BatchSource>(
     source: S,
     eval: Vec<Batch>,
     start: Start,
-    opts: TrainerOptions,
+    mut opts: TrainerOptions,
 ) -> anyhow::Result<()> {
+    // Under an MPI launcher (feature `mpi`) the run is shared by the ranks; only rank 0 writes.
+    let dp = remask::dist::DataParallel::from_env()?;
+    let root = dp.is_root();
+    if !root {
+        opts.write_metrics = false;
+        opts.progress = ProgressMode::Quiet;
+    }
     let mut trainer = match start {
         Start::Fresh { cfg, run_dir } => Trainer::new(model, source, eval, *cfg, &run_dir, opts)?,
         Start::Resume { ckpt, run_dir } => Trainer::resume(model, source, eval, &ckpt, &run_dir, opts)?,
-    };
+    }
+    .with_data_parallel(dp)?;
     let summary = trainer.run()?;
+    if !root {
+        return Ok(());
+    }
     let run_dir = trainer.run_dir().display().to_string();
     let ck = summary.last_checkpoint.as_ref().map_or("none".into(), |p| p.display().to_string());
     if summary.interrupted {

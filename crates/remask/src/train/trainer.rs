@@ -8,6 +8,11 @@
 //! optimizer moments and the source's state are therefore the whole state of a run, and a run resumed
 //! from a checkpoint produces the same losses as one that was never interrupted.
 //!
+//! Data parallelism ([`Trainer::with_data_parallel`], see [`crate::dist`]): each micro-batch is split
+//! across the ranks by global sample index, the label count, gradients and statistics are all-reduced,
+//! and every rank applies the same update; rank 0 alone writes checkpoints, metrics and progress. The
+//! result equals a 1-rank run up to summation order (and bit for bit in masks and data order).
+//!
 //! A step whose loss or gradient norm is not finite changes nothing but the counters (the data it
 //! read is consumed); after `run.max_nonfinite_steps` of them in a row the run stops with a checkpoint
 //! of the last good state.
@@ -26,6 +31,7 @@ use super::metrics::{MetricsWriter, TrainRecord};
 use super::optimizer::Optimizer;
 use super::progress::{Progress, ProgressMode};
 use super::schedule::LrSchedule;
+use crate::dist::DataParallel;
 use crate::eval::{self, EvalResult};
 use crate::model::{StepStats, TrainModel};
 use crate::{Batch, BatchSource, Error, Result};
@@ -105,6 +111,8 @@ pub struct Trainer<M: TrainModel, S: BatchSource> {
     last_lr: f64,
     last_checkpoint: Option<(u64, PathBuf)>,
     last_eval: Option<EvalResult>,
+    /// The ranks this run is shared with ([`DataParallel::local`] unless set).
+    dp: DataParallel,
 }
 
 impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
@@ -215,7 +223,28 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             last_lr: 0.0,
             last_checkpoint: None,
             last_eval: None,
+            dp: DataParallel::local(),
         }
+    }
+
+    /// Shares this run with the other ranks of `dp` (data parallelism, see [`crate::dist`]). Call it on
+    /// every rank right after [`Trainer::new`] / [`Trainer::resume`]; ranks other than 0 should be
+    /// built with `write_metrics: false` and quiet progress (they write nothing from here on). Fails
+    /// when a micro-batch has fewer rows than there are ranks or when the ranks' parameters differ.
+    pub fn with_data_parallel(mut self, dp: DataParallel) -> Result<Self> {
+        self.dp = dp;
+        self.dp.check_rows(self.cfg.optimizer.micro_batch(), "optimizer.micro_batch_size")?;
+        self.dp.check_in_sync(self.model.params())?;
+        if !self.dp.is_root() {
+            self.metrics = None;
+            self.progress = Progress::new(ProgressMode::Quiet, self.state.total_steps, self.state.step);
+        }
+        Ok(self)
+    }
+
+    /// The ranks this run is shared with (its clock tells the time spent communicating).
+    pub fn data_parallel(&mut self) -> &mut DataParallel {
+        &mut self.dp
     }
 
     pub fn config(&self) -> &RunConfig {
@@ -246,12 +275,13 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         let progress = (self.state.step as f64 / self.state.total_steps.max(1) as f64).min(1.0) as f32;
         let mut batches = Vec::with_capacity(accum);
         for i in 0..accum {
-            let first = self.state.cursor + (i * micro) as u64;
-            let b = self.source.batch(first, micro, progress)?;
+            // This rank's rows of micro-batch i, addressed by global sample index.
+            let (first, rows) = self.dp.share(self.state.cursor + (i * micro) as u64, micro);
+            let b = self.source.batch(first, rows, progress)?;
             b.validate()?;
             batches.push(b);
         }
-        let labels: usize = batches.iter().map(Batch::num_labels).sum();
+        let labels = self.dp.global_labels(batches.iter().map(Batch::num_labels).sum())?;
         let real_tokens: u64 = batches.iter().map(real_tokens).sum();
         let grad_scale = if labels == 0 { 0.0 } else { 1.0 / labels as f32 };
 
@@ -259,13 +289,16 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         let mut stats = StepStats::default();
         let mut feedback = Vec::with_capacity(accum);
         for (i, b) in batches.iter().enumerate() {
-            let dropout_key = key(self.cfg.run.seed, Purpose::Dropout, self.state.step, i as u64);
+            let share = (i * self.dp.size() + self.dp.rank()) as u64;
+            let dropout_key = key(self.cfg.run.seed, Purpose::Dropout, self.state.step, share);
             let s = self.model.forward_backward(b, grad_scale, dropout_key)?;
             stats.loss_sum += s.loss_sum;
             stats.n_labels += s.n_labels;
             stats.n_correct += s.n_correct;
             feedback.push(self.model.last_label_losses().to_vec());
         }
+        self.dp.reduce_grads(self.model.grads_mut())?;
+        let (stats, real_tokens) = self.dp.reduce_stats(stats, real_tokens)?;
         let loss = stats.mean_loss();
         let clip = self.cfg.optimizer.grad_clip;
         let norm = if clip > 0.0 { clip_grad_norm(self.model.grads_mut(), clip) } else { grad_norm(self.model.grads()) } as f64;
@@ -279,7 +312,13 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             let (params, grads) = self.model.params_and_grads();
             self.optimizer.step(params, grads, &tensors, lr);
             for (b, losses) in batches.iter().zip(&feedback) {
-                self.source.feedback(b, losses);
+                if self.dp.size() == 1 {
+                    self.source.feedback(b, losses);
+                } else {
+                    // Adaptive masking must see the whole micro-batch on every rank.
+                    let (whole, all_losses) = (self.dp.gather_batch(b)?, self.dp.gather_f32(losses)?);
+                    self.source.feedback(&whole, &all_losses);
+                }
             }
             self.state.consecutive_nonfinite = 0;
             self.window.loss_sum += stats.loss_sum;
@@ -310,7 +349,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     pub fn run_until(&mut self, max_step: u64) -> Result<RunSummary> {
         let mut interrupted = false;
         while !self.is_done() && self.state.step < max_step {
-            if self.opts.stop.load(Ordering::SeqCst) {
+            if self.dp.any(self.opts.stop.load(Ordering::SeqCst))? {
                 interrupted = true;
                 break;
             }
@@ -342,7 +381,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                 self.log_record()?;
             }
             let every = self.cfg.eval.every_steps;
-            if every > 0 && !self.eval_batches.is_empty() && (step % every == 0 || self.is_done()) {
+            if self.dp.is_root() && every > 0 && !self.eval_batches.is_empty() && (step % every == 0 || self.is_done()) {
                 self.evaluate_and_log()?;
             }
             let every = self.cfg.checkpoint.every_steps;
@@ -421,6 +460,10 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
 
     /// Writes a checkpoint of the current state (skipped when one exists for this step already).
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        self.dp.check_in_sync(self.model.params())?;
+        if !self.dp.is_root() {
+            return Ok(checkpoint::checkpoints_dir(&self.run_dir).join(checkpoint::dir_name(self.state.step)));
+        }
         if let Some((step, dir)) = &self.last_checkpoint {
             if *step == self.state.step && checkpoint::is_complete(dir) && self.state.stop_reason.is_none() {
                 return Ok(dir.clone());

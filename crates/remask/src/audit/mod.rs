@@ -1,0 +1,25 @@
+//! Leakage audit: checks, on the real model, that the output at each position depends on no input
+//! position its attention mask forbids (future tokens, other documents, padding, other rows), by
+//! gradients and by perturbation, and that MLM batches do not show the model its own targets beyond
+//! the configured "unchanged" share.
+//!
+//! - [`audit_model`]: a model as it runs, against a mask kind ([`AuditReport`], one line per kind).
+//! - [`audit_with_mask`]: the model's layers run with any compiled mask (a planted leak in tests).
+//! - [`Reach`]: the allowed relation, closed over the model's layers.
+//! - [`DependencyProbe`]: the model's layers with an injected mask, and d(output at q)/d(inputs).
+//! - [`audit_masking`]: the MLM targets of real batches.
+
+pub mod leakage;
+pub mod probe;
+pub mod reach;
+pub mod sample;
+pub mod targets;
+
+pub use leakage::{audit_model, audit_with_mask, kind_name, AuditOptions, AuditReport, Violation};
+pub use probe::DependencyProbe;
+pub use reach::Reach;
+pub use sample::audit_batch;
+pub use targets::{audit_masking, MaskingAudit};
+
+#[cfg(test)]
+mod tests;
