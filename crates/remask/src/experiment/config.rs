@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DataConfig;
 use crate::masking::{MaskingConfig, ScheduleKind, StrategyKind, When};
-use crate::model::{Arch, ModelConfig};
+use crate::model::{Arch, ModelConfig, NormPlacement};
 use crate::train::config::{BudgetConfig, OptimizerConfig, ScheduleConfig};
 use crate::{Error, Result};
 
@@ -82,30 +82,32 @@ pub struct CompareConfig {
 
 fn default_data() -> DataConfig {
     let mut d = DataConfig { seq_len: 64, validation_share: 0.2, ..DataConfig::default() };
-    d.tokenizer.vocab_size = 2048;
+    d.tokenizer.vocab_size = 1024;
     d
 }
 
 fn default_model() -> ModelConfig {
     ModelConfig {
         arch: Arch::Encoder,
-        vocab_size: 2048,
+        vocab_size: 1024,
         d_model: 128,
         n_heads: 4,
         n_layers: 2,
         d_ff: 512,
         max_positions: 64,
+        // Pre-LN trains fastest at this budget (post-LN, BERT's placement, reached a higher loss).
+        norm: NormPlacement::Pre,
         dropout: 0.0,
         ..ModelConfig::default()
     }
 }
 
 fn default_optimizer() -> OptimizerConfig {
-    OptimizerConfig { lr: 1e-3, batch_size: 32, micro_batch_size: 0, grad_clip: 1.0, ..OptimizerConfig::default() }
+    OptimizerConfig { lr: 3e-3, batch_size: 32, micro_batch_size: 0, grad_clip: 1.0, ..OptimizerConfig::default() }
 }
 
 fn default_schedule() -> ScheduleConfig {
-    ScheduleConfig { warmup_steps: 30, ..ScheduleConfig::default() }
+    ScheduleConfig { warmup_steps: 50, ..ScheduleConfig::default() }
 }
 
 fn default_budget() -> BudgetConfig {

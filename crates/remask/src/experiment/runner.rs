@@ -10,6 +10,7 @@ use super::config::CompareConfig;
 use super::plot::{plot_curves, smooth, StrategyCurves};
 use super::record::{CurvePoint, EvalPoint, RunRecord};
 use super::report::{build_report, AuditLine, Report, Setup};
+use crate::audit::{audit_batch, audit_masking, audit_model, AuditOptions};
 use crate::data::reader::BUILTIN_WEB;
 use crate::data::{prepare, Loader, Meta, Split, Task};
 use crate::eval::evaluate;
@@ -166,16 +167,27 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
     model_cfg.pad_token_id = meta0.special_tokens.pad;
     let total = strategies.len() as u64 * cfg.compare.seeds;
     let mut runs = Vec::new();
+    let mut audit: Vec<AuditLine> = Vec::new();
     let mut n = 0;
     for ((name, masking), &di) in strategies.iter().zip(&data_dirs) {
         let (_, dir, meta) = &prepared[di];
+        // The MLM targets must be hidden as configured: audit the batches this strategy trains on.
+        let mut probe = Loader::open(dir, Split::Train, Task::Mlm, masking)?;
+        let batches: Vec<Batch> = (0..4).map(|i| probe.batch(i * 32, 32, 0.0)).collect::<Result<_>>()?;
+        let m = audit_masking(&batches, meta.special_tokens.mask, meta.vocab_size as usize, masking)?;
+        audit.push(AuditLine { what: format!("{} ({name})", m.to_audit_line().what), ..m.to_audit_line() });
         for seed in 1..=cfg.compare.seeds {
             n += 1;
             if opts.stop.load(Ordering::SeqCst) {
                 return Err(Error::Other("interrupted".into()));
             }
             log(opts, &format!("[{n}/{total}] {name}, seed {seed}"));
-            let rec = run_one(cfg, &model_cfg, name, masking, seed, dir, meta, &val_batches, &train_batches, &out, opts)?;
+            let (rec, attention_audit) =
+                run_one(cfg, &model_cfg, name, masking, seed, dir, meta, &val_batches, &train_batches, &out, opts, seed == 1)?;
+            if let Some(a) = attention_audit {
+                log(opts, &format!("audit of the trained `{name}` model: {}", if a.passed { "pass" } else { "LEAK" }));
+                audit.push(AuditLine { what: format!("{} ({name}, trained)", a.what), ..a });
+            }
             log(opts, &format!(
                 "[{n}/{total}] {name}, seed {seed}: validation loss {:.4}, accuracy {:.4}, {:.0} tokens/s, {:.1}s",
                 rec.final_val_loss, rec.final_val_accuracy, rec.tokens_per_s, rec.wall_s
@@ -184,8 +196,7 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
         }
     }
 
-    // 4. Audit, report and plots.
-    let audit: Vec<AuditLine> = Vec::new();
+    // 4. Report and plots.
     let setup = Setup {
         model: format!(
             "{:?} encoder, d_model {}, {} layers, {} heads, FFN {}, vocab {}, seq {}",
@@ -246,7 +257,8 @@ fn run_one(
     train_batches: &[Batch],
     out: &Path,
     opts: &CompareOptions,
-) -> Result<RunRecord> {
+    audit_attention: bool,
+) -> Result<(RunRecord, Option<AuditLine>)> {
     let rel = format!("runs/{name}-seed{seed}");
     let run_dir = out.join(&rel);
     let run_cfg = run_config(cfg, model_cfg, seed, &run_dir)?;
@@ -282,12 +294,19 @@ fn run_one(
     let steps = trainer.state().step.max(1);
     let tokens = trainer.state().tokens_seen;
     let train_eval = evaluate(&mut trainer.model, train_batches)?;
+    // No output of the trained model may depend on an input its attention mask forbids.
+    let attention_audit = if audit_attention {
+        let batch = audit_batch(model_cfg, 2, model_cfg.max_positions.min(24), seed)?;
+        Some(audit_model(trainer.model.as_mut(), &model_cfg.attention, &batch, &AuditOptions::default())?.to_audit_line())
+    } else {
+        None
+    };
     let train_curve = read_train_records(&run_dir.join("metrics.jsonl"))?
         .into_iter()
         .filter(|r| r.loss.is_finite())
         .map(|r| CurvePoint { tokens: r.tokens, loss: r.loss })
         .collect();
-    Ok(RunRecord {
+    let record = RunRecord {
         strategy: name.to_string(),
         seed,
         train_curve,
@@ -300,7 +319,8 @@ fn run_one(
         masking_ms_per_step: nanos.load(Ordering::Relaxed) as f64 / 1e6 / steps as f64,
         mask_bytes: if masking.dupe_factor().is_some() { meta.static_masks.as_ref().map_or(0, |s| s.bytes) } else { 0 },
         run_dir: rel,
-    })
+    };
+    Ok((record, attention_audit))
 }
 
 /// The trainer's config for one run: the shared sections, this seed, evaluation left to the runner.
