@@ -25,6 +25,16 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Tokenize a corpus into memory-mapped shards (and static masks) for training.
     Prepare(cmd::prepare::Args),
+    /// Run one forward pass (remask checkpoint or Hugging Face directory) and save the outputs.
+    Forward(cmd::forward::Args),
+    /// Predict the tokens at each [MASK] of a text with an encoder.
+    FillMask(cmd::fill_mask::Args),
+    /// Continue a prompt with a decoder (greedy or sampled, KV-cached).
+    Generate(cmd::generate::Args),
+    /// Translate a text with an encoder-decoder (greedy or beam search).
+    Translate(cmd::translate::Args),
+    /// Write a remask checkpoint as a Hugging Face directory.
+    Export(cmd::export::Args),
 }
 
 fn main() {
@@ -39,6 +49,11 @@ fn main() {
         Command::Train(args) => cmd::train::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Prepare(a) => cmd::prepare::run(a),
+        Command::Forward(a) => cmd::forward::run(a),
+        Command::FillMask(a) => cmd::fill_mask::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Translate(a) => cmd::translate::run(a),
+        Command::Export(a) => cmd::export::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -12,6 +12,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod infer;
 pub mod masking;
 pub mod model;
 pub mod train;

@@ -11,3 +11,8 @@ pub mod train;
 pub mod bench_masking;
 pub mod inspect_masking;
 pub mod prepare;
+pub mod forward;
+pub mod fill_mask;
+pub mod generate;
+pub mod translate;
+pub mod export;
