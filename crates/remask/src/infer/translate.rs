@@ -6,7 +6,6 @@
 use super::forward::batch_of;
 use super::kv_cache::Incremental;
 use super::load::InferModel;
-use crate::model::TrainModel;
 use crate::{DecoderBatch, Error, Result, IGNORE_INDEX};
 
 /// Decoding settings.
