@@ -28,11 +28,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg_path = args.out.join("config.json");
     let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)?;
     let s = &l.specials;
+    let seq2seq = l.model.config().arch == remask::model::Arch::EncoderDecoder;
     for (k, v) in [("bos_token_id", s.bos), ("eos_token_id", s.eos), ("decoder_start_token_id", s.decoder_start)] {
-        if let (Some(v), Some(o)) = (v, cfg.as_object_mut()) {
-            if l.model.config().arch == remask::model::Arch::EncoderDecoder || k != "decoder_start_token_id" {
-                o.insert(k.into(), v.into());
-            }
+        if k == "decoder_start_token_id" && !seq2seq {
+            continue;
+        }
+        // Unknown ids are written as null: transformers' defaults (GPT-2's 50256) may lie outside
+        // a small vocabulary.
+        if let Some(o) = cfg.as_object_mut() {
+            o.insert(k.into(), v.map_or(serde_json::Value::Null, Into::into));
         }
     }
     std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg)?).with_context(|| format!("writing {}", cfg_path.display()))?;

@@ -52,7 +52,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             // The text with this mask filled (others left as they are).
             let mut filled = ids.clone();
             filled[p.position] = id;
-            println!("  {:<16} {:>7.4}   {}", tok.token(id), prob, tok.decode(&filled, true));
+            let s = &l.specials;
+            filled.retain(|&t| Some(t) != s.bos && Some(t) != s.eos && t != s.pad);
+            println!("  {:<16} {:>7.4}   {}", tok.token(id), prob, tok.decode(&filled, false));
         }
     }
     Ok(())
