@@ -69,6 +69,7 @@ pub struct Incremental {
 }
 
 /// out[C] = softmax(q·Kᵀ·scale)·V over the `l` cached rows of k, v `[L,C]`, per head.
+#[allow(clippy::too_many_arguments)]
 fn attend(out: &mut [f32], q: &[f32], k: &[f32], v: &[f32], l: usize, h: usize, d: usize, scores: &mut Vec<f32>) {
     let c = h * d;
     let scale = 1.0 / (d as f32).sqrt();

@@ -36,7 +36,9 @@ pub struct SpecialIds {
     pub mask: Option<u32>,
 }
 
-/// A concrete model (the hidden states are not part of `TrainModel`).
+/// A concrete model (the hidden states are not part of `TrainModel`). One exists per process, so
+/// the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum InferModel {
     /// Encoder with MLM head, or decoder with next-token head.
     Lm(LmModel),
