@@ -350,3 +350,52 @@ fn init_from_copies_weights_and_checks_the_architecture() {
     let e = init_from(&fixtures().join("bert"), other.as_mut()).unwrap_err().to_string();
     assert!(e.contains("model.d_ff") && e.contains("128") && e.contains("64"), "{e}");
 }
+
+#[test]
+fn remask_checkpoints_and_run_directories_load_with_their_tokenizer() {
+    use crate::train::checkpoint::{save, CheckpointData, TrainerState, FORMAT_VERSION};
+    // A checkpoint of the BERT fixture's weights, written by the trainer's checkpoint code.
+    let hf = load(&fixtures().join("bert"), None).unwrap();
+    let run_cfg = crate::train::RunConfig::from_toml_str("[budget]\nsteps = 1\n", &[]).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join("run");
+    let zeros = vec![0.0f32; hf.model.params().len()];
+    let state = TrainerState { format_version: FORMAT_VERSION, step: 5, ..Default::default() };
+    let data = CheckpointData {
+        model_config: hf.model.config(),
+        run_config: &run_cfg,
+        tensors: hf.model.tensors(),
+        params: hf.model.params(),
+        m: &zeros,
+        v: &zeros,
+        state: &state,
+    };
+    let ckpt = save(&run_dir, &data, 1).unwrap();
+    // The tokenizer sits in the run directory (as a prepared data directory would hold it).
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": {"direction": "Right", "max_length": 3, "strategy": "LongestFirst", "stride": 0},
+        "padding": null, "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "decoder": null,
+        "added_tokens": [{"id": 4, "content": "[MASK]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+        "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
+        "model": {"type": "WordLevel", "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "a": 5, "b": 6}, "unk_token": "[UNK]"}
+    });
+    std::fs::write(run_dir.join("tokenizer.json"), tok.to_string()).unwrap();
+    for dir in [&run_dir, &ckpt] {
+        let mut l = load(dir, None).unwrap();
+        assert_eq!(l.source, Source::Checkpoint);
+        assert_eq!(l.dir, ckpt);
+        assert_eq!(l.model.params(), hf.model.params());
+        assert_eq!(l.model.config(), hf.model.config());
+        let t = l.tokenizer().unwrap().clone();
+        // Truncation (to 3 here) is switched off: all five words and both specials survive.
+        assert_eq!(t.encode("a b [MASK] a b").unwrap(), [2, 5, 6, 4, 5, 6, 3]);
+        assert_eq!((l.specials.bos, l.specials.eos, l.specials.mask), (Some(2), Some(3), Some(4)));
+        let p = fill_mask(&mut l.model, &[2, 5, 4, 6, 3], 4, 2).unwrap();
+        assert_eq!(p.len(), 1);
+    }
+    // An incomplete checkpoint (no DONE marker) is refused, naming the reason.
+    std::fs::remove_file(ckpt.join("DONE")).unwrap();
+    std::fs::write(ckpt.join("trainer_state.json"), "{}").unwrap();
+    let e = load(&ckpt, None).err().unwrap().to_string();
+    assert!(e.contains("incomplete checkpoint"), "{e}");
+}
