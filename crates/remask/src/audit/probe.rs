@@ -92,6 +92,7 @@ impl DependencyProbe {
             b: batch.batch_size,
             t: batch.seq_len,
             mask,
+            rows: None,
         }
     }
 
