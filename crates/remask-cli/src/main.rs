@@ -33,6 +33,16 @@ enum Command {
     DistCheck(cmd::dist_check::Args),
     /// Check that no output depends on an input its attention mask forbids (exit 1 on a leak).
     Audit(cmd::audit::Args),
+    /// Run one forward pass (remask checkpoint or Hugging Face directory) and save the outputs.
+    Forward(cmd::forward::Args),
+    /// Predict the tokens at each [MASK] of a text with an encoder.
+    FillMask(cmd::fill_mask::Args),
+    /// Continue a prompt with a decoder (greedy or sampled, KV-cached).
+    Generate(cmd::generate::Args),
+    /// Translate a text with an encoder-decoder (greedy or beam search).
+    Translate(cmd::translate::Args),
+    /// Write a remask checkpoint as a Hugging Face directory.
+    Export(cmd::export::Args),
 }
 
 fn main() {
@@ -50,6 +60,11 @@ fn main() {
         Command::Prepare(a) => cmd::prepare::run(a),
         Command::DistCheck(a) => cmd::dist_check::run(a),
         Command::Audit(a) => cmd::audit::run(a),
+        Command::Forward(a) => cmd::forward::run(a),
+        Command::FillMask(a) => cmd::fill_mask::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Translate(a) => cmd::translate::run(a),
+        Command::Export(a) => cmd::export::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -14,6 +14,7 @@ pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod infer;
 pub mod masking;
 pub mod model;
 pub mod train;

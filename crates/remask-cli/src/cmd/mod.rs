@@ -14,3 +14,8 @@ pub mod dist_check;
 pub mod inspect_masking;
 pub mod prepare;
 pub mod audit;
+pub mod forward;
+pub mod fill_mask;
+pub mod generate;
+pub mod translate;
+pub mod export;

@@ -30,7 +30,14 @@ pub struct Args {
     /// tests without a prepared corpus; encoder and decoder only).
     #[arg(long, hide = true, conflicts_with = "toy")]
     pub synthetic: bool,
+    /// Start from the weights of this Hugging Face directory (BERT / GPT-2 / BART) or remask
+    /// checkpoint instead of a random initialisation; its architecture must equal `[model]`'s.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["resume", "toy"])]
+    pub init_from: Option<PathBuf>,
 }
+
+/// `--init-from`, read by [`drive`] when a fresh run builds its model.
+static INIT_FROM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let stop = train::install_ctrlc_handler()?;
@@ -39,6 +46,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop,
         ..Default::default()
     };
+    if let Some(dir) = &args.init_from {
+        let _ = INIT_FROM.set(dir.clone());
+    }
     let start = match &args.resume {
         Some(run_dir) => {
             let dir = train::latest_complete(run_dir)?;
@@ -108,6 +118,11 @@ pub fn drive<M: TrainModel, S: BatchSource>(
     if !root {
         opts.write_metrics = false;
         opts.progress = ProgressMode::Quiet;
+    }
+    let mut model = model;
+    if let (Start::Fresh { .. }, Some(dir)) = (&start, INIT_FROM.get()) {
+        let kept = remask::infer::init_from(dir, &mut model).with_context(|| format!("--init-from {}", dir.display()))?;
+        eprintln!("initialised from {}{}", dir.display(), if kept.is_empty() { String::new() } else { format!(" (fresh: {})", kept.join(", ")) });
     }
     let mut trainer = match start {
         Start::Fresh { cfg, run_dir } => Trainer::new(model, source, eval, *cfg, &run_dir, opts)?,
