@@ -16,7 +16,7 @@ enum Command {
     /// The main job: train the same model with several MLM masking strategies (static vs dynamic, ...)
     /// over several seeds at an equal token budget and write a report with verdicts and plots.
     Compare(cmd::compare::Args),
-    /// Print the version and the kernel features in use.
+    /// Print the version.
     Info,
     /// Run a benchmark and print JSON.
     Bench(cmd::bench::Args),

@@ -221,6 +221,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_spells_out_the_default() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/compare.toml");
+        let mut c = CompareConfig::from_toml_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(c.strategies.remove("hot-span").is_some());
+        assert_eq!(c, CompareConfig::default());
+    }
+
+    #[test]
     fn unknown_keys_and_strategies_name_the_path() {
         let e = CompareConfig::from_toml_str("[compare]\nseedz = 2").unwrap_err().to_string();
         assert!(e.contains("compare") && e.contains("seedz"), "{e}");
