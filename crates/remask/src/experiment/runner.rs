@@ -199,8 +199,9 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
     // 4. Report and plots.
     let setup = Setup {
         model: format!(
-            "{:?} encoder, d_model {}, {} layers, {} heads, FFN {}, vocab {}, seq {}",
-            model_cfg.norm, model_cfg.d_model, model_cfg.n_layers, model_cfg.n_heads, model_cfg.d_ff, model_cfg.vocab_size, data.seq_len
+            "{}-LN encoder, d_model {}, {} layers, {} heads, FFN {}, vocab {}, seq {}",
+            if model_cfg.norm == crate::model::NormPlacement::Pre { "pre" } else { "post" },
+            model_cfg.d_model, model_cfg.n_layers, model_cfg.n_heads, model_cfg.d_ff, model_cfg.vocab_size, data.seq_len
         ),
         data: format!("{corpus_note} ({} training rows of {} tokens)", meta0.train.rows, data.seq_len),
         token_budget: runs.first().map_or(0, |r| r.train_curve.last().map_or(0, |p| p.tokens)),
