@@ -99,6 +99,23 @@ fn tiny_comparison_writes_report_plots_and_runs() {
 }
 
 #[test]
+fn the_default_directory_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tiny.toml");
+    std::fs::write(&cfg, TINY.replace("seeds = 2", "seeds = 1")).unwrap();
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["compare", "--config", cfg.to_str().unwrap(), "--log-lines"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(dir.path().join("runs/compare/report.json").is_file());
+    assert!(dir.path().join("runs/compare-2/report.json").is_file());
+}
+
+#[test]
 fn bad_input_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let o = dir.path().join("x");

@@ -19,7 +19,8 @@ pub struct Args {
     /// Seeds per strategy.
     #[arg(long)]
     pub seeds: Option<u64>,
-    /// Output directory (data, runs, report).
+    /// Output directory (data, runs, report). Default `runs/compare`, or the next free
+    /// `runs/compare-N` when an earlier comparison is there.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Training steps per run (the equal budget), overriding [budget].
@@ -47,8 +48,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(n) = args.seeds {
         cfg.compare.seeds = n;
     }
+    let explicit_out = args.out.is_some() || cfg.compare.output_dir != CompareConfig::default().compare.output_dir;
     if let Some(o) = args.out {
         cfg.compare.output_dir = o;
+    }
+    if !explicit_out && !args.force {
+        // The default directory already holds an earlier comparison: keep it and use the next free
+        // `runs/compare-N`, so the README's main command can be run again without losing results.
+        let base = cfg.compare.output_dir.clone();
+        let mut n = 1;
+        while cfg.compare.output_dir.join("compare.json").exists() {
+            n += 1;
+            cfg.compare.output_dir = PathBuf::from(format!("{}-{n}", base.display()));
+        }
+        if n > 1 {
+            eprintln!("{} holds an earlier comparison; writing to {}", base.display(), cfg.compare.output_dir.display());
+        }
     }
     if let Some(s) = args.steps {
         cfg.budget = remask::train::config::BudgetConfig { steps: Some(s), ..Default::default() };
