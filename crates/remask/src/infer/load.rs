@@ -103,7 +103,7 @@ impl Loaded {
         self.tokenizer.as_ref().ok_or_else(|| {
             Error::data(
                 &self.dir,
-                "no tokenizer.json found (looked in the model directory, its run directory and the directories its run_config.json names); pass --tokenizer FILE",
+                "no tokenizer.json found (looked in the model directory, its run directory, RUN_DIR/data and the directories its run_config.json names); pass --tokenizer FILE",
             )
         })
     }
@@ -183,7 +183,8 @@ fn strings(v: &Value, out: &mut Vec<String>) {
 }
 
 fn find_tokenizer(ckpt: &Path, run_dir: &Path) -> Option<PathBuf> {
-    let mut dirs = vec![ckpt.to_path_buf(), run_dir.to_path_buf()];
+    // `remask train` prepares its data into RUN_DIR/data when the config names no `data.dir`.
+    let mut dirs = vec![ckpt.to_path_buf(), run_dir.to_path_buf(), run_dir.join("data")];
     if let Ok(rc) = read_json(&ckpt.join("run_config.json")) {
         let mut s = Vec::new();
         strings(&rc, &mut s);
