@@ -8,9 +8,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An IO operation on a named file failed.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    /// An IO operation on a named file failed. The cause is part of the message (not a `source`), so
+    /// an error chain prints it once.
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
 
     /// A configuration value is invalid. `key` is the dotted path (e.g. `masking.rate`).
     #[error("config `{key}`: {message}")]
@@ -36,7 +37,7 @@ pub enum Error {
 impl Error {
     /// Wraps an IO error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
 
     /// A config error for the dotted key path.
