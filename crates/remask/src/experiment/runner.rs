@@ -326,12 +326,11 @@ fn run_one(
 
 /// The trainer's config for one run: the shared sections, this seed, evaluation left to the runner.
 fn run_config(cfg: &CompareConfig, model: &crate::model::ModelConfig, seed: u64, run_dir: &Path) -> Result<RunConfig> {
-    let v = |x: &dyn erased::Ser| x.value();
     let mut t = toml::Table::new();
-    t.insert("model".into(), v(model)?);
-    t.insert("optimizer".into(), v(&cfg.optimizer)?);
-    t.insert("schedule".into(), v(&cfg.schedule)?);
-    t.insert("budget".into(), v(&cfg.budget)?);
+    t.insert("model".into(), toml_value(model)?);
+    t.insert("optimizer".into(), toml_value(&cfg.optimizer)?);
+    t.insert("schedule".into(), toml_value(&cfg.schedule)?);
+    t.insert("budget".into(), toml_value(&cfg.budget)?);
     let eval: toml::Table = toml::from_str(&format!(
         "every_steps = 0\nbatches = {}\nbatch_size = {}",
         cfg.compare.eval_batches, cfg.compare.eval_batch_size
@@ -349,16 +348,9 @@ fn run_config(cfg: &CompareConfig, model: &crate::model::ModelConfig, seed: u64,
     RunConfig::from_value(toml::Value::Table(t))
 }
 
-mod erased {
-    /// Serializes any config section into a TOML value.
-    pub trait Ser {
-        fn value(&self) -> crate::Result<toml::Value>;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn value(&self) -> crate::Result<toml::Value> {
-            toml::Value::try_from(self).map_err(|e| crate::Error::Other(format!("config section: {e}")))
-        }
-    }
+/// Serializes a config section into a TOML value.
+fn toml_value<T: serde::Serialize>(section: &T) -> Result<toml::Value> {
+    toml::Value::try_from(section).map_err(|e| Error::Other(format!("config section: {e}")))
 }
 
 /// Cross-entropy of the label distribution of `batches` under its own unigram frequencies: the loss
