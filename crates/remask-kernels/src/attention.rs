@@ -19,8 +19,11 @@ pub mod dense;
 mod fused;
 mod microkernel;
 mod reference;
+mod scratch;
 mod simd;
 mod tile_gemm;
+mod tile_softmax;
+mod transpose;
 #[cfg(test)]
 mod tests;
 

@@ -38,8 +38,9 @@ pub struct Args {
     /// BlockMask tile edge.
     #[arg(long, default_value_t = remask::attention::DEFAULT_TILE)]
     pub tile: usize,
-    /// Timed repetitions after one warm-up; the fastest is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Timed rounds after one warm-up round; each round calls fused and dense forward and backward in
+    /// turn, and the fastest call of each is reported.
+    #[arg(long, default_value_t = 5)]
     pub iters: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

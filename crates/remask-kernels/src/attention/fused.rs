@@ -15,8 +15,11 @@
 
 use rayon::prelude::*;
 
-use super::simd::{dot, online_softmax_step, probs_from_lse, softmax_grad};
 use super::microkernel::tile_mm;
+use super::scratch::with_scratch;
+use super::simd::{dot, softmax_grad};
+use super::tile_softmax::{backward_probs, forward_step};
+use super::transpose::transpose;
 use super::AttnShape;
 use crate::block_mask::{BlockMask, TileKind};
 
@@ -25,7 +28,6 @@ struct FwdScratch {
     s: Vec<f32>,
     mrow: Vec<f32>,
     lrow: Vec<f32>,
-    alpha: Vec<f32>,
 }
 
 /// q `[B,H,Tq,D]`, k, v `[B,H,Tk,D]` → out `[B,H,Tq,D]`, lse `[B,H,Tq]` (overwritten).
@@ -49,61 +51,57 @@ pub(super) fn forward(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v:
         let (b, h) = (bh / heads, bh % heads);
         let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
         let v_bh = &v[bh * tk * d..(bh + 1) * tk * d];
-        // Kᵀ of this head, [D × Tk], so score tiles are plain row-major products.
-        let mut kt_bh = vec![0f32; d * ldt];
-        transpose(&mut kt_bh, ldt, &k[bh * tk * d..(bh + 1) * tk * d], tk, d);
-        let kt_bh = &kt_bh;
-        out_bh.par_chunks_mut(bq * d).zip(lse_bh.par_chunks_mut(bq)).enumerate().for_each_init(
-            || FwdScratch { groups: Vec::new(), s: vec![0.0; bq * bk], mrow: vec![0.0; bq], lrow: vec![0.0; bq], alpha: vec![0.0; bq] },
-            |sc, (qt, (o, l))| {
-                let m = l.len();
-                let q0 = qt * bq;
-                let q_t = &q_bh[q0 * d..(q0 + m) * d];
-                sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
-                sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
-                o.iter_mut().for_each(|x| *x = 0.0);
-                for kt in 0..mask.n_k_tiles() {
-                    let kind = mask.kind(b, h, qt, kt);
-                    if kind == TileKind::Empty {
-                        continue;
-                    }
-                    let (k0, n) = (kt * bk, mask.tile_cols(kt));
-                    let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
-                    row_groups(&mut sc.groups, bits, words, m, n);
-                    // pass 1: S = scale · Q_t · K_tᵀ   [m × n], per row group only on its key span
-                    for g in &sc.groups {
-                        let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                        tile_mm(&mut sc.s[g.r0 * bk + g.c0..], bk, &q_t[g.r0 * d..], d, 1, &kt_bh[k0 + g.c0..], ldt, r, d, w, false, scale);
-                    }
-                    // pass 2: mask (which also overwrites whatever lies outside the spans), online
-                    // softmax; S becomes exp(S − m_new)
-                    online_softmax_step(&mut sc.s, bk, m, n, bits, words, &mut sc.mrow[..m], &mut sc.lrow[..m], &mut sc.alpha[..m]);
-                    for i in 0..m {
-                        let a = sc.alpha[i];
-                        if a != 1.0 {
-                            o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= a);
+        with_scratch(d * ldt, |kt_bh| {
+            // Kᵀ of this head, [D × Tk], so score tiles are plain row-major products.
+            transpose(kt_bh, ldt, &k[bh * tk * d..(bh + 1) * tk * d], tk, d);
+            let kt_bh = &*kt_bh;
+            // One task per query tile.
+            out_bh.par_chunks_mut(bq * d).zip(lse_bh.par_chunks_mut(bq)).enumerate().for_each_init(
+                || FwdScratch { groups: Vec::new(), s: vec![0.0; bq * bk], mrow: vec![0.0; bq], lrow: vec![0.0; bq] },
+                |sc, (qt, (o, l))| {
+                    let m = l.len();
+                    let q0 = qt * bq;
+                    let q_t = &q_bh[q0 * d..(q0 + m) * d];
+                    sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                    sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
+                    o.iter_mut().for_each(|x| *x = 0.0);
+                    for kt in 0..mask.n_k_tiles() {
+                        let kind = mask.kind(b, h, qt, kt);
+                        if kind == TileKind::Empty {
+                            continue;
+                        }
+                        let (k0, n) = (kt * bk, mask.tile_cols(kt));
+                        let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
+                        row_groups(&mut sc.groups, bits, words, m, n);
+                        // pass 1: S = scale · Q_t · K_tᵀ   [m × n], per row group only on its key span
+                        for g in &sc.groups {
+                            let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
+                            tile_mm(&mut sc.s[g.r0 * bk + g.c0..], bk, &q_t[g.r0 * d..], d, 1, &kt_bh[k0 + g.c0..], ldt, r, d, w, false, scale);
+                        }
+                        // pass 2: mask (which also overwrites whatever lies outside the spans), online
+                        // softmax; S becomes exp(S − m_new) and O's rows are rescaled
+                        forward_step(&mut sc.s, bk, m, n, bits, words, &mut sc.mrow[..m], &mut sc.lrow[..m], o, d);
+                        // pass 3: O_t += P · V_t   [m × d]
+                        for g in &sc.groups {
+                            let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
+                            tile_mm(&mut o[g.r0 * d..], d, &sc.s[g.r0 * bk + g.c0..], bk, 1, &v_bh[(k0 + g.c0) * d..], d, r, w, d, true, 1.0);
                         }
                     }
-                    // pass 3: O_t += P · V_t   [m × d]
-                    for g in &sc.groups {
-                        let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                        tile_mm(&mut o[g.r0 * d..], d, &sc.s[g.r0 * bk + g.c0..], bk, 1, &v_bh[(k0 + g.c0) * d..], d, r, w, d, true, 1.0);
+                    // pass 4: normalise; fully masked rows stay 0 with lse = −∞
+                    for i in 0..m {
+                        let li = sc.lrow[i];
+                        if li > 0.0 {
+                            let inv = 1.0 / li;
+                            o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
+                            l[i] = sc.mrow[i] + li.ln();
+                        } else {
+                            o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = 0.0);
+                            l[i] = f32::NEG_INFINITY;
+                        }
                     }
-                }
-                // pass 4: normalise; fully masked rows stay 0 with lse = −∞
-                for i in 0..m {
-                    let li = sc.lrow[i];
-                    if li > 0.0 {
-                        let inv = 1.0 / li;
-                        o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
-                        l[i] = sc.mrow[i] + li.ln();
-                    } else {
-                        o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = 0.0);
-                        l[i] = f32::NEG_INFINITY;
-                    }
-                }
-            },
-        );
+                },
+            );
+        });
     });
 }
 
@@ -112,26 +110,11 @@ struct BwdScratch {
     p: Vec<f32>,
     dp: Vec<f32>,
     drow: Vec<f32>,
-    kt: Vec<f32>,
-    vt: Vec<f32>,
 }
 
 /// Backward; dq `[B,H,Tq,D]`, dk, dv `[B,H,Tk,D]` are overwritten.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn backward(
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-    dout: &[f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    out: &[f32],
-    lse: &[f32],
-    mask: &BlockMask,
-    shape: AttnShape,
-    scale: f32,
-) {
+pub(super) fn backward(dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], dout: &[f32], q: &[f32], k: &[f32], v: &[f32], out: &[f32], lse: &[f32], mask: &BlockMask, shape: AttnShape, scale: f32) {
     shape.check(mask, q.len(), k.len(), v.len());
     assert_eq!(dq.len(), shape.q_len(), "attention_backward: dq must be [B,H,Tq,D]");
     assert_eq!(dk.len(), shape.kv_len(), "attention_backward: dk must be [B,H,Tk,D]");
@@ -139,66 +122,71 @@ pub(super) fn backward(
     assert_eq!(dout.len(), shape.q_len(), "attention_backward: dout must be [B,H,Tq,D]");
     assert_eq!(out.len(), shape.q_len(), "attention_backward: out must be [B,H,Tq,D]");
     assert_eq!(lse.len(), shape.lse_len(), "attention_backward: lse must be [B,H,Tq]");
-    dq.iter_mut().chain(dk.iter_mut()).chain(dv.iter_mut()).for_each(|x| *x = 0.0);
     let AttnShape { batch, heads, tq, tk, head_dim: d } = shape;
     if batch * heads == 0 || d == 0 || tq == 0 || tk == 0 {
+        dq.iter_mut().chain(dk.iter_mut()).chain(dv.iter_mut()).for_each(|x| *x = 0.0);
         return;
     }
     let (bq, bk) = (mask.tile_q(), mask.tile_k());
     let words = mask.words_per_row();
     let ldt = transposed_stride(tk);
+    // One task per (b, h): key tiles outer, so dK_t and dV_t accumulate in cache.
     dq.par_chunks_mut(tq * d).zip(dk.par_chunks_mut(tk * d)).zip(dv.par_chunks_mut(tk * d)).enumerate().for_each_init(
-        || BwdScratch { groups: Vec::new(), p: vec![0.0; bq * bk], dp: vec![0.0; bq * bk], drow: vec![0.0; tq], kt: vec![0.0; d * ldt], vt: vec![0.0; d * ldt] },
+        || BwdScratch { groups: Vec::new(), p: vec![0.0; bq * bk], dp: vec![0.0; bq * bk], drow: vec![0.0; tq] },
         |sc, (bh, ((dq_bh, dk_bh), dv_bh))| {
-            let (b, h) = (bh / heads, bh % heads);
-            let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
-            let k_bh = &k[bh * tk * d..(bh + 1) * tk * d];
-            let v_bh = &v[bh * tk * d..(bh + 1) * tk * d];
-            let do_bh = &dout[bh * tq * d..(bh + 1) * tq * d];
-            let o_bh = &out[bh * tq * d..(bh + 1) * tq * d];
-            let lse_bh = &lse[bh * tq..(bh + 1) * tq];
-            // D_i = dO_i · out_i (equals Σ_j P_ij dP_ij)
-            for i in 0..tq {
-                sc.drow[i] = dot(&do_bh[i * d..(i + 1) * d], &o_bh[i * d..(i + 1) * d]);
-            }
-            // Kᵀ and Vᵀ of this head, [D × Tk].
-            transpose(&mut sc.kt, ldt, k_bh, tk, d);
-            transpose(&mut sc.vt, ldt, v_bh, tk, d);
-            for kt in 0..mask.n_k_tiles() {
-                let (k0, n) = (kt * bk, mask.tile_cols(kt));
-                for qt in 0..mask.n_q_tiles() {
-                    let kind = mask.kind(b, h, qt, kt);
-                    if kind == TileKind::Empty {
-                        continue;
-                    }
-                    let (q0, m) = (qt * bq, mask.tile_rows(qt));
-                    let q_t = &q_bh[q0 * d..(q0 + m) * d];
-                    let do_t = &do_bh[q0 * d..(q0 + m) * d];
-                    let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
-                    row_groups(&mut sc.groups, bits, words, m, n);
-                    // P = exp(scale · Q_t · K_tᵀ − lse), 0 where masked   [m × n]
-                    for g in &sc.groups {
-                        let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                        tile_mm(&mut sc.p[g.r0 * bk + g.c0..], bk, &q_t[g.r0 * d..], d, 1, &sc.kt[k0 + g.c0..], ldt, r, d, w, false, scale);
-                    }
-                    probs_from_lse(&mut sc.p, bk, m, n, bits, words, &lse_bh[q0..q0 + m]);
-                    for g in &sc.groups {
-                        let (r0, r, c0, w) = (g.r0, g.r1 - g.r0, g.c0, g.c1 - g.c0);
-                        let (p_g, dp_g) = (&sc.p[r0 * bk + c0..], &mut sc.dp[r0 * bk + c0..]);
-                        // dV_t += Pᵀ · dO_t   [n × d]
-                        tile_mm(&mut dv_bh[(k0 + c0) * d..], d, p_g, 1, bk, &do_t[r0 * d..], d, w, r, d, true, 1.0);
-                        // dP = dO_t · V_tᵀ   [m × n]
-                        tile_mm(dp_g, bk, &do_t[r0 * d..], d, 1, &sc.vt[k0 + c0..], ldt, r, d, w, false, 1.0);
-                        // dS = P ∘ (dP − D)
-                        softmax_grad(dp_g, p_g, bk, r, w, &sc.drow[q0 + r0..q0 + r0 + r]);
-                        let dp_g = &sc.dp[r0 * bk + c0..];
-                        // dQ_t += scale · dS · K_t   [m × d]
-                        tile_mm(&mut dq_bh[(q0 + r0) * d..], d, dp_g, bk, 1, &k_bh[(k0 + c0) * d..], d, r, w, d, true, scale);
-                        // dK_t += scale · dSᵀ · Q_t   [n × d]
-                        tile_mm(&mut dk_bh[(k0 + c0) * d..], d, dp_g, 1, bk, &q_t[r0 * d..], d, w, r, d, true, scale);
+            with_scratch(2 * d * ldt, |kvt| {
+                let (b, h) = (bh / heads, bh % heads);
+                let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
+                let k_bh = &k[bh * tk * d..(bh + 1) * tk * d];
+                let do_bh = &dout[bh * tq * d..(bh + 1) * tq * d];
+                let o_bh = &out[bh * tq * d..(bh + 1) * tq * d];
+                let lse_bh = &lse[bh * tq..(bh + 1) * tq];
+                // Kᵀ and Vᵀ of this head, [D × Tk] each.
+                let (kt_bh, vt_bh) = kvt.split_at_mut(d * ldt);
+                transpose(kt_bh, ldt, k_bh, tk, d);
+                transpose(vt_bh, ldt, &v[bh * tk * d..(bh + 1) * tk * d], tk, d);
+                let (kt_bh, vt_bh) = (&*kt_bh, &*vt_bh);
+                dq_bh.iter_mut().chain(dk_bh.iter_mut()).chain(dv_bh.iter_mut()).for_each(|x| *x = 0.0);
+                // D_i = dO_i · out_i (equals Σ_j P_ij dP_ij)
+                for i in 0..tq {
+                    sc.drow[i] = dot(&do_bh[i * d..(i + 1) * d], &o_bh[i * d..(i + 1) * d]);
+                }
+                for kt in 0..mask.n_k_tiles() {
+                    let (k0, n) = (kt * bk, mask.tile_cols(kt));
+                    for qt in 0..mask.n_q_tiles() {
+                        let kind = mask.kind(b, h, qt, kt);
+                        if kind == TileKind::Empty {
+                            continue;
+                        }
+                        let (q0, m) = (qt * bq, mask.tile_rows(qt));
+                        let q_t = &q_bh[q0 * d..(q0 + m) * d];
+                        let do_t = &do_bh[q0 * d..(q0 + m) * d];
+                        let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
+                        row_groups(&mut sc.groups, bits, words, m, n);
+                        // P = exp(scale · Q_t · K_tᵀ − lse), 0 where masked   [m × n]
+                        for g in &sc.groups {
+                            let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
+                            tile_mm(&mut sc.p[g.r0 * bk + g.c0..], bk, &q_t[g.r0 * d..], d, 1, &kt_bh[k0 + g.c0..], ldt, r, d, w, false, scale);
+                        }
+                        backward_probs(&mut sc.p, bk, m, n, bits, words, &lse_bh[q0..q0 + m]);
+                        for g in &sc.groups {
+                            let (r0, r, c0, w) = (g.r0, g.r1 - g.r0, g.c0, g.c1 - g.c0);
+                            let (p_g, dp_g) = (&sc.p[r0 * bk + c0..], &mut sc.dp[r0 * bk + c0..]);
+                            // dV_t += Pᵀ · dO_t   [n × d]
+                            tile_mm(&mut dv_bh[(k0 + c0) * d..], d, p_g, 1, bk, &do_t[r0 * d..], d, w, r, d, true, 1.0);
+                            // dP = dO_t · V_tᵀ   [m × n]
+                            tile_mm(dp_g, bk, &do_t[r0 * d..], d, 1, &vt_bh[k0 + c0..], ldt, r, d, w, false, 1.0);
+                            // dS = P ∘ (dP − D)
+                            softmax_grad(dp_g, p_g, bk, r, w, &sc.drow[q0 + r0..q0 + r0 + r]);
+                            let dp_g = &sc.dp[r0 * bk + c0..];
+                            // dQ_t += scale · dS · K_t   [m × d]
+                            tile_mm(&mut dq_bh[(q0 + r0) * d..], d, dp_g, bk, 1, &k_bh[(k0 + c0) * d..], d, r, w, d, true, scale);
+                            // dK_t += scale · dSᵀ · Q_t   [n × d]
+                            tile_mm(&mut dk_bh[(k0 + c0) * d..], d, dp_g, 1, bk, &q_t[r0 * d..], d, w, r, d, true, scale);
+                        }
                     }
                 }
-            }
+            });
         },
     );
 }
@@ -207,20 +195,6 @@ pub(super) fn backward(
 /// the transpose's column writes and the tile reads collide in the same cache sets).
 fn transposed_stride(tk: usize) -> usize {
     tk + 16
-}
-
-/// out `[C × R]` (row stride `ldo`) = inp `[R × C]` transposed.
-fn transpose(out: &mut [f32], ldo: usize, inp: &[f32], r: usize, c: usize) {
-    const B: usize = 16;
-    for i0 in (0..r).step_by(B) {
-        for j0 in (0..c).step_by(B) {
-            for i in i0..(i0 + B).min(r) {
-                for j in j0..(j0 + B).min(c) {
-                    out[j * ldo + i] = inp[i * c + j];
-                }
-            }
-        }
-    }
 }
 
 /// Query rows per group when a partial tile is cut into groups that each touch only their span of keys.

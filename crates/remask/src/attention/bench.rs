@@ -182,20 +182,47 @@ pub struct Timing {
     pub cpu_ms: f64,
 }
 
+/// One timed call: wall and process CPU time.
+fn time_once(f: &mut impl FnMut()) -> Timing {
+    let c0 = process_cpu_ns();
+    let t0 = Instant::now();
+    f();
+    let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let cpu_ms = match (c0, process_cpu_ns()) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
+        _ => f64::NAN,
+    };
+    Timing { wall_ms, cpu_ms }
+}
+
+impl Timing {
+    const WORST: Timing = Timing { wall_ms: f64::INFINITY, cpu_ms: f64::INFINITY };
+    fn keep_best(&mut self, t: Timing) {
+        self.wall_ms = self.wall_ms.min(t.wall_ms);
+        self.cpu_ms = self.cpu_ms.min(t.cpu_ms);
+    }
+}
+
+/// The fastest of `iters` calls after one warm-up.
 fn time_it(iters: usize, mut f: impl FnMut()) -> Timing {
     f(); // warm-up
-    let mut best = Timing { wall_ms: f64::INFINITY, cpu_ms: f64::INFINITY };
+    let mut best = Timing::WORST;
     for _ in 0..iters.max(1) {
-        let c0 = process_cpu_ns();
-        let t0 = Instant::now();
-        f();
-        let wall = t0.elapsed().as_secs_f64() * 1e3;
-        let cpu = match (c0, process_cpu_ns()) {
-            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
-            _ => f64::NAN,
-        };
-        best.wall_ms = best.wall_ms.min(wall);
-        best.cpu_ms = best.cpu_ms.min(cpu);
+        best.keep_best(time_once(&mut f));
+    }
+    best
+}
+
+/// The fastest of `rounds` calls of each of `run(0)`, …, `run(N − 1)`, called in turn within every
+/// round (after one warm-up round), so that load from other processes on a shared machine falls on
+/// all of them alike.
+fn time_interleaved<const N: usize>(rounds: usize, mut run: impl FnMut(usize)) -> [Timing; N] {
+    (0..N).for_each(&mut run);
+    let mut best = [Timing::WORST; N];
+    for _ in 0..rounds.max(1) {
+        for (i, b) in best.iter_mut().enumerate() {
+            b.keep_best(time_once(&mut || run(i)));
+        }
     }
     best
 }
@@ -231,12 +258,8 @@ pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchR
     };
     let (q, k, v, dout) = (randn(shape.q_len(), 0), randn(shape.kv_len(), 1), randn(shape.kv_len(), 2), randn(shape.q_len(), 3));
 
-    // Fused.
     let (mut out, mut lse) = (vec![0.0; shape.q_len()], vec![0.0; shape.lse_len()]);
     let (mut dq, mut dk, mut dv) = (vec![0.0; shape.q_len()], vec![0.0; shape.kv_len()], vec![0.0; shape.kv_len()]);
-    let fused_fwd = time_it(cfg.iters, || attention_forward(&mut out, &mut lse, &q, &k, &v, &mask, shape, scale));
-    let fused_bwd = time_it(cfg.iters, || attention_backward(&mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, &mask, shape, scale));
-
     // Dense (buffers allocated outside the timing, which favours the baseline).
     let plane = cfg.batch * cfg.heads * cfg.seq * cfg.seq;
     let mut bias = vec![0.0; cfg.batch * mask.heads() * cfg.seq * cfg.seq];
@@ -244,8 +267,13 @@ pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchR
     let (mut probs, mut dprobs) = (vec![0.0; plane], vec![0.0; plane]);
     let (mut out2, mut lse2) = (vec![0.0; shape.q_len()], vec![0.0; shape.lse_len()]);
     let (mut dq2, mut dk2, mut dv2) = (vec![0.0; shape.q_len()], vec![0.0; shape.kv_len()], vec![0.0; shape.kv_len()]);
-    let dense_fwd = time_it(cfg.iters, || attention_forward_dense(&mut out2, &mut lse2, &mut probs, &q, &k, &v, &bias, mask.heads(), shape, scale));
-    let dense_bwd = time_it(cfg.iters, || attention_backward_dense(&mut dq2, &mut dk2, &mut dv2, &mut dprobs, &dout, &q, &k, &v, &probs, shape, scale));
+    // Fused and dense calls alternate, round after round; each is reported at its fastest.
+    let [fused_fwd, fused_bwd, dense_fwd, dense_bwd] = time_interleaved(cfg.iters, |i| match i {
+        0 => attention_forward(&mut out, &mut lse, &q, &k, &v, &mask, shape, scale),
+        1 => attention_backward(&mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, &mask, shape, scale),
+        2 => attention_forward_dense(&mut out2, &mut lse2, &mut probs, &q, &k, &v, &bias, mask.heads(), shape, scale),
+        _ => attention_backward_dense(&mut dq2, &mut dk2, &mut dv2, &mut dprobs, &dout, &q, &k, &v, &probs, shape, scale),
+    });
 
     let max_abs_diff = [(&out, &out2), (&dq, &dq2), (&dk, &dk2), (&dv, &dv2)]
         .iter()
