@@ -52,6 +52,7 @@ pub struct KeyedRng {
 
 impl KeyedRng {
     /// A stream for the decision identified by (seed, purpose, epoch, index).
+    #[inline]
     pub fn new(seed: u64, purpose: Purpose, epoch: u64, index: u64) -> Self {
         Self { state: key(seed, purpose, epoch, index) }
     }

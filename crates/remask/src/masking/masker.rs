@@ -34,7 +34,8 @@ pub struct Masker {
     config: MaskingConfig,
     strategy: Box<dyn MaskingStrategy>,
     replacement: Replacement,
-    /// `special[id]`: the id is a special token (never chosen, never drawn as a random replacement).
+    /// `special[id]`: the id is a special token (never chosen, never drawn as a random replacement);
+    /// the last entry (index V) stands for ids outside the vocabulary.
     special: Vec<bool>,
 }
 
@@ -54,7 +55,9 @@ impl Masker {
             (true, Some(c)) => Replacement::weighted(mask_id, shares, c, special_ids)?,
             _ => Replacement::uniform(mask_id, shares, vocab_size, special_ids)?,
         };
-        let mut special = vec![false; vocab_size as usize];
+        // One entry past the vocabulary stands for every out-of-range id (special: never chosen).
+        let mut special = vec![false; vocab_size as usize + 1];
+        special[vocab_size as usize] = true;
         for &s in special_ids {
             if let Some(x) = special.get_mut(s as usize) {
                 *x = true;
@@ -78,7 +81,7 @@ impl Masker {
     /// True for special token ids (and ids outside the vocabulary).
     #[inline]
     pub fn is_special(&self, id: u32) -> bool {
-        self.special.get(id as usize).copied().unwrap_or(true)
+        self.special[(id as usize).min(self.special.len() - 1)]
     }
 
     /// Masks one row keyed by (seed, epoch, index): writes `input[T]` and `labels[T]` from the original
@@ -99,7 +102,9 @@ impl Masker {
     ) {
         let t = tokens.len();
         scratch.eligible.clear();
-        scratch.eligible.extend(tokens.iter().enumerate().map(|(i, &id)| i < length && !self.is_special(id)));
+        let real = length.min(t);
+        scratch.eligible.extend(tokens[..real].iter().map(|&id| !self.is_special(id)));
+        scratch.eligible.resize(t, false);
         scratch.chosen.resize(t, false);
         let row = RowView { eligible: &scratch.eligible, word_starts, weights };
         let mut select = KeyedRng::new(seed, Purpose::MaskSelect, epoch, index);

@@ -86,7 +86,9 @@ impl Replacement {
     pub fn apply(&self, input: &mut [u32], labels: &mut [i32], original: &[u32], chosen: &[bool], rng: &mut KeyedRng) {
         input.copy_from_slice(original);
         labels.fill(IGNORE_INDEX);
-        for (i, _) in chosen.iter().enumerate().filter(|(_, &c)| c) {
+        // Ascending chosen positions, found through a 64-bit word per 64 positions: a branch per
+        // position on a random ~15% pattern mispredicts often enough to dominate a row.
+        for_each_set(chosen, |i| {
             let tok = original[i];
             labels[i] = tok as i32;
             let u = rng.next_f32();
@@ -94,6 +96,49 @@ impl Replacement {
                 input[i] = self.mask_id;
             } else if u < self.random_below {
                 input[i] = self.random_token(rng);
+            }
+        });
+    }
+}
+
+/// Calls `f(i)` for every `i` with `flags[i]`, in ascending order.
+#[inline]
+pub(crate) fn for_each_set(flags: &[bool], mut f: impl FnMut(usize)) {
+    for (c, chunk) in flags.chunks(64).enumerate() {
+        let mut bits = 0u64;
+        for (k, c8) in chunk.chunks(8).enumerate() {
+            // Eight 0/1 bytes packed into a byte: the multiplier moves byte k's bit to bit 56 + k.
+            let mut b = [0u8; 8];
+            b.iter_mut().zip(c8).for_each(|(d, &x)| *d = x as u8);
+            bits |= (u64::from_le_bytes(b).wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+        }
+        while bits != 0 {
+            f(c * 64 + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_each_set;
+
+    #[test]
+    fn for_each_set_visits_exactly_the_set_flags_in_order() {
+        for n in [0usize, 1, 7, 8, 9, 63, 64, 65, 130] {
+            for pattern in 0..4 {
+                let flags: Vec<bool> = (0..n)
+                    .map(|i| match pattern {
+                        0 => (i * 7 + i / 3) % 5 < 2,
+                        1 => true,
+                        2 => false,
+                        _ => i % 8 == 7 || i % 9 == 0,
+                    })
+                    .collect();
+                let mut seen = Vec::new();
+                for_each_set(&flags, |i| seen.push(i));
+                let want: Vec<usize> = (0..n).filter(|&i| flags[i]).collect();
+                assert_eq!(seen, want, "n = {n}, pattern {pattern}");
             }
         }
     }

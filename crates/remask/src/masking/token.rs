@@ -3,6 +3,7 @@
 use remask_kernels::rng::KeyedRng;
 
 use super::config::CountRule;
+use super::replace::for_each_set;
 use super::strategy::{collect_units, probabilistic_round, select_units, MaskingStrategy, RowView, Scratch};
 
 /// Chooses single tokens; `count` decides between Bernoulli per token and an exact, probabilistically
@@ -22,8 +23,9 @@ impl MaskingStrategy for TokenMasking {
         if self.count == CountRule::Bernoulli && row.weights.is_none() {
             // Fast path: one draw per eligible token, no unit list.
             for (c, &e) in chosen.iter_mut().zip(row.eligible) {
-                if e && rng.next_f32() < rate {
-                    *c = true;
+                if e {
+                    // Branch-free on the draw: it is true ~15% of the time at random.
+                    *c = rng.next_f32() < rate;
                 }
             }
             return;
@@ -31,7 +33,7 @@ impl MaskingStrategy for TokenMasking {
         if self.count == CountRule::Exact && row.weights.is_none() {
             // Fast path: a partial Fisher-Yates over the eligible positions picks exactly the budget.
             s.order.clear();
-            s.order.extend(row.eligible.iter().enumerate().filter(|(_, &e)| e).map(|(i, _)| i as u32));
+            for_each_set(row.eligible, |i| s.order.push(i as u32));
             let n = s.order.len();
             let budget = probabilistic_round(rate * n as f32, rng).min(n);
             for i in 0..budget {
