@@ -113,6 +113,11 @@ struct BwdScratch {
 }
 
 /// Backward; dq `[B,H,Tq,D]`, dk, dv `[B,H,Tk,D]` are overwritten.
+///
+/// Tasks are (b, h) pairs, key tiles outer so dK_t and dV_t accumulate in cache. When there are fewer
+/// than two pairs per thread, each head's key tiles are also cut into contiguous chunks, one task per
+/// (b, h, chunk): a chunk owns its rows of dK and dV, and adds its part of dQ into a buffer of its
+/// own; the parts are summed at the end (the only extra work: one `[Tq × D]` sum per chunk).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward(dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], dout: &[f32], q: &[f32], k: &[f32], v: &[f32], out: &[f32], lse: &[f32], mask: &BlockMask, shape: AttnShape, scale: f32) {
     shape.check(mask, q.len(), k.len(), v.len());
@@ -128,67 +133,127 @@ pub(super) fn backward(dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], dout: &[f
         return;
     }
     let (bq, bk) = (mask.tile_q(), mask.tile_k());
-    let words = mask.words_per_row();
-    let ldt = transposed_stride(tk);
-    // One task per (b, h): key tiles outer, so dK_t and dV_t accumulate in cache.
-    dq.par_chunks_mut(tq * d).zip(dk.par_chunks_mut(tk * d)).zip(dv.par_chunks_mut(tk * d)).enumerate().for_each_init(
-        || BwdScratch { groups: Vec::new(), p: vec![0.0; bq * bk], dp: vec![0.0; bq * bk], drow: vec![0.0; tq] },
-        |sc, (bh, ((dq_bh, dk_bh), dv_bh))| {
-            with_scratch(2 * d * ldt, |kvt| {
-                let (b, h) = (bh / heads, bh % heads);
-                let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
-                let k_bh = &k[bh * tk * d..(bh + 1) * tk * d];
-                let do_bh = &dout[bh * tq * d..(bh + 1) * tq * d];
-                let o_bh = &out[bh * tq * d..(bh + 1) * tq * d];
-                let lse_bh = &lse[bh * tq..(bh + 1) * tq];
-                // Kᵀ and Vᵀ of this head, [D × Tk] each.
-                let (kt_bh, vt_bh) = kvt.split_at_mut(d * ldt);
-                transpose(kt_bh, ldt, k_bh, tk, d);
-                transpose(vt_bh, ldt, &v[bh * tk * d..(bh + 1) * tk * d], tk, d);
-                let (kt_bh, vt_bh) = (&*kt_bh, &*vt_bh);
-                dq_bh.iter_mut().chain(dk_bh.iter_mut()).chain(dv_bh.iter_mut()).for_each(|x| *x = 0.0);
-                // D_i = dO_i · out_i (equals Σ_j P_ij dP_ij)
-                for i in 0..tq {
-                    sc.drow[i] = dot(&do_bh[i * d..(i + 1) * d], &o_bh[i * d..(i + 1) * d]);
+    let n_kt = mask.n_k_tiles();
+    let pairs = batch * heads;
+    let wanted = 2 * rayon::current_num_threads();
+    let chunk_tiles = if pairs >= wanted { n_kt } else { n_kt.div_ceil(wanted.div_ceil(pairs)).max(1) };
+    let chunks = n_kt.div_ceil(chunk_tiles);
+    let head = |bh: usize| HeadInputs {
+        b: bh / heads,
+        h: bh % heads,
+        q: &q[bh * tq * d..(bh + 1) * tq * d],
+        k: &k[bh * tk * d..(bh + 1) * tk * d],
+        v: &v[bh * tk * d..(bh + 1) * tk * d],
+        dout: &dout[bh * tq * d..(bh + 1) * tq * d],
+        out: &out[bh * tq * d..(bh + 1) * tq * d],
+        lse: &lse[bh * tq..(bh + 1) * tq],
+    };
+    let init = || BwdScratch { groups: Vec::new(), p: vec![0.0; bq * bk], dp: vec![0.0; bq * bk], drow: vec![0.0; tq] };
+    if chunks == 1 {
+        dq.par_chunks_mut(tq * d).zip(dk.par_chunks_mut(tk * d)).zip(dv.par_chunks_mut(tk * d)).enumerate().for_each_init(init, |sc, (bh, ((dq_bh, dk_bh), dv_bh))| {
+            dq_bh.iter_mut().for_each(|x| *x = 0.0);
+            backward_keys(sc, mask, &head(bh), 0..n_kt, dq_bh, dk_bh, dv_bh, d, scale);
+        });
+        return;
+    }
+    // Chunked: dQ parts `[B·H × chunks × Tq × D]`, summed into dq afterwards.
+    let rows = chunk_tiles * bk * d;
+    with_scratch(pairs * chunks * tq * d, |parts| {
+        let tasks = parts.par_chunks_mut(chunks * tq * d).zip(dk.par_chunks_mut(tk * d)).zip(dv.par_chunks_mut(tk * d)).enumerate().flat_map(|(bh, ((p, dk_bh), dv_bh))| {
+            p.par_chunks_mut(tq * d).zip(dk_bh.par_chunks_mut(rows)).zip(dv_bh.par_chunks_mut(rows)).enumerate().map(move |(c, ((dq_part, dk_part), dv_part))| (bh, c, dq_part, dk_part, dv_part))
+        });
+        tasks.for_each_init(init, |sc, (bh, c, dq_part, dk_part, dv_part)| {
+            dq_part.iter_mut().for_each(|x| *x = 0.0);
+            backward_keys(sc, mask, &head(bh), c * chunk_tiles..((c + 1) * chunk_tiles).min(n_kt), dq_part, dk_part, dv_part, d, scale);
+        });
+        let parts = &*parts;
+        dq.par_chunks_mut(tq * d).enumerate().for_each(|(bh, dq_bh)| {
+            let mine = &parts[bh * chunks * tq * d..(bh + 1) * chunks * tq * d];
+            dq_bh.copy_from_slice(&mine[..tq * d]);
+            for part in mine.chunks(tq * d).skip(1) {
+                dq_bh.iter_mut().zip(part).for_each(|(x, y)| *x += y);
+            }
+        });
+    });
+}
+
+/// One head's inputs to the backward.
+struct HeadInputs<'a> {
+    b: usize,
+    h: usize,
+    /// `[Tq, D]`
+    q: &'a [f32],
+    /// `[Tk, D]`
+    k: &'a [f32],
+    /// `[Tk, D]`
+    v: &'a [f32],
+    /// `[Tq, D]`
+    dout: &'a [f32],
+    /// `[Tq, D]`
+    out: &'a [f32],
+    /// `[Tq]`
+    lse: &'a [f32],
+}
+
+/// The backward of one head over the key tiles `kts` (contiguous): adds this range's part of dQ into
+/// `dq` `[Tq, D]` and OVERWRITES `dk`, `dv` (the range's key rows only, `[rows, D]`).
+#[allow(clippy::too_many_arguments)]
+fn backward_keys(sc: &mut BwdScratch, mask: &BlockMask, x: &HeadInputs<'_>, kts: std::ops::Range<usize>, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], d: usize, scale: f32) {
+    let (bq, bk, words) = (mask.tile_q(), mask.tile_k(), mask.words_per_row());
+    let (b, h, tq) = (x.b, x.h, x.lse.len());
+    // Key rows of the range: [first, first + len).
+    let first = kts.start * bk;
+    let len = dk.len() / d;
+    dk.iter_mut().chain(dv.iter_mut()).for_each(|x| *x = 0.0);
+    // D_i = dO_i · out_i (equals Σ_j P_ij dP_ij)
+    for i in 0..tq {
+        sc.drow[i] = dot(&x.dout[i * d..(i + 1) * d], &x.out[i * d..(i + 1) * d]);
+    }
+    let ldt = transposed_stride(len);
+    with_scratch(2 * d * ldt, |kvt| {
+        // Kᵀ and Vᵀ of the range, [D × len] each.
+        let (kt_r, vt_r) = kvt.split_at_mut(d * ldt);
+        transpose(kt_r, ldt, &x.k[first * d..(first + len) * d], len, d);
+        transpose(vt_r, ldt, &x.v[first * d..(first + len) * d], len, d);
+        let (kt_r, vt_r) = (&*kt_r, &*vt_r);
+        for kt in kts {
+            // k0: first key of the tile in the head, kl: in the range.
+            let (k0, n) = (kt * bk, mask.tile_cols(kt));
+            let kl = k0 - first;
+            for qt in 0..mask.n_q_tiles() {
+                let kind = mask.kind(b, h, qt, kt);
+                if kind == TileKind::Empty {
+                    continue;
                 }
-                for kt in 0..mask.n_k_tiles() {
-                    let (k0, n) = (kt * bk, mask.tile_cols(kt));
-                    for qt in 0..mask.n_q_tiles() {
-                        let kind = mask.kind(b, h, qt, kt);
-                        if kind == TileKind::Empty {
-                            continue;
-                        }
-                        let (q0, m) = (qt * bq, mask.tile_rows(qt));
-                        let q_t = &q_bh[q0 * d..(q0 + m) * d];
-                        let do_t = &do_bh[q0 * d..(q0 + m) * d];
-                        let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
-                        row_groups(&mut sc.groups, bits, words, m, n);
-                        // P = exp(scale · Q_t · K_tᵀ − lse), 0 where masked   [m × n]
-                        for g in &sc.groups {
-                            let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                            tile_mm(&mut sc.p[g.r0 * bk + g.c0..], bk, &q_t[g.r0 * d..], d, 1, &kt_bh[k0 + g.c0..], ldt, r, d, w, false, scale);
-                        }
-                        backward_probs(&mut sc.p, bk, m, n, bits, words, &lse_bh[q0..q0 + m]);
-                        for g in &sc.groups {
-                            let (r0, r, c0, w) = (g.r0, g.r1 - g.r0, g.c0, g.c1 - g.c0);
-                            let (p_g, dp_g) = (&sc.p[r0 * bk + c0..], &mut sc.dp[r0 * bk + c0..]);
-                            // dV_t += Pᵀ · dO_t   [n × d]
-                            tile_mm(&mut dv_bh[(k0 + c0) * d..], d, p_g, 1, bk, &do_t[r0 * d..], d, w, r, d, true, 1.0);
-                            // dP = dO_t · V_tᵀ   [m × n]
-                            tile_mm(dp_g, bk, &do_t[r0 * d..], d, 1, &vt_bh[k0 + c0..], ldt, r, d, w, false, 1.0);
-                            // dS = P ∘ (dP − D)
-                            softmax_grad(dp_g, p_g, bk, r, w, &sc.drow[q0 + r0..q0 + r0 + r]);
-                            let dp_g = &sc.dp[r0 * bk + c0..];
-                            // dQ_t += scale · dS · K_t   [m × d]
-                            tile_mm(&mut dq_bh[(q0 + r0) * d..], d, dp_g, bk, 1, &k_bh[(k0 + c0) * d..], d, r, w, d, true, scale);
-                            // dK_t += scale · dSᵀ · Q_t   [n × d]
-                            tile_mm(&mut dk_bh[(k0 + c0) * d..], d, dp_g, 1, bk, &q_t[r0 * d..], d, w, r, d, true, scale);
-                        }
-                    }
+                let (q0, m) = (qt * bq, mask.tile_rows(qt));
+                let q_t = &x.q[q0 * d..(q0 + m) * d];
+                let do_t = &x.dout[q0 * d..(q0 + m) * d];
+                let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
+                row_groups(&mut sc.groups, bits, words, m, n);
+                // P = exp(scale · Q_t · K_tᵀ − lse), 0 where masked   [m × n]
+                for g in &sc.groups {
+                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
+                    tile_mm(&mut sc.p[g.r0 * bk + g.c0..], bk, &q_t[g.r0 * d..], d, 1, &kt_r[kl + g.c0..], ldt, r, d, w, false, scale);
                 }
-            });
-        },
-    );
+                backward_probs(&mut sc.p, bk, m, n, bits, words, &x.lse[q0..q0 + m]);
+                for g in &sc.groups {
+                    let (r0, r, c0, w) = (g.r0, g.r1 - g.r0, g.c0, g.c1 - g.c0);
+                    let (p_g, dp_g) = (&sc.p[r0 * bk + c0..], &mut sc.dp[r0 * bk + c0..]);
+                    // dV_t += Pᵀ · dO_t   [n × d]
+                    tile_mm(&mut dv[(kl + c0) * d..], d, p_g, 1, bk, &do_t[r0 * d..], d, w, r, d, true, 1.0);
+                    // dP = dO_t · V_tᵀ   [m × n]
+                    tile_mm(dp_g, bk, &do_t[r0 * d..], d, 1, &vt_r[kl + c0..], ldt, r, d, w, false, 1.0);
+                    // dS = P ∘ (dP − D)
+                    softmax_grad(dp_g, p_g, bk, r, w, &sc.drow[q0 + r0..q0 + r0 + r]);
+                    let dp_g = &sc.dp[r0 * bk + c0..];
+                    // dQ_t += scale · dS · K_t   [m × d]
+                    tile_mm(&mut dq[(q0 + r0) * d..], d, dp_g, bk, 1, &x.k[(k0 + c0) * d..], d, r, w, d, true, scale);
+                    // dK_t += scale · dSᵀ · Q_t   [n × d]
+                    tile_mm(&mut dk[(kl + c0) * d..], d, dp_g, 1, bk, &q_t[r0 * d..], d, w, r, d, true, scale);
+                }
+            }
+        }
+    });
 }
 
 /// Row stride of a transposed `[D × Tk]` head: padded so rows do not sit 4 KiB apart (which would make

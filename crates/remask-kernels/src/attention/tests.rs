@@ -106,6 +106,22 @@ fn fused_matches_reference_for_builtin_masks_at_odd_lengths() {
     }
 }
 
+/// The backward cuts each head's key tiles into chunks when there are fewer than two (b, h) pairs per
+/// thread: on 1 thread it runs per head, on 16 per (head, key chunk) with dQ summed over chunks. Both
+/// schedules match the reference, on every built-in mask, with a ragged last tile and chunk.
+#[test]
+fn backward_matches_reference_per_head_and_per_key_chunk() {
+    for threads in [1, 16] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+        pool.install(|| {
+            for (name, mask) in builtin_masks(1, 83, 8) {
+                eprintln!("mask {name}, {threads} threads");
+                check_against_reference(&mask, 2, 16, 31);
+            }
+        });
+    }
+}
+
 #[test]
 fn cross_attention_shape_and_per_head_masks() {
     // Tq != Tk, a mask per head, tiles that are not square.
