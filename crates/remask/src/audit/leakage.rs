@@ -275,6 +275,11 @@ fn other_token(id: u32, v: usize, salt: usize) -> u32 {
     ((id as usize + step) % v) as u32
 }
 
+/// d(direction · state at (b, q)) / d(input embeddings) of each side, called with (b, q, direction).
+pub(super) type GradientFn<'a> = dyn FnMut(usize, usize, &[f32]) -> Result<Vec<Vec<f32>>> + 'a;
+/// The outputs with each side's token ids replaced.
+pub(super) type OutputsFn<'a> = dyn FnMut(&[Vec<u32>]) -> Result<Vec<f32>> + 'a;
+
 /// Both methods over every side, one report per side.
 ///
 /// - `gradient(b, q, direction)`: d(direction · state at (b, q)) / d(input embeddings), one
@@ -284,8 +289,8 @@ pub(super) fn check(
     sides: &[Side<'_>],
     out: Outputs,
     opts: &AuditOptions,
-    gradient: &mut dyn FnMut(usize, usize, &[f32]) -> Result<Vec<Vec<f32>>>,
-    outputs: &mut dyn FnMut(&[Vec<u32>]) -> Result<Vec<f32>>,
+    gradient: &mut GradientFn<'_>,
+    outputs: &mut OutputsFn<'_>,
 ) -> Result<Vec<AuditReport>> {
     let Outputs { batch: bsz, positions: tq, channels: c, width, vocab: v } = out;
     if v < 2 {
