@@ -19,7 +19,7 @@ use super::leakage::{check, same_logits, AuditOptions, AuditReport, Outputs, Sid
 use super::probe::DependencyProbe;
 use super::reach::Reach;
 use crate::attention::{AttentionMaskSpec, MaskFn};
-use crate::model::{ModelConfig, Seq2SeqMasks, TrainModel};
+use crate::model::{Arch, ModelConfig, Seq2SeqMasks, TrainModel};
 use crate::{Batch, Error, Result};
 
 /// The kind name of the decoder's self-attention audit.
@@ -103,6 +103,9 @@ fn run(
 /// Errors: a model that is not an encoder-decoder, a batch it rejects, or a probe whose logits are not
 /// the model's own bit for bit.
 pub fn audit_seq2seq(model: &mut dyn TrainModel, spec: &AttentionMaskSpec, batch: &Batch, opts: &AuditOptions) -> Result<Vec<AuditReport>> {
+    if model.config().arch != Arch::EncoderDecoder {
+        return Err(Error::config("model.arch", "the decoder and cross-attention audit needs an encoder-decoder"));
+    }
     let masks = Seq2SeqMasks::of(model.config(), batch)?;
     let mut probe = DependencyProbe::new(&*model)?;
     probe.forward_seq2seq(batch, &masks)?;
