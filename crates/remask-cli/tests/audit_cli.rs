@@ -21,6 +21,26 @@ fn every_kind_passes_on_the_tiny_encoder() {
 }
 
 #[test]
+fn the_tiny_encoder_decoder_passes_encoder_decoder_causal_and_cross_padding() {
+    let (rc, out, err) = audit(&["--arch", "encoder-decoder", "--seq", "12"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    // Two rows: 12 source positions each for the encoder, 6 target positions each for the decoder.
+    let want = [
+        "PASS padding: 24 query positions checked by gradients and perturbation",
+        "PASS decoder-causal: 12 query positions checked by gradients and perturbation",
+        "PASS cross-padding: 12 query positions checked by gradients and perturbation",
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want, "{err}");
+    let (rc, out, _) = audit(&["--arch", "encoder-decoder", "--seq", "12", "--json"]);
+    assert_eq!(rc, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let kinds: Vec<&str> = v["attention"].as_array().expect("reports").iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(kinds, ["padding", "decoder-causal", "cross-padding"]);
+    // Row 1 has 3 padded source positions (of 12), forbidden to each of its 6 decoder queries.
+    assert_eq!(v["attention"][2]["forbidden_pairs"], 6 * 3);
+}
+
+#[test]
 fn a_planted_future_token_is_reported_and_exits_1() {
     let (rc, out, err) = audit(&["--arch", "decoder", "--mask", "causal", "--seq", "10", "--plant-leak", "3,5"]);
     assert_eq!(rc, 1, "{out}{err}");

@@ -1,13 +1,15 @@
 //! `remask audit`: checks on the real model that no output position depends on an input position its
-//! attention mask forbids (by gradients and by perturbation), one verdict line per mask kind; with
-//! `--data`, also that MLM batches hide their targets. Exits 1 on any leak.
+//! attention mask forbids (by gradients and by perturbation), one verdict line per mask kind; for an
+//! encoder-decoder also the decoder's causal self-attention (`decoder-causal`) and its
+//! cross-attention over the real source tokens (`cross-padding`); with `--data`, also that MLM
+//! batches hide their targets. Exits 1 on any leak.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use remask::attention::{AttentionMaskSpec, MaskFn};
-use remask::audit::{audit_batch, audit_masking, audit_model, audit_with_mask, kind_name, AuditOptions, AuditReport};
+use remask::audit::{audit_batch, audit_masking, audit_model, audit_seq2seq, audit_with_mask, kind_name, AuditOptions, AuditReport};
 use remask::model::{model_from_params, new_model, Arch, ModelConfig, TrainModel, ATTENTION_TILE};
 use remask::train::{self, RunConfig};
 
@@ -25,6 +27,7 @@ pub enum MaskArg {
 pub enum ArchArg {
     Encoder,
     Decoder,
+    EncoderDecoder,
 }
 
 #[derive(clap::Args, Debug)]
@@ -35,9 +38,11 @@ pub struct Args {
     /// Checkpoint directory (or run directory: its latest complete checkpoint) whose model is audited.
     #[arg(long, value_name = "DIR")]
     pub checkpoint: Option<PathBuf>,
-    /// Mask kind(s) to audit the model under (default: the model's own kind with --config or
-    /// --checkpoint, else all). Decoders skip the non-causal kinds; document and sliding are causal
-    /// on decoders and bidirectional on encoders.
+    /// Mask kind(s) to audit the model (the encoder of an encoder-decoder) under (default: the
+    /// model's own kind with --config, --checkpoint or --arch encoder-decoder, else all). Decoders
+    /// skip the non-causal kinds; document and sliding are causal on decoders and bidirectional on
+    /// encoders. An encoder-decoder's decoder is audited once more, as it runs: decoder-causal and
+    /// cross-padding.
     #[arg(long, value_enum)]
     pub mask: Option<MaskArg>,
     /// Window of the sliding-window kind.
@@ -46,13 +51,15 @@ pub struct Args {
     /// Positions per row of the audit batch.
     #[arg(long, default_value_t = 24)]
     pub seq: usize,
-    /// Rows of the audit batch (row 0 is full, the others end in padding).
+    /// Rows of the audit batch (row 0 is full, the others end in padding; an encoder-decoder's
+    /// targets have max(2, seq/2) positions, odd rows one padded).
     #[arg(long, default_value_t = 2)]
     pub batch: usize,
     /// Query positions checked per row (evenly spaced, both ends included); 0 = all.
     #[arg(long, default_value_t = 0)]
     pub queries: usize,
-    /// Architecture of the tiny model built when neither --config nor --checkpoint is given.
+    /// Architecture of the tiny model built when neither --config nor --checkpoint is given
+    /// (encoder-decoder: BART-like, 2 encoder and 2 decoder layers).
     #[arg(long, value_enum, default_value = "encoder")]
     pub arch: ArchArg,
     /// Seed of the audit batch and of the random output projections.
@@ -65,7 +72,8 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     pub data_batches: usize,
     /// Demonstration and tests: run the model with its mask OR one extra allowed pair `Q,K` (e.g. a
-    /// future token) while still auditing against the plain mask, so the audit must report a leak.
+    /// future token) while still auditing against the plain mask, so the audit must report a leak
+    /// (the self-attention stack only: an encoder-decoder's encoder).
     #[arg(long, hide = true, value_name = "Q,K", value_parser = parse_pair)]
     pub plant_leak: Option<(usize, usize)>,
     /// Print the reports as JSON.
@@ -84,6 +92,7 @@ fn tiny(arch: ArchArg) -> ModelConfig {
     let base = match arch {
         ArchArg::Encoder => ModelConfig::bert_like(),
         ArchArg::Decoder => ModelConfig::gpt2_like(),
+        ArchArg::EncoderDecoder => ModelConfig { n_decoder_layers: 2, ..ModelConfig::bart_like() },
     };
     ModelConfig { vocab_size: 64, d_model: 32, n_heads: 4, n_layers: 2, d_ff: 64, max_positions: 128, init_std: 0.2, ..base }
 }
@@ -126,7 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => p,
         None => new_model(config.clone(), seed)?.params().to_vec(),
     };
-    let own = args.config.is_some() || args.checkpoint.is_some();
+    let own = args.config.is_some() || args.checkpoint.is_some() || config.arch == Arch::EncoderDecoder;
     let specs: Vec<(String, Option<AttentionMaskSpec>)> = match args.mask {
         None if own => vec![(kind_name(&config.attention), Some(config.attention))],
         Some(MaskArg::All) | None => [MaskArg::Padding, MaskArg::Causal, MaskArg::Document, MaskArg::Sliding, MaskArg::Prefix]
@@ -158,6 +167,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("auditing the {name} mask"))?;
         lines.push(report.line());
         reports.push(report);
+    }
+    if config.arch == Arch::EncoderDecoder {
+        // The decoder as the model runs it (its own configured encoder mask), whatever --mask asked of
+        // the encoder.
+        let mut model = model_from_params(config.clone(), params.clone())?;
+        let decoder = audit_seq2seq(model.as_mut(), &config.attention, &batch, &opts).context("auditing the decoder and cross-attention")?;
+        for report in decoder {
+            lines.push(report.line());
+            reports.push(report);
+        }
     }
     let masking = match &args.data {
         Some(dir) => Some(audit_data(dir, 16, args.data_batches)?),

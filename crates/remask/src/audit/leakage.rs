@@ -14,6 +14,10 @@
 //!
 //! "Forbidden" is the complement of the transitive closure ([`Reach`]) of the expected mask over the
 //! model's layers, plus every position of another row.
+//!
+//! The checks run over one or more input *sides* ([`Side`]): a self-attention model has one (its
+//! tokens); an encoder-decoder's decoder outputs have two (target and source tokens, see
+//! [`super::seq2seq`]), each with its own allowed relation and its own report.
 
 use remask_kernels::block_mask::BlockMask;
 use remask_kernels::rng::{KeyedRng, Purpose};
@@ -22,7 +26,7 @@ use serde::Serialize;
 use super::probe::DependencyProbe;
 use super::reach::Reach;
 use crate::attention::{AttentionMaskSpec, MaskFn};
-use crate::model::{TrainModel, ATTENTION_TILE};
+use crate::model::{Arch, TrainModel, ATTENTION_TILE};
 use crate::{Batch, Error, Result};
 
 /// How much the audit checks. The default checks every query position with seed 0.
@@ -50,6 +54,17 @@ pub struct Violation {
     pub leaked_keys: Vec<usize>,
     /// Which method found it: `gradient` or `perturbation`.
     pub method: String,
+    /// Which input sequence the offending key belongs to when the outputs read two (encoder-decoder:
+    /// `source` or `target`); absent for a self-attention stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_side: Option<String>,
+}
+
+impl Violation {
+    /// ` source` / ` target` before "key" or "position" in a verdict line, or nothing.
+    fn side(&self) -> String {
+        self.key_side.as_ref().map_or(String::new(), |s| format!(" {s}"))
+    }
 }
 
 /// The verdict of one audit.
@@ -78,11 +93,16 @@ impl AuditReport {
         match &self.first_violation {
             None => format!("PASS {}: {} query positions checked by gradients and perturbation", self.kind, self.checked_queries),
             Some(v) if v.key_row == v.row => {
-                format!("LEAK {}: query {} reads forbidden key {} (row {})", self.kind, v.query, v.key, v.row)
+                format!("LEAK {}: query {} reads forbidden{} key {} (row {})", self.kind, v.query, v.side(), v.key, v.row)
             }
             Some(v) => format!(
-                "LEAK {}: query {} (row {}) reads position {} of another row {}",
-                self.kind, v.query, v.row, v.key, v.key_row
+                "LEAK {}: query {} (row {}) reads{} position {} of another row {}",
+                self.kind,
+                v.query,
+                v.row,
+                v.side(),
+                v.key,
+                v.key_row
             ),
         }
     }
@@ -94,7 +114,7 @@ impl AuditReport {
     pub fn to_audit_line(&self) -> crate::experiment::AuditLine {
         let detail = match &self.first_violation {
             None => format!("{} queries, {} forbidden pairs; gradients and perturbation", self.checked_queries, self.forbidden_pairs),
-            Some(v) => format!("query {} reads forbidden key {} (row {}, found by {})", v.query, v.key, v.row, v.method),
+            Some(v) => format!("query {} reads forbidden{} key {} (row {}, found by {})", v.query, v.side(), v.key, v.row, v.method),
         };
         crate::experiment::AuditLine { what: format!("attention {}", self.kind), passed: self.passed, detail }
     }
@@ -116,6 +136,8 @@ pub fn kind_name(spec: &AttentionMaskSpec) -> String {
 /// Audits `model` as it runs (its own configured attention mask, its own `logits`) against the
 /// relation `spec` allows on `batch`. The comparison report calls this with `spec` = the model's own
 /// `config().attention`; a different `spec` asks whether the model stays within that mask instead.
+/// For an encoder-decoder this audits the encoder's self-attention (its hidden states); see
+/// [`super::seq2seq::audit_seq2seq`] for the decoder, and [`audit_all`] for both.
 ///
 /// Errors: a batch the model rejects, or a probe that does not reproduce the model's logits bit for
 /// bit (then the audit would not be about the real model).
@@ -126,18 +148,34 @@ pub fn audit_model(model: &mut dyn TrainModel, spec: &AttentionMaskSpec, batch: 
     let expected = spec.predicate(batch);
     if probe.has_head() {
         let mine = probe.logits()?.to_vec();
-        let theirs = model.logits(batch)?;
-        if mine.len() != theirs.len() || mine.iter().zip(theirs).any(|(a, b)| a.to_bits() != b.to_bits()) {
-            return Err(Error::Other(
-                "audit: the dependency probe's logits differ from the model's own; the model's forward no longer matches model::build (update audit/probe.rs)".into(),
-            ));
-        }
+        same_logits(&mine, model.logits(batch)?)?;
         let v = model.config().vocab_size;
         let mut outputs = |b: &Batch| -> Result<Vec<f32>> { Ok(model.logits(b)?.to_vec()) };
         run(&mut probe, &run_mask, &expected, &kind_name(spec), batch, opts, &mut outputs, v)
     } else {
         audit_probe(probe, &run_mask, &expected, &kind_name(spec), batch, opts)
     }
+}
+
+/// Every audit of `model` as it runs: its self-attention against `spec` ([`audit_model`]) and, for an
+/// encoder-decoder, the decoder's causal self-attention and its cross-attention
+/// ([`super::seq2seq::audit_seq2seq`]); one report per kind, in that order.
+pub fn audit_all(model: &mut dyn TrainModel, spec: &AttentionMaskSpec, batch: &Batch, opts: &AuditOptions) -> Result<Vec<AuditReport>> {
+    let mut reports = vec![audit_model(model, spec, batch, opts)?];
+    if model.config().arch == Arch::EncoderDecoder {
+        reports.extend(super::seq2seq::audit_seq2seq(model, spec, batch, opts)?);
+    }
+    Ok(reports)
+}
+
+/// Errors unless the probe's logits equal the model's own bit for bit.
+pub(super) fn same_logits(mine: &[f32], theirs: &[f32]) -> Result<()> {
+    if mine.len() != theirs.len() || mine.iter().zip(theirs).any(|(a, b)| a.to_bits() != b.to_bits()) {
+        return Err(Error::Other(
+            "audit: the dependency probe's logits differ from the model's own; the model's forward no longer matches model::build (update audit/probe.rs)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Audits `model`'s layers run with `run_mask` (instead of its configured mask) against the relation
@@ -161,6 +199,63 @@ fn audit_probe(mut probe: DependencyProbe, run_mask: &BlockMask, expected: &Mask
     run(&mut probe, run_mask, expected, kind, batch, opts, &mut outputs, width)
 }
 
+/// The self-attention audit: one side (the stack's own tokens), outputs `[B·T, width]`.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    probe: &mut DependencyProbe,
+    run_mask: &BlockMask,
+    expected: &MaskFn,
+    kind: &str,
+    batch: &Batch,
+    opts: &AuditOptions,
+    outputs: &mut dyn FnMut(&Batch) -> Result<Vec<f32>>,
+    width: usize,
+) -> Result<AuditReport> {
+    let cfg = probe.config().clone();
+    let (bsz, t) = (batch.batch_size, batch.seq_len);
+    let side = Side {
+        kind: kind.to_string(),
+        name: None,
+        ids: &batch.input_ids,
+        reach: Reach::closure(expected, bsz, cfg.n_heads, t, cfg.n_layers),
+        layers: cfg.n_layers,
+    };
+    let mut gradient = |b: usize, q: usize, dir: &[f32]| -> Result<Vec<Vec<f32>>> { Ok(vec![probe.input_gradient(batch, run_mask, b, q, dir)?.to_vec()]) };
+    let mut perturbed = |ids: &[Vec<u32>]| -> Result<Vec<f32>> {
+        let mut p = batch.clone();
+        p.input_ids.clone_from(&ids[0]);
+        outputs(&p)
+    };
+    let shape = Outputs { batch: bsz, positions: t, channels: cfg.d_model, width, vocab: cfg.vocab_size };
+    let mut reports = check(&[side], shape, opts, &mut gradient, &mut perturbed)?;
+    reports.pop().ok_or_else(|| Error::Other("audit: no report for the one input side".into()))
+}
+
+/// One input sequence the audited outputs read, and the report its violations go to.
+pub(super) struct Side<'a> {
+    /// The mask kind this side's violations are reported under.
+    pub kind: String,
+    /// `source` / `target` for the inputs of an encoder-decoder's decoder; None for a self-attention
+    /// stack's own tokens.
+    pub name: Option<&'static str>,
+    /// Token ids `[B, Tk]`.
+    pub ids: &'a [u32],
+    /// Which inputs of this side each output may depend on, `[B, Tq, Tk]`.
+    pub reach: Reach,
+    /// Layers `reach` was closed over.
+    pub layers: usize,
+}
+
+/// The audited outputs: `[batch · positions, width]`, gradients taken of `channels`-wide states.
+#[derive(Clone, Copy)]
+pub(super) struct Outputs {
+    pub batch: usize,
+    pub positions: usize,
+    pub channels: usize,
+    pub width: usize,
+    pub vocab: usize,
+}
+
 /// Query positions checked in a row of `t`.
 fn queries(t: usize, max: usize) -> Vec<usize> {
     if max == 0 || max >= t {
@@ -180,40 +275,55 @@ fn other_token(id: u32, v: usize, salt: usize) -> u32 {
     ((id as usize + step) % v) as u32
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    probe: &mut DependencyProbe,
-    run_mask: &BlockMask,
-    expected: &MaskFn,
-    kind: &str,
-    batch: &Batch,
+/// d(direction · state at (b, q)) / d(input embeddings) of each side, called with (b, q, direction).
+pub(super) type GradientFn<'a> = dyn FnMut(usize, usize, &[f32]) -> Result<Vec<Vec<f32>>> + 'a;
+/// The outputs with each side's token ids replaced.
+pub(super) type OutputsFn<'a> = dyn FnMut(&[Vec<u32>]) -> Result<Vec<f32>> + 'a;
+
+/// Both methods over every side, one report per side.
+///
+/// - `gradient(b, q, direction)`: d(direction · state at (b, q)) / d(input embeddings), one
+///   `[B·Tk, C]` buffer per side, in the order of `sides`.
+/// - `outputs(ids)`: the outputs `[B·Tq, W]` with the token ids of each side replaced by `ids[s]`.
+pub(super) fn check(
+    sides: &[Side<'_>],
+    out: Outputs,
     opts: &AuditOptions,
-    outputs: &mut dyn FnMut(&Batch) -> Result<Vec<f32>>,
-    width: usize,
-) -> Result<AuditReport> {
-    let cfg = probe.config().clone();
-    let (bsz, t, c, v) = (batch.batch_size, batch.seq_len, cfg.d_model, cfg.vocab_size);
+    gradient: &mut GradientFn<'_>,
+    outputs: &mut OutputsFn<'_>,
+) -> Result<Vec<AuditReport>> {
+    let Outputs { batch: bsz, positions: tq, channels: c, width, vocab: v } = out;
     if v < 2 {
         return Err(Error::config("model.vocab_size", "the perturbation audit needs at least 2 tokens"));
     }
-    let layers = cfg.n_layers;
-    let reach = Reach::closure(expected, bsz, cfg.n_heads, t, layers);
-    let qs = queries(t, opts.max_queries_per_row);
-    let mut report = AuditReport {
-        kind: kind.to_string(),
-        passed: true,
-        checked_queries: 0,
-        forbidden_pairs: 0,
-        gradient_violations: 0,
-        perturbation_violations: 0,
-        first_violation: None,
-        method: "gradients of a random projection of each output w.r.t. the input embeddings (forbidden: != 0); \
-                 perturbation of every forbidden token (outputs bit-identical)"
-            .into(),
-        layers,
+    let qs = queries(tq, opts.max_queries_per_row);
+    let mut reports: Vec<AuditReport> = sides
+        .iter()
+        .map(|s| AuditReport {
+            kind: s.kind.clone(),
+            passed: true,
+            checked_queries: 0,
+            forbidden_pairs: 0,
+            gradient_violations: 0,
+            perturbation_violations: 0,
+            first_violation: None,
+            method: "gradients of a random projection of each output w.r.t. the input embeddings (forbidden: != 0); \
+                     perturbation of every forbidden token (outputs bit-identical)"
+                .into(),
+            layers: s.layers,
+        })
+        .collect();
+    let mut grad_first: Vec<Option<Violation>> = vec![None; sides.len()];
+    let mut pert_first: Vec<Option<Violation>> = vec![None; sides.len()];
+    let violation = |s: &Side, b: usize, q: usize, key_row: usize, leaked_keys: Vec<usize>, method: &str| Violation {
+        row: b,
+        query: q,
+        key_row,
+        key: leaked_keys.first().copied().unwrap_or(0),
+        leaked_keys,
+        method: method.into(),
+        key_side: s.name.map(String::from),
     };
-    let mut grad_first: Option<Violation> = None;
-    let mut pert_first: Option<Violation> = None;
 
     // Method 1: gradients.
     let mut dir = vec![0.0f32; c];
@@ -221,73 +331,84 @@ fn run(
         for &q in &qs {
             let mut rng = KeyedRng::new(opts.seed, Purpose::Other, b as u64, q as u64);
             dir.iter_mut().for_each(|x| *x = rng.normal());
-            let g = probe.input_gradient(batch, run_mask, b, q, &dir)?;
-            let depends = |b2: usize, k: usize| g[(b2 * t + k) * c..(b2 * t + k + 1) * c].iter().any(|&x| x != 0.0);
-            report.checked_queries += 1;
-            report.forbidden_pairs += reach.forbidden(b, q).len();
-            let mut hit: Option<(usize, Vec<usize>)> = None;
-            for b2 in (0..bsz).map(|i| (b + i) % bsz) {
-                let leaked: Vec<usize> = (0..t).filter(|&k| (b2 != b || !reach.get(b, q, k)) && depends(b2, k)).collect();
-                if !leaked.is_empty() {
-                    hit = Some((b2, leaked));
-                    break;
+            let grads = gradient(b, q, &dir)?;
+            for (si, (s, g)) in sides.iter().zip(&grads).enumerate() {
+                let tk = s.reach.seq_len();
+                let depends = |b2: usize, k: usize| g[(b2 * tk + k) * c..(b2 * tk + k + 1) * c].iter().any(|&x| x != 0.0);
+                let r = &mut reports[si];
+                r.checked_queries += 1;
+                r.forbidden_pairs += s.reach.forbidden(b, q).len();
+                let mut hit: Option<(usize, Vec<usize>)> = None;
+                for b2 in (0..bsz).map(|i| (b + i) % bsz) {
+                    let leaked: Vec<usize> = (0..tk).filter(|&k| (b2 != b || !s.reach.get(b, q, k)) && depends(b2, k)).collect();
+                    if !leaked.is_empty() {
+                        hit = Some((b2, leaked));
+                        break;
+                    }
                 }
-            }
-            if let Some((key_row, leaked_keys)) = hit {
-                report.gradient_violations += 1;
-                if grad_first.is_none() {
-                    grad_first = Some(Violation { row: b, query: q, key_row, key: leaked_keys[0], leaked_keys, method: "gradient".into() });
+                if let Some((key_row, leaked_keys)) = hit {
+                    r.gradient_violations += 1;
+                    if grad_first[si].is_none() {
+                        grad_first[si] = Some(violation(s, b, q, key_row, leaked_keys, "gradient"));
+                    }
                 }
             }
         }
     }
 
-    // Method 2: perturbation.
-    let base = outputs(batch)?;
-    let out_at = |o: &[f32], b: usize, q: usize| -> Vec<u32> { o[(b * t + q) * width..(b * t + q + 1) * width].iter().map(|x| x.to_bits()).collect() };
-    let perturbed = |cands: &[(usize, usize)]| {
-        let mut p = batch.clone();
-        for &(b2, k) in cands {
-            let i = b2 * t + k;
-            p.input_ids[i] = other_token(p.input_ids[i], v, i);
-        }
-        p
-    };
-    for b in 0..bsz {
-        for &q in &qs {
-            let mut cands: Vec<(usize, usize)> = reach.forbidden(b, q).into_iter().map(|k| (b, k)).collect();
-            cands.extend((0..bsz).filter(|&b2| b2 != b).flat_map(|b2| (0..t).map(move |k| (b2, k))));
-            if cands.is_empty() {
-                continue;
+    // Method 2: perturbation, one side at a time (the other sides keep their tokens).
+    let original: Vec<Vec<u32>> = sides.iter().map(|s| s.ids.to_vec()).collect();
+    let base = outputs(&original)?;
+    let out_at = |o: &[f32], b: usize, q: usize| -> Vec<u32> { o[(b * tq + q) * width..(b * tq + q + 1) * width].iter().map(|x| x.to_bits()).collect() };
+    for (si, s) in sides.iter().enumerate() {
+        let tk = s.reach.seq_len();
+        let perturbed = |cands: &[(usize, usize)]| {
+            let mut ids = original.clone();
+            for &(b2, k) in cands {
+                let i = b2 * tk + k;
+                ids[si][i] = other_token(ids[si][i], v, i);
             }
-            let want = out_at(&base, b, q);
-            if out_at(&outputs(&perturbed(&cands))?, b, q) == want {
-                continue;
-            }
-            report.perturbation_violations += 1;
-            if pert_first.is_some() {
-                continue;
-            }
-            // Name the offending inputs: perturb them one at a time.
-            let mut hits = Vec::new();
-            for &cand in &cands {
-                if hits.first().is_some_and(|&(r, _)| r != cand.0) {
-                    break;
+            ids
+        };
+        for b in 0..bsz {
+            for &q in &qs {
+                let mut cands: Vec<(usize, usize)> = s.reach.forbidden(b, q).into_iter().map(|k| (b, k)).collect();
+                cands.extend((0..bsz).filter(|&b2| b2 != b).flat_map(|b2| (0..tk).map(move |k| (b2, k))));
+                if cands.is_empty() {
+                    continue;
                 }
-                if out_at(&outputs(&perturbed(&[cand]))?, b, q) != want {
-                    hits.push(cand);
+                let want = out_at(&base, b, q);
+                if out_at(&outputs(&perturbed(&cands))?, b, q) == want {
+                    continue;
                 }
+                reports[si].perturbation_violations += 1;
+                if pert_first[si].is_some() {
+                    continue;
+                }
+                // Name the offending inputs: perturb them one at a time.
+                let mut hits = Vec::new();
+                for &cand in &cands {
+                    if hits.first().is_some_and(|&(r, _)| r != cand.0) {
+                        break;
+                    }
+                    if out_at(&outputs(&perturbed(&[cand]))?, b, q) != want {
+                        hits.push(cand);
+                    }
+                }
+                let (key_row, key) = hits.first().copied().unwrap_or(cands[0]);
+                let mut found = violation(s, b, q, key_row, hits.iter().map(|&(_, k)| k).collect(), "perturbation");
+                found.key = key;
+                pert_first[si] = Some(found);
             }
-            let (key_row, key) = hits.first().copied().unwrap_or(cands[0]);
-            let leaked_keys = hits.iter().map(|&(_, k)| k).collect();
-            pert_first = Some(Violation { row: b, query: q, key_row, key, leaked_keys, method: "perturbation".into() });
         }
     }
 
-    report.first_violation = match (grad_first, pert_first) {
-        (Some(g), Some(p)) => Some(if (p.row, p.query) < (g.row, g.query) { p } else { g }),
-        (g, p) => g.or(p),
-    };
-    report.passed = report.first_violation.is_none();
-    Ok(report)
+    for ((r, g), p) in reports.iter_mut().zip(grad_first).zip(pert_first) {
+        r.first_violation = match (g, p) {
+            (Some(g), Some(p)) => Some(if (p.row, p.query) < (g.row, g.query) { p } else { g }),
+            (g, p) => g.or(p),
+        };
+        r.passed = r.first_violation.is_none();
+    }
+    Ok(reports)
 }

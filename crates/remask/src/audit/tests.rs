@@ -1,10 +1,12 @@
 //! Tests of the leakage audit: every built-in mask passes on tiny real models, a planted leak (one
-//! future token let through) is caught and named, and the allowed relation closes over layers.
+//! future token let through) is caught and named, and the allowed relation closes over layers; for an
+//! encoder-decoder, the decoder's causal self-attention and its cross-attention pass, and a planted
+//! future target token or padded source token is caught and named.
 
 use super::*;
 use crate::attention::{AttentionMaskSpec, MaskFn};
 use crate::masking::config::MaskingConfig;
-use crate::model::{new_model, Arch, ModelConfig, ATTENTION_TILE};
+use crate::model::{new_model, Arch, ModelConfig, Seq2SeqMasks, ATTENTION_TILE};
 use crate::{Batch, IGNORE_INDEX};
 
 fn tiny(arch: Arch, layers: usize, attention: AttentionMaskSpec) -> ModelConfig {
@@ -149,4 +151,98 @@ fn masking_audit_reports_the_visible_target_share() {
     let a = audit_masking(std::slice::from_ref(&b), 4, 50, &cfg).unwrap();
     assert!(!a.passed, "{}", a.line());
     assert!(b.labels.iter().all(|&l| l != IGNORE_INDEX));
+}
+
+#[test]
+fn an_encoder_decoder_passes_on_encoder_decoder_causal_and_cross_padding() {
+    for spec in [AttentionMaskSpec::Padding, AttentionMaskSpec::Document { causal: false }] {
+        let cfg = tiny(Arch::EncoderDecoder, 2, spec);
+        let cfg = ModelConfig { n_decoder_layers: 2, ..cfg };
+        // Sources of 12, 9, 10 real tokens; targets of 6, 5, 6 (padded at different lengths).
+        let batch = audit_batch(&cfg, 3, 12, 7).unwrap();
+        let d = batch.decoder.clone().unwrap();
+        assert_eq!((batch.lengths.clone(), d.lengths.clone()), (vec![12, 9, 10], vec![6, 5, 6]));
+        let mut model = new_model(cfg, 11).unwrap();
+        let reports = audit_all(model.as_mut(), &spec, &batch, &AuditOptions::default()).unwrap();
+        let kinds: Vec<&str> = reports.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(kinds, [kind_name(&spec).as_str(), DECODER_CAUSAL, CROSS_PADDING]);
+        for r in &reports {
+            assert!(r.passed, "{}", r.line());
+        }
+        let (dec, cross) = (&reports[1], &reports[2]);
+        assert_eq!((dec.checked_queries, cross.checked_queries), (3 * 6, 3 * 6));
+        // Target side: query i forbids the keys after i (padding sits at the end, so every padded key
+        // is after every real query); the padded query 5 of row 1 reads the real keys and itself.
+        let causal: usize = (0..6).map(|i| 5 - i).sum();
+        assert_eq!(dec.forbidden_pairs, 3 * causal);
+        // Source side: every decoder query forbids exactly the padded source positions of its row
+        // (0, 3 and 2).
+        assert_eq!(cross.forbidden_pairs, 6 * (3 + 2));
+        assert_eq!(dec.line(), "PASS decoder-causal: 18 query positions checked by gradients and perturbation");
+    }
+}
+
+/// A tiny encoder-decoder (2 encoder layers, 1 decoder layer) run with its own masks except for
+/// `plant` (given the model's masks and the batch), audited against its own relations.
+fn planted_seq2seq(plant: impl FnOnce(&mut Seq2SeqMasks, &Batch)) -> Vec<AuditReport> {
+    let cfg = tiny(Arch::EncoderDecoder, 2, AttentionMaskSpec::Padding);
+    // Sources of 12 and 9 real tokens, targets of 6 and 5.
+    let batch = audit_batch(&cfg, 2, 12, 3).unwrap();
+    let model = new_model(cfg.clone(), 5).unwrap();
+    let mut masks = Seq2SeqMasks::of(&cfg, &batch).unwrap();
+    plant(&mut masks, &batch);
+    let expected = Seq2SeqExpected::new(&cfg.attention, &batch).unwrap();
+    audit_seq2seq_with_masks(model.as_ref(), &masks, &expected, &batch, &AuditOptions::default()).unwrap()
+}
+
+#[test]
+fn a_planted_future_target_token_is_caught_and_named() {
+    let reports = planted_seq2seq(|m, b| {
+        let d = b.decoder.as_ref().unwrap();
+        let leaky = (MaskFn::causal() | MaskFn::custom(|_, _, q, k| q == 2 && k == 4)) & MaskFn::padding(&d.lengths);
+        m.dec = leaky.compile(b.batch_size, 1, d.seq_len, d.seq_len, ATTENTION_TILE);
+    });
+    let (dec, cross) = (&reports[0], &reports[1]);
+    assert!(cross.passed, "{}", cross.line());
+    assert!(!dec.passed);
+    assert_eq!(dec.line(), "LEAK decoder-causal: query 2 reads forbidden target key 4 (row 0)");
+    let v = dec.first_violation.clone().unwrap();
+    assert_eq!((v.row, v.query, v.key_row, v.key, v.key_side.as_deref()), (0, 2, 0, 4, Some("target")));
+    assert_eq!(v.leaked_keys, vec![4]);
+    // One decoder layer: only query 2 of each row reads the future token, seen by both methods.
+    assert_eq!((dec.gradient_violations, dec.perturbation_violations), (2, 2));
+}
+
+#[test]
+fn a_planted_padded_source_token_is_caught_and_named() {
+    let reports = planted_seq2seq(|m, b| {
+        // Row 1 has 9 real source tokens: let its decoder query 1 read the padded encoder output 9.
+        assert_eq!(b.lengths[1], 9);
+        let leaky = MaskFn::padding(&b.lengths) | MaskFn::custom(|row, _, q, k| row == 1 && q == 1 && k == 9);
+        let td = b.decoder.as_ref().unwrap().seq_len;
+        m.cross = leaky.compile(b.batch_size, 1, td, b.seq_len, ATTENTION_TILE);
+    });
+    let (dec, cross) = (&reports[0], &reports[1]);
+    assert!(dec.passed, "{}", dec.line());
+    assert!(!cross.passed);
+    assert_eq!(cross.line(), "LEAK cross-padding: query 1 reads forbidden source key 9 (row 1)");
+    let v = cross.first_violation.clone().unwrap();
+    assert_eq!((v.row, v.query, v.key_row, v.key, v.key_side.as_deref()), (1, 1, 1, 9, Some("source")));
+    // The padded encoder output 9 reads the real tokens and itself, so only source token 9 leaks.
+    assert_eq!(v.leaked_keys, vec![9]);
+    assert_eq!((cross.gradient_violations, cross.perturbation_violations), (1, 1));
+}
+
+#[test]
+fn reach_composes_decoder_cross_and_encoder_relations() {
+    // Decoder query i reads targets ≤ i; target j reads the first 2 encoder outputs; encoder output k
+    // reads k and k + 1 (a toy relation): so every query may depend on sources 0, 1 and 2 only.
+    let dec = Reach::closure(&MaskFn::causal(), 1, 1, 3, 1);
+    let cross = Reach::attention(&MaskFn::padding(&[2]), 1, 1, 3, 5);
+    let enc = Reach::closure(&MaskFn::custom(|_, _, q, k| k == q + 1), 1, 1, 5, 1);
+    let src = dec.then(&cross).then(&enc);
+    assert_eq!((src.queries(), src.seq_len()), (3, 5));
+    for q in 0..3 {
+        assert_eq!(src.forbidden(0, q), vec![3, 4]);
+    }
 }

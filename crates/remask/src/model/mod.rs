@@ -47,7 +47,7 @@ pub mod stack;
 
 pub use config::{Arch, GeluForm, ModelConfig, NormPlacement, PositionKind};
 pub use lm::{DecoderModel, EncoderModel, LmModel};
-pub use seq2seq::EncoderDecoderModel;
+pub use seq2seq::{EncoderDecoderModel, Seq2SeqMasks};
 
 /// Tile size of the attention masks the models compile (queries and keys).
 pub const ATTENTION_TILE: usize = remask_kernels::block_mask::DEFAULT_TILE;

@@ -36,11 +36,25 @@ pub struct EncoderDecoderModel {
     dec_batch: Batch,
 }
 
-/// The three attention masks of one batch.
-struct Masks {
-    enc: BlockMask,
-    dec: BlockMask,
-    cross: BlockMask,
+/// The three attention masks of one batch: encoder self-attention `[B, 1, T, T]`, decoder
+/// self-attention `[B, 1, Td, Td]`, cross-attention `[B, 1, Td, T]`.
+pub struct Seq2SeqMasks {
+    pub enc: BlockMask,
+    pub dec: BlockMask,
+    pub cross: BlockMask,
+}
+
+impl Seq2SeqMasks {
+    /// The masks the model runs `batch` with (the leakage audit injects these, or planted ones, into
+    /// its copy of the layers). Errors: a batch without a decoder side.
+    pub fn of(config: &ModelConfig, batch: &Batch) -> Result<Self> {
+        let d = batch.decoder.as_ref().ok_or_else(|| Error::config("batch.decoder", "missing"))?;
+        Ok(Seq2SeqMasks {
+            enc: config.attention.block_mask(batch, ATTENTION_TILE),
+            dec: decoder_self_attention_mask(&d.lengths, d.seq_len, ATTENTION_TILE),
+            cross: cross_attention_mask(&batch.lengths, d.seq_len, batch.seq_len, ATTENTION_TILE),
+        })
+    }
 }
 
 impl EncoderDecoderModel {
@@ -86,40 +100,13 @@ impl EncoderDecoderModel {
     }
 
     /// Fills `dec_batch` from the decoder side of `batch` (validated) and builds the masks.
-    fn prepare(&mut self, batch: &Batch) -> Result<Masks> {
+    fn prepare(&mut self, batch: &Batch) -> Result<Seq2SeqMasks> {
         check_batch(&self.config, batch)?;
-        let d = batch.decoder.as_ref().ok_or_else(|| Error::config("batch.decoder", "missing"))?;
-        let (b, td) = (batch.batch_size, d.seq_len);
-        let db = &mut self.dec_batch;
-        db.batch_size = b;
-        db.seq_len = td;
-        db.input_ids.clear();
-        db.input_ids.extend_from_slice(&d.input_ids);
-        db.labels.clear();
-        db.labels.resize(b * td, IGNORE_INDEX);
-        db.positions.clear();
-        db.doc_ids.clear();
-        for row in 0..b {
-            let len = d.lengths[row] as usize;
-            db.positions.extend((0..td).map(|p| p as u32));
-            db.doc_ids.extend((0..td).map(|p| if p < len { 0 } else { PAD_DOC }));
-        }
-        db.token_type_ids.clear();
-        db.token_type_ids.resize(b * td, 0);
-        db.lengths.clear();
-        db.lengths.extend_from_slice(&d.lengths);
-        db.prefix_lengths.clear();
-        db.prefix_lengths.resize(b, 0);
-        db.sample_ids.clear();
-        db.sample_ids.extend_from_slice(&batch.sample_ids);
-        Ok(Masks {
-            enc: self.config.attention.block_mask(batch, ATTENTION_TILE),
-            dec: decoder_self_attention_mask(&d.lengths, td, ATTENTION_TILE),
-            cross: cross_attention_mask(&batch.lengths, td, batch.seq_len, ATTENTION_TILE),
-        })
+        fill_decoder_batch(&mut self.dec_batch, batch)?;
+        Seq2SeqMasks::of(&self.config, batch)
     }
 
-    fn forward(&mut self, batch: &Batch, masks: &Masks, dropout_key: Option<u64>) {
+    fn forward(&mut self, batch: &Batch, masks: &Seq2SeqMasks, dropout_key: Option<u64>) {
         let enc_in = StackInput {
             ids: &batch.input_ids,
             positions: &batch.positions,
@@ -155,7 +142,38 @@ impl EncoderDecoderModel {
     }
 }
 
-fn dec_input<'a>(db: &'a Batch, mask: &'a BlockMask) -> StackInput<'a> {
+/// The decoder side of `batch` (validated by `check_batch`) as a batch of its own in `db` (ids,
+/// positions `0..Td`, ignored labels, lengths), reusing its buffers. Errors: a batch without a
+/// decoder side.
+pub fn fill_decoder_batch(db: &mut Batch, batch: &Batch) -> Result<()> {
+    let d = batch.decoder.as_ref().ok_or_else(|| Error::config("batch.decoder", "missing"))?;
+    let (b, td) = (batch.batch_size, d.seq_len);
+    db.batch_size = b;
+    db.seq_len = td;
+    db.input_ids.clear();
+    db.input_ids.extend_from_slice(&d.input_ids);
+    db.labels.clear();
+    db.labels.resize(b * td, IGNORE_INDEX);
+    db.positions.clear();
+    db.doc_ids.clear();
+    for row in 0..b {
+        let len = d.lengths.get(row).map_or(td, |&l| l as usize);
+        db.positions.extend((0..td).map(|p| p as u32));
+        db.doc_ids.extend((0..td).map(|p| if p < len { 0 } else { PAD_DOC }));
+    }
+    db.token_type_ids.clear();
+    db.token_type_ids.resize(b * td, 0);
+    db.lengths.clear();
+    db.lengths.extend_from_slice(&d.lengths);
+    db.prefix_lengths.clear();
+    db.prefix_lengths.resize(b, 0);
+    db.sample_ids.clear();
+    db.sample_ids.extend_from_slice(&batch.sample_ids);
+    Ok(())
+}
+
+/// The decoder stack's input over the decoder batch made by [`fill_decoder_batch`].
+pub fn dec_input<'a>(db: &'a Batch, mask: &'a BlockMask) -> StackInput<'a> {
     StackInput { ids: &db.input_ids, positions: &db.positions, types: None, b: db.batch_size, t: db.seq_len, mask, rows: None }
 }
 
