@@ -5,8 +5,9 @@
 //! sum per query), rescale the output accumulator, O_t += P·V_t. Only a tile_q × tile_k score block
 //! exists at any time.
 //!
-//! Backward: one rayon task per (b, h), key tiles outer, query tiles inner; P is recomputed from the
-//! saved lse, so nothing T×T is stored:
+//! Backward: one rayon task per (b, h) (per (b, h, key-tile chunk) when there are fewer than two
+//! pairs per thread), key tiles outer, query tiles inner; P is recomputed from the saved lse, so
+//! nothing T×T is stored:
 //!   P = exp(scale·Q_t·K_tᵀ − lse)        (forward: out = P·V)
 //!   dV_t += Pᵀ·dO_t                       (from out = P·V)
 //!   dP = dO_t·V_tᵀ                        (from out = P·V)
