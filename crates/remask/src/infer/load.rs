@@ -244,3 +244,33 @@ fn check_vocab(l: &Loaded) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tokenizer_lookup_tests {
+    use super::find_tokenizer;
+
+    /// A run trained by `remask train` without `data.dir` keeps its tokenizer in RUN_DIR/data; a
+    /// tokenizer in the checkpoint itself or the run directory wins over it, and a directory named
+    /// in the checkpoint's run config is searched last.
+    #[test]
+    fn tokenizer_is_found_in_checkpoint_run_dir_and_run_data_in_that_order() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let run = tmp.path().join("run");
+        let ckpt = run.join("checkpoints").join("step-00000002");
+        let named = tmp.path().join("prepared");
+        for d in [&ckpt, &run.join("data"), &named] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        assert_eq!(find_tokenizer(&ckpt, &run), None);
+        let cfg = serde_json::json!({ "data": { "dir": named.to_string_lossy() } });
+        std::fs::write(ckpt.join("run_config.json"), cfg.to_string()).expect("write run config");
+        std::fs::write(named.join("tokenizer.json"), "{}").expect("write");
+        assert_eq!(find_tokenizer(&ckpt, &run), Some(named.join("tokenizer.json")));
+        std::fs::write(run.join("data").join("tokenizer.json"), "{}").expect("write");
+        assert_eq!(find_tokenizer(&ckpt, &run), Some(run.join("data").join("tokenizer.json")));
+        std::fs::write(run.join("tokenizer.json"), "{}").expect("write");
+        assert_eq!(find_tokenizer(&ckpt, &run), Some(run.join("tokenizer.json")));
+        std::fs::write(ckpt.join("tokenizer.json"), "{}").expect("write");
+        assert_eq!(find_tokenizer(&ckpt, &run), Some(ckpt.join("tokenizer.json")));
+    }
+}
