@@ -37,6 +37,9 @@ pub struct Masker {
     /// `special[id]`: the id is a special token (never chosen, never drawn as a random replacement);
     /// the last entry (index V) stands for ids outside the vocabulary.
     special: Vec<bool>,
+    /// `Some((lo, hi))` when the special ids are exactly `lo..=hi` (the usual layout: [PAD], [UNK],
+    /// [CLS], [SEP], [MASK] first), so eligibility is a range test that vectorizes.
+    special_block: Option<(u32, u32)>,
 }
 
 impl Masker {
@@ -63,7 +66,12 @@ impl Masker {
                 *x = true;
             }
         }
-        Ok(Self { config: config.clone(), strategy: strategy_for(config), replacement, special })
+        let in_vocab: Vec<u32> = special.iter().take(vocab_size as usize).enumerate().filter(|(_, &x)| x).map(|(i, _)| i as u32).collect();
+        let special_block = match (in_vocab.first(), in_vocab.last()) {
+            (Some(&lo), Some(&hi)) if (hi - lo) as usize + 1 == in_vocab.len() => Some((lo, hi)),
+            _ => None,
+        };
+        Ok(Self { config: config.clone(), strategy: strategy_for(config), replacement, special, special_block })
     }
 
     pub fn config(&self) -> &MaskingConfig {
@@ -103,7 +111,13 @@ impl Masker {
         let t = tokens.len();
         scratch.eligible.clear();
         let real = length.min(t);
-        scratch.eligible.extend(tokens[..real].iter().map(|&id| !self.is_special(id)));
+        match self.special_block {
+            Some((lo, hi)) => {
+                let vocab = (self.special.len() - 1) as u32;
+                scratch.eligible.extend(tokens[..real].iter().map(|&id| id.wrapping_sub(lo) > hi - lo && id < vocab));
+            }
+            None => scratch.eligible.extend(tokens[..real].iter().map(|&id| !self.is_special(id))),
+        }
         scratch.eligible.resize(t, false);
         scratch.chosen.resize(t, false);
         let row = RowView { eligible: &scratch.eligible, word_starts, weights };

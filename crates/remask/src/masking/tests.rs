@@ -273,3 +273,22 @@ fn frequency_weighted_random_follows_counts_and_skips_specials() {
     }
     assert!((ten as f64 / 10_000.0 - 0.75).abs() < 0.02);
 }
+
+/// Eligibility is a range test when the special ids form one block and a table lookup otherwise: both
+/// layouts hide exactly the non-special, in-vocabulary real tokens (at a row rate of 1, all of them).
+#[test]
+fn eligibility_is_the_same_for_block_and_scattered_special_ids() {
+    let ids: Vec<u32> = vec![2, 5, 4, 500, V, V + 7, u32::MAX, 0, 999, 3, 1, 17];
+    let length = ids.len() - 1;
+    let word_starts = vec![true; ids.len()];
+    for specials in [&[0u32, 1, 2, 3, 4][..], &[0, 1, 2, 3, 4, 500][..], &[3, 4, 5][..]] {
+        let m = Masker::new(&config(StrategyKind::Token, CountRule::Exact, 0.5), MASK, V, specials, None).unwrap();
+        let r = StatRow { ids: ids.clone(), word_starts: word_starts.clone(), length };
+        let (_, labels, chosen) = mask(&m, &r, 1.0, (1, 0, 0), None);
+        for (i, &id) in ids.iter().enumerate() {
+            let want = i < length && id < V && !specials.contains(&id);
+            assert_eq!(chosen[i], want, "specials {specials:?}: position {i} (id {id})");
+            assert_eq!(labels[i] != IGNORE_INDEX, want);
+        }
+    }
+}

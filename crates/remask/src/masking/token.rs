@@ -3,7 +3,6 @@
 use remask_kernels::rng::KeyedRng;
 
 use super::config::CountRule;
-use super::replace::for_each_set;
 use super::strategy::{collect_units, probabilistic_round, select_units, MaskingStrategy, RowView, Scratch};
 
 /// Chooses single tokens; `count` decides between Bernoulli per token and an exact, probabilistically
@@ -22,19 +21,31 @@ impl MaskingStrategy for TokenMasking {
         chosen.iter_mut().for_each(|c| *c = false);
         if self.count == CountRule::Bernoulli && row.weights.is_none() {
             // Fast path: one draw per eligible token, no unit list.
+            // The draws of all eligible tokens at once (the same values as one next_f32 each, in
+            // order), then a branch-free compare: it is true ~15% of the time at random.
+            let n = row.eligible.iter().filter(|&&e| e).count();
+            s.probs.resize(n, 0.0);
+            rng.fill_f32(&mut s.probs[..n]);
+            let mut k = 0;
             for (c, &e) in chosen.iter_mut().zip(row.eligible) {
                 if e {
-                    // Branch-free on the draw: it is true ~15% of the time at random.
-                    *c = rng.next_f32() < rate;
+                    *c = s.probs[k] < rate;
+                    k += 1;
                 }
             }
             return;
         }
         if self.count == CountRule::Exact && row.weights.is_none() {
             // Fast path: a partial Fisher-Yates over the eligible positions picks exactly the budget.
-            s.order.clear();
-            for_each_set(row.eligible, |i| s.order.push(i as u32));
-            let n = s.order.len();
+            // Eligible positions compacted without a branch: every position is written, the count
+            // only advances past eligible ones.
+            s.order.resize(row.eligible.len(), 0);
+            let mut n = 0;
+            for (i, &e) in row.eligible.iter().enumerate() {
+                s.order[n] = i as u32;
+                n += e as usize;
+            }
+            s.order.truncate(n);
             let budget = probabilistic_round(rate * n as f32, rng).min(n);
             for i in 0..budget {
                 let j = i + rng.below((n - i) as u64) as usize;
