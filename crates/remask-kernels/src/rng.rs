@@ -79,16 +79,7 @@ impl KeyedRng {
     /// advances the stream as far. The draws do not depend on each other (SplitMix64's state is a
     /// counter), so this runs 8 lanes at a time where AVX-512 has 64-bit vector multiplies.
     pub fn fill_f32(&mut self, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512dq") && std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports the enabled features (checked just above).
-                unsafe { fill_f32_avx512(self.state, out) };
-                self.state = self.state.wrapping_add((out.len() as u64).wrapping_mul(GAMMA));
-                return;
-            }
-        }
-        fill_f32_counter(self.state, out);
+        fill_f32_at(self.state, out);
         self.state = self.state.wrapping_add((out.len() as u64).wrapping_mul(GAMMA));
     }
 
@@ -115,6 +106,19 @@ impl KeyedRng {
 
 /// SplitMix64's state increment.
 const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// [`fill_f32_counter`] compiled for the best instruction set this CPU has.
+fn fill_f32_at(state: u64, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512dq") && std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the enabled features (checked just above).
+            unsafe { fill_f32_avx512(state, out) };
+            return;
+        }
+    }
+    fill_f32_counter(state, out);
+}
 
 /// `out[k]` = the (k+1)-th `next_f32` of a stream at `state`, each computed from its counter.
 #[inline(always)]

@@ -70,9 +70,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (name, cfg) in cases {
         let masker = Masker::new(&cfg, 4, v, &SPECIALS, Some(&counts))?;
         let mut scratch = MaskScratch::default();
-        // One batch: every row masked under its own key; `count` adds the row's chosen positions
-        // (outside the timed batches, which do nothing but mask).
-        let mut mask_batch = |batch: u64, count: Option<&mut u64>| {
+        // One batch: every row masked under its own key. With `count` it returns the number of
+        // chosen positions (used outside the timed batches, which do nothing but mask), else 0.
+        let mut mask_batch = |batch: u64, count: bool| -> u64 {
             let mut chosen = 0u64;
             for r in 0..b {
                 let row = &ids[r * t..(r + 1) * t];
@@ -86,28 +86,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     None
                 };
                 masker.mask_row(&mut input, &mut labels, row, t, &words[r * t..(r + 1) * t], w, cfg.rate, (7, 0, batch * b as u64 + r as u64), &mut scratch);
-                if count.is_some() {
+                if count {
                     chosen += scratch.chosen.iter().filter(|&&c| c).count() as u64;
                 }
             }
-            if let Some(c) = count {
-                *c += chosen;
-            }
+            chosen
         };
         let mut batches = 0u64;
         let start = Instant::now();
         let mut per_batch = Vec::new();
         while start.elapsed().as_secs_f64() < args.seconds || batches < 10 {
             let t0 = Instant::now();
-            mask_batch(batches, None);
+            mask_batch(batches, false);
             per_batch.push(t0.elapsed().as_secs_f64());
             batches += 1;
         }
         // The realised masking rate, over (at most) the first 1000 batches again.
-        let (mut chosen, counted) = (0u64, batches.min(1000));
-        for batch in 0..counted {
-            mask_batch(batch, Some(&mut chosen));
-        }
+        let counted = batches.min(1000);
+        let chosen: u64 = (0..counted).map(|batch| mask_batch(batch, true)).sum();
         per_batch.sort_by(f64::total_cmp);
         let median = per_batch[per_batch.len() / 2];
         results.insert(

@@ -118,7 +118,8 @@ struct BwdScratch {
 /// Tasks are (b, h) pairs, key tiles outer so dK_t and dV_t accumulate in cache. When there are fewer
 /// than two pairs per thread, each head's key tiles are also cut into contiguous chunks, one task per
 /// (b, h, chunk): a chunk owns its rows of dK and dV, and adds its part of dQ into a buffer of its
-/// own; the parts are summed at the end (the only extra work: one `[Tq × D]` sum per chunk).
+/// own; the parts are summed at the end (the extra work per chunk: its row terms D_i = dO_i·out_i,
+/// and one `[Tq × D]` sum).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward(dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], dout: &[f32], q: &[f32], k: &[f32], v: &[f32], out: &[f32], lse: &[f32], mask: &BlockMask, shape: AttnShape, scale: f32) {
     shape.check(mask, q.len(), k.len(), v.len());

@@ -33,11 +33,19 @@ pub(crate) fn forward_step(s: &mut [f32], ld: usize, m: usize, n: usize, bits: O
             return;
         }
     }
-    let mut alpha = vec![0f32; m];
-    online_softmax_step(s, ld, m, n, bits, words, &mut mrow[..m], &mut lrow[..m], &mut alpha);
-    for (i, &a) in alpha.iter().enumerate() {
-        if a != 1.0 {
-            o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= a);
+    forward_step_portable(s, ld, m, n, bits, words, mrow, lrow, o, d);
+}
+
+/// [`forward_step`] on any CPU: the portable online-softmax step one row at a time, so the rescale
+/// factor needs no buffer (this runs once per tile).
+#[allow(clippy::too_many_arguments)]
+fn forward_step_portable(s: &mut [f32], ld: usize, m: usize, n: usize, bits: Option<&[u64]>, words: usize, mrow: &mut [f32], lrow: &mut [f32], o: &mut [f32], d: usize) {
+    for i in 0..m {
+        let mut alpha = [1f32];
+        let row_bits = bits.map(|b| &b[i * words..(i + 1) * words]);
+        online_softmax_step(&mut s[i * ld..], ld, 1, n, row_bits, words, &mut mrow[i..i + 1], &mut lrow[i..i + 1], &mut alpha);
+        if alpha[0] != 1.0 {
+            o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= alpha[0]);
         }
     }
 }
@@ -66,10 +74,20 @@ pub(crate) fn backward_probs(s: &mut [f32], ld: usize, m: usize, n: usize, bits:
 mod avx512 {
     use std::arch::x86_64::*;
 
+    /// The lanes of a 16-wide vector that lie inside a row with `left` (> 0) elements to go.
+    #[inline(always)]
+    fn tail(left: usize) -> __mmask16 {
+        if left >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << left) - 1
+        }
+    }
+
     /// The 16-lane mask of columns `c..c+16` of a row: allowed by `bits` and inside `n`.
     #[inline(always)]
     unsafe fn lanes(row_bits: Option<*const u64>, c: usize, n: usize) -> __mmask16 {
-        let tail: __mmask16 = if n - c >= 16 { 0xFFFF } else { (1u16 << (n - c)) - 1 };
+        let tail = tail(n - c);
         match row_bits {
             None => tail,
             Some(p) => ((*p.add(c / 64) >> (c % 64)) as u16) & tail,
@@ -112,8 +130,7 @@ mod avx512 {
                 // Nothing allowed so far: the row's probabilities are 0 and nothing needs rescaling.
                 let mut c = 0;
                 while c < n {
-                    let tail: __mmask16 = if n - c >= 16 { 0xFFFF } else { (1u16 << (n - c)) - 1 };
-                    _mm512_mask_storeu_ps(row.add(c), tail, _mm512_setzero_ps());
+                    _mm512_mask_storeu_ps(row.add(c), tail(n - c), _mm512_setzero_ps());
                     c += 16;
                 }
                 continue;
@@ -123,9 +140,9 @@ mod avx512 {
             let mut c = 0;
             while c < n {
                 let k = lanes(rb, c, n);
-                let tail: __mmask16 = if n - c >= 16 { 0xFFFF } else { (1u16 << (n - c)) - 1 };
-                let e = _mm512_maskz_mov_ps(k, exp(_mm512_sub_ps(_mm512_loadu_ps_masked(tail, row.add(c)), vm)));
-                _mm512_mask_storeu_ps(row.add(c), tail, e);
+                let t = tail(n - c);
+                let e = _mm512_maskz_mov_ps(k, exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, row.add(c)), vm)));
+                _mm512_mask_storeu_ps(row.add(c), t, e);
                 vsum = _mm512_add_ps(vsum, e);
                 c += 16;
             }
@@ -137,9 +154,9 @@ mod avx512 {
                 let va = _mm512_set1_ps(alpha);
                 let mut c = 0;
                 while c < d {
-                    let tail: __mmask16 = if d - c >= 16 { 0xFFFF } else { (1u16 << (d - c)) - 1 };
-                    let x = _mm512_maskz_loadu_ps(tail, orow.add(c));
-                    _mm512_mask_storeu_ps(orow.add(c), tail, _mm512_mul_ps(x, va));
+                    let t = tail(d - c);
+                    let x = _mm512_maskz_loadu_ps(t, orow.add(c));
+                    _mm512_mask_storeu_ps(orow.add(c), t, _mm512_mul_ps(x, va));
                     c += 16;
                 }
             }
@@ -154,23 +171,17 @@ mod avx512 {
             let vl = _mm512_set1_ps(l);
             let mut c = 0;
             while c < n {
-                let tail: __mmask16 = if n - c >= 16 { 0xFFFF } else { (1u16 << (n - c)) - 1 };
+                let t = tail(n - c);
                 let e = if l == f32::NEG_INFINITY {
                     _mm512_setzero_ps()
                 } else {
                     let k = lanes(rb, c, n);
-                    _mm512_maskz_mov_ps(k, exp(_mm512_sub_ps(_mm512_loadu_ps_masked(tail, row.add(c)), vl)))
+                    _mm512_maskz_mov_ps(k, exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, row.add(c)), vl)))
                 };
-                _mm512_mask_storeu_ps(row.add(c), tail, e);
+                _mm512_mask_storeu_ps(row.add(c), t, e);
                 c += 16;
             }
         }
-    }
-
-    /// A masked load whose inactive lanes are 0.
-    #[inline(always)]
-    unsafe fn _mm512_loadu_ps_masked(k: __mmask16, p: *const f32) -> __m512 {
-        _mm512_maskz_loadu_ps(k, p)
     }
 }
 
@@ -195,30 +206,34 @@ mod tests {
             }
             for partial in [false, true] {
                 let b = partial.then_some(&bits[..]);
-                let (mut m1, mut l1) = (vec![f32::NEG_INFINITY; m], vec![0f32; m]);
-                let (mut m2, mut l2) = (m1.clone(), l1.clone());
-                let mut o1: Vec<f32> = (0..m * d).map(|_| r.normal()).collect();
-                let mut o2 = o1.clone();
-                for step in 0..2 {
-                    let s0: Vec<f32> = (0..m * ld).map(|_| 3.0 * r.normal() + step as f32).collect();
-                    let (mut s1, mut s2) = (s0.clone(), s0.clone());
-                    forward_step(&mut s1, ld, m, n, b, words, &mut m1, &mut l1, &mut o1, d);
-                    let mut alpha = vec![0f32; m];
-                    online_softmax_step(&mut s2, ld, m, n, b, words, &mut m2, &mut l2, &mut alpha);
-                    for i in 0..m {
-                        if alpha[i] != 1.0 {
-                            o2[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= alpha[i]);
+                // The dispatched step (AVX-512 here) and the portable fallback both against the twin.
+                type Step = fn(&mut [f32], usize, usize, usize, Option<&[u64]>, usize, &mut [f32], &mut [f32], &mut [f32], usize);
+                for fwd in [forward_step as Step, forward_step_portable] {
+                    let (mut m1, mut l1) = (vec![f32::NEG_INFINITY; m], vec![0f32; m]);
+                    let (mut m2, mut l2) = (m1.clone(), l1.clone());
+                    let mut o1: Vec<f32> = (0..m * d).map(|_| r.normal()).collect();
+                    let mut o2 = o1.clone();
+                    for step in 0..2 {
+                        let s0: Vec<f32> = (0..m * ld).map(|_| 3.0 * r.normal() + step as f32).collect();
+                        let (mut s1, mut s2) = (s0.clone(), s0.clone());
+                        fwd(&mut s1, ld, m, n, b, words, &mut m1, &mut l1, &mut o1, d);
+                        let mut alpha = vec![0f32; m];
+                        online_softmax_step(&mut s2, ld, m, n, b, words, &mut m2, &mut l2, &mut alpha);
+                        for i in 0..m {
+                            if alpha[i] != 1.0 {
+                                o2[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= alpha[i]);
+                            }
+                            for j in 0..n {
+                                assert!((s1[i * ld + j] - s2[i * ld + j]).abs() <= 1e-6 * s2[i * ld + j].abs().max(1.0), "s m{m} n{n} ({i},{j})");
+                            }
+                            assert_eq!(m1[i], m2[i]);
+                            assert!((l1[i] - l2[i]).abs() <= 1e-5 * l2[i].abs().max(1.0), "l m{m} n{n} row {i}");
                         }
-                        for j in 0..n {
-                            assert!((s1[i * ld + j] - s2[i * ld + j]).abs() <= 1e-6 * s2[i * ld + j].abs().max(1.0), "s m{m} n{n} ({i},{j})");
+                        o1.iter().zip(&o2).for_each(|(x, y)| assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0)));
+                        if partial {
+                            // Row 1 allows nothing: it stays at zero probabilities and −∞ max.
+                            assert!(s1[ld..ld + n].iter().all(|&x| x == 0.0) && m1[1] == f32::NEG_INFINITY);
                         }
-                        assert_eq!(m1[i], m2[i]);
-                        assert!((l1[i] - l2[i]).abs() <= 1e-5 * l2[i].abs().max(1.0), "l m{m} n{n} row {i}");
-                    }
-                    o1.iter().zip(&o2).for_each(|(x, y)| assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0)));
-                    if partial {
-                        // Row 1 allows nothing: it stays at zero probabilities and −∞ max.
-                        assert!(s1[ld..ld + n].iter().all(|&x| x == 0.0) && m1[1] == f32::NEG_INFINITY);
                     }
                 }
                 let lse: Vec<f32> = (0..m).map(|i| if i == 1 { f32::NEG_INFINITY } else { r.normal() + 4.0 }).collect();

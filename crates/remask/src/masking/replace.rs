@@ -103,7 +103,7 @@ impl Replacement {
 
 /// Calls `f(i)` for every `i` with `flags[i]`, in ascending order.
 #[inline]
-pub(crate) fn for_each_set(flags: &[bool], mut f: impl FnMut(usize)) {
+fn for_each_set(flags: &[bool], mut f: impl FnMut(usize)) {
     for (c, chunk) in flags.chunks(64).enumerate() {
         let mut bits = 0u64;
         for (k, c8) in chunk.chunks(8).enumerate() {
