@@ -179,27 +179,7 @@ impl LmModel {
 }
 
 impl TrainModel for LmModel {
-    fn config(&self) -> &ModelConfig {
-        &self.config
-    }
-    fn params(&self) -> &[f32] {
-        &self.params
-    }
-    fn params_mut(&mut self) -> &mut [f32] {
-        &mut self.params
-    }
-    fn grads(&self) -> &[f32] {
-        &self.grads
-    }
-    fn grads_mut(&mut self) -> &mut [f32] {
-        &mut self.grads
-    }
-    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
-        (&mut self.params, &self.grads)
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
+    super::train_model_buffers!();
 
     fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats> {
         check_batch(&self.config, batch)?;

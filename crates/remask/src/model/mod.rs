@@ -114,6 +114,36 @@ impl StepStats {
     }
 }
 
+/// The buffer accessors of [`TrainModel`] (`config`, `params`, `params_mut`, `grads`, `grads_mut`,
+/// `params_and_grads`, `tensors`) for a model that keeps them in fields named `config`, `params`,
+/// `grads` and `tensors`, as every model here does. Invoke it inside `impl TrainModel for …`.
+macro_rules! train_model_buffers {
+    () => {
+        fn config(&self) -> &$crate::model::ModelConfig {
+            &self.config
+        }
+        fn params(&self) -> &[f32] {
+            &self.params
+        }
+        fn params_mut(&mut self) -> &mut [f32] {
+            &mut self.params
+        }
+        fn grads(&self) -> &[f32] {
+            &self.grads
+        }
+        fn grads_mut(&mut self) -> &mut [f32] {
+            &mut self.grads
+        }
+        fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+            (&mut self.params, &self.grads)
+        }
+        fn tensors(&self) -> &[$crate::model::TensorInfo] {
+            &self.tensors
+        }
+    };
+}
+pub(crate) use train_model_buffers;
+
 /// What the trainer needs from a model. Implemented by all three model families.
 pub trait TrainModel: Send {
     /// The architecture, as stored in checkpoints.

@@ -182,27 +182,7 @@ fn decoder_labels(batch: &Batch) -> &[i32] {
 }
 
 impl TrainModel for EncoderDecoderModel {
-    fn config(&self) -> &ModelConfig {
-        &self.config
-    }
-    fn params(&self) -> &[f32] {
-        &self.params
-    }
-    fn params_mut(&mut self) -> &mut [f32] {
-        &mut self.params
-    }
-    fn grads(&self) -> &[f32] {
-        &self.grads
-    }
-    fn grads_mut(&mut self) -> &mut [f32] {
-        &mut self.grads
-    }
-    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
-        (&mut self.params, &self.grads)
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
+    super::train_model_buffers!();
 
     /// Loss on the decoder labels only (encoder labels of a translation batch are all ignored).
     fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats> {

@@ -167,27 +167,7 @@ fn softmax_ce(logits: &mut [f32], target: usize) -> (f32, Vec<f32>) {
 }
 
 impl TrainModel for BigramModel {
-    fn config(&self) -> &ModelConfig {
-        &self.config
-    }
-    fn params(&self) -> &[f32] {
-        &self.params
-    }
-    fn params_mut(&mut self) -> &mut [f32] {
-        &mut self.params
-    }
-    fn grads(&self) -> &[f32] {
-        &self.grads
-    }
-    fn grads_mut(&mut self) -> &mut [f32] {
-        &mut self.grads
-    }
-    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
-        (&mut self.params, &self.grads)
-    }
-    fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
-    }
+    crate::model::train_model_buffers!();
     fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats> {
         if !self.step_delay.is_zero() {
             std::thread::sleep(self.step_delay);
