@@ -89,33 +89,26 @@ impl DependencyProbe {
     pub fn new(model: &dyn TrainModel) -> Result<Self> {
         let config = model.config().clone();
         config.validate()?;
-        let built = build(&config);
-        if built.layout.total() != model.params().len() {
-            return Err(Error::shape("audit probe parameters", built.layout.total(), model.params().len()));
-        }
-        Ok(Self {
-            params: model.params().to_vec(),
-            grads: vec![0.0; model.params().len()],
-            stack: built.stack,
-            head: built.head,
-            config,
-            acts: StackActs::default(),
-            scratch: StackScratch::default(),
-            head_acts: HeadActs::default(),
-            shape: (0, 0),
-            dec: DecoderSide::new(built.decoder),
-        })
+        Self::over(config, model.params().to_vec())
     }
 
     /// A second probe over the same architecture and parameters, with its own activations.
     pub fn duplicate(&self) -> Result<Self> {
-        let built = build(&self.config);
+        Self::over(self.config.clone(), self.params.clone())
+    }
+
+    /// The stacks and head `config` builds, over `params`, with fresh activations.
+    fn over(config: ModelConfig, params: Vec<f32>) -> Result<Self> {
+        let built = build(&config);
+        if built.layout.total() != params.len() {
+            return Err(Error::shape("audit probe parameters", built.layout.total(), params.len()));
+        }
         Ok(Self {
-            config: self.config.clone(),
+            grads: vec![0.0; params.len()],
+            params,
             stack: built.stack,
             head: built.head,
-            params: self.params.clone(),
-            grads: vec![0.0; self.params.len()],
+            config,
             acts: StackActs::default(),
             scratch: StackScratch::default(),
             head_acts: HeadActs::default(),
