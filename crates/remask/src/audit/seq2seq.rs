@@ -20,6 +20,7 @@ use super::probe::DependencyProbe;
 use super::reach::Reach;
 use crate::attention::{AttentionMaskSpec, MaskFn};
 use crate::model::{Arch, ModelConfig, Seq2SeqMasks, TrainModel};
+use crate::batch::DecoderBatch;
 use crate::{Batch, Error, Result};
 
 /// The kind name of the decoder's self-attention audit.
@@ -42,16 +43,21 @@ impl Seq2SeqExpected {
     /// The encoder held to `spec`, the decoder to causal over the real target tokens, cross-attention
     /// to the real source tokens. Errors: a batch without a decoder side.
     pub fn new(spec: &AttentionMaskSpec, batch: &Batch) -> Result<Self> {
-        let d = batch.decoder.as_ref().ok_or_else(|| Error::config("batch.decoder", "the encoder-decoder audit needs the decoder side of the batch"))?;
+        let d = decoder_side(batch)?;
         let src: Vec<u32> = (0..batch.batch_size).map(|b| batch.lengths.get(b).copied().unwrap_or(batch.seq_len as u32)).collect();
         Ok(Seq2SeqExpected { enc: spec.predicate(batch), dec: MaskFn::causal() & MaskFn::padding(&d.lengths), cross: MaskFn::padding(&src) })
     }
 }
 
+/// The decoder side of `batch`; an error for a batch without one.
+fn decoder_side(batch: &Batch) -> Result<&DecoderBatch> {
+    batch.decoder.as_ref().ok_or_else(|| Error::config("batch.decoder", "the encoder-decoder audit needs the decoder side of the batch"))
+}
+
 /// The two sides of the decoder outputs of `batch`: target (decoder-causal), then source
 /// (cross-padding).
 fn sides<'a>(cfg: &ModelConfig, expected: &Seq2SeqExpected, batch: &'a Batch) -> Result<[Side<'a>; 2]> {
-    let d = batch.decoder.as_ref().ok_or_else(|| Error::config("batch.decoder", "the encoder-decoder audit needs the decoder side of the batch"))?;
+    let d = decoder_side(batch)?;
     let (b, t, td, h) = (batch.batch_size, batch.seq_len, d.seq_len, cfg.n_heads);
     let target = Reach::closure(&expected.dec, b, h, td, cfg.n_decoder_layers);
     let cross = Reach::attention(&expected.cross, b, h, td, t);
