@@ -14,7 +14,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The main job: train the same model with several MLM masking strategies (static vs dynamic, ...)
-    /// over several seeds at an equal token budget and write a report with verdicts and plots.
+    /// over paired seeds and data-repetition regimes at an equal token budget, and write a report of
+    /// paired differences with intervals, verdicts and plots (`--task clm`: the leakage experiment).
     Compare(cmd::compare::Args),
     /// Print the version.
     Info,
@@ -24,7 +25,7 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Train a model from a run config, or resume a run.
     Train(cmd::train::Args),
-    /// Evaluate a checkpoint on fixed validation batches.
+    /// Evaluate a checkpoint on fixed validation batches, or score minimal pairs (--minimal-pairs).
     Eval(cmd::eval::Args),
     /// Tokenize a corpus into memory-mapped shards (and static masks) for training.
     Prepare(cmd::prepare::Args),

@@ -1,24 +1,45 @@
-//! `remask compare`: the static-vs-dynamic masking experiment (the main job).
+//! `remask compare`: the masking-strategy experiment (the main job): static vs dynamic MLM masking
+//! across data repetition, and (`--task clm`) what leaking across packed documents costs.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use remask::experiment::{run_compare, CompareConfig, CompareOptions};
+use remask::experiment::{run_compare, CompareConfig, CompareOptions, CompareTask, PRESETS};
 use remask::train::{self, ProgressMode};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Comparison config (TOML: [compare], [data], [model], [optimizer], [schedule], [budget],
-    /// [strategies.NAME]); without it the embedded default experiment runs.
-    #[arg(long, value_name = "FILE")]
+    /// [strategies.NAME]); without it a preset runs.
+    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
     pub config: Option<PathBuf>,
-    /// Strategies to compare, comma-separated: static, dynamic, wwm, span, schedule, adaptive, or a
-    /// [strategies.NAME] of the config. The first is the baseline.
+    /// A built-in experiment: `default` (the regime map, about 10 minutes on 2 cores), `thorough`
+    /// (models that learn from context, more seeds; up to an hour), `clm` (plain causal vs
+    /// document-causal decoders on packed rows).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// `mlm` (masking strategies) or `clm` (the leakage experiment; without --config or --preset it
+    /// selects the `clm` preset).
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<String>,
+    /// Strategies to compare, comma-separated. MLM: static, dynamic, wwm, span, schedule, adaptive,
+    /// or a [strategies.NAME] of the config; CLM: causal, document.
     #[arg(long, value_delimiter = ',')]
     pub strategies: Option<Vec<String>>,
+    /// The strategy every other one is compared against (default: dynamic for MLM, document for CLM).
+    #[arg(long)]
+    pub baseline: Option<String>,
     /// Seeds per strategy.
     #[arg(long)]
     pub seeds: Option<u64>,
+    /// Data-repetition regimes, comma-separated epochs (e.g. 1,4,16,64); `0` for one regime over the
+    /// whole corpus.
+    #[arg(long, value_delimiter = ',')]
+    pub regimes: Option<Vec<u32>>,
+    /// Minimal pairs to score every model on (BLiMP JSONL file or directory, or builtin:blimp-sample);
+    /// `none` to skip.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub minimal_pairs: Option<PathBuf>,
     /// Output directory (data, runs, report). Default `runs/compare`, or the next free
     /// `runs/compare-N` when an earlier comparison is there.
     #[arg(long)]
@@ -34,27 +55,59 @@ pub struct Args {
     pub log_lines: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut cfg = match &args.config {
-        Some(p) => {
+/// The config the arguments describe: a file or a preset, then the flags on top.
+fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
+    let task = match args.task.as_deref() {
+        None => None,
+        Some("mlm") => Some(CompareTask::Mlm),
+        Some("clm") => Some(CompareTask::Clm),
+        Some(other) => anyhow::bail!("--task {other}: use mlm or clm"),
+    };
+    let mut cfg = match (&args.config, &args.preset) {
+        (Some(p), _) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             CompareConfig::from_toml_str(&text).with_context(|| format!("in {}", p.display()))?
         }
-        None => CompareConfig::default(),
+        (None, Some(name)) => CompareConfig::preset(name).with_context(|| format!("--preset: presets are {}", PRESETS.join(", ")))?,
+        (None, None) if task == Some(CompareTask::Clm) => CompareConfig::preset("clm")?,
+        (None, None) => CompareConfig::default(),
     };
-    if let Some(s) = args.strategies {
-        cfg.compare.strategies = s;
+    if let Some(t) = task {
+        if t != cfg.compare.task {
+            anyhow::bail!("--task {} does not match the config's compare.task ({:?}); use --preset clm or a config with task = \"clm\"", args.task.as_deref().unwrap_or_default(), cfg.compare.task);
+        }
+    }
+    if let Some(s) = &args.strategies {
+        cfg.compare.strategies = s.clone();
+    }
+    if let Some(b) = &args.baseline {
+        cfg.compare.baseline = Some(b.clone());
     }
     if let Some(n) = args.seeds {
         cfg.compare.seeds = n;
     }
-    let explicit_out = args.out.is_some() || cfg.compare.output_dir != CompareConfig::default().compare.output_dir;
-    if let Some(o) = args.out {
-        cfg.compare.output_dir = o;
+    if let Some(r) = &args.regimes {
+        cfg.compare.regimes = if r == &[0] { Vec::new() } else { r.clone() };
+    }
+    if let Some(p) = &args.minimal_pairs {
+        cfg.compare.minimal_pairs = if p.as_os_str() == "none" { PathBuf::new() } else { p.clone() };
+    }
+    if let Some(s) = args.steps {
+        cfg.budget = remask::train::config::BudgetConfig { steps: Some(s), ..Default::default() };
+    }
+    Ok(cfg)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut cfg = config_of(&args)?;
+    let preset_dir = cfg.compare.output_dir.clone();
+    let explicit_out = args.out.is_some() || (args.config.is_some() && preset_dir != CompareConfig::default().compare.output_dir);
+    if let Some(o) = &args.out {
+        cfg.compare.output_dir = o.clone();
     }
     if !explicit_out && !args.force {
         // The default directory already holds an earlier comparison: keep it and use the next free
-        // `runs/compare-N`, so the README's main command can be run again without losing results.
+        // `runs/compare-N`, so the README's commands can be run again without losing results.
         let base = cfg.compare.output_dir.clone();
         let mut n = 1;
         while cfg.compare.output_dir.join("compare.json").exists() {
@@ -64,9 +117,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if n > 1 {
             eprintln!("{} holds an earlier comparison; writing to {}", base.display(), cfg.compare.output_dir.display());
         }
-    }
-    if let Some(s) = args.steps {
-        cfg.budget = remask::train::config::BudgetConfig { steps: Some(s), ..Default::default() };
     }
     cfg.validate()?;
     train::init_threads(cfg.compare.threads)?;
