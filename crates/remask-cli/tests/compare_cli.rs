@@ -165,6 +165,12 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
     let e: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(e["accuracy"], run["minimal_pairs"], "{stdout}");
 
+    // The report re-renders from its report.json alone, to the same text.
+    let before = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let (rc, _, stderr) = remask(&["compare", "--rerender", o]);
+    assert_eq!(rc, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap(), before);
+
     // A second run into the same directory refuses without --force.
     let (rc, stdout, stderr) = remask(&["compare", "--config", c, "--out", o]);
     assert_eq!(rc, 1);

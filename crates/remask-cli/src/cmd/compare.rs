@@ -53,6 +53,10 @@ pub struct Args {
     /// Plain log lines instead of progress bars.
     #[arg(long)]
     pub log_lines: bool,
+    /// Rebuild the report (report.md, report.json, plots) of the finished comparison in DIR from its
+    /// report.json, without training (e.g. after upgrading remask).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "preset", "task", "strategies", "baseline", "seeds", "regimes", "minimal_pairs", "out", "steps", "force"])]
+    pub rerender: Option<PathBuf>,
 }
 
 /// The config the arguments describe: a file or a preset, then the flags on top.
@@ -99,6 +103,10 @@ fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(dir) = &args.rerender {
+        let outcome = remask::experiment::rerender(dir)?;
+        return print_outcome(&outcome);
+    }
     let mut cfg = config_of(&args)?;
     let preset_dir = cfg.compare.output_dir.clone();
     let explicit_out = args.out.is_some() || (args.config.is_some() && preset_dir != CompareConfig::default().compare.output_dir);
@@ -127,6 +135,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         force: args.force,
     };
     let outcome = run_compare(&cfg, &opts)?;
+    print_outcome(&outcome)
+}
+
+fn print_outcome(outcome: &remask::experiment::CompareOutcome) -> anyhow::Result<()> {
     println!();
     for v in &outcome.report.verdicts {
         println!("{}: {}", v.claim, v.finding);

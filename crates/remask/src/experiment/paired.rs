@@ -23,6 +23,7 @@ pub struct Comparison {
     /// Data repetition E of the regime (epochs), or `None` for one regime over the whole corpus.
     pub regime: Option<u32>,
     /// Mean over seeds of (a − b).
+    #[serde(deserialize_with = "super::record::f64_or_nan")]
     pub mean_diff: f64,
     /// 95% Student-t interval of the mean difference; `None` with fewer than 2 pairs.
     pub ci95: Option<[f64; 2]>,
@@ -31,6 +32,7 @@ pub struct Comparison {
     /// True when the interval excludes 0.
     pub called: bool,
     /// Standard deviation of the differences over seeds.
+    #[serde(deserialize_with = "super::record::f64_or_nan")]
     pub sd: f64,
     /// Minimum detectable effect at 80% power (see the module docs); `None` with fewer than 2 pairs.
     pub resolvable: Option<f64>,

@@ -1,6 +1,12 @@
 //! What one training run of the comparison contributes: its curves and its cost figures.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Reads a figure that JSON wrote as `null` because it was not finite (serde_json writes NaN that
+/// way) back as NaN, so every `report.json` can be read again.
+pub(crate) fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
 
 /// One point of a loss curve.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,15 +43,21 @@ pub struct RunRecord {
     /// Validation loss and accuracy on the fixed validation masks, at the evaluation cadence.
     pub eval_curve: Vec<EvalPoint>,
     /// Loss on a fixed-mask sample of the *training* split at the end (for the train−validation gap).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub final_train_loss: f64,
     /// Final validation loss and accuracy.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub final_val_loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub final_val_accuracy: f64,
     /// Training tokens per second over the whole run.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub tokens_per_s: f64,
     /// Wall-clock seconds of training (evaluation excluded).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub wall_s: f64,
     /// Mean milliseconds per step spent deciding and applying MLM masks.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub masking_ms_per_step: f64,
     /// Bytes on disk used for stored masks (static copies); 0 for masks decided during training.
     pub mask_bytes: u64,

@@ -42,6 +42,9 @@ pub struct Setup {
     pub ood: Option<String>,
     /// What the minimal-pair evaluation reads, when it ran.
     pub minimal_pairs: Option<String>,
+    /// Wall-clock seconds of the whole comparison (preparation, training, evaluation, audits).
+    #[serde(default)]
+    pub wall_s: Option<f64>,
 }
 
 /// Per-strategy figures over the seeds of one regime (diverged runs left out).
@@ -88,6 +91,7 @@ pub struct RegimeTarget {
     pub regime: Option<u32>,
     /// The highest final median validation loss among the strategies: a loss every strategy's
     /// median run reaches.
+    #[serde(deserialize_with = "super::record::f64_or_nan")]
     pub target_loss: f64,
 }
 
@@ -254,6 +258,17 @@ impl Report {
         self.comparisons.iter().filter(move |c| c.measure == measure && c.a == a)
     }
 
+    /// Every strategy, in order of first appearance among the runs.
+    fn strategy_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for r in &self.runs {
+            if !v.contains(&r.strategy) {
+                v.push(r.strategy.clone());
+            }
+        }
+        v
+    }
+
     fn compared_strategies(&self) -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
         for c in &self.comparisons {
@@ -281,7 +296,7 @@ fn regime_sentence(report: &Report, a: &str) -> Option<String> {
     let detail = cs.iter().map(|c| format!("E = {}: {}", c.regime.unwrap_or(0), diff_cell(c))).collect::<Vec<_>>().join("; ");
     // The first regime from which every larger regime is called worse.
     let from = (0..cs.len()).find(|&i| cs[i..].iter().all(|c| worse(c)));
-    let res: Vec<f64> = cs.iter().filter_map(|c| c.resolvable).collect();
+    let res: Vec<f64> = cs.iter().filter(|c| !c.identical).filter_map(|c| c.resolvable).collect();
     let res_note = if res.is_empty() {
         String::new()
     } else {
@@ -329,7 +344,7 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
     let mut eff = Vec::new();
     if let Some(m) = super::measure::measure("tokens_to_target") {
         for a in &others {
-            for c in report.comparisons_of("tokens_to_target", a) {
+            for c in report.comparisons_of("tokens_to_target", a).filter(|c| !c.identical) {
                 eff.push(format!("{}: {}.", regime_name(c.regime), describe(c, m)));
             }
         }
@@ -345,15 +360,16 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
             ));
         }
     }
-    let speeds: Vec<String> = report
-        .strategies
-        .iter()
-        .filter_map(|x| x.tokens_per_s.map(|t| format!("`{}` {}", x.strategy, num(t.median))))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let mut speeds = Vec::new();
+    for name in report.strategy_names() {
+        // Runs identical to another one were not trained: their speed is the other run's.
+        let v: Vec<f64> = report.runs.iter().filter(|r| r.strategy == name && r.same_as.is_none()).map(|r| r.tokens_per_s).collect();
+        if let Some(t) = Spread::of(&v) {
+            speeds.push(format!("`{name}` {} [{}–{}]", num(t.median), num(t.min), num(t.max)));
+        }
+    }
     if !speeds.is_empty() {
-        eff.push(format!("Throughput (median tokens/s over all runs): {}.", speeds.join(", ")));
+        eff.push(format!("Throughput (tokens/s, median [min–max] over the runs trained): {}.", speeds.join(", ")));
     }
     out.push(Verdict { claim: "Training efficiency".into(), finding: eff.join(" ") + &seeds_note });
 
@@ -396,7 +412,13 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
                 "{} of {} runs failed: {}. A run that ends above the unigram loss stays in the figures and comparisons (its result is that strategy's outcome in its regime); a diverged run has no final figures and leaves its pair.",
                 report.failed_runs.len(),
                 report.runs.len(),
-                report.failed_runs.iter().map(|f| format!("`{}` ({})", f.run, f.reason)).collect::<Vec<_>>().join("; ")
+                {
+                    let mut v: Vec<String> = report.failed_runs.iter().take(8).map(|f| format!("`{}` ({})", f.run, f.reason)).collect();
+                    if report.failed_runs.len() > 8 {
+                        v.push(format!("and {} more (see Failed runs)", report.failed_runs.len() - 8));
+                    }
+                    v.join("; ")
+                }
             ),
         });
     }
@@ -426,11 +448,13 @@ fn scale_notes(report: &Report) -> Vec<String> {
                 s.baseline,
                 cells.join(", "),
                 if best < u - 0.5 {
-                    "well below it: the models use context"
+                    "well below it on every seed: the models use context"
                 } else if best < u - 0.2 {
                     "below it on every seed in its best regime: the models use some context"
-                } else {
+                } else if best < u {
                     "barely below it: at this budget the models use little context, so differences between strategies say little"
+                } else {
+                    "not below it on every seed: at this budget the models have not even learnt the word frequencies, so differences between strategies say nothing"
                 }
             ));
         }
@@ -542,7 +566,7 @@ impl Report {
             m.push_str(&format!("- **{}.** {}\n", v.claim, v.finding));
         }
         self.comparison_tables(&mut m, regime_plot);
-        m.push_str("\n## Figures per strategy\n\nMedian [min–max] over the seeds (diverged runs left out).\n\n");
+        m.push_str("\n## Figures per strategy\n\nMedian [min–max] over the seeds (diverged runs left out). A run identical to another by construction (see Runs) repeats its figures.\n\n");
         m.push_str("| regime | strategy | seeds | failed | val loss | val accuracy | OOD loss | minimal pairs | train−val gap | tokens/s | tokens to target | masking ms/step | stored mask bytes |\n");
         m.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for x in &self.strategies {
@@ -560,7 +584,7 @@ impl Report {
                 cell(&x.tokens_per_s),
                 cell(&x.tokens_to_target),
                 x.reached_target,
-                x.seeds - x.failed,
+                x.seeds - x.diverged,
                 cell(&x.masking_ms_per_step),
                 x.mask_bytes
             ));
@@ -592,6 +616,9 @@ impl Report {
                 m.push_str(&format!("![{p}]({p})\n\n"));
             }
             m.push_str("Lines are the median over seeds, bands the min–max range; failed runs are drawn on their own, dashed.\n");
+        }
+        if let Some(w) = s.wall_s {
+            m.push_str(&format!("\nTotal wall time of the comparison: {w:.0} s.\n"));
         }
         m.push_str("\n## Runs\n\n| run | final val loss | final train loss | OOD loss | minimal pairs | note | directory |\n|---|---|---|---|---|---|---|\n");
         for r in &self.runs {
@@ -708,6 +735,7 @@ mod tests {
             regimes: regimes.iter().map(|&e| Regime { epochs: Some(e), rows: 4000 / e as u64 }).collect(),
             ood: Some("o".into()),
             minimal_pairs: Some("p".into()),
+            wall_s: Some(12.0),
         }
     }
 
@@ -772,6 +800,10 @@ mod tests {
         assert!(r.verdicts.iter().any(|v| v.claim == "Failed runs" && v.finding.contains("`static-seed3`") && v.finding.starts_with("2 of 6")));
         let md = r.to_markdown(&[], None);
         assert!(md.contains("## Failed runs (2)") && md.contains("FAILED: diverged"), "{md}");
+        // NaN figures are written as null and read back as NaN: the report can be rebuilt.
+        let back: Report = serde_json::from_str(&r.to_json()).unwrap();
+        assert!(back.runs[4].final_val_loss.is_nan());
+        assert_eq!(build_report(back.setup, back.runs, back.audit).comparisons, r.comparisons);
     }
 
     #[test]

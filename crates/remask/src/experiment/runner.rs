@@ -104,7 +104,12 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
     let regimes = regimes(&cfg.compare.regimes, budget_rows, data.dirs[0].meta.train.rows, batch_rows)?;
     let planned = plan(&strategies, &regimes, cfg.compare.seeds, budget_rows);
     let ctx = RunContext { cfg, opts, out: &out, data: &data, sets: &sets, model_cfg, strategies: &strategies, regimes: &regimes };
-    let (runs, audit) = train_all(&ctx, &planned)?;
+    let (mut runs, audit) = train_all(&ctx, &planned)?;
+    // The report lists runs in plan order: regime, seed, strategy as configured.
+    let rank = |r: &RunRecord| planned.iter().position(|p| {
+        ctx.strategies[p.strategy].name == r.strategy && ctx.regimes[p.regime].epochs == r.regime && p.seed == r.seed
+    });
+    runs.sort_by_key(|r| rank(r));
 
     let setup = Setup {
         task: match cfg.compare.task {
@@ -113,17 +118,31 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
         },
         model: describe_model(&ctx.model_cfg, data.data.seq_len),
         data: format!("{} ({} training rows of {} tokens)", data.note, data.dirs[0].meta.train.rows, data.data.seq_len),
-        token_budget: runs.iter().find(|r| r.failed.is_none()).map_or(0, |r| r.train_curve.last().map_or(0, |p| p.tokens)),
+        token_budget: runs.iter().filter_map(|r| r.train_curve.last().map(|p| p.tokens)).max().unwrap_or(0),
         seeds: cfg.compare.seeds as usize,
         unigram_loss: Some(sets.unigram_loss),
         baseline: cfg.baseline(),
         regimes: regimes.clone(),
         ood: sets.ood_note.clone(),
         minimal_pairs: sets.pairs.as_ref().map(|p| p.note.clone()),
+        wall_s: Some(started.elapsed().as_secs_f64()),
     };
     let report = build_report(setup, runs, audit);
-    let files = write_outputs(&report, &out, started)?;
+    let files = write_outputs(&report, &out)?;
     Ok(CompareOutcome { report, output_dir: out, files })
+}
+
+/// Rebuilds the report (verdicts, comparisons, `report.md`, `report.json`, plots) of a finished
+/// comparison in `dir` from the runs and audit its `report.json` holds: how a report is re-rendered
+/// by a newer remask without training again.
+pub fn rerender(dir: &Path) -> Result<CompareOutcome> {
+    let path = dir.join("report.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let old: Report = serde_json::from_str(&text)
+        .map_err(|e| Error::data(&path, format!("not a comparison report this remask can read ({e})")))?;
+    let report = build_report(old.setup, old.runs, old.audit);
+    let files = write_outputs(&report, dir)?;
+    Ok(CompareOutcome { report, output_dir: dir.to_path_buf(), files })
 }
 
 /// Creates the output directory and its marker; with `force`, clears an earlier comparison's data
@@ -491,7 +510,7 @@ fn run_config(ctx: &RunContext, model: &ModelConfig, s: &Strategy, data_dir: &Pa
 }
 
 /// Writes the plots, `report.md` and `report.json`; returns their names.
-fn write_outputs(report: &Report, out: &Path, started: Instant) -> Result<Vec<String>> {
+fn write_outputs(report: &Report, out: &Path) -> Result<Vec<String>> {
     let mut files = Vec::new();
     let series: Vec<(String, Option<u32>)> = {
         let mut v: Vec<(String, Option<u32>)> = Vec::new();
@@ -543,8 +562,7 @@ fn write_outputs(report: &Report, out: &Path, started: Instant) -> Result<Vec<St
         None
     };
     let pngs: Vec<String> = files.iter().filter(|f| f.ends_with(".png") && Some(*f) != regime_plot.as_ref()).cloned().collect();
-    let md = report.to_markdown(&pngs, regime_plot.as_deref())
-        + &format!("\nTotal wall time of the comparison: {:.0} s.\n", started.elapsed().as_secs_f64());
+    let md = report.to_markdown(&pngs, regime_plot.as_deref());
     for (file, text) in [("report.md", md), ("report.json", report.to_json())] {
         let p = out.join(file);
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
