@@ -80,7 +80,7 @@ impl Default for CompareSection {
             output_dir: PathBuf::from("runs/compare"),
             threads: 2,
             max_documents: 0,
-            eval_every_steps: 40,
+            eval_every_steps: 64,
             eval_batches: 8,
             eval_batch_size: 32,
             ood_inputs: vec![PathBuf::from("builtin:us-inaugural")],
@@ -146,8 +146,8 @@ fn default_schedule() -> ScheduleConfig {
 }
 
 fn default_budget() -> BudgetConfig {
-    // 640 steps x 16 rows x 64 positions = 655,360 row positions per run.
-    BudgetConfig { steps: Some(640), ..BudgetConfig::default() }
+    // 512 steps x 16 rows x 64 positions = 524,288 row positions per run.
+    BudgetConfig { steps: Some(512), ..BudgetConfig::default() }
 }
 
 impl Default for CompareConfig {
