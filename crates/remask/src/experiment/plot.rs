@@ -14,11 +14,12 @@ use crate::{Error, Result};
 /// One seed's curve: (tokens seen, loss) points in increasing token order.
 pub type Curve = Vec<(f64, f64)>;
 
-/// The curves of one strategy, one per seed; failed runs apart, by name.
+/// The curves of one strategy, one per seed (the band), and its failed runs by name.
 pub struct StrategyCurves {
     pub strategy: String,
     pub seeds: Vec<Curve>,
-    /// Failed runs: drawn on their own (dashed), each named in the legend.
+    /// Failed runs: drawn on their own (dashed, a red cross at the end) and named in the legend; a
+    /// failed run may also be one of `seeds`.
     pub failed: Vec<(String, Curve)>,
 }
 
@@ -149,16 +150,21 @@ fn draw<DB: DrawingBackend>(
             .map_err(|e| e.to_string())?
             .label(format!("{} ({} seeds)", s.strategy, s.seeds.len()))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
-        for (name, curve) in &s.failed {
-            let pts: Vec<(f64, f64)> = curve.iter().copied().filter(|p| p.1.is_finite()).collect();
-            chart
-                .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, c.stroke_width(1)))
-                .map_err(|e| e.to_string())?
-                .label(format!("FAILED: {name}"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
-            if let Some(&end) = pts.last() {
-                chart.draw_series(std::iter::once(Cross::new(end, 6, RED.stroke_width(2)))).map_err(|e| e.to_string())?;
+        if !s.failed.is_empty() {
+            for (_, curve) in &s.failed {
+                let pts: Vec<(f64, f64)> = curve.iter().copied().filter(|p| p.1.is_finite()).collect();
+                chart.draw_series(DashedLineSeries::new(pts.clone(), 6, 4, c.stroke_width(1))).map_err(|e| e.to_string())?;
+                if let Some(&end) = pts.last() {
+                    chart.draw_series(std::iter::once(Cross::new(end, 6, RED.stroke_width(2)))).map_err(|e| e.to_string())?;
+                }
             }
+            let names: Vec<&str> = s.failed.iter().map(|f| f.0.as_str()).collect();
+            // An empty series carries the legend entry naming the failed runs.
+            chart
+                .draw_series(std::iter::empty::<Cross<(f64, f64), i32>>())
+                .map_err(|e| e.to_string())?
+                .label(format!("FAILED: {}", names.join(", ")))
+                .legend(|(x, y)| Cross::new((x + 9, y), 5, RED.stroke_width(2)));
         }
     }
     chart
@@ -201,6 +207,8 @@ pub struct RegimeSeries {
 pub struct RegimePanel {
     pub title: String,
     pub series: Vec<RegimeSeries>,
+    /// E = K of a static strategy, drawn as a dashed vertical line (up to it static is dynamic).
+    pub dupe_factor: Option<f64>,
     /// (epochs, failed runs) of the regimes that had failed runs: marked with a red cross.
     pub failed: Vec<(f64, usize)>,
 }
@@ -236,6 +244,13 @@ fn draw_regime_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &
         .draw()
         .map_err(|e| e.to_string())?;
     chart.draw_series(LineSeries::new([(x0, 0.0), (x1, 0.0)], BLACK.stroke_width(1))).map_err(|e| e.to_string())?;
+    if let Some(k) = panel.dupe_factor.filter(|k| *k > x0 && *k < x1) {
+        chart
+            .draw_series(DashedLineSeries::new([(k, y0), (k, y1)], 5, 4, BLACK.mix(0.6).stroke_width(1)))
+            .map_err(|e| e.to_string())?
+            .label(format!("E = K = {k:.0} (up to here static reads each copy once)"))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.6).stroke_width(1)));
+    }
     for (i, s) in panel.series.iter().enumerate() {
         let c = COLOURS[(i + 1) % COLOURS.len()];
         let mut poly: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0, p.3)).collect();
@@ -338,11 +353,13 @@ mod tests {
             title: title.into(),
             series: vec![RegimeSeries { label: "static − dynamic".into(), points: vec![(1.0, 0.0, 0.0, 0.0), (16.0, 0.01, -0.01, 0.03), (64.0, 0.1, 0.05, 0.15)] }],
             failed: vec![(64.0, 1)],
+            dupe_factor: Some(10.0),
         };
         let files = plot_regime_map(&dir, "regime_map", "Regime map", &[panel("validation loss"), panel("minimal pairs")]).unwrap();
         assert_eq!(&std::fs::read(dir.join(&files[0])).unwrap()[1..4], b"PNG");
         let svg = std::fs::read_to_string(dir.join(&files[1])).unwrap();
         assert!(svg.contains("static − dynamic (mean, 95% interval)") && svg.contains("failed runs: 1 at E=64"), "{svg}");
+        assert!(svg.contains("E = K = 10"), "{svg}");
         if std::env::var_os("REMASK_KEEP_PLOT").is_none() { std::fs::remove_dir_all(&dir).ok(); }
     }
 }

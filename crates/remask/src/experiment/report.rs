@@ -45,6 +45,9 @@ pub struct Setup {
     /// Wall-clock seconds of the whole comparison (preparation, training, evaluation, audits).
     #[serde(default)]
     pub wall_s: Option<f64>,
+    /// K of the (first) static strategy compared, if any.
+    #[serde(default)]
+    pub dupe_factor: Option<u32>,
 }
 
 /// Per-strategy figures over the seeds of one regime (diverged runs left out).
@@ -736,6 +739,7 @@ mod tests {
             ood: Some("o".into()),
             minimal_pairs: Some("p".into()),
             wall_s: Some(12.0),
+            dupe_factor: Some(10),
         }
     }
 

@@ -98,10 +98,11 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
     let data = PreparedData::prepare(cfg, &strategies, &out, opts)?;
     let model_cfg = base_model(cfg, &data);
     let sets = EvalSets::build(cfg, &data.dirs[0].dir, &data.dirs[0].meta, model_cfg.max_positions, &out)?;
-    let steps = cfg.budget_steps();
     let batch_rows = cfg.optimizer.batch_size as u64;
-    let budget_rows = steps.map_or(0, |s| s * batch_rows);
-    let regimes = regimes(&cfg.compare.regimes, budget_rows, data.dirs[0].meta.train.rows, batch_rows)?;
+    let train_rows = data.dirs[0].meta.train.rows;
+    // Row visits of one run: the same for every run (with regimes the budget is steps or tokens).
+    let budget_rows = cfg.budget.total_steps(train_rows, cfg.optimizer.batch_size, data.data.seq_len as usize) * batch_rows;
+    let regimes = regimes(&cfg.compare.regimes, budget_rows, train_rows, batch_rows)?;
     let planned = plan(&strategies, &regimes, cfg.compare.seeds, budget_rows);
     let ctx = RunContext { cfg, opts, out: &out, data: &data, sets: &sets, model_cfg, strategies: &strategies, regimes: &regimes };
     let (mut runs, audit) = train_all(&ctx, &planned)?;
@@ -126,6 +127,7 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
         ood: sets.ood_note.clone(),
         minimal_pairs: sets.pairs.as_ref().map(|p| p.note.clone()),
         wall_s: Some(started.elapsed().as_secs_f64()),
+        dupe_factor: strategies.iter().find_map(|s| s.masking.dupe_factor()).filter(|_| cfg.compare.task == CompareTask::Mlm),
     };
     let report = build_report(setup, runs, audit);
     let files = write_outputs(&report, &out)?;
@@ -522,19 +524,37 @@ fn write_outputs(report: &Report, out: &Path) -> Result<Vec<String>> {
         }
         v
     };
+    // One series per (strategy, regime). Runs identical to another one by construction are not
+    // drawn twice: the other series says "= strategy". Failed runs that have final figures stay in
+    // the band (as in the report) and are also drawn on their own and named.
     let curves = |f: &dyn Fn(&RunRecord) -> Vec<(f64, f64)>| -> Vec<StrategyCurves> {
         series
             .iter()
-            .map(|(name, regime)| {
+            .filter_map(|(name, regime)| {
                 let runs: Vec<&RunRecord> = report.runs.iter().filter(|r| &r.strategy == name && r.regime == *regime).collect();
-                StrategyCurves {
-                    strategy: match regime {
-                        Some(e) => format!("{name} E={e}"),
-                        None => name.clone(),
-                    },
-                    seeds: runs.iter().filter(|r| r.failed.is_none()).map(|r| f(r)).collect(),
-                    failed: runs.iter().filter(|r| r.failed.is_some()).map(|r| (r.name(), f(r))).collect(),
+                if runs.iter().all(|r| r.same_as.is_some()) {
+                    return None;
                 }
+                let twins: Vec<&str> = report
+                    .runs
+                    .iter()
+                    .filter(|c| c.regime == *regime && c.same_as.as_ref().is_some_and(|d| runs.iter().any(|r| &r.run_dir == d)))
+                    .map(|c| c.strategy.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let mut label = match regime {
+                    Some(e) => format!("{name} E={e}"),
+                    None => name.clone(),
+                };
+                if !twins.is_empty() {
+                    label += &format!(" = {}", twins.join(", "));
+                }
+                Some(StrategyCurves {
+                    strategy: label,
+                    seeds: runs.iter().filter(|r| r.final_val_loss.is_finite()).map(|r| f(r)).collect(),
+                    failed: runs.iter().filter(|r| r.failed.is_some()).map(|r| (r.name(), f(r))).collect(),
+                })
             })
             .collect()
     };
@@ -612,7 +632,7 @@ fn regime_panels(report: &Report) -> Vec<RegimePanel> {
                     (!points.is_empty()).then(|| RegimeSeries { label: format!("{a} − {}", report.setup.baseline), points })
                 })
                 .collect();
-            (!series.is_empty()).then(|| RegimePanel { title: title.to_string(), series, failed: failed.clone() })
+            (!series.is_empty()).then(|| RegimePanel { title: title.to_string(), series, failed: failed.clone(), dupe_factor: report.setup.dupe_factor.map(f64::from) })
         })
         .collect()
 }
