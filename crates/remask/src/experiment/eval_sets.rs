@@ -102,8 +102,8 @@ impl EvalSets {
     }
 }
 
-/// A fixed-mask sample of the training rows `rows` (the first `n_batches` batches of them): the
-/// same masks as evaluation uses, so losses on it and on validation compare.
+/// Fixed-mask batches of the training rows `rows` (at most `n_batches` batches, in the given
+/// order): the same masks as evaluation uses, so losses on them and on validation compare.
 pub fn train_sample(dir: &Path, task: Task, rows: &[u32], n_batches: usize, batch_size: usize) -> Result<Vec<Batch>> {
     let mut loader = Loader::open(dir, Split::Train, task, &MaskingConfig::default())?;
     let mut out = Vec::new();

@@ -30,7 +30,7 @@ fn finite(x: f64) -> Option<f64> {
 
 /// Every measure, in report order.
 pub const MEASURES: [Measure; 8] = [
-    Measure { key: "val_loss", label: "validation loss (in-domain, fixed masks)", lower_is_better: true, get: |r, _| finite(r.final_val_loss) },
+    Measure { key: "val_loss", label: "in-domain validation loss", lower_is_better: true, get: |r, _| finite(r.final_val_loss) },
     Measure { key: "val_accuracy", label: "validation accuracy", lower_is_better: false, get: |r, _| finite(r.final_val_accuracy) },
     Measure {
         key: "val_loss_isolated",

@@ -543,7 +543,11 @@ impl Report {
                 s.regimes.iter().map(|r| format!("{} ({} rows)", r.label(), r.rows)).collect::<Vec<_>>().join(", ")
             ));
         }
-        m.push_str("Evaluation, the same for every run: in-domain validation on fixed masks");
+        m.push_str(if s.task == "clm" {
+            "Evaluation, the same for every run: in-domain validation (next-token loss on fixed packed rows, with each model's own mask and with every document alone)"
+        } else {
+            "Evaluation, the same for every run: in-domain validation on fixed masks"
+        });
         if let Some(o) = &s.ood {
             m.push_str(&format!("; out-of-domain: {o}"));
         }
@@ -569,7 +573,7 @@ impl Report {
             m.push_str(&format!("- **{}.** {}\n", v.claim, v.finding));
         }
         self.comparison_tables(&mut m, regime_plot);
-        m.push_str("\n## Figures per strategy\n\nMedian [min–max] over the seeds (diverged runs left out). A run identical to another by construction (see Runs) repeats its figures.\n\n");
+        m.push_str("\n## Figures per strategy\n\nMedian [min–max] over the seeds (diverged runs left out). A run identical to another by construction (see Runs) repeats its figures. The train−val gap is the validation loss minus the loss on a fixed-mask sample of the run's own training subset.\n\n");
         m.push_str("| regime | strategy | seeds | failed | val loss | val accuracy | OOD loss | minimal pairs | train−val gap | tokens/s | tokens to target | masking ms/step | stored mask bytes |\n");
         m.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for x in &self.strategies {

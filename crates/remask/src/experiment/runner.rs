@@ -19,7 +19,7 @@ use super::plan::{plan, regimes, PlannedRun, Regime};
 use super::plot::{plot_curves, plot_regime_map, smooth, RegimePanel, RegimeSeries, StrategyCurves};
 use super::record::{run_name, CurvePoint, EvalPoint, RunRecord};
 use super::report::{build_report, AuditLine, Report, Setup};
-use super::subset::{subset_rows, SubsetSource};
+use super::subset::{sample_rows, subset_rows, SubsetSource};
 use crate::attention::AttentionMaskSpec;
 use crate::audit::{audit_batch, audit_masking, audit_model, AuditOptions};
 use crate::data::{prepare, DataConfig, Loader, Meta, Split};
@@ -315,7 +315,8 @@ fn train_all(ctx: &RunContext, planned: &[PlannedRun]) -> Result<(Vec<RunRecord>
             let d0 = &ctx.data.dirs[0];
             let rows = subset_rows(d0.meta.train.rows, regime.rows, d0.meta.data.seed)?;
             let c = &ctx.cfg.compare;
-            let sample = train_sample(&d0.dir, data_task(ctx.cfg), &rows, c.eval_batches, c.eval_batch_size)?;
+            let picked = sample_rows(&rows, c.eval_batches * c.eval_batch_size, d0.meta.data.seed);
+            let sample = train_sample(&d0.dir, data_task(ctx.cfg), &picked, c.eval_batches, c.eval_batch_size)?;
             subset = Some((p.regime, rows, sample));
         }
         let Some((_, rows, sample)) = &subset else { continue };

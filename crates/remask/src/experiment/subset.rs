@@ -31,6 +31,17 @@ pub fn subset_rows(total: u64, n: u64, data_seed: u64) -> Result<Vec<u32>> {
     Ok(p)
 }
 
+/// The epoch key of the training-sample draw (see [`sample_rows`]).
+const SAMPLE_EPOCH: u64 = u64::MAX - 2;
+
+/// At most `n` rows of `rows` drawn without replacement by a permutation keyed by `data_seed`: the
+/// fixed-mask training sample of a regime, spread over its whole subset (not its first rows, which
+/// would all come from the start of the corpus).
+pub fn sample_rows(rows: &[u32], n: usize, data_seed: u64) -> Vec<u32> {
+    let p = permutation(rows.len(), data_seed, SAMPLE_EPOCH);
+    p.iter().take(n).map(|&i| rows[i as usize]).collect()
+}
+
 /// A keyed Fisher–Yates permutation of 0..n (the loader's shuffle, keyed by `seed` and `epoch`).
 fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<u32> {
     let mut p: Vec<u32> = (0..n as u32).collect();
@@ -143,6 +154,18 @@ mod tests {
         let (a, b) = (s.batch(20, 10, 0.5).unwrap(), d.batch(20, 10, 0.5).unwrap());
         assert!(a.labels.iter().any(|&l| l >= 0));
         assert_ne!(a.input_ids, b.input_ids, "epoch 2: static rereads copy 0, dynamic draws new masks");
+    }
+
+    #[test]
+    fn the_training_sample_is_spread_over_the_subset() {
+        let rows = subset_rows(10_000, 4_000, 3).unwrap();
+        let sample = sample_rows(&rows, 256, 3);
+        assert_eq!(sample.len(), 256);
+        assert!(sample.iter().all(|r| rows.binary_search(r).is_ok()));
+        // Spread: a quarter of the sample lies in each quarter of the subset, give or take.
+        let in_first_quarter = sample.iter().filter(|&&r| r < rows[1_000]).count();
+        assert!((40..90).contains(&in_first_quarter), "{in_first_quarter}");
+        assert_eq!(sample_rows(&rows[..10], 256, 3).len(), 10, "a small subset is sampled whole");
     }
 
     #[test]
