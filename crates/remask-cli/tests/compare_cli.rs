@@ -125,6 +125,8 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
         assert!((0.0..=1.0).contains(&mp));
         let run_dir = out.join(r["run_dir"].as_str().unwrap());
         assert!(run_dir.join("checkpoints/step-000006/DONE").is_file(), "{}", run_dir.display());
+        let rec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap()).unwrap();
+        assert_eq!(rec["final_val_loss"], r["final_val_loss"], "record.json is the run's record");
         let rows = r["train_rows"].as_u64().unwrap();
         assert_eq!(rows, if r["regime"] == 1 { 48 } else { 12 }, "6 steps x 8 rows / E");
     }

@@ -41,6 +41,7 @@ fn pll_of_a_hugging_face_bert_matches_transformers() {
     assert_eq!(got["accuracy"], expected["accuracy"], "accuracy must match exactly");
     assert_eq!(got["pairs"], expected["pairs"]);
     assert_eq!(got["by_uid"], expected["by_uid"]);
+    assert_eq!(got["scoring"], "pseudo-log-likelihood");
     let lines: Vec<serde_json::Value> =
         std::fs::read_to_string(&scores).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let want = expected["scores"].as_array().unwrap();

@@ -131,6 +131,7 @@ fn run_minimal_pairs(args: &Args, pairs_path: &std::path::Path) -> anyhow::Resul
     }
     let text = if args.json {
         let mut v = serde_json::to_value(&r)?;
+        v["scoring"] = scoring.name().into();
         v["model"] = loaded.dir.display().to_string().into();
         v["input"] = pairs_path.display().to_string().into();
         serde_json::to_string_pretty(&v)?

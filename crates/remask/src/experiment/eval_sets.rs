@@ -32,9 +32,11 @@ pub struct PairSet {
 
 /// The shared evaluation sets.
 pub struct EvalSets {
-    /// In-domain validation, fixed masks (token-level 15%, keyed by the data seed).
+    /// In-domain validation, fixed masks (token-level 15%, keyed by the data seed), on rows drawn
+    /// spread over the whole validation split.
     pub validation: Vec<Batch>,
-    /// Out-of-domain text, fixed masks, the run's tokenizer; empty when not measured.
+    /// Out-of-domain text, fixed masks, the run's tokenizer, rows spread over it; empty when not
+    /// measured.
     pub ood: Vec<Batch>,
     pub ood_note: Option<String>,
     pub pairs: Option<PairSet>,
@@ -50,8 +52,9 @@ impl EvalSets {
         let c = &cfg.compare;
         let task = data_task(cfg);
         let eval_masking = MaskingConfig::default();
-        let mut validation = Loader::open(dir, Split::Validation, task, &eval_masking)?.eval_batches(c.eval_batch_size)?;
-        validation.truncate(c.eval_batches);
+        let seed = meta.data.seed;
+        let rows = c.eval_batches * c.eval_batch_size;
+        let validation = spread_batches(dir, Split::Validation, task, meta.validation.rows, rows, c.eval_batch_size, seed)?;
         if validation.is_empty() {
             return Err(Error::config("data.validation_share", "the validation split is empty: raise it or use more documents"));
         }
@@ -69,8 +72,7 @@ impl EvalSets {
                 ..cfg.data.clone()
             };
             let m = prepare(&data, &eval_masking, &ood_dir).map_err(|e| Error::config("compare.ood_inputs", e.to_string()))?;
-            let mut b = Loader::open(&ood_dir, Split::Train, task, &eval_masking)?.eval_batches(c.eval_batch_size)?;
-            b.truncate(c.eval_batches);
+            let b = spread_batches(&ood_dir, Split::Train, task, m.train.rows, rows, c.eval_batch_size, seed)?;
             let rows: usize = b.iter().map(|x| x.batch_size).sum();
             let names = c.ood_inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
             (b, Some(format!("{names} ({} documents; {rows} rows of {} tokens evaluated)", m.train.documents, meta.data.seq_len)))
@@ -102,10 +104,25 @@ impl EvalSets {
     }
 }
 
+/// Fixed-mask batches of `n` rows of a split of `total` rows, drawn spread over the whole split by a
+/// permutation keyed by `seed` (in increasing row order): a validation set that covers the corpus,
+/// not only its beginning.
+fn spread_batches(dir: &Path, split: Split, task: Task, total: u64, n: usize, batch_size: usize, seed: u64) -> Result<Vec<Batch>> {
+    let all: Vec<u32> = (0..total as u32).collect();
+    let mut rows = super::subset::sample_rows(&all, n, seed);
+    rows.sort_unstable();
+    fixed_batches(dir, split, task, &rows, usize::MAX, batch_size)
+}
+
 /// Fixed-mask batches of the training rows `rows` (at most `n_batches` batches, in the given
 /// order): the same masks as evaluation uses, so losses on them and on validation compare.
 pub fn train_sample(dir: &Path, task: Task, rows: &[u32], n_batches: usize, batch_size: usize) -> Result<Vec<Batch>> {
-    let mut loader = Loader::open(dir, Split::Train, task, &MaskingConfig::default())?;
+    fixed_batches(dir, Split::Train, task, rows, n_batches, batch_size)
+}
+
+/// Fixed-mask batches (the evaluation key, the final rate) of `rows` of `split`, in the given order.
+fn fixed_batches(dir: &Path, split: Split, task: Task, rows: &[u32], n_batches: usize, batch_size: usize) -> Result<Vec<Batch>> {
+    let mut loader = Loader::open(dir, split, task, &MaskingConfig::default())?;
     let mut out = Vec::new();
     for chunk in rows.chunks(batch_size.max(1)).take(n_batches) {
         let r: Vec<(u64, u64, u64)> = chunk.iter().map(|&r| (r as u64, EVAL_EPOCH, r as u64)).collect();

@@ -325,6 +325,10 @@ fn train_all(ctx: &RunContext, planned: &[PlannedRun]) -> Result<(Vec<RunRecord>
         log(ctx.opts, &format!("[{n}/{total}] {name}"));
         let audit_this = p.seed == 1 && p.regime == last_regime;
         let (rec, model) = train_one(ctx, p, rows, sample, audit_this)?;
+        // Each run's record next to its checkpoint: what a resumed or partial comparison reads back.
+        let path = ctx.out.join(&rec.run_dir).join("record.json");
+        let text = serde_json::to_string_pretty(&rec).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
         if let Some(mut model) = model {
             audit.push(audit_trained(ctx, s, model.as_mut(), p.seed)?);
         }
