@@ -348,7 +348,7 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
     if let Some(m) = super::measure::measure("tokens_to_target") {
         for a in &others {
             for c in report.comparisons_of("tokens_to_target", a).filter(|c| !c.identical) {
-                eff.push(format!("{}: {}.", regime_name(c.regime), describe(c, m)));
+                eff.push(capitalize(&format!("{}: {}.", regime_name(c.regime), describe(c, m))));
             }
         }
     }
@@ -397,7 +397,7 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
                 .map(|c| format!("{} ({} {})", regime_name(c.regime), if c.a_is_better() { "better" } else { "worse" }, diff_cell(c)))
                 .collect();
             if cs.len() == 1 {
-                gen.push(format!("{}.", describe(cs[0], m)));
+                gen.push(capitalize(&format!("{}.", describe(cs[0], m))));
             } else if called.is_empty() {
                 gen.push(format!("{}: no difference between `{a}` and `{}` resolved in any regime.", capitalize(m.label), s.baseline));
             } else {
@@ -412,9 +412,18 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
         out.push(Verdict {
             claim: "Failed runs".into(),
             finding: format!(
-                "{} of {} runs failed: {}. A run that ends above the unigram loss stays in the figures and comparisons (its result is that strategy's outcome in its regime); a diverged run has no final figures and leaves its pair.",
+                "{} of {} runs failed{}: {}. A run that ends above the unigram loss stays in the figures and comparisons (its result is that strategy's outcome in its regime); a diverged run has no final figures and leaves its pair.",
                 report.failed_runs.len(),
                 report.runs.len(),
+                {
+                    let copies = report.runs.iter().filter(|r| r.same_as.is_some()).count();
+                    let trained_failed = report.runs.iter().filter(|r| r.same_as.is_none() && r.failed.is_some()).count();
+                    if copies > 0 {
+                        format!(" ({trained_failed} of the {} runs trained; the others are identical copies of trained runs)", report.runs.len() - copies)
+                    } else {
+                        String::new()
+                    }
+                },
                 {
                     let mut v: Vec<String> = report.failed_runs.iter().take(8).map(|f| format!("`{}` ({})", f.run, f.reason)).collect();
                     if report.failed_runs.len() > 8 {

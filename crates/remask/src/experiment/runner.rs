@@ -566,14 +566,14 @@ fn write_outputs(report: &Report, out: &Path) -> Result<Vec<String>> {
     files.extend(plot_curves(
         out,
         "val_loss",
-        "Validation loss (fixed masks)",
+        if report.setup.task == "clm" { "Validation loss (fixed packed rows, each model's own mask)" } else { "Validation loss (fixed masks)" },
         "loss (nats)",
         &curves(&|r| r.eval_curve.iter().map(|p| (p.tokens as f64, p.loss)).collect()),
     )?);
     files.extend(plot_curves(
         out,
         "train_loss",
-        "Training loss (own masks, smoothed)",
+        if report.setup.task == "clm" { "Training loss (smoothed)" } else { "Training loss (own masks, smoothed)" },
         "loss (nats)",
         &curves(&|r| smooth(&r.train_curve.iter().map(|p| (p.tokens as f64, p.loss)).collect(), 5)),
     )?);
