@@ -11,7 +11,8 @@
 # Each binary writes its outputs under WORK_DIR/{base,new}; the script then diffs the two trees.
 # Timings (tokens/s, wall seconds, masking ms) are stripped before the diff; everything else must match.
 # Takes a few minutes on 2 cores (the runs are tiny). Needs bash, jq, diff; no network.
-# REUSE_BASE=1 keeps an existing WORK_DIR/base instead of producing it again.
+# REUSE_BASE=1 keeps an existing WORK_DIR/base instead of producing it again; ALLOW_NEW_FILES="a b"
+# accepts files named a or b that only the new build writes.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
@@ -187,9 +188,26 @@ else
 fi
 echo "new:  $new_bin -> $work/new"
 (produce "$new_bin" "$work/new")
-if diff -r "$work/base" "$work/new"; then
+# Files that only the new build writes and that are expected (ALLOW_NEW_FILES, names separated by
+# spaces, e.g. a file a newer `prepare` adds) are listed but do not fail the check.
+diffs=$(diff -r "$work/base" "$work/new" || true)
+unexpected=$(printf '%s\n' "$diffs" | while IFS= read -r line; do
+    [ -z "$line" ] && continue
+    case "$line" in
+        "Only in $work/new"*)
+            name=${line##*: }
+            if [[ " ${ALLOW_NEW_FILES:-} " == *" $name "* ]]; then
+                echo "allowed new file: ${line#Only in }" >&2
+                continue
+            fi
+            ;;
+    esac
+    printf '%s\n' "$line"
+done)
+if [ -z "$unexpected" ]; then
     echo "identical: $(find "$work/base" -type f | wc -l) files"
 else
+    printf '%s\n' "$unexpected"
     echo "DIFFERENT (see above)" >&2
     exit 1
 fi

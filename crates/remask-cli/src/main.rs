@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod common;
 
 #[derive(Parser)]
 #[command(name = "remask", version, about = "Train Transformers with swappable MLM masking and attention masks")]

@@ -6,6 +6,7 @@
 //!
 //! See ARCHITECTURE.md at the repository root for the data flow and the code map.
 
+pub mod atomic_write;
 pub mod attention;
 pub mod audit;
 pub mod batch;
@@ -19,5 +20,5 @@ pub mod masking;
 pub mod model;
 pub mod train;
 
-pub use batch::{Batch, BatchSource, DecoderBatch, IGNORE_INDEX, PAD_DOC};
+pub use batch::{Batch, BatchSource, DecoderBatch, RowMut, IGNORE_INDEX, PAD_DOC};
 pub use error::{Error, Result};

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use remask::data::{prepare, DataConfig, InputFormat, Loader, Packing, Split, Task, TokenizerKind};
-use remask::masking::{Language, MaskingConfig, StrategyKind, When};
+use remask::masking::{Language, MaskedRow, MaskingConfig, StrategyKind, When};
 use remask::{BatchSource, IGNORE_INDEX, PAD_DOC};
 
 fn tmp(name: &str) -> PathBuf {
@@ -105,12 +105,16 @@ fn prepare_is_byte_identical_and_loader_batches_keep_every_invariant() {
     let mut d = Loader::open(&a, Split::Train, Task::Mlm, &dynamic).unwrap();
     let mut row = d.row_buffers();
     let mut scratch = Default::default();
-    d.mask_row_dynamic(&mut row, r0, 0, 0.15, &mut scratch);
-    assert_eq!(&e0.input_ids[..t], &row.input[..]);
-    assert_eq!(&e0.labels[..t], &row.labels[..]);
+    let (mut input, mut labels) = (vec![0u32; t], vec![0i32; t]);
+    d.fill_row(&mut row, r0);
+    let plan = d.mask_plan().unwrap();
+    plan.mask_train(row.tokens(), r0, 0, 0.0, MaskedRow { input: &mut input, labels: &mut labels }, &mut scratch);
+    assert_eq!(&e0.input_ids[..t], &input[..]);
+    assert_eq!(&e0.labels[..t], &labels[..]);
     // Epoch 2 shows row r2 with copy 0's masks.
-    d.mask_row_dynamic(&mut row, r2, 0, 0.15, &mut scratch);
-    assert_eq!(&e2.input_ids[..t], &row.input[..]);
+    d.fill_row(&mut row, r2);
+    plan.mask_train(row.tokens(), r2, 0, 0.0, MaskedRow { input: &mut input, labels: &mut labels }, &mut scratch);
+    assert_eq!(&e2.input_ids[..t], &input[..]);
     let _ = d.batch(0, 1, 0.0).unwrap();
     // A static config that differs from the stored one is refused, naming what to do.
     let other = MaskingConfig { when: When::Static { dupe_factor: 3 }, ..Default::default() };
@@ -219,6 +223,7 @@ fn bad_inputs_fail_with_one_line_naming_what() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[cfg(feature = "parquet")]
 #[test]
 fn parquet_column_is_read_and_a_missing_column_named() {
     use parquet::data_type::{ByteArray, ByteArrayType};

@@ -45,30 +45,22 @@ fn make_batch(io: &Io, arch: Arch) -> Batch {
     let decoder = (arch == Arch::EncoderDecoder).then(|| {
         let td = io.shape("decoder_input_ids")[1];
         let dmask = io.i64("decoder_attention_mask");
-        DecoderBatch {
-            seq_len: td,
-            input_ids: io.i64("decoder_input_ids").iter().map(|&x| x as u32).collect(),
-            labels: io.i64("labels").iter().map(|&l| l as i32).collect(),
-            lengths: (0..b).map(|r| dmask[r * td..(r + 1) * td].iter().sum::<i64>() as u32).collect(),
-        }
+        DecoderBatch::new(b, td)
+            .with_input_ids(io.i64("decoder_input_ids").iter().map(|&x| x as u32).collect())
+            .with_labels(io.i64("labels").iter().map(|&l| l as i32).collect())
+            .with_lengths((0..b).map(|r| dmask[r * td..(r + 1) * td].iter().sum::<i64>() as u32).collect())
     });
-    Batch {
-        batch_size: b,
-        seq_len: t,
-        input_ids: io.i64("input_ids").iter().map(|&x| x as u32).collect(),
-        labels,
-        positions: (0..b * t).map(|i| (i % t) as u32).collect(),
-        doc_ids: mask.iter().map(|&m| if m == 1 { 0 } else { PAD_DOC }).collect(),
-        token_type_ids: if io.t.contains_key("token_type_ids") {
-            io.i64("token_type_ids").iter().map(|&x| x as u32).collect()
-        } else {
-            vec![0; b * t]
-        },
-        lengths,
-        prefix_lengths: vec![0; b],
-        sample_ids: (0..b as u64).collect(),
-        decoder,
+    let mut batch = Batch::new(b, t)
+        .with_input_ids(io.i64("input_ids").iter().map(|&x| x as u32).collect())
+        .with_labels(labels)
+        .with_positions((0..b * t).map(|i| (i % t) as u32).collect())
+        .with_doc_ids(mask.iter().map(|&m| if m == 1 { 0 } else { PAD_DOC }).collect())
+        .with_lengths(lengths);
+    if io.t.contains_key("token_type_ids") {
+        batch = batch.with_token_type_ids(io.i64("token_type_ids").iter().map(|&x| x as u32).collect());
     }
+    batch.decoder = decoder;
+    batch
 }
 
 /// max |got − want| over the rows where `real[row]`, relative to max |want| over those rows.
@@ -268,19 +260,12 @@ fn minilm_hidden_states_match_transformers() {
     let shape = exp.shape("input_ids");
     let (b, t) = (shape[0], shape[1]);
     let mask = exp.i64("attention_mask");
-    let batch = Batch {
-        batch_size: b,
-        seq_len: t,
-        input_ids: exp.i64("input_ids").iter().map(|&x| x as u32).collect(),
-        labels: vec![IGNORE_INDEX; b * t],
-        positions: (0..b * t).map(|i| (i % t) as u32).collect(),
-        doc_ids: mask.iter().map(|&m| if m == 1 { 0 } else { PAD_DOC }).collect(),
-        token_type_ids: exp.i64("token_type_ids").iter().map(|&x| x as u32).collect(),
-        lengths: (0..b).map(|r| mask[r * t..(r + 1) * t].iter().sum::<i64>() as u32).collect(),
-        prefix_lengths: vec![0; b],
-        sample_ids: (0..b as u64).collect(),
-        decoder: None,
-    };
+    let batch = Batch::new(b, t)
+        .with_input_ids(exp.i64("input_ids").iter().map(|&x| x as u32).collect())
+        .with_positions((0..b * t).map(|i| (i % t) as u32).collect())
+        .with_doc_ids(mask.iter().map(|&m| if m == 1 { 0 } else { PAD_DOC }).collect())
+        .with_token_type_ids(exp.i64("token_type_ids").iter().map(|&x| x as u32).collect())
+        .with_lengths((0..b).map(|r| mask[r * t..(r + 1) * t].iter().sum::<i64>() as u32).collect());
     let _ = model.logits(&batch).unwrap();
     let real: Vec<bool> = mask.iter().map(|&m| m == 1).collect();
     let want = exp.f32("last_hidden_state");

@@ -204,7 +204,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// The MLM-target audit of `batches` validation batches of a prepared directory.
 fn audit_data(dir: &std::path::Path, batch_size: usize, batches: usize) -> anyhow::Result<remask::audit::MaskingAudit> {
-    use remask::data::loader::{Loader, Split, Task};
+    use remask::data::{Loader, Split, Task};
     use remask::masking::MaskingConfig;
     use remask::BatchSource;
     let masking = MaskingConfig::default();

@@ -9,7 +9,7 @@ use remask::model::TrainModel;
 use remask::train::testing::BigramModel;
 use remask::train::{self, LoadedCheckpoint};
 
-use super::train::synthetic_data;
+use crate::common::synthetic_data;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

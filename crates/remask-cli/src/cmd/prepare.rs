@@ -7,6 +7,8 @@ use anyhow::Context;
 use remask::data::{DataConfig, DocumentSplit, InputFormat, Packing, TokenizerKind};
 use remask::masking::{MaskingConfig, StrategyKind, When};
 
+use crate::common::parse;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Output directory (created; files of an earlier run are replaced).
@@ -57,11 +59,6 @@ pub struct Args {
     /// Masking rate for static masks.
     #[arg(long)]
     pub rate: Option<f32>,
-}
-
-/// Parses a kebab-case enum value the way the TOML config spells it.
-pub fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| format!("{s}: {e}"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use remask::eval::fixed_batches;
 use remask::model::TrainModel;
-use remask::train::testing::{BigramModel, SyntheticSource, TaskKind};
+use remask::train::testing::BigramModel;
 use remask::train::{self, LoadedCheckpoint, ProgressMode, RunConfig, Trainer, TrainerOptions};
 use remask::{Batch, BatchSource};
+
+use crate::common::synthetic_data;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -36,9 +37,6 @@ pub struct Args {
     pub init_from: Option<PathBuf>,
 }
 
-/// `--init-from`, read by [`drive`] when a fresh run builds its model.
-static INIT_FROM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let stop = train::install_ctrlc_handler()?;
     let opts = TrainerOptions {
@@ -46,9 +44,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop,
         ..Default::default()
     };
-    if let Some(dir) = &args.init_from {
-        let _ = INIT_FROM.set(dir.clone());
-    }
     let start = match &args.resume {
         Some(run_dir) => {
             let dir = train::latest_complete(run_dir)?;
@@ -58,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => {
             let path = args.config.as_deref().context("--config is required")?;
             let cfg = RunConfig::load(path, &args.sets)?;
-            Start::Fresh { run_dir: cfg.run.output_dir.clone(), cfg: Box::new(cfg) }
+            Start::Fresh { run_dir: cfg.run.output_dir.clone(), cfg: Box::new(cfg), init_from: args.init_from.clone() }
         }
     };
     train::init_threads(start.config().run.threads)?;
@@ -85,7 +80,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// How the run begins.
 pub enum Start {
-    Fresh { cfg: Box<RunConfig>, run_dir: PathBuf },
+    /// A new run; `init_from` (`--init-from`) names weights to start from instead of a random
+    /// initialisation.
+    Fresh { cfg: Box<RunConfig>, run_dir: PathBuf, init_from: Option<PathBuf> },
     Resume { ckpt: Box<LoadedCheckpoint>, run_dir: PathBuf },
 }
 
@@ -120,12 +117,12 @@ pub fn drive<M: TrainModel, S: BatchSource>(
         opts.progress = ProgressMode::Quiet;
     }
     let mut model = model;
-    if let (Start::Fresh { .. }, Some(dir)) = (&start, INIT_FROM.get()) {
+    if let Start::Fresh { init_from: Some(dir), .. } = &start {
         let kept = remask::infer::init_from(dir, &mut model).with_context(|| format!("--init-from {}", dir.display()))?;
         eprintln!("initialised from {}{}", dir.display(), if kept.is_empty() { String::new() } else { format!(" (fresh: {})", kept.join(", ")) });
     }
     let mut trainer = match start {
-        Start::Fresh { cfg, run_dir } => Trainer::new(model, source, eval, *cfg, &run_dir, opts)?,
+        Start::Fresh { cfg, run_dir, .. } => Trainer::new(model, source, eval, *cfg, &run_dir, opts)?,
         Start::Resume { ckpt, run_dir } => Trainer::resume(model, source, eval, &ckpt, &run_dir, opts)?,
     }
     .with_data_parallel(dp)?;
@@ -144,21 +141,4 @@ pub fn drive<M: TrainModel, S: BatchSource>(
         );
     }
     Ok(())
-}
-
-/// Synthetic training and validation data (MLM rows for encoders and the toy model, next-token rows
-/// for decoders; always MLM for the toy model), 16 tokens per row.
-pub fn synthetic_data(cfg: &RunConfig, toy: bool) -> anyhow::Result<(SyntheticSource, Vec<Batch>)> {
-    let vocab = cfg.model.vocab_size;
-    anyhow::ensure!(vocab >= 3, "synthetic data needs model.vocab_size >= 3");
-    let task = match cfg.model.arch {
-        _ if toy => TaskKind::Mlm { rate: 0.3 },
-        remask::model::Arch::Decoder => TaskKind::Clm,
-        remask::model::Arch::Encoder => TaskKind::Mlm { rate: 0.3 },
-        remask::model::Arch::EncoderDecoder => anyhow::bail!("synthetic data has no target side: use an encoder or decoder"),
-    };
-    let source = SyntheticSource::new(64, 16, vocab, cfg.run.seed, task, true);
-    let mut val = SyntheticSource::new(16, 16, vocab, cfg.run.seed ^ 1, task, false);
-    let eval = fixed_batches(&mut val, cfg.eval.batches.max(1), cfg.eval.batch_size.max(1))?;
-    Ok((source, eval))
 }

@@ -5,97 +5,24 @@
 //! - `meta.json`: format version, the configs used, statistics, special token ids, split sizes;
 //! - `tokenizer.json`;
 //! - `train-000.bin`, `validation-000.bin` (and `*-target-000.bin` for TSV pairs): shards;
-//! - `static/copy-NNN.bin`: K statically masked copies of the training rows (static masking only).
+//! - `token_counts.bin`: how often each token occurs in the training split ([`super::token_counts`]);
+//! - `static/copy-NNN.bin`: K statically masked copies of the training rows (static masking only;
+//!   written by [`crate::masking::MaskPlan::write_static_copies`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use remask_kernels::rng::{key, Purpose};
-use serde::{Deserialize, Serialize};
 
 use super::config::DataConfig;
-use super::loader::{Loader, Split, Task};
-use super::packer::Packer;
+use super::meta::{Meta, Split, SplitStats, FORMAT_VERSION};
+use super::packer::{Packer, RowOut};
 use super::reader::read_inputs;
-use super::shard::{write_atomic, write_shard, ShardSet};
-use super::static_masks::{copy_path, StaticCopyWriter};
-use super::tokenizer::{EncodedDoc, SpecialTokens, TextTokenizer};
-use crate::masking::{MaskScratch, MaskingConfig};
+use super::shard::{write_shard, ShardSet};
+use super::token_counts::{count_tokens, write_counts};
+use super::tokenizer::{EncodedDoc, TextTokenizer};
+use crate::atomic_write::write_atomic;
+use crate::masking::{MaskPlan, MaskingConfig, TokenRowBuf, Vocab};
 use crate::{Error, Result};
-
-/// Version of the prepared-directory layout.
-pub const FORMAT_VERSION: u32 = 1;
-
-/// Statistics of one split.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SplitStats {
-    pub documents: u64,
-    /// Document tokens (no special tokens).
-    pub tokens: u64,
-    /// Rows of T after packing.
-    pub rows: u64,
-    /// Share of row positions that are padding.
-    pub padding_share: f64,
-    /// Shard file names.
-    pub shards: Vec<String>,
-    /// Target-side shard file names (TSV pairs only).
-    pub target_shards: Vec<String>,
-    /// Target-side tokens (TSV pairs only).
-    pub target_tokens: u64,
-}
-
-/// What the static masks of a prepared directory are.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StaticMeta {
-    pub dupe_factor: u32,
-    /// File names relative to the directory.
-    pub files: Vec<String>,
-    /// Their total size in bytes.
-    pub bytes: u64,
-}
-
-/// `meta.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Meta {
-    pub format_version: u32,
-    pub data: DataConfig,
-    pub masking: MaskingConfig,
-    pub vocab_size: u32,
-    pub special_tokens: SpecialTokens,
-    /// True when the inputs were TSV sentence pairs (seq2seq available).
-    pub pairs: bool,
-    pub train: SplitStats,
-    pub validation: SplitStats,
-    pub static_masks: Option<StaticMeta>,
-}
-
-impl Meta {
-    pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join("meta.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let meta: Meta = serde_json::from_str(&text)
-            .map_err(|e| Error::data(&path, format!("unreadable meta.json ({e}); run `remask prepare` again")))?;
-        if meta.format_version != FORMAT_VERSION {
-            return Err(Error::data(
-                &path,
-                format!("prepared with format version {}, this build reads {FORMAT_VERSION}", meta.format_version),
-            ));
-        }
-        Ok(meta)
-    }
-
-    fn write(&self, dir: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(format!("meta.json: {e}")))?;
-        write_atomic(&dir.join("meta.json"), text.as_bytes())
-    }
-
-    /// Statistics of a split.
-    pub fn split(&self, split: Split) -> &SplitStats {
-        match split {
-            Split::Train => &self.train,
-            Split::Validation => &self.validation,
-        }
-    }
-}
 
 /// Prepares `out` from `data` (and, for static masking, `masking`). Returns the meta written.
 pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result<Meta> {
@@ -198,54 +125,26 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
     }
     meta.write(out)?;
 
-    if let Some(k) = masking.dupe_factor() {
-        // Copy k is exactly the dynamic mask of epoch k: static masking is dynamic masking frozen.
-        let dynamic = MaskingConfig { when: crate::masking::When::Dynamic, ..masking.clone() };
-        let loader = Loader::open(out, Split::Train, Task::Mlm, &dynamic)?;
-        let t = data.seq_len as usize;
-        let rows = loader.num_rows() as usize;
-        let mut files = Vec::new();
-        let mut bytes = 0;
-        let mut scratch = MaskScratch::default();
-        let mut row = loader.row_buffers();
-        for c in 0..k {
-            let mut w = StaticCopyWriter::new(c, t, rows);
-            for r in 0..rows {
-                loader.mask_row_dynamic(&mut row, r as u64, c as u64, masking.rate_at(0.0), &mut scratch);
-                w.push(&row.input, &scratch.chosen);
-            }
-            let path = copy_path(out, c);
-            bytes += w.write(&path)?;
-            files.push(format!("static/copy-{c:03}.bin"));
-        }
-        meta.static_masks = Some(StaticMeta { dupe_factor: k, files, bytes });
+    let train_shards: Vec<PathBuf> = meta.train.shards.iter().map(|s| out.join(s)).collect();
+    let train = ShardSet::open(&train_shards)?;
+    let counts = count_tokens(&train, meta.vocab_size);
+    write_counts(out, &counts)?;
+
+    if masking.dupe_factor().is_some() {
+        // Static masks, decided now: the masking plan writes copy k as its masks of epoch k.
+        let specials = &meta.special_tokens;
+        let vocab = Vocab { size: meta.vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: Some(&counts) };
+        let plan = MaskPlan::new(masking, &vocab, data.seed)?;
+        let packer = Packer::new(&train, data.seq_len as usize, data.packing);
+        let (mut doc_ids, mut positions) = (vec![0u32; data.seq_len as usize], vec![0u32; data.seq_len as usize]);
+        let mut fill = |r: u64, row: &mut TokenRowBuf| {
+            let out = RowOut { ids: &mut row.ids, word_starts: &mut row.word_starts, doc_ids: &mut doc_ids, positions: &mut positions };
+            row.length = packer.fill(&train, specials, r, out);
+        };
+        meta.static_masks = Some(plan.write_static_copies(out, meta.train.rows, data.seq_len as usize, &mut fill)?);
         meta.write(out)?;
     }
     Ok(meta)
-}
-
-/// One line per split for people.
-pub fn describe(meta: &Meta) -> String {
-    let mut s = format!(
-        "vocab {} | seq_len {} | packing {:?}{}\n",
-        meta.vocab_size,
-        meta.data.seq_len,
-        meta.data.packing,
-        if meta.pairs { " | sentence pairs" } else { "" }
-    );
-    for (name, st) in [("train", &meta.train), ("validation", &meta.validation)] {
-        s.push_str(&format!(
-            "{name:>10}: {} documents, {} tokens, {} rows, padding {:.2}%\n",
-            st.documents,
-            st.tokens,
-            st.rows,
-            100.0 * st.padding_share
-        ));
-    }
-    if let Some(sm) = &meta.static_masks {
-        s.push_str(&format!("static masks: {} copies, {} bytes\n", sm.dupe_factor, sm.bytes));
-    }
-    s
 }
 
 /// Reads the `[data]` and `[masking]` sections of a run config (other sections are ignored here; the

@@ -175,7 +175,8 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
         let mut probe = Loader::open(dir, Split::Train, Task::Mlm, masking)?;
         let batches: Vec<Batch> = (0..4).map(|i| probe.batch(i * 32, 32, 0.0)).collect::<Result<_>>()?;
         let m = audit_masking(&batches, meta.special_tokens.mask, meta.vocab_size as usize, masking)?;
-        audit.push(AuditLine { what: format!("{} ({name})", m.to_audit_line().what), ..m.to_audit_line() });
+        let line = AuditLine::from(&m);
+        audit.push(AuditLine { what: format!("{} ({name})", line.what), ..line });
         for seed in 1..=cfg.compare.seeds {
             n += 1;
             if opts.stop.load(Ordering::SeqCst) {
@@ -298,7 +299,7 @@ fn run_one(
     // No output of the trained model may depend on an input its attention mask forbids.
     let attention_audit = if audit_attention {
         let batch = audit_batch(model_cfg, 2, model_cfg.max_positions.min(24), seed)?;
-        Some(audit_model(trainer.model.as_mut(), &model_cfg.attention, &batch, &AuditOptions::default())?.to_audit_line())
+        Some(AuditLine::from(&audit_model(trainer.model.as_mut(), &model_cfg.attention, &batch, &AuditOptions::default())?))
     } else {
         None
     };
@@ -381,10 +382,7 @@ mod tests {
 
     #[test]
     fn unigram_loss_is_the_label_entropy() {
-        let b = Batch {
-            labels: vec![1, 1, 2, 2, IGNORE_INDEX, 3, 3, 3, 3, IGNORE_INDEX],
-            ..Batch::default()
-        };
+        let b = Batch::new(1, 10).with_labels(vec![1, 1, 2, 2, IGNORE_INDEX, 3, 3, 3, 3, IGNORE_INDEX]);
         let want = -(0.25f64 * 0.25f64.ln() * 2.0 + 0.5 * 0.5f64.ln());
         assert!((unigram_loss(&[b]) - want).abs() < 1e-12);
         assert!(unigram_loss(&[]).is_nan());
