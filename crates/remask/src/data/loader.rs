@@ -233,7 +233,8 @@ impl Loader {
     /// selects the fixed evaluation masks.
     fn build(&mut self, rows: &[(u64, u64, u64)], progress: f32, eval: bool) -> Batch {
         let (b, t) = (rows.len(), self.seq_len);
-        let mut batch = Batch::new(b, t).with_sample_ids(rows.iter().map(|x| x.0).collect());
+        let mut batch = Batch::new(b, t);
+        batch.sample_ids.iter_mut().zip(rows).for_each(|(s, x)| *s = x.0);
         if self.task == Task::Seq2seq {
             self.build_pairs(&mut batch, rows);
             return batch;

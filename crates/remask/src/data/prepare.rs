@@ -130,18 +130,19 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
     let counts = count_tokens(&train, meta.vocab_size);
     write_counts(out, &counts)?;
 
-    if masking.dupe_factor().is_some() {
-        // Static masks, decided now: the masking plan writes copy k as its masks of epoch k.
-        let specials = &meta.special_tokens;
-        let vocab = Vocab { size: meta.vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: Some(&counts) };
-        let plan = MaskPlan::new(masking, &vocab, data.seed)?;
-        let packer = Packer::new(&train, data.seq_len as usize, data.packing);
-        let (mut doc_ids, mut positions) = (vec![0u32; data.seq_len as usize], vec![0u32; data.seq_len as usize]);
-        let mut fill = |r: u64, row: &mut TokenRowBuf| {
-            let out = RowOut { ids: &mut row.ids, word_starts: &mut row.word_starts, doc_ids: &mut doc_ids, positions: &mut positions };
-            row.length = packer.fill(&train, specials, r, out);
-        };
-        meta.static_masks = Some(plan.write_static_copies(out, meta.train.rows, data.seq_len as usize, &mut fill)?);
+    // Masks decided now (static masking: the plan writes copy k as its masks of epoch k), if any.
+    let specials = &meta.special_tokens;
+    let vocab = Vocab { size: meta.vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: Some(&counts) };
+    let plan = MaskPlan::new(masking, &vocab, data.seed)?;
+    let packer = Packer::new(&train, data.seq_len as usize, data.packing);
+    let (mut doc_ids, mut positions) = (vec![0u32; data.seq_len as usize], vec![0u32; data.seq_len as usize]);
+    let mut fill = |r: u64, row: &mut TokenRowBuf| {
+        let out = RowOut { ids: &mut row.ids, word_starts: &mut row.word_starts, doc_ids: &mut doc_ids, positions: &mut positions };
+        row.length = packer.fill(&train, specials, r, out);
+    };
+    let stored = plan.write_static_copies(out, meta.train.rows, data.seq_len as usize, &mut fill)?;
+    if stored.is_some() {
+        meta.static_masks = stored;
         meta.write(out)?;
     }
     Ok(meta)

@@ -236,7 +236,7 @@ impl MaskingConfig {
             return Err(Error::config(
                 key("final_rate"),
                 format!(
-                    "only a `linear` or `cosine` {} moves the rate to final_rate; with `constant` it would be ignored: remove final_rate or choose a schedule",
+                    "only a \"linear\" or \"cosine\" `{}` moves the rate to final_rate; with \"constant\" it would be ignored: remove final_rate or choose a schedule",
                     key("schedule")
                 ),
             ));
@@ -246,10 +246,9 @@ impl MaskingConfig {
                 return Err(Error::config(
                     key("when"),
                     format!(
-                        "static masks are decided once, at `prepare` time, at one rate, so they cannot follow {} = \"{}\": use {} = \"constant\", or when = {{ mode = \"dynamic\" }} to keep the schedule",
+                        "static masks are decided once, at `prepare` time and at one rate, so they cannot follow `{}` = \"{}\": set it to \"constant\", or use when = {{ mode = \"dynamic\" }} to keep the schedule",
                         key("schedule"),
-                        self.schedule.name(),
-                        key("schedule")
+                        self.schedule.name()
                     ),
                 ));
             }

@@ -22,7 +22,7 @@ use super::config::{MaskingConfig, When};
 use super::masker::{MaskScratch, Masker, Vocab};
 use super::row::{MaskKey, MaskedRow, TokenRow, TokenRowBuf};
 use super::static_store::{copy_name, copy_path, StaticCopies, StaticCopyWriter, StaticMeta, StoredCopies};
-use crate::{Batch, Error, Result};
+use crate::{Batch, Result};
 
 /// The key epoch of evaluation masks.
 pub const EVAL_EPOCH: u64 = u64::MAX;
@@ -124,18 +124,19 @@ impl MaskPlan {
         self.masker.mask_row(row, out, self.config.rate_at(1.0), key, None, scratch);
     }
 
-    /// Writes the static copies of `rows` rows of `seq_len` into the prepared directory `dir`: copy k
-    /// holds this plan's masks of key epoch k (computed, whatever copies are open). `fill(r, row)`
-    /// packs row r. Errors unless the plan is static.
+    /// What `prepare` stores for this plan in the prepared directory `dir`, given its `rows` training
+    /// rows of `seq_len` (`fill(r, row)` packs row r): for static masking the K copies, copy k holding
+    /// this plan's masks of key epoch k (computed, whatever copies are open); nothing (`None`) for the
+    /// modes that decide masks during training.
     pub fn write_static_copies(
         &self,
         dir: &Path,
         rows: u64,
         seq_len: usize,
         fill: &mut dyn FnMut(u64, &mut TokenRowBuf),
-    ) -> Result<StaticMeta> {
+    ) -> Result<Option<StaticMeta>> {
         let Mode::Static { dupe_factor, .. } = self.mode else {
-            return Err(Error::config("masking.when", "static copies are written for static masking only"));
+            return Ok(None);
         };
         let rate = self.config.rate_at(0.0);
         let mut row = TokenRowBuf::new(seq_len);
@@ -154,7 +155,7 @@ impl MaskPlan {
             bytes += w.write(&copy_path(dir, c))?;
             files.push(copy_name(c));
         }
-        Ok(StaticMeta { dupe_factor, files, bytes })
+        Ok(Some(StaticMeta { dupe_factor, files, bytes }))
     }
 
     /// Takes the per-label losses of `batch` (adaptive masking; a no-op otherwise).
