@@ -150,7 +150,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             ..Default::default()
         };
         let metrics = if opts.write_metrics { Some(MetricsWriter::open(run_dir, None, cfg.run.tensorboard)?) } else { None };
-        let mut t = Self::assemble(model, source, eval_batches, cfg, run_dir, opts, state, Window::default(), metrics);
+        let mut t = Self::assemble(model, source, eval_batches, cfg, run_dir, opts, state, metrics);
         if let Some(m) = &mut t.metrics {
             m.event(0, "start", &format!("fresh run, {total_steps} steps"))?;
         }
@@ -172,10 +172,9 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         source.restore(&ckpt.state.source_state)?;
         let mut state = ckpt.state.clone();
         state.stop_reason = None;
-        let window = ckpt.state.window;
         let metrics =
             if opts.write_metrics { Some(MetricsWriter::open(run_dir, Some(state.step), cfg.run.tensorboard)?) } else { None };
-        let mut t = Self::assemble(model, source, eval_batches, cfg, run_dir, opts, state, window, metrics);
+        let mut t = Self::assemble(model, source, eval_batches, cfg, run_dir, opts, state, metrics);
         let tensors = t.model.tensors().to_vec();
         ckpt.restore_moments(&tensors, &mut t.optimizer.m, &mut t.optimizer.v)?;
         t.optimizer.t = t.state.optimizer_t;
@@ -188,6 +187,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         Ok(t)
     }
 
+    /// The trainer over `state` (a fresh one, or a checkpoint's, whose metrics window it continues).
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         model: M,
@@ -197,7 +197,6 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         run_dir: &Path,
         opts: TrainerOptions,
         state: TrainerState,
-        window: Window,
         metrics: Option<MetricsWriter>,
     ) -> Self {
         let optimizer = Optimizer::new(&cfg.optimizer, model.params().len());
@@ -211,7 +210,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             eval_batches,
             optimizer,
             schedule,
-            window,
+            window: state.window,
             opts,
             metrics,
             progress,
