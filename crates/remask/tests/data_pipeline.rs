@@ -121,6 +121,19 @@ fn prepare_is_byte_identical_and_loader_batches_keep_every_invariant() {
     let e = Loader::open(&a, Split::Train, Task::Mlm, &other).err().unwrap().to_string();
     assert!(e.contains("prepare"), "{e}");
 
+    // Frequency-weighted replacement draws by the counts `prepare` stored; a directory prepared
+    // without them (an older build) is counted from its shards, with the same masks.
+    let weighted = MaskingConfig { frequency_weighted_random: true, random_share: 0.5, mask_share: 0.4, ..Default::default() };
+    let stored = Loader::open(&a, Split::Train, Task::Mlm, &weighted).unwrap().batch(0, 16, 0.0).unwrap();
+    std::fs::remove_file(b.join("token_counts.bin")).unwrap();
+    let counted = Loader::open(&b, Split::Train, Task::Mlm, &weighted).unwrap().batch(0, 16, 0.0).unwrap();
+    assert_eq!(stored, counted);
+    // The weights are used: uniform replacement with the same shares and draws picks other tokens.
+    let uniform = MaskingConfig { frequency_weighted_random: false, ..weighted.clone() };
+    let u = Loader::open(&a, Split::Train, Task::Mlm, &uniform).unwrap().batch(0, 16, 0.0).unwrap();
+    assert_eq!(u.labels, stored.labels);
+    assert_ne!(u.input_ids, stored.input_ids);
+
     // Fixed evaluation masks: the same every call, whatever happened in between.
     let mut v = Loader::open(&a, Split::Validation, Task::Mlm, &dynamic).unwrap();
     let e1 = v.eval_batches(16).unwrap();

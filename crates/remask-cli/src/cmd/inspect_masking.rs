@@ -133,7 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut line = String::new();
             for i in 0..row.length {
                 let orig = tokenizer.token(row.ids[i]);
-                let sep = if i > 0 && row.word_starts[i] { " " } else if i > 0 { "" } else { "" };
+                let sep = if i > 0 && row.word_starts[i] { " " } else { "" };
                 line.push_str(sep);
                 if !scratch.chosen[i] {
                     line.push_str(&orig);

@@ -47,8 +47,8 @@ pub fn write_counts(dir: &Path, counts: &[u64]) -> Result<()> {
     write_atomic(&counts_path(dir), &buf)
 }
 
-/// The training split's token counts of the prepared directory `dir`: its `token_counts.bin`, or,
-/// for a directory prepared without one, counted from the training shards.
+/// The training split's token counts of the prepared directory `dir`: its `token_counts.bin` (checked
+/// against `meta.json`), or, for a directory prepared without one, counted from the training shards.
 pub fn read_counts(dir: &Path, meta: &Meta) -> Result<Vec<u64>> {
     let path = counts_path(dir);
     let bytes = match std::fs::read(&path) {
@@ -70,7 +70,17 @@ pub fn read_counts(dir: &Path, meta: &Meta) -> Result<Vec<u64>> {
             format!("not a token count file for a vocabulary of {v} (size {}); run `remask prepare` again", bytes.len()),
         ));
     }
-    Ok(bytes[HEADER..].chunks_exact(8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect())
+    let counts: Vec<u64> =
+        bytes[HEADER..].chunks_exact(8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect();
+    // Every training token is counted once: a file left from another preparation shows here.
+    let total: u64 = counts.iter().sum();
+    if total != meta.train.tokens {
+        return Err(Error::data(
+            &path,
+            format!("counts {total} tokens, but meta.json says the training split has {}; run `remask prepare` again", meta.train.tokens),
+        ));
+    }
+    Ok(counts)
 }
 
 #[cfg(test)]
@@ -101,9 +111,15 @@ mod tests {
         write_counts(&dir, &counts).unwrap();
         let bytes = std::fs::read(counts_path(&dir)).unwrap();
         assert_eq!(bytes.len(), HEADER + 8 * 300);
-        assert_eq!(read_counts(&dir, &meta(300)).unwrap(), counts);
+        let mut m = meta(300);
+        m.train.tokens = counts.iter().sum();
+        assert_eq!(read_counts(&dir, &m).unwrap(), counts);
         let e = read_counts(&dir, &meta(301)).unwrap_err().to_string();
         assert!(e.contains("token_counts.bin") && e.contains("301") && e.contains("prepare"), "{e}");
+        // Counts of another preparation (same vocabulary, other corpus) are refused.
+        m.train.tokens += 1;
+        let e = read_counts(&dir, &m).unwrap_err().to_string();
+        assert!(e.contains("token_counts.bin") && e.contains("training split") && e.contains("prepare"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }
