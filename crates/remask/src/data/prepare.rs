@@ -1,6 +1,5 @@
 //! `remask prepare`: documents → tokenizer → keyed train/validation split → shards (+ static masks) →
-//! `meta.json`. The same inputs and configs always give byte-identical output. `meta.json` is written
-//! last: a directory without it is not (or not yet) prepared.
+//! `meta.json`. The same inputs and configs always give byte-identical output.
 //!
 //! A prepared directory holds:
 //! - `meta.json`: format version, the configs used, statistics, special token ids, split sizes;
@@ -81,17 +80,6 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
         validation: SplitStats::default(),
         static_masks: None,
     };
-    // From here on the directory changes. An earlier meta.json goes first and the new one is written
-    // last, once every file it describes is in place, so an interrupted run never leaves a meta.json
-    // describing other files; static copies of an earlier run go too.
-    let meta_path = out.join("meta.json");
-    if meta_path.exists() {
-        std::fs::remove_file(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-    }
-    let static_dir = out.join("static");
-    if static_dir.exists() {
-        std::fs::remove_dir_all(&static_dir).map_err(|e| Error::io(&static_dir, e))?;
-    }
     for split in [Split::Train, Split::Validation] {
         let want_val = split == Split::Validation;
         let keep: Vec<usize> = (0..docs.len())
@@ -130,6 +118,12 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
         return Err(Error::config("data.validation_share", "no training documents left; lower the validation share"));
     }
     write_atomic(&out.join("tokenizer.json"), tokenizer.to_json()?.as_bytes())?;
+    // Remove static copies of an earlier run, so the directory says exactly what this run made.
+    let static_dir = out.join("static");
+    if static_dir.exists() {
+        std::fs::remove_dir_all(&static_dir).map_err(|e| Error::io(&static_dir, e))?;
+    }
+    meta.write(out)?;
 
     let train_shards: Vec<PathBuf> = meta.train.shards.iter().map(|s| out.join(s)).collect();
     let train = ShardSet::open(&train_shards)?;
@@ -146,8 +140,11 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
         let out = RowOut { ids: &mut row.ids, word_starts: &mut row.word_starts, doc_ids: &mut doc_ids, positions: &mut positions };
         row.length = packer.fill(&train, specials, r, out);
     };
-    meta.static_masks = plan.write_static_copies(out, meta.train.rows, data.seq_len as usize, &mut fill)?;
-    meta.write(out)?;
+    let stored = plan.write_static_copies(out, meta.train.rows, data.seq_len as usize, &mut fill)?;
+    if stored.is_some() {
+        meta.static_masks = stored;
+        meta.write(out)?;
+    }
     Ok(meta)
 }
 
