@@ -14,7 +14,7 @@
 //! "Forbidden" is the complement of the transitive closure ([`Reach`]) of the expected mask over the
 //! model's layers, plus every position of another row.
 //!
-//! The checks run over one or more input *sides* ([`Side`]): a self-attention model has one (its
+//! The checks run over one or more input *sides* (`Side`): a self-attention model has one (its
 //! tokens, [`super::leakage`]); an encoder-decoder's decoder outputs have two (target and source
 //! tokens, [`super::seq2seq`]), each with its own allowed relation and its own report.
 

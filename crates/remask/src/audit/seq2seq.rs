@@ -4,7 +4,7 @@
 //!
 //! B = batch, T = source positions, Td = target positions, C = channels, V = vocabulary.
 //!
-//! The decoder output at (b, i) reads two input sequences, each a [`Side`] with its own report:
+//! The decoder output at (b, i) reads two input sequences, each a `Side` with its own report:
 //! - **target** (`decoder-causal`): the closure of the decoder's causal self-attention over its real
 //!   tokens across the decoder layers;
 //! - **source** (`cross-padding`): target positions j that (b, i) may read, then the encoder outputs

@@ -12,7 +12,7 @@
 //! - **evaluation** ([`MaskPlan::mask_eval`]): keyed by the fixed epoch [`EVAL_EPOCH`] at the final
 //!   rate of the schedule, never adaptive, never stored: the same masks at every evaluation.
 //!
-//! Adding a *when* mode: a [`When`] variant in `config.rs` (with its validation) and a [`Mode`] arm
+//! Adding a *when* mode: a [`When`] variant in `config.rs` (with its validation) and a `Mode` arm
 //! here; nothing outside `masking/` changes.
 
 use std::path::Path;
