@@ -10,13 +10,16 @@ pub mod attention;
 pub mod audit;
 pub mod batch;
 pub mod data;
+pub mod dir_lock;
 pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod fault;
 pub mod infer;
 pub mod masking;
 pub mod model;
+pub mod tensor_file;
 pub mod train;
 
 pub use batch::{Batch, BatchSource, DecoderBatch, IGNORE_INDEX, PAD_DOC};

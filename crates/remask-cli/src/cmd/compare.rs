@@ -70,7 +70,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     cfg.validate()?;
     train::init_threads(cfg.compare.threads)?;
-    let stop = train::install_ctrlc_handler()?;
+    // One process per output directory: a second is refused at once, naming the first.
+    let _lock = remask::dir_lock::DirLock::acquire(&cfg.compare.output_dir, "remask compare")?;
+    let stop = super::signals::install()?;
     let opts = CompareOptions {
         progress: if args.log_lines { ProgressMode::Lines } else { ProgressMode::Auto },
         stop,
