@@ -16,6 +16,9 @@ pub mod error;
 pub mod eval;
 pub mod experiment;
 pub mod fault;
+#[cfg(any(test, feature = "testing"))]
+pub mod fuzz;
+pub mod guard;
 pub mod infer;
 pub mod masking;
 pub mod model;

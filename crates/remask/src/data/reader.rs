@@ -192,6 +192,12 @@ fn tsv_documents(path: &Path, text: &str) -> Result<Vec<Document>> {
 }
 
 fn parquet_documents(path: &Path, column: &str) -> Result<Vec<Document>> {
+    // The parquet crate can panic on a malformed file (found by fuzzing): report it as bad input.
+    crate::guard::catch_panic(|| parquet_documents_unguarded(path, column))
+        .map_err(|m| Error::data(path, format!("not a readable Parquet file ({m})")))?
+}
+
+fn parquet_documents_unguarded(path: &Path, column: &str) -> Result<Vec<Document>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::RowAccessor;
 

@@ -101,7 +101,7 @@ pub fn config_from_hf(hf: &Value, path: &Path) -> Result<ModelConfig> {
                 n_heads: get_usize(hf, path, "n_head")?,
                 n_layers: get_usize(hf, path, "n_layer")?,
                 n_decoder_layers: 0,
-                d_ff: opt_usize(hf, "n_inner", 4 * c),
+                d_ff: opt_usize(hf, "n_inner", c.saturating_mul(4)),
                 max_positions: get_usize(hf, path, "n_positions")?,
                 type_vocab_size: 0,
                 norm: NormPlacement::Pre,

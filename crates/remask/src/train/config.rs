@@ -279,6 +279,14 @@ impl RunConfig {
         if o.batch_size == 0 {
             return Err(Error::config("optimizer.batch_size", "must be >= 1"));
         }
+        // Rows are allocated per micro-batch: absurd sizes are refused here, not by an aborting
+        // allocation (found by fuzzing).
+        const MAX_ROWS: usize = 1 << 20;
+        for (key, v) in [("optimizer.batch_size", o.batch_size), ("optimizer.micro_batch_size", o.micro_batch_size), ("eval.batch_size", self.eval.batch_size)] {
+            if v > MAX_ROWS {
+                return Err(Error::config(key, format!("{v} rows is too many (at most {MAX_ROWS})")));
+            }
+        }
         if o.micro_batch_size > o.batch_size || o.batch_size % o.micro_batch() != 0 {
             return Err(Error::config(
                 "optimizer.micro_batch_size",
