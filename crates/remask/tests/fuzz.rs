@@ -35,7 +35,7 @@ fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
 
 fn report(name: &str, r: &FuzzReport) {
     eprintln!("fuzz {name}: {} inputs, {} accepted, {} rejected with a message, slowest {:?}", r.inputs, r.accepted, r.rejected, r.slowest);
-    assert!(r.inputs > 0);
+    assert!(r.inputs > 0 || std::env::var_os("REMASK_FUZZ_ONLY").is_some(), "fuzz {name} ran no input");
 }
 
 /// A model config that passed validation must also be buildable (or refused with a message), not
