@@ -2,7 +2,7 @@
 //! while a checkpoint or a shard is half-written) and a simulated full disk.
 //!
 //! A [`FaultPlan`] is passed explicitly to the writers that honour it (checkpoints through
-//! [`crate::train::TrainerOptions::faults`]). Its fields exist only in tests and with the `testing`
+//! [`crate::train::TrainerOptions::faults`], prepared data through [`crate::data::prepare::prepare_with`]). Its fields exist only in tests and with the `testing`
 //! cargo feature; in every other build it is an empty type whose hooks do nothing, so a release
 //! binary writes files the same way whatever its environment holds.
 
@@ -19,7 +19,8 @@ pub struct FaultPlan {
     /// rename and its `DONE` marker, inside a shard).
     #[cfg(any(test, feature = "testing"))]
     pub sleep_in_write_ms: u64,
-    /// Fail like a full disk (ENOSPC) once this many bytes of a checkpoint were written.
+    /// Fail like a full disk (ENOSPC) once this many bytes of a checkpoint (or of a prepared
+    /// directory) were written.
     #[cfg(any(test, feature = "testing"))]
     pub disk_full_after_bytes: Option<u64>,
 }
@@ -52,6 +53,19 @@ impl WriteBudget {
     /// No limit.
     pub fn unlimited() -> Self {
         Self { left: None }
+    }
+
+    /// Counts `bytes` already written to `path`; fails like a full disk once the budget is exceeded
+    /// (for writers that write whole files and check afterwards, e.g. `prepare`).
+    pub fn charge(&mut self, bytes: u64, path: &Path) -> Result<()> {
+        if let Some(left) = self.left {
+            if bytes > left {
+                self.left = Some(0);
+                return Err(Error::io(path, std::io::Error::from_raw_os_error(28)));
+            }
+            self.left = Some(left - bytes);
+        }
+        Ok(())
     }
 
     /// Writes `bytes` to `f`, or as much as the budget allows and then fails with ENOSPC, exactly

@@ -27,17 +27,32 @@ pub struct TrainArgs {
     /// Sleep this long in every forward/backward of the toy model (lets a test kill between steps).
     #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
     pub toy_step_delay_ms: u64,
-    /// Pause this long inside each checkpoint write (in the weights, and between the rename and DONE).
-    #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
-    pub fault_sleep_in_write_ms: u64,
-    /// Fail checkpoint writes like a full disk after this many bytes.
-    #[arg(long, hide = true, value_name = "BYTES")]
-    pub fault_disk_full_after_bytes: Option<u64>,
+    #[command(flatten)]
+    pub faults: FaultArgs,
 }
 
 impl TrainArgs {
     /// The faults these flags ask for.
     pub fn faults(&self) -> FaultPlan {
+        self.faults.plan()
+    }
+}
+
+/// Hidden fault flags of `remask train` and `remask prepare`.
+#[derive(clap::Args, Debug, Default)]
+pub struct FaultArgs {
+    /// Pause this long at each pause point of a write (checkpoints: in the weights and between the
+    /// rename and DONE; prepare: after each file and while publishing).
+    #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
+    pub fault_sleep_in_write_ms: u64,
+    /// Fail writes like a full disk after this many bytes.
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub fault_disk_full_after_bytes: Option<u64>,
+}
+
+impl FaultArgs {
+    /// The faults these flags ask for.
+    pub fn plan(&self) -> FaultPlan {
         FaultPlan { sleep_in_write_ms: self.fault_sleep_in_write_ms, disk_full_after_bytes: self.fault_disk_full_after_bytes }
     }
 }
