@@ -154,3 +154,100 @@ fn train_survives_20_random_kills() {
     assert_eq!(metrics_without_timing(&reference.join("run")), metrics_without_timing(&run));
     assert_eq!(entries(&run.join("checkpoints")), vec!["step-000234", "step-000240"], "no leftovers");
 }
+
+/// Every file under `dir` (relative path → bytes), without the lock file.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for name in entries(dir) {
+            let p = dir.join(&name);
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if name != ".lock" {
+                out.insert(p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A corpus file of the first `n` verses of the embedded one.
+fn corpus(dir: &Path, n: usize) -> PathBuf {
+    let text: String = remask::data::reader::BUILTIN_WEB.lines().take(n).map(|l| format!("{l}\n")).collect();
+    let p = dir.join("corpus.txt");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn prepare_args(input: &Path, out: &Path) -> Vec<String> {
+    ["prepare", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--vocab-size", "600", "--seq-len", "32", "--dupe-factor", "3"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// `remask prepare` (static copies included) killed at 20 random moments, re-run after each (the
+/// same command), then run to the end: the directory equals an uninterrupted run's file for file, and
+/// after every kill it either holds the earlier complete output or no `meta.json` at all.
+#[test]
+fn prepare_survives_20_random_kills() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = corpus(tmp.path(), 1500);
+    let reference = tmp.path().join("reference");
+    let t = Instant::now();
+    let out = Command::new(BIN).args(prepare_args(&input, &reference)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let span_ms = (t.elapsed().as_millis() as u64).clamp(200, 5000) + 100;
+    let want = tree(&reference);
+    assert!(want.contains_key("meta.json") && want.contains_key("static/copy-002.bin"));
+
+    let dir = tmp.path().join("faulty");
+    let mut moments = Moments(0x5eed_0002);
+    let (mut kills, mut while_publishing, mut attempts) = (0, 0, 0);
+    while kills < KILLS {
+        attempts += 1;
+        assert!(attempts < 200, "only {kills} kills landed in {attempts} attempts");
+        let mut cmd = Command::new(BIN);
+        cmd.args(prepare_args(&input, &dir)).args(["--fault-sleep-in-write-ms", "10"]);
+        if run_and_kill(&mut cmd, moments.next_ms(5, span_ms)) {
+            kills += 1;
+            let got = tree(&dir);
+            if got.contains_key("meta.json") {
+                // An earlier complete output (a run that finished before) is intact.
+                let published: std::collections::BTreeMap<_, _> = got.into_iter().filter(|(k, _)| !k.starts_with(".staging")).collect();
+                assert_eq!(published, want, "a directory with meta.json must be complete");
+            } else {
+                while_publishing += dir.join("tokenizer.json").exists() as usize;
+                // No meta.json: training refuses it.
+                assert!(remask::data::Meta::read(&dir).is_err());
+            }
+        }
+    }
+    let out = Command::new(BIN).args(prepare_args(&input, &dir)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("prepare: survived {kills} kills ({while_publishing} while publishing), {attempts} attempts, span {span_ms} ms");
+    assert_eq!(tree(&dir), want, "the re-run's output differs from an uninterrupted run's");
+}
+
+/// A full disk while preparing over an earlier output leaves that output untouched and nothing
+/// partial behind.
+#[test]
+fn prepare_on_a_full_disk_keeps_the_earlier_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = corpus(tmp.path(), 300);
+    let dir = tmp.path().join("prepared");
+    let out = Command::new(BIN).args(prepare_args(&input, &dir)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = tree(&dir);
+    for limit in ["0", "1000", "100000"] {
+        let mut args = prepare_args(&input, &dir);
+        args[6] = "700".into(); // another vocabulary: different output
+        let out = Command::new(BIN).args(&args).args(["--fault-disk-full-after-bytes", limit]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.lines().last().unwrap().contains("No space left"), "{stderr}");
+        assert_eq!(tree(&dir), before, "the earlier output changed (limit {limit})");
+        assert!(!dir.join(".staging").exists(), "no partial directory left");
+    }
+}
