@@ -251,3 +251,114 @@ fn prepare_on_a_full_disk_keeps_the_earlier_output() {
         assert!(!dir.join(".staging").exists(), "no partial directory left");
     }
 }
+
+const TINY_COMPARE: &str = r#"
+[compare]
+strategies = ["static", "dynamic"]
+seeds = 2
+dupe_factor = 2
+threads = 1
+max_documents = 300
+eval_every_steps = 4
+eval_batches = 2
+eval_batch_size = 8
+
+[data]
+seq_len = 32
+validation_share = 0.2
+tokenizer = { vocab_size = 200 }
+
+[model]
+arch = "encoder"
+d_model = 16
+n_heads = 2
+n_layers = 1
+d_ff = 32
+max_positions = 32
+
+[optimizer]
+batch_size = 8
+
+[budget]
+steps = 24
+"#;
+
+/// `report.json` without what depends on the wall clock (durations, throughput, timings, and the
+/// throughput sentence of the training-efficiency verdict).
+fn report_without_timing(out: &Path) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(o) => {
+                o.retain(|k, _| !["seconds", "wall", "per_s", "_ms", "time"].iter().any(|t| k.contains(t)));
+                if let Some(serde_json::Value::String(f)) = o.get_mut("finding") {
+                    if let (Some(a), Some(b)) = (f.find("training throughput"), f.find("reached the target")) {
+                        if a < b {
+                            f.replace_range(a..b, "");
+                        }
+                    }
+                }
+                o.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    strip(&mut v);
+    v
+}
+
+/// `remask compare` killed at 20 random moments (inside data preparation, training, checkpoint
+/// writes, evaluation and the report), continued with `remask compare --resume OUT` after each:
+/// finished runs are kept, a partial one continues from its checkpoint, and the final report and
+/// every run's weights equal an uninterrupted comparison's (timings aside).
+#[test]
+fn compare_survives_20_random_kills_with_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("tiny.toml");
+    std::fs::write(&cfg, TINY_COMPARE).unwrap();
+    let reference = tmp.path().join("reference");
+    let t = Instant::now();
+    let out = Command::new(BIN).args(["compare", "--log-lines", "--config"]).arg(&cfg).arg("--out").arg(&reference).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let span_ms = (t.elapsed().as_millis() as u64).clamp(300, 20_000);
+
+    let dir = tmp.path().join("faulty");
+    let mut moments = Moments(0x5eed_0003);
+    let (mut kills, mut attempts, mut kept_runs) = (0, 0, 0);
+    let finished = |d: &Path| entries(&d.join("runs")).iter().filter(|r| d.join("runs").join(r).join("result.json").exists()).count();
+    while kills < KILLS {
+        attempts += 1;
+        assert!(attempts < 200, "only {kills} kills landed in {attempts} attempts");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["compare", "--log-lines"]);
+        if dir.join("compare.json").exists() {
+            cmd.arg("--resume").arg(&dir);
+        } else {
+            cmd.arg("--config").arg(&cfg).arg("--out").arg(&dir);
+        }
+        let before = finished(&dir);
+        if run_and_kill(&mut cmd, moments.next_ms(20, span_ms)) {
+            kills += 1;
+            kept_runs += before.min(finished(&dir));
+        } else if dir.join("report.json").exists() {
+            // It finished before the kill: start over to place the remaining kills.
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    let out = Command::new(BIN).args(["compare", "--log-lines", "--resume"]).arg(&dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    eprintln!("compare: survived {kills} kills ({kept_runs} finished runs kept across them), {attempts} attempts, span {span_ms} ms");
+    let (want, got) = (report_without_timing(&reference), report_without_timing(&dir));
+    if want != got {
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::write(tmp.join("compare-want.json"), serde_json::to_string_pretty(&want).unwrap()).unwrap();
+        std::fs::write(tmp.join("compare-got.json"), serde_json::to_string_pretty(&got).unwrap()).unwrap();
+        panic!("the resumed comparison's report differs; both are in {}", tmp.display());
+    }
+    for run in entries(&reference.join("runs")) {
+        let (a, b) = (reference.join("runs").join(&run), dir.join("runs").join(&run));
+        assert_same_files(&a.join("checkpoints/step-000024"), &b.join("checkpoints/step-000024"), &["model.safetensors", "optimizer.safetensors"]);
+    }
+}

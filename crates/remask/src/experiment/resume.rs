@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::data::{prepare, DataConfig, Meta};
+use crate::masking::MaskingConfig;
 use crate::model::TrainModel;
 use crate::train::checkpoint;
 use crate::train::{RunConfig, Trainer, TrainerOptions};
@@ -91,6 +93,22 @@ impl EvalLog {
         line.push('\n');
         self.file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// The prepared data of `dir`: reused when `reuse` and the directory is complete (it holds
+/// `meta.json`) with the same `[data]` section (and, for static masking, the same masking); prepared
+/// now otherwise. `prepare` is deterministic, so both give the same bytes.
+pub fn prepared(data: &DataConfig, masking: &MaskingConfig, dir: &Path, reuse: bool) -> Result<Meta> {
+    if reuse {
+        if let Ok(meta) = Meta::read(dir) {
+            let same_data = DataConfig { dir: None, ..meta.data.clone() } == DataConfig { dir: None, ..data.clone() };
+            let same_static = masking.dupe_factor().is_none() || meta.masking == *masking;
+            if same_data && same_static {
+                return Ok(meta);
+            }
+        }
+    }
+    prepare(data, masking, dir)
 }
 
 /// The trainer of one run: resumed from the newest checkpoint that verifies when the run directory
