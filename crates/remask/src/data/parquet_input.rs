@@ -8,6 +8,13 @@ use crate::{Error, Result};
 /// The non-empty strings of column `column` of the Parquet file `path`, in row order (nulls skipped).
 #[cfg(feature = "parquet")]
 pub fn column_strings(path: &Path, column: &str) -> Result<Vec<String>> {
+    // The parquet crate can panic on a malformed file (found by fuzzing): report it as bad input.
+    crate::guard::catch_panic(|| column_strings_unguarded(path, column))
+        .map_err(|m| Error::data(path, format!("not a readable Parquet file ({m})")))?
+}
+
+#[cfg(feature = "parquet")]
+fn column_strings_unguarded(path: &Path, column: &str) -> Result<Vec<String>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::RowAccessor;
 

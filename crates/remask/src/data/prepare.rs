@@ -8,6 +8,15 @@
 //! - `token_counts.bin`: how often each token occurs in the training split ([`super::token_counts`]);
 //! - `static/copy-NNN.bin`: K statically masked copies of the training rows (static masking only;
 //!   written by [`crate::masking::MaskPlan::write_static_copies`]).
+//!
+//! Completion rule: **a directory is prepared exactly when it holds `meta.json`** ([`Meta::read`]
+//! refuses anything else). [`prepare`] locks the directory ([`crate::dir_lock`]), builds the whole
+//! output in `OUT/.staging/`, and only then publishes it: `meta.json` is removed first, every staged
+//! file is renamed into place (files of an earlier run that this one did not make are removed), and
+//! the new `meta.json` is renamed in last. A crash, a kill or a full disk while building leaves the
+//! earlier output untouched; one while publishing leaves no `meta.json`, which training refuses and
+//! the next `prepare` rebuilds. A streaming `prepare` keeps the rule by writing into the staging
+//! directory as it goes.
 
 use std::path::{Path, PathBuf};
 
@@ -21,14 +30,95 @@ use super::shard::{write_shard, ShardSet};
 use super::token_counts::{count_tokens, write_counts};
 use super::tokenizer::{EncodedDoc, TextTokenizer};
 use crate::atomic_write::write_atomic;
+use crate::dir_lock::DirLock;
+use crate::fault::FaultPlan;
 use crate::masking::{MaskPlan, MaskingConfig, TokenRowBuf, Vocab};
 use crate::{Error, Result};
 
-/// Prepares `out` from `data` (and, for static masking, `masking`). Returns the meta written.
+/// The staging directory inside a prepared directory.
+pub const STAGING: &str = ".staging";
+
+/// Prepares `out` from `data` (and, for static masking, `masking`). Returns the meta written. See the
+/// module docs for the lock and the completion rule.
 pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result<Meta> {
+    prepare_with(data, masking, out, &FaultPlan::default())
+}
+
+/// [`prepare`] with injected write faults (crash tests; [`FaultPlan`] is empty in normal builds).
+pub fn prepare_with(data: &DataConfig, masking: &MaskingConfig, out: &Path, faults: &FaultPlan) -> Result<Meta> {
     data.validate("data")?;
     masking.validate("masking")?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = DirLock::acquire(out, "remask prepare")?;
+    let staging = out.join(STAGING);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    let meta = match build(data, masking, &staging, faults) {
+        Ok(meta) => meta,
+        Err(e) => {
+            // Nothing of this run is kept; the earlier output was never touched.
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    publish(&staging, out, faults)?;
+    Ok(meta)
+}
+
+/// Moves a complete staging directory into `out`, `meta.json` last (see the module docs).
+fn publish(staging: &Path, out: &Path, faults: &FaultPlan) -> Result<()> {
+    let meta = out.join("meta.json");
+    match std::fs::remove_file(&meta) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&meta, e)),
+        _ => {}
+    }
+    fsync_dir(out)?;
+    faults.pause();
+    let staged: Vec<String> = entries(staging)?;
+    for name in entries(out)? {
+        if name != STAGING && name != crate::dir_lock::LOCK_FILE && !staged.contains(&name) {
+            let p = out.join(&name);
+            let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            removed.map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    for name in staged.iter().filter(|n| *n != "meta.json") {
+        let (from, to) = (staging.join(name), out.join(name));
+        if to.is_dir() {
+            std::fs::remove_dir_all(&to).map_err(|e| Error::io(&to, e))?;
+        }
+        std::fs::rename(&from, &to).map_err(|e| Error::io(&to, e))?;
+    }
+    fsync_dir(out)?;
+    faults.pause();
+    std::fs::rename(staging.join("meta.json"), &meta).map_err(|e| Error::io(&meta, e))?;
+    fsync_dir(out)?;
+    std::fs::remove_dir_all(staging).map_err(|e| Error::io(staging, e))
+}
+
+/// The names in a directory, sorted.
+fn entries(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        names.push(e.map_err(|e| Error::io(dir, e))?.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+}
+
+/// Writes the whole prepared output into `out` (the staging directory).
+fn build(data: &DataConfig, masking: &MaskingConfig, out: &Path, faults: &FaultPlan) -> Result<Meta> {
+    let mut budget = faults.write_budget();
+    let mut written = |path: &Path| -> Result<()> {
+        faults.pause();
+        let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        budget.charge(bytes, path)
+    };
     let docs = read_inputs(&data.inputs, data.format, data.documents, &data.text_field)?;
     let pairs = docs.iter().any(|d| d.target.is_some());
     if pairs && docs.iter().any(|d| d.target.is_none()) {
@@ -90,6 +180,7 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
         let src: Vec<&EncodedDoc> = keep.iter().map(|&i| &encoded[i]).collect();
         let shard = format!("{name}-000.bin");
         write_shard(&out.join(&shard), &src)?;
+        written(&out.join(&shard))?;
         let mut stats = SplitStats {
             documents: keep.len() as u64,
             tokens: src.iter().map(|d| d.ids.len() as u64).sum(),
@@ -100,6 +191,7 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
             let tgt: Vec<&EncodedDoc> = keep.iter().map(|&i| &t[i]).collect();
             let tshard = format!("{name}-target-000.bin");
             write_shard(&out.join(&tshard), &tgt)?;
+            written(&out.join(&tshard))?;
             stats.target_tokens = tgt.iter().map(|d| d.ids.len() as u64).sum();
             stats.target_shards = vec![tshard];
         }
@@ -118,17 +210,14 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
         return Err(Error::config("data.validation_share", "no training documents left; lower the validation share"));
     }
     write_atomic(&out.join("tokenizer.json"), tokenizer.to_json()?.as_bytes())?;
-    // Remove static copies of an earlier run, so the directory says exactly what this run made.
-    let static_dir = out.join("static");
-    if static_dir.exists() {
-        std::fs::remove_dir_all(&static_dir).map_err(|e| Error::io(&static_dir, e))?;
-    }
+    written(&out.join("tokenizer.json"))?;
     meta.write(out)?;
 
     let train_shards: Vec<PathBuf> = meta.train.shards.iter().map(|s| out.join(s)).collect();
     let train = ShardSet::open(&train_shards)?;
     let counts = count_tokens(&train, meta.vocab_size);
     write_counts(out, &counts)?;
+    written(&super::token_counts::counts_path(out))?;
 
     // Masks decided now (static masking: the plan writes copy k as its masks of epoch k), if any.
     let specials = &meta.special_tokens;
@@ -141,8 +230,11 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
         row.length = packer.fill(&train, specials, r, out);
     };
     let stored = plan.write_static_copies(out, meta.train.rows, data.seq_len as usize, &mut fill)?;
-    if stored.is_some() {
-        meta.static_masks = stored;
+    if let Some(stored) = stored {
+        for file in &stored.files {
+            written(&out.join(file))?;
+        }
+        meta.static_masks = Some(stored);
         meta.write(out)?;
     }
     Ok(meta)
