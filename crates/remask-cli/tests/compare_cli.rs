@@ -125,8 +125,9 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
         assert!((0.0..=1.0).contains(&mp));
         let run_dir = out.join(r["run_dir"].as_str().unwrap());
         assert!(run_dir.join("checkpoints/step-000006/DONE").is_file(), "{}", run_dir.display());
-        let rec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("record.json")).unwrap()).unwrap();
-        assert_eq!(rec["final_val_loss"], r["final_val_loss"], "record.json is the run's record");
+        // result.json: the run's record and its audit line, what `compare --resume` keeps.
+        let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json")).unwrap()).unwrap();
+        assert_eq!(result[0]["final_val_loss"], r["final_val_loss"], "result.json holds the run's record");
         let rows = r["train_rows"].as_u64().unwrap();
         assert_eq!(rows, if r["regime"] == 1 { 48 } else { 12 }, "6 steps x 8 rows / E");
     }
@@ -179,6 +180,21 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
     assert!(stdout.is_empty());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--force"), "{stderr}");
+
+    // --resume keeps every finished run and renders the same report again.
+    let before = std::fs::read_to_string(out.join("report.json")).unwrap();
+    let (rc, _, stderr) = remask(&["compare", "--resume", o, "--log-lines"]);
+    assert_eq!(rc, 0, "{stderr}");
+    // Six runs were trained (dynamic at E = 1, both strategies at E = 4, two seeds); the two static
+    // E = 1 runs are copies of their dynamic twins, made again from the kept ones.
+    assert_eq!(stderr.matches("finished earlier, kept").count(), 6, "{stderr}");
+    assert_eq!(stderr.matches("identical to dynamic-E1-seed").count(), 2, "{stderr}");
+    let after = std::fs::read_to_string(out.join("report.json")).unwrap();
+    let runs = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap()["runs"].clone();
+    assert_eq!(runs(&before), runs(&after), "the kept runs are reported as they were");
+    let (rc, _, stderr) = remask(&["compare", "--resume", dir.path().join("nothing").to_str().unwrap()]);
+    assert_eq!(rc, 1);
+    assert!(stderr.contains("no comparison there"), "{stderr}");
 }
 
 #[test]

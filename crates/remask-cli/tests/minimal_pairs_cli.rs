@@ -24,9 +24,10 @@ fn pll_of_a_hugging_face_bert_matches_transformers() {
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(model.join("expected.json")).unwrap()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let scores = tmp.path().join("scores.jsonl");
+    // `--model` (the name every model command takes); the other calls use its alias `--checkpoint`.
     let (rc, stdout, stderr) = remask(&[
         "eval",
-        "--checkpoint",
+        "--model",
         model.to_str().unwrap(),
         "--minimal-pairs",
         pairs.to_str().unwrap(),

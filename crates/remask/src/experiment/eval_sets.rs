@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use super::config::{CompareConfig, CompareTask};
-use crate::data::{prepare, DataConfig, Loader, Meta, Split, Task, EVAL_EPOCH};
+use crate::data::{DataConfig, Loader, Meta, Split, Task};
 use crate::eval::minimal_pairs::{encode_pairs, first_per_uid, read_pairs, EncodedPair, MinimalPair, Scoring};
 use crate::infer::minimal_pairs::encode_sentence;
 use crate::infer::InferTokenizer;
-use crate::masking::MaskingConfig;
+use crate::masking::{MaskingConfig, EVAL_EPOCH};
 use crate::{Batch, Error, Result, IGNORE_INDEX};
 
 /// The data task of a comparison's runs.
@@ -47,8 +47,9 @@ pub struct EvalSets {
 
 impl EvalSets {
     /// Builds the sets from the prepared directory `dir` (its tokenizer and validation split);
-    /// prepares the out-of-domain text into `out/data/ood`.
-    pub fn build(cfg: &CompareConfig, dir: &Path, meta: &Meta, max_positions: usize, out: &Path) -> Result<Self> {
+    /// prepares the out-of-domain text into `out/data/ood` (with `reuse`, a complete one of the same
+    /// text is kept: `compare --resume`).
+    pub fn build(cfg: &CompareConfig, dir: &Path, meta: &Meta, max_positions: usize, out: &Path, reuse: bool) -> Result<Self> {
         let c = &cfg.compare;
         let task = data_task(cfg);
         let eval_masking = MaskingConfig::default();
@@ -71,7 +72,7 @@ impl EvalSets {
                 tokenizer: crate::data::TokenizerConfig { path: Some(dir.join("tokenizer.json")), ..cfg.data.tokenizer.clone() },
                 ..cfg.data.clone()
             };
-            let m = prepare(&data, &eval_masking, &ood_dir).map_err(|e| Error::config("compare.ood_inputs", e.to_string()))?;
+            let m = super::resume::prepared(&data, &eval_masking, &ood_dir, reuse).map_err(|e| Error::config("compare.ood_inputs", e.to_string()))?;
             let b = spread_batches(&ood_dir, Split::Train, task, m.train.rows, rows, c.eval_batch_size, seed)?;
             let rows: usize = b.iter().map(|x| x.batch_size).sum();
             let names = c.ood_inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");

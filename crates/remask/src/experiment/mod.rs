@@ -7,6 +7,8 @@
 //! - `subset.rs`: a regime's corpus subset in a seed's order ([`SubsetSource`]).
 //! - `eval_sets.rs`: the shared evaluation sets (validation, out-of-domain, minimal pairs).
 //! - `runner.rs`: [`run_compare`], training and evaluating every run, audits, outputs.
+//! - `resume.rs`: what `compare --resume` keeps of an interrupted comparison (finished runs'
+//!   `result.json`, partial runs' checkpoints and evaluation logs, prepared data).
 //! - `record.rs`: what one run contributes; `measure.rs`: the measures and which way is better.
 //! - `paired.rs`: paired differences over seeds with Student-t intervals ([`Comparison`]).
 //! - `stats.rs`: median and range, tokens to a target loss; `report.rs`: report and verdicts;
@@ -20,6 +22,7 @@ pub mod plan;
 pub mod plot;
 pub mod record;
 pub mod report;
+pub mod resume;
 pub mod runner;
 pub mod stats;
 pub mod subset;

@@ -3,10 +3,15 @@
 //! in-domain, out of domain and on minimal pairs, audits, and writes the report and plots.
 //!
 //! ```text
-//! run_compare ─▶ Workspace::open (marker, --force) ─▶ PreparedData::prepare (one dir per static config)
-//!             ─▶ EvalSets::build ─▶ plan::regimes + plan::plan ─▶ train_all (train_one per run,
-//!                audits) ─▶ build_report ─▶ write_outputs (report.md/json, plots)
+//! run_compare ─▶ open_workspace (marker, --force, --resume) ─▶ PreparedData::prepare (one dir per
+//!                static config) ─▶ EvalSets::build ─▶ plan::regimes + plan::plan ─▶ train_all
+//!                (train_one per run, audits; finished runs kept) ─▶ build_report ─▶ write_outputs
+//!                (report.md/json, plots)
 //! ```
+//!
+//! With `--resume` (see [`super::resume`]) a run that wrote `result.json` is kept as it is, a partial
+//! one continues from its newest verified checkpoint (one is written at every evaluation) with its
+//! evaluation log, and the report is rendered again.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +27,7 @@ use super::report::{build_report, AuditLine, Report, Setup};
 use super::subset::{sample_rows, subset_rows, SubsetSource};
 use crate::attention::AttentionMaskSpec;
 use crate::audit::{audit_batch, audit_masking, audit_model, AuditOptions};
-use crate::data::{prepare, DataConfig, Loader, Meta, Split};
+use crate::data::{DataConfig, Loader, Meta, Split};
 use crate::eval::evaluate;
 use crate::eval::minimal_pairs::score_pairs;
 use crate::masking::MaskingConfig;
@@ -40,6 +45,9 @@ pub struct CompareOptions {
     pub stop: Arc<AtomicBool>,
     /// Replace an earlier comparison in the output directory.
     pub force: bool,
+    /// Continue the comparison in the output directory (see [`super::resume`]): finished runs are
+    /// kept, a partial one continues from its checkpoint, the report is rendered again.
+    pub resume: bool,
 }
 
 /// What a finished comparison produced.
@@ -97,7 +105,7 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
     let strategies: Vec<Strategy> = cfg.compare.strategies.iter().map(|n| cfg.strategy(n)).collect::<Result<_>>()?;
     let data = PreparedData::prepare(cfg, &strategies, &out, opts)?;
     let model_cfg = base_model(cfg, &data);
-    let sets = EvalSets::build(cfg, &data.dirs[0].dir, &data.dirs[0].meta, model_cfg.max_positions, &out)?;
+    let sets = EvalSets::build(cfg, &data.dirs[0].dir, &data.dirs[0].meta, model_cfg.max_positions, &out, opts.resume)?;
     let batch_rows = cfg.optimizer.batch_size as u64;
     let train_rows = data.dirs[0].meta.train.rows;
     // Row visits of one run: the same for every run (with regimes the budget is steps or tokens).
@@ -148,10 +156,10 @@ pub fn rerender(dir: &Path) -> Result<CompareOutcome> {
 }
 
 /// Creates the output directory and its marker; with `force`, clears an earlier comparison's data
-/// and runs first (an earlier comparison is never replaced without it).
+/// and runs first (an earlier comparison is never replaced without it); with `resume`, keeps them.
 fn open_workspace(cfg: &CompareConfig, opts: &CompareOptions) -> Result<PathBuf> {
     let out = cfg.compare.output_dir.clone();
-    if out.join(MARKER).exists() {
+    if out.join(MARKER).exists() && !opts.resume {
         if !opts.force {
             return Err(Error::config(
                 "compare.output_dir",
@@ -167,7 +175,8 @@ fn open_workspace(cfg: &CompareConfig, opts: &CompareOptions) -> Result<PathBuf>
     }
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let cfg_text = serde_json::to_string_pretty(cfg).map_err(|e| Error::Other(e.to_string()))?;
-    std::fs::write(out.join(MARKER), cfg_text).map_err(|e| Error::io(out.join(MARKER), e))?;
+    // Whole or absent: `--resume` reads it back after a kill.
+    crate::atomic_write::write_atomic(&out.join(MARKER), cfg_text.as_bytes())?;
     Ok(out)
 }
 
@@ -201,7 +210,8 @@ impl PreparedData {
                 d.tokenizer.path = Some(first.dir.join("tokenizer.json"));
             }
             let t = Instant::now();
-            let meta = prepare(&d, masking, &dir)?;
+            // On resume a complete directory of the same data is kept (prepare is deterministic).
+            let meta = super::resume::prepared(&d, masking, &dir, opts.resume)?;
             log(opts, &format!(
                 "prepared {} ({} train rows, {} validation rows, vocab {}) in {:.1}s",
                 dir.display(), meta.train.rows, meta.validation.rows, meta.vocab_size, t.elapsed().as_secs_f64()
@@ -278,7 +288,8 @@ fn train_all(ctx: &RunContext, planned: &[PlannedRun]) -> Result<(Vec<RunRecord>
             let mut probe = Loader::open(&d.dir, Split::Train, crate::data::Task::Mlm, &s.masking)?;
             let batches: Vec<Batch> = (0..4).map(|i| probe.batch(i * 32, 32, 0.0)).collect::<Result<_>>()?;
             let m = audit_masking(&batches, d.meta.special_tokens.mask, d.meta.vocab_size as usize, &s.masking)?;
-            audit.push(AuditLine { what: format!("{} ({})", m.to_audit_line().what, s.name), ..m.to_audit_line() });
+            let line = AuditLine::from(&m);
+            audit.push(AuditLine { what: format!("{} ({})", line.what, s.name), ..line });
         }
     }
     let total = planned.iter().filter(|p| p.same_as.is_none()).count();
@@ -309,7 +320,16 @@ fn train_all(ctx: &RunContext, planned: &[PlannedRun]) -> Result<(Vec<RunRecord>
             continue;
         }
         if ctx.opts.stop.load(Ordering::SeqCst) {
-            return Err(Error::Other("interrupted".into()));
+            return Err(Error::Other(format!("interrupted; continue with `remask compare --resume {}`", ctx.out.display())));
+        }
+        n += 1;
+        let name = run_name(&s.name, regime.epochs, p.seed);
+        let run_dir = ctx.out.join("runs").join(&name);
+        if let Some((rec, line)) = super::resume::read_result::<(RunRecord, Option<AuditLine>)>(&run_dir) {
+            log(ctx.opts, &format!("[{n}/{total}] {name}: finished earlier, kept"));
+            audit.extend(line);
+            runs.push(rec);
+            continue;
         }
         if subset.as_ref().is_none_or(|(ri, _, _)| *ri != p.regime) {
             let d0 = &ctx.data.dirs[0];
@@ -320,18 +340,18 @@ fn train_all(ctx: &RunContext, planned: &[PlannedRun]) -> Result<(Vec<RunRecord>
             subset = Some((p.regime, rows, sample));
         }
         let Some((_, rows, sample)) = &subset else { continue };
-        n += 1;
-        let name = run_name(&s.name, regime.epochs, p.seed);
         log(ctx.opts, &format!("[{n}/{total}] {name}"));
         let audit_this = p.seed == 1 && p.regime == last_regime;
         let (rec, model) = train_one(ctx, p, rows, sample, audit_this)?;
-        // Each run's record next to its checkpoint: what a resumed or partial comparison reads back.
-        let path = ctx.out.join(&rec.run_dir).join("record.json");
-        let text = serde_json::to_string_pretty(&rec).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
-        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-        if let Some(mut model) = model {
-            audit.push(audit_trained(ctx, s, model.as_mut(), p.seed)?);
-        }
+        let line = match model {
+            Some(mut model) => Some(audit_trained(ctx, s, model.as_mut(), p.seed)?),
+            None => None,
+        };
+        // The run's record and audit line, written last and whole: what `--resume` keeps.
+        let result = (rec, line);
+        super::resume::write_result(&run_dir, &result)?;
+        let (rec, line) = result;
+        audit.extend(line);
         log(ctx.opts, &format!(
             "[{n}/{total}] {name}: validation loss {:.4}, accuracy {:.4}{}{}, {:.0} tokens/s, {:.1}s{}",
             rec.final_val_loss,
@@ -359,7 +379,7 @@ fn audit_trained(ctx: &RunContext, s: &Strategy, model: &mut dyn TrainModel, see
     };
     let report = audit_model(model, &spec, &batch, &AuditOptions::default())?;
     log(ctx.opts, &report.line());
-    let line = report.to_audit_line();
+    let line = AuditLine::from(&report);
     Ok(AuditLine { what: format!("{} ({} model, trained)", line.what, s.name), ..line })
 }
 
@@ -384,17 +404,26 @@ fn train_one(
     let source = TimedSource { inner: SubsetSource::new(loader, rows.to_vec(), p.seed), nanos: nanos.clone() };
     let model = crate::model::new_model(model_cfg.clone(), p.seed)?;
     let topts = TrainerOptions { progress: ctx.opts.progress, stop: ctx.opts.stop.clone(), ..TrainerOptions::default() };
-    let mut trainer = Trainer::new(model, source, ctx.sets.validation.clone(), run_cfg, &run_dir, topts)?;
+    // A partial run (of an interrupted comparison) continues from its newest verified checkpoint.
+    let (mut trainer, resumed_at) =
+        super::resume::start_trainer(model, source, ctx.sets.validation.clone(), run_cfg, &run_dir, topts)?;
+    // Evaluations so far (of a resumed run: up to its checkpoint), logged as they happen.
+    let (mut eval_log, kept) = super::resume::EvalLog::open::<EvalPoint>(&run_dir, resumed_at)?;
+    let mut eval_curve: Vec<EvalPoint> = kept.iter().map(|(_, p)| *p).collect();
+    let mut train_s = eval_curve.last().map_or(0.0, |p| p.seconds);
 
     let every = ctx.cfg.compare.eval_every_steps;
-    let mut train_s = 0.0;
-    let mut eval_curve = Vec::new();
     let mut eval_at = |trainer: &mut Trainer<_, _>, train_s: f64| -> Result<()> {
         let r = trainer.evaluate()?;
-        eval_curve.push(EvalPoint { tokens: trainer.state().tokens_seen, seconds: train_s, loss: r.loss, accuracy: r.accuracy });
+        let point = EvalPoint { tokens: trainer.state().tokens_seen, seconds: train_s, loss: r.loss, accuracy: r.accuracy };
+        eval_log.append(trainer.state().step, &point)?;
+        eval_curve.push(point);
         Ok(())
     };
-    eval_at(&mut trainer, 0.0)?;
+    if kept.last().map(|(step, _)| *step) != Some(resumed_at.unwrap_or(0)) {
+        // The evaluation at the starting step (a kill may have come between checkpoint and log).
+        eval_at(&mut trainer, train_s)?;
+    }
     let mut diverged = None;
     while !trainer.is_done() {
         let next = (trainer.state().step / every + 1) * every;
@@ -409,7 +438,11 @@ fn train_one(
         };
         train_s += t.elapsed().as_secs_f64();
         if summary.interrupted {
-            return Err(Error::Other(format!("interrupted during {rel}; its checkpoint is in {}", run_dir.display())));
+            return Err(Error::Other(format!(
+                "interrupted during {rel} (checkpoint in {}); continue with `remask compare --resume {}`",
+                run_dir.display(),
+                ctx.out.display()
+            )));
         }
         eval_at(&mut trainer, train_s)?;
     }
@@ -488,7 +521,8 @@ fn evaluate_final(ctx: &RunContext, rec: &mut RunRecord, model: &mut dyn TrainMo
 }
 
 /// The trainer's config for one run: the comparison's sections, this seed and budget; evaluation
-/// (every step 0) and checkpoints (at the end only) are left to the runner.
+/// (every step 0) is left to the runner, and a checkpoint is written at every evaluation, so
+/// `compare --resume` continues a partial run from there.
 fn run_config(ctx: &RunContext, model: &ModelConfig, s: &Strategy, data_dir: &Path, seed: u64, run_dir: &Path) -> Result<RunConfig> {
     let c = &ctx.cfg.compare;
     let budget = match ctx.cfg.budget_steps() {
@@ -503,7 +537,7 @@ fn run_config(ctx: &RunContext, model: &ModelConfig, s: &Strategy, data_dir: &Pa
         schedule: ctx.cfg.schedule.clone(),
         budget,
         eval: EvalConfig { every_steps: 0, batches: c.eval_batches, batch_size: c.eval_batch_size, pseudo_perplexity: false },
-        checkpoint: CheckpointConfig { every_steps: 0, keep_last: 1 },
+        checkpoint: CheckpointConfig { every_steps: c.eval_every_steps, keep_last: 1 },
         run: RunSection {
             seed,
             threads: c.threads,
