@@ -195,6 +195,11 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
     let (rc, _, stderr) = remask(&["compare", "--resume", dir.path().join("nothing").to_str().unwrap()]);
     assert_eq!(rc, 1);
     assert!(stderr.contains("no comparison there"), "{stderr}");
+    let nothing = dir.path().join("nothing");
+    let (rc, _, stderr) = remask(&["compare", "--rerender", nothing.to_str().unwrap()]);
+    assert_eq!((rc, stderr.lines().count()), (1, 1), "{stderr}");
+    assert!(stderr.contains("no finished comparison there"), "{stderr}");
+    assert!(!nothing.exists(), "--rerender creates nothing where there is no comparison");
 }
 
 #[test]

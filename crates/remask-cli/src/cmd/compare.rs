@@ -109,6 +109,9 @@ fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.rerender {
+        if !dir.join("report.json").is_file() {
+            anyhow::bail!("--rerender {}: no finished comparison there (no report.json)", dir.display());
+        }
         // The report files are rewritten: not while a comparison runs in that directory.
         let _lock = remask::dir_lock::DirLock::acquire(dir, "remask compare --rerender")?;
         let outcome = remask::experiment::rerender(dir)?;
