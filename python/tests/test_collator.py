@@ -265,6 +265,6 @@ def test_torch_tensors_and_dataloader_workers(tokenizer_path, texts):
     for workers in (0, 2):
         dl = DataLoader(feats, batch_size=5, shuffle=False, num_workers=workers, collate_fn=c)
         runs.append([x["labels"] for x in dl])
-    assert len(runs[0]) == len(runs[1]) == 6
+    assert len(runs[0]) == len(runs[1]) == 15
     for a, b2 in zip(*runs):
         assert torch.equal(a, b2)
