@@ -80,6 +80,18 @@ def _as_id_list(x: Any, what: str) -> list:
     raise TypeError(f"{what}: expected a sequence of token ids, got {type(x).__name__}")
 
 
+def _as_ids(x: Any, what: str):
+    """Token ids as the native side reads them fastest: a list, or an int64 NumPy array (read
+    without converting each element; torch tensors become such arrays without a copy)."""
+    if isinstance(x, list):
+        return x
+    if isinstance(x, np.ndarray):
+        return x if x.dtype == np.int64 and x.ndim == 1 else np.ascontiguousarray(x, dtype=np.int64).ravel()
+    if hasattr(x, "numpy") and hasattr(x, "detach"):  # a torch tensor
+        return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.int64).ravel()
+    return _as_id_list(x, what)
+
+
 class MaskingCollator:
     """Pads features and masks them for MLM, as remask does.
 
@@ -254,21 +266,31 @@ class MaskingCollator:
         ``attention_mask`` (and ``token_type_ids`` when given), each [B, T]."""
         if len(features) == 0:
             raise ValueError("an empty batch: the collator needs at least one feature")
+        if not isinstance(features[0], Mapping):
+            # Plain id sequences (no keys, no word boundaries): straight to the native side.
+            ids = [_as_ids(f, f"feature {r}") for r, f in enumerate(features)]
+            if any(isinstance(f, Mapping) for f in ids):
+                raise ValueError("features mix dicts and plain id sequences: give one kind per batch")
+            none = [None] * len(ids)
+            t = self._padded_length(max(len(r) for r in ids))
+            if self.mlm:
+                arrays = self._native.mask(ids, none, none, self.epoch, self.progress, t)
+            else:
+                arrays = self._causal(ids, t)
+            return self._output(dict(zip(("input_ids", "labels", "attention_mask"), arrays)), return_tensors)
         ids, starts, indices, types = [], [], [], []
         for r, f in enumerate(features):
             if isinstance(f, Mapping):
                 if "input_ids" not in f:
                     raise ValueError(f"feature {r} has no input_ids (keys: {', '.join(map(str, f.keys()))})")
-                row = _as_id_list(f["input_ids"], f"feature {r} input_ids")
+                row = _as_ids(f["input_ids"], f"feature {r} input_ids")
                 starts.append(self._word_starts(f, len(row), r) if self.mlm else None)
                 idx = f.get("idx")
                 indices.append(None if idx is None else int(idx))
                 if "token_type_ids" in f:
                     types.append(_as_id_list(f["token_type_ids"], f"feature {r} token_type_ids"))
             else:
-                row = _as_id_list(f, f"feature {r}")
-                starts.append(None)
-                indices.append(None)
+                raise ValueError("features mix dicts and plain id sequences: give one kind per batch")
             ids.append(row)
         t = self._padded_length(max(len(r) for r in ids))
         if any(i is not None and i < 0 for i in indices):
@@ -285,10 +307,13 @@ class MaskingCollator:
             for r, row in enumerate(types):
                 tt[r, : len(row)] = row
             out["token_type_ids"] = tt
+        return self._output(out, return_tensors)
+
+    def _output(self, out: dict, return_tensors: str | None) -> dict:
         if (return_tensors or self.return_tensors) == "pt":
             import torch
 
-            out = {k: torch.from_numpy(v) for k, v in out.items()}
+            return {k: torch.from_numpy(v) for k, v in out.items()}
         return out
 
     def _causal(self, ids: list, t: int):

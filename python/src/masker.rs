@@ -9,6 +9,7 @@
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 use rayon::prelude::*;
 use remask::data::tokenizer::jieba_word_starts;
 use remask::data::TextTokenizer;
@@ -19,6 +20,13 @@ use crate::error::{to_py, value_error};
 
 /// The three `[B, T]` arrays a batch becomes: input ids, labels, attention mask.
 type BatchArrays = (Py<PyArray2<i64>>, Py<PyArray2<i64>>, Py<PyArray2<i64>>);
+
+const PIECE_STARTS: u8 = 0;
+const PIECE_CONTINUES: u8 = 1;
+const PIECE_SPECIAL: u8 = 2;
+
+/// Batches of at least this many rows are masked on rayon's threads.
+const PARALLEL_ROWS: usize = 128;
 
 /// How a token id continues the previous token's word when no word boundaries are given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,45 +45,46 @@ pub struct NativeMasker {
     tokenizer: TextTokenizer,
     plan: MaskPlan,
     language: Language,
-    /// `continues[id]`: without given word boundaries, token `id` continues the previous word.
-    continues: Vec<bool>,
+    /// Per token id: [`PIECE_STARTS`], [`PIECE_CONTINUES`] (the previous word, when no word
+    /// boundaries are given) or [`PIECE_SPECIAL`].
+    piece_kind: Vec<u8>,
     rule: PieceRule,
+    /// V, cached: `TextTokenizer::vocab_size` builds the vocabulary map on every call.
+    vocab_size: u32,
 }
 
 impl NativeMasker {
     fn vocab_size(&self) -> u32 {
-        self.tokenizer.vocab_size()
+        self.vocab_size
     }
 
-    /// Word starts of a row from its token pieces (see [`PieceRule`]); special tokens start words.
+    /// Word starts of a row from its token pieces (see [`PieceRule`]); special tokens, and the token
+    /// after one, start words.
     fn starts_from_pieces(&self, ids: &[u32]) -> Vec<bool> {
-        let specials = &self.tokenizer.specials().all;
-        let mut out = Vec::with_capacity(ids.len());
         let mut prev_special = true;
-        for (i, &id) in ids.iter().enumerate() {
-            let special = specials.binary_search(&id).is_ok();
-            let cont = self.continues.get(id as usize).copied().unwrap_or(false);
-            out.push(i == 0 || special || prev_special || !cont);
-            prev_special = special;
-        }
-        out
+        ids.iter()
+            .map(|&id| {
+                let kind = self.piece_kind.get(id as usize).copied().unwrap_or(PIECE_SPECIAL);
+                let start = prev_special || kind != PIECE_CONTINUES;
+                prev_special = kind == PIECE_SPECIAL;
+                start
+            })
+            .collect()
     }
 
     /// Checks one row's ids against the vocabulary; `row` names it in the error.
-    fn checked_ids(&self, row: usize, ids: &[i64]) -> PyResult<Vec<u32>> {
+    fn checked_ids(&self, row: usize, ids: &[i64], capacity: usize) -> PyResult<Vec<u32>> {
         let v = self.vocab_size() as i64;
-        ids.iter()
-            .enumerate()
-            .map(|(i, &id)| {
-                if (0..v).contains(&id) {
-                    Ok(id as u32)
-                } else {
-                    Err(value_error(format!(
-                        "input_ids of feature {row}, position {i}: id {id} is outside the tokenizer's vocabulary (0..{v}); was the collator given the tokenizer that made these ids?"
-                    )))
-                }
-            })
-            .collect()
+        // One branch-free pass (it vectorizes); the error path looks for the culprit.
+        if ids.iter().fold(true, |ok, &id| ok & (0..v).contains(&id)) {
+            let mut out = Vec::with_capacity(capacity.max(ids.len()));
+            out.extend(ids.iter().map(|&id| id as u32));
+            return Ok(out);
+        }
+        let (i, id) = ids.iter().enumerate().find(|(_, &id)| !(0..v).contains(&id)).map_or((0, 0), |(i, &id)| (i, id));
+        Err(value_error(format!(
+            "input_ids of feature {row}, position {i}: id {id} is outside the tokenizer's vocabulary (0..{v}); was the collator given the tokenizer that made these ids?"
+        )))
     }
 
     /// Rows of `seq_len` from ids and optional word starts (padding: the pad id, word starts true).
@@ -91,7 +100,7 @@ impl NativeMasker {
                 if row_ids.len() > seq_len {
                     return Err(value_error(format!("feature {r} has {} tokens, more than the padded length {seq_len}", row_ids.len())));
                 }
-                let mut ids = self.checked_ids(r, row_ids)?;
+                let mut ids = self.checked_ids(r, row_ids, seq_len)?;
                 let mut starts = match ws {
                     Some(w) if w.len() != ids.len() => {
                         return Err(value_error(format!(
@@ -103,6 +112,7 @@ impl NativeMasker {
                     Some(w) => w.clone(),
                     None => self.starts_from_pieces(&ids),
                 };
+                starts.reserve(seq_len - starts.len());
                 let length = ids.len();
                 ids.resize(seq_len, pad);
                 starts.resize(seq_len, true);
@@ -143,15 +153,27 @@ impl NativeMasker {
         } else {
             PieceRule::EveryToken
         };
-        let continues = pieces
+        let specials = &tokenizer.specials().all;
+        let piece_kind = pieces
             .iter()
-            .map(|p| match rule {
-                PieceRule::ContinuationPrefix => p.starts_with("##"),
-                PieceRule::WordStartMarker => !(p.starts_with('Ġ') || p.starts_with('▁')),
-                PieceRule::EveryToken => false,
+            .enumerate()
+            .map(|(id, p)| {
+                let continues = match rule {
+                    PieceRule::ContinuationPrefix => p.starts_with("##"),
+                    PieceRule::WordStartMarker => !(p.starts_with('Ġ') || p.starts_with('▁')),
+                    PieceRule::EveryToken => false,
+                };
+                if specials.binary_search(&(id as u32)).is_ok() {
+                    PIECE_SPECIAL
+                } else if continues {
+                    PIECE_CONTINUES
+                } else {
+                    PIECE_STARTS
+                }
             })
             .collect();
-        Ok(Self { language: config.language, tokenizer, plan, continues, rule })
+        let vocab_size = tokenizer.vocab_size();
+        Ok(Self { language: config.language, tokenizer, plan, piece_kind, rule, vocab_size })
     }
 
     #[getter]
@@ -261,7 +283,7 @@ impl NativeMasker {
 
     /// Word starts from the tokens alone (WordPiece `##`, BPE `Ġ` / SentencePiece `▁` markers).
     fn word_starts_from_tokens(&self, ids: Vec<i64>) -> PyResult<Vec<bool>> {
-        let ids = self.checked_ids(0, &ids)?;
+        let ids = self.checked_ids(0, &ids, 0)?;
         Ok(self.starts_from_pieces(&ids))
     }
 
@@ -273,7 +295,7 @@ impl NativeMasker {
     fn mask(
         &self,
         py: Python<'_>,
-        ids: Vec<Vec<i64>>,
+        ids: Vec<Bound<'_, PyAny>>,
         word_starts: Vec<Option<Vec<bool>>>,
         indices: Vec<Option<u64>>,
         epoch: u64,
@@ -286,11 +308,12 @@ impl NativeMasker {
         if !(0.0..=1.0).contains(&progress) {
             return Err(value_error(format!("progress must lie in [0, 1], got {progress}")));
         }
+        let ids = ids.iter().map(extract_ids).collect::<PyResult<Vec<_>>>()?;
         let rows = self.rows(&ids, &word_starts, seq_len)?;
         let indices: Vec<u64> = indices.iter().zip(&rows).map(|(i, row)| i.unwrap_or_else(|| content_index(row))).collect();
         let (b, t) = (rows.len(), seq_len);
         let (mut input, mut labels, mut attn) = (vec![0i64; b * t], vec![0i64; b * t], vec![0i64; b * t]);
-        py.detach(|| {
+        let mut run = || {
             let work = |(((row, &index), input), (labels, attn)): (((&TokenRowBuf, &u64), &mut [i64]), (&mut [i64], &mut [i64])),
                         scratch: &mut (MaskScratch, Vec<u32>, Vec<i32>)| {
                 let (scratch, inp, lab) = scratch;
@@ -307,10 +330,23 @@ impl NativeMasker {
             if t == 0 {
                 return;
             }
-            let items = rows.par_iter().zip(indices.par_iter()).zip(input.par_chunks_mut(t)).zip(labels.par_chunks_mut(t).zip(attn.par_chunks_mut(t)));
-            // Small batches are not worth a thread hand-off; keyed draws make the result the same.
-            items.with_min_len(64).for_each_init(|| (MaskScratch::default(), Vec::new(), Vec::new()), |s, item| work(item, s));
-        });
+            // Small batches are not worth a hand-off to rayon's pool (tens of microseconds); keyed
+            // draws make the result the same either way.
+            if b < PARALLEL_ROWS {
+                let mut s = (MaskScratch::default(), Vec::new(), Vec::new());
+                let items = rows.iter().zip(indices.iter()).zip(input.chunks_mut(t)).zip(labels.chunks_mut(t).zip(attn.chunks_mut(t)));
+                items.for_each(|item| work(item, &mut s));
+            } else {
+                let items = rows.par_iter().zip(indices.par_iter()).zip(input.par_chunks_mut(t)).zip(labels.par_chunks_mut(t).zip(attn.par_chunks_mut(t)));
+                items.with_min_len(PARALLEL_ROWS / 2).for_each_init(|| (MaskScratch::default(), Vec::new(), Vec::new()), |s, item| work(item, s));
+            }
+        };
+        // Releasing the GIL costs more than masking a small batch.
+        if b < PARALLEL_ROWS {
+            run();
+        } else {
+            py.detach(run);
+        }
         let shape = (b, t);
         let arr = |v: Vec<i64>| -> PyResult<Py<PyArray2<i64>>> {
             Ok(Array2::from_shape_vec(shape, v).map_err(|e| value_error(e.to_string()))?.into_pyarray(py).unbind())
@@ -346,16 +382,29 @@ impl NativeMasker {
     }
 }
 
-/// The sample index of a row that carries none: 2^63 + FNV-1a of its real token ids. It does not
-/// depend on the DataLoader worker or the batch, and never equals a real index below 2^63; equal rows
-/// get equal masks in an epoch.
+/// A row of token ids from a Python list (the fast path: one call per element), a NumPy array or
+/// any other sequence of integers.
+fn extract_ids(obj: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
+    if let Ok(list) = obj.cast::<PyList>() {
+        let mut out = Vec::with_capacity(list.len());
+        for item in list.iter() {
+            out.push(item.extract::<i64>()?);
+        }
+        return Ok(out);
+    }
+    if let Ok(a) = obj.extract::<PyReadonlyArray1<'_, i64>>() {
+        return Ok(a.as_array().to_vec());
+    }
+    obj.extract::<Vec<i64>>()
+}
+
+/// The sample index of a row that carries none: 2^63 + a 64-bit FNV-1a-style hash of its real token
+/// ids (one step per id). It does not depend on the DataLoader worker or the batch, and never equals
+/// a real index below 2^63; equal rows get equal masks in an epoch.
 pub fn content_index(row: &TokenRowBuf) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &id in &row.ids[..row.length] {
-        for byte in id.to_le_bytes() {
-            h ^= byte as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        h = (h ^ id as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }
     h | (1 << 63)
 }
