@@ -25,7 +25,7 @@ class MaskingCallback(TrainerCallback):
         self.collator = collator
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.set_epoch(int(state.epoch or 0))
+        self.collator.set_epoch(int(round(state.epoch or 0)))
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.max_steps:
