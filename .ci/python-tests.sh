@@ -15,7 +15,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --disable-pip-version-check maturin numpy pytest
-export VIRTUAL_ENV="$work/venv" PATH="$work/venv/bin:$PATH" CARGO_TARGET_DIR="$PWD/target"
+export VIRTUAL_ENV="$work/venv" PATH="$work/venv/bin:$PATH" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 maturin develop -q -m python/Cargo.toml
 n_torch=$(pytest python/tests -q --collect-only -m torch -p no:cacheprovider 2>/dev/null | grep -c '::' || true)
 echo "ci: deselecting $n_torch Python tests marked 'torch' (PyTorch is not installed in CI; see .ci/python-tests.sh to run them)"

@@ -35,9 +35,9 @@ STRATEGIES = ("token", "whole-word", "span")
 _WHEN_MODES = ("static", "dynamic", "adaptive")
 
 
-def _tokenizer_json(tokenizer: Any) -> str:
-    """The text of a `tokenizer.json` from a path (file or directory), a `tokenizers.Tokenizer` or a
-    `transformers` fast tokenizer."""
+def _tokenizer_json(tokenizer: Any) -> tuple:
+    """The text of a `tokenizer.json` and where it came from (for errors), from a path (file or
+    directory), a `tokenizers.Tokenizer` or a `transformers` fast tokenizer."""
     if isinstance(tokenizer, (str, os.PathLike)):
         path = os.fspath(tokenizer)
         if os.path.isdir(path):
@@ -45,15 +45,21 @@ def _tokenizer_json(tokenizer: Any) -> str:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"tokenizer: {path} does not exist (give a tokenizer.json or a directory holding one)")
         with open(path, encoding="utf-8") as f:
-            return f.read()
+            return f.read(), path
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        return backend.to_str()
+        return backend.to_str(), f"<{type(tokenizer).__name__}>"
     if hasattr(tokenizer, "to_str"):
-        return tokenizer.to_str()
+        return tokenizer.to_str(), f"<{type(tokenizer).__name__}>"
     raise TypeError(
         f"tokenizer: expected a path to tokenizer.json, a tokenizers.Tokenizer or a transformers fast tokenizer, got {type(tokenizer).__name__}"
     )
+
+
+def _plain_ids(f: Any, r: int):
+    if isinstance(f, Mapping):
+        raise ValueError("features mix dicts and plain id sequences: give one kind per batch")
+    return _as_ids(f, f"feature {r}")
 
 
 def _when_config(when: Any, dupe_factor: int | None, temperature: float, decay: float, uniform_mix: float) -> dict:
@@ -183,12 +189,12 @@ class MaskingCollator:
         self.return_tensors = return_tensors
         self.epoch = 0
         self.progress = 0.0
-        self._tokenizer_json = _tokenizer_json(tokenizer)
+        self._tokenizer_json, self._tokenizer_source = _tokenizer_json(tokenizer)
         self._token_counts = None if token_counts is None else [int(c) for c in np.asarray(token_counts).ravel()]
         self._build()
 
     def _build(self) -> None:
-        self._native = _native.NativeMasker(self._tokenizer_json, json.dumps(self.config), self.seed, self._token_counts)
+        self._native = _native.NativeMasker(self._tokenizer_json, json.dumps(self.config), self.seed, self._token_counts, self._tokenizer_source)
 
     # Pickling (DataLoader workers with the spawn start method): rebuilt from the arguments.
     # Adaptive statistics are not carried (see `feedback`).
@@ -268,9 +274,7 @@ class MaskingCollator:
             raise ValueError("an empty batch: the collator needs at least one feature")
         if not isinstance(features[0], Mapping):
             # Plain id sequences (no keys, no word boundaries): straight to the native side.
-            ids = [_as_ids(f, f"feature {r}") for r, f in enumerate(features)]
-            if any(isinstance(f, Mapping) for f in ids):
-                raise ValueError("features mix dicts and plain id sequences: give one kind per batch")
+            ids = [f if type(f) is list else _plain_ids(f, r) for r, f in enumerate(features)]
             none = [None] * len(ids)
             t = self._padded_length(max(len(r) for r in ids))
             if self.mlm:
@@ -339,6 +343,8 @@ class MaskingCollator:
     def stats(self, features: Sequence[Any], epochs: int = 2) -> dict:
         """What `remask inspect masking --json` reports for these rows (feature r keyed as sample r,
         epochs 0..epochs-1 at progress 0), computed by the library's own `collect_stats`."""
+        if len(features) == 0 or epochs < 1:
+            raise ValueError("stats needs at least one feature and one epoch")
         ids, starts = [], []
         for r, f in enumerate(features):
             if isinstance(f, Mapping):

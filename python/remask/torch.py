@@ -76,6 +76,8 @@ def flex_attention(
     """
     for name, t in (("query", query), ("key", key), ("value", value)):
         _check(name, t)
+    if query.shape[-1] == 0:
+        raise ValueError("query: the head dimension D is 0")
     t = query.shape[2]
     if block_mask is None:
         block_mask = BlockMask.full(t)

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use numpy::ndarray::Array3;
-use numpy::{AllowTypeChange, IntoPyArray, PyArray3, PyArrayLike1, PyArrayLike2, PyArrayLike3};
+use numpy::{AllowTypeChange, IntoPyArray, PyArray3, PyArrayLike1, PyArrayLike2, PyArrayLikeDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use remask::attention::{MaskFn, DEFAULT_TILE};
 use remask::PAD_DOC;
@@ -152,9 +152,12 @@ impl BlockMask {
     /// Any mask given densely: `allowed` `[B, T, T]` booleans (query, key). Evaluated per element
     /// when compiled (the built-ins are classified per tile from their bounds).
     #[staticmethod]
-    fn from_dense(allowed: PyArrayLike3<'_, bool, AllowTypeChange>) -> PyResult<Self> {
+    fn from_dense(allowed: PyArrayLikeDyn<'_, bool, AllowTypeChange>) -> PyResult<Self> {
+        let shape = allowed.shape().to_vec();
         let a = allowed.as_array();
-        let (b, tq, tk) = a.dim();
+        let [b, tq, tk] = shape[..] else {
+            return Err(value_error(format!("from_dense: expected [B, T, T] booleans, got shape {shape:?}")));
+        };
         if tq != tk {
             return Err(value_error(format!("from_dense: expected [B, T, T], got [{b}, {tq}, {tk}]")));
         }

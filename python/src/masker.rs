@@ -128,9 +128,10 @@ impl NativeMasker {
     /// (the keys of `remask::masking::MaskingConfig`); `token_counts`: per-id corpus frequencies for
     /// `frequency_weighted_random`.
     #[new]
-    #[pyo3(signature = (tokenizer_json, config_json, seed, token_counts=None))]
-    fn new(tokenizer_json: &str, config_json: &str, seed: u64, token_counts: Option<Vec<u64>>) -> PyResult<Self> {
-        let tokenizer = TextTokenizer::from_json(tokenizer_json, std::path::Path::new("<tokenizer>")).map_err(to_py)?;
+    /// `source` names the tokenizer in errors (its path).
+    #[pyo3(signature = (tokenizer_json, config_json, seed, token_counts=None, source="<tokenizer>"))]
+    fn new(tokenizer_json: &str, config_json: &str, seed: u64, token_counts: Option<Vec<u64>>, source: &str) -> PyResult<Self> {
+        let tokenizer = TextTokenizer::from_json(tokenizer_json, std::path::Path::new(source)).map_err(to_py)?;
         let config: MaskingConfig = serde_json::from_str(config_json).map_err(|e| value_error(format!("masking config: {e}")))?;
         if config.frequency_weighted_random && token_counts.is_none() {
             return Err(value_error(

@@ -64,3 +64,5 @@ def test_bad_combinations_are_refused():
         BlockMask.padding(np.array([1, 9]), 4)
     with pytest.raises(ValueError, match="window"):
         BlockMask.sliding(8, 0)
+    with pytest.raises(ValueError, match=r"expected \[B, T, T\] booleans, got shape \[3, 3\]"):
+        BlockMask.from_dense(np.ones((3, 3), bool))

@@ -232,6 +232,10 @@ def test_bad_input_is_refused_with_a_message(tokenizer_path):
         MaskingCollator(tokenizer_path, dupe_factor=3)
     with pytest.raises(FileNotFoundError):
         MaskingCollator("/nonexistent/tokenizer.json")
+    bad = tokenizer_path.parent / "bad.json"
+    bad.write_text("{ not json")
+    with pytest.raises(ValueError, match="bad.json: not a valid tokenizer.json"):
+        MaskingCollator(bad)
     c = MaskingCollator(tokenizer_path)
     with pytest.raises(ValueError, match="outside the tokenizer's vocabulary"):
         c([[2, 999999, 3]])
@@ -241,6 +245,10 @@ def test_bad_input_is_refused_with_a_message(tokenizer_path):
         MaskingCollator(tokenizer_path, max_length=2)([[2, 10, 3]])
     with pytest.raises(ValueError, match="word_ids / word_starts has 1 entries"):
         c([{"input_ids": [2, 10, 3], "word_starts": [True]}])
+    with pytest.raises(ValueError, match="mix dicts and plain"):
+        c([[2, 10, 3], {"input_ids": [2, 3]}])
+    with pytest.raises(ValueError, match="at least one feature"):
+        c.stats([])
 
 
 def test_package_does_not_import_torch():
