@@ -21,7 +21,6 @@ mod microkernel;
 mod reference;
 mod scratch;
 mod simd;
-mod tile_gemm;
 mod tile_softmax;
 mod transpose;
 #[cfg(test)]

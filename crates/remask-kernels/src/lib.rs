@@ -12,11 +12,14 @@
 //!   twins are checked against finite differences in f64.
 
 pub mod adamw;
+pub mod bf16;
 pub mod clip;
+pub mod cpu;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod embedding;
 pub mod gelu;
+pub mod gemm_bf16;
 pub mod layernorm;
 pub mod matmul;
 pub mod attention;
@@ -24,5 +27,6 @@ pub mod block_mask;
 pub mod rng;
 pub mod softmax;
 mod simd;
+mod strided_gemm;
 #[cfg(test)]
 mod testing;

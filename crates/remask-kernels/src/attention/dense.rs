@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::simd::{masked_softmax_rows, softmax_rows_grad};
-use super::tile_gemm::tile_gemm;
+use crate::strided_gemm::{strided_gemm, MatRef, Threads};
 use super::AttnShape;
 use crate::block_mask::BlockMask;
 
@@ -44,11 +44,11 @@ pub fn attention_forward_dense(out: &mut [f32], lse: &mut [f32], probs: &mut [f3
             let hb = if bias_heads == 1 { 0 } else { h };
             let bias_bh = &bias[(b * bias_heads + hb) * tq * tk..][..tq * tk];
             // S = scale · Q · Kᵀ   [Tq × Tk]
-            tile_gemm(p, tk, &q[bh * tq * d..][..tq * d], d, false, &k[bh * tk * d..][..tk * d], d, true, tq, d, tk, false, scale);
+            strided_gemm(p, tk, 1, MatRef::rows(&q[bh * tq * d..][..tq * d], d), MatRef::transposed(&k[bh * tk * d..][..tk * d], d), tq, d, tk, scale, 0.0, Threads::Caller);
             // P = softmax(S + bias)
             masked_softmax_rows(p, bias_bh, l, tq, tk);
             // out = P · V   [Tq × D]
-            tile_gemm(o, d, p, tk, false, &v[bh * tk * d..][..tk * d], d, false, tq, tk, d, false, 1.0);
+            strided_gemm(o, d, 1, MatRef::rows(p, tk), MatRef::rows(&v[bh * tk * d..][..tk * d], d), tq, tk, d, 1.0, 0.0, Threads::Caller);
         },
     );
 }
@@ -80,13 +80,13 @@ pub fn attention_backward_dense(dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], 
             let v = &v[bh * tk * d..][..tk * d];
             let dout = &dout[bh * tq * d..][..tq * d];
             // dV = Pᵀ · dO   (from out = P·V)
-            tile_gemm(dv, d, p, tk, true, dout, d, false, tk, tq, d, false, 1.0);
+            strided_gemm(dv, d, 1, MatRef::transposed(p, tk), MatRef::rows(dout, d), tk, tq, d, 1.0, 0.0, Threads::Caller);
             // dP = dO · Vᵀ
-            tile_gemm(dp, tk, dout, d, false, v, d, true, tq, d, tk, false, 1.0);
+            strided_gemm(dp, tk, 1, MatRef::rows(dout, d), MatRef::transposed(v, d), tq, d, tk, 1.0, 0.0, Threads::Caller);
             // dS = P ∘ (dP − Σ_j P·dP)   (softmax backward)
             softmax_rows_grad(dp, p, tq, tk);
             // dQ = scale · dS · K, dK = scale · dSᵀ · Q   (from S = scale·Q·Kᵀ)
-            tile_gemm(dq, d, dp, tk, false, k, d, false, tq, tk, d, false, scale);
-            tile_gemm(dk, d, dp, tk, true, q, d, false, tk, tq, d, false, scale);
+            strided_gemm(dq, d, 1, MatRef::rows(dp, tk), MatRef::rows(k, d), tq, tk, d, scale, 0.0, Threads::Caller);
+            strided_gemm(dk, d, 1, MatRef::transposed(dp, tk), MatRef::rows(q, d), tk, tq, d, scale, 0.0, Threads::Caller);
         });
 }

@@ -1,0 +1,277 @@
+//! Packing f32 matrices into the bf16 layouts of [`PackedLhs`](super::PackedLhs) and
+//! [`PackedRhs`](super::PackedRhs), rounding every value to bf16 on the way.
+//!
+//! Each layout has two source orientations (row-major or transposed). The AVX-512 paths convert
+//! 16 or 32 values per instruction and do transposes in registers (16 × 16 blocks of 32-bit words,
+//! a bf16 pair being one word); the scalar loops are their twins and run on other CPUs. Large
+//! packs are split over rayon's pool by rows (A) or panels (B).
+
+use rayon::prelude::*;
+
+use super::{BLOCK, PANEL};
+use crate::bf16::Bf16;
+use crate::strided_gemm::MatRef;
+
+/// Values per rayon task of a pack.
+const PACK_TASK: usize = 1 << 16;
+
+/// `dst` (`round_up(m, 32)` rows of `ld` values) ← bf16(src[m × k]), zero elsewhere.
+pub(super) fn lhs(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, m: usize, k: usize) {
+    assert!(ld >= k && dst.len() >= m.div_ceil(BLOCK).max(1) * BLOCK * ld, "pack lhs: dst too small");
+    if m > 0 && k > 0 {
+        assert!((m - 1) * src.rs + (k - 1) * src.cs < src.data.len(), "pack lhs: src too small");
+    }
+    // Tasks of 16-row groups, so a transposed source is read in 16 × 16 blocks.
+    let rows_per_task = (PACK_TASK / ld.max(1)).max(1).div_ceil(16) * 16;
+    dst.par_chunks_mut(rows_per_task * ld).enumerate().for_each(|(t, chunk)| {
+        let r0 = t * rows_per_task;
+        let rows = chunk.len() / ld;
+        let real = m.saturating_sub(r0).min(rows);
+        lhs_rows(chunk, ld, src, r0, real, k);
+        chunk[real * ld..].iter_mut().for_each(|x| *x = Bf16::ZERO);
+    });
+}
+
+/// Rows `r0..r0+rows` of the lhs pack into `dst` (`rows × ld`).
+fn lhs_rows(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows: usize, k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::cpu::has_avx512_bf16() {
+            // SAFETY: AVX-512 F/BW/BF16 are available (checked); `lhs` asserted the bounds.
+            unsafe { avx512::lhs_rows(dst, ld, src, r0, rows, k) };
+            return;
+        }
+    }
+    lhs_rows_scalar(dst, ld, src, r0, rows, k);
+}
+
+fn lhs_rows_scalar(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows: usize, k: usize) {
+    for i in 0..rows {
+        let row = &mut dst[i * ld..(i + 1) * ld];
+        for (p, x) in row.iter_mut().enumerate() {
+            *x = if p < k { Bf16::from_f32(src.data[(r0 + i) * src.rs + p * src.cs]) } else { Bf16::ZERO };
+        }
+    }
+}
+
+/// `dst` (panels of `panel_len`) ← bf16(src[k × n]) in the VNNI panel layout, zero elsewhere.
+pub(super) fn rhs(dst: &mut [Bf16], panel_len: usize, src: MatRef<'_>, k: usize, n: usize) {
+    let panels = n.div_ceil(BLOCK).max(1) * BLOCK / PANEL;
+    assert!(panel_len >= k.div_ceil(2) * 2 * PANEL && dst.len() >= panels * panel_len, "pack rhs: dst too small");
+    if n > 0 && k > 0 {
+        assert!((k - 1) * src.rs + (n - 1) * src.cs < src.data.len(), "pack rhs: src too small");
+    }
+    let panels_per_task = (PACK_TASK / panel_len.max(1)).max(1);
+    dst[..panels * panel_len].par_chunks_mut(panels_per_task * panel_len).enumerate().for_each(|(t, chunk)| {
+        for (i, panel) in chunk.chunks_mut(panel_len).enumerate() {
+            let j0 = (t * panels_per_task + i) * PANEL;
+            let cols = n.saturating_sub(j0).min(PANEL);
+            rhs_panel(panel, src, j0, cols, k);
+        }
+    });
+}
+
+/// One panel: columns `j0..j0+cols` (≤ 16) of src, all pair-rows of the panel (zero past k).
+fn rhs_panel(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize, k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::cpu::has_avx512_bf16() {
+            // SAFETY: AVX-512 F/BW/BF16 are available (checked); `rhs` asserted the bounds.
+            unsafe { avx512::rhs_panel(panel, src, j0, cols, k) };
+            return;
+        }
+    }
+    rhs_panel_scalar(panel, src, j0, cols, k);
+}
+
+fn rhs_panel_scalar(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize, k: usize) {
+    for (q, row) in panel.chunks_exact_mut(2 * PANEL).enumerate() {
+        for jj in 0..PANEL {
+            for s in 0..2 {
+                let p = 2 * q + s;
+                row[2 * jj + s] = if jj < cols && p < k { Bf16::from_f32(src.data[p * src.rs + (j0 + jj) * src.cs]) } else { Bf16::ZERO };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{lhs_rows_scalar, PANEL};
+    use crate::bf16::avx512::{cvt16, cvt32};
+    use crate::bf16::Bf16;
+    use crate::strided_gemm::MatRef;
+
+    #[inline(always)]
+    fn lanes(left: usize) -> __mmask16 {
+        if left >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << left) - 1
+        }
+    }
+
+    /// 16 × 16 transpose of 32-bit words in registers (bf16 pairs or f32 alike: shuffles only
+    /// move bits).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn transpose16(x: [__m512; 16]) -> [__m512; 16] {
+        let mut u = [_mm512_setzero_ps(); 16];
+        for g in 0..4 {
+            let lo01 = _mm512_unpacklo_ps(x[4 * g], x[4 * g + 1]);
+            let hi01 = _mm512_unpackhi_ps(x[4 * g], x[4 * g + 1]);
+            let lo23 = _mm512_unpacklo_ps(x[4 * g + 2], x[4 * g + 3]);
+            let hi23 = _mm512_unpackhi_ps(x[4 * g + 2], x[4 * g + 3]);
+            u[4 * g] = _mm512_shuffle_ps::<0x44>(lo01, lo23);
+            u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(lo01, lo23);
+            u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(hi01, hi23);
+            u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(hi01, hi23);
+        }
+        let mut out = [_mm512_setzero_ps(); 16];
+        for s in 0..4 {
+            let v0 = _mm512_shuffle_f32x4::<0x88>(u[s], u[4 + s]);
+            let v1 = _mm512_shuffle_f32x4::<0xDD>(u[s], u[4 + s]);
+            let v2 = _mm512_shuffle_f32x4::<0x88>(u[8 + s], u[12 + s]);
+            let v3 = _mm512_shuffle_f32x4::<0xDD>(u[8 + s], u[12 + s]);
+            out[s] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
+            out[s + 8] = _mm512_shuffle_f32x4::<0xDD>(v0, v2);
+            out[s + 4] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+            out[s + 12] = _mm512_shuffle_f32x4::<0xDD>(v1, v3);
+        }
+        out
+    }
+
+    /// Rows `r0..r0+rows` of the lhs pack (`dst` is `rows × ld`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn lhs_rows(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows: usize, k: usize) {
+        let dp = dst.as_mut_ptr() as *mut u16;
+        if src.cs == 1 {
+            for i in 0..rows {
+                let s = src.data.as_ptr().add((r0 + i) * src.rs);
+                let d = dp.add(i * ld);
+                let mut p = 0;
+                while p < ld {
+                    let m0 = lanes(k.saturating_sub(p));
+                    let m1 = lanes(k.saturating_sub(p + 16));
+                    let v = cvt32(_mm512_maskz_loadu_ps(m0, s.add(p)), _mm512_maskz_loadu_ps(m1, s.add(p + 16)));
+                    _mm512_storeu_si512(d.add(p) as *mut __m512i, v);
+                    p += 32;
+                }
+            }
+        } else if src.rs == 1 {
+            // Element (i, p) at data[p·cs + i]: 16 × 16 blocks of the stored matrix, transposed.
+            let base = src.data.as_ptr();
+            let mut i0 = 0;
+            while i0 < rows {
+                let ri = rows - i0;
+                let mut p0 = 0;
+                while p0 < ld {
+                    let mut x = [_mm512_setzero_ps(); 16];
+                    let kp = k.saturating_sub(p0).min(16);
+                    for (pp, xv) in x.iter_mut().enumerate().take(kp) {
+                        *xv = _mm512_maskz_loadu_ps(lanes(ri), base.add((p0 + pp) * src.cs + r0 + i0));
+                    }
+                    // Row i of the block is now out[i]: 16 values of K for row i0 + i.
+                    let t = transpose16(x);
+                    for (i, tv) in t.iter().enumerate().take(ri.min(16)) {
+                        _mm256_storeu_si256(dp.add((i0 + i) * ld + p0) as *mut __m256i, cvt16(*tv));
+                    }
+                    p0 += 16;
+                }
+                i0 += 16;
+            }
+        } else {
+            lhs_rows_scalar(dst, ld, src, r0, rows, k);
+        }
+    }
+
+    /// One rhs panel: columns `j0..j0+cols` (≤ 16), all pair-rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn rhs_panel(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize, k: usize) {
+        let pp = panel.as_mut_ptr() as *mut u16;
+        let pairs = panel.len() / (2 * PANEL);
+        let base = src.data.as_ptr();
+        if cols == 0 {
+            panel.iter_mut().for_each(|x| *x = Bf16::ZERO);
+        } else if src.cs == 1 {
+            // Rows 2q and 2q+1 of the source (contiguous columns) interleaved value by value.
+            let idx = _mm512_set_epi16(
+                31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
+            );
+            let m = lanes(cols);
+            for q in 0..pairs {
+                let load = |p: usize| if p < k { _mm512_maskz_loadu_ps(m, base.add(p * src.rs + j0)) } else { _mm512_setzero_ps() };
+                let v = cvt32(load(2 * q), load(2 * q + 1));
+                _mm512_storeu_si512(pp.add(q * 2 * PANEL) as *mut __m512i, _mm512_permutexvar_epi16(idx, v));
+            }
+        } else if src.rs == 1 {
+            // Element (p, j) at data[j·cs + p]: each source row j holds column j's pairs back to
+            // back; 16 rows × 16 pairs transposed as 32-bit words.
+            let mut q0 = 0;
+            while q0 < pairs {
+                let mut x = [_mm512_setzero_ps(); 16];
+                let p0 = 2 * q0;
+                let m0 = lanes(k.saturating_sub(p0));
+                let m1 = lanes(k.saturating_sub(p0 + 16));
+                for (jj, xv) in x.iter_mut().enumerate().take(cols) {
+                    let row = base.add((j0 + jj) * src.cs + p0);
+                    let v = cvt32(_mm512_maskz_loadu_ps(m0, row), _mm512_maskz_loadu_ps(m1, row.add(16)));
+                    *xv = _mm512_castsi512_ps(v);
+                }
+                let t = transpose16(x);
+                for (q, tv) in t.iter().enumerate().take(pairs - q0) {
+                    _mm512_storeu_ps(pp.add((q0 + q) * 2 * PANEL) as *mut f32, *tv);
+                }
+                q0 += 16;
+            }
+        } else {
+            super::rhs_panel_scalar(panel, src, j0, cols, k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::rand_vec;
+
+    /// The fast packs equal the scalar twins, in both orientations, on ragged shapes.
+    #[test]
+    fn packs_match_scalar_twins() {
+        for &(r, c) in &[(1usize, 1usize), (5, 7), (16, 32), (33, 70), (40, 17), (64, 64)] {
+            let ld = c + 3;
+            let src = rand_vec(r * ld + c, 3, 2.0);
+            for transposed in [false, true] {
+                // As lhs: m = r, k = c (transposed: the stored matrix is c × r with row stride ld').
+                let (m, k) = (r, c);
+                let view = if transposed { MatRef::transposed(&src, m + 1) } else { MatRef::rows(&src, ld) };
+                let lda = k.div_ceil(32) * 32;
+                let rows = m.div_ceil(BLOCK) * BLOCK;
+                let mut fast = vec![Bf16(7); rows * lda];
+                let mut plain = vec![Bf16(9); rows * lda];
+                lhs(&mut fast, lda, view, m, k);
+                lhs_rows_scalar(&mut plain, lda, view, 0, m, k);
+                plain[m * lda..].iter_mut().for_each(|x| *x = Bf16::ZERO);
+                assert_eq!(fast, plain, "lhs {r}x{c} transposed={transposed}");
+                // As rhs: k = r, n = c.
+                let (k, n) = (r, c);
+                let view = if transposed { MatRef::transposed(&src, k + 1) } else { MatRef::rows(&src, ld) };
+                let panel_len = k.div_ceil(32) * 32 * PANEL;
+                let panels = n.div_ceil(BLOCK) * BLOCK / PANEL;
+                let mut fast = vec![Bf16(7); panels * panel_len];
+                let mut plain = vec![Bf16(9); panels * panel_len];
+                rhs(&mut fast, panel_len, view, k, n);
+                for (p, panel) in plain.chunks_mut(panel_len).enumerate() {
+                    rhs_panel_scalar(panel, view, p * PANEL, n.saturating_sub(p * PANEL).min(PANEL), k);
+                }
+                assert_eq!(fast, plain, "rhs {r}x{c} transposed={transposed}");
+                // Spot check the layout: element (p, j) of B sits at panel j/16, pair-row p/2, slot p%2.
+                let (p, j) = (k - 1, n - 1);
+                let want = Bf16::from_f32(view.data[p * view.rs + j * view.cs]);
+                assert_eq!(plain[j / PANEL * panel_len + p / 2 * 32 + (j % PANEL) * 2 + p % 2], want);
+            }
+        }
+    }
+}
