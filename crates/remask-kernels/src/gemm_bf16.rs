@@ -18,10 +18,10 @@
 //! - `reference.rs`: the plain twin.
 //!
 //! Summation order (what makes results reproducible and comparable): with `alpha == 1` each element
-//! starts from C (when accumulating) or 0 and adds its K products in order, the odd element of a
+//! starts from its [`Start`] (0, C or the bias) and adds its K products in order, the odd element of a
 //! pair before the even one (exactly what `vdpbf16ps` does, so the AVX-512 kernel equals the twin
 //! bit for bit on normal numbers). With `alpha != 1` each chunk of [`K_CHUNK`] values is summed
-//! from 0 and `alpha·sum` added to C. AMX sums a tile's 32 products in its own way (not documented
+//! from 0 and `alpha·sum` added to the start value (0 or C). AMX sums a tile's 32 products in its own way (not documented
 //! bit for bit), so it agrees with the twin to f32 rounding only. Work is split over C only, never
 //! over K, so results do not depend on the thread count.
 
@@ -34,10 +34,12 @@ use crate::strided_gemm::MatRef;
 mod amx;
 mod avx512;
 mod pack;
+mod peak;
 mod reference;
 #[cfg(test)]
 mod tests;
 
+pub use peak::bf16_peak_loop;
 pub use reference::gemm_bf16_reference;
 
 /// Values of K per AMX step (one 64-byte A tile row); packed K is a multiple of it.
@@ -158,8 +160,20 @@ pub(crate) struct RhsView<'a> {
     pub panel_len: usize,
 }
 
-/// One product over packed operands: `c[m×n]` (row stride `ldc`) `= alpha·A·B (+ c when
-/// accumulate)` over the first `kpad` (a multiple of [`K_STEP`]) values of K.
+/// What each element of C starts from before the products are added.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Start<'a> {
+    /// 0: C is overwritten (never read, so NaN there does not leak).
+    Zero,
+    /// C's old value: the product is added to C.
+    C,
+    /// `bias[j]` for column j (the linear layer's bias, added without a separate pass over C);
+    /// only with `alpha == 1`.
+    Bias(&'a [f32]),
+}
+
+/// One product over packed operands: `c[m×n]` (row stride `ldc`) `= start + alpha·A·B` over the
+/// first `kpad` (a multiple of [`K_STEP`]) values of K.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Product<'a> {
     pub a: LhsView<'a>,
@@ -168,7 +182,7 @@ pub(crate) struct Product<'a> {
     pub n: usize,
     pub kpad: usize,
     pub alpha: f32,
-    pub accumulate: bool,
+    pub start: Start<'a>,
 }
 
 impl Product<'_> {
@@ -183,22 +197,25 @@ impl Product<'_> {
         assert!(self.a.ld >= self.kpad && self.a.data.len() >= round_up(self.m, BLOCK) * self.a.ld, "gemm_bf16: packed A too small");
         assert!(self.b.panel_len >= self.kpad * PANEL, "gemm_bf16: packed B panels too short");
         assert!(self.b.data.len() >= round_up(self.n, BLOCK) / PANEL * self.b.panel_len, "gemm_bf16: packed B too small");
+        if let Start::Bias(bias) = self.start {
+            assert!(self.alpha == 1.0 && bias.len() >= self.n, "gemm_bf16: a bias start needs alpha = 1 and N values");
+        }
     }
 }
 
-/// `c[M×N]` (row stride `ldc`) `= alpha·A·B (+ c when accumulate)`, A and B packed. Large products
+/// `c[M×N]` (row stride `ldc`) `= start + alpha·A·B`, A and B packed. Large products
 /// are split over rayon's pool by blocks of C (never over K, so the result does not depend on the
 /// thread count). Panics when this CPU has no bf16 support (callers check
 /// [`crate::cpu::bf16_kernel`] and refuse bf16 earlier with a message).
-pub fn gemm_bf16(c: &mut [f32], ldc: usize, a: &PackedLhs, b: &PackedRhs, alpha: f32, accumulate: bool) {
+pub fn gemm_bf16(c: &mut [f32], ldc: usize, a: &PackedLhs, b: &PackedRhs, alpha: f32, start: Start<'_>) {
     let kernel = crate::cpu::bf16_kernel().expect(crate::cpu::BF16_UNSUPPORTED);
-    gemm_bf16_with(kernel, c, ldc, a, b, alpha, accumulate);
+    gemm_bf16_with(kernel, c, ldc, a, b, alpha, start);
 }
 
 /// [`gemm_bf16`] on the given kernel (tests and benchmarks compare the paths).
-pub fn gemm_bf16_with(kernel: Bf16Kernel, c: &mut [f32], ldc: usize, a: &PackedLhs, b: &PackedRhs, alpha: f32, accumulate: bool) {
+pub fn gemm_bf16_with(kernel: Bf16Kernel, c: &mut [f32], ldc: usize, a: &PackedLhs, b: &PackedRhs, alpha: f32, start: Start<'_>) {
     assert_eq!(a.k, b.k, "gemm_bf16: A and B differ in K");
-    let p = Product { a: a.view(), b: b.view(), m: a.m, n: b.n, kpad: round_up(a.k.max(1), K_STEP), alpha, accumulate };
+    let p = Product { a: a.view(), b: b.view(), m: a.m, n: b.n, kpad: round_up(a.k.max(1), K_STEP), alpha, start };
     p.check(c.len(), ldc);
     if p.m == 0 || p.n == 0 {
         return;
@@ -250,6 +267,10 @@ unsafe fn run_rect_raw(kernel: Bf16Kernel, c: SharedOut, ldc: usize, p: &Product
         b: RhsView { data: &p.b.data[cols.start / PANEL * p.b.panel_len..], panel_len: p.b.panel_len },
         m: rows.len(),
         n: cols.len(),
+        start: match p.start {
+            Start::Bias(bias) => Start::Bias(&bias[cols.start..]),
+            other => other,
+        },
         ..*p
     };
     product_raw(kernel, c.0.add(rows.start * ldc + cols.start), ldc, &sub);

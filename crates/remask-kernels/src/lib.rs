@@ -22,6 +22,7 @@ pub mod gelu;
 pub mod gemm_bf16;
 pub mod layernorm;
 pub mod matmul;
+pub mod matmul_bf16;
 pub mod attention;
 pub mod block_mask;
 pub mod rng;

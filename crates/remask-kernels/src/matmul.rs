@@ -28,17 +28,22 @@ pub fn matmul_forward(out: &mut [f32], inp: &[f32], weight: &[f32], bias: Option
         Some(bias) => {
             // Pass 1: every row of out starts as the bias; pass 2 lets gemm accumulate onto it, which
             // costs one streaming write of out instead of a second read-modify-write pass.
-            let bias = &bias[..oc];
-            let rows_per_task = (1 << 14) / oc + 1;
-            out.par_chunks_mut(rows_per_task * oc).for_each(|chunk| {
-                for row in chunk.chunks_exact_mut(oc) {
-                    row.copy_from_slice(bias);
-                }
-            });
+            fill_rows(out, bias, oc);
             strided_gemm(out, oc, 1, MatRef::rows(inp, c), MatRef::transposed(weight, c), n, c, oc, 1.0, 1.0, Threads::Pool);
         }
         None => strided_gemm(out, oc, 1, MatRef::rows(inp, c), MatRef::transposed(weight, c), n, c, oc, 1.0, 0.0, Threads::Pool),
     }
+}
+
+/// Every row of `out[rows, OC]` ← `bias[OC]`.
+fn fill_rows(out: &mut [f32], bias: &[f32], oc: usize) {
+    let bias = &bias[..oc];
+    let rows_per_task = (1 << 14) / oc + 1;
+    out.par_chunks_mut(rows_per_task * oc).for_each(|chunk| {
+        for row in chunk.chunks_exact_mut(oc) {
+            row.copy_from_slice(bias);
+        }
+    });
 }
 
 /// Reference twin of [`matmul_forward`]: plain loops.
@@ -69,26 +74,30 @@ pub fn matmul_backward(dinp: Option<&mut [f32]>, dweight: &mut [f32], dbias: Opt
     }
     // dweight[OC,C] += doutᵀ[OC,N] · inp[N,C]; doutᵀ is dout read with swapped strides.
     strided_gemm(dweight, c, 1, MatRef::transposed(dout, oc), MatRef::rows(inp, c), oc, n, c, 1.0, 1.0, Threads::Pool);
-    // dbias[OC] += Σ_rows dout: each task owns a block of columns and sweeps all rows, so the
-    // reduction needs no scratch memory and its inner loop is a contiguous vector add.
     if let Some(dbias) = dbias {
-        let dbias = &mut dbias[..oc];
-        let dout = &dout[..n * oc];
-        dbias.par_chunks_mut(DBIAS_BLOCK).enumerate().for_each(|(blk, db)| {
-            let j0 = blk * DBIAS_BLOCK;
-            let w = db.len();
-            let mut acc = [0.0f32; DBIAS_BLOCK];
-            let acc = &mut acc[..w];
-            for row in dout.chunks_exact(oc) {
-                for (a, &g) in acc.iter_mut().zip(&row[j0..j0 + w]) {
-                    *a += g;
-                }
-            }
-            for (d, &a) in db.iter_mut().zip(acc.iter()) {
-                *d += a;
-            }
-        });
+        bias_backward(dbias, dout, n, oc);
     }
+}
+
+/// dbias[OC] += Σ_rows dout[N,OC]: each task owns a block of columns and sweeps all rows, so the
+/// reduction needs no scratch memory and its inner loop is a contiguous vector add.
+pub(crate) fn bias_backward(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
+    let dbias = &mut dbias[..oc];
+    let dout = &dout[..n * oc];
+    dbias.par_chunks_mut(DBIAS_BLOCK).enumerate().for_each(|(blk, db)| {
+        let j0 = blk * DBIAS_BLOCK;
+        let w = db.len();
+        let mut acc = [0.0f32; DBIAS_BLOCK];
+        let acc = &mut acc[..w];
+        for row in dout.chunks_exact(oc) {
+            for (a, &g) in acc.iter_mut().zip(&row[j0..j0 + w]) {
+                *a += g;
+            }
+        }
+        for (d, &a) in db.iter_mut().zip(acc.iter()) {
+            *d += a;
+        }
+    });
 }
 
 /// Reference twin of [`matmul_backward`]: plain loops.

@@ -9,15 +9,16 @@
 //! configured per call on the calling thread (`ldtilecfg`) and released at the end (`tilerelease`),
 //! so a rayon worker never keeps AMX state between tasks. A whole block (load or zero C, the K loop,
 //! store C) is one `asm!` statement, so no tile register lives across compiler-generated code.
-//! Blocks that stick out of C (ragged edges) or need `alpha != 1` go through a 32 × 32 scratch.
+//! Blocks that stick out of C (ragged edges) or need `alpha != 1` go through a 32 × 32 scratch. A
+//! bias start is a tile load with row stride 0 (every row the bias), so C is written once.
 
 use std::arch::asm;
 
-use super::{Product, BLOCK, K_CHUNK, K_STEP, PANEL};
+use super::{Product, Start, BLOCK, K_CHUNK, K_STEP, PANEL};
 
 /// `ldtilecfg` operand: palette 1, tiles 0–7 all 16 rows × 64 bytes.
 #[repr(C, align(64))]
-struct TileConfig([u8; 64]);
+pub(super) struct TileConfig(pub(super) [u8; 64]);
 
 const fn tile_config() -> TileConfig {
     let mut c = [0u8; 64];
@@ -31,12 +32,12 @@ const fn tile_config() -> TileConfig {
     TileConfig(c)
 }
 
-static CONFIG: TileConfig = tile_config();
+pub(super) static CONFIG: TileConfig = tile_config();
 
 /// Bytes a block's K loop advances B per step: 16 pair-rows × 64 bytes.
 const B_STEP_BYTES: usize = K_STEP / 2 * 2 * PANEL * 2;
 
-/// `c = alpha·A·B (+ c)` on the calling thread.
+/// `c = start + alpha·A·B` on the calling thread.
 ///
 /// # Safety
 /// As [`super::product_raw`]; the CPU must have AMX-BF16 and the process tile permission
@@ -49,7 +50,8 @@ pub(super) unsafe fn product(c: *mut f32, ldc: usize, p: &Product<'_>) {
     let mut k0 = 0;
     loop {
         let kc = chunk.min(p.kpad - k0);
-        let accumulate = p.accumulate || k0 > 0;
+        // Later chunks add to what the earlier ones stored.
+        let start = if k0 > 0 { Start::C } else { p.start };
         let mut j0 = 0;
         while j0 < p.n {
             let cols = (p.n - j0).min(BLOCK);
@@ -58,31 +60,43 @@ pub(super) unsafe fn product(c: *mut f32, ldc: usize, p: &Product<'_>) {
             let mut i0 = 0;
             while i0 < p.m {
                 let rows = (p.m - i0).min(BLOCK);
-                let a = p.a.data.as_ptr().add(i0 * p.a.ld + k0) as *const u8;
-                let lda = p.a.ld * 2;
+                let ab = Operands { a: p.a.data.as_ptr().add(i0 * p.a.ld + k0) as *const u8, lda: p.a.ld * 2, b0, b1, steps: kc / K_STEP };
                 let cb = c.add(i0 * ldc + j0);
-                let steps = kc / K_STEP;
                 if rows == BLOCK && cols == BLOCK && p.alpha == 1.0 {
-                    block(cb, ldc * 4, accumulate, a, lda, b0, b1, steps);
+                    let (src, sstride) = match start {
+                        Start::Zero => (std::ptr::null(), 0),
+                        Start::C => (cb as *const f32, ldc * 4),
+                        // A bias tile is the bias row loaded with row stride 0.
+                        Start::Bias(bias) => (bias.as_ptr().add(j0), 0),
+                    };
+                    block(cb, ldc * 4, src, sstride, &ab);
                 } else {
-                    // Through the scratch: C's part copied in when it starts the sum.
-                    let from_c = accumulate && p.alpha == 1.0;
+                    // Through the scratch: C's part (or the bias) copied in when it starts the sum.
                     let s = scratch.0.as_mut_ptr();
-                    if from_c {
-                        for r in 0..rows {
-                            std::ptr::copy_nonoverlapping(cb.add(r * ldc), s.add(r * BLOCK), cols);
+                    let (src, sstride) = match start {
+                        _ if p.alpha != 1.0 => (std::ptr::null(), 0),
+                        Start::Zero => (std::ptr::null(), 0),
+                        Start::C => {
+                            for r in 0..rows {
+                                std::ptr::copy_nonoverlapping(cb.add(r * ldc), s.add(r * BLOCK), cols);
+                            }
+                            (s as *const f32, BLOCK * 4)
                         }
-                    }
-                    block(s, BLOCK * 4, from_c, a, lda, b0, b1, steps);
+                        Start::Bias(bias) => {
+                            // The bias row only has `cols` values left: copy it, do not over-read.
+                            std::ptr::copy_nonoverlapping(bias.as_ptr().add(j0), s, cols);
+                            (s as *const f32, 0)
+                        }
+                    };
+                    block(s, BLOCK * 4, src, sstride, &ab);
                     for r in 0..rows {
                         let (src, dst) = (s.add(r * BLOCK), cb.add(r * ldc));
                         for j in 0..cols {
                             let v = *src.add(j);
-                            *dst.add(j) = if from_c {
-                                v
-                            } else {
-                                let scaled = if p.alpha == 1.0 { v } else { v * p.alpha };
-                                if accumulate { *dst.add(j) + scaled } else { scaled }
+                            *dst.add(j) = match start {
+                                _ if p.alpha == 1.0 => v,
+                                Start::C => *dst.add(j) + v * p.alpha,
+                                _ => v * p.alpha,
                             };
                         }
                     }
@@ -102,24 +116,36 @@ pub(super) unsafe fn product(c: *mut f32, ldc: usize, p: &Product<'_>) {
 #[repr(C, align(64))]
 struct Scratch([f32; BLOCK * BLOCK]);
 
-/// One 32 × 32 block: C (row stride `ldc` bytes) = [C if `load_c`] + Σ over `steps` K steps of
-/// A (rows at `a`, `a + 16·lda`, stride `lda` bytes) × B (panels at `b0`, `b1`).
+/// The A and B side of one block: A's rows at `a` (row stride `lda` bytes, the second 16 rows at
+/// `a + 16·lda`), B's two panels at `b0`, `b1`, `steps` K steps of 32.
+struct Operands {
+    a: *const u8,
+    lda: usize,
+    b0: *const u8,
+    b1: *const u8,
+    steps: usize,
+}
+
+/// One 32 × 32 block: C (row stride `ldc` bytes) = init + Σ over the K steps of A × B, where init
+/// is 0 when `src` is null, else the 32 × 32 f32 block at `src` with row stride `sstride` bytes
+/// (0 repeats one row: the bias).
 ///
 /// # Safety
-/// The tile configuration is loaded; all addressed memory is valid (32 rows of C and A, `steps`
-/// K steps of A and of both panels).
-#[allow(clippy::too_many_arguments)]
+/// The tile configuration is loaded; all addressed memory is valid (32 rows of C, of `src`'s
+/// block and of A; `steps` K steps of A and of both panels).
 #[inline(always)]
-unsafe fn block(c: *mut f32, ldc: usize, load_c: bool, a: *const u8, lda: usize, b0: *const u8, b1: *const u8, steps: usize) {
-    let c2 = (c as *mut u8).add(16 * ldc);
-    let a2 = a.add(16 * lda);
+unsafe fn block(c: *mut f32, ldc: usize, src: *const f32, sstride: usize, x: &Operands) {
+    let a2 = x.a.add(16 * x.lda);
     asm!(
-        "test {load}, {load}",
+        "test {src}, {src}",
         "jz 2f",
-        "tileloadd tmm0, [{c} + {ldc}*1]",
-        "tileloadd tmm1, [{c} + {ldc}*1 + 64]",
-        "tileloadd tmm2, [{c2} + {ldc}*1]",
-        "tileloadd tmm3, [{c2} + {ldc}*1 + 64]",
+        "mov {s64}, {sstride}",
+        "shl {s64}, 4",
+        "add {s64}, {src}",
+        "tileloadd tmm0, [{src} + {sstride}*1]",
+        "tileloadd tmm1, [{src} + {sstride}*1 + 64]",
+        "tileloadd tmm2, [{s64} + {sstride}*1]",
+        "tileloadd tmm3, [{s64} + {sstride}*1 + 64]",
         "jmp 3f",
         "2:",
         "tilezero tmm0",
@@ -127,6 +153,7 @@ unsafe fn block(c: *mut f32, ldc: usize, load_c: bool, a: *const u8, lda: usize,
         "tilezero tmm2",
         "tilezero tmm3",
         "3:",
+        "mov {s64}, 64",
         "test {n}, {n}",
         "jz 5f",
         "4:",
@@ -145,22 +172,25 @@ unsafe fn block(c: *mut f32, ldc: usize, load_c: bool, a: *const u8, lda: usize,
         "dec {n}",
         "jnz 4b",
         "5:",
+        "mov {src}, {ldc}",
+        "shl {src}, 4",
+        "add {src}, {c}",
         "tilestored [{c} + {ldc}*1], tmm0",
         "tilestored [{c} + {ldc}*1 + 64], tmm1",
-        "tilestored [{c2} + {ldc}*1], tmm2",
-        "tilestored [{c2} + {ldc}*1 + 64], tmm3",
-        load = in(reg) load_c as usize,
+        "tilestored [{src} + {ldc}*1], tmm2",
+        "tilestored [{src} + {ldc}*1 + 64], tmm3",
+        src = inout(reg) src => _,
+        sstride = in(reg) sstride,
+        s64 = out(reg) _,
         c = in(reg) c,
-        c2 = in(reg) c2,
         ldc = in(reg) ldc,
-        a = inout(reg) a => _,
+        a = inout(reg) x.a => _,
         a2 = inout(reg) a2 => _,
-        lda = in(reg) lda,
-        b0 = inout(reg) b0 => _,
-        b1 = inout(reg) b1 => _,
-        s64 = in(reg) 64usize,
+        lda = in(reg) x.lda,
+        b0 = inout(reg) x.b0 => _,
+        b1 = inout(reg) x.b1 => _,
         bstep = const B_STEP_BYTES,
-        n = inout(reg) steps => _,
+        n = inout(reg) x.steps => _,
         options(nostack),
     );
 }

@@ -7,14 +7,14 @@
 
 use std::arch::x86_64::*;
 
-use super::{Product, K_CHUNK, PANEL};
+use super::{Product, Start, K_CHUNK, PANEL};
 
 /// Rows of C per register block.
 const ROWS: usize = 6;
 /// 16-column vectors (panels) per register block.
 const VECS: usize = 4;
 
-/// `c = alpha·A·B (+ c)` on the calling thread; see [`super::product_raw`] for the contract.
+/// `c = start + alpha·A·B` on the calling thread; see [`super::product_raw`] for the contract.
 ///
 /// # Safety
 /// As [`super::product_raw`]; the CPU must have AVX-512 F, BW and BF16.
@@ -43,7 +43,12 @@ pub(super) unsafe fn product(c: *mut f32, ldc: usize, p: &Product<'_>) {
                     cols,
                     alpha: p.alpha,
                     // Later chunks always add to what the earlier ones stored.
-                    accumulate: p.accumulate || !first,
+                    start: match p.start {
+                        _ if !first => Init::C,
+                        Start::Zero => Init::Zero,
+                        Start::C => Init::C,
+                        Start::Bias(bias) => Init::Bias(bias.as_ptr().add(j0)),
+                    },
                 };
                 dispatch(rows, cols.div_ceil(PANEL), &blk);
                 i0 += rows;
@@ -71,7 +76,15 @@ struct Blk {
     /// Columns of C in this block (≤ 64).
     cols: usize,
     alpha: f32,
-    accumulate: bool,
+    start: Init,
+}
+
+/// [`Start`] of one block (the bias pointer at the block's first column).
+#[derive(Clone, Copy)]
+enum Init {
+    Zero,
+    C,
+    Bias(*const f32),
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
@@ -104,12 +117,25 @@ unsafe fn block<const R: usize, const V: usize>(x: &Blk) {
             (1u16 << last_cols) - 1
         }
     };
-    let from_c = x.accumulate && x.alpha == 1.0;
+    // alpha = 1: the accumulators start from the start value; otherwise from 0 (scaled, then added).
     let mut acc = [[_mm512_setzero_ps(); V]; R];
-    if from_c {
-        for r in 0..R {
-            for v in 0..V {
-                acc[r][v] = _mm512_maskz_loadu_ps(mask(v), x.c.add(r * x.ldc + 16 * v));
+    if x.alpha == 1.0 {
+        match x.start {
+            Init::Zero => {}
+            Init::C => {
+                for r in 0..R {
+                    for v in 0..V {
+                        acc[r][v] = _mm512_maskz_loadu_ps(mask(v), x.c.add(r * x.ldc + 16 * v));
+                    }
+                }
+            }
+            Init::Bias(bias) => {
+                for v in 0..V {
+                    let bv = _mm512_maskz_loadu_ps(mask(v), bias.add(16 * v));
+                    for row in acc.iter_mut() {
+                        row[v] = bv;
+                    }
+                }
             }
         }
     }
@@ -130,14 +156,13 @@ unsafe fn block<const R: usize, const V: usize>(x: &Blk) {
     for r in 0..R {
         let crow = x.c.add(r * x.ldc);
         for v in 0..V {
-            let out = if from_c {
+            let out = if x.alpha == 1.0 {
                 acc[r][v]
             } else {
-                let scaled = if x.alpha == 1.0 { acc[r][v] } else { _mm512_mul_ps(acc[r][v], alpha) };
-                if x.accumulate {
-                    _mm512_add_ps(_mm512_maskz_loadu_ps(mask(v), crow.add(16 * v)), scaled)
-                } else {
-                    scaled
+                let scaled = _mm512_mul_ps(acc[r][v], alpha);
+                match x.start {
+                    Init::C => _mm512_add_ps(_mm512_maskz_loadu_ps(mask(v), crow.add(16 * v)), scaled),
+                    _ => scaled,
                 }
             };
             _mm512_mask_storeu_ps(crow.add(16 * v), mask(v), out);

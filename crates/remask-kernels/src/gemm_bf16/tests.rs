@@ -20,27 +20,37 @@ struct Case {
 }
 
 /// Runs one case on `kernel` and on the twin; returns (fast, reference, |A|·|B| row-column bound).
-fn run(kernel: Bf16Kernel, cs: &Case, alpha: f32, accumulate: bool, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn run(kernel: Bf16Kernel, cs: &Case, alpha: f32, start: u8, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let Case { m, k, n, ta, tb } = *cs;
     let (lda, ldb, ldc) = (if ta { m + 1 } else { k + 2 }, if tb { k + 3 } else { n + 1 }, n + 5);
     let a = rand_vec((if ta { k } else { m }).max(1) * lda, seed, 1.0);
     let b = rand_vec((if tb { n } else { k }).max(1) * ldb, seed + 1, 1.0);
     let c0 = rand_vec(m.max(1) * ldc, seed + 2, 1.0);
+    let bias = rand_vec(n, seed + 3, 1.0);
+    let start = match start {
+        0 => Start::Zero,
+        1 => Start::C,
+        _ => Start::Bias(&bias),
+    };
     let (mut pa, mut pb) = (PackedLhs::new(), PackedRhs::new());
     pa.pack(&a, lda, ta, m, k);
     pb.pack(&b, ldb, tb, k, n);
     let mut fast = c0.clone();
-    gemm_bf16_with(kernel, &mut fast, ldc, &pa, &pb, alpha, accumulate);
+    gemm_bf16_with(kernel, &mut fast, ldc, &pa, &pb, alpha, start);
     let mut want = c0.clone();
     let (a_rs, a_cs) = if ta { (1, lda) } else { (lda, 1) };
     let (b_rs, b_cs) = if tb { (1, ldb) } else { (ldb, 1) };
-    gemm_bf16_reference(&mut want, ldc, &a, a_rs, a_cs, &b, b_rs, b_cs, m, k, n, alpha, accumulate);
+    gemm_bf16_reference(&mut want, ldc, &a, a_rs, a_cs, &b, b_rs, b_cs, m, k, n, alpha, start);
     // Σ_p |A[i,p]|·|B[p,j]| (+|C|): the scale of the rounding error of any summation order.
     let mut bound = vec![0.0f32; m.max(1) * ldc];
     for i in 0..m {
         for j in 0..n {
             let s: f32 = (0..k).map(|p| (a[i * a_rs + p * a_cs] * b[p * b_rs + j * b_cs]).abs()).sum();
-            bound[i * ldc + j] = alpha.abs() * s + if accumulate { c0[i * ldc + j].abs() } else { 0.0 };
+            bound[i * ldc + j] = alpha.abs() * s + match start {
+                Start::Zero => 0.0,
+                Start::C => c0[i * ldc + j].abs(),
+                Start::Bias(b) => b[j].abs(),
+            };
         }
     }
     (fast, want, bound)
@@ -64,7 +74,7 @@ fn avx512_kernel_equals_reference_bit_for_bit() {
         return;
     }
     for (s, cs) in CASES.iter().enumerate() {
-        for (alpha, acc) in [(1.0, false), (1.0, true), (0.125, false), (-0.5, true)] {
+        for (alpha, acc) in [(1.0, 0), (1.0, 1), (1.0, 2), (0.125, 0), (-0.5, 1)] {
             let (fast, want, _) = run(Bf16Kernel::Avx512, cs, alpha, acc, 10 * s as u64);
             let what = format!("m{} k{} n{} ta{} tb{} alpha{alpha} acc{acc}", cs.m, cs.k, cs.n, cs.ta, cs.tb);
             for (i, (f, w)) in fast.iter().zip(&want).enumerate() {
@@ -82,7 +92,7 @@ fn amx_kernel_matches_reference() {
         return;
     }
     for (s, cs) in CASES.iter().enumerate() {
-        for (alpha, acc) in [(1.0, false), (1.0, true), (0.125, false), (-0.5, true)] {
+        for (alpha, acc) in [(1.0, 0), (1.0, 1), (1.0, 2), (0.125, 0), (-0.5, 1)] {
             let (fast, want, bound) = run(Bf16Kernel::Amx, cs, alpha, acc, 10 * s as u64);
             let what = format!("m{} k{} n{} ta{} tb{} alpha{alpha} acc{acc}", cs.m, cs.k, cs.n, cs.ta, cs.tb);
             for (i, ((f, w), b)) in fast.iter().zip(&want).zip(&bound).enumerate() {
@@ -102,7 +112,7 @@ fn reference_is_the_rounded_product() {
     let a = rand_vec(m * k, 1, 3.0);
     let b = rand_vec(k * n, 2, 3.0);
     let mut c = vec![0.0f32; m * n];
-    gemm_bf16_reference(&mut c, n, &a, k, 1, &b, n, 1, m, k, n, 1.0, false);
+    gemm_bf16_reference(&mut c, n, &a, k, 1, &b, n, 1, m, k, n, 1.0, Start::Zero);
     let r = crate::bf16::round_bf16;
     for i in 0..m {
         for j in 0..n {
@@ -129,7 +139,7 @@ fn result_does_not_depend_on_the_thread_count() {
         let run_on = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut c = vec![0.5f32; m * n];
-            pool.install(|| gemm_bf16_with(kernel, &mut c, n, &pa, &pb, 1.0, true));
+            pool.install(|| gemm_bf16_with(kernel, &mut c, n, &pa, &pb, 1.0, Start::C));
             c
         };
         assert_eq!(run_on(1), run_on(3), "{kernel:?}");
