@@ -344,6 +344,13 @@ fn bench_bf16(b: &Bench<'_>, n: usize, c: usize, f: usize, v: usize) {
             if i == 3 {
                 continue; // the head's layer-level figures add nothing the smaller shapes do not show
             }
+            // The per-call packs of the linear layer: activations as A (forward, input gradient),
+            // transposed as A (weight gradient), and as B (weight gradient).
+            let bytes = (m * kk) as f64 * (4.0 + 2.0);
+            let shape = format!("rows={m} cols={kk}");
+            b.run_with("pack_lhs_bf16", &shape, Work::Bytes(bytes), &[("impl", imp.clone())], None, || pa.pack(&a, kk, false, m, kk), || {});
+            b.run_with("pack_lhs_transposed_bf16", &shape, Work::Bytes(bytes), &[("impl", imp.clone())], None, || pa.pack(&a, kk, true, kk, m), || {});
+            b.run_with("pack_rhs_bf16", &shape, Work::Bytes(bytes), &[("impl", imp.clone())], None, || pb.pack(&a, kk, false, m, kk), || {});
             // The linear layer: packing of the activations included, the weight packed once.
             let bias = rand(nn, 50, 0.1);
             let mut pw = k::matmul_bf16::PackedWeight::new();

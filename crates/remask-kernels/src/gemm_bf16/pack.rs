@@ -21,7 +21,14 @@ pub(super) fn lhs(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, m: usize, k: usi
     if m > 0 && k > 0 {
         assert!((m - 1) * src.rs + (k - 1) * src.cs < src.data.len(), "pack lhs: src too small");
     }
-    // Tasks of 16-row groups, so a transposed source is read in 16 × 16 blocks.
+    #[cfg(target_arch = "x86_64")]
+    {
+        if src.rs == 1 && src.cs != 1 && crate::cpu::has_avx512_bf16() {
+            lhs_transposed_fast(dst, ld, src, m, k);
+            return;
+        }
+    }
+    // Tasks of 16-row groups.
     let rows_per_task = (PACK_TASK / ld.max(1)).max(1).div_ceil(16) * 16;
     dst.par_chunks_mut(rows_per_task * ld).enumerate().for_each(|(t, chunk)| {
         let r0 = t * rows_per_task;
@@ -61,6 +68,13 @@ pub(super) fn rhs(dst: &mut [Bf16], panel_len: usize, src: MatRef<'_>, k: usize,
     if n > 0 && k > 0 {
         assert!((k - 1) * src.rs + (n - 1) * src.cs < src.data.len(), "pack rhs: src too small");
     }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if src.cs == 1 && crate::cpu::has_avx512_bf16() {
+            rhs_rows_fast(&mut dst[..panels * panel_len], panel_len, src, k, n);
+            return;
+        }
+    }
     let panels_per_task = (PACK_TASK / panel_len.max(1)).max(1);
     dst[..panels * panel_len].par_chunks_mut(panels_per_task * panel_len).enumerate().for_each(|(t, chunk)| {
         for (i, panel) in chunk.chunks_mut(panel_len).enumerate() {
@@ -93,6 +107,47 @@ fn rhs_panel_scalar(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize,
             }
         }
     }
+}
+
+/// A pointer into a pack that tasks write in disjoint parts.
+#[derive(Clone, Copy)]
+struct Shared(*mut Bf16);
+// SAFETY: only used by tasks that write disjoint elements (see the callers).
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+/// [`lhs`] from a transposed source (element (i, p) at `data[p·cs + i]`): tasks take 32 source rows
+/// (32 values of K) each and read them front to back, writing one 64-byte line per A row.
+#[cfg(target_arch = "x86_64")]
+fn lhs_transposed_fast(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, m: usize, k: usize) {
+    let rows = dst.len() / ld;
+    dst[m * ld..].iter_mut().for_each(|x| *x = Bf16::ZERO);
+    let out = Shared(dst.as_mut_ptr());
+    let blocks = ld / 32;
+    (0..blocks).into_par_iter().with_min_len((PACK_TASK / (32 * m.max(1))).max(1)).for_each(|kb| {
+        let out = out;
+        // SAFETY: AVX-512 F/BW/BF16 are available (checked by the caller); block kb writes only
+        // columns 32·kb..32·kb+32 of rows < m, disjoint from every other block, all inside dst
+        // (ld is a multiple of 32, rows ≥ m); `lhs` asserted the source bounds.
+        unsafe { avx512::lhs_transposed_block(out.0, ld, src, m, k, 32 * kb) };
+    });
+    debug_assert!(rows >= m);
+}
+
+/// [`rhs`] from a row-major source (element (p, j) at `data[p·rs + j]`): tasks take pair-rows and
+/// read both source rows front to back, writing one 64-byte pair-row per panel.
+#[cfg(target_arch = "x86_64")]
+fn rhs_rows_fast(dst: &mut [Bf16], panel_len: usize, src: MatRef<'_>, k: usize, n: usize) {
+    let panels = dst.len() / panel_len;
+    let pairs = panel_len / (2 * PANEL);
+    let out = Shared(dst.as_mut_ptr());
+    (0..pairs).into_par_iter().with_min_len((PACK_TASK / (2 * PANEL * panels)).max(1)).for_each(|q| {
+        let out = out;
+        // SAFETY: AVX-512 F/BW/BF16 are available (checked by the caller); pair-row q of every
+        // panel is written by this task only, inside dst; `rhs` asserted the source bounds.
+        unsafe { avx512::rhs_pair_row(out.0, panel_len, panels, src, k, n, q) };
+    });
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -184,6 +239,57 @@ mod avx512 {
             }
         } else {
             lhs_rows_scalar(dst, ld, src, r0, rows, k);
+        }
+    }
+
+    /// Columns `p0..p0+32` of rows `0..m` of a transposed-source lhs pack.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/BF16; `out` addresses `m` rows of `ld` values; the source holds k × m.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn lhs_transposed_block(out: *mut Bf16, ld: usize, src: MatRef<'_>, m: usize, k: usize, p0: usize) {
+        let base = src.data.as_ptr();
+        let op = out as *mut u16;
+        let mut i0 = 0;
+        while i0 < m {
+            let mask = lanes(m - i0);
+            // Source rows p0..p0+32, columns i0..i0+16 (rows past k are zero).
+            let mut lo = [_mm512_setzero_ps(); 16];
+            let mut hi = [_mm512_setzero_ps(); 16];
+            for r in 0..16 {
+                if p0 + r < k {
+                    lo[r] = _mm512_maskz_loadu_ps(mask, base.add((p0 + r) * src.cs + i0));
+                }
+                if p0 + 16 + r < k {
+                    hi[r] = _mm512_maskz_loadu_ps(mask, base.add((p0 + 16 + r) * src.cs + i0));
+                }
+            }
+            let (tl, th) = (transpose16(lo), transpose16(hi));
+            for i in 0..(m - i0).min(16) {
+                _mm512_storeu_si512(op.add((i0 + i) * ld + p0) as *mut __m512i, cvt32(tl[i], th[i]));
+            }
+            i0 += 16;
+        }
+    }
+
+    /// Pair-row `q` (source rows 2q, 2q+1) of every panel of a row-major-source rhs pack.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/BF16; `out` addresses `panels` panels of `panel_len` values; the source holds
+    /// k × n.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn rhs_pair_row(out: *mut Bf16, panel_len: usize, panels: usize, src: MatRef<'_>, k: usize, n: usize, q: usize) {
+        let idx = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
+        );
+        let base = src.data.as_ptr();
+        let op = out as *mut u16;
+        for p in 0..panels {
+            let j0 = p * PANEL;
+            let m = lanes(n.saturating_sub(j0));
+            let load = |r: usize| if r < k && j0 < n { _mm512_maskz_loadu_ps(m, base.add(r * src.rs + j0)) } else { _mm512_setzero_ps() };
+            let v = cvt32(load(2 * q), load(2 * q + 1));
+            _mm512_storeu_si512(op.add(p * panel_len + q * 2 * PANEL) as *mut __m512i, _mm512_permutexvar_epi16(idx, v));
         }
     }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::tokenize::InferTokenizer;
 use crate::model::hf::load_hf;
-use crate::model::{Arch, EncoderDecoderModel, LmModel, ModelConfig, TensorInfo, TrainModel};
+use crate::model::{Arch, EncoderDecoderModel, LmModel, ModelConfig, Precision, TensorInfo, TrainModel};
 use crate::{Error, Result};
 
 /// Where a loaded model came from.
@@ -47,8 +47,10 @@ pub enum InferModel {
 }
 
 impl InferModel {
-    /// The model of `config` over `params` (remask layout).
+    /// The model of `config` over `params` (remask layout), computing in f32 whatever
+    /// `config.precision` says (inference always runs in f32).
     pub fn from_params(config: ModelConfig, params: Vec<f32>) -> Result<Self> {
+        let config = ModelConfig { precision: Precision::Fp32, ..config };
         Ok(match config.arch {
             Arch::EncoderDecoder => InferModel::Seq2Seq(EncoderDecoderModel::from_params(config, params)?),
             _ => InferModel::Lm(LmModel::from_params(config, params)?),
@@ -195,7 +197,9 @@ fn find_tokenizer(ckpt: &Path, run_dir: &Path) -> Option<PathBuf> {
 
 fn load_checkpoint_dir(ckpt: &Path, run_dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
     let loaded = crate::train::load_checkpoint(ckpt)?;
-    let config = loaded.model_config.clone();
+    // Inference computes in f32 whatever precision the run trained in (its master weights are
+    // f32), so a bf16-trained model also runs on CPUs without bf16 and the KV cache matches it.
+    let config = ModelConfig { precision: Precision::Fp32, ..loaded.model_config.clone() };
     config.validate()?;
     let mut params = vec![0.0f32; crate::model::layout_of(&config)?.iter().map(TensorInfo::numel).sum()];
     for t in crate::model::layout_of(&config)? {
