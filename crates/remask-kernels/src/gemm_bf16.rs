@@ -30,10 +30,11 @@ use rayon::prelude::*;
 use crate::bf16::Bf16;
 use crate::cpu::Bf16Kernel;
 use crate::strided_gemm::MatRef;
+use pack::Split;
 
 mod amx;
 mod avx512;
-mod pack;
+pub(crate) mod pack;
 mod peak;
 mod reference;
 #[cfg(test)]
@@ -76,6 +77,32 @@ fn round_up(x: usize, to: usize) -> usize {
     x.div_ceil(to) * to
 }
 
+/// Row stride of an A pack of depth `k`: K padded to [`K_STEP`], plus one cache line when rows
+/// would otherwise lie a multiple of 1 KiB apart (rows 4 KiB apart share one L1 set).
+pub(crate) fn lhs_stride(k: usize) -> usize {
+    let ld = round_up(k.max(1), K_STEP);
+    if ld % 512 == 0 {
+        ld + K_STEP
+    } else {
+        ld
+    }
+}
+
+/// bf16 values per panel of a B pack of depth `k`.
+pub(crate) fn rhs_panel_len(k: usize) -> usize {
+    round_up(k.max(1), K_STEP) * PANEL
+}
+
+/// bf16 values of an A pack of `m × k` with row stride `ld`.
+pub(crate) fn lhs_len(m: usize, ld: usize) -> usize {
+    round_up(m.max(1), BLOCK) * ld
+}
+
+/// bf16 values of a B pack of `n` columns with panels of `panel_len`.
+pub(crate) fn rhs_len(n: usize, panel_len: usize) -> usize {
+    round_up(n.max(1), BLOCK) / PANEL * panel_len
+}
+
 impl PackedLhs {
     pub fn new() -> Self {
         Self::default()
@@ -97,12 +124,12 @@ impl PackedLhs {
         let view = MatRef::maybe_transposed(src, ld, transposed);
         self.m = m;
         self.k = k;
-        self.ld = round_up(k.max(1), K_STEP);
-        let len = round_up(m.max(1), BLOCK) * self.ld;
+        self.ld = lhs_stride(k);
+        let len = lhs_len(m, self.ld);
         if self.data.len() < len {
             self.data.resize(len, Bf16::ZERO);
         }
-        pack::lhs(&mut self.data[..len], self.ld, view, m, k);
+        pack::lhs(&mut self.data[..len], self.ld, view, m, k, 1.0, Split::Pool);
     }
 
     pub(crate) fn view(&self) -> LhsView<'_> {
@@ -131,14 +158,12 @@ impl PackedRhs {
         let view = MatRef::maybe_transposed(src, ld, transposed);
         self.k = k;
         self.n = n;
-        let kpad = round_up(k.max(1), K_STEP);
-        self.panel_len = kpad * PANEL;
-        let panels = round_up(n.max(1), BLOCK) / PANEL;
-        let len = panels * self.panel_len;
+        self.panel_len = rhs_panel_len(k);
+        let len = rhs_len(n, self.panel_len);
         if self.data.len() < len {
             self.data.resize(len, Bf16::ZERO);
         }
-        pack::rhs(&mut self.data[..len], self.panel_len, view, k, n);
+        pack::rhs(&mut self.data[..len], self.panel_len, view, k, n, Split::Pool);
     }
 
     pub(crate) fn view(&self) -> RhsView<'_> {
@@ -194,9 +219,12 @@ impl Product<'_> {
             return;
         }
         assert!(ldc >= self.n && c_len >= (self.m - 1) * ldc + self.n, "gemm_bf16: c too small");
-        assert!(self.a.ld >= self.kpad && self.a.data.len() >= round_up(self.m, BLOCK) * self.a.ld, "gemm_bf16: packed A too small");
+        // The kernels read kpad values of round_up(m, 32) rows of A and kpad / 2 pair-rows of
+        // round_up(n, 32) / 16 panels of B (views may start inside a row or panel).
+        let (rows, panels) = (round_up(self.m, BLOCK), round_up(self.n, BLOCK) / PANEL);
+        assert!(self.a.ld >= self.kpad && self.a.data.len() >= (rows - 1) * self.a.ld + self.kpad, "gemm_bf16: packed A too small");
         assert!(self.b.panel_len >= self.kpad * PANEL, "gemm_bf16: packed B panels too short");
-        assert!(self.b.data.len() >= round_up(self.n, BLOCK) / PANEL * self.b.panel_len, "gemm_bf16: packed B too small");
+        assert!(self.b.data.len() >= (panels - 1) * self.b.panel_len + self.kpad * PANEL, "gemm_bf16: packed B too small");
         if let Start::Bias(bias) = self.start {
             assert!(self.alpha == 1.0 && bias.len() >= self.n, "gemm_bf16: a bias start needs alpha = 1 and N values");
         }

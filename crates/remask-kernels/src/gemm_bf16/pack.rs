@@ -1,10 +1,11 @@
 //! Packing f32 matrices into the bf16 layouts of [`PackedLhs`](super::PackedLhs) and
-//! [`PackedRhs`](super::PackedRhs), rounding every value to bf16 on the way.
+//! [`PackedRhs`](super::PackedRhs), rounding every value (times an optional scale) to bf16.
 //!
 //! Each layout has two source orientations (row-major or transposed). The AVX-512 paths convert
-//! 16 or 32 values per instruction and do transposes in registers (16 × 16 blocks of 32-bit words,
-//! a bf16 pair being one word); the scalar loops are their twins and run on other CPUs. Large
-//! packs are split over rayon's pool by rows (A) or panels (B).
+//! 16 or 32 values per instruction, transpose in registers (16 × 16 blocks of 32-bit words, a bf16
+//! pair being one word) and read their source front to back; the scalar loops are their twins and
+//! run on other CPUs. Large packs are split over rayon's pool ([`Split::Pool`]); the attention
+//! kernel packs its tiles inside its own tasks ([`Split::Caller`]).
 
 use rayon::prelude::*;
 
@@ -15,97 +16,20 @@ use crate::strided_gemm::MatRef;
 /// Values per rayon task of a pack.
 const PACK_TASK: usize = 1 << 16;
 
-/// `dst` (`round_up(m, 32)` rows of `ld` values) ← bf16(src[m × k]), zero elsewhere.
-pub(super) fn lhs(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, m: usize, k: usize) {
-    assert!(ld >= k && dst.len() >= m.div_ceil(BLOCK).max(1) * BLOCK * ld, "pack lhs: dst too small");
-    if m > 0 && k > 0 {
-        assert!((m - 1) * src.rs + (k - 1) * src.cs < src.data.len(), "pack lhs: src too small");
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if src.rs == 1 && src.cs != 1 && crate::cpu::has_avx512_bf16() {
-            lhs_transposed_fast(dst, ld, src, m, k);
-            return;
-        }
-    }
-    // Tasks of 16-row groups.
-    let rows_per_task = (PACK_TASK / ld.max(1)).max(1).div_ceil(16) * 16;
-    dst.par_chunks_mut(rows_per_task * ld).enumerate().for_each(|(t, chunk)| {
-        let r0 = t * rows_per_task;
-        let rows = chunk.len() / ld;
-        let real = m.saturating_sub(r0).min(rows);
-        lhs_rows(chunk, ld, src, r0, real, k);
-        chunk[real * ld..].iter_mut().for_each(|x| *x = Bf16::ZERO);
-    });
+/// Whether a pack may use rayon's pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Split {
+    /// Only the calling thread.
+    Caller,
+    /// Rayon's pool, in tasks of about [`PACK_TASK`] values.
+    Pool,
 }
 
-/// Rows `r0..r0+rows` of the lhs pack into `dst` (`rows × ld`).
-fn lhs_rows(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows: usize, k: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::cpu::has_avx512_bf16() {
-            // SAFETY: AVX-512 F/BW/BF16 are available (checked); `lhs` asserted the bounds.
-            unsafe { avx512::lhs_rows(dst, ld, src, r0, rows, k) };
-            return;
-        }
-    }
-    lhs_rows_scalar(dst, ld, src, r0, rows, k);
-}
-
-fn lhs_rows_scalar(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows: usize, k: usize) {
-    for i in 0..rows {
-        let row = &mut dst[i * ld..(i + 1) * ld];
-        for (p, x) in row.iter_mut().enumerate() {
-            *x = if p < k { Bf16::from_f32(src.data[(r0 + i) * src.rs + p * src.cs]) } else { Bf16::ZERO };
-        }
-    }
-}
-
-/// `dst` (panels of `panel_len`) ← bf16(src[k × n]) in the VNNI panel layout, zero elsewhere.
-pub(super) fn rhs(dst: &mut [Bf16], panel_len: usize, src: MatRef<'_>, k: usize, n: usize) {
-    let panels = n.div_ceil(BLOCK).max(1) * BLOCK / PANEL;
-    assert!(panel_len >= k.div_ceil(2) * 2 * PANEL && dst.len() >= panels * panel_len, "pack rhs: dst too small");
-    if n > 0 && k > 0 {
-        assert!((k - 1) * src.rs + (n - 1) * src.cs < src.data.len(), "pack rhs: src too small");
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if src.cs == 1 && crate::cpu::has_avx512_bf16() {
-            rhs_rows_fast(&mut dst[..panels * panel_len], panel_len, src, k, n);
-            return;
-        }
-    }
-    let panels_per_task = (PACK_TASK / panel_len.max(1)).max(1);
-    dst[..panels * panel_len].par_chunks_mut(panels_per_task * panel_len).enumerate().for_each(|(t, chunk)| {
-        for (i, panel) in chunk.chunks_mut(panel_len).enumerate() {
-            let j0 = (t * panels_per_task + i) * PANEL;
-            let cols = n.saturating_sub(j0).min(PANEL);
-            rhs_panel(panel, src, j0, cols, k);
-        }
-    });
-}
-
-/// One panel: columns `j0..j0+cols` (≤ 16) of src, all pair-rows of the panel (zero past k).
-fn rhs_panel(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize, k: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::cpu::has_avx512_bf16() {
-            // SAFETY: AVX-512 F/BW/BF16 are available (checked); `rhs` asserted the bounds.
-            unsafe { avx512::rhs_panel(panel, src, j0, cols, k) };
-            return;
-        }
-    }
-    rhs_panel_scalar(panel, src, j0, cols, k);
-}
-
-fn rhs_panel_scalar(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize, k: usize) {
-    for (q, row) in panel.chunks_exact_mut(2 * PANEL).enumerate() {
-        for jj in 0..PANEL {
-            for s in 0..2 {
-                let p = 2 * q + s;
-                row[2 * jj + s] = if jj < cols && p < k { Bf16::from_f32(src.data[p * src.rs + (j0 + jj) * src.cs]) } else { Bf16::ZERO };
-            }
-        }
+/// Runs `f(i)` for `i in 0..count`, on the pool in groups of `per_task` when `split` allows.
+fn for_each_index(split: Split, count: usize, per_task: usize, f: impl Fn(usize) + Sync + Send) {
+    match split {
+        Split::Pool if count > per_task => (0..count).into_par_iter().with_min_len(per_task.max(1)).for_each(f),
+        _ => (0..count).for_each(f),
     }
 }
 
@@ -117,45 +41,107 @@ unsafe impl Send for Shared {}
 // SAFETY: as above.
 unsafe impl Sync for Shared {}
 
-/// [`lhs`] from a transposed source (element (i, p) at `data[p·cs + i]`): tasks take 32 source rows
-/// (32 values of K) each and read them front to back, writing one 64-byte line per A row.
-#[cfg(target_arch = "x86_64")]
-fn lhs_transposed_fast(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, m: usize, k: usize) {
-    let rows = dst.len() / ld;
+/// `dst` (`round_up(m, 32)` rows of `ld` values) ← bf16(scale · src[m × k]), zero elsewhere.
+pub(crate) fn lhs(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, m: usize, k: usize, scale: f32, split: Split) {
+    let rows = m.div_ceil(BLOCK).max(1) * BLOCK;
+    assert!(ld >= k && ld % 32 == 0 && dst.len() >= rows * ld, "pack lhs: dst too small");
+    if m > 0 && k > 0 {
+        assert!((m - 1) * src.rs + (k - 1) * src.cs < src.data.len(), "pack lhs: src too small");
+    }
+    let dst = &mut dst[..rows * ld];
     dst[m * ld..].iter_mut().for_each(|x| *x = Bf16::ZERO);
     let out = Shared(dst.as_mut_ptr());
-    let blocks = ld / 32;
-    (0..blocks).into_par_iter().with_min_len((PACK_TASK / (32 * m.max(1))).max(1)).for_each(|kb| {
+    let fast = crate::cpu::has_avx512_bf16();
+    if fast && src.rs == 1 && src.cs != 1 {
+        // Transposed source: a task per 32 source rows (32 values of K), read front to back, one
+        // 64-byte line written per A row.
+        for_each_index(split, ld / 32, (PACK_TASK / (32 * m.max(1))).max(1), |kb| {
+            let out = out;
+            // SAFETY: AVX-512 F/BW/BF16 are available (checked); block kb writes only columns
+            // 32·kb..32·kb+32 of rows < m, disjoint from every other block and inside dst (asserted
+            // above); the source bounds are asserted above.
+            unsafe { avx512::lhs_transposed_block(out.0, ld, src, m, k, 32 * kb, scale) };
+        });
+        return;
+    }
+    // A task per group of 16 rows.
+    for_each_index(split, m.div_ceil(16), (PACK_TASK / (16 * ld)).max(1), |g| {
         let out = out;
-        // SAFETY: AVX-512 F/BW/BF16 are available (checked by the caller); block kb writes only
-        // columns 32·kb..32·kb+32 of rows < m, disjoint from every other block, all inside dst
-        // (ld is a multiple of 32, rows ≥ m); `lhs` asserted the source bounds.
-        unsafe { avx512::lhs_transposed_block(out.0, ld, src, m, k, 32 * kb) };
+        let (r0, rows) = (16 * g, (m - 16 * g).min(16));
+        // SAFETY: group g writes rows 16g..16g+16 only, disjoint from every other group, inside
+        // dst (asserted above).
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(r0 * ld), rows * ld) };
+        if fast && src.cs == 1 {
+            // SAFETY: AVX-512 F/BW/BF16 are available (checked); bounds asserted above.
+            unsafe { avx512::lhs_rows(dst, ld, src, r0, rows, k, scale) };
+        } else {
+            lhs_rows_scalar(dst, ld, src, r0, rows, k, scale);
+        }
     });
-    debug_assert!(rows >= m);
 }
 
-/// [`rhs`] from a row-major source (element (p, j) at `data[p·rs + j]`): tasks take pair-rows and
-/// read both source rows front to back, writing one 64-byte pair-row per panel.
-#[cfg(target_arch = "x86_64")]
-fn rhs_rows_fast(dst: &mut [Bf16], panel_len: usize, src: MatRef<'_>, k: usize, n: usize) {
-    let panels = dst.len() / panel_len;
+/// Rows `r0..r0+rows` of the lhs pack into `dst` (`rows × ld`), one value at a time.
+fn lhs_rows_scalar(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows: usize, k: usize, scale: f32) {
+    for i in 0..rows {
+        let row = &mut dst[i * ld..(i + 1) * ld];
+        for (p, x) in row.iter_mut().enumerate() {
+            *x = if p < k { Bf16::from_f32(scale * src.data[(r0 + i) * src.rs + p * src.cs]) } else { Bf16::ZERO };
+        }
+    }
+}
+
+/// `dst` (panels of `panel_len`) ← bf16(src[k × n]) in the VNNI panel layout, zero elsewhere.
+pub(crate) fn rhs(dst: &mut [Bf16], panel_len: usize, src: MatRef<'_>, k: usize, n: usize, split: Split) {
+    let panels = n.div_ceil(BLOCK).max(1) * BLOCK / PANEL;
     let pairs = panel_len / (2 * PANEL);
+    assert!(panel_len % (32 * PANEL) == 0 && pairs * 2 >= k && dst.len() >= panels * panel_len, "pack rhs: dst too small");
+    if n > 0 && k > 0 {
+        assert!((k - 1) * src.rs + (n - 1) * src.cs < src.data.len(), "pack rhs: src too small");
+    }
     let out = Shared(dst.as_mut_ptr());
-    (0..pairs).into_par_iter().with_min_len((PACK_TASK / (2 * PANEL * panels)).max(1)).for_each(|q| {
+    if crate::cpu::has_avx512_bf16() && src.cs == 1 {
+        // Row-major source: a task per pair-row, reading both source rows front to back and
+        // writing one 64-byte pair-row per panel.
+        for_each_index(split, pairs, (PACK_TASK / (2 * PANEL * panels)).max(1), |q| {
+            let out = out;
+            // SAFETY: AVX-512 F/BW/BF16 are available (checked); pair-row q of every panel is
+            // written by this task only, inside dst (asserted above); source bounds asserted above.
+            unsafe { avx512::rhs_pair_row(out.0, panel_len, panels, src, k, n, q) };
+        });
+        return;
+    }
+    for_each_index(split, panels, (PACK_TASK / panel_len).max(1), |p| {
         let out = out;
-        // SAFETY: AVX-512 F/BW/BF16 are available (checked by the caller); pair-row q of every
-        // panel is written by this task only, inside dst; `rhs` asserted the source bounds.
-        unsafe { avx512::rhs_pair_row(out.0, panel_len, panels, src, k, n, q) };
+        // SAFETY: panel p is written by this task only, inside dst (asserted above).
+        let panel = unsafe { std::slice::from_raw_parts_mut(out.0.add(p * panel_len), panel_len) };
+        let (j0, cols) = (p * PANEL, n.saturating_sub(p * PANEL).min(PANEL));
+        if crate::cpu::has_avx512_bf16() && src.rs == 1 {
+            // SAFETY: AVX-512 F/BW/BF16 are available (checked); bounds asserted above.
+            unsafe { avx512::rhs_panel_transposed(panel, src, j0, cols, k) };
+        } else {
+            rhs_panel_scalar(panel, src, j0, cols, k);
+        }
     });
+}
+
+/// One panel: columns `j0..j0+cols` (≤ 16) of src, all pair-rows of the panel (zero past k).
+fn rhs_panel_scalar(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize, k: usize) {
+    for (q, row) in panel.chunks_exact_mut(2 * PANEL).enumerate() {
+        for jj in 0..PANEL {
+            for s in 0..2 {
+                let p = 2 * q + s;
+                row[2 * jj + s] = if jj < cols && p < k { Bf16::from_f32(src.data[p * src.rs + (j0 + jj) * src.cs]) } else { Bf16::ZERO };
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{lhs_rows_scalar, PANEL};
-    use crate::bf16::avx512::{cvt16, cvt32};
+    use super::PANEL;
+    use crate::bf16::avx512::cvt32;
     use crate::bf16::Bf16;
     use crate::strided_gemm::MatRef;
 
@@ -168,11 +154,21 @@ mod avx512 {
         }
     }
 
+    /// `x · scale` unless scale is 1.
+    #[inline(always)]
+    unsafe fn scaled(x: __m512, scale: f32) -> __m512 {
+        if scale == 1.0 {
+            x
+        } else {
+            _mm512_mul_ps(x, _mm512_set1_ps(scale))
+        }
+    }
+
     /// 16 × 16 transpose of 32-bit words in registers (bf16 pairs or f32 alike: shuffles only
     /// move bits).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(crate) fn transpose16(x: [__m512; 16]) -> [__m512; 16] {
+    fn transpose16(x: [__m512; 16]) -> [__m512; 16] {
         let mut u = [_mm512_setzero_ps(); 16];
         for g in 0..4 {
             let lo01 = _mm512_unpacklo_ps(x[4 * g], x[4 * g + 1]);
@@ -198,47 +194,20 @@ mod avx512 {
         out
     }
 
-    /// Rows `r0..r0+rows` of the lhs pack (`dst` is `rows × ld`).
+    /// Rows `r0..r0+rows` of a row-major-source lhs pack (`dst` is `rows × ld`).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn lhs_rows(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows: usize, k: usize) {
+    pub(super) unsafe fn lhs_rows(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows: usize, k: usize, scale: f32) {
         let dp = dst.as_mut_ptr() as *mut u16;
-        if src.cs == 1 {
-            for i in 0..rows {
-                let s = src.data.as_ptr().add((r0 + i) * src.rs);
-                let d = dp.add(i * ld);
-                let mut p = 0;
-                while p < ld {
-                    let m0 = lanes(k.saturating_sub(p));
-                    let m1 = lanes(k.saturating_sub(p + 16));
-                    let v = cvt32(_mm512_maskz_loadu_ps(m0, s.add(p)), _mm512_maskz_loadu_ps(m1, s.add(p + 16)));
-                    _mm512_storeu_si512(d.add(p) as *mut __m512i, v);
-                    p += 32;
-                }
+        for i in 0..rows {
+            let s = src.data.as_ptr().add((r0 + i) * src.rs);
+            let d = dp.add(i * ld);
+            let mut p = 0;
+            while p < ld {
+                let lo = _mm512_maskz_loadu_ps(lanes(k.saturating_sub(p)), s.add(p));
+                let hi = _mm512_maskz_loadu_ps(lanes(k.saturating_sub(p + 16)), s.add(p + 16));
+                _mm512_storeu_si512(d.add(p) as *mut __m512i, cvt32(scaled(lo, scale), scaled(hi, scale)));
+                p += 32;
             }
-        } else if src.rs == 1 {
-            // Element (i, p) at data[p·cs + i]: 16 × 16 blocks of the stored matrix, transposed.
-            let base = src.data.as_ptr();
-            let mut i0 = 0;
-            while i0 < rows {
-                let ri = rows - i0;
-                let mut p0 = 0;
-                while p0 < ld {
-                    let mut x = [_mm512_setzero_ps(); 16];
-                    let kp = k.saturating_sub(p0).min(16);
-                    for (pp, xv) in x.iter_mut().enumerate().take(kp) {
-                        *xv = _mm512_maskz_loadu_ps(lanes(ri), base.add((p0 + pp) * src.cs + r0 + i0));
-                    }
-                    // Row i of the block is now out[i]: 16 values of K for row i0 + i.
-                    let t = transpose16(x);
-                    for (i, tv) in t.iter().enumerate().take(ri.min(16)) {
-                        _mm256_storeu_si256(dp.add((i0 + i) * ld + p0) as *mut __m256i, cvt16(*tv));
-                    }
-                    p0 += 16;
-                }
-                i0 += 16;
-            }
-        } else {
-            lhs_rows_scalar(dst, ld, src, r0, rows, k);
         }
     }
 
@@ -247,7 +216,7 @@ mod avx512 {
     /// # Safety
     /// AVX-512 F/BW/BF16; `out` addresses `m` rows of `ld` values; the source holds k × m.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn lhs_transposed_block(out: *mut Bf16, ld: usize, src: MatRef<'_>, m: usize, k: usize, p0: usize) {
+    pub(super) unsafe fn lhs_transposed_block(out: *mut Bf16, ld: usize, src: MatRef<'_>, m: usize, k: usize, p0: usize, scale: f32) {
         let base = src.data.as_ptr();
         let op = out as *mut u16;
         let mut i0 = 0;
@@ -266,7 +235,8 @@ mod avx512 {
             }
             let (tl, th) = (transpose16(lo), transpose16(hi));
             for i in 0..(m - i0).min(16) {
-                _mm512_storeu_si512(op.add((i0 + i) * ld + p0) as *mut __m512i, cvt32(tl[i], th[i]));
+                let v = cvt32(scaled(tl[i], scale), scaled(th[i], scale));
+                _mm512_storeu_si512(op.add((i0 + i) * ld + p0) as *mut __m512i, v);
             }
             i0 += 16;
         }
@@ -279,6 +249,7 @@ mod avx512 {
     /// k × n.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn rhs_pair_row(out: *mut Bf16, panel_len: usize, panels: usize, src: MatRef<'_>, k: usize, n: usize, q: usize) {
+        // Interleaves the two rows value by value: [r0[0], r1[0], r0[1], r1[1], ...].
         let idx = _mm512_set_epi16(
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
         );
@@ -293,47 +264,28 @@ mod avx512 {
         }
     }
 
-    /// One rhs panel: columns `j0..j0+cols` (≤ 16), all pair-rows.
+    /// One panel of a transposed-source rhs pack (element (p, j) at `data[j·cs + p]`): each source
+    /// row j holds column j's pairs back to back; 16 rows × 16 pairs transposed as 32-bit words.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn rhs_panel(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize, k: usize) {
+    pub(super) unsafe fn rhs_panel_transposed(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize, k: usize) {
         let pp = panel.as_mut_ptr() as *mut u16;
         let pairs = panel.len() / (2 * PANEL);
         let base = src.data.as_ptr();
-        if cols == 0 {
-            panel.iter_mut().for_each(|x| *x = Bf16::ZERO);
-        } else if src.cs == 1 {
-            // Rows 2q and 2q+1 of the source (contiguous columns) interleaved value by value.
-            let idx = _mm512_set_epi16(
-                31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
-            );
-            let m = lanes(cols);
-            for q in 0..pairs {
-                let load = |p: usize| if p < k { _mm512_maskz_loadu_ps(m, base.add(p * src.rs + j0)) } else { _mm512_setzero_ps() };
-                let v = cvt32(load(2 * q), load(2 * q + 1));
-                _mm512_storeu_si512(pp.add(q * 2 * PANEL) as *mut __m512i, _mm512_permutexvar_epi16(idx, v));
+        let mut q0 = 0;
+        while q0 < pairs {
+            let mut x = [_mm512_setzero_ps(); 16];
+            let p0 = 2 * q0;
+            let (m0, m1) = (lanes(k.saturating_sub(p0)), lanes(k.saturating_sub(p0 + 16)));
+            for (jj, xv) in x.iter_mut().enumerate().take(cols) {
+                let row = base.add((j0 + jj) * src.cs + p0);
+                let v = cvt32(_mm512_maskz_loadu_ps(m0, row), _mm512_maskz_loadu_ps(m1, row.add(16)));
+                *xv = _mm512_castsi512_ps(v);
             }
-        } else if src.rs == 1 {
-            // Element (p, j) at data[j·cs + p]: each source row j holds column j's pairs back to
-            // back; 16 rows × 16 pairs transposed as 32-bit words.
-            let mut q0 = 0;
-            while q0 < pairs {
-                let mut x = [_mm512_setzero_ps(); 16];
-                let p0 = 2 * q0;
-                let m0 = lanes(k.saturating_sub(p0));
-                let m1 = lanes(k.saturating_sub(p0 + 16));
-                for (jj, xv) in x.iter_mut().enumerate().take(cols) {
-                    let row = base.add((j0 + jj) * src.cs + p0);
-                    let v = cvt32(_mm512_maskz_loadu_ps(m0, row), _mm512_maskz_loadu_ps(m1, row.add(16)));
-                    *xv = _mm512_castsi512_ps(v);
-                }
-                let t = transpose16(x);
-                for (q, tv) in t.iter().enumerate().take(pairs - q0) {
-                    _mm512_storeu_ps(pp.add((q0 + q) * 2 * PANEL) as *mut f32, *tv);
-                }
-                q0 += 16;
+            let t = transpose16(x);
+            for (q, tv) in t.iter().enumerate().take(pairs - q0) {
+                _mm512_storeu_ps(pp.add((q0 + q) * 2 * PANEL) as *mut f32, *tv);
             }
-        } else {
-            super::rhs_panel_scalar(panel, src, j0, cols, k);
+            q0 += 16;
         }
     }
 }
@@ -343,24 +295,25 @@ mod tests {
     use super::*;
     use crate::testing::rand_vec;
 
-    /// The fast packs equal the scalar twins, in both orientations, on ragged shapes.
+    /// The fast packs equal the scalar twins, in both orientations, on ragged shapes, scaled or
+    /// not, on the pool or the calling thread.
     #[test]
     fn packs_match_scalar_twins() {
         for &(r, c) in &[(1usize, 1usize), (5, 7), (16, 32), (33, 70), (40, 17), (64, 64)] {
             let ld = c + 3;
             let src = rand_vec(r * ld + c, 3, 2.0);
-            for transposed in [false, true] {
-                // As lhs: m = r, k = c (transposed: the stored matrix is c × r with row stride ld').
+            for (transposed, scale, split) in [(false, 1.0, Split::Pool), (true, 1.0, Split::Caller), (false, 0.125, Split::Caller), (true, 0.3, Split::Pool)] {
+                // As lhs: m = r, k = c (transposed: the stored matrix is c × r with row stride m + 1).
                 let (m, k) = (r, c);
                 let view = if transposed { MatRef::transposed(&src, m + 1) } else { MatRef::rows(&src, ld) };
                 let lda = k.div_ceil(32) * 32;
                 let rows = m.div_ceil(BLOCK) * BLOCK;
                 let mut fast = vec![Bf16(7); rows * lda];
                 let mut plain = vec![Bf16(9); rows * lda];
-                lhs(&mut fast, lda, view, m, k);
-                lhs_rows_scalar(&mut plain, lda, view, 0, m, k);
+                lhs(&mut fast, lda, view, m, k, scale, split);
+                lhs_rows_scalar(&mut plain, lda, view, 0, m, k, scale);
                 plain[m * lda..].iter_mut().for_each(|x| *x = Bf16::ZERO);
-                assert_eq!(fast, plain, "lhs {r}x{c} transposed={transposed}");
+                assert_eq!(fast, plain, "lhs {r}x{c} transposed={transposed} scale={scale}");
                 // As rhs: k = r, n = c.
                 let (k, n) = (r, c);
                 let view = if transposed { MatRef::transposed(&src, k + 1) } else { MatRef::rows(&src, ld) };
@@ -368,12 +321,12 @@ mod tests {
                 let panels = n.div_ceil(BLOCK) * BLOCK / PANEL;
                 let mut fast = vec![Bf16(7); panels * panel_len];
                 let mut plain = vec![Bf16(9); panels * panel_len];
-                rhs(&mut fast, panel_len, view, k, n);
+                rhs(&mut fast, panel_len, view, k, n, split);
                 for (p, panel) in plain.chunks_mut(panel_len).enumerate() {
                     rhs_panel_scalar(panel, view, p * PANEL, n.saturating_sub(p * PANEL).min(PANEL), k);
                 }
                 assert_eq!(fast, plain, "rhs {r}x{c} transposed={transposed}");
-                // Spot check the layout: element (p, j) of B sits at panel j/16, pair-row p/2, slot p%2.
+                // The layout: element (p, j) of B sits at panel j/16, pair-row p/2, slot p%2.
                 let (p, j) = (k - 1, n - 1);
                 let want = Bf16::from_f32(view.data[p * view.rs + j * view.cs]);
                 assert_eq!(plain[j / PANEL * panel_len + p / 2 * 32 + (j % PANEL) * 2 + p % 2], want);

@@ -1,12 +1,14 @@
-//! Multi-head attention: input projections, the fused block-sparse attention kernel, output projection.
+//! Multi-head attention: input projections, the fused block-sparse attention kernel (its bf16 variant in
+//! bf16 precision), output projection.
 //!
 //! B = batch, Tq = query positions, Tk = key positions, C = channels, H = heads, D = C / H.
 //! Nq = B·Tq and Nk = B·Tk rows. q, k, v live in `[B,H,T,D]` layout for the kernel.
 
-use remask_kernels::attention::{attention_backward, attention_forward, AttnShape};
+use remask_kernels::attention::{attention_backward, attention_backward_bf16, attention_forward, attention_forward_bf16, AttnShape};
 use remask_kernels::block_mask::BlockMask;
 
 use super::buffers::{fit, merge_heads, split_heads, Grid, Heads};
+use super::config::Precision;
 use super::linear::Linear;
 use super::params::{Grads, LinearWeight, Weights};
 
@@ -143,7 +145,11 @@ impl Attention {
             }
         }
         // pass 2: att = softmax(q·kᵀ·scale, masked)·v, fused and block-sparse.
-        attention_forward(&mut acts.att, &mut acts.lse, &acts.q, &acts.k, &acts.v, inp.mask, shape, self.scale());
+        let fwd = match w.precision() {
+            Precision::Fp32 => attention_forward,
+            Precision::Bf16 => attention_forward_bf16,
+        };
+        fwd(&mut acts.att, &mut acts.lse, &acts.q, &acts.k, &acts.v, inp.mask, shape, self.scale());
         // pass 3: merge heads and project.
         merge_heads(&mut acts.y, &acts.att, qg, heads, c, 0);
         self.out.forward(out, &acts.y, w, nq);
@@ -166,9 +172,11 @@ impl Attention {
         fit(&mut s.dq, shape.q_len());
         fit(&mut s.dk, shape.kv_len());
         fit(&mut s.dv, shape.kv_len());
-        attention_backward(
-            &mut s.dq, &mut s.dk, &mut s.dv, &s.datt, &acts.q, &acts.k, &acts.v, &acts.att, &acts.lse, inp.mask, shape, self.scale(),
-        );
+        let bwd = match g.w.precision() {
+            Precision::Fp32 => attention_backward,
+            Precision::Bf16 => attention_backward_bf16,
+        };
+        bwd(&mut s.dq, &mut s.dk, &mut s.dv, &s.datt, &acts.q, &acts.k, &acts.v, &acts.att, &acts.lse, inp.mask, shape, self.scale());
         // backward of pass 1.
         match self.inp {
             InProj::SelfQkv(qkv) => {
