@@ -37,6 +37,56 @@ impl Bf16 {
     }
 }
 
+/// One 64-byte cache line of bf16 values.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line([Bf16; 32]);
+
+/// A growable bf16 buffer that starts on a 64-byte boundary, so that rows of packed operands (whose
+/// strides are multiples of 64 bytes) each start a cache line: an AMX tile load or a vector load
+/// of a row then never splits across two lines. Grows (zero-filled), never shrinks.
+#[derive(Clone, Debug, Default)]
+pub struct Bf16Buf {
+    lines: Vec<Line>,
+}
+
+impl Bf16Buf {
+    /// `len` zeros.
+    pub fn zeroed(len: usize) -> Self {
+        let mut b = Self::default();
+        b.grow(len);
+        b
+    }
+
+    /// Ensures room for `len` values (new values are zero).
+    pub fn grow(&mut self, len: usize) {
+        let lines = len.div_ceil(32);
+        if self.lines.len() < lines {
+            self.lines.resize(lines, Line([Bf16::ZERO; 32]));
+        }
+    }
+
+    /// Values the buffer holds (a multiple of 32).
+    pub fn len(&self) -> usize {
+        self.lines.len() * 32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[Bf16] {
+        // SAFETY: `Line` is 32 `Bf16` with no padding (repr(C), 64 bytes, align 64), so the lines are
+        // `len()` contiguous initialised `Bf16`.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const Bf16, self.len()) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [Bf16] {
+        // SAFETY: as in `as_slice`; the borrow is exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut Bf16, self.len()) }
+    }
+}
+
 /// `x` rounded through bf16 and back (what a bf16 operand contributes to a product).
 #[inline]
 pub fn round_bf16(x: f32) -> f32 {
@@ -133,6 +183,19 @@ mod tests {
             let r = round_bf16(x);
             assert!((r - x).abs() <= x.abs() / 256.0, "{x} -> {r}");
         }
+    }
+
+    #[test]
+    fn buffers_are_line_aligned_and_grow_with_zeros() {
+        let mut b = Bf16Buf::zeroed(5);
+        assert_eq!(b.len(), 32);
+        assert_eq!(b.as_slice().as_ptr() as usize % 64, 0);
+        b.as_mut_slice()[3] = Bf16(7);
+        b.grow(100);
+        assert_eq!(b.len(), 128);
+        assert_eq!(b.as_slice().as_ptr() as usize % 64, 0);
+        assert_eq!(b.as_slice()[3], Bf16(7));
+        assert!(b.as_slice()[32..].iter().all(|&x| x == Bf16::ZERO));
     }
 
     #[test]

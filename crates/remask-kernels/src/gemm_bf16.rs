@@ -27,7 +27,7 @@
 
 use rayon::prelude::*;
 
-use crate::bf16::Bf16;
+use crate::bf16::{Bf16, Bf16Buf};
 use crate::cpu::Bf16Kernel;
 use crate::strided_gemm::MatRef;
 use pack::Split;
@@ -57,7 +57,7 @@ pub const K_CHUNK: usize = 512;
 /// A left factor packed for the bf16 kernels (see the module doc). Grows, never shrinks.
 #[derive(Clone, Debug, Default)]
 pub struct PackedLhs {
-    data: Vec<Bf16>,
+    data: Bf16Buf,
     m: usize,
     k: usize,
     ld: usize,
@@ -66,7 +66,7 @@ pub struct PackedLhs {
 /// A right factor packed for the bf16 kernels (see the module doc). Grows, never shrinks.
 #[derive(Clone, Debug, Default)]
 pub struct PackedRhs {
-    data: Vec<Bf16>,
+    data: Bf16Buf,
     k: usize,
     n: usize,
     /// bf16 values per panel: `kpad · 16`.
@@ -126,14 +126,12 @@ impl PackedLhs {
         self.k = k;
         self.ld = lhs_stride(k);
         let len = lhs_len(m, self.ld);
-        if self.data.len() < len {
-            self.data.resize(len, Bf16::ZERO);
-        }
-        pack::lhs(&mut self.data[..len], self.ld, view, m, k, 1.0, Split::Pool);
+        self.data.grow(len);
+        pack::lhs(&mut self.data.as_mut_slice()[..len], self.ld, view, m, k, 1.0, Split::Pool);
     }
 
     pub(crate) fn view(&self) -> LhsView<'_> {
-        LhsView { data: &self.data, ld: self.ld }
+        LhsView { data: self.data.as_slice(), ld: self.ld }
     }
 }
 
@@ -160,14 +158,12 @@ impl PackedRhs {
         self.n = n;
         self.panel_len = rhs_panel_len(k);
         let len = rhs_len(n, self.panel_len);
-        if self.data.len() < len {
-            self.data.resize(len, Bf16::ZERO);
-        }
-        pack::rhs(&mut self.data[..len], self.panel_len, view, k, n, Split::Pool);
+        self.data.grow(len);
+        pack::rhs(&mut self.data.as_mut_slice()[..len], self.panel_len, view, k, n, Split::Pool);
     }
 
     pub(crate) fn view(&self) -> RhsView<'_> {
-        RhsView { data: &self.data, panel_len: self.panel_len }
+        RhsView { data: self.data.as_slice(), panel_len: self.panel_len }
     }
 }
 
@@ -240,8 +236,12 @@ pub fn gemm_bf16(c: &mut [f32], ldc: usize, a: &PackedLhs, b: &PackedRhs, alpha:
     gemm_bf16_with(kernel, c, ldc, a, b, alpha, start);
 }
 
-/// [`gemm_bf16`] on the given kernel (tests and benchmarks compare the paths).
+/// [`gemm_bf16`] on the given kernel (tests and benchmarks compare the paths). Panics when this CPU
+/// lacks it.
 pub fn gemm_bf16_with(kernel: Bf16Kernel, c: &mut [f32], ldc: usize, a: &PackedLhs, b: &PackedRhs, alpha: f32, start: Start<'_>) {
+    // Detection also asks the OS for the AMX tile permission, which the AMX kernel needs.
+    let best = crate::cpu::best_bf16_kernel().expect(crate::cpu::BF16_UNSUPPORTED);
+    assert!(kernel <= best, "gemm_bf16: this CPU has no {} kernel", kernel.name());
     assert_eq!(a.k, b.k, "gemm_bf16: A and B differ in K");
     let p = Product { a: a.view(), b: b.view(), m: a.m, n: b.n, kpad: round_up(a.k.max(1), K_STEP), alpha, start };
     p.check(c.len(), ldc);

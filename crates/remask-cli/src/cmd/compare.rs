@@ -32,6 +32,10 @@ pub struct Args {
     /// Plain log lines instead of progress bars.
     #[arg(long)]
     pub log_lines: bool,
+    /// Number format of the matrix products (fp32, or bf16 on a CPU with AVX-512 BF16), overriding
+    /// [model] precision.
+    #[arg(long, value_name = "fp32|bf16")]
+    pub precision: Option<remask::model::Precision>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -68,6 +72,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(s) = args.steps {
         cfg.budget = remask::train::config::BudgetConfig { steps: Some(s), ..Default::default() };
     }
+    if let Some(p) = args.precision {
+        cfg.model.precision = p;
+    }
+    cfg.model.precision.check_supported()?;
     cfg.validate()?;
     train::init_threads(cfg.compare.threads)?;
     let stop = train::install_ctrlc_handler()?;

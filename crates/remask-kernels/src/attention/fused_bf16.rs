@@ -18,7 +18,7 @@ use super::scratch::with_bf16_scratch;
 use super::simd::{dot, softmax_grad};
 use super::tile_softmax::{backward_probs, forward_step};
 use super::AttnShape;
-use crate::bf16::Bf16;
+use crate::bf16::{Bf16, Bf16Buf};
 use crate::block_mask::{BlockMask, TileKind};
 use crate::cpu::Bf16Kernel;
 use crate::gemm_bf16::pack::{self, Split};
@@ -127,7 +127,7 @@ struct FwdScratch {
     mrow: Vec<f32>,
     lrow: Vec<f32>,
     /// P as a left factor.
-    p: Vec<Bf16>,
+    p: Bf16Buf,
 }
 
 /// q `[B,H,Tq,D]`, k, v `[B,H,Tk,D]` → out `[B,H,Tq,D]`, lse `[B,H,Tq]` (overwritten).
@@ -168,7 +168,7 @@ pub(super) fn forward(kernel: Bf16Kernel, out: &mut [f32], lse: &mut [f32], q: &
             let q_a = Lhs { data: q_pack, ld: lay.ld_rows };
             let v_b = Rhs { data: v_pack, panel_len: pl_keys };
             out_bh.par_chunks_mut(bq * d).zip(lse_bh.par_chunks_mut(bq)).enumerate().for_each_init(
-                || FwdScratch { s: vec![0.0; bq * bk], mrow: vec![0.0; bq], lrow: vec![0.0; bq], p: vec![Bf16::ZERO; lhs_len(bq, ld_p)] },
+                || FwdScratch { s: vec![0.0; bq * bk], mrow: vec![0.0; bq], lrow: vec![0.0; bq], p: Bf16Buf::zeroed(lhs_len(bq, ld_p)) },
                 |sc, (qt, (o, l))| {
                     let m = l.len();
                     let q0 = qt * bq;
@@ -188,8 +188,8 @@ pub(super) fn forward(kernel: Bf16Kernel, out: &mut [f32], lse: &mut [f32], q: &
                         // pass 2: mask, online softmax; S becomes exp(S − m_new), O's rows rescaled
                         forward_step(&mut sc.s, bk, m, n, bits, words, &mut sc.mrow[..m], &mut sc.lrow[..m], o, d);
                         // pass 3: O_t += P · V_t   [m × d]
-                        pack::lhs(&mut sc.p, ld_p, MatRef::rows(&sc.s, bk), m, n, 1.0, Split::Caller);
-                        let op = Product { a: Lhs { data: &sc.p, ld: ld_p }.from_row(0), b: v_b.from_depth(k0), m, n: d, kpad: round_up(n, K_STEP), alpha: 1.0, start: Start::C };
+                        pack::lhs(sc.p.as_mut_slice(), ld_p, MatRef::rows(&sc.s, bk), m, n, 1.0, Split::Caller);
+                        let op = Product { a: Lhs { data: sc.p.as_slice(), ld: ld_p }.from_row(0), b: v_b.from_depth(k0), m, n: d, kpad: round_up(n, K_STEP), alpha: 1.0, start: Start::C };
                         kernel_product(kernel, o, d, &op);
                     }
                     // pass 4: normalise; fully masked rows stay 0 with lse = −∞
@@ -215,9 +215,9 @@ struct BwdScratch {
     dp: Vec<f32>,
     drow: Vec<f32>,
     /// Pᵀ, scale·dS and scale·dSᵀ as left factors.
-    pt: Vec<Bf16>,
-    ds: Vec<Bf16>,
-    dst: Vec<Bf16>,
+    pt: Bf16Buf,
+    ds: Bf16Buf,
+    dst: Bf16Buf,
 }
 
 /// One head's inputs to the backward.
@@ -270,9 +270,9 @@ pub(super) fn backward(kernel: Bf16Kernel, dq: &mut [f32], dk: &mut [f32], dv: &
         p: vec![0.0; bq * bk],
         dp: vec![0.0; bq * bk],
         drow: vec![0.0; tq],
-        pt: vec![Bf16::ZERO; lhs_len(bk, ld_q)],
-        ds: vec![Bf16::ZERO; lhs_len(bq, ld_k)],
-        dst: vec![Bf16::ZERO; lhs_len(bk, ld_q)],
+        pt: Bf16Buf::zeroed(lhs_len(bk, ld_q)),
+        ds: Bf16Buf::zeroed(lhs_len(bq, ld_k)),
+        dst: Bf16Buf::zeroed(lhs_len(bk, ld_q)),
     };
     let ctx = Ctx { kernel, mask, d, scale };
     if chunks == 1 {
@@ -370,8 +370,8 @@ impl Ctx<'_> {
                     kernel_product(kernel, &mut sc.p, bk, &sp);
                     backward_probs(&mut sc.p, bk, m, n, bits, words, &x.lse[q0..q0 + m]);
                     // dV_t += Pᵀ · dO_t   [n × d]
-                    pack::lhs(&mut sc.pt, ld_q, MatRef::transposed(&sc.p, bk), n, m, 1.0, Split::Caller);
-                    let vp = Product { a: Lhs { data: &sc.pt, ld: ld_q }.from_row(0), b: do_b.from_depth(q0), m: n, n: d, kpad: round_up(m, K_STEP), alpha: 1.0, start: Start::C };
+                    pack::lhs(sc.pt.as_mut_slice(), ld_q, MatRef::transposed(&sc.p, bk), n, m, 1.0, Split::Caller);
+                    let vp = Product { a: Lhs { data: sc.pt.as_slice(), ld: ld_q }.from_row(0), b: do_b.from_depth(q0), m: n, n: d, kpad: round_up(m, K_STEP), alpha: 1.0, start: Start::C };
                     kernel_product(kernel, &mut dv[kl * d..], d, &vp);
                     // dP = dO_t · V_tᵀ   [m × n]
                     let dpp = Product { a: do_a.from_row(q0), b: vt_b.tile(kt - first / bk), m, n, kpad: kpad_d, alpha: 1.0, start: Start::Zero };
@@ -379,13 +379,13 @@ impl Ctx<'_> {
                     // dS = P ∘ (dP − D)
                     softmax_grad(&mut sc.dp, &sc.p, bk, m, n, &sc.drow[q0..q0 + m]);
                     // scale · dS, rounded to bf16, as left factor and transposed
-                    pack::lhs(&mut sc.ds, ld_k, MatRef::rows(&sc.dp, bk), m, n, scale, Split::Caller);
-                    pack::lhs(&mut sc.dst, ld_q, MatRef::transposed(&sc.dp, bk), n, m, scale, Split::Caller);
+                    pack::lhs(sc.ds.as_mut_slice(), ld_k, MatRef::rows(&sc.dp, bk), m, n, scale, Split::Caller);
+                    pack::lhs(sc.dst.as_mut_slice(), ld_q, MatRef::transposed(&sc.dp, bk), n, m, scale, Split::Caller);
                     // dQ_t += scale · dS · K_t   [m × d]
-                    let qp = Product { a: Lhs { data: &sc.ds, ld: ld_k }.from_row(0), b: k_b.from_depth(kl), m, n: d, kpad: round_up(n, K_STEP), alpha: 1.0, start: Start::C };
+                    let qp = Product { a: Lhs { data: sc.ds.as_slice(), ld: ld_k }.from_row(0), b: k_b.from_depth(kl), m, n: d, kpad: round_up(n, K_STEP), alpha: 1.0, start: Start::C };
                     kernel_product(kernel, &mut dq[q0 * d..], d, &qp);
                     // dK_t += scale · dSᵀ · Q_t   [n × d]
-                    let kp = Product { a: Lhs { data: &sc.dst, ld: ld_q }.from_row(0), b: q_b.from_depth(q0), m: n, n: d, kpad: round_up(m, K_STEP), alpha: 1.0, start: Start::C };
+                    let kp = Product { a: Lhs { data: sc.dst.as_slice(), ld: ld_q }.from_row(0), b: q_b.from_depth(q0), m: n, n: d, kpad: round_up(m, K_STEP), alpha: 1.0, start: Start::C };
                     kernel_product(kernel, &mut dk[kl * d..], d, &kp);
                 }
             }

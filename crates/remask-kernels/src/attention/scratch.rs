@@ -8,11 +8,11 @@
 
 use std::cell::Cell;
 
-use crate::bf16::Bf16;
+use crate::bf16::{Bf16, Bf16Buf};
 
 thread_local! {
     static POOL: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    static BF16_POOL: Cell<Vec<Bf16>> = const { Cell::new(Vec::new()) };
+    static BF16_POOL: Cell<Bf16Buf> = Cell::new(Bf16Buf::default());
 }
 
 /// Runs `f` on a scratch slice of `len` floats (contents unspecified; callers overwrite them).
@@ -31,14 +31,13 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     r
 }
 
-/// [`with_scratch`] for bf16 buffers (the bf16 kernel's per-head packs).
+/// [`with_scratch`] for bf16 buffers (the bf16 kernel's per-head packs), starting on a cache line.
 pub(crate) fn with_bf16_scratch<R>(len: usize, f: impl FnOnce(&mut [Bf16]) -> R) -> R {
     let mut buf = BF16_POOL.with(Cell::take);
     if buf.len() < len {
-        buf = Vec::new();
-        buf.resize(len, Bf16::ZERO);
+        buf = Bf16Buf::zeroed(len);
     }
-    let r = f(&mut buf[..len]);
+    let r = f(&mut buf.as_mut_slice()[..len]);
     BF16_POOL.with(|p| {
         let other = p.take();
         p.set(if other.len() > buf.len() { other } else { buf });

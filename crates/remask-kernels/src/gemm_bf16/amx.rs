@@ -45,65 +45,36 @@ const B_STEP_BYTES: usize = K_STEP / 2 * 2 * PANEL * 2;
 /// to 32 (checked by [`Product::check`]), since whole 32 × 32 blocks are read.
 pub(super) unsafe fn product(c: *mut f32, ldc: usize, p: &Product<'_>) {
     asm!("ldtilecfg [{cfg}]", cfg = in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
-    let chunk = if p.alpha == 1.0 { p.kpad } else { K_CHUNK };
+    // Blocking (the classic GEMM loop nest): K in chunks of K_CHUNK values; C's columns in panels of
+    // NC; inside a panel, row blocks outer and column blocks inner. A row block's chunk (32 × 512
+    // bf16, 32 KiB) stays in L1 across the panel's column blocks, the panel's B chunk (512 × 512,
+    // 512 KiB) stays in L2 across row blocks, and the 32 rows of C a row block writes stay in the
+    // TLB. With alpha = 1 every chunk continues the stored sum exactly (the chunking changes no
+    // bit); with alpha != 1 the chunks are the ones the summation order fixes.
     let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
     let mut k0 = 0;
     loop {
-        let kc = chunk.min(p.kpad - k0);
+        let kc = K_CHUNK.min(p.kpad - k0);
         // Later chunks add to what the earlier ones stored.
         let start = if k0 > 0 { Start::C } else { p.start };
-        let mut j0 = 0;
-        while j0 < p.n {
-            let cols = (p.n - j0).min(BLOCK);
-            let b0 = (p.b.data.as_ptr().add(j0 / PANEL * p.b.panel_len + k0 * PANEL)) as *const u8;
-            let b1 = b0.add(p.b.panel_len * 2);
-            let mut i0 = 0;
-            while i0 < p.m {
-                let rows = (p.m - i0).min(BLOCK);
-                let ab = Operands { a: p.a.data.as_ptr().add(i0 * p.a.ld + k0) as *const u8, lda: p.a.ld * 2, b0, b1, steps: kc / K_STEP };
-                let cb = c.add(i0 * ldc + j0);
-                if rows == BLOCK && cols == BLOCK && p.alpha == 1.0 {
-                    let (src, sstride) = match start {
-                        Start::Zero => (std::ptr::null(), 0),
-                        Start::C => (cb as *const f32, ldc * 4),
-                        // A bias tile is the bias row loaded with row stride 0.
-                        Start::Bias(bias) => (bias.as_ptr().add(j0), 0),
-                    };
-                    block(cb, ldc * 4, src, sstride, &ab);
-                } else {
-                    // Through the scratch: C's part (or the bias) copied in when it starts the sum.
-                    let s = scratch.0.as_mut_ptr();
-                    let (src, sstride) = match start {
-                        _ if p.alpha != 1.0 => (std::ptr::null(), 0),
-                        Start::Zero => (std::ptr::null(), 0),
-                        Start::C => {
-                            for r in 0..rows {
-                                std::ptr::copy_nonoverlapping(cb.add(r * ldc), s.add(r * BLOCK), cols);
-                            }
-                            (s as *const f32, BLOCK * 4)
-                        }
-                        Start::Bias(bias) => {
-                            // The bias row only has `cols` values left: copy it, do not over-read.
-                            std::ptr::copy_nonoverlapping(bias.as_ptr().add(j0), s, cols);
-                            (s as *const f32, 0)
-                        }
-                    };
-                    block(s, BLOCK * 4, src, sstride, &ab);
-                    for r in 0..rows {
-                        let (src, dst) = (s.add(r * BLOCK), cb.add(r * ldc));
-                        for j in 0..cols {
-                            let v = *src.add(j);
-                            *dst.add(j) = match start {
-                                _ if p.alpha == 1.0 => v,
-                                Start::C => *dst.add(j) + v * p.alpha,
-                                _ => v * p.alpha,
-                            };
-                        }
+        let mut n0 = 0;
+        while n0 < p.n {
+            let n1 = (n0 + NC).min(p.n);
+            let blocks = (n1 - n0).div_ceil(BLOCK);
+            let mut r0 = 0;
+            while r0 < p.m {
+                let mut j0 = n0;
+                while j0 < n1 {
+                    // Meanwhile, bring the next row block's A chunk into L1, a share per block.
+                    if r0 + BLOCK < p.m {
+                        prefetch_a(p, r0 + BLOCK, k0, kc, (j0 - n0) / BLOCK, blocks);
                     }
+                    block_at(c, ldc, p, start, k0, kc, r0, j0, &mut scratch);
+                    j0 += BLOCK;
                 }
-                i0 += rows;
+                r0 += BLOCK;
             }
-            j0 += cols;
+            n0 = n1;
         }
         k0 += kc;
         if k0 >= p.kpad {
@@ -111,6 +82,76 @@ pub(super) unsafe fn product(c: *mut f32, ldc: usize, p: &Product<'_>) {
         }
     }
     asm!("tilerelease", options(nostack, nomem));
+}
+
+/// Prefetches part `part` of `parts` of the A chunk (rows r0..r0+32, K values k0..k0+kc).
+#[inline(always)]
+unsafe fn prefetch_a(p: &Product<'_>, r0: usize, k0: usize, kc: usize, part: usize, parts: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let lines_per_row = kc * 2 / 64;
+    let total = BLOCK * lines_per_row;
+    let (from, to) = (total * part / parts, total * (part + 1) / parts);
+    let base = p.a.data.as_ptr().add(r0 * p.a.ld + k0) as *const i8;
+    for l in from..to {
+        let (r, c) = (l / lines_per_row, l % lines_per_row);
+        _mm_prefetch::<_MM_HINT_T0>(base.add(r * p.a.ld * 2 + c * 64));
+    }
+}
+
+/// Columns of C per panel of the loop nest (a multiple of [`BLOCK`]).
+const NC: usize = 512;
+
+/// The 32 × 32 block of C at (r0, j0) over K values k0..k0+kc.
+///
+/// # Safety
+/// As [`product`]; the tile configuration is loaded.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn block_at(c: *mut f32, ldc: usize, p: &Product<'_>, start: Start<'_>, k0: usize, kc: usize, r0: usize, j0: usize, scratch: &mut Scratch) {
+    let (rows, cols) = ((p.m - r0).min(BLOCK), (p.n - j0).min(BLOCK));
+    let b0 = (p.b.data.as_ptr().add(j0 / PANEL * p.b.panel_len + k0 * PANEL)) as *const u8;
+    let b1 = b0.add(p.b.panel_len * 2);
+    let ab = Operands { a: p.a.data.as_ptr().add(r0 * p.a.ld + k0) as *const u8, lda: p.a.ld * 2, b0, b1, steps: kc / K_STEP };
+    let cb = c.add(r0 * ldc + j0);
+    if rows == BLOCK && cols == BLOCK && p.alpha == 1.0 {
+        let (src, sstride) = match start {
+            Start::Zero => (std::ptr::null(), 0),
+            Start::C => (cb as *const f32, ldc * 4),
+            // A bias tile is the bias row loaded with row stride 0.
+            Start::Bias(bias) => (bias.as_ptr().add(j0), 0),
+        };
+        block(cb, ldc * 4, src, sstride, &ab);
+        return;
+    }
+    // Through the scratch: C's part (or the bias) copied in when it starts the sum.
+    let s = scratch.0.as_mut_ptr();
+    let (src, sstride) = match start {
+        _ if p.alpha != 1.0 => (std::ptr::null(), 0),
+        Start::Zero => (std::ptr::null(), 0),
+        Start::C => {
+            for r in 0..rows {
+                std::ptr::copy_nonoverlapping(cb.add(r * ldc), s.add(r * BLOCK), cols);
+            }
+            (s as *const f32, BLOCK * 4)
+        }
+        Start::Bias(bias) => {
+            // The bias row only has `cols` values left: copy it, do not over-read.
+            std::ptr::copy_nonoverlapping(bias.as_ptr().add(j0), s, cols);
+            (s as *const f32, 0)
+        }
+    };
+    block(s, BLOCK * 4, src, sstride, &ab);
+    for r in 0..rows {
+        let (src, dst) = (s.add(r * BLOCK), cb.add(r * ldc));
+        for j in 0..cols {
+            let v = *src.add(j);
+            *dst.add(j) = match start {
+                _ if p.alpha == 1.0 => v,
+                Start::C => *dst.add(j) + v * p.alpha,
+                _ => v * p.alpha,
+            };
+        }
+    }
 }
 
 #[repr(C, align(64))]
@@ -156,21 +197,34 @@ unsafe fn block(c: *mut f32, ldc: usize, src: *const f32, sstride: usize, x: &Op
         "mov {s64}, 64",
         "test {n}, {n}",
         "jz 5f",
-        "4:",
+        // Software-pipelined: the tiles of step i+1 are loaded as soon as step i's last product
+        // reading that tile register has been issued, so loads overlap the products.
         "tileloadd tmm4, [{a} + {lda}*1]",
         "tileloadd tmm6, [{b0} + {s64}*1]",
-        "tdpbf16ps tmm0, tmm4, tmm6",
         "tileloadd tmm7, [{b1} + {s64}*1]",
-        "tdpbf16ps tmm1, tmm4, tmm7",
         "tileloadd tmm5, [{a2} + {lda}*1]",
-        "tdpbf16ps tmm2, tmm5, tmm6",
-        "tdpbf16ps tmm3, tmm5, tmm7",
+        "dec {n}",
+        "jz 6f",
+        "4:",
         "add {a}, 64",
         "add {a2}, 64",
         "add {b0}, {bstep}",
         "add {b1}, {bstep}",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tileloadd tmm4, [{a} + {lda}*1]",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tileloadd tmm6, [{b0} + {s64}*1]",
+        "tdpbf16ps tmm3, tmm5, tmm7",
+        "tileloadd tmm5, [{a2} + {lda}*1]",
+        "tileloadd tmm7, [{b1} + {s64}*1]",
         "dec {n}",
         "jnz 4b",
+        "6:",
+        "tdpbf16ps tmm0, tmm4, tmm6",
+        "tdpbf16ps tmm1, tmm4, tmm7",
+        "tdpbf16ps tmm2, tmm5, tmm6",
+        "tdpbf16ps tmm3, tmm5, tmm7",
         "5:",
         "mov {src}, {ldc}",
         "shl {src}, 4",

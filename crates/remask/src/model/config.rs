@@ -63,6 +63,15 @@ impl Precision {
         *self == Precision::Fp32
     }
 
+    /// Errors (naming `model.precision`) when this CPU cannot compute in this precision: bf16 needs
+    /// AVX-512 BF16. Never falls back silently.
+    pub fn check_supported(self) -> crate::Result<()> {
+        if self == Precision::Bf16 && remask_kernels::cpu::bf16_kernel().is_none() {
+            return Err(crate::Error::config("model.precision", remask_kernels::cpu::BF16_UNSUPPORTED));
+        }
+        Ok(())
+    }
+
     /// `fp32` or `bf16`, as configs spell it.
     pub fn name(self) -> &'static str {
         match self {
@@ -233,9 +242,7 @@ impl ModelConfig {
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(crate::Error::config("model.layer_norm_eps", "must be positive"));
         }
-        if self.precision == Precision::Bf16 && remask_kernels::cpu::bf16_kernel().is_none() {
-            return Err(crate::Error::config("model.precision", remask_kernels::cpu::BF16_UNSUPPORTED));
-        }
+        self.precision.check_supported()?;
         if self.arch == Arch::Decoder {
             let causal = match self.attention {
                 AttentionMaskSpec::Causal | AttentionMaskSpec::PrefixLm => true,
