@@ -80,22 +80,25 @@ pub fn matmul_forward_bf16_reference(out: &mut [f32], inp: &[f32], weight: &[f32
     gemm_bf16_reference(out, oc, inp, c, 1, weight, 1, c, n, c, oc, 1.0, start);
 }
 
-/// dinp[N,C] += bf16(dout)·bf16(W); dweight[OC,C] += bf16(dout)ᵀ·bf16(inp); dbias[OC] += Σ_rows dout
-/// (f32). `inp` is the forward's input.
-pub fn matmul_backward_bf16(dinp: Option<&mut [f32]>, dweight: &mut [f32], dbias: Option<&mut [f32]>, dout: &[f32], inp: &[f32],
-                            w: &PackedWeight, n: usize, c: usize, oc: usize) {
+/// dinp[N,C] (+)= bf16(dout)·bf16(W); dweight[OC,C] += bf16(dout)ᵀ·bf16(inp); dbias[OC] += Σ_rows
+/// dout (f32). `inp` is the forward's input. `dinp_start` is [`Start::C`] to add into dinp (llm.c's
+/// convention) or [`Start::Zero`] to overwrite it (no pass to zero it first, nothing read).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_backward_bf16(dinp: Option<&mut [f32]>, dinp_start: Start<'_>, dweight: &mut [f32], dbias: Option<&mut [f32]>, dout: &[f32],
+                            inp: &[f32], w: &PackedWeight, n: usize, c: usize, oc: usize) {
     assert!(dout.len() >= n * oc && inp.len() >= n * c && dweight.len() >= oc * c, "matmul_backward_bf16: buffers too small");
     assert_eq!(w.shape(), (c, oc), "matmul_backward_bf16: packed weight is not [OC, C]");
+    assert!(matches!(dinp_start, Start::C | Start::Zero), "matmul_backward_bf16: dinp starts from itself or from 0");
     if n == 0 {
         return;
     }
     with_packs(|a, b| {
         // Forward: out = inp · Wᵀ + bias.
-        // dinp[N,C] += dout[N,OC] · W[OC,C].
+        // dinp[N,C] (+)= dout[N,OC] · W[OC,C].
         if let Some(dinp) = dinp {
             assert!(dinp.len() >= n * c, "matmul_backward_bf16: dinp too small");
             a.pack(dout, oc, false, n, oc);
-            gemm_bf16(&mut dinp[..n * c], c, a, &w.bwd, 1.0, Start::C);
+            gemm_bf16(&mut dinp[..n * c], c, a, &w.bwd, 1.0, dinp_start);
         }
         // dW[OC,C] += doutᵀ[OC,N] · inp[N,C].
         a.pack(dout, oc, true, oc, n);
@@ -153,7 +156,15 @@ mod tests {
             let (dinp0, dw0, db0) = (rand_vec(n * c, 5, 1.0), rand_vec(oc * c, 6, 1.0), rand_vec(oc, 7, 1.0));
             let (mut dinp, mut dw, mut db) = (dinp0.clone(), dw0.clone(), db0.clone());
             let (mut dinp_r, mut dw_r, mut db_r) = (dinp0.clone(), dw0.clone(), db0.clone());
-            matmul_backward_bf16(Some(&mut dinp), &mut dw, Some(&mut db), &dout, &inp, &w, n, c, oc);
+            matmul_backward_bf16(Some(&mut dinp), Start::C, &mut dw, Some(&mut db), &dout, &inp, &w, n, c, oc);
+            // Overwriting dinp equals adding into zeros.
+            let mut dinp_set = vec![f32::NAN; n * c];
+            let (mut dw2, mut db2) = (dw0.clone(), db0.clone());
+            matmul_backward_bf16(Some(&mut dinp_set), Start::Zero, &mut dw2, Some(&mut db2), &dout, &inp, &w, n, c, oc);
+            let mut dinp_zero = vec![0.0; n * c];
+            let (mut dw3, mut db3) = (dw0.clone(), db0.clone());
+            matmul_backward_bf16(Some(&mut dinp_zero), Start::C, &mut dw3, Some(&mut db3), &dout, &inp, &w, n, c, oc);
+            assert_eq!(dinp_set, dinp_zero, "dinp overwritten {n}x{c}x{oc}");
             matmul_backward_bf16_reference(Some(&mut dinp_r), &mut dw_r, Some(&mut db_r), &dout, &inp, &weight, n, c, oc);
             assert_close(&dinp, &dinp_r, k_tol(oc) + 1e-6, 0.0, "dinp");
             assert_close(&dw, &dw_r, 2.0 * k_tol(n) + 1e-6, 0.0, "dweight");

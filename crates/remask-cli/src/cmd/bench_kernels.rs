@@ -364,7 +364,7 @@ fn bench_bf16(b: &Bench<'_>, n: usize, c: usize, f: usize, v: usize) {
             let (mut dinp, mut dw, mut db) = (vec![0.0; m * kk], vec![0.0; nn * kk], vec![0.0; nn]);
             let (mut dinp_r, mut dw_r, mut db_r) = (dinp.clone(), dw.clone(), db.clone());
             b.run_with("matmul_backward_bf16", &shape, Work::Flops(2.0 * flops), &[("impl", imp.clone())], Some(peak),
-                       || k::matmul_bf16::matmul_backward_bf16(Some(&mut dinp), &mut dw, Some(&mut db), &dout, &a, &pw, m, kk, nn),
+                       || k::matmul_bf16::matmul_backward_bf16(Some(&mut dinp), k::gemm_bf16::Start::C, &mut dw, Some(&mut db), &dout, &a, &pw, m, kk, nn),
                        || k::matmul_bf16::matmul_backward_bf16_reference(Some(&mut dinp_r), &mut dw_r, Some(&mut db_r), &dout, &a, &w, m, kk, nn));
             let shape = format!("OC={nn} C={kk}");
             b.run_with("pack_weight_bf16", &shape, Work::Bytes((nn * kk) as f64 * (4.0 + 2.0 * 2.0)), &[("impl", imp.clone())], None,

@@ -9,7 +9,7 @@ use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
 
 use super::buffers::{add, add_assign, fit, Grid, RowMap};
 use super::config::NormPlacement;
-use super::linear::Linear;
+use super::linear::{DInp, Linear};
 use super::mha::{Attention, AttnActs, AttnInput, AttnScratch, InputGrads};
 use super::norm::{LayerNorm, NormActs};
 use super::params::{Grads, LinearWeight, Weights};
@@ -264,12 +264,11 @@ impl Block {
         self.sublayer(&self.ffn_ln).backward(&acts.ffn_res, x_ffn_in, dres, res, g, |dinp, df, g| {
             let f = n * self.fc1.oc;
             fit(dh2, f);
-            dh2.fill(0.0);
-            self.fc2.backward(Some(dh2), df, &acts.h2, g, n);
+            self.fc2.backward(DInp::Set(dh2), df, &acts.h2, g, n);
             fit(dh1, f);
             dh1.fill(0.0);
             gelu_backward(dh1, &acts.h1, dh2, self.gelu);
-            self.fc1.backward(Some(dinp), dh1, acts.ffn_res.f_input(x_ffn_in, norm), g, n);
+            self.fc1.backward(DInp::Add(dinp), dh1, acts.ffn_res.f_input(x_ffn_in, norm), g, n);
         });
         // Sublayer 2: cross-attention.
         if let (Some((cattn, cln)), Some((ci, denc))) = (&self.cross, cross) {

@@ -65,12 +65,26 @@ pub struct Heads {
 }
 
 /// Copies the columns `col..col+H*D` of `src[rows, width]` (the rows `grid` says) into
-/// `dst[B,H,T,D]` (split heads). With a row map, positions without a source row are zeroed.
+/// `dst[B,H,T,D]` (split heads). With a row map (in increasing grid order), positions without a
+/// source row are zeroed.
 pub fn split_heads(dst: &mut [f32], src: &[f32], grid: Grid<'_>, heads: Heads, width: usize, col: usize) {
     let (Heads { h, d }, t) = (heads, grid.t);
     debug_assert_eq!(dst.len(), grid.b * h * t * d);
-    if grid.map.is_some() {
-        dst.fill(0.0);
+    if let Some(rows) = grid.map {
+        // Zero the grid positions the buffer has no row for (the map lists positions in order).
+        let mut zero = |full: usize| {
+            let (bi, ti) = (full / t, full % t);
+            for hi in 0..h {
+                let o = ((bi * h + hi) * t + ti) * d;
+                dst[o..o + d].fill(0.0);
+            }
+        };
+        let mut next = 0;
+        for &r in rows {
+            (next..r as usize).for_each(&mut zero);
+            next = r as usize + 1;
+        }
+        (next..grid.b * t).for_each(zero);
     }
     grid.for_each_row(|i, full| {
         let (bi, ti) = (full / t, full % t);

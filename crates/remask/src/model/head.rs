@@ -9,7 +9,7 @@ use remask_kernels::cross_entropy::{cross_entropy_forward, cross_entropy_fused, 
 use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
 use super::buffers::fit;
 use super::layout::Param;
-use super::linear::Linear;
+use super::linear::{DInp, Linear};
 use super::norm::{LayerNorm, NormActs};
 use super::params::{Grads, LinearWeight, Weights};
 use crate::IGNORE_INDEX;
@@ -133,8 +133,7 @@ impl LmHead {
         // backward of logits = z · decoderᵀ + bias (a frozen bias gets no gradient).
         let z = if self.transform.is_some() { &a.ln.out } else { &a.x };
         fit(&mut s.dz, m * c);
-        s.dz.fill(0.0);
-        self.projection().backward(Some(&mut s.dz), dlogits, z, g, m);
+        self.projection().backward(DInp::Set(&mut s.dz), dlogits, z, g, m);
         let dx: &[f32] = if let Some((dense, ln)) = &self.transform {
             // backward of t3 = LN(t2), t2 = gelu(t1), t1 = dense(x).
             fit(&mut s.dt2, m * c);
@@ -144,8 +143,7 @@ impl LmHead {
             s.dt1.fill(0.0);
             gelu_backward(&mut s.dt1, &a.t1, &s.dt2, self.gelu);
             fit(&mut s.dx, m * c);
-            s.dx.fill(0.0);
-            dense.backward(Some(&mut s.dx), &s.dt1, &a.x, g, m);
+            dense.backward(DInp::Set(&mut s.dx), &s.dt1, &a.x, g, m);
             &s.dx
         } else {
             &s.dz

@@ -9,7 +9,7 @@ use remask_kernels::block_mask::BlockMask;
 
 use super::buffers::{fit, merge_heads, split_heads, Grid, Heads};
 use super::config::Precision;
-use super::linear::Linear;
+use super::linear::{DInp, Linear};
 use super::params::{Grads, LinearWeight, Weights};
 
 /// How queries, keys and values are projected.
@@ -164,8 +164,7 @@ impl Attention {
         let shape = inp.shape(heads);
         // backward of pass 3: out = y · Woᵀ + bo.
         fit(&mut s.dy, nq * c);
-        s.dy.fill(0.0);
-        self.out.backward(Some(&mut s.dy), dout, &acts.y, g, nq);
+        self.out.backward(DInp::Set(&mut s.dy), dout, &acts.y, g, nq);
         fit(&mut s.datt, shape.q_len());
         split_heads(&mut s.datt, &s.dy, qg, heads, c, 0);
         // backward of pass 2 (dq, dk, dv are overwritten by the kernel).
@@ -184,7 +183,7 @@ impl Attention {
                 merge_heads(&mut s.dproj_q, &s.dq, qg, heads, 3 * c, 0);
                 merge_heads(&mut s.dproj_q, &s.dk, qg, heads, 3 * c, c);
                 merge_heads(&mut s.dproj_q, &s.dv, qg, heads, 3 * c, 2 * c);
-                qkv.backward(Some(d.dx), &s.dproj_q, inp.x, g, nq);
+                qkv.backward(DInp::Add(d.dx), &s.dproj_q, inp.x, g, nq);
             }
             InProj::Cross { q, kv } => {
                 fit(&mut s.dproj_q, nq * c);
@@ -192,8 +191,8 @@ impl Attention {
                 merge_heads(&mut s.dproj_q, &s.dq, qg, heads, c, 0);
                 merge_heads(&mut s.dproj_kv, &s.dk, kg, heads, 2 * c, 0);
                 merge_heads(&mut s.dproj_kv, &s.dv, kg, heads, 2 * c, c);
-                q.backward(Some(d.dx), &s.dproj_q, inp.x, g, nq);
-                kv.backward(d.dkv, &s.dproj_kv, inp.kv, g, nk);
+                q.backward(DInp::Add(d.dx), &s.dproj_q, inp.x, g, nq);
+                kv.backward(d.dkv.map_or(DInp::None, DInp::Add), &s.dproj_kv, inp.kv, g, nk);
             }
         }
     }
