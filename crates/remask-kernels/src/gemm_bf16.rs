@@ -40,7 +40,7 @@ mod reference;
 #[cfg(test)]
 mod tests;
 
-pub use peak::bf16_peak_loop;
+pub use peak::{bf16_peak_loop, fp32_peak_loop};
 pub use reference::gemm_bf16_reference;
 
 /// Values of K per AMX step (one 64-byte A tile row); packed K is a multiple of it.

@@ -83,7 +83,6 @@ pub fn matmul_forward_bf16_reference(out: &mut [f32], inp: &[f32], weight: &[f32
 /// dinp[N,C] (+)= bf16(dout)·bf16(W); dweight[OC,C] += bf16(dout)ᵀ·bf16(inp); dbias[OC] += Σ_rows
 /// dout (f32). `inp` is the forward's input. `dinp_start` is [`Start::C`] to add into dinp (llm.c's
 /// convention) or [`Start::Zero`] to overwrite it (no pass to zero it first, nothing read).
-#[allow(clippy::too_many_arguments)]
 pub fn matmul_backward_bf16(dinp: Option<&mut [f32]>, dinp_start: Start<'_>, dweight: &mut [f32], dbias: Option<&mut [f32]>, dout: &[f32],
                             inp: &[f32], w: &PackedWeight, n: usize, c: usize, oc: usize) {
     assert!(dout.len() >= n * oc && inp.len() >= n * c && dweight.len() >= oc * c, "matmul_backward_bf16: buffers too small");

@@ -293,11 +293,17 @@ fn bf16_peak(pool: &rayon::ThreadPool, kernel: k::cpu::Bf16Kernel) -> f64 {
         k::cpu::Bf16Kernel::Avx512 => 2_000_000,
         k::cpu::Bf16Kernel::Amx => 200_000,
     };
+    measure_peak(pool, iters, |n| k::gemm_bf16::bf16_peak_loop(kernel, n))
+}
+
+/// `run(iters)` (returning the FLOPs done) on every thread of the pool at once: total GFLOP/s over
+/// the slowest thread's time, best of 5 rounds.
+fn measure_peak(pool: &rayon::ThreadPool, iters: u64, run: impl Fn(u64) -> f64 + Sync) -> f64 {
     (0..5)
         .map(|_| {
             let runs = pool.broadcast(|_| {
                 let t = Instant::now();
-                let flops = k::gemm_bf16::bf16_peak_loop(kernel, iters);
+                let flops = run(iters);
                 (flops, t.elapsed().as_secs_f64())
             });
             let flops: f64 = runs.iter().map(|r| r.0).sum();
@@ -319,6 +325,12 @@ fn bench_bf16(b: &Bench<'_>, n: usize, c: usize, f: usize, v: usize) {
         return;
     };
     let kernels: Vec<Bf16Kernel> = [Bf16Kernel::Avx512, Bf16Kernel::Amx].into_iter().filter(|&kk| kk <= best).collect();
+    if b.args.only.as_deref().is_none_or(|o| "bf16_peak".contains(o)) {
+        // The f32 FMA peak, for scale (every CPU with AVX-512 BF16 has AVX-512F).
+        let peak = measure_peak(&b.pool, 2_000_000, |iters| k::gemm_bf16::fp32_peak_loop(iters));
+        println!("{}", serde_json::json!({ "kernel": "fp32_peak", "impl": "avx512f-fma", "threads": b.args.threads,
+                                           "gflops": round(peak), "note": "register-only loop, no memory traffic" }));
+    }
     for kernel in kernels {
         let imp = serde_json::Value::from(kernel.name());
         k::cpu::limit_bf16_kernel(kernel);
