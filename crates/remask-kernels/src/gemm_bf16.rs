@@ -81,7 +81,7 @@ fn round_up(x: usize, to: usize) -> usize {
 /// would otherwise lie a multiple of 1 KiB apart (rows 4 KiB apart share one L1 set).
 pub(crate) fn lhs_stride(k: usize) -> usize {
     let ld = round_up(k.max(1), K_STEP);
-    if ld % 512 == 0 {
+    if ld.is_multiple_of(512) {
         ld + K_STEP
     } else {
         ld
@@ -210,7 +210,7 @@ impl Product<'_> {
     /// Checks that every packed element the kernels read lies inside the buffers (AMX reads whole
     /// 32 × 32 blocks, so rows and panels must be padded to [`BLOCK`]).
     pub(crate) fn check(&self, c_len: usize, ldc: usize) {
-        assert!(self.kpad % K_STEP == 0, "gemm_bf16: K must be padded to {K_STEP}");
+        assert!(self.kpad.is_multiple_of(K_STEP), "gemm_bf16: K must be padded to {K_STEP}");
         if self.m == 0 || self.n == 0 {
             return;
         }

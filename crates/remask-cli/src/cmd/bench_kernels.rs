@@ -327,7 +327,7 @@ fn bench_bf16(b: &Bench<'_>, n: usize, c: usize, f: usize, v: usize) {
     let kernels: Vec<Bf16Kernel> = [Bf16Kernel::Avx512, Bf16Kernel::Amx].into_iter().filter(|&kk| kk <= best).collect();
     if b.args.only.as_deref().is_none_or(|o| "bf16_peak".contains(o)) {
         // The f32 FMA peak, for scale (every CPU with AVX-512 BF16 has AVX-512F).
-        let peak = measure_peak(&b.pool, 2_000_000, |iters| k::gemm_bf16::fp32_peak_loop(iters));
+        let peak = measure_peak(&b.pool, 2_000_000, k::gemm_bf16::fp32_peak_loop);
         println!("{}", serde_json::json!({ "kernel": "fp32_peak", "impl": "avx512f-fma", "threads": b.args.threads,
                                            "gflops": round(peak), "note": "register-only loop, no memory traffic" }));
     }

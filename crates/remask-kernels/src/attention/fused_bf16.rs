@@ -38,7 +38,7 @@ struct Lhs<'a> {
 
 impl<'a> Lhs<'a> {
     /// The factor from row `r` on.
-    fn from_row(self, r: usize) -> LhsView<'a> {
+    fn rows_from(self, r: usize) -> LhsView<'a> {
         LhsView { data: &self.data[r * self.ld..], ld: self.ld }
     }
 }
@@ -52,7 +52,7 @@ struct Rhs<'a> {
 
 impl<'a> Rhs<'a> {
     /// The factor from K value `p` (even) on: every panel starts at pair-row p / 2.
-    fn from_depth(self, p: usize) -> RhsView<'a> {
+    fn depth_from(self, p: usize) -> RhsView<'a> {
         debug_assert_eq!(p % 2, 0);
         RhsView { data: &self.data[p * PANEL..], panel_len: self.panel_len }
     }
@@ -183,13 +183,13 @@ pub(super) fn forward(kernel: Bf16Kernel, out: &mut [f32], lse: &mut [f32], q: &
                         let (k0, n) = (kt * bk, mask.tile_cols(kt));
                         let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
                         // pass 1: S = scale · Q_t · K_tᵀ   [m × n]
-                        let sp = Product { a: q_a.from_row(q0), b: kt_b.tile(kt), m, n, kpad: kpad_d, alpha: scale, start: Start::Zero };
+                        let sp = Product { a: q_a.rows_from(q0), b: kt_b.tile(kt), m, n, kpad: kpad_d, alpha: scale, start: Start::Zero };
                         kernel_product(kernel, &mut sc.s, bk, &sp);
                         // pass 2: mask, online softmax; S becomes exp(S − m_new), O's rows rescaled
                         forward_step(&mut sc.s, bk, m, n, bits, words, &mut sc.mrow[..m], &mut sc.lrow[..m], o, d);
                         // pass 3: O_t += P · V_t   [m × d]
                         pack::lhs(sc.p.as_mut_slice(), ld_p, MatRef::rows(&sc.s, bk), m, n, 1.0, Split::Caller);
-                        let op = Product { a: Lhs { data: sc.p.as_slice(), ld: ld_p }.from_row(0), b: v_b.from_depth(k0), m, n: d, kpad: round_up(n, K_STEP), alpha: 1.0, start: Start::C };
+                        let op = Product { a: Lhs { data: sc.p.as_slice(), ld: ld_p }.rows_from(0), b: v_b.depth_from(k0), m, n: d, kpad: round_up(n, K_STEP), alpha: 1.0, start: Start::C };
                         kernel_product(kernel, o, d, &op);
                     }
                     // pass 4: normalise; fully masked rows stay 0 with lse = −∞
@@ -366,15 +366,15 @@ impl Ctx<'_> {
                     let (q0, m) = (qt * bq, mask.tile_rows(qt));
                     let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
                     // P = exp(scale · Q_t · K_tᵀ − lse), 0 where masked   [m × n]
-                    let sp = Product { a: q_a.from_row(q0), b: kt_b.tile(kt - first / bk), m, n, kpad: kpad_d, alpha: scale, start: Start::Zero };
+                    let sp = Product { a: q_a.rows_from(q0), b: kt_b.tile(kt - first / bk), m, n, kpad: kpad_d, alpha: scale, start: Start::Zero };
                     kernel_product(kernel, &mut sc.p, bk, &sp);
                     backward_probs(&mut sc.p, bk, m, n, bits, words, &x.lse[q0..q0 + m]);
                     // dV_t += Pᵀ · dO_t   [n × d]
                     pack::lhs(sc.pt.as_mut_slice(), ld_q, MatRef::transposed(&sc.p, bk), n, m, 1.0, Split::Caller);
-                    let vp = Product { a: Lhs { data: sc.pt.as_slice(), ld: ld_q }.from_row(0), b: do_b.from_depth(q0), m: n, n: d, kpad: round_up(m, K_STEP), alpha: 1.0, start: Start::C };
+                    let vp = Product { a: Lhs { data: sc.pt.as_slice(), ld: ld_q }.rows_from(0), b: do_b.depth_from(q0), m: n, n: d, kpad: round_up(m, K_STEP), alpha: 1.0, start: Start::C };
                     kernel_product(kernel, &mut dv[kl * d..], d, &vp);
                     // dP = dO_t · V_tᵀ   [m × n]
-                    let dpp = Product { a: do_a.from_row(q0), b: vt_b.tile(kt - first / bk), m, n, kpad: kpad_d, alpha: 1.0, start: Start::Zero };
+                    let dpp = Product { a: do_a.rows_from(q0), b: vt_b.tile(kt - first / bk), m, n, kpad: kpad_d, alpha: 1.0, start: Start::Zero };
                     kernel_product(kernel, &mut sc.dp, bk, &dpp);
                     // dS = P ∘ (dP − D)
                     softmax_grad(&mut sc.dp, &sc.p, bk, m, n, &sc.drow[q0..q0 + m]);
@@ -382,10 +382,10 @@ impl Ctx<'_> {
                     pack::lhs(sc.ds.as_mut_slice(), ld_k, MatRef::rows(&sc.dp, bk), m, n, scale, Split::Caller);
                     pack::lhs(sc.dst.as_mut_slice(), ld_q, MatRef::transposed(&sc.dp, bk), n, m, scale, Split::Caller);
                     // dQ_t += scale · dS · K_t   [m × d]
-                    let qp = Product { a: Lhs { data: sc.ds.as_slice(), ld: ld_k }.from_row(0), b: k_b.from_depth(kl), m, n: d, kpad: round_up(n, K_STEP), alpha: 1.0, start: Start::C };
+                    let qp = Product { a: Lhs { data: sc.ds.as_slice(), ld: ld_k }.rows_from(0), b: k_b.depth_from(kl), m, n: d, kpad: round_up(n, K_STEP), alpha: 1.0, start: Start::C };
                     kernel_product(kernel, &mut dq[q0 * d..], d, &qp);
                     // dK_t += scale · dSᵀ · Q_t   [n × d]
-                    let kp = Product { a: Lhs { data: sc.dst.as_slice(), ld: ld_q }.from_row(0), b: q_b.from_depth(q0), m: n, n: d, kpad: round_up(m, K_STEP), alpha: 1.0, start: Start::C };
+                    let kp = Product { a: Lhs { data: sc.dst.as_slice(), ld: ld_q }.rows_from(0), b: q_b.depth_from(q0), m: n, n: d, kpad: round_up(m, K_STEP), alpha: 1.0, start: Start::C };
                     kernel_product(kernel, &mut dk[kl * d..], d, &kp);
                 }
             }

@@ -36,6 +36,13 @@ fn for_each_index(split: Split, count: usize, per_task: usize, f: impl Fn(usize)
 /// A pointer into a pack that tasks write in disjoint parts.
 #[derive(Clone, Copy)]
 struct Shared(*mut Bf16);
+
+impl Shared {
+    /// The pointer (a method, so closures capture the whole `Shared`, which is `Sync`).
+    fn ptr(self) -> *mut Bf16 {
+        self.0
+    }
+}
 // SAFETY: only used by tasks that write disjoint elements (see the callers).
 unsafe impl Send for Shared {}
 // SAFETY: as above.
@@ -44,7 +51,7 @@ unsafe impl Sync for Shared {}
 /// `dst` (`round_up(m, 32)` rows of `ld` values) ← bf16(scale · src[m × k]), zero elsewhere.
 pub(crate) fn lhs(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, m: usize, k: usize, scale: f32, split: Split) {
     let rows = m.div_ceil(BLOCK).max(1) * BLOCK;
-    assert!(ld >= k && ld % 32 == 0 && dst.len() >= rows * ld, "pack lhs: dst too small");
+    assert!(ld >= k && ld.is_multiple_of(32) && dst.len() >= rows * ld, "pack lhs: dst too small");
     if m > 0 && k > 0 {
         assert!((m - 1) * src.rs + (k - 1) * src.cs < src.data.len(), "pack lhs: src too small");
     }
@@ -56,21 +63,19 @@ pub(crate) fn lhs(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, m: usize, k: usi
         // Transposed source: a task per 32 source rows (32 values of K), read front to back, one
         // 64-byte line written per A row.
         for_each_index(split, ld / 32, (PACK_TASK / (32 * m.max(1))).max(1), |kb| {
-            let out = out;
             // SAFETY: AVX-512 F/BW/BF16 are available (checked); block kb writes only columns
             // 32·kb..32·kb+32 of rows < m, disjoint from every other block and inside dst (asserted
             // above); the source bounds are asserted above.
-            unsafe { avx512::lhs_transposed_block(out.0, ld, src, m, k, 32 * kb, scale) };
+            unsafe { avx512::lhs_transposed_block(out.ptr(), ld, src, m, k, 32 * kb, scale) };
         });
         return;
     }
     // A task per group of 16 rows.
     for_each_index(split, m.div_ceil(16), (PACK_TASK / (16 * ld)).max(1), |g| {
-        let out = out;
         let (r0, rows) = (16 * g, (m - 16 * g).min(16));
         // SAFETY: group g writes rows 16g..16g+16 only, disjoint from every other group, inside
         // dst (asserted above).
-        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(r0 * ld), rows * ld) };
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(r0 * ld), rows * ld) };
         if fast && src.cs == 1 {
             // SAFETY: AVX-512 F/BW/BF16 are available (checked); bounds asserted above.
             unsafe { avx512::lhs_rows(dst, ld, src, r0, rows, k, scale) };
@@ -94,7 +99,7 @@ fn lhs_rows_scalar(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows
 pub(crate) fn rhs(dst: &mut [Bf16], panel_len: usize, src: MatRef<'_>, k: usize, n: usize, split: Split) {
     let panels = n.div_ceil(BLOCK).max(1) * BLOCK / PANEL;
     let pairs = panel_len / (2 * PANEL);
-    assert!(panel_len % (32 * PANEL) == 0 && pairs * 2 >= k && dst.len() >= panels * panel_len, "pack rhs: dst too small");
+    assert!(panel_len.is_multiple_of(32 * PANEL) && pairs * 2 >= k && dst.len() >= panels * panel_len, "pack rhs: dst too small");
     if n > 0 && k > 0 {
         assert!((k - 1) * src.rs + (n - 1) * src.cs < src.data.len(), "pack rhs: src too small");
     }
@@ -103,17 +108,15 @@ pub(crate) fn rhs(dst: &mut [Bf16], panel_len: usize, src: MatRef<'_>, k: usize,
         // Row-major source: a task per pair-row, reading both source rows front to back and
         // writing one 64-byte pair-row per panel.
         for_each_index(split, pairs, (PACK_TASK / (2 * PANEL * panels)).max(1), |q| {
-            let out = out;
             // SAFETY: AVX-512 F/BW/BF16 are available (checked); pair-row q of every panel is
             // written by this task only, inside dst (asserted above); source bounds asserted above.
-            unsafe { avx512::rhs_pair_row(out.0, panel_len, panels, src, k, n, q) };
+            unsafe { avx512::rhs_pair_row(out.ptr(), panel_len, panels, src, k, n, q) };
         });
         return;
     }
     for_each_index(split, panels, (PACK_TASK / panel_len).max(1), |p| {
-        let out = out;
         // SAFETY: panel p is written by this task only, inside dst (asserted above).
-        let panel = unsafe { std::slice::from_raw_parts_mut(out.0.add(p * panel_len), panel_len) };
+        let panel = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(p * panel_len), panel_len) };
         let (j0, cols) = (p * PANEL, n.saturating_sub(p * PANEL).min(PANEL));
         if crate::cpu::has_avx512_bf16() && src.rs == 1 {
             // SAFETY: AVX-512 F/BW/BF16 are available (checked); bounds asserted above.
