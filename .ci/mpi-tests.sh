@@ -17,7 +17,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Loopback only: shared memory between the ranks, no network interfaces probed.
 export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 
-cargo build -p remask-cli --features mpi
+cargo build -p remask-cli --features mpi,testing
 bin=target/debug/remask
 
 passed=0

@@ -9,7 +9,7 @@ Models checked:
   * fixtures/bart (BartForConditionalGeneration) imported and re-exported (HF -> remask -> HF);
   * any further `--checkpoint DIR` (e.g. a trained translation run).
 
-    cargo build -p remask-cli
+    cargo build -p remask-cli --features testing   # `train --synthetic` is test scaffolding
     python3 scripts/check_export.py --remask target/debug/remask [--checkpoint runs/x/checkpoints/step-000100]
 
 Needs torch, transformers and safetensors (scripts only, never tests).

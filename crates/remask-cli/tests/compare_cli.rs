@@ -96,6 +96,18 @@ fn tiny_comparison_writes_report_plots_and_runs() {
     assert!(stdout.is_empty());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--force"), "{stderr}");
+
+    // --resume keeps every finished run and renders the same report again.
+    let before = std::fs::read_to_string(out.join("report.json")).unwrap();
+    let (rc, _, stderr) = remask(&["compare", "--resume", o, "--log-lines"]);
+    assert_eq!(rc, 0, "{stderr}");
+    assert_eq!(stderr.matches("finished earlier, kept").count(), 4, "{stderr}");
+    let after = std::fs::read_to_string(out.join("report.json")).unwrap();
+    let runs = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap()["runs"].clone();
+    assert_eq!(runs(&before), runs(&after), "the kept runs are reported as they were");
+    let (rc, _, stderr) = remask(&["compare", "--resume", dir.path().join("nothing").to_str().unwrap()]);
+    assert_eq!(rc, 1);
+    assert!(stderr.contains("no comparison there"), "{stderr}");
 }
 
 #[test]

@@ -56,11 +56,12 @@ output_dir = "{}"
     path
 }
 
-fn train(args: &[&str], envs: &[(&str, &str)]) -> Command {
+/// `remask train --toy` with `args` and the hidden test flags `faults` (flag, value).
+fn train(args: &[&str], faults: &[(&str, &str)]) -> Command {
     let mut c = Command::new(BIN);
     c.arg("train").arg("--toy").arg("--log-lines").args(args);
-    for (k, v) in envs {
-        c.env(k, v);
+    for (flag, v) in faults {
+        c.arg(flag).arg(v);
     }
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     c
@@ -142,7 +143,7 @@ fn kill_9_at_several_moments_then_resume_exactly() {
     let cfg = write_config(&faulty_dir, 30);
     let run = faulty_dir.join("run");
     let ck = run.join("checkpoints");
-    let slow = [("REMASK_TOY_STEP_DELAY_MS", "15"), ("REMASK_FAULT_SLEEP_IN_CHECKPOINT_MS", "400")];
+    let slow = [("--toy-step-delay-ms", "15"), ("--fault-sleep-in-write-ms", "400")];
 
     // 1. Between steps, after the checkpoint at step 5 is complete.
     let mut child = train(&["--config", cfg.to_str().unwrap()], &slow).spawn().unwrap();
@@ -159,7 +160,7 @@ fn kill_9_at_several_moments_then_resume_exactly() {
             n.starts_with(".tmp-step-") && std::fs::metadata(ck.join(n).join("model.safetensors")).is_ok_and(|m| m.len() > 0)
         })
     };
-    // The first half of the weights is on disk; the writer now pauses (REMASK_FAULT_SLEEP_IN_CHECKPOINT_MS).
+    // The first half of the weights is on disk; the writer now pauses (--fault-sleep-in-write-ms).
     wait_for(&mut child, "a half-written checkpoint", half_written);
     kill9(&mut child);
     let tmp_dirs: Vec<String> = entries(&ck).into_iter().filter(|n| n.starts_with(".tmp-")).collect();
@@ -207,25 +208,54 @@ fn losses_len(run: &Path) -> usize {
     std::fs::read_to_string(run.join("metrics.jsonl")).map(|t| t.lines().filter(|l| l.contains("\"train\"")).count()).unwrap_or(0)
 }
 
+/// SIGINT (Ctrl-C) and SIGTERM (`timeout`, Docker, Kubernetes, Slurm) alike: the run finishes its
+/// step, writes a checkpoint whose metrics end there, says how to continue, and exits with 128 + the
+/// signal's number.
 #[test]
-fn ctrl_c_checkpoints_and_exits_cleanly() {
+fn sigint_and_sigterm_checkpoint_and_exit_with_128_plus_signo() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = write_config(tmp.path(), 400);
+        let run = tmp.path().join("run");
+        let mut child = train(&["--config", cfg.to_str().unwrap()], &[("--toy-step-delay-ms", "10")]).spawn().unwrap();
+        wait_for(&mut child, "step 3", || losses_len(&run) >= 3);
+        let st = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(st.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{signal}: exit status {:?}: {stderr}", out.status);
+        assert!(stderr.contains("--resume"), "tells how to continue: {stderr}");
+        let step = latest_step(&run);
+        assert!((3..400).contains(&step), "interrupted checkpoint at step {step}");
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join(format!("checkpoints/step-{step:06}/trainer_state.json"))).unwrap())
+                .unwrap();
+        assert_eq!(state["stop_reason"], "interrupted");
+        assert_eq!(losses_len(&run) as u64, step, "metrics end at the checkpoint");
+    }
+}
+
+/// A second signal while the first is being honoured exits at once, with the same code and without
+/// the interrupted checkpoint.
+#[test]
+fn a_second_signal_exits_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), 400);
     let run = tmp.path().join("run");
-    let mut child = train(&["--config", cfg.to_str().unwrap()], &[("REMASK_TOY_STEP_DELAY_MS", "10")]).spawn().unwrap();
-    wait_for(&mut child, "step 3", || losses_len(&run) >= 3);
-    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(st.success());
+    // Slow steps: the first signal is seen only at the end of the current one.
+    let mut child = train(&["--config", cfg.to_str().unwrap()], &[("--toy-step-delay-ms", "400")]).spawn().unwrap();
+    wait_for(&mut child, "step 1", || losses_len(&run) >= 1);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let start = Instant::now();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit status {:?}: {stderr}", out.status);
-    assert!(stderr.contains("--resume"), "tells how to continue: {stderr}");
-    let step = latest_step(&run);
-    assert!((3..400).contains(&step), "interrupted checkpoint at step {step}");
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join(format!("checkpoints/step-{step:06}/trainer_state.json"))).unwrap()).unwrap();
-    assert_eq!(state["stop_reason"], "interrupted");
-    assert_eq!(losses_len(&run) as u64, step, "metrics end at the checkpoint");
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("second SIGTERM"), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(complete_steps(&run).is_empty(), "no interrupted checkpoint: {:?}", complete_steps(&run));
 }
 
 #[test]
@@ -250,7 +280,7 @@ fn bad_input_fails_with_a_clear_error_and_leaves_checkpoints_intact() {
 
     // Stop a run after its first checkpoint (step 5) with kill -9.
     let cfg = write_config(tmp.path(), 30);
-    let mut child = train(&["--config", cfg.to_str().unwrap()], &[("REMASK_TOY_STEP_DELAY_MS", "15")]).spawn().unwrap();
+    let mut child = train(&["--config", cfg.to_str().unwrap()], &[("--toy-step-delay-ms", "15")]).spawn().unwrap();
     wait_for(&mut child, "step 7", || losses_len(&run) >= 7);
     kill9(&mut child);
     let before = complete_steps(&run);
@@ -258,7 +288,7 @@ fn bad_input_fails_with_a_clear_error_and_leaves_checkpoints_intact() {
     let e = fail(&mut train(&["--config", cfg.to_str().unwrap()], &[]));
     assert!(e.contains("--resume"), "a second fresh run in the same directory is refused: {e}");
     // A full disk while writing the next checkpoint: the run fails, the earlier one stays intact.
-    let e = fail(&mut train(&["--resume", run.to_str().unwrap()], &[("REMASK_FAULT_DISK_FULL_AFTER_BYTES", "100")]));
+    let e = fail(&mut train(&["--resume", run.to_str().unwrap()], &[("--fault-disk-full-after-bytes", "100")]));
     assert!(e.contains("No space left"), "{e}");
     assert_eq!(complete_steps(&run), before);
     assert!(entries(&run.join("checkpoints")).iter().all(|n| !n.starts_with('.')), "no temporary leftovers");
@@ -292,11 +322,11 @@ fn real_encoder_killed_mid_checkpoint_resumes_exactly() {
         std::fs::write(dir.join("run.toml"), text).unwrap();
         (dir.join("run.toml"), dir.join("run"))
     };
-    let synthetic = |args: &[&str], envs: &[(&str, &str)]| {
+    let synthetic = |args: &[&str], faults: &[(&str, &str)]| {
         let mut c = Command::new(BIN);
         c.args(["train", "--synthetic", "--log-lines"]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-        for (k, v) in envs {
-            c.env(k, v);
+        for (flag, v) in faults {
+            c.arg(flag).arg(v);
         }
         c
     };
@@ -304,7 +334,7 @@ fn real_encoder_killed_mid_checkpoint_resumes_exactly() {
     finish(&mut synthetic(&["--config", cfg.to_str().unwrap()], &[]));
     let (cfg, run) = write("faulty");
     let ck = run.join("checkpoints");
-    let mut child = synthetic(&["--config", cfg.to_str().unwrap()], &[("REMASK_FAULT_SLEEP_IN_CHECKPOINT_MS", "600")]).spawn().unwrap();
+    let mut child = synthetic(&["--config", cfg.to_str().unwrap()], &[("--fault-sleep-in-write-ms", "600")]).spawn().unwrap();
     wait_for(&mut child, "the step-8 checkpoint write", || ck.join(".tmp-step-000008").exists());
     std::thread::sleep(Duration::from_millis(100));
     kill9(&mut child);
@@ -345,11 +375,11 @@ fn real_data_adaptive_masking_resumes_exactly_and_eval_matches() {
         std::fs::write(dir.join("run.toml"), text).unwrap();
         (dir.join("run.toml"), dir.join("run"))
     };
-    let real = |args: &[&str], envs: &[(&str, &str)]| {
+    let real = |args: &[&str], faults: &[(&str, &str)]| {
         let mut c = Command::new(BIN);
         c.args(["train", "--log-lines"]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-        for (k, v) in envs {
-            c.env(k, v);
+        for (flag, v) in faults {
+            c.arg(flag).arg(v);
         }
         c
     };
@@ -357,7 +387,7 @@ fn real_data_adaptive_masking_resumes_exactly_and_eval_matches() {
     finish(&mut real(&["--config", cfg.to_str().unwrap()], &[]));
     let (cfg, run) = write("faulty");
     let ck = run.join("checkpoints");
-    let mut child = real(&["--config", cfg.to_str().unwrap()], &[("REMASK_FAULT_SLEEP_IN_CHECKPOINT_MS", "600")]).spawn().unwrap();
+    let mut child = real(&["--config", cfg.to_str().unwrap()], &[("--fault-sleep-in-write-ms", "600")]).spawn().unwrap();
     wait_for(&mut child, "the step-8 checkpoint write", || ck.join(".tmp-step-000008").exists());
     kill9(&mut child);
     assert_eq!(complete_steps(&run), vec!["step-000004"]);

@@ -9,7 +9,8 @@ pub const IGNORE_INDEX: i32 = -100;
 /// Document id of padding positions.
 pub const PAD_DOC: u32 = u32::MAX;
 
-/// One training or evaluation batch.
+/// One training or evaluation batch. Build it with [`Batch::new`] (an all-padding batch) and fill or
+/// replace its arrays; [`Batch::validate`] checks the shapes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
     /// B: number of rows.
@@ -52,7 +53,116 @@ pub struct DecoderBatch {
     pub lengths: Vec<u32>,
 }
 
+/// The per-position arrays of one row of a [`Batch`], `[T]` each.
+#[derive(Debug)]
+pub struct RowMut<'a> {
+    pub input_ids: &'a mut [u32],
+    pub labels: &'a mut [i32],
+    pub positions: &'a mut [u32],
+    pub doc_ids: &'a mut [u32],
+    pub token_type_ids: &'a mut [u32],
+}
+
 impl Batch {
+    /// B rows of T positions, all padding: input id 0, no label ([`IGNORE_INDEX`]), position 0,
+    /// document [`PAD_DOC`], token type 0, length and prefix length 0, sample ids `0..B`, no decoder
+    /// side. Fill it in place ([`Self::row_mut`], the public arrays) or replace arrays with the `with_`
+    /// setters.
+    pub fn new(batch_size: usize, seq_len: usize) -> Self {
+        let (b, n) = (batch_size, batch_size * seq_len);
+        Self {
+            batch_size,
+            seq_len,
+            input_ids: vec![0; n],
+            labels: vec![IGNORE_INDEX; n],
+            positions: vec![0; n],
+            doc_ids: vec![PAD_DOC; n],
+            token_type_ids: vec![0; n],
+            lengths: vec![0; b],
+            prefix_lengths: vec![0; b],
+            sample_ids: (0..b as u64).collect(),
+            decoder: None,
+        }
+    }
+
+    /// Every row one document from its first position: positions `0..T` in every row (padding
+    /// included, numbered as Hugging Face does), document 0 on the first `lengths[b]` positions of row
+    /// b and [`PAD_DOC`] after them.
+    pub fn with_single_documents(mut self, lengths: Vec<u32>) -> Self {
+        let t = self.seq_len;
+        self.positions = (0..self.batch_size * t).map(|i| (i % t) as u32).collect();
+        let real = |i: usize| lengths.get(i / t).is_some_and(|&l| i % t < l as usize);
+        self.doc_ids = (0..self.batch_size * t).map(|i| if real(i) { 0 } else { PAD_DOC }).collect();
+        self.lengths = lengths;
+        self
+    }
+
+    /// Replaces `input_ids` (`[B, T]`).
+    pub fn with_input_ids(mut self, input_ids: Vec<u32>) -> Self {
+        self.input_ids = input_ids;
+        self
+    }
+
+    /// Replaces `labels` (`[B, T]`).
+    pub fn with_labels(mut self, labels: Vec<i32>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// Replaces `positions` (`[B, T]`).
+    pub fn with_positions(mut self, positions: Vec<u32>) -> Self {
+        self.positions = positions;
+        self
+    }
+
+    /// Replaces `doc_ids` (`[B, T]`).
+    pub fn with_doc_ids(mut self, doc_ids: Vec<u32>) -> Self {
+        self.doc_ids = doc_ids;
+        self
+    }
+
+    /// Replaces `token_type_ids` (`[B, T]`).
+    pub fn with_token_type_ids(mut self, token_type_ids: Vec<u32>) -> Self {
+        self.token_type_ids = token_type_ids;
+        self
+    }
+
+    /// Replaces `lengths` (`[B]`).
+    pub fn with_lengths(mut self, lengths: Vec<u32>) -> Self {
+        self.lengths = lengths;
+        self
+    }
+
+    /// Replaces `prefix_lengths` (`[B]`).
+    pub fn with_prefix_lengths(mut self, prefix_lengths: Vec<u32>) -> Self {
+        self.prefix_lengths = prefix_lengths;
+        self
+    }
+
+    /// Replaces `sample_ids` (`[B]`).
+    pub fn with_sample_ids(mut self, sample_ids: Vec<u64>) -> Self {
+        self.sample_ids = sample_ids;
+        self
+    }
+
+    /// Adds the decoder side.
+    pub fn with_decoder(mut self, decoder: DecoderBatch) -> Self {
+        self.decoder = Some(decoder);
+        self
+    }
+
+    /// The per-position arrays of row `r`.
+    pub fn row_mut(&mut self, r: usize) -> RowMut<'_> {
+        let s = r * self.seq_len..(r + 1) * self.seq_len;
+        RowMut {
+            input_ids: &mut self.input_ids[s.clone()],
+            labels: &mut self.labels[s.clone()],
+            positions: &mut self.positions[s.clone()],
+            doc_ids: &mut self.doc_ids[s.clone()],
+            token_type_ids: &mut self.token_type_ids[s],
+        }
+    }
+
     /// Number of positions that carry a label.
     pub fn num_labels(&self) -> usize {
         let enc = self.labels.iter().filter(|&&l| l != IGNORE_INDEX).count();
@@ -86,6 +196,37 @@ impl Batch {
             return Err(crate::Error::shape("batch.lengths", format!("<= {t}"), l));
         }
         Ok(())
+    }
+}
+
+impl DecoderBatch {
+    /// B rows of Td decoder positions, all padding: input id 0, no label, length 0. Fill it in place or
+    /// replace arrays with the `with_` setters.
+    pub fn new(batch_size: usize, seq_len: usize) -> Self {
+        Self {
+            seq_len,
+            input_ids: vec![0; batch_size * seq_len],
+            labels: vec![IGNORE_INDEX; batch_size * seq_len],
+            lengths: vec![0; batch_size],
+        }
+    }
+
+    /// Replaces `input_ids` (`[B, Td]`).
+    pub fn with_input_ids(mut self, input_ids: Vec<u32>) -> Self {
+        self.input_ids = input_ids;
+        self
+    }
+
+    /// Replaces `labels` (`[B, Td]`).
+    pub fn with_labels(mut self, labels: Vec<i32>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// Replaces `lengths` (`[B]`).
+    pub fn with_lengths(mut self, lengths: Vec<u32>) -> Self {
+        self.lengths = lengths;
+        self
     }
 }
 

@@ -29,6 +29,10 @@ pub enum Error {
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
 
+    /// Another live process holds the directory's lock ([`crate::dir_lock`]).
+    #[error("{dir} is in use by another remask process ({holder}); wait for it to finish or stop it, or choose another directory")]
+    Locked { dir: PathBuf, holder: String },
+
     /// Anything else, with enough context to act on.
     #[error("{0}")]
     Other(String),

@@ -6,18 +6,25 @@
 //!
 //! See ARCHITECTURE.md at the repository root for the data flow and the code map.
 
+pub mod atomic_write;
 pub mod attention;
 pub mod audit;
 pub mod batch;
 pub mod data;
+pub mod dir_lock;
 pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod fault;
+#[cfg(any(test, feature = "testing"))]
+pub mod fuzz;
+pub mod guard;
 pub mod infer;
 pub mod masking;
 pub mod model;
+pub mod tensor_file;
 pub mod train;
 
-pub use batch::{Batch, BatchSource, DecoderBatch, IGNORE_INDEX, PAD_DOC};
+pub use batch::{Batch, BatchSource, DecoderBatch, RowMut, IGNORE_INDEX, PAD_DOC};
 pub use error::{Error, Result};

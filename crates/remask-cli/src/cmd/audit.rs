@@ -11,7 +11,8 @@ use anyhow::Context;
 use remask::attention::{AttentionMaskSpec, MaskFn};
 use remask::audit::{audit_batch, audit_masking, audit_model, audit_seq2seq, audit_with_mask, kind_name, AuditOptions, AuditReport};
 use remask::model::{model_from_params, new_model, Arch, ModelConfig, TrainModel, ATTENTION_TILE};
-use remask::train::{self, RunConfig};
+use remask::infer::ModelDir;
+use remask::train::RunConfig;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MaskArg {
@@ -33,11 +34,12 @@ pub enum ArchArg {
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Run config (TOML) whose `[model]` is audited (freshly initialised with `run.seed`).
-    #[arg(long, value_name = "FILE", conflicts_with = "checkpoint")]
+    #[arg(long, value_name = "FILE", conflicts_with = "model")]
     pub config: Option<PathBuf>,
-    /// Checkpoint directory (or run directory: its latest complete checkpoint) whose model is audited.
-    #[arg(long, value_name = "DIR")]
-    pub checkpoint: Option<PathBuf>,
+    /// Checkpoint directory, run directory (its newest checkpoint that verifies) or Hugging Face
+    /// model directory whose model is audited.
+    #[arg(long = "model", visible_alias = "checkpoint", value_name = "DIR")]
+    pub model: Option<PathBuf>,
     /// Mask kind(s) to audit the model (the encoder of an encoder-decoder) under (default: the
     /// model's own kind with --config, --checkpoint or --arch encoder-decoder, else all). Decoders
     /// skip the non-causal kinds; document and sliding are causal on decoders and bidirectional on
@@ -118,16 +120,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (config, params, seed) = if let Some(path) = &args.config {
         let run = RunConfig::load(path, &[])?;
         (run.model, None, run.run.seed)
-    } else if let Some(dir) = &args.checkpoint {
-        let dir = if dir.join(train::checkpoint::DONE).exists() || !dir.join("checkpoints").is_dir() {
-            dir.clone()
-        } else {
-            train::latest_complete(dir)?
-        };
-        let ckpt = train::load_checkpoint(&dir)?;
-        let mut model = new_model(ckpt.model_config.clone(), 0)?;
-        ckpt.restore_params(model.as_mut())?;
-        (ckpt.model_config.clone(), Some(model.params().to_vec()), ckpt.run_config.run.seed)
+    } else if let Some(dir) = &args.model {
+        match remask::infer::model_dir::open(dir)? {
+            ModelDir::Checkpoint { ckpt, skipped, .. } => {
+                super::warn_skipped(&skipped);
+                let mut model = new_model(ckpt.model_config.clone(), 0)?;
+                ckpt.restore_params(model.as_mut())?;
+                (ckpt.model_config.clone(), Some(model.params().to_vec()), ckpt.run_config.run.seed)
+            }
+            ModelDir::HuggingFace { dir } => {
+                let imported = remask::model::hf::load_hf(&dir, 0)?;
+                (imported.model.config().clone(), Some(imported.model.params().to_vec()), 0)
+            }
+        }
     } else {
         (tiny(args.arch), None, 0)
     };
@@ -135,7 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => p,
         None => new_model(config.clone(), seed)?.params().to_vec(),
     };
-    let own = args.config.is_some() || args.checkpoint.is_some() || config.arch == Arch::EncoderDecoder;
+    let own = args.config.is_some() || args.model.is_some() || config.arch == Arch::EncoderDecoder;
     let specs: Vec<(String, Option<AttentionMaskSpec>)> = match args.mask {
         None if own => vec![(kind_name(&config.attention), Some(config.attention))],
         Some(MaskArg::All) | None => [MaskArg::Padding, MaskArg::Causal, MaskArg::Document, MaskArg::Sliding, MaskArg::Prefix]
@@ -204,7 +209,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// The MLM-target audit of `batches` validation batches of a prepared directory.
 fn audit_data(dir: &std::path::Path, batch_size: usize, batches: usize) -> anyhow::Result<remask::audit::MaskingAudit> {
-    use remask::data::loader::{Loader, Split, Task};
+    use remask::data::{Loader, Split, Task};
     use remask::masking::MaskingConfig;
     use remask::BatchSource;
     let masking = MaskingConfig::default();

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use remask::data::{Loader, Split, Task};
-use remask::masking::{AdaptiveStats, CountRule, MaskScratch, Masker, MaskingConfig, StrategyKind, When};
+use remask::masking::{
+    Adaptive, AdaptiveStats, CountRule, MaskKey, MaskScratch, MaskedRow, Masker, MaskingConfig, StrategyKind, TokenRow, Vocab, When,
+};
 use remask::BatchSource;
 use remask_kernels::rng::{KeyedRng, Purpose};
 
@@ -56,36 +58,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("token-frequency-random", MaskingConfig { frequency_weighted_random: true, ..Default::default() }),
     ];
     let counts: Vec<u64> = (0..v as u64).map(|i| 1 + 100_000 / (i + 1)).collect();
-    let mut adaptive = AdaptiveStats::new(v as usize, 0.9);
+    let mut stats = AdaptiveStats::new(v as usize, 0.9);
     for id in 0..v as usize {
-        adaptive.loss[id] = 1.0 + (id % 7) as f32;
+        stats.loss[id] = 1.0 + (id % 7) as f32;
     }
-    adaptive.mean = 4.0;
-    adaptive.updates = 1;
+    stats.mean = 4.0;
+    stats.updates = 1;
     let mut results = serde_json::Map::new();
     let mut input = vec![0u32; t];
     let mut labels = vec![0i32; t];
-    let mut weights = vec![0f32; t];
-    let mut eligible = vec![false; t];
     for (name, cfg) in cases {
-        let masker = Masker::new(&cfg, 4, v, &SPECIALS, Some(&counts))?;
+        let masker = Masker::new(&cfg, &Vocab { size: v, mask_id: 4, special_ids: &SPECIALS, counts: Some(&counts) })?;
+        let adaptive = match cfg.when {
+            When::Adaptive { temperature, uniform_mix, .. } => Some(Adaptive { stats: stats.clone(), temperature, uniform_mix }),
+            _ => None,
+        };
         let mut scratch = MaskScratch::default();
         // One batch: every row masked under its own key. With `count` it returns the number of
         // chosen positions (used outside the timed batches, which do nothing but mask), else 0.
         let mut mask_batch = |batch: u64, count: bool| -> u64 {
             let mut chosen = 0u64;
             for r in 0..b {
-                let row = &ids[r * t..(r + 1) * t];
-                let w = if let When::Adaptive { temperature, uniform_mix, .. } = cfg.when {
-                    for i in 0..t {
-                        eligible[i] = !SPECIALS.contains(&row[i]);
-                    }
-                    adaptive.row_weights(&mut weights, row, &eligible, temperature, uniform_mix);
-                    Some(&weights[..])
-                } else {
-                    None
-                };
-                masker.mask_row(&mut input, &mut labels, row, t, &words[r * t..(r + 1) * t], w, cfg.rate, (7, 0, batch * b as u64 + r as u64), &mut scratch);
+                let row = TokenRow { ids: &ids[r * t..(r + 1) * t], word_starts: &words[r * t..(r + 1) * t], length: t };
+                let out = MaskedRow { input: &mut input, labels: &mut labels };
+                let key = MaskKey { seed: 7, epoch: 0, index: batch * b as u64 + r as u64 };
+                masker.mask_row(row, out, cfg.rate, key, adaptive.as_ref(), &mut scratch);
                 if count {
                     chosen += scratch.chosen.iter().filter(|&&c| c).count() as u64;
                 }

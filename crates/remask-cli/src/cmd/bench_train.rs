@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::ValueEnum;
 use remask::attention::AttentionMaskSpec;
 use remask::model::{new_model, Arch, ModelConfig, Precision};
-use remask::{Batch, IGNORE_INDEX, PAD_DOC};
+use remask::Batch;
 use remask_kernels::adamw::{adamw_update, AdamW};
 use remask_kernels::rng::{key, KeyedRng, Purpose};
 
@@ -91,19 +91,7 @@ fn make_batch(a: &Args) -> anyhow::Result<Batch> {
     }
     let min_len = a.min_len.unwrap_or(t / 2).clamp(1, t);
     let mut rng = KeyedRng::new(0, Purpose::Other, 0, 0);
-    let mut bt = Batch {
-        batch_size: b,
-        seq_len: t,
-        input_ids: vec![0; b * t],
-        labels: vec![IGNORE_INDEX; b * t],
-        positions: vec![0; b * t],
-        doc_ids: vec![PAD_DOC; b * t],
-        token_type_ids: vec![0; b * t],
-        lengths: vec![0; b],
-        prefix_lengths: vec![0; b],
-        sample_ids: (0..b as u64).collect(),
-        decoder: None,
-    };
+    let mut bt = Batch::new(b, t);
     for r in 0..b {
         let len = if a.mask == MaskKind::Padding { min_len + rng.below((t - min_len + 1) as u64) as usize } else { t };
         bt.lengths[r] = len as u32;

@@ -27,8 +27,13 @@ pub struct Args {
     #[arg(long)]
     pub steps: Option<u64>,
     /// Replace an earlier comparison in the output directory.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// Continue the interrupted comparison in OUT with the config stored there: finished (strategy,
+    /// seed) runs are kept, a partial one continues from its last checkpoint, the report is rendered
+    /// again.
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["config", "strategies", "seeds", "out", "steps"])]
+    pub resume: Option<PathBuf>,
     /// Plain log lines instead of progress bars.
     #[arg(long)]
     pub log_lines: bool,
@@ -39,6 +44,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(out) = &args.resume {
+        let marker = out.join("compare.json");
+        let text = std::fs::read_to_string(&marker)
+            .with_context(|| format!("--resume {}: no comparison there (reading {})", out.display(), marker.display()))?;
+        let mut cfg: CompareConfig =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a comparison config this remask can read", marker.display()))?;
+        cfg.compare.output_dir = out.clone();
+        return execute(cfg, args.log_lines, false, true);
+    }
     let mut cfg = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -76,13 +90,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.model.precision = p;
     }
     cfg.model.precision.check_supported()?;
+    execute(cfg, args.log_lines, args.force, false)
+}
+
+/// Runs (or, with `resume`, continues) the comparison `cfg` and prints where its outputs are.
+fn execute(cfg: CompareConfig, log_lines: bool, force: bool, resume: bool) -> anyhow::Result<()> {
     cfg.validate()?;
     train::init_threads(cfg.compare.threads)?;
-    let stop = train::install_ctrlc_handler()?;
+    // One process per output directory: a second is refused at once, naming the first.
+    let _lock = remask::dir_lock::DirLock::acquire(&cfg.compare.output_dir, "remask compare")?;
+    let stop = super::signals::install()?;
     let opts = CompareOptions {
-        progress: if args.log_lines { ProgressMode::Lines } else { ProgressMode::Auto },
+        progress: if log_lines { ProgressMode::Lines } else { ProgressMode::Auto },
         stop,
-        force: args.force,
+        force,
+        resume,
     };
     let outcome = run_compare(&cfg, &opts)?;
     println!();

@@ -5,18 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use remask::eval::{evaluate, pseudo_perplexity, EvalResult};
-use remask::model::TrainModel;
-use remask::train::testing::BigramModel;
-use remask::train::{self, LoadedCheckpoint};
-
-use super::train::synthetic_data;
+use remask::train::LoadedCheckpoint;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A checkpoint directory (`RUN/checkpoints/step-000100`) or a run directory (its latest
-    /// complete checkpoint is used).
-    #[arg(long, value_name = "DIR")]
-    pub checkpoint: PathBuf,
+    /// A checkpoint directory (`RUN/checkpoints/step-000100`) or a run directory (its newest
+    /// checkpoint that verifies is used).
+    #[arg(long = "model", visible_alias = "checkpoint", value_name = "DIR")]
+    pub model: PathBuf,
     /// Prepared data directory to take the validation split from (default: the run's `data.dir`, or
     /// the `data/` directory the run prepared).
     #[arg(long, value_name = "DIR")]
@@ -27,38 +23,26 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Evaluate a checkpoint of the built-in bigram test model (`remask train --toy`).
-    #[arg(long, hide = true)]
-    pub toy: bool,
-    /// Evaluate a real-model checkpoint of `remask train --synthetic` on its synthetic validation rows.
-    #[arg(long, hide = true, conflicts_with = "toy")]
-    pub synthetic: bool,
+    /// Test scaffolding (feature `testing` only): checkpoints of `train --toy / --synthetic`.
+    #[cfg(feature = "testing")]
+    #[command(flatten)]
+    pub testing: super::testing::EvalArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dir = if args.checkpoint.join(train::checkpoint::DONE).exists() {
-        args.checkpoint.clone()
-    } else if args.checkpoint.join("checkpoints").is_dir() {
-        train::latest_complete(&args.checkpoint)?
-    } else {
-        // load() explains what is wrong (missing, incomplete).
-        args.checkpoint.clone()
-    };
-    let ckpt = train::load_checkpoint(&dir)?;
-    let result = if args.toy {
-        let mut model = BigramModel::from_config(ckpt.model_config.clone(), ckpt.run_config.run.seed);
-        evaluate_checkpoint(&mut model, &ckpt, true, args.pseudo_perplexity)?
-    } else if args.synthetic {
-        let mut model = remask::model::new_model(ckpt.model_config.clone(), ckpt.run_config.run.seed)?;
-        evaluate_checkpoint(&mut model, &ckpt, false, args.pseudo_perplexity)?
-    } else {
+    let resolved = remask::infer::model_dir::open(&args.model)?;
+    super::warn_skipped(resolved.skipped());
+    let (ckpt, run_dir) = resolved.into_checkpoint("`remask eval`")?;
+    #[cfg(feature = "testing")]
+    if let Some(r) = super::testing::eval(&args.testing, &ckpt, args.pseudo_perplexity)? {
+        return print(&r, &ckpt, args.json);
+    }
+    let result = {
         let cfg = &ckpt.run_config;
-        // The run directory is two levels above `checkpoints/step-N`.
-        let run_dir = dir.parent().and_then(|p| p.parent()).unwrap_or(&dir);
         let data_dir = match (&args.data, &cfg.data.dir) {
             (Some(d), _) => d.clone(),
             (None, Some(d)) => d.clone(),
-            (None, None) => remask::train::run_data::default_data_dir(run_dir),
+            (None, None) => remask::train::run_data::default_data_dir(&run_dir),
         };
         let (batches, val) = remask::train::run_data::open_validation(cfg, &data_dir)
             .with_context(|| format!("validation data from {}", data_dir.display()))?;
@@ -75,18 +59,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         r
     };
     print(&result, &ckpt, args.json)
-}
-
-/// Loads the checkpoint's weights into `model` (checking the architecture) and evaluates it on the
-/// synthetic validation batches the run used.
-fn evaluate_checkpoint<M: TrainModel>(model: &mut M, ckpt: &LoadedCheckpoint, toy: bool, pseudo: bool) -> anyhow::Result<EvalResult> {
-    ckpt.restore_params(model)?;
-    let (source, batches) = synthetic_data(&ckpt.run_config, toy)?;
-    let mut r = evaluate(model, &batches)?;
-    if pseudo {
-        r.pseudo_perplexity = Some(pseudo_perplexity(model, &batches, source.mask_token_id(), &[], 64)?);
-    }
-    Ok(r)
 }
 
 fn print(r: &EvalResult, ckpt: &LoadedCheckpoint, json: bool) -> anyhow::Result<()> {

@@ -11,8 +11,8 @@ use remask::model::hf::export_hf;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// A remask checkpoint or run directory (a Hugging Face directory is re-exported as is).
-    #[arg(long, value_name = "DIR")]
-    pub checkpoint: PathBuf,
+    #[arg(long = "model", visible_alias = "checkpoint", value_name = "DIR")]
+    pub model: PathBuf,
     /// The output directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -22,7 +22,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let l = infer::load(&args.checkpoint, args.tokenizer.as_deref())?;
+    let l = infer::load(&args.model, args.tokenizer.as_deref())?;
+    super::warn_skipped(&l.skipped);
     export_hf(l.model.as_train(), &args.out)?;
     // Special ids for `generate` in transformers.
     let cfg_path = args.out.join("config.json");
@@ -44,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => {
             std::fs::copy(p, args.out.join("tokenizer.json")).with_context(|| format!("copying {}", p.display()))?;
         }
-        None => eprintln!("note: no tokenizer.json found for {}; the export has none", args.checkpoint.display()),
+        None => eprintln!("note: no tokenizer.json found for {}; the export has none", args.model.display()),
     }
     println!("wrote {} ({} tensors, {:?})", args.out.display(), l.model.tensors().len(), l.model.config().arch);
     Ok(())

@@ -7,11 +7,16 @@ use remask::infer;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A remask checkpoint (or run directory) or a Hugging Face BERT directory.
-    #[arg(long, value_name = "DIR")]
-    pub checkpoint: PathBuf,
-    /// The text; write `[MASK]` where a token should be predicted (`<mask>` works too).
-    pub text: String,
+    /// A remask checkpoint, a run directory (its newest checkpoint that verifies) or a Hugging Face BERT
+    /// directory; the kind is detected.
+    #[arg(long = "model", visible_alias = "checkpoint", value_name = "DIR")]
+    pub model: PathBuf,
+    /// The text; write `[MASK]` where a token should be predicted (`<mask>` works too). Also
+    /// accepted as `--text TEXT`.
+    #[arg(value_name = "TEXT", required_unless_present = "text_flag")]
+    pub text: Option<String>,
+    #[arg(long = "text", value_name = "TEXT", conflicts_with = "text", hide = true)]
+    pub text_flag: Option<String>,
     /// Candidates per mask.
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
@@ -24,13 +29,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut l = infer::load(&args.checkpoint, args.tokenizer.as_deref())?;
+    let mut l = infer::load(&args.model, args.tokenizer.as_deref())?;
+    super::warn_skipped(&l.skipped);
     if !l.missing_head.is_empty() {
-        anyhow::bail!("{} is a bare encoder without an MLM head ({} missing): fill-mask needs BertForMaskedLM weights", args.checkpoint.display(), l.missing_head[0]);
+        anyhow::bail!("{} is a bare encoder without an MLM head ({} missing): fill-mask needs BertForMaskedLM weights", args.model.display(), l.missing_head[0]);
     }
     let tok = l.tokenizer()?.clone();
     let (mask_text, mask_id) = tok.mask.clone().context("the tokenizer has no mask token ([MASK] or <mask>)")?;
-    let text = args.text.replace("[MASK]", &mask_text).replace("<mask>", &mask_text);
+    let text = args.text.as_deref().or(args.text_flag.as_deref()).unwrap_or_default();
+    let text = text.replace("[MASK]", &mask_text).replace("<mask>", &mask_text);
     let ids = tok.encode(&text)?;
     let preds = infer::fill_mask(&mut l.model, &ids, mask_id, args.top_k.max(1))?;
     if args.json {

@@ -5,23 +5,24 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use remask::infer::{self, ForwardInputs};
-use remask::model::hf::read_safetensors;
-use safetensors::tensor::{Dtype, TensorView};
+use remask::tensor_file::{self, read_safetensors, Elements, StoredTensor, TensorData, TensorRef};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A remask checkpoint (or run directory) or a Hugging Face model directory (config.json +
-    /// model.safetensors [+ tokenizer.json]); the kind is detected.
-    #[arg(long, value_name = "DIR")]
+    /// A remask checkpoint, a run directory (its newest checkpoint that verifies) or a Hugging Face
+    /// model directory (config.json + model.safetensors [+ tokenizer.json]); the kind is detected.
+    #[arg(long = "model", visible_alias = "checkpoint", value_name = "DIR")]
     pub model: PathBuf,
     /// Inputs: `input_ids` (I64 or I32, [batch, seq]), optional `attention_mask`, `token_type_ids`,
     /// `decoder_input_ids`, `decoder_attention_mask`.
-    #[arg(long, value_name = "IN.safetensors", required_unless_present = "text", conflicts_with = "text")]
+    #[arg(long, value_name = "IN.safetensors", required_unless_present_any = ["text", "text_flag"], conflicts_with_all = ["text", "text_flag"])]
     pub inputs: Option<PathBuf>,
-    /// Tokenize this text with the model's tokenizer instead of reading --inputs (repeatable: one row
-    /// each, padded at the end).
-    #[arg(long, value_name = "TEXT")]
+    /// Tokenize these texts with the model's tokenizer instead of reading --inputs (one row each,
+    /// padded at the end). Also accepted as `--text TEXT` (repeatable).
+    #[arg(value_name = "TEXT")]
     pub text: Vec<String>,
+    #[arg(long = "text", value_name = "TEXT", hide = true)]
+    pub text_flag: Vec<String>,
     /// The tokenizer.json to use instead of the model's.
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
@@ -31,11 +32,11 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-fn ids_of(path: &Path, t: &remask::model::hf::StoredTensor, name: &str) -> anyhow::Result<(Vec<u32>, usize, usize)> {
+fn ids_of(path: &Path, t: &StoredTensor, name: &str) -> anyhow::Result<(Vec<u32>, usize, usize)> {
     if t.shape.len() != 2 {
         bail!("{}: tensor `{name}` has shape {:?}; expected [batch, seq]", path.display(), t.shape);
     }
-    if matches!(t.data, remask::model::hf::TensorData::F32(_)) {
+    if matches!(t.data, TensorData::F32(_)) {
         bail!("{}: tensor `{name}` is a float tensor; expected I64 or I32 ids", path.display());
     }
     let v = t.to_i64();
@@ -45,25 +46,9 @@ fn ids_of(path: &Path, t: &remask::model::hf::StoredTensor, name: &str) -> anyho
     Ok((v.into_iter().map(|x| x as u32).collect(), t.shape[0], t.shape[1]))
 }
 
-/// Writes F32 and I64 tensors to a safetensors file.
-pub fn write_mixed(path: &Path, f32s: &[(&str, &[usize], &[f32])], i64s: &[(&str, &[usize], Vec<i64>)]) -> anyhow::Result<()> {
-    let mut bufs: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
-    for (n, s, d) in f32s {
-        bufs.push((n.to_string(), s.to_vec(), Dtype::F32, d.iter().flat_map(|x| x.to_le_bytes()).collect()));
-    }
-    for (n, s, d) in i64s {
-        bufs.push((n.to_string(), s.to_vec(), Dtype::I64, d.iter().flat_map(|x| x.to_le_bytes()).collect()));
-    }
-    let views = bufs
-        .iter()
-        .map(|(n, s, dt, b)| TensorView::new(*dt, s.clone(), b).map(|v| (n.clone(), v)))
-        .collect::<Result<Vec<_>, _>>()
-        .context("building safetensors views")?;
-    safetensors::serialize_to_file(views, None, path).with_context(|| format!("writing {}", path.display()))
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut l = infer::load(&args.model, args.tokenizer.as_deref())?;
+    super::warn_skipped(&l.skipped);
     let mut text_ids: Option<(Vec<u32>, Vec<u32>)> = None;
     let inp = if let Some(path) = &args.inputs {
         let st = read_safetensors(path)?;
@@ -97,10 +82,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     } else {
         let tok = l.tokenizer()?;
-        let rows = args.text.iter().map(|s| tok.encode(s)).collect::<Result<Vec<_>, _>>()?;
+        let rows = args.text.iter().chain(&args.text_flag).map(|s| tok.encode(s)).collect::<Result<Vec<_>, _>>()?;
         let t = rows.iter().map(Vec::len).max().unwrap_or(0);
         if t == 0 {
-            bail!("--text gave no tokens");
+            bail!("the texts gave no tokens");
         }
         let b = rows.len();
         let mut ids = vec![l.specials.pad; b * t];
@@ -118,16 +103,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let out = infer::forward(&mut l.model, &inp, l.specials.decoder_start, with_logits)?;
     let named = out.named();
-    let f32s: Vec<(&str, &[usize], &[f32])> = named.iter().map(|(n, t)| (*n, &t.shape[..], &t.data[..])).collect();
     let shape = [inp.batch, inp.seq];
-    let i64s: Vec<(&str, &[usize], Vec<i64>)> = match &text_ids {
+    let i64s: Vec<(&str, Vec<i64>)> = match &text_ids {
         Some((ids, mask)) => vec![
-            ("input_ids", &shape[..], ids.iter().map(|&x| x as i64).collect()),
-            ("attention_mask", &shape[..], mask.iter().map(|&x| x as i64).collect()),
+            ("input_ids", ids.iter().map(|&x| x as i64).collect()),
+            ("attention_mask", mask.iter().map(|&x| x as i64).collect()),
         ],
         None => Vec::new(),
     };
-    write_mixed(&args.out, &f32s, &i64s)?;
+    let mut tensors: Vec<TensorRef<'_>> = named.iter().map(|(n, t)| (*n, &t.shape[..], Elements::F32(&t.data))).collect();
+    tensors.extend(i64s.iter().map(|(n, v)| (*n, &shape[..], Elements::I64(v))));
+    tensor_file::write(&args.out, &tensors).with_context(|| format!("writing {}", args.out.display()))?;
     for (n, t) in &named {
         println!("{n} {:?}", t.shape);
     }

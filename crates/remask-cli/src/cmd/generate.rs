@@ -7,11 +7,15 @@ use remask::infer::{self, SamplingOptions, Source};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A remask checkpoint (or run directory) or a Hugging Face GPT-2 directory.
-    #[arg(long, value_name = "DIR")]
-    pub checkpoint: PathBuf,
-    #[arg(long)]
-    pub prompt: String,
+    /// A remask checkpoint, a run directory (its newest checkpoint that verifies) or a Hugging Face GPT-2
+    /// directory; the kind is detected.
+    #[arg(long = "model", visible_alias = "checkpoint", value_name = "DIR")]
+    pub model: PathBuf,
+    /// The prompt to continue. Also accepted as `--text TEXT` or `--prompt TEXT`.
+    #[arg(value_name = "TEXT", required_unless_present = "text_flag")]
+    pub text: Option<String>,
+    #[arg(long = "text", alias = "prompt", value_name = "TEXT", conflicts_with = "text", hide = true)]
+    pub text_flag: Option<String>,
     /// New tokens at most (generation also stops at the end-of-text token).
     #[arg(long, default_value_t = 40)]
     pub max_tokens: usize,
@@ -35,9 +39,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let l = infer::load(&args.checkpoint, args.tokenizer.as_deref())?;
+    let l = infer::load(&args.model, args.tokenizer.as_deref())?;
+    super::warn_skipped(&l.skipped);
     let tok = l.tokenizer()?;
-    let mut ids = tok.encode_plain(&args.prompt)?;
+    let mut ids = tok.encode_plain(args.text.as_deref().or(args.text_flag.as_deref()).unwrap_or_default())?;
     // remask's data pipeline starts each document with the cls / bos token.
     if let (Source::Checkpoint, Some(bos)) = (l.source, l.specials.bos) {
         ids.insert(0, bos);

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use remask::data::{Loader, Split, Task, TextTokenizer, TokenizerConfig};
-use remask::masking::{collect_stats, key_epoch, CountRule, Language, MaskScratch, Masker, MaskingConfig, StatRow, StrategyKind, When};
+use remask::masking::{
+    collect_stats, CountRule, Language, MaskPlan, MaskScratch, MaskedRow, MaskingConfig, StrategyKind, TokenRowBuf, Vocab, When,
+};
 
-use super::prepare::parse;
+use crate::common::parse;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -78,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut rows = Vec::with_capacity(n);
             for r in 0..n {
                 loader.fill_row(&mut buf, r as u64);
-                rows.push(StatRow { ids: buf.ids.clone(), word_starts: buf.word_starts.clone(), length: buf.length });
+                rows.push(TokenRowBuf { ids: buf.ids.clone(), word_starts: buf.word_starts.clone(), length: buf.length });
             }
             (loader.tokenizer()?, rows)
         }
@@ -101,10 +103,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("no rows to mask");
     }
     let s = tokenizer.specials();
-    let masker = Masker::new(&config, s.mask, tokenizer.vocab_size(), &s.all, None)?;
+    let vocab = Vocab { size: tokenizer.vocab_size(), mask_id: s.mask, special_ids: &s.all, counts: None };
+    // Static masks are computed here: copy k is the dynamic mask of key epoch k.
+    let plan = MaskPlan::new(&config, &vocab, args.seed)?;
 
     if args.json {
-        let stats = collect_stats(&masker, &rows, args.epochs, args.rate, args.seed);
+        let stats = collect_stats(&plan, &rows, args.epochs);
         let mut v = serde_json::to_value(&stats)?;
         if let Some(o) = v.as_object_mut() {
             o.insert("strategy".into(), serde_json::to_value(args.strategy)?);
@@ -120,15 +124,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let colour = std::io::stdout().is_terminal();
     let mut scratch = MaskScratch::default();
     for e in 0..args.epochs {
-        println!("epoch {e} (masks of key epoch {}):", key_epoch(when, e));
+        println!("epoch {e} (masks of key epoch {}):", plan.key_epoch(e));
         for (r, row) in rows.iter().enumerate().take(args.examples) {
             let t = row.ids.len();
             let (mut input, mut labels) = (vec![0u32; t], vec![0i32; t]);
-            masker.mask_row(&mut input, &mut labels, &row.ids, row.length, &row.word_starts, None, args.rate, (args.seed, key_epoch(when, e), r as u64), &mut scratch);
+            let out = MaskedRow { input: &mut input, labels: &mut labels };
+            plan.mask_train(row.view(), r as u64, e, 0.0, out, &mut scratch);
             let mut line = String::new();
             for i in 0..row.length {
                 let orig = tokenizer.token(row.ids[i]);
-                let sep = if i > 0 && row.word_starts[i] { " " } else if i > 0 { "" } else { "" };
+                let sep = if i > 0 && row.word_starts[i] { " " } else { "" };
                 line.push_str(sep);
                 if !scratch.chosen[i] {
                     line.push_str(&orig);
@@ -158,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Lines of `text` as documents, framed `[CLS] … [SEP]` and packed into rows of `t`.
-fn text_rows(tokenizer: &TextTokenizer, text: &str, t: usize) -> anyhow::Result<Vec<StatRow>> {
+fn text_rows(tokenizer: &TextTokenizer, text: &str, t: usize) -> anyhow::Result<Vec<TokenRowBuf>> {
     let s = tokenizer.specials();
     let mut stream: Vec<(u32, bool)> = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -175,7 +180,7 @@ fn text_rows(tokenizer: &TextTokenizer, text: &str, t: usize) -> anyhow::Result<
             let length = ids.len();
             ids.resize(t, s.pad);
             word_starts.resize(t, true);
-            StatRow { ids, word_starts, length }
+            TokenRowBuf { ids, word_starts, length }
         })
         .collect())
 }

@@ -10,6 +10,7 @@ pub mod inspect_attention;
 pub mod eval;
 pub mod train;
 pub mod bench_masking;
+#[cfg(feature = "testing")]
 pub mod dist_check;
 pub mod inspect_masking;
 pub mod prepare;
@@ -19,3 +20,13 @@ pub mod fill_mask;
 pub mod generate;
 pub mod translate;
 pub mod export;
+pub mod signals;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// Warns about newer checkpoints of a run directory that failed verification and were passed over.
+pub fn warn_skipped(skipped: &[remask::train::checkpoint::Skipped]) {
+    for s in skipped {
+        eprintln!("warning: skipping checkpoint {}: {}", s.dir.display(), s.reason);
+    }
+}

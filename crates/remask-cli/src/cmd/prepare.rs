@@ -7,9 +7,12 @@ use anyhow::Context;
 use remask::data::{DataConfig, DocumentSplit, InputFormat, Packing, TokenizerKind};
 use remask::masking::{MaskingConfig, StrategyKind, When};
 
+use crate::common::parse;
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// Output directory (created; files of an earlier run are replaced).
+    /// Output directory (created; locked while preparing; built aside and published complete, so
+    /// an interrupted run leaves the earlier output untouched or no `meta.json` at all).
     #[arg(long)]
     pub out: PathBuf,
     /// A run config whose [data] and [masking] sections are used.
@@ -57,11 +60,10 @@ pub struct Args {
     /// Masking rate for static masks.
     #[arg(long)]
     pub rate: Option<f32>,
-}
-
-/// Parses a kebab-case enum value the way the TOML config spells it.
-pub fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| format!("{s}: {e}"))
+    /// Test scaffolding (feature `testing` only): injected write faults.
+    #[cfg(feature = "testing")]
+    #[command(flatten)]
+    pub faults: super::testing::FaultArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -96,7 +98,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(k) = args.dupe_factor {
         masking.when = When::Static { dupe_factor: k };
     }
-    let meta = remask::data::prepare(&data, &masking, &args.out)
+    #[cfg(feature = "testing")]
+    let faults = args.faults.plan();
+    #[cfg(not(feature = "testing"))]
+    let faults = remask::fault::FaultPlan::default();
+    let meta = remask::data::prepare::prepare_with(&data, &masking, &args.out, &faults)
         .with_context(|| format!("preparing {}", args.out.display()))?;
     print!("{}", remask::data::describe(&meta));
     println!("wrote {}", args.out.display());

@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use remask::eval::fixed_batches;
+use remask::dir_lock::DirLock;
+use remask::dist::DataParallel;
 use remask::model::TrainModel;
-use remask::train::testing::{BigramModel, SyntheticSource, TaskKind};
 use remask::train::{self, LoadedCheckpoint, ProgressMode, RunConfig, Trainer, TrainerOptions};
 use remask::{Batch, BatchSource};
+
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,36 +28,41 @@ pub struct Args {
     /// Print plain log lines instead of a progress bar, even on a terminal.
     #[arg(long)]
     pub log_lines: bool,
-    /// Train the built-in bigram test model on synthetic data (fault-injection tests and demos).
-    #[arg(long, hide = true)]
-    pub toy: bool,
-    /// Train the configured real model on synthetic data instead of the `[data]` section (smoke
-    /// tests without a prepared corpus; encoder and decoder only).
-    #[arg(long, hide = true, conflicts_with = "toy")]
-    pub synthetic: bool,
     /// Start from the weights of this Hugging Face directory (BERT / GPT-2 / BART) or remask
     /// checkpoint instead of a random initialisation; its architecture must equal `[model]`'s.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["resume", "toy"])]
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub init_from: Option<PathBuf>,
+    /// Test scaffolding (feature `testing` only): toy model, synthetic data, injected faults.
+    #[cfg(feature = "testing")]
+    #[command(flatten)]
+    pub testing: super::testing::TrainArgs,
 }
 
-/// `--init-from`, read by [`drive`] when a fresh run builds its model.
-static INIT_FROM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let stop = train::install_ctrlc_handler()?;
-    let opts = TrainerOptions {
+    let stop = super::signals::install()?;
+    #[allow(unused_mut)]
+    let mut opts = TrainerOptions {
         progress: if args.log_lines { ProgressMode::Lines } else { ProgressMode::Auto },
         stop,
         ..Default::default()
     };
-    if let Some(dir) = &args.init_from {
-        let _ = INIT_FROM.set(dir.clone());
-    }
+    // Under an MPI launcher (feature `mpi`) the run is shared by the ranks; only rank 0 writes, so
+    // only rank 0 locks the run directory.
+    let dp = remask::dist::DataParallel::from_env()?;
+    let mut _lock = None;
     let start = match &args.resume {
         Some(run_dir) => {
-            let dir = train::latest_complete(run_dir)?;
-            let ckpt = train::load_checkpoint(&dir)?;
+            if dp.is_root() {
+                if !run_dir.is_dir() {
+                    anyhow::bail!("--resume {}: no such run directory", run_dir.display());
+                }
+                _lock = Some(DirLock::acquire(run_dir, "remask train --resume")?);
+            }
+            let (ckpt, skipped) = train::checkpoint::load_newest_verified(run_dir)?;
+            super::warn_skipped(&skipped);
+            if !skipped.is_empty() {
+                eprintln!("warning: resuming from the earlier checkpoint {}", ckpt.dir.display());
+            }
             Start::Resume { ckpt: Box::new(ckpt), run_dir: run_dir.clone() }
         }
         None => {
@@ -66,34 +72,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 sets.push(format!("model.precision=\"{}\"", p.name()));
             }
             let cfg = RunConfig::load(path, &sets)?;
-            Start::Fresh { run_dir: cfg.run.output_dir.clone(), cfg: Box::new(cfg) }
+            if dp.is_root() {
+                _lock = Some(DirLock::acquire(&cfg.run.output_dir, "remask train")?);
+            }
+            Start::Fresh { run_dir: cfg.run.output_dir.clone(), cfg: Box::new(cfg), init_from: args.init_from.clone() }
         }
     };
     train::init_threads(start.config().run.threads)?;
-    if args.toy {
-        let cfg = start.config();
-        let mut model = BigramModel::from_config(cfg.model.clone(), cfg.run.seed);
-        let delay = std::env::var("REMASK_TOY_STEP_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-        model.step_delay = std::time::Duration::from_millis(delay);
-        let (source, eval) = synthetic_data(cfg, true)?;
-        return drive(model, source, eval, start, opts);
-    }
-    if args.synthetic {
-        let cfg = start.config();
-        let model = remask::model::new_model(cfg.model.clone(), cfg.run.seed)?;
-        let (source, eval) = synthetic_data(cfg, false)?;
-        return drive(model, source, eval, start, opts);
+    #[cfg(feature = "testing")]
+    {
+        opts.faults = args.testing.faults();
+        if args.testing.toy || args.testing.synthetic {
+            return super::testing::train(&args.testing, start, opts, dp);
+        }
     }
     let cfg = start.config().clone();
     let data = remask::train::run_data::open_run_data(&cfg, start.run_dir())?;
     let model = remask::model::new_model(cfg.model.clone(), cfg.run.seed)?;
     let opts = TrainerOptions { mask_token_id: Some(data.mask_token_id), special_token_ids: data.special_token_ids, ..opts };
-    drive(model, data.train, data.eval, start, opts)
+    drive(model, data.train, data.eval, start, opts, dp)
 }
 
 /// How the run begins.
 pub enum Start {
-    Fresh { cfg: Box<RunConfig>, run_dir: PathBuf },
+    /// A new run; `init_from` (`--init-from`) names weights to start from instead of a random
+    /// initialisation.
+    Fresh { cfg: Box<RunConfig>, run_dir: PathBuf, init_from: Option<PathBuf> },
     Resume { ckpt: Box<LoadedCheckpoint>, run_dir: PathBuf },
 }
 
@@ -119,21 +123,20 @@ pub fn drive<M: TrainModel, S: BatchSource>(
     eval: Vec<Batch>,
     start: Start,
     mut opts: TrainerOptions,
+    dp: DataParallel,
 ) -> anyhow::Result<()> {
-    // Under an MPI launcher (feature `mpi`) the run is shared by the ranks; only rank 0 writes.
-    let dp = remask::dist::DataParallel::from_env()?;
     let root = dp.is_root();
     if !root {
         opts.write_metrics = false;
         opts.progress = ProgressMode::Quiet;
     }
     let mut model = model;
-    if let (Start::Fresh { .. }, Some(dir)) = (&start, INIT_FROM.get()) {
+    if let Start::Fresh { init_from: Some(dir), .. } = &start {
         let kept = remask::infer::init_from(dir, &mut model).with_context(|| format!("--init-from {}", dir.display()))?;
         eprintln!("initialised from {}{}", dir.display(), if kept.is_empty() { String::new() } else { format!(" (fresh: {})", kept.join(", ")) });
     }
     let mut trainer = match start {
-        Start::Fresh { cfg, run_dir } => Trainer::new(model, source, eval, *cfg, &run_dir, opts)?,
+        Start::Fresh { cfg, run_dir, .. } => Trainer::new(model, source, eval, *cfg, &run_dir, opts)?,
         Start::Resume { ckpt, run_dir } => Trainer::resume(model, source, eval, &ckpt, &run_dir, opts)?,
     }
     .with_data_parallel(dp)?;
@@ -152,21 +155,4 @@ pub fn drive<M: TrainModel, S: BatchSource>(
         );
     }
     Ok(())
-}
-
-/// Synthetic training and validation data (MLM rows for encoders and the toy model, next-token rows
-/// for decoders; always MLM for the toy model), 16 tokens per row.
-pub fn synthetic_data(cfg: &RunConfig, toy: bool) -> anyhow::Result<(SyntheticSource, Vec<Batch>)> {
-    let vocab = cfg.model.vocab_size;
-    anyhow::ensure!(vocab >= 3, "synthetic data needs model.vocab_size >= 3");
-    let task = match cfg.model.arch {
-        _ if toy => TaskKind::Mlm { rate: 0.3 },
-        remask::model::Arch::Decoder => TaskKind::Clm,
-        remask::model::Arch::Encoder => TaskKind::Mlm { rate: 0.3 },
-        remask::model::Arch::EncoderDecoder => anyhow::bail!("synthetic data has no target side: use an encoder or decoder"),
-    };
-    let source = SyntheticSource::new(64, 16, vocab, cfg.run.seed, task, true);
-    let mut val = SyntheticSource::new(16, 16, vocab, cfg.run.seed ^ 1, task, false);
-    let eval = fixed_batches(&mut val, cfg.eval.batches.max(1), cfg.eval.batch_size.max(1))?;
-    Ok((source, eval))
 }

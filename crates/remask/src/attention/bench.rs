@@ -105,19 +105,7 @@ pub struct AttentionBenchReport {
 /// in [T/4, 3T/4] for `prefix`; full rows otherwise.
 pub fn bench_batch(cfg: &AttentionBenchConfig) -> Batch {
     let (b, t) = (cfg.batch, cfg.seq);
-    let mut batch = Batch {
-        batch_size: b,
-        seq_len: t,
-        input_ids: vec![0; b * t],
-        labels: vec![crate::IGNORE_INDEX; b * t],
-        positions: vec![0; b * t],
-        doc_ids: vec![0; b * t],
-        token_type_ids: vec![0; b * t],
-        lengths: vec![t as u32; b],
-        prefix_lengths: vec![0; b],
-        sample_ids: (0..b as u64).collect(),
-        decoder: None,
-    };
+    let mut batch = Batch::new(b, t).with_doc_ids(vec![0; b * t]).with_lengths(vec![t as u32; b]);
     for row in 0..b {
         let mut rng = KeyedRng::new(cfg.seed, Purpose::Other, 0, row as u64);
         match cfg.mask {

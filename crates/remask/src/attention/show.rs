@@ -42,19 +42,11 @@ pub fn one_row_batch(seq: usize, length: usize, doc_lengths: &[usize], prefix: u
             positions[p] = (p - at) as u32;
         }
     }
-    Ok(Batch {
-        batch_size: 1,
-        seq_len: seq,
-        input_ids: vec![0; seq],
-        labels: vec![crate::IGNORE_INDEX; seq],
-        positions,
-        doc_ids,
-        token_type_ids: vec![0; seq],
-        lengths: vec![length as u32],
-        prefix_lengths: vec![prefix.min(seq) as u32],
-        sample_ids: vec![0],
-        decoder: None,
-    })
+    Ok(Batch::new(1, seq)
+        .with_positions(positions)
+        .with_doc_ids(doc_ids)
+        .with_lengths(vec![length as u32])
+        .with_prefix_lengths(vec![prefix.min(seq) as u32]))
 }
 
 /// The mask of row `b`, head `h` as characters: rows = queries, columns = keys, `#` = may attend,

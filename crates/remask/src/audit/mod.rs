@@ -3,6 +3,8 @@
 //! gradients and by perturbation, and that MLM batches do not show the model its own targets beyond
 //! the configured "unchanged" share.
 //!
+//! - [`engine`]: the two methods (gradients, perturbation) over the inputs an output reads, and the
+//!   report ([`AuditReport`]) they fill.
 //! - [`audit_model`]: a model as it runs, against a mask kind ([`AuditReport`], one line per kind).
 //! - [`audit_with_mask`]: the model's layers run with any compiled mask (a planted leak in tests).
 //! - [`audit_seq2seq`] / [`audit_seq2seq_with_masks`]: an encoder-decoder's decoder (causal
@@ -12,6 +14,7 @@
 //! - [`DependencyProbe`]: the model's layers with an injected mask, and d(output at q)/d(inputs).
 //! - [`audit_masking`]: the MLM targets of real batches.
 
+pub mod engine;
 pub mod leakage;
 pub mod probe;
 pub mod reach;
@@ -19,7 +22,8 @@ pub mod sample;
 pub mod seq2seq;
 pub mod targets;
 
-pub use leakage::{audit_all, audit_model, audit_with_mask, kind_name, AuditOptions, AuditReport, Violation};
+pub use engine::{AuditOptions, AuditReport, Violation};
+pub use leakage::{audit_all, audit_model, audit_with_mask, kind_name};
 pub use probe::DependencyProbe;
 pub use reach::Reach;
 pub use sample::audit_batch;

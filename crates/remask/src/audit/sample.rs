@@ -4,7 +4,7 @@
 use remask_kernels::rng::{KeyedRng, Purpose};
 
 use crate::model::{Arch, ModelConfig};
-use crate::{Batch, DecoderBatch, Error, Result, IGNORE_INDEX, PAD_DOC};
+use crate::{Batch, DecoderBatch, Error, Result};
 
 /// A batch of `batch_size` rows of `seq_len` positions for a model of `config`: row 0 is full, the
 /// others end in padding; each row holds three documents; the prefix covers half of the real tokens.
@@ -19,14 +19,17 @@ pub fn audit_batch(config: &ModelConfig, batch_size: usize, seq_len: usize, seed
     }
     let v = config.vocab_size as u64;
     let mut rng = KeyedRng::new(seed, Purpose::Other, 0, 0xa0d17);
-    let mut b = Batch { batch_size, seq_len: t, ..Batch::default() };
+    let mut b = Batch::new(batch_size, t);
     for r in 0..batch_size {
         let len = match r {
             0 => t,
             _ if r % 2 == 1 => t - (t / 4).max(1),
             _ => t - (t / 6).max(1),
         };
+        b.lengths[r] = len as u32;
+        b.prefix_lengths[r] = (len / 2) as u32;
         let cuts = [len / 3, 2 * len / 3];
+        let row = b.row_mut(r);
         for k in 0..t {
             let real = k < len;
             let doc = cuts.iter().filter(|&&c| k >= c).count();
@@ -35,26 +38,22 @@ pub fn audit_batch(config: &ModelConfig, batch_size: usize, seq_len: usize, seed
             if real && id == config.pad_token_id && v > 1 {
                 id = ((id as u64 + 1) % v) as u32;
             }
-            b.input_ids.push(if real { id } else { config.pad_token_id });
-            b.labels.push(IGNORE_INDEX);
-            b.positions.push(if real { (k - start) as u32 } else { 0 });
-            b.doc_ids.push(if real { (r * 3 + doc) as u32 } else { PAD_DOC });
-            b.token_type_ids.push(0);
+            row.input_ids[k] = if real { id } else { config.pad_token_id };
+            if real {
+                row.positions[k] = (k - start) as u32;
+                row.doc_ids[k] = (r * 3 + doc) as u32;
+            }
         }
-        b.lengths.push(len as u32);
-        b.prefix_lengths.push((len / 2) as u32);
-        b.sample_ids.push(r as u64);
     }
     if config.arch == Arch::EncoderDecoder {
         let td = (t / 2).max(2);
-        let mut d = DecoderBatch { seq_len: td, ..DecoderBatch::default() };
+        let mut d = DecoderBatch::new(batch_size, td);
         for r in 0..batch_size {
             let len = td - (r % 2);
             for k in 0..td {
-                d.input_ids.push(if k < len { rng.below(v) as u32 } else { config.pad_token_id });
-                d.labels.push(IGNORE_INDEX);
+                d.input_ids[r * td + k] = if k < len { rng.below(v) as u32 } else { config.pad_token_id };
             }
-            d.lengths.push(len as u32);
+            d.lengths[r] = len as u32;
         }
         b.decoder = Some(d);
     }

@@ -4,18 +4,18 @@
 //!
 //! B = batch, T = source positions, Td = target positions, C = channels, V = vocabulary.
 //!
-//! The decoder output at (b, i) reads two input sequences, each a [`Side`] with its own report:
+//! The decoder output at (b, i) reads two input sequences, each a `Side` with its own report:
 //! - **target** (`decoder-causal`): the closure of the decoder's causal self-attention over its real
 //!   tokens across the decoder layers;
 //! - **source** (`cross-padding`): target positions j that (b, i) may read, then the encoder outputs
 //!   k that j's cross-attention may read (the source's real tokens), then the source positions that
 //!   encoder output k may read (the encoder's own mask closed over the encoder layers).
 //!
-//! Both methods of [`super::leakage`] run on the decoder stack output: gradients w.r.t. the target
+//! Both methods of [`super::engine`] run on the decoder stack output: gradients w.r.t. the target
 //! and the source input embeddings, and perturbation of the forbidden target or source tokens with
 //! the logits compared bit for bit.
 
-use super::leakage::{check, same_logits, AuditOptions, AuditReport, Outputs, Side};
+use super::engine::{check, same_logits, AuditOptions, AuditReport, Outputs, Side};
 use super::probe::DependencyProbe;
 use super::reach::Reach;
 use crate::attention::{AttentionMaskSpec, MaskFn};

@@ -42,17 +42,6 @@ impl MaskingAudit {
     }
 }
 
-impl MaskingAudit {
-    /// The comparison report's line: `mlm targets hidden`, the verdict and the shares.
-    pub fn to_audit_line(&self) -> crate::experiment::AuditLine {
-        let detail = format!(
-            "{} labels; target visible at {:.3} (accepted <= {:.3})",
-            self.labels, self.unchanged_share, self.max_unchanged_share
-        );
-        crate::experiment::AuditLine { what: "mlm targets hidden".into(), passed: self.passed, detail }
-    }
-}
-
 /// Counts, over `batches` (as the loader gives them to the model), the labelled positions whose input
 /// is `mask_token`, another token, or the target itself, and checks that the visible-target share is
 /// no larger than `masking.unchanged_share` allows (plus `random_share / vocab_size` for random draws

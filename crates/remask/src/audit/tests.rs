@@ -116,7 +116,7 @@ fn sampled_queries_include_both_ends() {
 
 #[test]
 fn reach_closes_sliding_windows_over_layers_and_keeps_causal_fixed() {
-    let batch = Batch { batch_size: 1, seq_len: 12, lengths: vec![12], ..Batch::default() };
+    let batch = Batch::new(1, 12).with_lengths(vec![12]);
     let causal = AttentionMaskSpec::Causal.predicate(&batch);
     assert_eq!(Reach::closure(&causal, 1, 1, 12, 3), Reach::closure(&causal, 1, 1, 12, 1));
     let sliding = AttentionMaskSpec::SlidingWindow { window: 3, causal: true }.predicate(&batch);
@@ -131,15 +131,12 @@ fn reach_closes_sliding_windows_over_layers_and_keeps_causal_fixed() {
 #[test]
 fn masking_audit_reports_the_visible_target_share() {
     // 100 labels: 80 [MASK] (id 4), 10 random, 10 unchanged — the configured 80/10/10.
-    let mut b = Batch { batch_size: 1, seq_len: 100, lengths: vec![100], prefix_lengths: vec![0], sample_ids: vec![0], ..Batch::default() };
-    for i in 0..100u32 {
-        let target = 10 + i % 7;
-        b.labels.push(target as i32);
-        b.input_ids.push(match i % 10 { 0 => target, 1 => target + 1, _ => 4 });
+    let mut b = Batch::new(1, 100).with_lengths(vec![100]).with_doc_ids(vec![0; 100]);
+    for i in 0..100 {
+        let target = 10 + i as u32 % 7;
+        b.labels[i] = target as i32;
+        b.input_ids[i] = match i % 10 { 0 => target, 1 => target + 1, _ => 4 };
     }
-    b.positions = vec![0; 100];
-    b.doc_ids = vec![0; 100];
-    b.token_type_ids = vec![0; 100];
     let cfg = MaskingConfig::default();
     let a = audit_masking(std::slice::from_ref(&b), 4, 50, &cfg).unwrap();
     assert_eq!((a.labels, a.masked, a.random, a.unchanged), (100, 80, 10, 10));

@@ -1,49 +1,25 @@
-//! `Loader`: opens a prepared directory for one split and builds batches; implements
-//! [`crate::BatchSource`].
+//! `Loader`: opens a prepared directory for one split, reads and packs its rows into batches, and asks
+//! the split's [`MaskPlan`] for their MLM masks; implements [`crate::BatchSource`].
 //!
 //! B = rows per batch, T = seq_len. Global sample index g → epoch e = g / N and position g mod N in
 //! that epoch's keyed permutation (training split; the validation split keeps its order), giving the
-//! row r. Every random decision of row r in epoch e is keyed by (seed, purpose, e, r), so a batch is a
-//! pure function of its global indices (plus, for adaptive masking, the feedback received): any batch
-//! size, thread count or resume point gives the same rows and masks.
-//! - static: row r of stored copy e mod K (which equals the dynamic mask of epoch e mod K);
-//! - dynamic: masked when the batch is built;
-//! - adaptive: masked when the batch is built, with weights from the running per-token loss;
-//! - evaluation ([`Loader::eval_batches`]): keyed with the fixed epoch [`EVAL_EPOCH`], at the final rate
-//!   of the schedule, never adaptive: the same masks at every evaluation.
+//! row r. The masks of row r in epoch e are the plan's (keyed by (seed, e, r); static, dynamic or
+//! adaptive), so a batch is a pure function of its global indices (plus, for adaptive masking, the
+//! feedback received): any batch size, thread count or resume point gives the same rows and masks.
+//! Evaluation batches ([`Loader::eval_batches`]) carry the plan's fixed evaluation masks.
 
 use std::path::{Path, PathBuf};
 
 use remask_kernels::rng::{KeyedRng, Purpose};
 
+use super::meta::{Meta, Split};
 use super::packer::{Packer, RowOut};
-use super::prepare::Meta;
 use super::shard::ShardSet;
-use super::static_masks::StaticMasks;
+use super::token_counts::read_counts;
 use super::tokenizer::{SpecialTokens, TextTokenizer};
-use crate::batch::{DecoderBatch, IGNORE_INDEX, PAD_DOC};
-use crate::masking::{AdaptiveStats, MaskScratch, Masker, MaskingConfig, When};
+use crate::batch::{DecoderBatch, IGNORE_INDEX};
+use crate::masking::{MaskPlan, MaskScratch, MaskedRow, MaskingConfig, TokenRow, Vocab};
 use crate::{Batch, BatchSource, Error, Result};
-
-/// The epoch key of evaluation masks.
-pub const EVAL_EPOCH: u64 = u64::MAX;
-
-/// Which split of a prepared directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Split {
-    Train,
-    Validation,
-}
-
-impl Split {
-    pub fn name(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Validation => "validation",
-        }
-    }
-}
 
 /// What the batches are for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -57,17 +33,22 @@ pub enum Task {
     Seq2seq,
 }
 
-/// One row's buffers, `[T]` each.
+/// One packed row's buffers, `[T]` each.
 #[derive(Clone, Debug, Default)]
 pub struct RowBuffers {
     pub ids: Vec<u32>,
     pub word_starts: Vec<bool>,
     pub doc_ids: Vec<u32>,
     pub positions: Vec<u32>,
-    pub input: Vec<u32>,
-    pub labels: Vec<i32>,
-    pub weights: Vec<f32>,
+    /// Real tokens; the rest is padding.
     pub length: usize,
+}
+
+impl RowBuffers {
+    /// The row as masking sees it.
+    pub fn tokens(&self) -> TokenRow<'_> {
+        TokenRow { ids: &self.ids, word_starts: &self.word_starts, length: self.length }
+    }
 }
 
 /// A prepared split, ready to give batches.
@@ -76,15 +57,13 @@ pub struct Loader {
     meta: Meta,
     split: Split,
     task: Task,
-    masking: MaskingConfig,
-    masker: Masker,
+    /// The MLM masks (task `mlm` only).
+    masks: Option<MaskPlan>,
     seed: u64,
     seq_len: usize,
     docs: ShardSet,
     targets: Option<ShardSet>,
     packer: Packer,
-    statics: Option<StaticMasks>,
-    adaptive: Option<AdaptiveStats>,
     /// The last permutations built: (epoch, row order).
     perms: Vec<(u64, Vec<u32>)>,
     scratch: MaskScratch,
@@ -110,65 +89,29 @@ impl Loader {
         };
         let seq_len = meta.data.seq_len as usize;
         let packer = Packer::new(&docs, seq_len, meta.data.packing);
-        let specials = &meta.special_tokens;
-        let counts = if masking.frequency_weighted_random {
-            let tp: Vec<PathBuf> = meta.train.shards.iter().map(|s| dir.join(s)).collect();
-            let train = ShardSet::open(&tp)?;
-            let mut c = vec![0u64; meta.vocab_size as usize];
-            for s in train.shards() {
-                for i in 0..s.num_tokens() {
-                    if let Some(x) = c.get_mut(s.token(i) as usize) {
-                        *x += 1;
-                    }
-                }
-            }
-            Some(c)
+        let seed = meta.data.seed;
+        let masks = if task == Task::Mlm {
+            let counts = if masking.needs_token_counts() { Some(read_counts(dir, &meta)?) } else { None };
+            let specials = &meta.special_tokens;
+            let vocab = Vocab { size: meta.vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: counts.as_deref() };
+            let plan = MaskPlan::new(masking, &vocab, seed)?;
+            Some(match split {
+                Split::Train => plan.with_stored_copies(meta.stored_copies(dir, packer.num_rows()))?,
+                Split::Validation => plan,
+            })
         } else {
             None
         };
-        let masker = Masker::new(masking, specials.mask, meta.vocab_size, &specials.all, counts.as_deref())?;
-        let mut statics = None;
-        if task == Task::Mlm && split == Split::Train {
-            if let When::Static { dupe_factor } = masking.when {
-                let Some(sm) = &meta.static_masks else {
-                    return Err(Error::config(
-                        "masking.when",
-                        format!("static masking, but {} has no stored copies: run `remask prepare` with this [masking] section", dir.display()),
-                    ));
-                };
-                let mut stored = meta.masking.clone();
-                stored.when = masking.when;
-                if sm.dupe_factor != dupe_factor || stored != *masking {
-                    return Err(Error::config(
-                        "masking",
-                        format!(
-                            "{} stores static masks for a different masking config (dupe factor {}); run `remask prepare` again with this one",
-                            dir.display(),
-                            sm.dupe_factor
-                        ),
-                    ));
-                }
-                statics = Some(StaticMasks::open(dir, dupe_factor, packer.num_rows() as usize, seq_len)?);
-            }
-        }
-        let adaptive = match masking.when {
-            When::Adaptive { decay, .. } => Some(AdaptiveStats::new(meta.vocab_size as usize, decay)),
-            _ => None,
-        };
-        let seed = meta.data.seed;
         Ok(Self {
             dir: dir.to_path_buf(),
             split,
             task,
-            masking: masking.clone(),
-            masker,
+            masks,
             seed,
             seq_len,
             docs,
             targets,
             packer,
-            statics,
-            adaptive,
             perms: Vec::new(),
             scratch: MaskScratch::default(),
             row: RowBuffers::default(),
@@ -179,6 +122,9 @@ impl Loader {
     /// Uses `seed` (e.g. the run seed) instead of the data seed for data order and masks.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        if let Some(m) = &mut self.masks {
+            m.set_seed(seed);
+        }
         self.perms.clear();
         self
     }
@@ -211,13 +157,9 @@ impl Loader {
         &self.meta.special_tokens
     }
 
-    pub fn masker(&self) -> &Masker {
-        &self.masker
-    }
-
-    /// The adaptive masking statistics, when masking is adaptive.
-    pub fn adaptive(&self) -> Option<&AdaptiveStats> {
-        self.adaptive.as_ref()
+    /// The MLM masking plan (task `mlm` only).
+    pub fn mask_plan(&self) -> Option<&MaskPlan> {
+        self.masks.as_ref()
     }
 
     /// Loads the directory's tokenizer.
@@ -236,16 +178,7 @@ impl Loader {
     /// Fresh buffers for one row.
     pub fn row_buffers(&self) -> RowBuffers {
         let t = self.seq_len;
-        RowBuffers {
-            ids: vec![0; t],
-            word_starts: vec![false; t],
-            doc_ids: vec![0; t],
-            positions: vec![0; t],
-            input: vec![0; t],
-            labels: vec![0; t],
-            weights: vec![0.0; t],
-            length: 0,
-        }
+        RowBuffers { ids: vec![0; t], word_starts: vec![false; t], doc_ids: vec![0; t], positions: vec![0; t], length: 0 }
     }
 
     /// Packs row r into `row` (ids, word starts, doc ids, positions, length).
@@ -260,23 +193,6 @@ impl Loader {
                 doc_ids: &mut row.doc_ids,
                 positions: &mut row.positions,
             },
-        );
-    }
-
-    /// Packs row r and masks it dynamically, keyed by (seed, epoch, r), at `rate`; chosen positions are
-    /// left in `scratch.chosen`.
-    pub fn mask_row_dynamic(&self, row: &mut RowBuffers, r: u64, epoch: u64, rate: f32, scratch: &mut MaskScratch) {
-        self.fill_row(row, r);
-        self.masker.mask_row(
-            &mut row.input,
-            &mut row.labels,
-            &row.ids,
-            row.length,
-            &row.word_starts,
-            None,
-            rate,
-            (self.seed, epoch, r),
-            scratch,
         );
     }
 
@@ -313,22 +229,12 @@ impl Loader {
         Ok((epoch, r))
     }
 
-    /// Builds the batch of the given rows: (sample id, epoch, row). `eval` selects fixed evaluation masks.
-    fn build(&mut self, rows: &[(u64, u64, u64)], rate: f32, eval: bool) -> Batch {
+    /// Builds the batch of the given rows: (sample id, epoch, row), at `progress` of training. `eval`
+    /// selects the fixed evaluation masks.
+    fn build(&mut self, rows: &[(u64, u64, u64)], progress: f32, eval: bool) -> Batch {
         let (b, t) = (rows.len(), self.seq_len);
-        let mut batch = Batch {
-            batch_size: b,
-            seq_len: t,
-            input_ids: vec![0; b * t],
-            labels: vec![IGNORE_INDEX; b * t],
-            positions: vec![0; b * t],
-            doc_ids: vec![PAD_DOC; b * t],
-            token_type_ids: vec![0; b * t],
-            lengths: vec![0; b],
-            prefix_lengths: vec![0; b],
-            sample_ids: rows.iter().map(|x| x.0).collect(),
-            decoder: None,
-        };
+        let mut batch = Batch::new(b, t);
+        batch.sample_ids.iter_mut().zip(rows).for_each(|(s, x)| *s = x.0);
         if self.task == Task::Seq2seq {
             self.build_pairs(&mut batch, rows);
             return batch;
@@ -340,14 +246,21 @@ impl Loader {
         let mut scratch = std::mem::take(&mut self.scratch);
         for (k, &(_, epoch, r)) in rows.iter().enumerate() {
             self.fill_row(&mut row, r);
-            let span = k * t..(k + 1) * t;
-            batch.positions[span.clone()].copy_from_slice(&row.positions);
-            batch.doc_ids[span.clone()].copy_from_slice(&row.doc_ids);
             batch.lengths[k] = row.length as u32;
-            let input = &mut batch.input_ids[span.clone()];
-            let labels = &mut batch.labels[span.clone()];
-            match self.task {
-                Task::Clm => {
+            let out = batch.row_mut(k);
+            out.positions.copy_from_slice(&row.positions);
+            out.doc_ids.copy_from_slice(&row.doc_ids);
+            let (input, labels) = (out.input_ids, out.labels);
+            match (&self.masks, self.task) {
+                (Some(plan), _) => {
+                    let out = MaskedRow { input, labels };
+                    if eval {
+                        plan.mask_eval(row.tokens(), r, out, &mut scratch);
+                    } else {
+                        plan.mask_train(row.tokens(), r, epoch, progress, out, &mut scratch);
+                    }
+                }
+                (None, Task::Clm) => {
                     input.copy_from_slice(&row.ids);
                     for i in 0..t {
                         labels[i] = if i + 1 < row.length && row.doc_ids[i + 1] == row.doc_ids[i] {
@@ -357,39 +270,7 @@ impl Loader {
                         };
                     }
                 }
-                Task::Mlm => {
-                    if let (Some(st), false) = (&self.statics, eval) {
-                        scratch.chosen.resize(t, false);
-                        st.row(epoch, r as usize, input, &mut scratch.chosen);
-                        for i in 0..t {
-                            labels[i] = if scratch.chosen[i] { row.ids[i] as i32 } else { IGNORE_INDEX };
-                        }
-                    } else {
-                        let weights = match (&self.adaptive, &self.masking.when, eval) {
-                            (Some(a), When::Adaptive { temperature, uniform_mix, .. }, false) => {
-                                let eligible: Vec<bool> = (0..t)
-                                    .map(|i| i < row.length && !self.masker.is_special(row.ids[i]))
-                                    .collect();
-                                a.row_weights(&mut row.weights, &row.ids, &eligible, *temperature, *uniform_mix);
-                                Some(&row.weights[..])
-                            }
-                            _ => None,
-                        };
-                        let key_epoch = if eval { EVAL_EPOCH } else { epoch };
-                        self.masker.mask_row(
-                            input,
-                            labels,
-                            &row.ids,
-                            row.length,
-                            &row.word_starts,
-                            weights,
-                            rate,
-                            (self.seed, key_epoch, r),
-                            &mut scratch,
-                        );
-                    }
-                }
-                Task::Seq2seq => {}
+                (None, _) => {}
             }
         }
         self.row = row;
@@ -401,12 +282,7 @@ impl Loader {
         let t = self.seq_len;
         let s = &self.meta.special_tokens;
         let Some(targets) = &self.targets else { return };
-        let mut dec = DecoderBatch {
-            seq_len: t,
-            input_ids: vec![s.pad; rows.len() * t],
-            labels: vec![IGNORE_INDEX; rows.len() * t],
-            lengths: vec![0; rows.len()],
-        };
+        let mut dec = DecoderBatch::new(rows.len(), t).with_input_ids(vec![s.pad; rows.len() * t]);
         for (k, &(_, _, r)) in rows.iter().enumerate() {
             let (shard, range) = self.docs.doc(r as usize);
             let body = range.len().min(t - 2);
@@ -446,13 +322,13 @@ impl Loader {
             return Err(Error::config("eval.batch_size", "must be at least 1"));
         }
         let n = self.num_rows();
-        let rate = self.masking.rate_at(1.0);
         let mut out = Vec::new();
         let mut start = 0u64;
         while start < n {
             let end = (start + batch_size as u64).min(n);
-            let rows: Vec<(u64, u64, u64)> = (start..end).map(|r| (r, EVAL_EPOCH, r)).collect();
-            out.push(self.build(&rows, rate, true));
+            // The epoch is not used: evaluation masks are keyed by the plan's fixed evaluation epoch.
+            let rows: Vec<(u64, u64, u64)> = (start..end).map(|r| (r, 0, r)).collect();
+            out.push(self.build(&rows, 1.0, true));
             start = end;
         }
         Ok(out)
@@ -470,27 +346,23 @@ impl BatchSource for Loader {
             let (epoch, r) = self.locate(g)?;
             rows.push((g, epoch, r));
         }
-        let rate = self.masking.rate_at(progress);
-        Ok(self.build(&rows, rate, false))
+        Ok(self.build(&rows, progress, false))
     }
 
     fn feedback(&mut self, batch: &Batch, label_losses: &[f32]) {
-        if let Some(a) = &mut self.adaptive {
-            a.feedback(batch, label_losses);
+        if let Some(m) = &mut self.masks {
+            m.feedback(batch, label_losses);
         }
     }
 
     fn state(&self) -> serde_json::Value {
-        match &self.adaptive {
-            Some(a) => serde_json::json!({ "adaptive": a.to_json() }),
-            None => serde_json::Value::Null,
-        }
+        self.masks.as_ref().map_or(serde_json::Value::Null, MaskPlan::state)
     }
 
     fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
-        if let (Some(a), Some(v)) = (&mut self.adaptive, state.get("adaptive")) {
-            *a = AdaptiveStats::from_json(v, self.meta.vocab_size as usize)?;
+        match &mut self.masks {
+            Some(m) => m.restore(state),
+            None => Ok(()),
         }
-        Ok(())
     }
 }

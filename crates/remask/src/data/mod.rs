@@ -2,22 +2,27 @@
 //!
 //! `remask prepare` ([`prepare()`]) reads documents ([`reader`]), trains or loads a tokenizer
 //! ([`tokenizer`]), splits documents into train / validation by a keyed hash, writes memory-mapped
-//! shards ([`shard`]) and, for static masking, K masked copies of the training rows
-//! ([`static_masks`]). A [`Loader`] opens a prepared directory for one split, packs documents into rows
-//! ([`packer`]) and implements [`crate::BatchSource`].
+//! shards ([`shard`]), the training split's token counts ([`token_counts`]) and `meta.json` ([`meta`]),
+//! and, for static masking, has the masking plan write its K copies. A [`Loader`] opens a prepared
+//! directory for one split, packs documents into rows ([`packer`]), takes their MLM masks from a
+//! [`crate::masking::MaskPlan`] and implements [`crate::BatchSource`].
 
 pub mod config;
 pub mod loader;
+pub mod meta;
 pub mod packer;
+pub mod parquet_input;
 pub mod prepare;
 pub mod reader;
 pub mod shard;
-pub mod static_masks;
+pub mod token_counts;
 pub mod tokenizer;
 pub mod vocab_trainer;
 
 pub use config::{DataConfig, DocumentSplit, InputFormat, Packing, TokenizerConfig, TokenizerKind};
-pub use loader::{Loader, RowBuffers, Split, Task, EVAL_EPOCH};
-pub use prepare::{describe, ensure_prepared, prepare, read_sections, Meta, SplitStats, StaticMeta};
+pub use loader::{Loader, RowBuffers, Task};
+pub use meta::{describe, Meta, Split, SplitStats};
+pub use prepare::{ensure_prepared, prepare, read_sections};
 pub use reader::Document;
 pub use tokenizer::{EncodedDoc, SpecialTokens, TextTokenizer};
+pub use crate::masking::StaticMeta;

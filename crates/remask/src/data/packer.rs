@@ -142,7 +142,8 @@ impl Packer {
                 let len = docs.doc_len(d);
                 let body = (len - start).min(t - 2);
                 // [CLS] is framed position 0; content starts at framed position start + 1.
-                put_range_pad(docs, specials, d, start, body, len, ids, word_starts, doc_ids, positions);
+                let out = RowOut { ids: &mut *ids, word_starts: &mut *word_starts, doc_ids: &mut *doc_ids, positions: &mut *positions };
+                put_range_pad(docs, specials, d, start, body, out);
                 filled = body + 2;
             }
         }
@@ -156,19 +157,9 @@ impl Packer {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn put_range_pad(
-    docs: &ShardSet,
-    specials: &SpecialTokens,
-    d: usize,
-    start: usize,
-    body: usize,
-    _len: usize,
-    ids: &mut [u32],
-    word_starts: &mut [bool],
-    doc_ids: &mut [u32],
-    positions: &mut [u32],
-) {
+/// `pad` packing: `[CLS]`, `body` tokens of document d from its token `start`, `[SEP]`.
+fn put_range_pad(docs: &ShardSet, specials: &SpecialTokens, d: usize, start: usize, body: usize, out: RowOut<'_>) {
+    let RowOut { ids, word_starts, doc_ids, positions } = out;
     let (shard, range) = docs.doc(d);
     ids[0] = specials.cls;
     word_starts[0] = true;

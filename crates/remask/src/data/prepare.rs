@@ -5,103 +5,120 @@
 //! - `meta.json`: format version, the configs used, statistics, special token ids, split sizes;
 //! - `tokenizer.json`;
 //! - `train-000.bin`, `validation-000.bin` (and `*-target-000.bin` for TSV pairs): shards;
-//! - `static/copy-NNN.bin`: K statically masked copies of the training rows (static masking only).
+//! - `token_counts.bin`: how often each token occurs in the training split ([`super::token_counts`]);
+//! - `static/copy-NNN.bin`: K statically masked copies of the training rows (static masking only;
+//!   written by [`crate::masking::MaskPlan::write_static_copies`]).
+//!
+//! Completion rule: **a directory is prepared exactly when it holds `meta.json`** ([`Meta::read`]
+//! refuses anything else). [`prepare`] locks the directory ([`crate::dir_lock`]), builds the whole
+//! output in `OUT/.staging/`, and only then publishes it: `meta.json` is removed first, every staged
+//! file is renamed into place (files of an earlier run that this one did not make are removed), and
+//! the new `meta.json` is renamed in last. A crash, a kill or a full disk while building leaves the
+//! earlier output untouched; one while publishing leaves no `meta.json`, which training refuses and
+//! the next `prepare` rebuilds. A streaming `prepare` keeps the rule by writing into the staging
+//! directory as it goes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use remask_kernels::rng::{key, Purpose};
-use serde::{Deserialize, Serialize};
 
 use super::config::DataConfig;
-use super::loader::{Loader, Split, Task};
-use super::packer::Packer;
+use super::meta::{Meta, Split, SplitStats, FORMAT_VERSION};
+use super::packer::{Packer, RowOut};
 use super::reader::read_inputs;
-use super::shard::{write_atomic, write_shard, ShardSet};
-use super::static_masks::{copy_path, StaticCopyWriter};
-use super::tokenizer::{EncodedDoc, SpecialTokens, TextTokenizer};
-use crate::masking::{MaskScratch, MaskingConfig};
+use super::shard::{write_shard, ShardSet};
+use super::token_counts::{count_tokens, write_counts};
+use super::tokenizer::{EncodedDoc, TextTokenizer};
+use crate::atomic_write::write_atomic;
+use crate::dir_lock::DirLock;
+use crate::fault::FaultPlan;
+use crate::masking::{MaskPlan, MaskingConfig, TokenRowBuf, Vocab};
 use crate::{Error, Result};
 
-/// Version of the prepared-directory layout.
-pub const FORMAT_VERSION: u32 = 1;
+/// The staging directory inside a prepared directory.
+pub const STAGING: &str = ".staging";
 
-/// Statistics of one split.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SplitStats {
-    pub documents: u64,
-    /// Document tokens (no special tokens).
-    pub tokens: u64,
-    /// Rows of T after packing.
-    pub rows: u64,
-    /// Share of row positions that are padding.
-    pub padding_share: f64,
-    /// Shard file names.
-    pub shards: Vec<String>,
-    /// Target-side shard file names (TSV pairs only).
-    pub target_shards: Vec<String>,
-    /// Target-side tokens (TSV pairs only).
-    pub target_tokens: u64,
-}
-
-/// What the static masks of a prepared directory are.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StaticMeta {
-    pub dupe_factor: u32,
-    /// File names relative to the directory.
-    pub files: Vec<String>,
-    /// Their total size in bytes.
-    pub bytes: u64,
-}
-
-/// `meta.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Meta {
-    pub format_version: u32,
-    pub data: DataConfig,
-    pub masking: MaskingConfig,
-    pub vocab_size: u32,
-    pub special_tokens: SpecialTokens,
-    /// True when the inputs were TSV sentence pairs (seq2seq available).
-    pub pairs: bool,
-    pub train: SplitStats,
-    pub validation: SplitStats,
-    pub static_masks: Option<StaticMeta>,
-}
-
-impl Meta {
-    pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join("meta.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let meta: Meta = serde_json::from_str(&text)
-            .map_err(|e| Error::data(&path, format!("unreadable meta.json ({e}); run `remask prepare` again")))?;
-        if meta.format_version != FORMAT_VERSION {
-            return Err(Error::data(
-                &path,
-                format!("prepared with format version {}, this build reads {FORMAT_VERSION}", meta.format_version),
-            ));
-        }
-        Ok(meta)
-    }
-
-    fn write(&self, dir: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(format!("meta.json: {e}")))?;
-        write_atomic(&dir.join("meta.json"), text.as_bytes())
-    }
-
-    /// Statistics of a split.
-    pub fn split(&self, split: Split) -> &SplitStats {
-        match split {
-            Split::Train => &self.train,
-            Split::Validation => &self.validation,
-        }
-    }
-}
-
-/// Prepares `out` from `data` (and, for static masking, `masking`). Returns the meta written.
+/// Prepares `out` from `data` (and, for static masking, `masking`). Returns the meta written. See the
+/// module docs for the lock and the completion rule.
 pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result<Meta> {
+    prepare_with(data, masking, out, &FaultPlan::default())
+}
+
+/// [`prepare`] with injected write faults (crash tests; [`FaultPlan`] is empty in normal builds).
+pub fn prepare_with(data: &DataConfig, masking: &MaskingConfig, out: &Path, faults: &FaultPlan) -> Result<Meta> {
     data.validate("data")?;
     masking.validate("masking")?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = DirLock::acquire(out, "remask prepare")?;
+    let staging = out.join(STAGING);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    let meta = match build(data, masking, &staging, faults) {
+        Ok(meta) => meta,
+        Err(e) => {
+            // Nothing of this run is kept; the earlier output was never touched.
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    publish(&staging, out, faults)?;
+    Ok(meta)
+}
+
+/// Moves a complete staging directory into `out`, `meta.json` last (see the module docs).
+fn publish(staging: &Path, out: &Path, faults: &FaultPlan) -> Result<()> {
+    let meta = out.join("meta.json");
+    match std::fs::remove_file(&meta) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&meta, e)),
+        _ => {}
+    }
+    fsync_dir(out)?;
+    faults.pause();
+    let staged: Vec<String> = entries(staging)?;
+    for name in entries(out)? {
+        if name != STAGING && name != crate::dir_lock::LOCK_FILE && !staged.contains(&name) {
+            let p = out.join(&name);
+            let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            removed.map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    for name in staged.iter().filter(|n| *n != "meta.json") {
+        let (from, to) = (staging.join(name), out.join(name));
+        if to.is_dir() {
+            std::fs::remove_dir_all(&to).map_err(|e| Error::io(&to, e))?;
+        }
+        std::fs::rename(&from, &to).map_err(|e| Error::io(&to, e))?;
+    }
+    fsync_dir(out)?;
+    faults.pause();
+    std::fs::rename(staging.join("meta.json"), &meta).map_err(|e| Error::io(&meta, e))?;
+    fsync_dir(out)?;
+    std::fs::remove_dir_all(staging).map_err(|e| Error::io(staging, e))
+}
+
+/// The names in a directory, sorted.
+fn entries(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        names.push(e.map_err(|e| Error::io(dir, e))?.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+}
+
+/// Writes the whole prepared output into `out` (the staging directory).
+fn build(data: &DataConfig, masking: &MaskingConfig, out: &Path, faults: &FaultPlan) -> Result<Meta> {
+    let mut budget = faults.write_budget();
+    let mut written = |path: &Path| -> Result<()> {
+        faults.pause();
+        let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        budget.charge(bytes, path)
+    };
     let docs = read_inputs(&data.inputs, data.format, data.documents, &data.text_field)?;
     let pairs = docs.iter().any(|d| d.target.is_some());
     if pairs && docs.iter().any(|d| d.target.is_none()) {
@@ -163,6 +180,7 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
         let src: Vec<&EncodedDoc> = keep.iter().map(|&i| &encoded[i]).collect();
         let shard = format!("{name}-000.bin");
         write_shard(&out.join(&shard), &src)?;
+        written(&out.join(&shard))?;
         let mut stats = SplitStats {
             documents: keep.len() as u64,
             tokens: src.iter().map(|d| d.ids.len() as u64).sum(),
@@ -173,6 +191,7 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
             let tgt: Vec<&EncodedDoc> = keep.iter().map(|&i| &t[i]).collect();
             let tshard = format!("{name}-target-000.bin");
             write_shard(&out.join(&tshard), &tgt)?;
+            written(&out.join(&tshard))?;
             stats.target_tokens = tgt.iter().map(|d| d.ids.len() as u64).sum();
             stats.target_shards = vec![tshard];
         }
@@ -191,61 +210,34 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
         return Err(Error::config("data.validation_share", "no training documents left; lower the validation share"));
     }
     write_atomic(&out.join("tokenizer.json"), tokenizer.to_json()?.as_bytes())?;
-    // Remove static copies of an earlier run, so the directory says exactly what this run made.
-    let static_dir = out.join("static");
-    if static_dir.exists() {
-        std::fs::remove_dir_all(&static_dir).map_err(|e| Error::io(&static_dir, e))?;
-    }
+    written(&out.join("tokenizer.json"))?;
     meta.write(out)?;
 
-    if let Some(k) = masking.dupe_factor() {
-        // Copy k is exactly the dynamic mask of epoch k: static masking is dynamic masking frozen.
-        let dynamic = MaskingConfig { when: crate::masking::When::Dynamic, ..masking.clone() };
-        let loader = Loader::open(out, Split::Train, Task::Mlm, &dynamic)?;
-        let t = data.seq_len as usize;
-        let rows = loader.num_rows() as usize;
-        let mut files = Vec::new();
-        let mut bytes = 0;
-        let mut scratch = MaskScratch::default();
-        let mut row = loader.row_buffers();
-        for c in 0..k {
-            let mut w = StaticCopyWriter::new(c, t, rows);
-            for r in 0..rows {
-                loader.mask_row_dynamic(&mut row, r as u64, c as u64, masking.rate_at(0.0), &mut scratch);
-                w.push(&row.input, &scratch.chosen);
-            }
-            let path = copy_path(out, c);
-            bytes += w.write(&path)?;
-            files.push(format!("static/copy-{c:03}.bin"));
+    let train_shards: Vec<PathBuf> = meta.train.shards.iter().map(|s| out.join(s)).collect();
+    let train = ShardSet::open(&train_shards)?;
+    let counts = count_tokens(&train, meta.vocab_size);
+    write_counts(out, &counts)?;
+    written(&super::token_counts::counts_path(out))?;
+
+    // Masks decided now (static masking: the plan writes copy k as its masks of epoch k), if any.
+    let specials = &meta.special_tokens;
+    let vocab = Vocab { size: meta.vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: Some(&counts) };
+    let plan = MaskPlan::new(masking, &vocab, data.seed)?;
+    let packer = Packer::new(&train, data.seq_len as usize, data.packing);
+    let (mut doc_ids, mut positions) = (vec![0u32; data.seq_len as usize], vec![0u32; data.seq_len as usize]);
+    let mut fill = |r: u64, row: &mut TokenRowBuf| {
+        let out = RowOut { ids: &mut row.ids, word_starts: &mut row.word_starts, doc_ids: &mut doc_ids, positions: &mut positions };
+        row.length = packer.fill(&train, specials, r, out);
+    };
+    let stored = plan.write_static_copies(out, meta.train.rows, data.seq_len as usize, &mut fill)?;
+    if let Some(stored) = stored {
+        for file in &stored.files {
+            written(&out.join(file))?;
         }
-        meta.static_masks = Some(StaticMeta { dupe_factor: k, files, bytes });
+        meta.static_masks = Some(stored);
         meta.write(out)?;
     }
     Ok(meta)
-}
-
-/// One line per split for people.
-pub fn describe(meta: &Meta) -> String {
-    let mut s = format!(
-        "vocab {} | seq_len {} | packing {:?}{}\n",
-        meta.vocab_size,
-        meta.data.seq_len,
-        meta.data.packing,
-        if meta.pairs { " | sentence pairs" } else { "" }
-    );
-    for (name, st) in [("train", &meta.train), ("validation", &meta.validation)] {
-        s.push_str(&format!(
-            "{name:>10}: {} documents, {} tokens, {} rows, padding {:.2}%\n",
-            st.documents,
-            st.tokens,
-            st.rows,
-            100.0 * st.padding_share
-        ));
-    }
-    if let Some(sm) = &meta.static_masks {
-        s.push_str(&format!("static masks: {} copies, {} bytes\n", sm.dupe_factor, sm.bytes));
-    }
-    s
 }
 
 /// Reads the `[data]` and `[masking]` sections of a run config (other sections are ignored here; the

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::config::{DocumentSplit, InputFormat};
+use super::parquet_input::column_strings;
 use crate::{Error, Result};
 
 /// The embedded World English Bible (public domain), one verse or heading per line: `builtin:web`.
@@ -88,7 +89,9 @@ pub fn read_file(path: &Path, format: InputFormat, split: DocumentSplit, field: 
     let docs = match format_of(path, format) {
         InputFormat::Auto | InputFormat::Text => text_documents(&read_utf8(path)?, split),
         InputFormat::Jsonl => jsonl_documents(path, &read_utf8(path)?, field)?,
-        InputFormat::Parquet => parquet_documents(path, field)?,
+        InputFormat::Parquet => {
+            column_strings(path, field)?.into_iter().map(|text| Document { text, target: None }).collect()
+        }
         InputFormat::Tsv => tsv_documents(path, &read_utf8(path)?)?,
     };
     if docs.is_empty() {
@@ -187,47 +190,6 @@ fn tsv_documents(path: &Path, text: &str) -> Result<Vec<Document>> {
             continue;
         }
         out.push(Document { text: src.to_string(), target: Some(tgt.to_string()) });
-    }
-    Ok(out)
-}
-
-fn parquet_documents(path: &Path, column: &str) -> Result<Vec<Document>> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    use parquet::record::RowAccessor;
-
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader =
-        SerializedFileReader::new(file).map_err(|e| Error::data(path, format!("not a readable Parquet file: {e}")))?;
-    let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let root = schema.root_schema();
-    let fields = root.get_fields();
-    let Some(field) = fields.iter().find(|f| f.name() == column) else {
-        let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
-        return Err(Error::data(path, format!("no column `{column}` (columns: {names:?}); set data.text_field")));
-    };
-    let projection = parquet::schema::types::Type::group_type_builder(root.name())
-        .with_fields(vec![field.clone()])
-        .build()
-        .map_err(|e| Error::data(path, format!("column `{column}`: {e}")))?;
-    let rows = reader
-        .get_row_iter(Some(projection))
-        .map_err(|e| Error::data(path, format!("column `{column}`: {e}")))?;
-    let mut out = Vec::new();
-    for (n, row) in rows.enumerate() {
-        let row = row.map_err(|e| Error::data(path, format!("row {n}: {e}")))?;
-        match row.get_string(0) {
-            Ok(s) => {
-                if !s.trim().is_empty() {
-                    out.push(Document { text: s.clone(), target: None });
-                }
-            }
-            Err(_) => {
-                // Null values are skipped; anything else is not a string column.
-                if row.get_column_iter().next().is_some_and(|(_, f)| !matches!(f, parquet::record::Field::Null)) {
-                    return Err(Error::data(path, format!("column `{column}` is not a string column (row {n})")));
-                }
-            }
-        }
     }
     Ok(out)
 }

@@ -17,12 +17,12 @@
 //! Documents carry no special tokens; the packer adds them. A split may span several shards
 //! ([`ShardSet`]); document indices then run across them in order.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
 use super::tokenizer::EncodedDoc;
+use crate::atomic_write::write_atomic;
 use crate::{Error, Result};
 
 /// File magic of a shard.
@@ -57,15 +57,6 @@ pub fn write_shard(path: &Path, docs: &[&EncodedDoc]) -> Result<u64> {
     }
     write_atomic(path, &buf)?;
     Ok(buf.len() as u64)
-}
-
-/// Writes bytes to `path` through `path.tmp` and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// One memory-mapped shard.

@@ -182,8 +182,10 @@ impl TextTokenizer {
 
     /// Parses `tokenizer.json` text; `path` is only used in error messages.
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
-        let inner: Tokenizer =
-            text.parse().map_err(|e| Error::data(path, format!("not a valid tokenizer.json: {e}")))?;
+        // The tokenizers crate can panic on malformed JSON (found by fuzzing): report it as bad input.
+        let inner: Tokenizer = crate::guard::catch_panic(|| text.parse::<Tokenizer>())
+            .map_err(|m| Error::data(path, format!("not a valid tokenizer.json ({m})")))?
+            .map_err(|e| Error::data(path, format!("not a valid tokenizer.json: {e}")))?;
         Self::from_tokenizer(inner, path)
     }
 

@@ -13,27 +13,23 @@ pub fn slice_rows(batch: &Batch, rows: Range<usize>) -> Batch {
     assert!(rows.end <= batch.batch_size, "rows {rows:?} of a batch of {}", batch.batch_size);
     let t = batch.seq_len;
     let pos = |v: &Vec<u32>| v[rows.start * t..rows.end * t].to_vec();
-    Batch {
-        batch_size: rows.len(),
-        seq_len: t,
-        input_ids: pos(&batch.input_ids),
-        labels: batch.labels[rows.start * t..rows.end * t].to_vec(),
-        positions: pos(&batch.positions),
-        doc_ids: pos(&batch.doc_ids),
-        token_type_ids: pos(&batch.token_type_ids),
-        lengths: batch.lengths[rows.clone()].to_vec(),
-        prefix_lengths: batch.prefix_lengths[rows.clone()].to_vec(),
-        sample_ids: batch.sample_ids[rows.clone()].to_vec(),
-        decoder: batch.decoder.as_ref().map(|d| {
-            let td = d.seq_len;
-            DecoderBatch {
-                seq_len: td,
-                input_ids: d.input_ids[rows.start * td..rows.end * td].to_vec(),
-                labels: d.labels[rows.start * td..rows.end * td].to_vec(),
-                lengths: d.lengths[rows.clone()].to_vec(),
-            }
-        }),
-    }
+    let mut out = Batch::new(rows.len(), t)
+        .with_input_ids(pos(&batch.input_ids))
+        .with_labels(batch.labels[rows.start * t..rows.end * t].to_vec())
+        .with_positions(pos(&batch.positions))
+        .with_doc_ids(pos(&batch.doc_ids))
+        .with_token_type_ids(pos(&batch.token_type_ids))
+        .with_lengths(batch.lengths[rows.clone()].to_vec())
+        .with_prefix_lengths(batch.prefix_lengths[rows.clone()].to_vec())
+        .with_sample_ids(batch.sample_ids[rows.clone()].to_vec());
+    out.decoder = batch.decoder.as_ref().map(|d| {
+        let td = d.seq_len;
+        DecoderBatch::new(rows.len(), td)
+            .with_input_ids(d.input_ids[rows.start * td..rows.end * td].to_vec())
+            .with_labels(d.labels[rows.start * td..rows.end * td].to_vec())
+            .with_lengths(d.lengths[rows.clone()].to_vec())
+    });
+    out
 }
 
 /// The rows of `parts` one after another. Parts with no rows are skipped; the others must agree on
@@ -43,11 +39,9 @@ pub fn concat_rows(parts: &[Batch]) -> Result<Batch> {
     let Some(first) = filled.first() else {
         return Ok(parts.first().cloned().unwrap_or_default());
     };
-    let mut out = Batch {
-        seq_len: first.seq_len,
-        decoder: first.decoder.as_ref().map(|d| DecoderBatch { seq_len: d.seq_len, ..Default::default() }),
-        ..Default::default()
-    };
+    // No rows yet: every array grows as the parts are appended.
+    let mut out = Batch::new(0, first.seq_len);
+    out.decoder = first.decoder.as_ref().map(|d| DecoderBatch::new(0, d.seq_len));
     for p in filled {
         if p.seq_len != out.seq_len {
             return Err(Error::shape("concatenated batch seq_len", out.seq_len, p.seq_len));
@@ -170,21 +164,20 @@ impl Reader<'_> {
 fn decode(bytes: &[u8]) -> Option<Batch> {
     let mut r = Reader { bytes };
     let (batch_size, seq_len, dec_t) = (r.u64()? as usize, r.u64()? as usize, r.u64()?);
-    let mut b = Batch {
-        batch_size,
-        seq_len,
-        input_ids: r.u32s()?,
-        labels: r.i32s()?,
-        positions: r.u32s()?,
-        doc_ids: r.u32s()?,
-        token_type_ids: r.u32s()?,
-        lengths: r.u32s()?,
-        prefix_lengths: r.u32s()?,
-        ..Default::default()
-    };
+    // Built from no rows, so a corrupt header cannot ask for a large allocation: the arrays come whole
+    // from the message.
+    let mut b = Batch::new(0, seq_len)
+        .with_input_ids(r.u32s()?)
+        .with_labels(r.i32s()?)
+        .with_positions(r.u32s()?)
+        .with_doc_ids(r.u32s()?)
+        .with_token_type_ids(r.u32s()?)
+        .with_lengths(r.u32s()?)
+        .with_prefix_lengths(r.u32s()?);
+    b.batch_size = batch_size;
     if dec_t > 0 {
-        b.decoder =
-            Some(DecoderBatch { seq_len: dec_t as usize - 1, input_ids: r.u32s()?, labels: r.i32s()?, lengths: r.u32s()? });
+        let d = DecoderBatch::new(0, dec_t as usize - 1).with_input_ids(r.u32s()?).with_labels(r.i32s()?).with_lengths(r.u32s()?);
+        b.decoder = Some(d);
     }
     let n = r.u64()? as usize;
     b.sample_ids = (0..n).map(|_| r.u64()).collect::<Option<Vec<u64>>>()?;
@@ -200,24 +193,21 @@ mod tests {
     pub(crate) fn numbered_batch(rows: usize, t: usize, decoder: bool) -> Batch {
         let n = (rows * t) as u32;
         let seq = |k: u32| (0..n).map(|i| i * 7 + k).collect::<Vec<u32>>();
-        Batch {
-            batch_size: rows,
-            seq_len: t,
-            input_ids: seq(1),
-            labels: (0..n as i32).map(|i| if i % 3 == 0 { crate::IGNORE_INDEX } else { i }).collect(),
-            positions: seq(2),
-            doc_ids: seq(3),
-            token_type_ids: seq(4),
-            lengths: (0..rows as u32).map(|r| r % (t as u32 + 1)).collect(),
-            prefix_lengths: (0..rows as u32).map(|r| r + 100).collect(),
-            sample_ids: (0..rows as u64).map(|r| 1000 + r).collect(),
-            decoder: decoder.then(|| DecoderBatch {
-                seq_len: 2,
-                input_ids: (0..rows as u32 * 2).collect(),
-                labels: (0..rows as i32 * 2).map(|i| -i).collect(),
-                lengths: vec![2; rows],
-            }),
-        }
+        let mut b = Batch::new(rows, t)
+            .with_input_ids(seq(1))
+            .with_labels((0..n as i32).map(|i| if i % 3 == 0 { crate::IGNORE_INDEX } else { i }).collect())
+            .with_positions(seq(2))
+            .with_doc_ids(seq(3))
+            .with_token_type_ids(seq(4))
+            .with_lengths((0..rows as u32).map(|r| r % (t as u32 + 1)).collect())
+            .with_prefix_lengths((0..rows as u32).map(|r| r + 100).collect())
+            .with_sample_ids((0..rows as u64).map(|r| 1000 + r).collect());
+        b.decoder = decoder.then(|| {
+            DecoderBatch::new(rows, 2)
+                .with_input_ids((0..rows as u32 * 2).collect())
+                .with_labels((0..rows as i32 * 2).map(|i| -i).collect())
+        });
+        b
     }
 
     #[test]

@@ -19,12 +19,14 @@
 //!
 //! Shape legend: B = rows of the global batch, n = ranks, P = parameters.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod check;
 pub mod gather;
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod parallel;
+#[cfg(any(test, feature = "testing"))]
 pub mod threads;
 
 pub use gather::{concat_rows, gather_batch, gather_f32, slice_rows};
@@ -32,6 +34,7 @@ pub use local::Local;
 #[cfg(feature = "mpi")]
 pub use self::mpi::Mpi;
 pub use parallel::{DataParallel, DEFAULT_BUCKET_ELEMS};
+#[cfg(any(test, feature = "testing"))]
 pub use threads::Threads;
 
 use std::ops::Range;

@@ -82,7 +82,7 @@ pub fn pseudo_perplexity<M: TrainModel + ?Sized>(
 ) -> Result<f64> {
     let rows_per_pass = rows_per_pass.max(1);
     // Each batch with its original tokens restored as inputs.
-    let restored: Vec<Batch> = batches.iter().map(|b| Batch { input_ids: original_tokens(b), ..b.clone() }).collect();
+    let restored: Vec<Batch> = batches.iter().map(|b| b.clone().with_input_ids(original_tokens(b))).collect();
     let mut total = StepStats::default();
     let mut pending: Vec<(usize, usize, usize)> = Vec::with_capacity(rows_per_pass); // (batch, row, position)
     for (bi, b) in restored.iter().enumerate() {
@@ -130,21 +130,20 @@ fn original_tokens(b: &Batch) -> Vec<u32> {
 /// masked and labelled.
 fn single_mask_batch(restored: &[Batch], items: &[(usize, usize, usize)], mask_token_id: u32) -> Batch {
     let t = restored[items[0].0].seq_len;
-    let mut out = Batch { batch_size: items.len(), seq_len: t, ..Default::default() };
-    for &(bi, row, p) in items {
+    let mut out = Batch::new(items.len(), t);
+    for (k, &(bi, row, p)) in items.iter().enumerate() {
         let b = &restored[bi];
         let r = row * t..(row + 1) * t;
-        let start = out.input_ids.len();
-        out.input_ids.extend_from_slice(&b.input_ids[r.clone()]);
-        out.labels.extend(std::iter::repeat(IGNORE_INDEX).take(t));
-        out.input_ids[start + p] = mask_token_id;
-        out.labels[start + p] = b.input_ids[row * t + p] as i32;
-        out.positions.extend_from_slice(&b.positions[r.clone()]);
-        out.doc_ids.extend_from_slice(&b.doc_ids[r.clone()]);
-        out.token_type_ids.extend_from_slice(&b.token_type_ids[r]);
-        out.lengths.push(b.lengths[row]);
-        out.prefix_lengths.push(b.prefix_lengths[row]);
-        out.sample_ids.push(b.sample_ids[row]);
+        out.lengths[k] = b.lengths[row];
+        out.prefix_lengths[k] = b.prefix_lengths[row];
+        out.sample_ids[k] = b.sample_ids[row];
+        let o = out.row_mut(k);
+        o.input_ids.copy_from_slice(&b.input_ids[r.clone()]);
+        o.input_ids[p] = mask_token_id;
+        o.labels[p] = b.input_ids[row * t + p] as i32;
+        o.positions.copy_from_slice(&b.positions[r.clone()]);
+        o.doc_ids.copy_from_slice(&b.doc_ids[r.clone()]);
+        o.token_type_ids.copy_from_slice(&b.token_type_ids[r]);
     }
     out
 }

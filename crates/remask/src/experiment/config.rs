@@ -137,10 +137,11 @@ impl CompareConfig {
         let value: toml::Value = text
             .parse::<toml::Table>()
             .map(toml::Value::Table)
-            .map_err(|e| Error::config("<file>", format!("not valid TOML: {e}")))?;
+            .map_err(|e| Error::data(crate::train::config::CONFIG_TEXT, crate::train::config::toml_syntax_error(text, &e)))?;
         let cfg: CompareConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            Error::config(path, e.inner().to_string())
+            // toml appends "\nin `section`" lines; the key path already says where.
+            Error::config(path, e.inner().to_string().lines().next().unwrap_or_default().trim().to_string())
         })?;
         cfg.validate()?;
         Ok(cfg)

@@ -6,6 +6,7 @@ pub mod config;
 pub mod plot;
 pub mod record;
 pub mod report;
+pub mod resume;
 pub mod runner;
 pub mod stats;
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::record::RunRecord;
 use super::stats::{time_to_target, Spread};
+use crate::audit::{AuditReport, MaskingAudit};
 
 /// The result of the leakage audit for one attention-mask / masking setting used in the comparison.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -14,6 +15,28 @@ pub struct AuditLine {
     pub passed: bool,
     /// The first offending (query, key) pair or other detail when it failed; how it was checked when it passed.
     pub detail: String,
+}
+
+impl From<&AuditReport> for AuditLine {
+    /// What the leakage table shows of an attention audit: `attention <kind>`, the verdict, and the
+    /// number of queries checked or the offending pair.
+    fn from(r: &AuditReport) -> Self {
+        let detail = match &r.first_violation {
+            None => format!("{} queries, {} forbidden pairs; gradients and perturbation", r.checked_queries, r.forbidden_pairs),
+            Some(v) => format!("query {} reads forbidden{} key {} (row {}, found by {})", v.query, v.side(), v.key, v.row, v.method),
+        };
+        AuditLine { what: format!("attention {}", r.kind), passed: r.passed, detail }
+    }
+}
+
+impl From<&MaskingAudit> for AuditLine {
+    /// What the leakage table shows of the MLM-target audit: `mlm targets hidden`, the verdict and the
+    /// shares.
+    fn from(m: &MaskingAudit) -> Self {
+        let detail =
+            format!("{} labels; target visible at {:.3} (accepted <= {:.3})", m.labels, m.unchanged_share, m.max_unchanged_share);
+        AuditLine { what: "mlm targets hidden".into(), passed: m.passed, detail }
+    }
 }
 
 /// What a comparison ran on, for the report's header.

@@ -12,7 +12,7 @@ use super::record::{CurvePoint, EvalPoint, RunRecord};
 use super::report::{build_report, AuditLine, Report, Setup};
 use crate::audit::{audit_batch, audit_masking, audit_model, AuditOptions};
 use crate::data::reader::BUILTIN_WEB;
-use crate::data::{prepare, Loader, Meta, Split, Task};
+use crate::data::{Loader, Meta, Split, Task};
 use crate::eval::evaluate;
 use crate::masking::MaskingConfig;
 use crate::train::config::RunConfig;
@@ -28,6 +28,9 @@ pub struct CompareOptions {
     pub stop: Arc<AtomicBool>,
     /// Replace an earlier comparison in the output directory.
     pub force: bool,
+    /// Continue the comparison in the output directory (see [`super::resume`]): finished runs are
+    /// kept, a partial one continues from its checkpoint, the report is rendered again.
+    pub resume: bool,
 }
 
 /// What a finished comparison produced.
@@ -82,7 +85,7 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
     cfg.validate()?;
     let started = Instant::now();
     let out = cfg.compare.output_dir.clone();
-    if out.join(MARKER).exists() {
+    if out.join(MARKER).exists() && !opts.resume {
         if !opts.force {
             return Err(Error::config(
                 "compare.output_dir",
@@ -129,7 +132,7 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
             None => {
                 let dir = out.join("data").join(if key.is_some() { name.as_str() } else { "shared" });
                 let t = Instant::now();
-                let meta = prepare(&data, m, &dir)?;
+                let meta = super::resume::prepared(&data, m, &dir, opts.resume)?;
                 log(opts, &format!(
                     "prepared {} ({} train rows, {} validation rows, vocab {}) in {:.1}s",
                     dir.display(), meta.train.rows, meta.validation.rows, meta.vocab_size, t.elapsed().as_secs_f64()
@@ -175,11 +178,12 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
         let mut probe = Loader::open(dir, Split::Train, Task::Mlm, masking)?;
         let batches: Vec<Batch> = (0..4).map(|i| probe.batch(i * 32, 32, 0.0)).collect::<Result<_>>()?;
         let m = audit_masking(&batches, meta.special_tokens.mask, meta.vocab_size as usize, masking)?;
-        audit.push(AuditLine { what: format!("{} ({name})", m.to_audit_line().what), ..m.to_audit_line() });
+        let line = AuditLine::from(&m);
+        audit.push(AuditLine { what: format!("{} ({name})", line.what), ..line });
         for seed in 1..=cfg.compare.seeds {
             n += 1;
             if opts.stop.load(Ordering::SeqCst) {
-                return Err(Error::Other("interrupted".into()));
+                return Err(Error::Other(format!("interrupted; continue with `remask compare --resume {}`", out.display())));
             }
             log(opts, &format!("[{n}/{total}] {name}, seed {seed}"));
             let (rec, attention_audit) =
@@ -268,27 +272,43 @@ fn run_one(
         inner: Loader::open(data_dir, Split::Train, Task::Mlm, masking)?.with_seed(seed),
         nanos: nanos.clone(),
     };
+    if let Some(done) = super::resume::read_result::<(RunRecord, Option<AuditLine>)>(&run_dir) {
+        log(opts, &format!("{rel}: finished earlier, kept"));
+        return Ok(done);
+    }
     let model = crate::model::new_model(model_cfg.clone(), seed)?;
     let topts = TrainerOptions { progress: opts.progress, stop: opts.stop.clone(), ..TrainerOptions::default() };
-    let mut trainer = Trainer::new(model, source, val_batches.to_vec(), run_cfg, &run_dir, topts)?;
+    let (mut trainer, resumed_at) =
+        super::resume::start_trainer(model, source, val_batches.to_vec(), run_cfg, &run_dir, topts)?;
+    // Evaluations so far (of a resumed run: up to its checkpoint), logged as they happen.
+    let (mut eval_log, kept) = super::resume::EvalLog::open::<EvalPoint>(&run_dir, resumed_at)?;
+    let mut eval_curve: Vec<EvalPoint> = kept.iter().map(|(_, p)| *p).collect();
+    let mut train_s = eval_curve.last().map_or(0.0, |p| p.seconds);
+    let mut last = eval_curve.last().map_or((f64::NAN, f64::NAN), |p| (p.loss, p.accuracy));
 
     let every = cfg.compare.eval_every_steps;
-    let mut train_s = 0.0;
-    let mut eval_curve = Vec::new();
     let mut eval_at = |trainer: &mut Trainer<_, _>, train_s: f64| -> Result<(f64, f64)> {
         let r = trainer.evaluate()?;
-        eval_curve.push(EvalPoint { tokens: trainer.state().tokens_seen, seconds: train_s, loss: r.loss, accuracy: r.accuracy });
+        let point = EvalPoint { tokens: trainer.state().tokens_seen, seconds: train_s, loss: r.loss, accuracy: r.accuracy };
+        eval_log.append(trainer.state().step, &point)?;
+        eval_curve.push(point);
         Ok((r.loss, r.accuracy))
     };
-    eval_at(&mut trainer, 0.0)?;
-    let mut last = (f64::NAN, f64::NAN);
+    if kept.last().map(|(step, _)| *step) != Some(resumed_at.unwrap_or(0)) {
+        // The evaluation at the starting step (a kill may have come between checkpoint and log).
+        last = eval_at(&mut trainer, train_s)?;
+    }
     while !trainer.is_done() {
         let next = (trainer.state().step / every + 1) * every;
         let t = Instant::now();
         let summary = trainer.run_until(next)?;
         train_s += t.elapsed().as_secs_f64();
         if summary.interrupted {
-            return Err(Error::Other(format!("interrupted during {name} seed {seed}; its checkpoint is in {}", run_dir.display())));
+            return Err(Error::Other(format!(
+                "interrupted during {name} seed {seed} (checkpoint in {}); continue with `remask compare --resume {}`",
+                run_dir.display(),
+                out.display()
+            )));
         }
         last = eval_at(&mut trainer, train_s)?;
     }
@@ -298,7 +318,7 @@ fn run_one(
     // No output of the trained model may depend on an input its attention mask forbids.
     let attention_audit = if audit_attention {
         let batch = audit_batch(model_cfg, 2, model_cfg.max_positions.min(24), seed)?;
-        Some(audit_model(trainer.model.as_mut(), &model_cfg.attention, &batch, &AuditOptions::default())?.to_audit_line())
+        Some(AuditLine::from(&audit_model(trainer.model.as_mut(), &model_cfg.attention, &batch, &AuditOptions::default())?))
     } else {
         None
     };
@@ -321,7 +341,9 @@ fn run_one(
         mask_bytes: if masking.dupe_factor().is_some() { meta.static_masks.as_ref().map_or(0, |s| s.bytes) } else { 0 },
         run_dir: rel,
     };
-    Ok((record, attention_audit))
+    let result = (record, attention_audit);
+    super::resume::write_result(&run_dir, &result)?;
+    Ok(result)
 }
 
 /// The trainer's config for one run: the shared sections, this seed, evaluation left to the runner.
@@ -337,7 +359,9 @@ fn run_config(cfg: &CompareConfig, model: &crate::model::ModelConfig, seed: u64,
     ))
     .map_err(|e| Error::Other(e.to_string()))?;
     t.insert("eval".into(), toml::Value::Table(eval));
-    let ck: toml::Table = toml::from_str("every_steps = 0\nkeep_last = 1").map_err(|e| Error::Other(e.to_string()))?;
+    // A checkpoint at every evaluation, so `compare --resume` continues a partial run from there.
+    let ck: toml::Table = toml::from_str(&format!("every_steps = {}\nkeep_last = 1", cfg.compare.eval_every_steps))
+        .map_err(|e| Error::Other(e.to_string()))?;
     t.insert("checkpoint".into(), toml::Value::Table(ck));
     let mut run = toml::Table::new();
     run.insert("seed".into(), toml::Value::Integer(seed as i64));
@@ -356,7 +380,8 @@ fn toml_value<T: serde::Serialize>(section: &T) -> Result<toml::Value> {
 /// Cross-entropy of the label distribution of `batches` under its own unigram frequencies: the loss
 /// of the best model that ignores context.
 pub fn unigram_loss(batches: &[Batch]) -> f64 {
-    let mut counts = std::collections::HashMap::<i32, u64>::new();
+    // Ordered, so the sum (and the report) is the same in every process.
+    let mut counts = std::collections::BTreeMap::<i32, u64>::new();
     let mut n = 0u64;
     for b in batches {
         for &l in &b.labels {
@@ -381,10 +406,7 @@ mod tests {
 
     #[test]
     fn unigram_loss_is_the_label_entropy() {
-        let b = Batch {
-            labels: vec![1, 1, 2, 2, IGNORE_INDEX, 3, 3, 3, 3, IGNORE_INDEX],
-            ..Batch::default()
-        };
+        let b = Batch::new(1, 10).with_labels(vec![1, 1, 2, 2, IGNORE_INDEX, 3, 3, 3, 3, IGNORE_INDEX]);
         let want = -(0.25f64 * 0.25f64.ln() * 2.0 + 0.5 * 0.5f64.ln());
         assert!((unigram_loss(&[b]) - want).abs() < 1e-12);
         assert!(unigram_loss(&[]).is_nan());

@@ -5,7 +5,7 @@
 
 use super::load::InferModel;
 use crate::model::Arch;
-use crate::{Batch, DecoderBatch, Error, Result, IGNORE_INDEX, PAD_DOC};
+use crate::{Batch, DecoderBatch, Error, Result};
 
 /// Model inputs, row-major.
 #[derive(Clone, Debug, Default)]
@@ -78,24 +78,10 @@ pub fn lengths_of(mask: Option<&[u32]>, b: usize, t: usize, name: &str) -> Resul
 
 /// An inference batch: no labels, positions 0..T per row, padding from `lengths`.
 pub fn batch_of(ids: &[u32], types: Option<&[u32]>, lengths: &[u32], b: usize, t: usize) -> Batch {
-    let mut doc_ids = vec![0u32; b * t];
-    for r in 0..b {
-        for p in lengths[r] as usize..t {
-            doc_ids[r * t + p] = PAD_DOC;
-        }
-    }
-    Batch {
-        batch_size: b,
-        seq_len: t,
-        input_ids: ids.to_vec(),
-        labels: vec![IGNORE_INDEX; b * t],
-        positions: (0..b * t).map(|i| (i % t) as u32).collect(),
-        doc_ids,
-        token_type_ids: types.map_or_else(|| vec![0; b * t], <[u32]>::to_vec),
-        lengths: lengths.to_vec(),
-        prefix_lengths: vec![0; b],
-        sample_ids: (0..b as u64).collect(),
-        decoder: None,
+    let batch = Batch::new(b, t).with_input_ids(ids.to_vec()).with_single_documents(lengths.to_vec());
+    match types {
+        Some(types) => batch.with_token_type_ids(types.to_vec()),
+        None => batch,
     }
 }
 
@@ -149,7 +135,7 @@ pub fn forward(model: &mut InferModel, inp: &ForwardInputs, decoder_start: Optio
                 }
             };
             let dlen = lengths_of(inp.decoder_attention_mask.as_deref(), b, td, "decoder_attention_mask")?;
-            batch.decoder = Some(DecoderBatch { seq_len: td, input_ids: dids, labels: vec![IGNORE_INDEX; b * td], lengths: dlen });
+            batch.decoder = Some(DecoderBatch::new(b, td).with_input_ids(dids).with_lengths(dlen));
             let logits = m.logits(&batch)?.to_vec();
             if with_logits {
                 out.logits = Some(OutTensor { shape: vec![b, td, v], data: logits });

@@ -1,6 +1,6 @@
-//! Loading a model directory for inference. Two kinds are detected:
+//! Loading a model directory for inference. The kind is resolved by [`super::model_dir::open`]:
 //! - a **remask checkpoint** (`DONE` marker, `config.json` with remask's `ModelConfig`,
-//!   `model.safetensors`), or a run directory (its newest complete checkpoint is used);
+//!   `model.safetensors`), or a run directory (its newest checkpoint that verifies is used);
 //! - a **Hugging Face directory**: `config.json` with a `model_type` (bert, gpt2, bart) and
 //!   `model.safetensors`, optionally `tokenizer.json`.
 //!
@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::model_dir::{self, ModelDir};
 use super::tokenize::InferTokenizer;
 use crate::model::hf::load_hf;
+use crate::train::checkpoint::{LoadedCheckpoint, Skipped};
 use crate::model::{Arch, EncoderDecoderModel, LmModel, ModelConfig, Precision, TensorInfo, TrainModel};
 use crate::{Error, Result};
 
@@ -97,6 +99,9 @@ pub struct Loaded {
     /// Head tensors a bare Hugging Face model (`BertModel`, ...) lacked; they are random, so its
     /// logits mean nothing (hidden states are exact).
     pub missing_head: Vec<String>,
+    /// Newer checkpoints of a run directory passed over because they failed verification (for a
+    /// warning).
+    pub skipped: Vec<Skipped>,
 }
 
 impl Loaded {
@@ -116,31 +121,14 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).map_err(|e| Error::data(path, format!("invalid JSON: {e}")))
 }
 
-fn need_file(dir: &Path, name: &str, what: &str) -> Result<PathBuf> {
-    let p = dir.join(name);
-    if p.is_file() {
-        Ok(p)
-    } else {
-        Err(Error::data(dir, format!("missing {name} ({what})")))
-    }
-}
-
 /// Loads `dir` (see the module docs). `tokenizer` overrides the tokenizer lookup.
 pub fn load(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
-    if !dir.is_dir() {
-        return Err(Error::data(dir, "not a directory (expected a remask checkpoint, a run directory or a Hugging Face model directory)"));
-    }
-    if dir.join("checkpoints").is_dir() && !dir.join("config.json").is_file() {
-        let ckpt = crate::train::latest_complete(dir)?;
-        return load_checkpoint_dir(&ckpt, dir, tokenizer);
-    }
-    if dir.join("DONE").is_file() || dir.join("trainer_state.json").is_file() {
-        let run_dir = dir.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| dir.to_path_buf());
-        return load_checkpoint_dir(dir, &run_dir, tokenizer);
-    }
-    let cfg_path = need_file(dir, "config.json", "a Hugging Face model directory needs config.json + model.safetensors [+ tokenizer.json]")?;
-    need_file(dir, "model.safetensors", "a Hugging Face model directory needs config.json + model.safetensors [+ tokenizer.json]")?;
-    let hf = read_json(&cfg_path)?;
+    let dir = match model_dir::open(dir)? {
+        ModelDir::Checkpoint { ckpt, run_dir, skipped } => return load_checkpoint(*ckpt, &run_dir, tokenizer, skipped),
+        ModelDir::HuggingFace { dir } => dir,
+    };
+    let dir = dir.as_path();
+    let hf = read_json(&dir.join("config.json"))?;
     let imp = load_hf(dir, 0)?;
     let config = imp.model.config().clone();
     let params = imp.model.params().to_vec();
@@ -169,6 +157,7 @@ pub fn load(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
         dir: dir.to_path_buf(),
         tokenizer_path: tok_path,
         missing_head: imp.initialised,
+        skipped: Vec::new(),
     };
     check_vocab(&loaded)?;
     Ok(loaded)
@@ -195,8 +184,8 @@ fn find_tokenizer(ckpt: &Path, run_dir: &Path) -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join("tokenizer.json")).find(|p| p.is_file())
 }
 
-fn load_checkpoint_dir(ckpt: &Path, run_dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
-    let loaded = crate::train::load_checkpoint(ckpt)?;
+fn load_checkpoint(loaded: LoadedCheckpoint, run_dir: &Path, tokenizer: Option<&Path>, skipped: Vec<Skipped>) -> Result<Loaded> {
+    let ckpt = loaded.dir.as_path();
     // Inference computes in f32 whatever precision the run trained in (its master weights are
     // f32), so a bf16-trained model also runs on CPUs without bf16 and the KV cache matches it.
     let config = ModelConfig { precision: Precision::Fp32, ..loaded.model_config.clone() };
@@ -233,6 +222,7 @@ fn load_checkpoint_dir(ckpt: &Path, run_dir: &Path, tokenizer: Option<&Path>) ->
         dir: ckpt.to_path_buf(),
         tokenizer_path: tok_path,
         missing_head: Vec::new(),
+        skipped,
     };
     check_vocab(&l)?;
     Ok(l)

@@ -6,7 +6,9 @@
 //! B = batch, T = positions, C = channels, V = vocabulary, R = rows decoded together (beams).
 //!
 //! Code map:
-//! - `load.rs`: [`load`] detects the directory kind and gives a [`Loaded`] model (concrete
+//! - `model_dir.rs`: [`model_dir::open`], the one resolver of checkpoint / run directory / Hugging
+//!   Face directory (also used by `eval` and `audit`).
+//! - `load.rs`: [`load`] resolves the directory and gives a [`Loaded`] model (concrete
 //!   [`InferModel`]), its [`InferTokenizer`] and its [`SpecialIds`].
 //! - `tokenize.rs`: `tokenizer.json` with padding and truncation turned off.
 //! - `forward.rs`: [`forward`]: `input_ids` (+ masks, decoder ids) → logits / hidden states.
@@ -22,6 +24,7 @@ pub mod generate;
 pub mod init;
 pub mod kv_cache;
 pub mod load;
+pub mod model_dir;
 pub mod sampling;
 pub mod tokenize;
 pub mod translate;
@@ -32,6 +35,7 @@ pub use generate::generate;
 pub use init::init_from;
 pub use kv_cache::{Incremental, KvCache};
 pub use load::{load, InferModel, Loaded, Source, SpecialIds};
+pub use model_dir::ModelDir;
 pub use sampling::SamplingOptions;
 pub use tokenize::InferTokenizer;
 pub use translate::{translate, TranslateOptions};

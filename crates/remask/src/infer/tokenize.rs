@@ -24,7 +24,10 @@ impl InferTokenizer {
     /// Loads `path` (a `tokenizer.json`).
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut inner: Tokenizer = text.parse().map_err(|e| tk_err(path, "not a valid tokenizer.json", e))?;
+        // The tokenizers crate can panic on malformed JSON (found by fuzzing): report it as bad input.
+        let mut inner: Tokenizer = crate::guard::catch_panic(|| text.parse::<Tokenizer>())
+            .map_err(|m| Error::data(path, format!("not a valid tokenizer.json ({m})")))?
+            .map_err(|e| tk_err(path, "not a valid tokenizer.json", e))?;
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| tk_err(path, "turning truncation off", e))?;
         let mask = ["[MASK]", "<mask>", "<|mask|>"].iter().find_map(|t| inner.token_to_id(t).map(|id| (t.to_string(), id)));

@@ -6,7 +6,7 @@
 use super::forward::batch_of;
 use super::kv_cache::Incremental;
 use super::load::InferModel;
-use crate::{DecoderBatch, Error, Result, IGNORE_INDEX};
+use crate::{DecoderBatch, Error, Result};
 
 /// Decoding settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,7 +38,7 @@ pub fn encode_source(model: &mut InferModel, src: &[u32], start: u32) -> Result<
     };
     let t = src.len();
     let mut batch = batch_of(src, None, &[t as u32], 1, t);
-    batch.decoder = Some(DecoderBatch { seq_len: 1, input_ids: vec![start], labels: vec![IGNORE_INDEX], lengths: vec![1] });
+    batch.decoder = Some(DecoderBatch::new(1, 1).with_input_ids(vec![start]).with_lengths(vec![1]));
     m.logits(&batch)?;
     Ok(m.encoder_hidden_states().to_vec())
 }

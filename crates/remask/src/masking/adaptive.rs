@@ -8,6 +8,24 @@ use serde::{Deserialize, Serialize};
 use crate::batch::IGNORE_INDEX;
 use crate::{Batch, Error, Result};
 
+/// Adaptive masking of a run: the running statistics and the `[masking] when` parameters that turn
+/// them into position weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adaptive {
+    pub stats: AdaptiveStats,
+    /// Softmax temperature over the normalised per-token loss.
+    pub temperature: f32,
+    /// Share of uniform weight mixed in.
+    pub uniform_mix: f32,
+}
+
+impl Adaptive {
+    /// Position weights of one row (see [`AdaptiveStats::row_weights`]).
+    pub fn row_weights(&self, weights: &mut [f32], tokens: &[u32], eligible: &[bool]) {
+        self.stats.row_weights(weights, tokens, eligible, self.temperature, self.uniform_mix);
+    }
+}
+
 /// Running loss per token id (exponential moving average).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdaptiveStats {

@@ -47,7 +47,19 @@ pub enum ScheduleKind {
     Cosine,
 }
 
-/// When masks are decided.
+impl ScheduleKind {
+    /// The name configs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleKind::Constant => "constant",
+            ScheduleKind::Linear => "linear",
+            ScheduleKind::Cosine => "cosine",
+        }
+    }
+}
+
+/// When masks are decided. The decision itself is [`super::MaskPlan`]'s: to add a mode, add a variant
+/// here and an arm there.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum When {
@@ -220,7 +232,26 @@ impl MaskingConfig {
         if self.span.max_words == 0 {
             return Err(Error::config(key("span.max_words"), "must be at least 1"));
         }
+        if self.final_rate.is_some() && self.schedule == ScheduleKind::Constant {
+            return Err(Error::config(
+                key("final_rate"),
+                format!(
+                    "only a \"linear\" or \"cosine\" `{}` moves the rate to final_rate; with \"constant\" it would be ignored: remove final_rate or choose a schedule",
+                    key("schedule")
+                ),
+            ));
+        }
         match self.when {
+            When::Static { .. } if self.schedule != ScheduleKind::Constant => {
+                return Err(Error::config(
+                    key("when"),
+                    format!(
+                        "static masks are decided once, at `prepare` time and at one rate, so they cannot follow `{}` = \"{}\": set it to \"constant\", or use when = {{ mode = \"dynamic\" }} to keep the schedule",
+                        key("schedule"),
+                        self.schedule.name()
+                    ),
+                ));
+            }
             When::Static { dupe_factor } => {
                 if dupe_factor == 0 || dupe_factor > 1000 {
                     return Err(Error::config(
@@ -259,6 +290,12 @@ impl MaskingConfig {
                 end + (self.rate - end) * 0.5 * (1.0 + (std::f32::consts::PI * p).cos())
             }
         }
+    }
+
+    /// True when masking needs the training split's token frequencies (frequency-weighted random
+    /// replacement), so that callers read them only then.
+    pub fn needs_token_counts(&self) -> bool {
+        self.frequency_weighted_random
     }
 
     /// The number of stored static copies, or `None` when masks are decided at batch time.
@@ -304,6 +341,29 @@ mod tests {
         assert!(c.validate("masking").unwrap_err().to_string().contains("masking.mask_share"));
         let c = MaskingConfig { when: When::Static { dupe_factor: 0 }, ..Default::default() };
         assert!(c.validate("masking").unwrap_err().to_string().contains("masking.when.dupe_factor"));
+    }
+
+    #[test]
+    fn invalid_combinations_name_both_keys() {
+        // Static copies are made once, at one rate: a schedule would be silently ignored.
+        for schedule in [ScheduleKind::Linear, ScheduleKind::Cosine] {
+            let c = MaskingConfig { schedule, final_rate: Some(0.1), when: When::Static { dupe_factor: 2 }, ..Default::default() };
+            let e = c.validate("strategies.x").unwrap_err().to_string();
+            assert!(e.contains("strategies.x.when") && e.contains("strategies.x.schedule"), "{e}");
+            assert!(c.validate("masking").unwrap_err().to_string().contains("`masking.when`"));
+        }
+        // The same schedule with dynamic or adaptive masks is fine.
+        for when in [When::Dynamic, When::Adaptive { temperature: 1.0, decay: 0.9, uniform_mix: 0.5 }] {
+            let c = MaskingConfig { schedule: ScheduleKind::Linear, final_rate: Some(0.1), when, ..Default::default() };
+            c.validate("masking").unwrap();
+        }
+        // A final rate without a schedule would be ignored.
+        let c = MaskingConfig { final_rate: Some(0.1), ..Default::default() };
+        let e = c.validate("masking").unwrap_err().to_string();
+        assert!(e.contains("masking.final_rate") && e.contains("masking.schedule"), "{e}");
+        // Adaptive-only keys under a static `when` are refused when parsed, naming the key.
+        let e = toml::from_str::<MaskingConfig>("when = { mode = \"static\", temperature = 2.0 }").unwrap_err().to_string();
+        assert!(e.contains("temperature") && e.contains("dupe_factor"), "{e}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 
 use remask_kernels::rng::{KeyedRng, Purpose};
 
+use super::adaptive::Adaptive;
 use super::config::{MaskingConfig, StrategyKind};
 use super::replace::Replacement;
+use super::row::{MaskKey, MaskedRow, TokenRow};
 use super::span::SpanMasking;
 use super::strategy::{MaskingStrategy, RowView, Scratch};
 use super::token::TokenMasking;
@@ -17,7 +19,23 @@ use crate::Result;
 pub struct MaskScratch {
     pub strategy: Scratch,
     pub eligible: Vec<bool>,
+    /// Adaptive position weights of the row being masked.
+    pub weights: Vec<f32>,
     pub chosen: Vec<bool>,
+}
+
+/// What masking needs to know about a vocabulary.
+#[derive(Clone, Copy, Debug)]
+pub struct Vocab<'a> {
+    /// V: ids are `0..size`.
+    pub size: u32,
+    /// The mask token id.
+    pub mask_id: u32,
+    /// Every special token id: never chosen, never drawn as a random replacement.
+    pub special_ids: &'a [u32],
+    /// Token frequencies of the training split, for frequency-weighted random replacement (see
+    /// [`MaskingConfig::needs_token_counts`]); `None` otherwise.
+    pub counts: Option<&'a [u64]>,
 }
 
 /// The strategy a config names.
@@ -43,16 +61,10 @@ pub struct Masker {
 }
 
 impl Masker {
-    /// `counts` (token frequencies of the training split) is used when the config asks for
-    /// frequency-weighted random replacement.
-    pub fn new(
-        config: &MaskingConfig,
-        mask_id: u32,
-        vocab_size: u32,
-        special_ids: &[u32],
-        counts: Option<&[u64]>,
-    ) -> Result<Self> {
+    /// `vocab.counts` is used when the config asks for frequency-weighted random replacement.
+    pub fn new(config: &MaskingConfig, vocab: &Vocab<'_>) -> Result<Self> {
         config.validate("masking")?;
+        let Vocab { size: vocab_size, mask_id, special_ids, counts } = *vocab;
         let shares = [config.mask_share, config.random_share, config.unchanged_share];
         let replacement = match (config.frequency_weighted_random, counts) {
             (true, Some(c)) => Replacement::weighted(mask_id, shares, c, special_ids)?,
@@ -92,25 +104,23 @@ impl Masker {
         self.special[(id as usize).min(self.special.len() - 1)]
     }
 
-    /// Masks one row keyed by (seed, epoch, index): writes `input[T]` and `labels[T]` from the original
-    /// `tokens[T]`, of which the first `length` are real. `word_starts[T]` marks word starts; `weights`
-    /// are adaptive position weights (or `None`). The chosen positions are left in `scratch.chosen`.
-    #[allow(clippy::too_many_arguments)]
+    /// Masks one row at `rate` with the draws of `key`: writes `out` from the row's original tokens.
+    /// The row's eligible positions (real, not special) are computed once, here; with `adaptive`, the
+    /// strategy sees position weights from the running per-token loss. The chosen positions are left
+    /// in `scratch.chosen`.
     pub fn mask_row(
         &self,
-        input: &mut [u32],
-        labels: &mut [i32],
-        tokens: &[u32],
-        length: usize,
-        word_starts: &[bool],
-        weights: Option<&[f32]>,
+        row: TokenRow<'_>,
+        out: MaskedRow<'_>,
         rate: f32,
-        (seed, epoch, index): (u64, u64, u64),
+        key: MaskKey,
+        adaptive: Option<&Adaptive>,
         scratch: &mut MaskScratch,
     ) {
+        let tokens = row.ids;
         let t = tokens.len();
         scratch.eligible.clear();
-        let real = length.min(t);
+        let real = row.length.min(t);
         match self.special_block {
             Some((lo, hi)) => {
                 let vocab = (self.special.len() - 1) as u32;
@@ -120,10 +130,18 @@ impl Masker {
         }
         scratch.eligible.resize(t, false);
         scratch.chosen.resize(t, false);
-        let row = RowView { eligible: &scratch.eligible, word_starts, weights };
-        let mut select = KeyedRng::new(seed, Purpose::MaskSelect, epoch, index);
-        self.strategy.choose(&mut scratch.chosen, &row, rate, &mut select, &mut scratch.strategy);
-        let mut replace = KeyedRng::new(seed, Purpose::MaskReplace, epoch, index);
-        self.replacement.apply(input, labels, tokens, &scratch.chosen, &mut replace);
+        let weights = match adaptive {
+            Some(a) => {
+                scratch.weights.resize(t, 0.0);
+                a.row_weights(&mut scratch.weights, tokens, &scratch.eligible);
+                Some(&scratch.weights[..])
+            }
+            None => None,
+        };
+        let view = RowView { eligible: &scratch.eligible, word_starts: row.word_starts, weights };
+        let mut select = KeyedRng::new(key.seed, Purpose::MaskSelect, key.epoch, key.index);
+        self.strategy.choose(&mut scratch.chosen, &view, rate, &mut select, &mut scratch.strategy);
+        let mut replace = KeyedRng::new(key.seed, Purpose::MaskReplace, key.epoch, key.index);
+        self.replacement.apply(out.input, out.labels, tokens, &scratch.chosen, &mut replace);
     }
 }

@@ -1,19 +1,23 @@
-//! MLM masking: which input tokens are hidden and must be predicted, and how they are corrupted.
+//! MLM masking: which input tokens are hidden and must be predicted, how they are corrupted, and when
+//! that is decided.
 //!
 //! - [`MaskingStrategy`] chooses positions: [`TokenMasking`], [`WholeWordMasking`], [`SpanMasking`].
 //!   To add a strategy, implement the trait in a new file, add a [`StrategyKind`] variant and a match
 //!   arm in [`strategy_for`].
 //! - [`Replacement`] corrupts the chosen positions (80% mask / 10% random / 10% unchanged by default).
-//! - [`MaskingConfig::rate_at`] is the rate schedule; [`When`] says whether masks are decided at
-//!   `prepare` time (static, K stored copies), per batch (dynamic) or per batch from model feedback
-//!   ([`AdaptiveStats`]).
-//! - [`Masker`] ties them together for one vocabulary and masks a row from a key.
+//! - [`Masker`] ties them together for one vocabulary and masks a [`TokenRow`] from a [`MaskKey`].
+//! - [`MaskPlan`] owns *when* masks are decided ([`When`]): static (K copies stored at `prepare` time,
+//!   [`static_store`]), dynamic (per batch) or adaptive (per batch, weighted by [`AdaptiveStats`]), and
+//!   the fixed evaluation masks. [`MaskingConfig::rate_at`] is the rate schedule it follows.
 
 pub mod adaptive;
 pub mod config;
 pub mod masker;
+pub mod plan;
 pub mod replace;
+pub mod row;
 pub mod span;
+pub mod static_store;
 pub mod stats;
 pub mod strategy;
 pub mod token;
@@ -22,12 +26,15 @@ pub mod whole_word;
 #[cfg(test)]
 mod tests;
 
-pub use adaptive::AdaptiveStats;
+pub use adaptive::{Adaptive, AdaptiveStats};
 pub use config::{CountRule, Language, MaskingConfig, ScheduleKind, SpanConfig, StrategyKind, When};
-pub use masker::{strategy_for, MaskScratch, Masker};
+pub use masker::{strategy_for, MaskScratch, Masker, Vocab};
+pub use plan::{MaskPlan, EVAL_EPOCH};
 pub use replace::Replacement;
+pub use row::{MaskKey, MaskedRow, TokenRow, TokenRowBuf};
 pub use span::{sample_span_length, SpanMasking};
-pub use stats::{collect_stats, key_epoch, MaskingStats, StatRow};
-pub use strategy::{MaskingStrategy, RowView, Scratch};
+pub use static_store::{StaticCopies, StaticMeta, StoredCopies};
+pub use stats::{collect_stats, MaskingStats};
+pub use strategy::{MaskingStrategy, RowView, Scratch, SelectScratch, Selection};
 pub use token::TokenMasking;
 pub use whole_word::WholeWordMasking;

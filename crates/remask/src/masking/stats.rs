@@ -3,16 +3,9 @@
 
 use serde::Serialize;
 
-use super::config::When;
-use super::masker::{MaskScratch, Masker};
-
-/// One row to mask: ids `[T]`, word starts `[T]`, and its real length.
-#[derive(Clone, Debug, Default)]
-pub struct StatRow {
-    pub ids: Vec<u32>,
-    pub word_starts: Vec<bool>,
-    pub length: usize,
-}
+use super::masker::MaskScratch;
+use super::plan::MaskPlan;
+use super::row::{MaskedRow, TokenRowBuf};
 
 /// Statistics of the masks of `rows` over `epochs` epochs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -36,17 +29,10 @@ pub struct MaskingStats {
     pub chosen_ineligible: u64,
 }
 
-/// The key epoch of training epoch `e` under `when`: static masking repeats copy e mod K.
-pub fn key_epoch(when: When, e: u64) -> u64 {
-    match when {
-        When::Static { dupe_factor } => e % dupe_factor.max(1) as u64,
-        _ => e,
-    }
-}
-
-/// Masks every row in every epoch (keyed by (seed, key epoch, row index)) at `rate` and counts.
-pub fn collect_stats(masker: &Masker, rows: &[StatRow], epochs: u64, rate: f32, seed: u64) -> MaskingStats {
-    let when = masker.config().when;
+/// Masks every row in every epoch as training would at its start (progress 0: the plan's key epoch,
+/// its rate) and counts. Row r is keyed as row r of its split.
+pub fn collect_stats(plan: &MaskPlan, rows: &[TokenRowBuf], epochs: u64) -> MaskingStats {
+    let masker = plan.masker();
     let mut s = MaskingStats { epochs, rows: rows.len() as u64, ..Default::default() };
     let (mut mask, mut random, mut same) = (0u64, 0u64, 0u64);
     let (mut overlap_sum, mut overlap_n) = (0.0f64, 0u64);
@@ -57,17 +43,7 @@ pub fn collect_stats(masker: &Masker, rows: &[StatRow], epochs: u64, rate: f32, 
             let t = row.ids.len();
             let mut input = vec![0u32; t];
             let mut labels = vec![0i32; t];
-            masker.mask_row(
-                &mut input,
-                &mut labels,
-                &row.ids,
-                row.length,
-                &row.word_starts,
-                None,
-                rate,
-                (seed, key_epoch(when, e), r as u64),
-                &mut scratch,
-            );
+            plan.mask_train(row.view(), r as u64, e, 0.0, MaskedRow { input: &mut input, labels: &mut labels }, &mut scratch);
             let chosen = &scratch.chosen;
             let mut n_chosen = 0u64;
             for i in 0..t {

@@ -24,10 +24,32 @@ pub struct RowView<'a> {
 /// Reusable buffers, so that choosing allocates nothing after warm-up.
 #[derive(Clone, Debug, Default)]
 pub struct Scratch {
+    /// The row's selection units (start, len).
     pub(crate) units: Vec<(u32, u32)>,
+    pub(crate) select: SelectScratch,
+}
+
+/// Buffers of [`select_units`] (and of the strategies' fast paths).
+#[derive(Clone, Debug, Default)]
+pub struct SelectScratch {
+    /// A unit or position order.
     pub(crate) order: Vec<u32>,
+    /// Race keys of the weighted order.
     pub(crate) keys: Vec<f32>,
+    /// Unit weights, or uniform draws.
     pub(crate) probs: Vec<f32>,
+    /// Units whose Bernoulli probability is capped at 1.
+    pub(crate) capped: Vec<bool>,
+}
+
+/// How many units [`select_units`] chooses and by what weight.
+#[derive(Clone, Copy, Debug)]
+pub struct Selection<'a> {
+    /// Share of the row's eligible tokens to choose.
+    pub rate: f32,
+    pub count: CountRule,
+    /// Position weights (adaptive masking), or `None` for uniform.
+    pub weights: Option<&'a [f32]>,
 }
 
 /// Chooses the positions of a row to hide.
@@ -97,18 +119,18 @@ fn unit_weight(weights: Option<&[f32]>, (start, len): (u32, u32)) -> f32 {
 /// - `Exact`: a budget of `rate · n_tokens` tokens rounded probabilistically, filled by units in a
 ///   random order (uniform shuffle, or an exponential race weighted by `w_u`), skipping units that
 ///   would overflow it.
+///
+/// `units` holds `n_tokens` eligible tokens; nothing is allocated once `scratch` has grown.
 pub fn select_units(
     chosen: &mut [bool],
     units: &[(u32, u32)],
     n_tokens: usize,
-    rate: f32,
-    count: CountRule,
-    weights: Option<&[f32]>,
+    how: Selection<'_>,
     rng: &mut KeyedRng,
-    scratch_order: &mut Vec<u32>,
-    scratch_keys: &mut Vec<f32>,
-    scratch_probs: &mut Vec<f32>,
+    scratch: &mut SelectScratch,
 ) {
+    let Selection { rate, count, weights } = how;
+    let SelectScratch { order: scratch_order, keys: scratch_keys, probs: scratch_probs, capped } = scratch;
     let mark = |chosen: &mut [bool], (start, len): (u32, u32)| {
         chosen[start as usize..(start + len) as usize].iter_mut().for_each(|c| *c = true);
     };
@@ -126,7 +148,7 @@ pub fn select_units(
             let target = rate as f64 * n_tokens as f64;
             scratch_probs.clear();
             scratch_probs.extend(units.iter().map(|&u| unit_weight(weights, u)));
-            let mut capped = vec![false; 0];
+            capped.clear();
             capped.resize(units.len(), false);
             let mut c = 0.0f64;
             for _ in 0..8 {

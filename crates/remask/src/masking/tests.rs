@@ -13,7 +13,7 @@ const SPECIALS: [u32; 5] = [0, 1, 2, 3, 4];
 const MASK: u32 = 4;
 
 /// A row of length t: [CLS] words [SEP] then padding from `length`; about 3 in 4 tokens start a word.
-fn row(t: usize, length: usize, seed: u64) -> StatRow {
+fn row(t: usize, length: usize, seed: u64) -> TokenRowBuf {
     let mut rng = KeyedRng::new(seed, Purpose::Other, 0, 0);
     let mut ids = vec![0u32; t];
     let mut word_starts = vec![true; t];
@@ -27,7 +27,7 @@ fn row(t: usize, length: usize, seed: u64) -> StatRow {
         };
         word_starts[i] = i == 0 || i + 1 == length || rng.next_f32() < 0.7;
     }
-    StatRow { ids, word_starts, length }
+    TokenRowBuf { ids, word_starts, length }
 }
 
 fn config(strategy: StrategyKind, count: CountRule, rate: f32) -> MaskingConfig {
@@ -41,11 +41,30 @@ fn strategies() -> impl Strategy<Value = (StrategyKind, CountRule)> {
     )
 }
 
-fn mask(m: &Masker, r: &StatRow, rate: f32, key: (u64, u64, u64), weights: Option<&[f32]>) -> (Vec<u32>, Vec<i32>, Vec<bool>) {
+fn vocab(specials: &[u32]) -> Vocab<'_> {
+    Vocab { size: V, mask_id: MASK, special_ids: specials, counts: None }
+}
+
+fn masker(config: &MaskingConfig) -> Masker {
+    Masker::new(config, &vocab(&SPECIALS)).unwrap()
+}
+
+fn plan(config: &MaskingConfig, seed: u64) -> MaskPlan {
+    MaskPlan::new(config, &vocab(&SPECIALS), seed).unwrap()
+}
+
+fn mask(
+    m: &Masker,
+    r: &TokenRowBuf,
+    rate: f32,
+    (seed, epoch, index): (u64, u64, u64),
+    adaptive: Option<&Adaptive>,
+) -> (Vec<u32>, Vec<i32>, Vec<bool>) {
     let t = r.ids.len();
     let (mut input, mut labels) = (vec![0u32; t], vec![0i32; t]);
     let mut s = MaskScratch::default();
-    m.mask_row(&mut input, &mut labels, &r.ids, r.length, &r.word_starts, weights, rate, key, &mut s);
+    let out = MaskedRow { input: &mut input, labels: &mut labels };
+    m.mask_row(r.view(), out, rate, MaskKey { seed, epoch, index }, adaptive, &mut s);
     (input, labels, s.chosen)
 }
 
@@ -63,7 +82,7 @@ proptest! {
     ) {
         let length = 2 + ((t - 2) as f64 * fill) as usize;
         let r = row(t, length, seed);
-        let m = Masker::new(&config(strategy, count, rate), MASK, V, &SPECIALS, None).unwrap();
+        let m = masker(&config(strategy, count, rate));
         let (input, labels, chosen) = mask(&m, &r, rate, (seed, epoch, 3), None);
         for i in 0..t {
             let eligible = i < length && !SPECIALS.contains(&r.ids[i]);
@@ -86,7 +105,7 @@ proptest! {
         index in any::<u64>(),
     ) {
         let r = row(128, 128, seed ^ 1);
-        let m = Masker::new(&config(strategy, count, 0.15), MASK, V, &SPECIALS, None).unwrap();
+        let m = masker(&config(strategy, count, 0.15));
         let a = mask(&m, &r, 0.15, (seed, 5, index), None);
         let b = mask(&m, &r, 0.15, (seed, 5, index), None);
         prop_assert_eq!(&a, &b);
@@ -104,7 +123,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let r = row(128, 120, seed);
-        let m = Masker::new(&config(strategy, count, rate), MASK, V, &SPECIALS, None).unwrap();
+        let m = masker(&config(strategy, count, rate));
         let (_, _, chosen) = mask(&m, &r, rate, (seed, 0, 0), None);
         for i in 1..r.length {
             let continues_word = !r.word_starts[i] && !SPECIALS.contains(&r.ids[i]) && !SPECIALS.contains(&r.ids[i - 1]);
@@ -117,7 +136,7 @@ proptest! {
 
 #[test]
 fn realised_rates_and_replacement_shares_within_tolerance() {
-    let rows: Vec<StatRow> = (0..300).map(|i| row(128, 100 + (i % 28) as usize, i)).collect();
+    let rows: Vec<TokenRowBuf> = (0..300).map(|i| row(128, 100 + (i % 28) as usize, i)).collect();
     for (strategy, count) in [
         (StrategyKind::Token, CountRule::Exact),
         (StrategyKind::Token, CountRule::Bernoulli),
@@ -128,8 +147,7 @@ fn realised_rates_and_replacement_shares_within_tolerance() {
     ] {
         for rate in [0.15f32, 0.4] {
             let cfg = MaskingConfig { mask_share: 0.7, random_share: 0.2, unchanged_share: 0.1, ..config(strategy, count, rate) };
-            let m = Masker::new(&cfg, MASK, V, &SPECIALS, None).unwrap();
-            let s = collect_stats(&m, &rows, 2, rate, 9);
+            let s = collect_stats(&plan(&cfg, 9), &rows, 2);
             // Exact token counts hit the rate up to rounding; word-based budgets may fall a little
             // short when the next word does not fit.
             let tol = match (strategy, count) {
@@ -151,7 +169,7 @@ fn realised_rates_and_replacement_shares_within_tolerance() {
 fn exact_count_is_probabilistically_rounded() {
     // 126 eligible tokens at rate 0.15 → 18.9: 18 or 19 chosen, 19 about 90% of the time.
     let r = row(128, 128, 1);
-    let m = Masker::new(&config(StrategyKind::Token, CountRule::Exact, 0.15), MASK, V, &SPECIALS, None).unwrap();
+    let m = masker(&config(StrategyKind::Token, CountRule::Exact, 0.15));
     let mut nineteen = 0;
     for i in 0..2000 {
         let n = mask(&m, &r, 0.15, (1, 0, i), None).2.iter().filter(|&&c| c).count();
@@ -163,15 +181,24 @@ fn exact_count_is_probabilistically_rounded() {
 
 #[test]
 fn static_masks_repeat_every_k_epochs() {
-    let rows: Vec<StatRow> = (0..50).map(|i| row(128, 128, i)).collect();
+    let rows: Vec<TokenRowBuf> = (0..50).map(|i| row(128, 128, i)).collect();
     let one = MaskingConfig { when: When::Static { dupe_factor: 1 }, ..Default::default() };
-    let m = Masker::new(&one, MASK, V, &SPECIALS, None).unwrap();
-    assert_eq!(collect_stats(&m, &rows, 3, 0.15, 1).epoch_overlap, 1.0);
+    assert_eq!(collect_stats(&plan(&one, 1), &rows, 3).epoch_overlap, 1.0);
     let two = MaskingConfig { when: When::Static { dupe_factor: 2 }, ..Default::default() };
-    let m = Masker::new(&two, MASK, V, &SPECIALS, None).unwrap();
-    assert!(collect_stats(&m, &rows, 3, 0.15, 1).epoch_overlap < 0.3);
-    assert_eq!(key_epoch(two.when, 4), 0);
-    assert_eq!(key_epoch(two.when, 5), 1);
+    let p = plan(&two, 1);
+    assert!(collect_stats(&p, &rows, 3).epoch_overlap < 0.3);
+    assert_eq!(p.key_epoch(4), 0);
+    assert_eq!(p.key_epoch(5), 1);
+    // Computed static masks are the dynamic masks of the key epoch (what `prepare` stores as copy k):
+    // epoch 5 with K = 2 shows copy 1.
+    let m = masker(&MaskingConfig::default());
+    let mut scratch = MaskScratch::default();
+    for (r, x) in rows.iter().enumerate().take(5) {
+        let (mut input, mut labels) = (vec![0u32; 128], vec![0i32; 128]);
+        p.mask_train(x.view(), r as u64, 5, 0.3, MaskedRow { input: &mut input, labels: &mut labels }, &mut scratch);
+        let dynamic_epoch_1 = mask(&m, x, 0.15, (1, 1, r as u64), None);
+        assert_eq!((input, labels, scratch.chosen.clone()), dynamic_epoch_1);
+    }
 }
 
 #[test]
@@ -202,7 +229,7 @@ fn span_masking_chooses_runs_of_words() {
     // single tokens appear (token masking at this rate would average about 1.2).
     let mut r = row(512, 512, 5);
     r.word_starts.iter_mut().for_each(|w| *w = true);
-    let m = Masker::new(&config(StrategyKind::Span, CountRule::Exact, 0.15), MASK, V, &SPECIALS, None).unwrap();
+    let m = masker(&config(StrategyKind::Span, CountRule::Exact, 0.15));
     let (mut runs, mut tokens) = (0, 0);
     for i in 0..200 {
         let chosen = mask(&m, &r, 0.15, (2, 0, i), None).2;
@@ -234,11 +261,13 @@ fn adaptive_weights_keep_the_budget_and_prefer_hard_tokens() {
     stats.row_weights(&mut w, &r.ids, &eligible, 1.0, 0.2);
     let mean_w: f32 = w.iter().zip(&eligible).filter(|x| *x.1).map(|x| *x.0).sum::<f32>() / 126.0;
     assert!((mean_w - 1.0).abs() < 1e-4, "{mean_w}");
+    // The masker computes the same weights from the statistics, over the eligible positions it finds.
+    let adaptive = Adaptive { stats: stats.clone(), temperature: 1.0, uniform_mix: 0.2 };
     for count in [CountRule::Exact, CountRule::Bernoulli] {
-        let m = Masker::new(&config(StrategyKind::Token, count, 0.15), MASK, V, &SPECIALS, None).unwrap();
+        let m = masker(&config(StrategyKind::Token, count, 0.15));
         let (mut hard, mut easy, mut total) = (0usize, 0usize, 0usize);
         for i in 0..2000 {
-            let c = mask(&m, &r, 0.15, (4, 0, i), Some(&w)).2;
+            let c = mask(&m, &r, 0.15, (4, 0, i), Some(&adaptive)).2;
             for k in 0..128 {
                 if c[k] {
                     total += 1;
@@ -282,8 +311,8 @@ fn eligibility_is_the_same_for_block_and_scattered_special_ids() {
     let length = ids.len() - 1;
     let word_starts = vec![true; ids.len()];
     for specials in [&[0u32, 1, 2, 3, 4][..], &[0, 1, 2, 3, 4, 500][..], &[3, 4, 5][..]] {
-        let m = Masker::new(&config(StrategyKind::Token, CountRule::Exact, 0.5), MASK, V, specials, None).unwrap();
-        let r = StatRow { ids: ids.clone(), word_starts: word_starts.clone(), length };
+        let m = Masker::new(&config(StrategyKind::Token, CountRule::Exact, 0.5), &vocab(specials)).unwrap();
+        let r = TokenRowBuf { ids: ids.clone(), word_starts: word_starts.clone(), length };
         let (_, labels, chosen) = mask(&m, &r, 1.0, (1, 0, 0), None);
         for (i, &id) in ids.iter().enumerate() {
             let want = i < length && id < V && !specials.contains(&id);

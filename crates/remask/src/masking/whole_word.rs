@@ -5,7 +5,7 @@
 use remask_kernels::rng::KeyedRng;
 
 use super::config::CountRule;
-use super::strategy::{collect_units, select_units, MaskingStrategy, RowView, Scratch};
+use super::strategy::{collect_units, select_units, MaskingStrategy, RowView, Scratch, Selection};
 
 /// Chooses whole words. With `Bernoulli` each word is chosen with probability `rate` (so the expected
 /// token share is `rate`); with `Exact` words are added in random order while they fit a token budget
@@ -23,6 +23,6 @@ impl MaskingStrategy for WholeWordMasking {
     fn choose(&self, chosen: &mut [bool], row: &RowView<'_>, rate: f32, rng: &mut KeyedRng, s: &mut Scratch) {
         chosen.iter_mut().for_each(|c| *c = false);
         let n = collect_units(&mut s.units, row, true);
-        select_units(chosen, &s.units, n, rate, self.count, row.weights, rng, &mut s.order, &mut s.keys, &mut s.probs);
+        select_units(chosen, &s.units, n, Selection { rate, count: self.count, weights: row.weights }, rng, &mut s.select);
     }
 }

@@ -50,19 +50,7 @@ mod tests {
     use super::*;
 
     fn batch(b: usize, t: usize) -> Batch {
-        Batch {
-            batch_size: b,
-            seq_len: t,
-            input_ids: vec![1; b * t],
-            labels: vec![IGNORE_INDEX; b * t],
-            positions: (0..b * t).map(|i| (i % t) as u32).collect(),
-            doc_ids: vec![0; b * t],
-            token_type_ids: vec![0; b * t],
-            lengths: vec![t as u32; b],
-            prefix_lengths: vec![0; b],
-            sample_ids: (0..b as u64).collect(),
-            decoder: None,
-        }
+        Batch::new(b, t).with_input_ids(vec![1; b * t]).with_single_documents(vec![t as u32; b])
     }
 
     #[test]

@@ -242,6 +242,7 @@ impl ModelConfig {
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(crate::Error::config("model.layer_norm_eps", "must be positive"));
         }
+        self.check_size()?;
         self.precision.check_supported()?;
         if self.arch == Arch::Decoder {
             let causal = match self.attention {
@@ -258,4 +259,48 @@ impl ModelConfig {
         }
         Ok(())
     }
+
+    /// About how many parameters the model has (in u128, so absurd sizes cannot overflow).
+    pub fn approx_params(&self) -> u128 {
+        let (v, d, ff) = (self.vocab_size as u128, self.d_model as u128, self.d_ff as u128);
+        let positions = self.max_positions as u128 + self.position_offset as u128;
+        let emb = (v + positions + self.type_vocab_size as u128) * d;
+        let layer = 4 * d * d + 2 * d * ff + 4 * d + ff + 4 * d;
+        let decoder = self.n_decoder_layers as u128 * (layer + 4 * d * d + 6 * d);
+        emb + self.n_layers as u128 * layer + decoder + d * d + v * (d + 1) + 4 * d
+    }
+
+    /// Refuses a model whose weights, gradients and AdamW moments (16 bytes per parameter) would
+    /// not fit this machine's memory, instead of letting the allocation abort the process.
+    fn check_size(&self) -> crate::Result<()> {
+        let params = self.approx_params();
+        let need = params.saturating_mul(16);
+        let have = physical_memory_bytes();
+        if need > have as u128 {
+            let gib = |b: u128| b as f64 / (1u128 << 30) as f64;
+            return Err(crate::Error::config(
+                "model",
+                format!(
+                    "about {params} parameters (vocab_size {}, d_model {}, d_ff {}, {} layers) need {:.1} GiB for weights, \
+                     gradients and AdamW state; this machine has {:.1} GiB: make the model smaller",
+                    self.vocab_size,
+                    self.d_model,
+                    self.d_ff,
+                    self.n_layers.saturating_add(self.n_decoder_layers),
+                    gib(need),
+                    gib(have as u128)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
+
+/// Physical memory in bytes (`/proc/meminfo`; 1 TiB where it cannot be read).
+pub fn physical_memory_bytes() -> u64 {
+    let kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    kib.map_or(1 << 40, |k| k.saturating_mul(1024))
+}
+

@@ -10,104 +10,20 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::{json, Value};
 
 use super::config::{Arch, GeluForm, ModelConfig, NormPlacement, PositionKind};
 use super::{model_from_params, TensorInfo, TrainModel};
 use crate::attention::AttentionMaskSpec;
+use crate::tensor_file::{Elements, TensorRef};
 use crate::{Error, Result};
 
-/// The elements of one stored tensor.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TensorData {
-    F32(Vec<f32>),
-    I64(Vec<i64>),
-}
+pub use crate::tensor_file::{read_safetensors, StoredTensor, TensorData};
 
-/// One tensor read from a safetensors file.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredTensor {
-    pub shape: Vec<usize>,
-    pub data: TensorData,
-}
-
-impl StoredTensor {
-    /// The elements as f32 (integers converted).
-    pub fn to_f32(&self) -> Vec<f32> {
-        match &self.data {
-            TensorData::F32(v) => v.clone(),
-            TensorData::I64(v) => v.iter().map(|&x| x as f32).collect(),
-        }
-    }
-
-    /// The elements as i64 (floats truncated).
-    pub fn to_i64(&self) -> Vec<i64> {
-        match &self.data {
-            TensorData::F32(v) => v.iter().map(|&x| x as i64).collect(),
-            TensorData::I64(v) => v.clone(),
-        }
-    }
-}
-
-fn convert(path: &Path, name: &str, view: &TensorView<'_>) -> Result<StoredTensor> {
-    let b = view.data();
-    let f32s = |w: usize, f: &dyn Fn(&[u8]) -> f32| TensorData::F32(b.chunks_exact(w).map(f).collect());
-    let i64s = |w: usize, f: &dyn Fn(&[u8]) -> i64| TensorData::I64(b.chunks_exact(w).map(f).collect());
-    let data = match view.dtype() {
-        Dtype::F32 => f32s(4, &|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        Dtype::F64 => f32s(8, &|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32),
-        Dtype::F16 => f32s(2, &|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))),
-        Dtype::BF16 => f32s(2, &|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)),
-        Dtype::I64 => i64s(8, &|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
-        Dtype::I32 => i64s(4, &|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64),
-        Dtype::U8 => i64s(1, &|c| c[0] as i64),
-        Dtype::BOOL => i64s(1, &|c| (c[0] != 0) as i64),
-        other => {
-            return Err(Error::data(path, format!("tensor `{name}` has dtype {other:?}; supported: F32, F64, F16, BF16, I64, I32, U8, BOOL")))
-        }
-    };
-    Ok(StoredTensor { shape: view.shape().to_vec(), data })
-}
-
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let mant = (h & 0x3ff) as u32;
-    let bits = match (exp, mant) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: value = m · 2^-24.
-            return f32::from_bits(sign) + (if sign != 0 { -1.0 } else { 1.0 }) * m as f32 * (2.0f32).powi(-24);
-        }
-        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
-}
-
-/// Reads every tensor of a safetensors file.
-pub fn read_safetensors(path: &Path) -> Result<HashMap<String, StoredTensor>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::data(path, format!("not a safetensors file: {e}")))?;
-    st.iter().map(|(name, view)| Ok((name.to_string(), convert(path, name, &view)?))).collect()
-}
-
-/// Writes f32 tensors to a safetensors file (through a temporary name, then renamed).
+/// Writes f32 tensors to a safetensors file (atomically, through [`crate::tensor_file::write`]).
 pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
-        tensors.iter().map(|(n, s, d)| (n.clone(), s.clone(), d.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
-    let views = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            TensorView::new(Dtype::F32, s.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| Error::shape(n.clone(), format!("{s:?}"), e))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, None, &tmp).map_err(|e| Error::data(&tmp, format!("writing safetensors: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let refs: Vec<TensorRef<'_>> = tensors.iter().map(|(n, s, d)| (n.as_str(), &s[..], Elements::F32(d))).collect();
+    crate::tensor_file::write(path, &refs)
 }
 
 fn get<'a>(cfg: &'a Value, path: &Path, key: &str) -> Result<&'a Value> {
@@ -186,7 +102,7 @@ pub fn config_from_hf(hf: &Value, path: &Path) -> Result<ModelConfig> {
                 n_heads: get_usize(hf, path, "n_head")?,
                 n_layers: get_usize(hf, path, "n_layer")?,
                 n_decoder_layers: 0,
-                d_ff: opt_usize(hf, "n_inner", 4 * c),
+                d_ff: opt_usize(hf, "n_inner", c.saturating_mul(4)),
                 max_positions: get_usize(hf, path, "n_positions")?,
                 type_vocab_size: 0,
                 norm: NormPlacement::Pre,

@@ -5,7 +5,7 @@ use remask_kernels::rng::{KeyedRng, Purpose};
 
 use super::*;
 use crate::attention::AttentionMaskSpec;
-use crate::{Batch, DecoderBatch, IGNORE_INDEX, PAD_DOC};
+use crate::{Batch, DecoderBatch, IGNORE_INDEX};
 
 fn tiny(arch: Arch) -> ModelConfig {
     let base = match arch {
@@ -32,19 +32,7 @@ fn tiny(arch: Arch) -> ModelConfig {
 fn batch(lengths: &[usize], t: usize, vocab: u32, seed: u64, clm: bool) -> Batch {
     let b = lengths.len();
     let mut rng = KeyedRng::new(seed, Purpose::Other, 0, 0);
-    let mut bt = Batch {
-        batch_size: b,
-        seq_len: t,
-        input_ids: vec![0; b * t],
-        labels: vec![IGNORE_INDEX; b * t],
-        positions: vec![0; b * t],
-        doc_ids: vec![PAD_DOC; b * t],
-        token_type_ids: vec![0; b * t],
-        lengths: lengths.iter().map(|&l| l as u32).collect(),
-        prefix_lengths: vec![0; b],
-        sample_ids: (0..b as u64).collect(),
-        decoder: None,
-    };
+    let mut bt = Batch::new(b, t).with_lengths(lengths.iter().map(|&l| l as u32).collect());
     for (r, &len) in lengths.iter().enumerate() {
         for p in 0..t {
             let i = r * t + p;
@@ -65,7 +53,7 @@ fn batch(lengths: &[usize], t: usize, vocab: u32, seed: u64, clm: bool) -> Batch
 fn with_decoder(mut bt: Batch, dec_lengths: &[usize], td: usize, vocab: u32, seed: u64) -> Batch {
     let d = batch(dec_lengths, td, vocab, seed, true);
     bt.labels.fill(IGNORE_INDEX);
-    bt.decoder = Some(DecoderBatch { seq_len: td, input_ids: d.input_ids, labels: d.labels, lengths: d.lengths });
+    bt.decoder = Some(DecoderBatch::new(d.batch_size, td).with_input_ids(d.input_ids).with_labels(d.labels).with_lengths(d.lengths));
     bt
 }
 

@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
+use crate::fault::{FaultPlan, WriteBudget};
+use crate::tensor_file::{self, Elements, TensorRef};
 use crate::model::{ModelConfig, TensorInfo, TrainModel};
 use crate::{Error, Result};
 
@@ -70,26 +72,6 @@ pub struct MetricsWindow {
     pub tokens: u64,
 }
 
-/// Test hooks for the fault-injection tests: pause in the middle of writing the weights and again
-/// between the rename and the `DONE` marker, or fail
-/// like a full disk after some bytes. Read from `REMASK_FAULT_SLEEP_IN_CHECKPOINT_MS` and
-/// `REMASK_FAULT_DISK_FULL_AFTER_BYTES` by [`WriteFaults::from_env`].
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct WriteFaults {
-    pub sleep_in_write_ms: u64,
-    pub disk_full_after_bytes: Option<u64>,
-}
-
-impl WriteFaults {
-    pub fn from_env() -> Self {
-        let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-        Self {
-            sleep_in_write_ms: num("REMASK_FAULT_SLEEP_IN_CHECKPOINT_MS").unwrap_or(0),
-            disk_full_after_bytes: num("REMASK_FAULT_DISK_FULL_AFTER_BYTES"),
-        }
-    }
-}
-
 /// What a checkpoint holds, borrowed from the trainer.
 pub struct CheckpointData<'a> {
     pub model_config: &'a ModelConfig,
@@ -116,13 +98,9 @@ pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoints")
 }
 
-/// Writes a checkpoint for `data.state.step` and keeps the newest `keep_last` complete ones.
-pub fn save(run_dir: &Path, data: &CheckpointData<'_>, keep_last: usize) -> Result<PathBuf> {
-    save_with_faults(run_dir, data, keep_last, WriteFaults::from_env())
-}
-
-/// [`save`] with explicit fault hooks (tests).
-pub fn save_with_faults(run_dir: &Path, data: &CheckpointData<'_>, keep_last: usize, faults: WriteFaults) -> Result<PathBuf> {
+/// Writes a checkpoint for `data.state.step` and keeps the newest `keep_last` complete ones. `faults`
+/// is [`FaultPlan::default()`] except in crash tests.
+pub fn save(run_dir: &Path, data: &CheckpointData<'_>, keep_last: usize, faults: &FaultPlan) -> Result<PathBuf> {
     let parent = checkpoints_dir(run_dir);
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
     clean_stale(&parent)?;
@@ -151,50 +129,51 @@ pub fn save_with_faults(run_dir: &Path, data: &CheckpointData<'_>, keep_last: us
     }
     std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
     fsync_dir(&parent)?;
-    if faults.sleep_in_write_ms > 0 {
-        // Second pause: renamed but not yet marked complete.
-        std::thread::sleep(std::time::Duration::from_millis(faults.sleep_in_write_ms));
-    }
+    // Second pause point of a crash test: renamed but not yet marked complete.
+    faults.pause();
     let done_text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
-    write_synced(&final_dir.join(DONE), done_text.as_bytes(), &mut Budget::unlimited())?;
+    write_synced(&final_dir.join(DONE), done_text.as_bytes(), &mut WriteBudget::unlimited())?;
     fsync_dir(&final_dir)?;
     prune(&parent, keep_last)?;
     Ok(final_dir)
 }
 
-fn write_tmp(tmp: &Path, data: &CheckpointData<'_>, faults: WriteFaults) -> Result<()> {
+fn write_tmp(tmp: &Path, data: &CheckpointData<'_>, faults: &FaultPlan) -> Result<()> {
     if tmp.exists() {
         std::fs::remove_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
     }
     std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
-    let mut budget = Budget { left: faults.disk_full_after_bytes };
+    let mut budget = faults.write_budget();
     let json = |v: &dyn erased::Json| v.to_json();
 
-    let weights: Vec<(String, &[usize], &[f32])> =
-        data.tensors.iter().map(|t| (t.name.clone(), &t.shape[..], &data.params[t.offset..t.offset + t.numel()])).collect();
-    let st = safetensors_bytes(&weights);
-    // Write the weights in two halves with the optional pause between them, so a test can kill the
+    let weights: Vec<TensorRef<'_>> = data
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), &t.shape[..], Elements::F32(&data.params[t.offset..t.offset + t.numel()])))
+        .collect();
+    let st = tensor_file::to_bytes(&weights)?;
+    // Write the weights in two halves with a pause point between them, so a crash test can kill the
     // process while a checkpoint file is half-written.
     let path = tmp.join("model.safetensors");
     let mut f = File::create(&path).map_err(|e| Error::io(&path, e))?;
     let half = st.len() / 2;
     budget.write(&mut f, &st[..half], &path)?;
     f.flush().map_err(|e| Error::io(&path, e))?;
-    if faults.sleep_in_write_ms > 0 {
-        std::thread::sleep(std::time::Duration::from_millis(faults.sleep_in_write_ms));
-    }
+    faults.pause();
     budget.write(&mut f, &st[half..], &path)?;
     f.sync_all().map_err(|e| Error::io(&path, e))?;
     drop(f);
 
-    let mut moments: Vec<(String, &[usize], &[f32])> = Vec::new();
-    for t in data.tensors {
-        moments.push((format!("exp_avg.{}", t.name), &t.shape[..], &data.m[t.offset..t.offset + t.numel()]));
+    let names: Vec<(String, String)> =
+        data.tensors.iter().map(|t| (format!("exp_avg.{}", t.name), format!("exp_avg_sq.{}", t.name))).collect();
+    let mut moments: Vec<TensorRef<'_>> = Vec::new();
+    for (t, (m_name, _)) in data.tensors.iter().zip(&names) {
+        moments.push((m_name.as_str(), &t.shape[..], Elements::F32(&data.m[t.offset..t.offset + t.numel()])));
     }
-    for t in data.tensors {
-        moments.push((format!("exp_avg_sq.{}", t.name), &t.shape[..], &data.v[t.offset..t.offset + t.numel()]));
+    for (t, (_, v_name)) in data.tensors.iter().zip(&names) {
+        moments.push((v_name.as_str(), &t.shape[..], Elements::F32(&data.v[t.offset..t.offset + t.numel()])));
     }
-    write_synced(&tmp.join("optimizer.safetensors"), &safetensors_bytes(&moments), &mut budget)?;
+    write_synced(&tmp.join("optimizer.safetensors"), &tensor_file::to_bytes(&moments)?, &mut budget)?;
     write_synced(&tmp.join("config.json"), json(data.model_config)?.as_bytes(), &mut budget)?;
     write_synced(&tmp.join("run_config.json"), json(data.run_config)?.as_bytes(), &mut budget)?;
     write_synced(&tmp.join("trainer_state.json"), json(data.state)?.as_bytes(), &mut budget)?;
@@ -213,31 +192,7 @@ mod erased {
     }
 }
 
-/// Byte budget for the simulated full disk.
-struct Budget {
-    left: Option<u64>,
-}
-
-impl Budget {
-    fn unlimited() -> Self {
-        Self { left: None }
-    }
-
-    fn write(&mut self, f: &mut File, bytes: &[u8], path: &Path) -> Result<()> {
-        if let Some(left) = self.left {
-            if (bytes.len() as u64) > left {
-                let _ = f.write_all(&bytes[..left as usize]);
-                self.left = Some(0);
-                // ENOSPC, exactly what a full disk reports.
-                return Err(Error::io(path, std::io::Error::from_raw_os_error(28)));
-            }
-            self.left = Some(left - bytes.len() as u64);
-        }
-        f.write_all(bytes).map_err(|e| Error::io(path, e))
-    }
-}
-
-fn write_synced(path: &Path, bytes: &[u8], budget: &mut Budget) -> Result<()> {
+fn write_synced(path: &Path, bytes: &[u8], budget: &mut WriteBudget) -> Result<()> {
     let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
     budget.write(&mut f, bytes, path)?;
     f.sync_all().map_err(|e| Error::io(path, e))
@@ -247,46 +202,9 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
 }
 
-/// Serializes F32 tensors in the safetensors format (8-byte little-endian header length, JSON header
-/// padded with spaces to a multiple of 8, then the raw little-endian data in the listed order).
-pub fn safetensors_bytes(tensors: &[(String, &[usize], &[f32])]) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), serde_json::json!({ "format": "pt" }));
-    let mut offset = 0usize;
-    for (name, shape, data) in tensors {
-        let end = offset + data.len() * 4;
-        header.insert(name.clone(), serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, end] }));
-        offset = end;
-    }
-    let mut h = serde_json::Value::Object(header).to_string().into_bytes();
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + h.len() + offset);
-    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
-    out.extend_from_slice(&h);
-    for (_, _, data) in tensors {
-        for x in *data {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    }
-    out
-}
-
-/// Reads the F32 tensors of a safetensors file: name → (shape, values).
+/// Reads a checkpoint's F32 tensors (any other dtype is refused): name → (shape, values).
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| Error::Checkpoint { path: path.into(), message: format!("not a valid safetensors file: {e}") })?;
-    let mut out = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(Error::Checkpoint { path: path.into(), message: format!("tensor `{name}` is {:?}, expected F32", view.dtype()) });
-        }
-        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        out.insert(name, (view.shape().to_vec(), values));
-    }
-    Ok(out)
+    tensor_file::read_f32(path).map_err(|e| Error::Checkpoint { path: path.into(), message: reason_of(&e) })
 }
 
 /// The `DONE` marker's content: each file's size and CRC-32C.
@@ -347,6 +265,45 @@ pub fn latest_complete(run_dir: &Path) -> Result<PathBuf> {
                   start a new run without --resume"
             .into(),
     })
+}
+
+/// A complete checkpoint that failed verification and was passed over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Skipped {
+    pub dir: PathBuf,
+    /// Why it failed (e.g. a file whose CRC-32C differs from the `DONE` marker).
+    pub reason: String,
+}
+
+/// Loads the newest complete checkpoint of a run that verifies (sizes, CRC-32C, readable files),
+/// passing over newer ones that do not; those are returned with the reason, for a warning. A
+/// checkpoint that fails verification is never loaded. Errors when no complete checkpoint exists or
+/// none verifies.
+pub fn load_newest_verified(run_dir: &Path) -> Result<(LoadedCheckpoint, Vec<Skipped>)> {
+    let all = list_complete(run_dir)?;
+    if all.is_empty() {
+        latest_complete(run_dir)?;
+    }
+    let mut skipped = Vec::new();
+    for (_, dir) in all.into_iter().rev() {
+        match load(&dir) {
+            Ok(ck) => return Ok((ck, skipped)),
+            Err(e) => skipped.push(Skipped { reason: reason_of(&e), dir }),
+        }
+    }
+    let list: Vec<String> = skipped.iter().map(|s| format!("{}: {}", s.dir.display(), s.reason)).collect();
+    Err(Error::Checkpoint {
+        path: run_dir.into(),
+        message: format!("no complete checkpoint verifies ({}); start a new run without --resume", list.join("; ")),
+    })
+}
+
+/// The part of a load error that says why (without the checkpoint's path, which the caller names).
+fn reason_of(e: &Error) -> String {
+    match e {
+        Error::Checkpoint { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Deletes temporary and trash directories and incomplete `step-*` directories left by a crash.
@@ -499,7 +456,7 @@ mod tests {
         RunConfig::from_toml_str("[budget]\nsteps = 10\n", &[]).unwrap()
     }
 
-    fn save_step(run: &Path, model: &BigramModel, step: u64, keep: usize, faults: WriteFaults) -> Result<PathBuf> {
+    fn save_step(run: &Path, model: &BigramModel, step: u64, keep: usize, faults: FaultPlan) -> Result<PathBuf> {
         let rc = run_config();
         let n = model.params().len();
         let (m, v) = (vec![0.5f32; n], vec![0.25f32; n]);
@@ -513,14 +470,14 @@ mod tests {
             v: &v,
             state: &state,
         };
-        save_with_faults(run, &data, keep, faults)
+        save(run, &data, keep, &faults)
     }
 
     #[test]
     fn save_load_round_trip_and_safetensors_is_standard() {
         let dir = tempfile::tempdir().unwrap();
         let model = BigramModel::new(5, 0.0, 1);
-        let ck = save_step(dir.path(), &model, 3, 2, WriteFaults::default()).unwrap();
+        let ck = save_step(dir.path(), &model, 3, 2, FaultPlan::default()).unwrap();
         assert_eq!(ck.file_name().unwrap(), "step-000003");
         let loaded = load(&ck).unwrap();
         assert_eq!(loaded.state.cursor, 12);
@@ -548,7 +505,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let model = BigramModel::new(4, 0.0, 1);
         for step in [1, 2, 3, 4] {
-            save_step(dir.path(), &model, step, 2, WriteFaults::default()).unwrap();
+            save_step(dir.path(), &model, step, 2, FaultPlan::default()).unwrap();
         }
         let steps: Vec<u64> = list_complete(dir.path()).unwrap().iter().map(|(s, _)| *s).collect();
         assert_eq!(steps, vec![3, 4]);
@@ -558,7 +515,7 @@ mod tests {
         assert!(latest_complete(dir.path()).unwrap().ends_with("step-000004"));
         assert!(matches!(load(&partial), Err(Error::Checkpoint { .. })));
         // The next save cleans it up.
-        save_step(dir.path(), &model, 5, 2, WriteFaults::default()).unwrap();
+        save_step(dir.path(), &model, 5, 2, FaultPlan::default()).unwrap();
         assert!(!partial.exists());
     }
 
@@ -566,9 +523,9 @@ mod tests {
     fn full_disk_fails_cleanly_and_keeps_previous_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
         let model = BigramModel::new(4, 0.0, 1);
-        let good = save_step(dir.path(), &model, 1, 3, WriteFaults::default()).unwrap();
+        let good = save_step(dir.path(), &model, 1, 3, FaultPlan::default()).unwrap();
         for limit in [0, 10, 100, 200] {
-            let faults = WriteFaults { disk_full_after_bytes: Some(limit), ..Default::default() };
+            let faults = FaultPlan { disk_full_after_bytes: Some(limit), ..Default::default() };
             let e = save_step(dir.path(), &model, 2, 3, faults).unwrap_err();
             assert!(e.to_string().contains("No space left"), "{e}");
         }
@@ -584,7 +541,7 @@ mod tests {
     fn corruption_and_wrong_architecture_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let model = BigramModel::new(4, 0.0, 1);
-        let ck = save_step(dir.path(), &model, 1, 3, WriteFaults::default()).unwrap();
+        let ck = save_step(dir.path(), &model, 1, 3, FaultPlan::default()).unwrap();
         let mut bigger = BigramModel::new(6, 0.0, 1);
         let e = load(&ck).unwrap().restore_params(&mut bigger).unwrap_err().to_string();
         assert!(e.contains("different architecture or vocabulary") && e.contains("vocab_size"), "{e}");

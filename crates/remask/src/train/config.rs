@@ -222,13 +222,32 @@ impl Default for RunSection {
     }
 }
 
+/// The "file name" of configs parsed from text ([`RunConfig::load`] puts the real path in).
+pub const CONFIG_TEXT: &str = "<config>";
+
+/// A TOML syntax error as one line: where (line and column) and what.
+pub fn toml_syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let what: Vec<&str> = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let what = what.join("; ");
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+            format!("not valid TOML at line {line}, column {column}: {what}")
+        }
+        None => format!("not valid TOML: {what}"),
+    }
+}
+
 impl RunConfig {
     /// Parses TOML text, applies `--set key=value` overrides and validates.
     pub fn from_toml_str(text: &str, overrides: &[String]) -> Result<Self> {
         let mut value: toml::Value = text
             .parse::<toml::Table>()
             .map(toml::Value::Table)
-            .map_err(|e| Error::config("<file>", format!("not valid TOML: {e}")))?;
+            .map_err(|e| Error::data(CONFIG_TEXT, toml_syntax_error(text, &e)))?;
         for o in overrides {
             apply_override(&mut value, o)?;
         }
@@ -240,6 +259,7 @@ impl RunConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_toml_str(&text, overrides).map_err(|e| match e {
             Error::Config { key, message } => Error::config(key, format!("{message} (in {})", path.display())),
+            Error::Data { path: p, message } if p == Path::new(CONFIG_TEXT) => Error::data(path, message),
             other => other,
         })
     }
@@ -278,6 +298,14 @@ impl RunConfig {
         }
         if o.batch_size == 0 {
             return Err(Error::config("optimizer.batch_size", "must be >= 1"));
+        }
+        // Rows are allocated per micro-batch: absurd sizes are refused here, not by an aborting
+        // allocation (found by fuzzing).
+        const MAX_ROWS: usize = 1 << 20;
+        for (key, v) in [("optimizer.batch_size", o.batch_size), ("optimizer.micro_batch_size", o.micro_batch_size), ("eval.batch_size", self.eval.batch_size)] {
+            if v > MAX_ROWS {
+                return Err(Error::config(key, format!("{v} rows is too many (at most {MAX_ROWS})")));
+            }
         }
         if o.micro_batch_size > o.batch_size || o.batch_size % o.micro_batch() != 0 {
             return Err(Error::config(

@@ -44,11 +44,14 @@ pub struct MetricsWriter {
 
 impl MetricsWriter {
     /// Opens `run_dir/metrics.jsonl` for appending. With `resume_step = Some(n)`, drops records of
-    /// steps after `n` first. TensorBoard files go to `run_dir/tensorboard/`.
+    /// steps after `n` first. A fresh run (`None`) starts both sinks empty: what a run killed before
+    /// its first checkpoint left there (it can never be resumed) is removed. TensorBoard files go to
+    /// `run_dir/tensorboard/`.
     pub fn open(run_dir: &Path, resume_step: Option<u64>, tensorboard: bool) -> Result<Self> {
         let path = run_dir.join("metrics.jsonl");
-        if let Some(n) = resume_step {
-            truncate_after(&path, n)?;
+        match resume_step {
+            Some(n) => truncate_after(&path, n)?,
+            None => remove_earlier_sessions(run_dir)?,
         }
         let jsonl = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         let tensorboard = if tensorboard {
@@ -108,6 +111,25 @@ impl MetricsWriter {
         text.push('\n');
         self.jsonl.write_all(text.as_bytes()).map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// Removes `metrics.jsonl` and the TensorBoard event files of an earlier session that never reached
+/// a checkpoint.
+fn remove_earlier_sessions(run_dir: &Path) -> Result<()> {
+    let path = run_dir.join("metrics.jsonl");
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
+        _ => {}
+    }
+    let tb = run_dir.join("tensorboard");
+    let Ok(entries) = std::fs::read_dir(&tb) else { return Ok(()) };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&tb, e))?;
+        if entry.file_name().to_string_lossy().starts_with("events.out.tfevents.") {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites `path` keeping only lines whose `step` is at most `n` (and lines that do not parse, which
@@ -172,5 +194,11 @@ mod tests {
         drop(m);
         let steps: Vec<u64> = read_train_records(&path).unwrap().iter().map(|r| r.step).collect();
         assert_eq!(steps, vec![1, 2, 3, 4, 5]);
+        // A fresh run in the directory (the earlier one never reached a checkpoint) starts empty.
+        let mut m = MetricsWriter::open(dir.path(), None, false).unwrap();
+        m.train(&rec(1)).unwrap();
+        drop(m);
+        let steps: Vec<u64> = read_train_records(&path).unwrap().iter().map(|r| r.step).collect();
+        assert_eq!(steps, vec![1]);
     }
 }

@@ -1,7 +1,8 @@
 //! The trainer: run config, optimizer, learning-rate schedule, loop, checkpoints, metrics, progress.
 //!
 //! Everything here is generic over [`crate::model::TrainModel`] and [`crate::BatchSource`];
-//! [`testing`] holds a small model and data source implementing them for tests.
+//! `testing` (tests and the `testing` feature only) holds a small model and data source implementing
+//! them for tests.
 
 mod boxed;
 pub mod checkpoint;
@@ -12,6 +13,7 @@ pub mod progress;
 pub mod run_data;
 pub mod schedule;
 pub mod tensorboard;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trainer;
 
@@ -20,4 +22,4 @@ pub use config::RunConfig;
 pub use optimizer::Optimizer;
 pub use progress::ProgressMode;
 pub use schedule::LrSchedule;
-pub use trainer::{init_threads, install_ctrlc_handler, RunSummary, StepOutcome, Trainer, TrainerOptions};
+pub use trainer::{init_threads, RunSummary, StepOutcome, Trainer, TrainerOptions};

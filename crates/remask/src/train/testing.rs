@@ -8,7 +8,7 @@ use remask_kernels::rng::{key, mix64, KeyedRng, Purpose};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Arch, ModelConfig, StepStats, TensorInfo, TrainModel};
-use crate::{Batch, BatchSource, Error, Result, IGNORE_INDEX, PAD_DOC};
+use crate::{Batch, BatchSource, Error, Result, IGNORE_INDEX};
 
 /// Predicts the token at position t from the input token at t-1 (a start row at document starts):
 /// `logits = dropout(W[prev]) + b`, W `[V+1, V]`, b `[V]`.
@@ -256,9 +256,9 @@ impl BatchSource for SyntheticSource {
 
     fn batch(&mut self, first_sample: u64, batch_size: usize, progress: f32) -> Result<Batch> {
         let t = self.seq_len;
-        let mut b = Batch { batch_size, seq_len: t, ..Default::default() };
-        for r in 0..batch_size as u64 {
-            let g = first_sample + r;
+        let mut b = Batch::new(batch_size, t);
+        for k in 0..batch_size {
+            let g = first_sample + k as u64;
             let (epoch, row) = (g / self.num_samples, g % self.num_samples);
             let toks = self.row_tokens(row);
             let len = toks.len();
@@ -283,14 +283,15 @@ impl BatchSource for SyntheticSource {
                 }
             }
             input.resize(t, 0);
-            b.input_ids.extend(input);
-            b.labels.extend(labels);
-            b.positions.extend((0..t as u32).map(|p| if (p as usize) < len { p } else { 0 }));
-            b.doc_ids.extend((0..t).map(|p| if p < len { 0 } else { PAD_DOC }));
-            b.token_type_ids.extend(std::iter::repeat(0).take(t));
-            b.lengths.push(len as u32);
-            b.prefix_lengths.push(0);
-            b.sample_ids.push(g);
+            b.lengths[k] = len as u32;
+            b.sample_ids[k] = g;
+            let o = b.row_mut(k);
+            o.input_ids.copy_from_slice(&input);
+            o.labels.copy_from_slice(&labels);
+            for p in 0..len {
+                o.positions[p] = p as u32;
+                o.doc_ids[p] = 0;
+            }
         }
         Ok(b)
     }

@@ -33,6 +33,7 @@ use super::progress::{Progress, ProgressMode};
 use super::schedule::LrSchedule;
 use crate::dist::DataParallel;
 use crate::eval::{self, EvalResult};
+use crate::fault::FaultPlan;
 use crate::model::{StepStats, TrainModel};
 use crate::{Batch, BatchSource, Error, Result};
 
@@ -40,13 +41,16 @@ use crate::{Batch, BatchSource, Error, Result};
 #[derive(Clone, Debug)]
 pub struct TrainerOptions {
     pub progress: ProgressMode,
-    /// Set (e.g. by a Ctrl-C handler) to stop at the next step boundary with a checkpoint.
+    /// Set to stop at the next step boundary with a checkpoint. The library never installs signal
+    /// handlers: the CLI sets this flag on SIGINT / SIGTERM.
     pub stop: Arc<AtomicBool>,
     /// Write metrics.jsonl / TensorBoard files (tests may turn this off).
     pub write_metrics: bool,
     /// Mask token id and special-token ids for MLM pseudo-perplexity (when `eval.pseudo_perplexity`).
     pub mask_token_id: Option<u32>,
     pub special_token_ids: Vec<u32>,
+    /// Faults injected into checkpoint writes (crash tests only; settable with the `testing` feature).
+    pub faults: FaultPlan,
 }
 
 impl Default for TrainerOptions {
@@ -57,6 +61,7 @@ impl Default for TrainerOptions {
             write_metrics: true,
             mask_token_id: None,
             special_token_ids: Vec::new(),
+            faults: FaultPlan::default(),
         }
     }
 }
@@ -150,7 +155,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             ..Default::default()
         };
         let metrics = if opts.write_metrics { Some(MetricsWriter::open(run_dir, None, cfg.run.tensorboard)?) } else { None };
-        let mut t = Self::assemble(model, source, eval_batches, cfg, run_dir, opts, state, Window::default(), metrics);
+        let mut t = Self::assemble(model, source, eval_batches, cfg, run_dir, opts, state, metrics);
         if let Some(m) = &mut t.metrics {
             m.event(0, "start", &format!("fresh run, {total_steps} steps"))?;
         }
@@ -172,10 +177,9 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         source.restore(&ckpt.state.source_state)?;
         let mut state = ckpt.state.clone();
         state.stop_reason = None;
-        let window = ckpt.state.window;
         let metrics =
             if opts.write_metrics { Some(MetricsWriter::open(run_dir, Some(state.step), cfg.run.tensorboard)?) } else { None };
-        let mut t = Self::assemble(model, source, eval_batches, cfg, run_dir, opts, state, window, metrics);
+        let mut t = Self::assemble(model, source, eval_batches, cfg, run_dir, opts, state, metrics);
         let tensors = t.model.tensors().to_vec();
         ckpt.restore_moments(&tensors, &mut t.optimizer.m, &mut t.optimizer.v)?;
         t.optimizer.t = t.state.optimizer_t;
@@ -188,6 +192,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         Ok(t)
     }
 
+    /// The trainer over `state` (a fresh one, or a checkpoint's, whose metrics window it continues).
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         model: M,
@@ -197,7 +202,6 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         run_dir: &Path,
         opts: TrainerOptions,
         state: TrainerState,
-        window: Window,
         metrics: Option<MetricsWriter>,
     ) -> Self {
         let optimizer = Optimizer::new(&cfg.optimizer, model.params().len());
@@ -211,7 +215,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             eval_batches,
             optimizer,
             schedule,
-            window,
+            window: state.window,
             opts,
             metrics,
             progress,
@@ -481,7 +485,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             v: &self.optimizer.v,
             state: &self.state,
         };
-        let dir = checkpoint::save(&self.run_dir, &data, self.cfg.checkpoint.keep_last)?;
+        let dir = checkpoint::save(&self.run_dir, &data, self.cfg.checkpoint.keep_last, &self.opts.faults)?;
         self.last_checkpoint = Some((self.state.step, dir.clone()));
         if let Some(m) = &mut self.metrics {
             m.event(self.state.step, "checkpoint", &dir.display().to_string())?;
@@ -495,21 +499,6 @@ fn real_tokens(b: &Batch) -> u64 {
     let enc: u64 = b.lengths.iter().map(|&l| l as u64).sum();
     let dec: u64 = b.decoder.as_ref().map_or(0, |d| d.lengths.iter().map(|&l| l as u64).sum());
     enc + dec
-}
-
-/// Installs a Ctrl-C handler that sets the returned flag; a second Ctrl-C exits at once (status 130).
-pub fn install_ctrlc_handler() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    ctrlc::set_handler(move || {
-        if f.swap(true, Ordering::SeqCst) {
-            eprintln!("second interrupt: exiting without a checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!("interrupt: finishing the current step and writing a checkpoint (Ctrl-C again to quit at once)");
-    })
-    .map_err(|e| Error::Other(format!("cannot install the Ctrl-C handler: {e}")))?;
-    Ok(flag)
 }
 
 /// Sets the size of the global rayon pool (0 = all cores). Call once, before training.

@@ -1,0 +1,184 @@
+//! `MaskPlan`: the one owner of *when* MLM masks are decided. Given a row, the epoch it is seen in and
+//! its index, it says which positions are masked and how, for every mode of `[masking] when`:
+//!
+//! - **static**: K copies decided at `prepare` time ([`MaskPlan::write_static_copies`]); epoch e reads
+//!   copy e mod K ([`MaskPlan::key_epoch`], the only place that rule is written). With the copies
+//!   opened ([`MaskPlan::with_stored_copies`], a training split) rows are read from them; without
+//!   (writing them, `inspect masking`, other splits) the same masks are computed, because copy k *is*
+//!   the dynamic mask of key epoch k.
+//! - **dynamic**: computed when asked, keyed by (seed, epoch, row index).
+//! - **adaptive**: computed when asked, keyed the same way and weighted by the running per-token loss
+//!   the trainer feeds back ([`MaskPlan::feedback`]; saved in checkpoints through [`MaskPlan::state`]).
+//! - **evaluation** ([`MaskPlan::mask_eval`]): keyed by the fixed epoch [`EVAL_EPOCH`] at the final
+//!   rate of the schedule, never adaptive, never stored: the same masks at every evaluation.
+//!
+//! Adding a *when* mode: a [`When`] variant in `config.rs` (with its validation) and a `Mode` arm
+//! here; nothing outside `masking/` changes.
+
+use std::path::Path;
+
+use super::adaptive::{Adaptive, AdaptiveStats};
+use super::config::{MaskingConfig, When};
+use super::masker::{MaskScratch, Masker, Vocab};
+use super::row::{MaskKey, MaskedRow, TokenRow, TokenRowBuf};
+use super::static_store::{copy_name, copy_path, StaticCopies, StaticCopyWriter, StaticMeta, StoredCopies};
+use crate::{Batch, Result};
+
+/// The key epoch of evaluation masks.
+pub const EVAL_EPOCH: u64 = u64::MAX;
+
+/// How a plan decides masks (one arm per [`When`] mode).
+enum Mode {
+    /// Copy e mod K; read from `copies` when they are open, else computed.
+    Static { dupe_factor: u32, copies: Option<StaticCopies> },
+    Dynamic,
+    Adaptive(Adaptive),
+}
+
+/// Decides the MLM masks of every (row, epoch) of a run. See the module doc.
+pub struct MaskPlan {
+    config: MaskingConfig,
+    masker: Masker,
+    seed: u64,
+    mode: Mode,
+}
+
+impl MaskPlan {
+    /// The plan of `config` over `vocab`, keyed by `seed`. Static masks are computed until
+    /// [`Self::with_stored_copies`] opens the stored ones.
+    pub fn new(config: &MaskingConfig, vocab: &Vocab<'_>, seed: u64) -> Result<Self> {
+        let masker = Masker::new(config, vocab)?;
+        let mode = match config.when {
+            When::Static { dupe_factor } => Mode::Static { dupe_factor, copies: None },
+            When::Dynamic => Mode::Dynamic,
+            When::Adaptive { temperature, decay, uniform_mix } => {
+                Mode::Adaptive(Adaptive { stats: AdaptiveStats::new(vocab.size as usize, decay), temperature, uniform_mix })
+            }
+        };
+        Ok(Self { config: config.clone(), masker, seed, mode })
+    }
+
+    /// For a prepared training split: static masking reads the copies `prepare` stored (and refuses
+    /// copies made with another config); other modes store nothing and are returned unchanged.
+    pub fn with_stored_copies(mut self, stored: StoredCopies<'_>) -> Result<Self> {
+        if let Mode::Static { copies, .. } = &mut self.mode {
+            *copies = Some(StaticCopies::open_for(&self.config, stored)?);
+        }
+        Ok(self)
+    }
+
+    /// Keys the masks by `seed` (e.g. a run's seed instead of the data seed).
+    pub fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
+    }
+
+    pub fn config(&self) -> &MaskingConfig {
+        &self.config
+    }
+
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The running statistics, when masking is adaptive.
+    pub fn adaptive(&self) -> Option<&AdaptiveStats> {
+        match &self.mode {
+            Mode::Adaptive(a) => Some(&a.stats),
+            _ => None,
+        }
+    }
+
+    /// The epoch whose masks training epoch `epoch` sees: static masking repeats copy e mod K.
+    pub fn key_epoch(&self, epoch: u64) -> u64 {
+        match self.mode {
+            Mode::Static { dupe_factor, .. } => epoch % dupe_factor.max(1) as u64,
+            _ => epoch,
+        }
+    }
+
+    /// Masks `row`, row `index` of its split, as training sees it in `epoch` at `progress` ∈ [0, 1] of
+    /// training (the rate follows the schedule). Writes `out`; the chosen positions are left in
+    /// `scratch.chosen`.
+    pub fn mask_train(&self, row: TokenRow<'_>, index: u64, epoch: u64, progress: f32, mut out: MaskedRow<'_>, scratch: &mut MaskScratch) {
+        let key = MaskKey { seed: self.seed, epoch: self.key_epoch(epoch), index };
+        let rate = self.config.rate_at(progress);
+        match &self.mode {
+            Mode::Static { copies: Some(copies), .. } => {
+                scratch.chosen.resize(row.ids.len(), false);
+                copies.row(key.epoch as usize, index as usize, out.input, &mut scratch.chosen);
+                out.set_labels(row.ids, &scratch.chosen);
+            }
+            Mode::Static { copies: None, .. } | Mode::Dynamic => self.masker.mask_row(row, out, rate, key, None, scratch),
+            Mode::Adaptive(a) => self.masker.mask_row(row, out, rate, key, Some(a), scratch),
+        }
+    }
+
+    /// The evaluation masks of `row`, row `index` of its split: keyed by [`EVAL_EPOCH`] at the
+    /// schedule's final rate, in every mode. The chosen positions are left in `scratch.chosen`.
+    pub fn mask_eval(&self, row: TokenRow<'_>, index: u64, out: MaskedRow<'_>, scratch: &mut MaskScratch) {
+        let key = MaskKey { seed: self.seed, epoch: EVAL_EPOCH, index };
+        self.masker.mask_row(row, out, self.config.rate_at(1.0), key, None, scratch);
+    }
+
+    /// What `prepare` stores for this plan in the prepared directory `dir`, given its `rows` training
+    /// rows of `seq_len` (`fill(r, row)` packs row r): for static masking the K copies, copy k holding
+    /// this plan's masks of key epoch k (computed, whatever copies are open); nothing (`None`) for the
+    /// modes that decide masks during training.
+    pub fn write_static_copies(
+        &self,
+        dir: &Path,
+        rows: u64,
+        seq_len: usize,
+        fill: &mut dyn FnMut(u64, &mut TokenRowBuf),
+    ) -> Result<Option<StaticMeta>> {
+        let Mode::Static { dupe_factor, .. } = self.mode else {
+            return Ok(None);
+        };
+        let rate = self.config.rate_at(0.0);
+        let mut row = TokenRowBuf::new(seq_len);
+        let (mut input, mut labels) = (vec![0u32; seq_len], vec![0i32; seq_len]);
+        let mut scratch = MaskScratch::default();
+        let (mut files, mut bytes) = (Vec::new(), 0);
+        for c in 0..dupe_factor {
+            let mut w = StaticCopyWriter::new(c, seq_len, rows as usize);
+            for r in 0..rows {
+                fill(r, &mut row);
+                let key = MaskKey { seed: self.seed, epoch: c as u64, index: r };
+                let out = MaskedRow { input: &mut input, labels: &mut labels };
+                self.masker.mask_row(row.view(), out, rate, key, None, &mut scratch);
+                w.push(&input, &scratch.chosen);
+            }
+            bytes += w.write(&copy_path(dir, c))?;
+            files.push(copy_name(c));
+        }
+        Ok(Some(StaticMeta { dupe_factor, files, bytes }))
+    }
+
+    /// Takes the per-label losses of `batch` (adaptive masking; a no-op otherwise).
+    pub fn feedback(&mut self, batch: &Batch, label_losses: &[f32]) {
+        if let Mode::Adaptive(a) = &mut self.mode {
+            a.stats.feedback(batch, label_losses);
+        }
+    }
+
+    /// What a checkpoint must keep to continue exactly: the adaptive statistics, or `null`.
+    pub fn state(&self) -> serde_json::Value {
+        match &self.mode {
+            Mode::Adaptive(a) => serde_json::json!({ "adaptive": a.stats.to_json() }),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    /// Restores what [`Self::state`] returned.
+    pub fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        if let (Mode::Adaptive(a), Some(v)) = (&mut self.mode, state.get("adaptive")) {
+            let vocab = a.stats.loss.len();
+            a.stats = AdaptiveStats::from_json(v, vocab)?;
+        }
+        Ok(())
+    }
+}
