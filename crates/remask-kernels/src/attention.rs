@@ -9,7 +9,10 @@
 //!
 //! - [`attention_forward`] / [`attention_backward`]: the fused, tiled (flash-style, online softmax)
 //!   kernels; they never materialize a whole T×T score matrix and skip empty tiles.
-//! - [`attention_forward_reference`] / [`attention_backward_reference`]: the plain twins.
+//! - [`attention_forward_bf16`] / [`attention_backward_bf16`]: the same kernels with every tile
+//!   product on bf16 operands, accumulating in f32 (mixed precision; AMX where present).
+//! - [`attention_forward_reference`] / [`attention_backward_reference`]: the plain twins (of both;
+//!   the bf16 kernels agree with them to bf16's rounding, see `tests.rs`).
 //! - [`dense`]: an efficient dense-masked implementation (GEMM scores, masked softmax, GEMM with V),
 //!   the honest baseline the benchmarks compare against.
 
@@ -17,15 +20,19 @@ use crate::block_mask::BlockMask;
 
 pub mod dense;
 mod fused;
+mod fused_bf16;
 mod microkernel;
 mod reference;
 mod scratch;
 mod simd;
-mod tile_gemm;
 mod tile_softmax;
 mod transpose;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bf16;
+#[cfg(test)]
+mod tests_common;
 
 pub use reference::{attention_backward_reference, attention_forward_reference};
 
@@ -96,4 +103,33 @@ pub fn attention_backward(
     scale: f32,
 ) {
     fused::backward(dq, dk, dv, dout, q, k, v, out, lse, mask, shape, scale)
+}
+
+/// [`attention_forward`] with bf16 tile products (f32 softmax, log-sum-exp and accumulation).
+/// Panics when the CPU has no bf16 support (callers refuse bf16 earlier, with a message).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward_bf16(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v: &[f32], mask: &BlockMask, shape: AttnShape, scale: f32) {
+    let kernel = crate::cpu::bf16_kernel().expect(crate::cpu::BF16_UNSUPPORTED);
+    fused_bf16::forward(kernel, out, lse, q, k, v, mask, shape, scale)
+}
+
+/// [`attention_backward`] with bf16 tile products (f32 softmax gradient and accumulation).
+/// Panics when the CPU has no bf16 support.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_bf16(
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    dout: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &[f32],
+    lse: &[f32],
+    mask: &BlockMask,
+    shape: AttnShape,
+    scale: f32,
+) {
+    let kernel = crate::cpu::bf16_kernel().expect(crate::cpu::BF16_UNSUPPORTED);
+    fused_bf16::backward(kernel, dq, dk, dv, dout, q, k, v, out, lse, mask, shape, scale)
 }

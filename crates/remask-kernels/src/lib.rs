@@ -12,17 +12,22 @@
 //!   twins are checked against finite differences in f64.
 
 pub mod adamw;
+pub mod bf16;
 pub mod clip;
+pub mod cpu;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod embedding;
 pub mod gelu;
+pub mod gemm_bf16;
 pub mod layernorm;
 pub mod matmul;
+pub mod matmul_bf16;
 pub mod attention;
 pub mod block_mask;
 pub mod rng;
 pub mod softmax;
 mod simd;
+mod strided_gemm;
 #[cfg(test)]
 mod testing;

@@ -3,56 +3,19 @@
 //! Shapes: N = rows (B*T), C = input channels, OC = output channels. Weights are stored
 //! `[OC, C]` (PyTorch's `nn.Linear` layout), so the forward is `out = inp · weightᵀ + bias`.
 //!
-//! The fast paths call the `gemm` crate (AVX-512 micro-kernels with its `x86-v4` feature, runtime
-//! dispatch elsewhere) with strides that express every transpose, so nothing is ever copied. Large
-//! products run on rayon's pool; small ones stay on the calling thread, where threading costs more
+//! The fast paths call the `gemm` crate through [`strided_gemm`](crate::strided_gemm) (AVX-512
+//! micro-kernels with its `x86-v4` feature, runtime dispatch elsewhere) with strides that express
+//! every transpose, so nothing is ever copied. Large products run on rayon's pool; small ones stay on the calling thread, where threading costs more
 //! than it saves (and where callers such as attention may already be running in parallel).
 
 #![allow(clippy::too_many_arguments)] // Kernel signatures follow llm.c: buffers first, sizes last.
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// Below this many multiply-adds a product runs single-threaded.
-const PARALLEL_MIN_FLOPS: usize = 1 << 18;
+use crate::strided_gemm::{strided_gemm, MatRef, Threads};
 
 /// Columns reduced together by one task of the bias-gradient reduction.
 const DBIAS_BLOCK: usize = 64;
-
-fn parallelism_for(m: usize, n: usize, k: usize) -> Parallelism {
-    let threads = rayon::current_num_threads();
-    if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FLOPS {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    }
-}
-
-/// dst[M,N] = alpha·dst + beta·lhs·rhs through the `gemm` crate, with element (i,j) of each matrix
-/// at `ptr + i·rs + j·cs`. `read_dst = false` ignores dst's old contents entirely.
-///
-/// Safety contract (checked by the callers' asserts): every addressed element is in bounds.
-#[allow(clippy::too_many_arguments)]
-fn gemm_strided(dst: &mut [f32], dst_rs: usize, dst_cs: usize, read_dst: bool,
-                lhs: &[f32], lhs_rs: usize, lhs_cs: usize, rhs: &[f32], rhs_rs: usize, rhs_cs: usize,
-                m: usize, k: usize, n: usize, alpha: f32, beta: f32) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let last = |rs: usize, cs: usize, r: usize, c: usize| (r - 1) * rs + (c - 1) * cs;
-    assert!(last(dst_rs, dst_cs, m, n) < dst.len());
-    if k > 0 {
-        assert!(last(lhs_rs, lhs_cs, m, k) < lhs.len() && last(rhs_rs, rhs_cs, k, n) < rhs.len());
-    }
-    // SAFETY: the asserts above bound every element the strides address; dst is exclusively
-    // borrowed and cannot alias lhs or rhs (shared borrows).
-    unsafe {
-        gemm::gemm(m, n, k, dst.as_mut_ptr(), dst_cs as isize, dst_rs as isize, read_dst,
-                   lhs.as_ptr(), lhs_cs as isize, lhs_rs as isize,
-                   rhs.as_ptr(), rhs_cs as isize, rhs_rs as isize,
-                   alpha, beta, false, false, false, parallelism_for(m, n, k));
-    }
-}
 
 /// out[N,OC] = inp[N,C] · weight[OC,C]ᵀ + bias[OC]. Overwrites out.
 pub fn matmul_forward(out: &mut [f32], inp: &[f32], weight: &[f32], bias: Option<&[f32]>, n: usize, c: usize, oc: usize) {
@@ -65,17 +28,22 @@ pub fn matmul_forward(out: &mut [f32], inp: &[f32], weight: &[f32], bias: Option
         Some(bias) => {
             // Pass 1: every row of out starts as the bias; pass 2 lets gemm accumulate onto it, which
             // costs one streaming write of out instead of a second read-modify-write pass.
-            let bias = &bias[..oc];
-            let rows_per_task = (1 << 14) / oc + 1;
-            out.par_chunks_mut(rows_per_task * oc).for_each(|chunk| {
-                for row in chunk.chunks_exact_mut(oc) {
-                    row.copy_from_slice(bias);
-                }
-            });
-            gemm_strided(out, oc, 1, true, inp, c, 1, weight, 1, c, n, c, oc, 1.0, 1.0);
+            fill_rows(out, bias, oc);
+            strided_gemm(out, oc, 1, MatRef::rows(inp, c), MatRef::transposed(weight, c), n, c, oc, 1.0, 1.0, Threads::Pool);
         }
-        None => gemm_strided(out, oc, 1, false, inp, c, 1, weight, 1, c, n, c, oc, 0.0, 1.0),
+        None => strided_gemm(out, oc, 1, MatRef::rows(inp, c), MatRef::transposed(weight, c), n, c, oc, 1.0, 0.0, Threads::Pool),
     }
+}
+
+/// Every row of `out[rows, OC]` ← `bias[OC]`.
+fn fill_rows(out: &mut [f32], bias: &[f32], oc: usize) {
+    let bias = &bias[..oc];
+    let rows_per_task = (1 << 14) / oc + 1;
+    out.par_chunks_mut(rows_per_task * oc).for_each(|chunk| {
+        for row in chunk.chunks_exact_mut(oc) {
+            row.copy_from_slice(bias);
+        }
+    });
 }
 
 /// Reference twin of [`matmul_forward`]: plain loops.
@@ -102,30 +70,34 @@ pub fn matmul_backward(dinp: Option<&mut [f32]>, dweight: &mut [f32], dbias: Opt
     // dinp[N,C] += dout[N,OC] · weight[OC,C].
     if let Some(dinp) = dinp {
         assert!(dinp.len() >= n * c);
-        gemm_strided(dinp, c, 1, true, dout, oc, 1, weight, c, 1, n, oc, c, 1.0, 1.0);
+        strided_gemm(dinp, c, 1, MatRef::rows(dout, oc), MatRef::rows(weight, c), n, oc, c, 1.0, 1.0, Threads::Pool);
     }
     // dweight[OC,C] += doutᵀ[OC,N] · inp[N,C]; doutᵀ is dout read with swapped strides.
-    gemm_strided(dweight, c, 1, true, dout, 1, oc, inp, c, 1, oc, n, c, 1.0, 1.0);
-    // dbias[OC] += Σ_rows dout: each task owns a block of columns and sweeps all rows, so the
-    // reduction needs no scratch memory and its inner loop is a contiguous vector add.
+    strided_gemm(dweight, c, 1, MatRef::transposed(dout, oc), MatRef::rows(inp, c), oc, n, c, 1.0, 1.0, Threads::Pool);
     if let Some(dbias) = dbias {
-        let dbias = &mut dbias[..oc];
-        let dout = &dout[..n * oc];
-        dbias.par_chunks_mut(DBIAS_BLOCK).enumerate().for_each(|(blk, db)| {
-            let j0 = blk * DBIAS_BLOCK;
-            let w = db.len();
-            let mut acc = [0.0f32; DBIAS_BLOCK];
-            let acc = &mut acc[..w];
-            for row in dout.chunks_exact(oc) {
-                for (a, &g) in acc.iter_mut().zip(&row[j0..j0 + w]) {
-                    *a += g;
-                }
-            }
-            for (d, &a) in db.iter_mut().zip(acc.iter()) {
-                *d += a;
-            }
-        });
+        bias_backward(dbias, dout, n, oc);
     }
+}
+
+/// dbias[OC] += Σ_rows dout[N,OC]: each task owns a block of columns and sweeps all rows, so the
+/// reduction needs no scratch memory and its inner loop is a contiguous vector add.
+pub(crate) fn bias_backward(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
+    let dbias = &mut dbias[..oc];
+    let dout = &dout[..n * oc];
+    dbias.par_chunks_mut(DBIAS_BLOCK).enumerate().for_each(|(blk, db)| {
+        let j0 = blk * DBIAS_BLOCK;
+        let w = db.len();
+        let mut acc = [0.0f32; DBIAS_BLOCK];
+        let acc = &mut acc[..w];
+        for row in dout.chunks_exact(oc) {
+            for (a, &g) in acc.iter_mut().zip(&row[j0..j0 + w]) {
+                *a += g;
+            }
+        }
+        for (d, &a) in db.iter_mut().zip(acc.iter()) {
+            *d += a;
+        }
+    });
 }
 
 /// Reference twin of [`matmul_backward`]: plain loops.
@@ -157,10 +129,9 @@ pub fn matmul_backward_reference(mut dinp: Option<&mut [f32]>, dweight: &mut [f3
 pub fn gemm(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize,
             trans_a: bool, trans_b: bool, alpha: f32, beta: f32) {
     assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
-    let (a_rs, a_cs) = if trans_a { (1, m) } else { (k, 1) };
-    let (b_rs, b_cs) = if trans_b { (1, k) } else { (n, 1) };
-    // The gemm crate names the factors the other way round: dst = alpha·dst + beta·lhs·rhs.
-    gemm_strided(c, n, 1, beta != 0.0, a, a_rs, a_cs, b, b_rs, b_cs, m, k, n, beta, alpha);
+    let a = MatRef::maybe_transposed(a, if trans_a { m } else { k }, trans_a);
+    let b = MatRef::maybe_transposed(b, if trans_b { k } else { n }, trans_b);
+    strided_gemm(c, n, 1, a, b, m, k, n, alpha, beta, Threads::Pool);
 }
 
 /// Reference twin of [`gemm`]: plain loops.

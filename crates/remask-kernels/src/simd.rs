@@ -7,9 +7,11 @@
 /// Independent accumulators per reduction: 16 f32 = one AVX-512 register or two AVX2 ones.
 pub(crate) const LANES: usize = 16;
 
-/// Defines `fn $name(args) -> ret` that runs `$body(args)` compiled for AVX2+FMA when the CPU has
-/// them (detected once and cached by std), and the baseline build otherwise. `$body` must be an
-/// `#[inline(always)]` function so it is compiled inside each variant with that variant's features.
+/// Defines `fn $name(args) -> ret` that runs `$body(args)` compiled for AVX-512 or AVX2+FMA when the
+/// CPU has them (detected once and cached by std), and the baseline build otherwise. `$body` must be
+/// an `#[inline(always)]` function so it is compiled inside each variant with that variant's
+/// features. The variants compute the same bits: bodies are elementwise or reduce through explicit
+/// `LANES` accumulators, so the vector width changes only how many lanes one instruction covers.
 macro_rules! simd_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path) => {
         $(#[$meta])*
@@ -17,10 +19,19 @@ macro_rules! simd_dispatch {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the features `avx512` was compiled for are present on this CPU.
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                     // SAFETY: the features `avx2` was compiled for are present on this CPU.

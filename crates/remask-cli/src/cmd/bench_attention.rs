@@ -44,6 +44,12 @@ pub struct Args {
     pub iters: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Number format of the products, fused and dense alike: fp32, or bf16 (needs AVX-512 BF16).
+    #[arg(long, default_value = "fp32")]
+    pub precision: remask::model::Precision,
+    /// bf16 kernel: `auto` (AMX where the CPU has it) or `avx512`. Benchmarks only.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub bf16_kernel: super::bench_train::Bf16KernelArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -61,7 +67,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tile: args.tile,
         iters: args.iters,
         seed: args.seed,
+        precision: args.precision,
     };
+    if args.bf16_kernel == super::bench_train::Bf16KernelArg::Avx512 {
+        remask_kernels::cpu::limit_bf16_kernel(remask_kernels::cpu::Bf16Kernel::Avx512);
+    }
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(t) = args.threads {
         anyhow::ensure!(t > 0, "--threads must be at least 1");

@@ -69,7 +69,14 @@ fn time_ms(iters: usize, mut f: impl FnMut()) -> (f64, f64) {
 
 impl Bench<'_> {
     /// Times `fast` on the pool and `reference` on the calling thread, then prints one JSON line.
-    fn run(&self, name: &str, shape: &str, work: Work, mut fast: impl FnMut() + Send, mut reference: impl FnMut()) {
+    fn run(&self, name: &str, shape: &str, work: Work, fast: impl FnMut() + Send, reference: impl FnMut()) {
+        self.run_with(name, shape, work, &[], None, fast, reference);
+    }
+
+    /// [`Self::run`] with extra fields, and the share of `peak` (GFLOP/s) the fast kernel reaches.
+    #[allow(clippy::too_many_arguments)]
+    fn run_with(&self, name: &str, shape: &str, work: Work, extra: &[(&str, serde_json::Value)], peak: Option<f64>,
+                mut fast: impl FnMut() + Send, mut reference: impl FnMut()) {
         if self.args.only.as_deref().is_some_and(|o| !name.contains(o)) {
             return;
         }
@@ -96,6 +103,16 @@ impl Bench<'_> {
             "min_ms": round(fast_min_ms),
             format!("best_{unit}"): round(rate(fast_min_ms)),
         });
+        if let Some(obj) = line.as_object_mut() {
+            for (k, v) in extra {
+                obj.insert((*k).into(), v.clone());
+            }
+            if let Some(peak) = peak {
+                obj.insert("peak_gflops".into(), round(peak).into());
+                obj.insert("peak_share".into(), round(rate(fast_ms) / peak).into());
+                obj.insert("best_peak_share".into(), round(rate(fast_min_ms) / peak).into());
+            }
+        }
         if let (Some(r), Some(obj)) = (ref_ms, line.as_object_mut()) {
             obj.insert("reference_median_ms".into(), round(r).into());
             obj.insert(format!("reference_{unit}"), round(rate(r)).into());
@@ -151,6 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
               || k::matmul::gemm(&mut cm, &a, &bm, m, kk, nn, false, false, 1.0, 0.0),
               || k::matmul::gemm_reference(&mut cm_r, &a, &bm, m, kk, nn, false, false, 1.0, 0.0));
     }
+    bench_bf16(&b, n, c, f, v);
     {
         let shape = format!("N={n} C={c}");
         let inp = rand(n * c, 7, 2.0);
@@ -266,4 +284,104 @@ pub fn run(args: Args) -> anyhow::Result<()> {
               || { std::hint::black_box(k::clip::grad_norm_reference(&grads)); });
     }
     Ok(())
+}
+
+/// The register-only bf16 peak of `kernel` on every thread of the pool at once, GFLOP/s (best of 5).
+fn bf16_peak(pool: &rayon::ThreadPool, kernel: k::cpu::Bf16Kernel) -> f64 {
+    // About 10–20 ms per round at a few GHz.
+    let iters = match kernel {
+        k::cpu::Bf16Kernel::Avx512 => 2_000_000,
+        k::cpu::Bf16Kernel::Amx => 200_000,
+    };
+    measure_peak(pool, iters, |n| k::gemm_bf16::bf16_peak_loop(kernel, n))
+}
+
+/// `run(iters)` (returning the FLOPs done) on every thread of the pool at once: total GFLOP/s over
+/// the slowest thread's time, best of 5 rounds.
+fn measure_peak(pool: &rayon::ThreadPool, iters: u64, run: impl Fn(u64) -> f64 + Sync) -> f64 {
+    (0..5)
+        .map(|_| {
+            let runs = pool.broadcast(|_| {
+                let t = Instant::now();
+                let flops = run(iters);
+                (flops, t.elapsed().as_secs_f64())
+            });
+            let flops: f64 = runs.iter().map(|r| r.0).sum();
+            let secs = runs.iter().map(|r| r.1).fold(0.0, f64::max);
+            flops / secs / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+/// bf16 lines, for each bf16 kernel this CPU has (AMX and the AVX-512 path below it): the
+/// register-only peak, the GEMM on packed operands (the headline shape and the model's linear
+/// layers, with the share of the peak), and the linear layer with its per-call packing.
+fn bench_bf16(b: &Bench<'_>, n: usize, c: usize, f: usize, v: usize) {
+    use k::cpu::Bf16Kernel;
+    let Some(best) = k::cpu::best_bf16_kernel() else {
+        if b.args.only.as_deref().is_none_or(|o| "bf16".contains(o) || o.contains("bf16")) {
+            println!("{}", serde_json::json!({ "kernel": "bf16", "skipped": k::cpu::BF16_UNSUPPORTED }));
+        }
+        return;
+    };
+    let kernels: Vec<Bf16Kernel> = [Bf16Kernel::Avx512, Bf16Kernel::Amx].into_iter().filter(|&kk| kk <= best).collect();
+    if b.args.only.as_deref().is_none_or(|o| "bf16_peak".contains(o)) {
+        // The f32 FMA peak, for scale (every CPU with AVX-512 BF16 has AVX-512F).
+        let peak = measure_peak(&b.pool, 2_000_000, k::gemm_bf16::fp32_peak_loop);
+        println!("{}", serde_json::json!({ "kernel": "fp32_peak", "impl": "avx512f-fma", "threads": b.args.threads,
+                                           "gflops": round(peak), "note": "register-only loop, no memory traffic" }));
+    }
+    for kernel in kernels {
+        let imp = serde_json::Value::from(kernel.name());
+        k::cpu::limit_bf16_kernel(kernel);
+        let peak = bf16_peak(&b.pool, kernel);
+        if b.args.only.as_deref().is_none_or(|o| "bf16_peak".contains(o)) {
+            println!("{}", serde_json::json!({ "kernel": "bf16_peak", "impl": kernel.name(), "threads": b.args.threads,
+                                               "gflops": round(peak), "note": "register-only loop, no memory traffic" }));
+        }
+        let shapes = [(n, c, f), (n, f, c), (n, c, 3 * c), (n, c, v)];
+        for (i, &(m, kk, nn)) in shapes.iter().enumerate() {
+            // The GEMM alone on packed operands: A = activations [M×K], B = Wᵀ [K×N].
+            let a = rand(m * kk, 30 + i as u64, 1.0);
+            let w = rand(nn * kk, 40 + i as u64, 0.05);
+            let (mut pa, mut pb) = (k::gemm_bf16::PackedLhs::new(), k::gemm_bf16::PackedRhs::new());
+            pa.pack(&a, kk, false, m, kk);
+            pb.pack(&w, kk, true, kk, nn);
+            let (mut cm, mut cm_r) = (vec![0.0; m * nn], vec![0.0; m * nn]);
+            let flops = 2.0 * (m * kk * nn) as f64;
+            let shape = format!("M={m} K={kk} N={nn}");
+            b.run_with("gemm_bf16", &shape, Work::Flops(flops), &[("impl", imp.clone())], Some(peak),
+                       || k::gemm_bf16::gemm_bf16_with(kernel, &mut cm, nn, &pa, &pb, 1.0, k::gemm_bf16::Start::Zero),
+                       || k::gemm_bf16::gemm_bf16_reference(&mut cm_r, nn, &a, kk, 1, &w, 1, kk, m, kk, nn, 1.0, k::gemm_bf16::Start::Zero));
+            if i == 3 {
+                continue; // the head's layer-level figures add nothing the smaller shapes do not show
+            }
+            // The per-call packs of the linear layer: activations as A (forward, input gradient),
+            // transposed as A (weight gradient), and as B (weight gradient).
+            let bytes = (m * kk) as f64 * (4.0 + 2.0);
+            let shape = format!("rows={m} cols={kk}");
+            b.run_with("pack_lhs_bf16", &shape, Work::Bytes(bytes), &[("impl", imp.clone())], None, || pa.pack(&a, kk, false, m, kk), || {});
+            b.run_with("pack_lhs_transposed_bf16", &shape, Work::Bytes(bytes), &[("impl", imp.clone())], None, || pa.pack(&a, kk, true, kk, m), || {});
+            b.run_with("pack_rhs_bf16", &shape, Work::Bytes(bytes), &[("impl", imp.clone())], None, || pb.pack(&a, kk, false, m, kk), || {});
+            // The linear layer: packing of the activations included, the weight packed once.
+            let bias = rand(nn, 50, 0.1);
+            let mut pw = k::matmul_bf16::PackedWeight::new();
+            pw.pack(&w, kk, nn);
+            let shape = format!("N={m} C={kk} OC={nn}");
+            let (mut out, mut out_r) = (vec![0.0; m * nn], vec![0.0; m * nn]);
+            b.run_with("matmul_forward_bf16", &shape, Work::Flops(flops), &[("impl", imp.clone())], Some(peak),
+                       || k::matmul_bf16::matmul_forward_bf16(&mut out, &a, &pw, Some(&bias), m, kk, nn),
+                       || k::matmul_bf16::matmul_forward_bf16_reference(&mut out_r, &a, &w, Some(&bias), m, kk, nn));
+            let dout = rand(m * nn, 60, 1.0);
+            let (mut dinp, mut dw, mut db) = (vec![0.0; m * kk], vec![0.0; nn * kk], vec![0.0; nn]);
+            let (mut dinp_r, mut dw_r, mut db_r) = (dinp.clone(), dw.clone(), db.clone());
+            b.run_with("matmul_backward_bf16", &shape, Work::Flops(2.0 * flops), &[("impl", imp.clone())], Some(peak),
+                       || k::matmul_bf16::matmul_backward_bf16(Some(&mut dinp), k::gemm_bf16::Start::C, &mut dw, Some(&mut db), &dout, &a, &pw, m, kk, nn),
+                       || k::matmul_bf16::matmul_backward_bf16_reference(Some(&mut dinp_r), &mut dw_r, Some(&mut db_r), &dout, &a, &w, m, kk, nn));
+            let shape = format!("OC={nn} C={kk}");
+            b.run_with("pack_weight_bf16", &shape, Work::Bytes((nn * kk) as f64 * (4.0 + 2.0 * 2.0)), &[("impl", imp.clone())], None,
+                       || pw.pack(&w, kk, nn), || {});
+        }
+    }
+    k::cpu::limit_bf16_kernel(best);
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use remask::attention::AttentionMaskSpec;
-use remask::model::{new_model, Arch, ModelConfig};
+use remask::model::{new_model, Arch, ModelConfig, Precision};
 use remask::Batch;
 use remask_kernels::adamw::{adamw_update, AdamW};
 use remask_kernels::rng::{key, KeyedRng, Purpose};
@@ -66,6 +66,21 @@ pub struct Args {
     /// Dropout probability (0 = off, as in the torch reference).
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f32,
+    /// Number format of the matrix products: fp32, or bf16 (bf16 operands, f32 accumulation; needs
+    /// AVX-512 BF16).
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
+    /// bf16 kernel: `auto` (AMX where the CPU has it) or `avx512` (what a CPU with AVX-512 BF16 but
+    /// no AMX runs). Benchmarks only.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub bf16_kernel: Bf16KernelArg,
+}
+
+/// `--bf16-kernel`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Bf16KernelArg {
+    Auto,
+    Avx512,
 }
 
 /// The synthetic batch, following torch_reference.py: tokens in [5, V), padding id 0, [MASK] = 4.
@@ -130,6 +145,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         bail!("--steps must be at least 1");
     }
     rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global().context("setting up the thread pool")?;
+    if a.bf16_kernel == Bf16KernelArg::Avx512 {
+        remask_kernels::cpu::limit_bf16_kernel(remask_kernels::cpu::Bf16Kernel::Avx512);
+    }
     let causal = a.task == Task::Clm;
     let attention = match a.mask {
         MaskKind::Padding if !causal => AttentionMaskSpec::Padding,
@@ -146,10 +164,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         max_positions: a.seq,
         dropout: a.dropout,
         attention,
+        precision: a.precision,
         ..base
     };
     let batch = make_batch(&a)?;
-    let mut model = new_model(config, 0)?;
+    let mut model = new_model(config, 0).context("--precision")?;
     // Under `mpirun -np N` (feature `mpi`) each rank takes its share of the batch and the gradients
     // are all-reduced every step; the figures are for the whole (global) batch.
     let mut dp = remask::dist::DataParallel::from_env()?;
@@ -236,6 +255,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "peak_rss_mb": peak_rss_mb(),
         "final_loss": round2(last_loss),
         "arch": format!("{:?}", if causal { Arch::Decoder } else { Arch::Encoder }).to_lowercase(),
+        "precision": a.precision.name(),
+        "bf16_kernel": (a.precision == Precision::Bf16).then(|| remask_kernels::cpu::bf16_kernel().map(|k| k.name())).flatten(),
     });
     println!("{out}");
     Ok(())

@@ -58,9 +58,13 @@ pub struct Args {
     /// Plain log lines instead of progress bars.
     #[arg(long)]
     pub log_lines: bool,
+    /// Number format of the matrix products (fp32, or bf16 on a CPU with AVX-512 BF16), overriding
+    /// [model] precision.
+    #[arg(long, value_name = "fp32|bf16")]
+    pub precision: Option<remask::model::Precision>,
     /// Rebuild the report (report.md, report.json, plots) of the finished comparison in DIR from its
     /// report.json, without training (e.g. after upgrading remask).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "preset", "task", "strategies", "baseline", "seeds", "regimes", "minimal_pairs", "out", "steps", "force", "resume"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "preset", "task", "strategies", "baseline", "seeds", "regimes", "minimal_pairs", "out", "steps", "force", "resume", "precision"])]
     pub rerender: Option<PathBuf>,
 }
 
@@ -104,6 +108,10 @@ fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
     if let Some(s) = args.steps {
         cfg.budget = remask::train::config::BudgetConfig { steps: Some(s), ..Default::default() };
     }
+    if let Some(p) = args.precision {
+        cfg.model.precision = p;
+    }
+    cfg.model.precision.check_supported()?;
     Ok(cfg)
 }
 

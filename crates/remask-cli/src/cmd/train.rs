@@ -17,6 +17,10 @@ pub struct Args {
     /// Override a config value before validation, e.g. `--set optimizer.lr=3e-4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Number format of the matrix products: fp32, or bf16 (bf16 operands, f32 accumulation; needs
+    /// AVX-512 BF16). Shorthand for `--set model.precision=…`.
+    #[arg(long, value_name = "fp32|bf16", conflicts_with = "resume")]
+    pub precision: Option<remask::model::Precision>,
     /// Continue the run in RUN_DIR from its last complete checkpoint (with the config stored in it).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "sets"])]
     pub resume: Option<PathBuf>,
@@ -62,7 +66,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => {
             let path = args.config.as_deref().context("--config is required")?;
-            let cfg = RunConfig::load(path, &args.sets)?;
+            let mut sets = args.sets.clone();
+            if let Some(p) = args.precision {
+                sets.push(format!("model.precision=\"{}\"", p.name()));
+            }
+            let cfg = RunConfig::load(path, &sets)?;
             if dp.is_root() {
                 _lock = Some(DirLock::acquire(&cfg.run.output_dir, "remask train")?);
             }

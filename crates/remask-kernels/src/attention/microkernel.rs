@@ -4,9 +4,9 @@
 //! On AVX-512 a register-blocked kernel (6 rows × up to 64 columns of C in 24 zmm accumulators, one
 //! broadcast of A and one row of B per step) runs it; measured faster than calling the `gemm` crate
 //! on 64×64 tiles, whose per-call dispatch and packing dominate at that size. Elsewhere the `gemm`
-//! crate does the work.
+//! crate does the work (through [`strided_gemm`](crate::strided_gemm)).
 
-use super::tile_gemm::tile_gemm;
+use crate::strided_gemm::{strided_gemm, MatRef, Threads};
 
 /// `c[m×n]` (row stride `ldc`) `= alpha·A·B (+ c if accumulate)`, where `A[i,p] = a[i*a_rs + p*a_cs]`
 /// (one of the strides must be 1) and `B[p,j] = b[p*ldb + j]`.
@@ -36,9 +36,8 @@ pub(crate) fn tile_mm(c: &mut [f32], ldc: usize, a: &[f32], a_rs: usize, a_cs: u
 /// The same product through the `gemm` crate (any CPU).
 #[allow(clippy::too_many_arguments)]
 fn tile_mm_portable(c: &mut [f32], ldc: usize, a: &[f32], a_rs: usize, a_cs: usize, b: &[f32], ldb: usize, m: usize, k: usize, n: usize, accumulate: bool, alpha: f32) {
-    // A is [m×k] row-major with row stride a_rs when a_cs == 1, else stored transposed ([k×m], a_cs).
-    let (ta, lda) = if a_cs == 1 { (false, a_rs) } else { (true, a_cs) };
-    tile_gemm(c, ldc, a, lda.max(1), ta, b, ldb, false, m, k, n, accumulate, alpha);
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    strided_gemm(c, ldc, 1, MatRef { data: a, rs: a_rs, cs: a_cs }, MatRef::rows(b, ldb), m, k, n, alpha, beta, Threads::Caller);
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Reusable scratch memory for the fused kernel's per-call buffers (the transposed keys and values of
-//! every head), so a training step does not allocate, page-fault and free them on every call.
+//! every head, the bf16 kernel's packs), so a training step does not allocate, page-fault and free them on every call.
 //!
 //! Each thread that calls the kernel keeps one buffer, grown to the largest size it was asked for and
 //! never shrunk (for a model that is `2·B·H·D·(T+16)` floats, the size of K and V). The buffer is
@@ -8,8 +8,11 @@
 
 use std::cell::Cell;
 
+use crate::bf16::{Bf16, Bf16Buf};
+
 thread_local! {
     static POOL: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static BF16_POOL: Cell<Bf16Buf> = Cell::new(Bf16Buf::default());
 }
 
 /// Runs `f` on a scratch slice of `len` floats (contents unspecified; callers overwrite them).
@@ -22,6 +25,20 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     }
     let r = f(&mut buf[..len]);
     POOL.with(|p| {
+        let other = p.take();
+        p.set(if other.len() > buf.len() { other } else { buf });
+    });
+    r
+}
+
+/// [`with_scratch`] for bf16 buffers (the bf16 kernel's per-head packs), starting on a cache line.
+pub(crate) fn with_bf16_scratch<R>(len: usize, f: impl FnOnce(&mut [Bf16]) -> R) -> R {
+    let mut buf = BF16_POOL.with(Cell::take);
+    if buf.len() < len {
+        buf = Bf16Buf::zeroed(len);
+    }
+    let r = f(&mut buf.as_mut_slice()[..len]);
+    BF16_POOL.with(|p| {
         let other = p.take();
         p.set(if other.len() > buf.len() { other } else { buf });
     });

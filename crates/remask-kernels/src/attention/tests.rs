@@ -6,39 +6,10 @@
 use proptest::prelude::*;
 
 use super::dense::{attention_backward_dense, attention_forward_dense, mask_bias};
+use super::tests_common::{builtin_masks, randn, run, Run};
 use super::*;
 use crate::block_mask::BlockMask;
-use crate::rng::{mix64, KeyedRng, Purpose};
-
-fn randn(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut r = KeyedRng::new(seed, Purpose::Other, 0, n as u64);
-    (0..n).map(|_| r.normal() * scale).collect()
-}
-
-struct Run {
-    out: Vec<f32>,
-    lse: Vec<f32>,
-    dq: Vec<f32>,
-    dk: Vec<f32>,
-    dv: Vec<f32>,
-}
-
-type Fwd = fn(&mut [f32], &mut [f32], &[f32], &[f32], &[f32], &BlockMask, AttnShape, f32);
-type Bwd = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], &[f32], &[f32], &BlockMask, AttnShape, f32);
-
-#[allow(clippy::too_many_arguments)]
-fn run(fwd: Fwd, bwd: Bwd, q: &[f32], k: &[f32], v: &[f32], dout: &[f32], mask: &BlockMask, shape: AttnShape) -> Run {
-    let scale = 1.0 / (shape.head_dim as f32).sqrt();
-    let mut out = vec![f32::NAN; shape.q_len()];
-    let mut lse = vec![f32::NAN; shape.lse_len()];
-    fwd(&mut out, &mut lse, q, k, v, mask, shape, scale);
-    // Gradients are overwritten: start from garbage to prove it.
-    let mut dq = vec![7.0; shape.q_len()];
-    let mut dk = vec![7.0; shape.kv_len()];
-    let mut dv = vec![7.0; shape.kv_len()];
-    bwd(&mut dq, &mut dk, &mut dv, dout, q, k, v, &out, &lse, mask, shape, scale);
-    Run { out, lse, dq, dk, dv }
-}
+use crate::rng::mix64;
 
 fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "{name}: length");
@@ -59,41 +30,14 @@ fn check_against_reference(mask: &BlockMask, heads: usize, d: usize, seed: u64) 
     let k = randn(shape.kv_len(), seed + 1, 1.0);
     let v = randn(shape.kv_len(), seed + 2, 1.0);
     let dout = randn(shape.q_len(), seed + 3, 1.0);
-    let fused = run(attention_forward, attention_backward, &q, &k, &v, &dout, mask, shape);
-    let reference = run(attention_forward_reference, attention_backward_reference, &q, &k, &v, &dout, mask, shape);
+    let fused = run(&attention_forward, &attention_backward, &q, &k, &v, &dout, mask, shape);
+    let reference = run(&attention_forward_reference, &attention_backward_reference, &q, &k, &v, &dout, mask, shape);
     assert_close("out", &fused.out, &reference.out, 1e-5);
     assert_close("lse", &fused.lse, &reference.lse, 1e-5);
     assert_close("dq", &fused.dq, &reference.dq, 1e-5);
     assert_close("dk", &fused.dk, &reference.dk, 1e-5);
     assert_close("dv", &fused.dv, &reference.dv, 1e-5);
     reference
-}
-
-/// The built-in masks, described by key intervals per query (as the library compiles them).
-fn builtin_masks(b: usize, t: usize, tile: usize) -> Vec<(&'static str, BlockMask)> {
-    let lens: Vec<usize> = (0..b).map(|i| t - (i * 7) % (t / 2).max(1)).collect();
-    let mut v = Vec::new();
-    v.push(("padding", BlockMask::from_intervals(b, 1, t, t, tile, tile, |b, _, _, o| o.push(0..lens[b]))));
-    v.push(("causal", BlockMask::from_intervals(b, 1, t, t, tile, tile, |b, _, q, o| o.push(0..(q + 1).min(lens[b])))));
-    // Documents of lengths 5, 11, 3, ... packed back to back, padding after lens[b].
-    let doc_of = |b: usize, p: usize| -> Option<usize> {
-        if p >= lens[b] {
-            return None;
-        }
-        let mut start = 0;
-        for (i, len) in [5usize, 11, 3, 17, 9].iter().cycle().enumerate() {
-            if p < start + len {
-                return Some(i);
-            }
-            start += len;
-        }
-        None
-    };
-    v.push(("document", BlockMask::from_fn(b, 1, t, t, tile, tile, |b, _, q, k| doc_of(b, q).is_some() && doc_of(b, q) == doc_of(b, k))));
-    v.push(("document-causal", BlockMask::from_fn(b, 1, t, t, tile, tile, |b, _, q, k| k <= q && doc_of(b, q).is_some() && doc_of(b, q) == doc_of(b, k))));
-    v.push(("sliding", BlockMask::from_intervals(b, 1, t, t, tile, tile, |b, _, q, o| o.push((q + 1).saturating_sub(6)..(q + 1).min(lens[b])))));
-    v.push(("prefix", BlockMask::from_intervals(b, 1, t, t, tile, tile, |b, _, q, o| o.push(0..(q + 1).max(3 + b).min(lens[b])))));
-    v
 }
 
 #[test]
@@ -211,12 +155,12 @@ fn packed_documents_equal_separate_documents() {
     let k = randn(shape.kv_len(), 22, 1.0);
     let v = randn(shape.kv_len(), 23, 1.0);
     let dout = randn(shape.q_len(), 24, 1.0);
-    let packed = run(attention_forward, attention_backward, &q, &k, &v, &dout, &mask, shape);
+    let packed = run(&attention_forward, &attention_backward, &q, &k, &v, &dout, &mask, shape);
     for &(s, l) in &docs {
         let slice = |x: &[f32]| -> Vec<f32> { (0..h).flat_map(|hh| x[(hh * t + s) * d..(hh * t + s + l) * d].to_vec()).collect() };
         let one = AttnShape { batch: 1, heads: h, tq: l, tk: l, head_dim: d };
         let full = BlockMask::full(1, 1, l, l, 16, 16);
-        let alone = run(attention_forward, attention_backward, &slice(&q), &slice(&k), &slice(&v), &slice(&dout), &full, one);
+        let alone = run(&attention_forward, &attention_backward, &slice(&q), &slice(&k), &slice(&v), &slice(&dout), &full, one);
         assert_close("out", &slice(&packed.out), &alone.out, 1e-5);
         assert_close("dq", &slice(&packed.dq), &alone.dq, 1e-5);
         assert_close("dk", &slice(&packed.dk), &alone.dk, 1e-5);
@@ -237,7 +181,7 @@ fn dense_baseline_matches_reference() {
         let k = randn(shape.kv_len(), 32, 1.0);
         let v = randn(shape.kv_len(), 33, 1.0);
         let dout = randn(shape.q_len(), 34, 1.0);
-        let reference = run(attention_forward_reference, attention_backward_reference, &q, &k, &v, &dout, &mask, shape);
+        let reference = run(&attention_forward_reference, &attention_backward_reference, &q, &k, &v, &dout, &mask, shape);
         let scale = 0.25;
         let mut bias = vec![0.0; 2 * 29 * 29];
         mask_bias(&mut bias, &mask);

@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use remask_kernels::attention::dense::{attention_backward_dense, attention_forward_dense, mask_bias};
-use remask_kernels::attention::{attention_backward, attention_forward, AttnShape};
+use remask_kernels::attention::dense::{attention_backward_dense, attention_backward_dense_bf16, attention_forward_dense, attention_forward_dense_bf16, mask_bias};
+use remask_kernels::attention::{attention_backward, attention_backward_bf16, attention_forward, attention_forward_bf16, AttnShape};
 use remask_kernels::block_mask::BlockMask;
 use remask_kernels::rng::{KeyedRng, Purpose};
 use serde::Serialize;
@@ -59,6 +59,8 @@ pub struct AttentionBenchConfig {
     /// Timed repetitions (the fastest is reported, after one warm-up).
     pub iters: usize,
     pub seed: u64,
+    /// Number format of the products, fused and dense alike (bf16: bf16 operands, f32 accumulation).
+    pub precision: crate::model::Precision,
 }
 
 /// Timings in milliseconds (fastest of `iters`) and the mask's statistics.
@@ -91,8 +93,11 @@ pub struct AttentionBenchReport {
     pub tiles_full: usize,
     /// Time to build the BlockMask from the batch (fastest of `iters`).
     pub mask_build_ms: f64,
-    /// Largest |fused − dense| over outputs and gradients: both must compute the same thing.
+    /// Largest |fused − dense| over outputs and gradients: both must compute the same thing (to
+    /// f32 rounding, or in bf16 to bf16's rounding: about 1e-2 for unit-normal inputs).
     pub max_abs_diff: f32,
+    /// The bf16 kernel the products ran on (bf16 precision only).
+    pub bf16_kernel: Option<&'static str>,
 }
 
 /// A synthetic batch whose data drives the dynamic masks: random padding lengths in [T/2, T] for
@@ -219,6 +224,11 @@ fn best_ms(iters: usize, f: impl FnMut()) -> f64 {
     time_it(iters, f).wall_ms
 }
 
+type Fwd = fn(&mut [f32], &mut [f32], &[f32], &[f32], &[f32], &BlockMask, AttnShape, f32);
+type Bwd = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], &[f32], &[f32], &BlockMask, AttnShape, f32);
+type DenseFwd = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], usize, AttnShape, f32);
+type DenseBwd = fn(&mut [f32], &mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], &[f32], AttnShape, f32);
+
 /// Runs the benchmark on the current rayon pool.
 pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchReport> {
     for (name, v) in [("seq", cfg.seq), ("batch", cfg.batch), ("heads", cfg.heads), ("head-dim", cfg.head_dim), ("tile", cfg.tile)] {
@@ -229,6 +239,8 @@ pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchR
     if cfg.mask == BenchMask::Sliding && cfg.window == 0 {
         return Err(Error::config("window", "must be at least 1 for the sliding mask"));
     }
+    cfg.precision.check_supported()?;
+    let bf16 = cfg.precision == crate::model::Precision::Bf16;
     let dense_bytes = 4 * 3 * cfg.batch * cfg.heads * cfg.seq * cfg.seq;
     if dense_bytes > 8 << 30 {
         return Err(Error::config("seq", format!("the dense baseline would need {} GiB; lower --seq or --batch", dense_bytes >> 30)));
@@ -256,11 +268,14 @@ pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchR
     let (mut out2, mut lse2) = (vec![0.0; shape.q_len()], vec![0.0; shape.lse_len()]);
     let (mut dq2, mut dk2, mut dv2) = (vec![0.0; shape.q_len()], vec![0.0; shape.kv_len()], vec![0.0; shape.kv_len()]);
     // Fused and dense calls alternate, round after round; each is reported at its fastest.
+    let (fused_fwd, fused_bwd) = if bf16 { (attention_forward_bf16 as Fwd, attention_backward_bf16 as Bwd) } else { (attention_forward as Fwd, attention_backward as Bwd) };
+    let (dense_fwd, dense_bwd) =
+        if bf16 { (attention_forward_dense_bf16 as DenseFwd, attention_backward_dense_bf16 as DenseBwd) } else { (attention_forward_dense as DenseFwd, attention_backward_dense as DenseBwd) };
     let [fused_fwd, fused_bwd, dense_fwd, dense_bwd] = time_interleaved(cfg.iters, |i| match i {
-        0 => attention_forward(&mut out, &mut lse, &q, &k, &v, &mask, shape, scale),
-        1 => attention_backward(&mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, &mask, shape, scale),
-        2 => attention_forward_dense(&mut out2, &mut lse2, &mut probs, &q, &k, &v, &bias, mask.heads(), shape, scale),
-        _ => attention_backward_dense(&mut dq2, &mut dk2, &mut dv2, &mut dprobs, &dout, &q, &k, &v, &probs, shape, scale),
+        0 => fused_fwd(&mut out, &mut lse, &q, &k, &v, &mask, shape, scale),
+        1 => fused_bwd(&mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, &mask, shape, scale),
+        2 => dense_fwd(&mut out2, &mut lse2, &mut probs, &q, &k, &v, &bias, mask.heads(), shape, scale),
+        _ => dense_bwd(&mut dq2, &mut dk2, &mut dv2, &mut dprobs, &dout, &q, &k, &v, &probs, shape, scale),
     });
 
     let max_abs_diff = [(&out, &out2), (&dq, &dq2), (&dk, &dk2), (&dv, &dv2)]
@@ -294,5 +309,6 @@ pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchR
         tiles_full,
         mask_build_ms,
         max_abs_diff,
+        bf16_kernel: if bf16 { remask_kernels::cpu::bf16_kernel().map(|k| k.name()) } else { None },
     })
 }

@@ -21,6 +21,7 @@ use crate::model::block::CrossInput;
 use crate::model::build::build;
 use crate::model::check::check_batch;
 use crate::model::head::{HeadActs, LmHead};
+use crate::model::params::{Grads, Params};
 use crate::model::seq2seq::{dec_input, fill_decoder_batch};
 use crate::model::stack::{Stack, StackActs, StackInput, StackScratch};
 use crate::model::{Arch, ModelConfig, Seq2SeqMasks, TrainModel};
@@ -32,7 +33,8 @@ pub struct DependencyProbe {
     config: ModelConfig,
     stack: Stack,
     head: LmHead,
-    params: Vec<f32>,
+    /// In the model's precision (its bf16 weights packed once, as the model packs them per step).
+    params: Params,
     /// Sink for the parameter gradients the stack backward adds; never read.
     grads: Vec<f32>,
     acts: StackActs,
@@ -94,7 +96,7 @@ impl DependencyProbe {
 
     /// A second probe over the same architecture and parameters, with its own activations.
     pub fn duplicate(&self) -> Result<Self> {
-        Self::over(self.config.clone(), self.params.clone())
+        Self::over(self.config.clone(), self.params.to_vec())
     }
 
     /// The stacks and head `config` builds, over `params`, with fresh activations.
@@ -103,6 +105,8 @@ impl DependencyProbe {
         if built.layout.total() != params.len() {
             return Err(Error::shape("audit probe parameters", built.layout.total(), params.len()));
         }
+        let mut params = built.params(params, config.precision);
+        params.refresh();
         Ok(Self {
             grads: vec![0.0; params.len()],
             params,
@@ -136,7 +140,7 @@ impl DependencyProbe {
         let (b, t) = (batch.batch_size, batch.seq_len);
         check_mask("audit attention mask [B, T, T]", mask, b, t, t)?;
         let inp = stack_input(&self.config, batch, mask);
-        self.stack.forward(&mut self.acts, inp, None, None, &self.params);
+        self.stack.forward(&mut self.acts, inp, None, None, self.params.weights());
         self.shape = (b, t);
         Ok(())
     }
@@ -154,7 +158,7 @@ impl DependencyProbe {
         }
         let n = self.shape.0 * self.shape.1;
         LmHead::select_all(&mut self.head_acts, &vec![crate::IGNORE_INDEX; n]);
-        self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), &self.params);
+        self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), self.params.weights());
         Ok(&self.head_acts.logits)
     }
 
@@ -173,7 +177,7 @@ impl DependencyProbe {
         check_mask("audit decoder self-attention mask [B, Td, Td]", &masks.dec, b, td, td)?;
         check_mask("audit cross-attention mask [B, Td, T]", &masks.cross, b, td, t)?;
         let cross = CrossInput { enc: self.stack.output(&self.acts), tk: t, mask: &masks.cross, rows: None };
-        dec.stack.forward(&mut dec.acts, dec_input(&dec.batch, &masks.dec), Some(cross), None, &self.params);
+        dec.stack.forward(&mut dec.acts, dec_input(&dec.batch, &masks.dec), Some(cross), None, self.params.weights());
         Ok(())
     }
 
@@ -187,7 +191,7 @@ impl DependencyProbe {
         let dec = self.dec.as_ref().ok_or_else(no_decoder)?;
         let n = dec.batch.batch_size * dec.batch.seq_len;
         LmHead::select_all(&mut self.head_acts, &vec![crate::IGNORE_INDEX; n]);
-        self.head.forward(&mut self.head_acts, dec.stack.output(&dec.acts), &self.params);
+        self.head.forward(&mut self.head_acts, dec.stack.output(&dec.acts), self.params.weights());
         Ok(&self.head_acts.logits)
     }
 
@@ -211,9 +215,10 @@ impl DependencyProbe {
         // as in the model's own backward.
         let denc = self.stack.begin_backward(&mut self.scratch, b * t);
         let cross = CrossInput { enc: self.stack.output(&self.acts), tk: t, mask: &masks.cross, rows: None };
-        dec.stack.backward(&dec.acts, &mut dec.scratch, dec_input(&dec.batch, &masks.dec), Some((cross, denc)), &self.params, &mut self.grads);
+        let mut g = Grads { w: self.params.weights(), buf: &mut self.grads };
+        dec.stack.backward(&dec.acts, &mut dec.scratch, dec_input(&dec.batch, &masks.dec), Some((cross, denc)), &mut g);
         let inp = stack_input(&self.config, batch, &masks.enc);
-        self.stack.backward(&self.acts, &mut self.scratch, inp, None, &self.params, &mut self.grads);
+        self.stack.backward(&self.acts, &mut self.scratch, inp, None, &mut g);
         Ok((&dec.scratch.dres[..b * td * c], &self.scratch.dres[..b * t * c]))
     }
 
@@ -232,7 +237,8 @@ impl DependencyProbe {
         let at = (row * t + q) * c;
         dh[at..at + c].copy_from_slice(direction);
         let inp = stack_input(&self.config, batch, mask);
-        self.stack.backward(&self.acts, &mut self.scratch, inp, None, &self.params, &mut self.grads);
+        let mut g = Grads { w: self.params.weights(), buf: &mut self.grads };
+        self.stack.backward(&self.acts, &mut self.scratch, inp, None, &mut g);
         // After the blocks, the stack's residual gradient holds d(embedding output); the embedding
         // backward only reads it.
         Ok(&self.scratch.dres[..n * c])

@@ -251,7 +251,7 @@ fn base_model(cfg: &CompareConfig, data: &PreparedData) -> ModelConfig {
 
 fn describe_model(m: &ModelConfig, seq_len: u32) -> String {
     format!(
-        "{}-LN {}, d_model {}, {} layers, {} heads, FFN {}, vocab {}, seq {}",
+        "{}-LN {}, d_model {}, {} layers, {} heads, FFN {}, vocab {}, seq {}{}",
         if m.norm == NormPlacement::Pre { "pre" } else { "post" },
         match m.arch {
             crate::model::Arch::Decoder => "decoder",
@@ -262,7 +262,9 @@ fn describe_model(m: &ModelConfig, seq_len: u32) -> String {
         m.n_heads,
         m.d_ff,
         m.vocab_size,
-        seq_len
+        seq_len,
+        // fp32 is the default and goes unsaid (reports of earlier versions read the same).
+        if m.precision == crate::model::Precision::Bf16 { ", bf16 products (f32 accumulation)" } else { "" }
     )
 }
 

@@ -8,12 +8,12 @@ use super::load::load;
 use crate::model::{ModelConfig, TrainModel};
 use crate::{Error, Result};
 
-/// The architecture fields that must agree (everything but dropout, init and the attention mask
-/// kind, which only change training).
+/// The architecture fields that must agree (everything but dropout, init, the attention mask kind
+/// and the precision, which only change training).
 fn differences(run: &ModelConfig, src: &ModelConfig) -> Vec<String> {
     let a = serde_json::to_value(run).unwrap_or_default();
     let b = serde_json::to_value(src).unwrap_or_default();
-    let skip = ["dropout", "init_std", "attention"];
+    let skip = ["dropout", "init_std", "attention", "precision"];
     let mut out = Vec::new();
     if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
         for (k, va) in a {

@@ -8,16 +8,18 @@
 //! The layers are the model's own (`model::build`), read from the same flat parameter buffer; only
 //! the attention differs: one query row against the row's cached keys, so no mask is needed (the
 //! cache holds exactly the positions the query may read: causal self-attention, real source tokens).
+//! It computes in f32, as all inference does (`infer::load` loads every model in f32).
 
 use remask_kernels::gelu::gelu_forward;
 
 use crate::model::block::Block;
 use crate::model::build::build;
 use crate::model::config::{Arch, ModelConfig, NormPlacement};
-use crate::model::embedding::EmbActs;
+use crate::model::embedding::{EmbActs, Tokens};
 use crate::model::head::{HeadActs, LmHead};
 use crate::model::mha::{Attention, InProj};
-use crate::model::norm::LayerNorm;
+use crate::model::norm::{LayerNorm, NormActs};
+use crate::model::params::Weights;
 use crate::model::stack::Stack;
 use crate::{Error, Result, IGNORE_INDEX};
 
@@ -108,22 +110,20 @@ fn attend(out: &mut [f32], q: &[f32], k: &[f32], v: &[f32], l: usize, h: usize, 
 /// A residual sublayer on R rows: pre-LN `x + f(LN(x))`, post-LN `LN(x + f(x))`.
 fn residual(ln: &LayerNorm, norm: NormPlacement, x: &[f32], params: &[f32], r: usize, f: impl FnOnce(&mut [f32], &[f32])) -> Vec<f32> {
     let c = ln.c;
-    let (mut mean, mut rstd) = (vec![0.0; r], vec![0.0; r]);
+    let mut normed = NormActs::default();
     let mut fo = vec![0.0; r * c];
     match norm {
         NormPlacement::Pre => {
-            let mut n = vec![0.0; r * c];
-            ln.forward(&mut n, &mut mean, &mut rstd, x, params, r);
-            f(&mut fo, &n);
+            ln.forward(&mut normed, x, params, r);
+            f(&mut fo, &normed.out);
             fo.iter_mut().zip(x).for_each(|(o, &a)| *o += a);
             fo
         }
         NormPlacement::Post => {
             f(&mut fo, x);
             fo.iter_mut().zip(x).for_each(|(o, &a)| *o += a);
-            let mut out = vec![0.0; r * c];
-            ln.forward(&mut out, &mut mean, &mut rstd, &fo, params, r);
-            out
+            ln.forward(&mut normed, &fo, params, r);
+            normed.out
         }
     }
 }
@@ -161,7 +161,7 @@ impl Incremental {
         for (blk, lc) in self.stack.blocks.iter().zip(rc.layers.iter_mut()) {
             if let Some((Attention { inp: InProj::Cross { kv, .. }, .. }, _)) = &blk.cross {
                 let mut proj = vec![0.0; s * 2 * c];
-                kv.forward(&mut proj, enc, params, s);
+                kv.forward(&mut proj, enc, Weights::fp32(params), s);
                 lc.cross_k.clear();
                 lc.cross_v.clear();
                 for p in 0..s {
@@ -180,7 +180,7 @@ impl Incremental {
         let x1 = residual(&blk.attn_ln, blk.norm, x, params, r, |out, inp| {
             let InProj::SelfQkv(qkv) = blk.attn.inp else { return };
             let mut proj = vec![0.0; r * 3 * c];
-            qkv.forward(&mut proj, inp, params, r);
+            qkv.forward(&mut proj, inp, Weights::fp32(params), r);
             let mut y = vec![0.0; r * c];
             for (ri, rc) in cache.rows.iter_mut().enumerate() {
                 let row = &proj[ri * 3 * c..(ri + 1) * 3 * c];
@@ -190,20 +190,20 @@ impl Incremental {
                 let l = lc.k.len() / c;
                 attend(&mut y[ri * c..(ri + 1) * c], &row[..c], &lc.k, &lc.v, l, h, d, &mut scores);
             }
-            blk.attn.out.forward(out, &y, params, r);
+            blk.attn.out.forward(out, &y, Weights::fp32(params), r);
         });
         // Sublayer 2: cross-attention over the cached source keys and values.
         let x2 = match &blk.cross {
             Some((cattn, cln)) => residual(cln, blk.norm, &x1, params, r, |out, inp| {
                 let InProj::Cross { q, .. } = cattn.inp else { return };
                 let mut qp = vec![0.0; r * c];
-                q.forward(&mut qp, inp, params, r);
+                q.forward(&mut qp, inp, Weights::fp32(params), r);
                 let mut y = vec![0.0; r * c];
                 for (ri, rc) in cache.rows.iter().enumerate() {
                     let lc = &rc.layers[layer];
                     attend(&mut y[ri * c..(ri + 1) * c], &qp[ri * c..(ri + 1) * c], &lc.cross_k, &lc.cross_v, rc.src_len, h, d, &mut scores);
                 }
-                cattn.out.forward(out, &y, params, r);
+                cattn.out.forward(out, &y, Weights::fp32(params), r);
             }),
             None => x1,
         };
@@ -211,9 +211,9 @@ impl Incremental {
         residual(&blk.ffn_ln, blk.norm, &x2, params, r, |out, inp| {
             let f = blk.fc1.oc;
             let (mut h1, mut h2) = (vec![0.0; r * f], vec![0.0; r * f]);
-            blk.fc1.forward(&mut h1, inp, params, r);
+            blk.fc1.forward(&mut h1, inp, Weights::fp32(params), r);
             gelu_forward(&mut h2, &h1, blk.gelu);
-            blk.fc2.forward(out, &h2, params, r);
+            blk.fc2.forward(out, &h2, Weights::fp32(params), r);
         })
     }
 
@@ -232,22 +232,21 @@ impl Incremental {
             return Err(Error::shape("decoder position", format!("< model.max_positions ({})", self.cfg.max_positions), p));
         }
         let types = self.stack.emb.types.map(|_| vec![0u32; r]);
-        self.stack.emb.forward(&mut self.emb, ids, &positions, types.as_deref(), None, params, r);
+        self.stack.emb.forward(&mut self.emb, Tokens { ids, positions: &positions, types: types.as_deref() }, None, params);
         let mut x = self.stack.emb.output(&self.emb).to_vec();
         for (l, blk) in self.stack.blocks.iter().enumerate() {
             x = self.block_step(blk, l, cache, &x, params);
         }
         if let Some(ln) = &self.stack.final_ln {
-            let (mut mean, mut rstd) = (vec![0.0; r], vec![0.0; r]);
-            let mut out = vec![0.0; x.len()];
-            ln.forward(&mut out, &mut mean, &mut rstd, &x, params, r);
-            x = out;
+            let mut normed = NormActs::default();
+            ln.forward(&mut normed, &x, params, r);
+            x = normed.out;
         }
         for rc in cache.rows.iter_mut() {
             rc.len += 1;
         }
         LmHead::select_all(&mut self.head_acts, &vec![IGNORE_INDEX; r]);
-        self.head.forward(&mut self.head_acts, &x, params);
+        self.head.forward(&mut self.head_acts, &x, Weights::fp32(params));
         Ok(&self.head_acts.logits)
     }
 }

@@ -15,7 +15,7 @@ use super::model_dir::{self, ModelDir};
 use super::tokenize::InferTokenizer;
 use crate::model::hf::load_hf;
 use crate::train::checkpoint::{LoadedCheckpoint, Skipped};
-use crate::model::{Arch, EncoderDecoderModel, LmModel, ModelConfig, TensorInfo, TrainModel};
+use crate::model::{Arch, EncoderDecoderModel, LmModel, ModelConfig, Precision, TensorInfo, TrainModel};
 use crate::{Error, Result};
 
 /// Where a loaded model came from.
@@ -49,8 +49,10 @@ pub enum InferModel {
 }
 
 impl InferModel {
-    /// The model of `config` over `params` (remask layout).
+    /// The model of `config` over `params` (remask layout), computing in f32 whatever
+    /// `config.precision` says (inference always runs in f32).
     pub fn from_params(config: ModelConfig, params: Vec<f32>) -> Result<Self> {
+        let config = ModelConfig { precision: Precision::Fp32, ..config };
         Ok(match config.arch {
             Arch::EncoderDecoder => InferModel::Seq2Seq(EncoderDecoderModel::from_params(config, params)?),
             _ => InferModel::Lm(LmModel::from_params(config, params)?),
@@ -184,7 +186,9 @@ fn find_tokenizer(ckpt: &Path, run_dir: &Path) -> Option<PathBuf> {
 
 fn load_checkpoint(loaded: LoadedCheckpoint, run_dir: &Path, tokenizer: Option<&Path>, skipped: Vec<Skipped>) -> Result<Loaded> {
     let ckpt = loaded.dir.as_path();
-    let config = loaded.model_config.clone();
+    // Inference computes in f32 whatever precision the run trained in (its master weights are
+    // f32), so a bf16-trained model also runs on CPUs without bf16 and the KV cache matches it.
+    let config = ModelConfig { precision: Precision::Fp32, ..loaded.model_config.clone() };
     config.validate()?;
     let mut params = vec![0.0f32; crate::model::layout_of(&config)?.iter().map(TensorInfo::numel).sum()];
     for t in crate::model::layout_of(&config)? {

@@ -7,19 +7,18 @@ use remask_kernels::block_mask::BlockMask;
 use remask_kernels::dropout::{dropout_backward, dropout_forward};
 use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
 
-use super::buffers::{add, add_assign, fit, RowMap};
+use super::buffers::{add, add_assign, fit, Grid, RowMap};
 use super::config::NormPlacement;
-use super::linear::Linear;
-use super::mha::{Attention, AttnActs, AttnScratch};
-use super::norm::LayerNorm;
+use super::linear::{DInp, Linear};
+use super::mha::{Attention, AttnActs, AttnInput, AttnScratch, InputGrads};
+use super::norm::{LayerNorm, NormActs};
+use super::params::{Grads, LinearWeight, Weights};
 
 /// Saved activations of one residual sublayer.
 #[derive(Clone, Debug, Default)]
 pub struct ResidualActs {
-    /// Pre-LN: LN(x), the input of f. Post-LN: LN(sum), the sublayer output. `[N,C]`
-    pub normed: Vec<f32>,
-    pub mean: Vec<f32>,
-    pub rstd: Vec<f32>,
+    /// The LayerNorm. Pre-LN: LN(x), the input of f. Post-LN: LN(sum), the sublayer output. `[N,C]`
+    pub ln: NormActs,
     /// x + dropout(f(...)). Pre-LN: the sublayer output. Post-LN: the LayerNorm input. `[N,C]`
     pub sum: Vec<f32>,
     /// f's output before dropout `[N,C]`.
@@ -33,24 +32,30 @@ impl ResidualActs {
     pub fn output(&self, norm: NormPlacement) -> &[f32] {
         match norm {
             NormPlacement::Pre => &self.sum,
-            NormPlacement::Post => &self.normed,
+            NormPlacement::Post => &self.ln.out,
         }
     }
 
-    fn fit(&mut self, n: usize, c: usize) {
-        fit(&mut self.normed, n * c);
-        fit(&mut self.mean, n);
-        fit(&mut self.rstd, n);
-        fit(&mut self.sum, n * c);
-        fit(&mut self.f_out, n * c);
+    /// The input of f: LN(x) (pre-LN) or x itself (post-LN).
+    fn f_input<'a>(&'a self, x: &'a [f32], norm: NormPlacement) -> &'a [f32] {
+        match norm {
+            NormPlacement::Pre => &self.ln.out,
+            NormPlacement::Post => x,
+        }
     }
+}
+
+/// Gradient scratch of one residual sublayer's backward.
+#[derive(Clone, Debug, Default)]
+pub struct ResidualScratch {
+    pub tmp: Vec<f32>,
+    pub tmp2: Vec<f32>,
 }
 
 /// Gradient scratch shared by all blocks of a stack.
 #[derive(Clone, Debug, Default)]
 pub struct BlockScratch {
-    pub tmp: Vec<f32>,
-    pub tmp2: Vec<f32>,
+    pub res: ResidualScratch,
     pub dh1: Vec<f32>,
     pub dh2: Vec<f32>,
     pub attn: AttnScratch,
@@ -69,6 +74,14 @@ pub struct BlockActs {
     pub h2: Vec<f32>,
 }
 
+/// The input of a block: its rows `x` (`[N, C]`, rows of `grid`) and the self-attention mask.
+#[derive(Clone, Copy)]
+pub struct BlockInput<'a> {
+    pub x: &'a [f32],
+    pub grid: Grid<'a>,
+    pub mask: &'a BlockMask,
+}
+
 /// Cross-attention input of a decoder block: the encoder output `[B·Tk, C]` and its mask.
 #[derive(Clone, Copy)]
 pub struct CrossInput<'a> {
@@ -77,6 +90,13 @@ pub struct CrossInput<'a> {
     pub mask: &'a BlockMask,
     /// Grid positions of the rows of `enc` when its padding rows were dropped.
     pub rows: RowMap<'a>,
+}
+
+impl<'a> CrossInput<'a> {
+    /// Cross-attention from the rows `q_grid` of `x` to the encoder output.
+    fn attn_input(&self, x: &'a [f32], q_grid: Grid<'a>) -> AttnInput<'a> {
+        AttnInput { x, q_grid, kv: self.enc, kv_grid: Grid { b: q_grid.b, t: self.tk, map: self.rows }, mask: self.mask }
+    }
 }
 
 /// One Transformer block.
@@ -100,126 +120,118 @@ pub struct DropoutSite {
     pub key: u64,
 }
 
-/// Forward of one residual sublayer around `f(f_out, f_in)`.
-#[allow(clippy::too_many_arguments)]
-fn residual_forward(
-    r: &mut ResidualActs,
-    x: &[f32],
-    ln: &LayerNorm,
+/// One residual sublayer: its LayerNorm, where the norm sits, and its dropout probability.
+#[derive(Clone, Copy)]
+struct Sublayer<'a> {
+    ln: &'a LayerNorm,
     norm: NormPlacement,
-    drop: Option<DropoutSite>,
-    params: &[f32],
-    n: usize,
-    f: impl FnOnce(&mut [f32], &[f32]),
-) {
-    r.fit(n, ln.c);
-    let pre = norm == NormPlacement::Pre;
-    if pre {
-        ln.forward(&mut r.normed, &mut r.mean, &mut r.rstd, x, params, n);
-        f(&mut r.f_out, &r.normed);
-    } else {
-        f(&mut r.f_out, x);
-    }
-    match drop {
-        Some(d) if d.p > 0.0 => {
-            fit(&mut r.keep, n * ln.c);
-            dropout_forward(&mut r.sum, &mut r.keep, &r.f_out, d.p, d.key);
-            add_assign(&mut r.sum, x);
-        }
-        _ => {
-            r.keep.clear();
-            add(&mut r.sum, x, &r.f_out);
-        }
-    }
-    if !pre {
-        ln.forward(&mut r.normed, &mut r.mean, &mut r.rstd, &r.sum, params, n);
-    }
+    dropout: f32,
 }
 
-/// Backward of one residual sublayer. On entry `dres` holds d(output); on exit d(x).
-/// `f_back(dinp, df_out)` must accumulate d(f input) into `dinp`.
-#[allow(clippy::too_many_arguments)]
-fn residual_backward(
-    r: &ResidualActs,
-    x: &[f32],
-    ln: &LayerNorm,
-    norm: NormPlacement,
-    p: f32,
-    dres: &mut [f32],
-    tmp: &mut Vec<f32>,
-    tmp2: &mut Vec<f32>,
-    params: &[f32],
-    grads: &mut [f32],
-    n: usize,
-    f_back: impl FnOnce(&mut [f32], &[f32], &mut [f32]),
-) {
-    let len = n * ln.c;
-    fit(tmp, len);
-    tmp.fill(0.0);
-    let dropped = !r.keep.is_empty();
-    if dropped {
-        fit(tmp2, len);
-    }
-    match norm {
-        NormPlacement::Pre => {
-            // sum = x + drop(f(LN(x))): dx = dsum + LN'ᵀ·f'ᵀ·drop'ᵀ·dsum.
-            let df: &[f32] = if dropped {
-                tmp2.fill(0.0);
-                dropout_backward(tmp2, dres, &r.keep, p);
-                tmp2
-            } else {
-                dres
-            };
-            // `tmp` receives d(normed); f_back may not touch `dres` through df here.
-            let mut dnormed = std::mem::take(tmp);
-            f_back(&mut dnormed, df, grads);
-            ln.backward(dres, &dnormed, x, &r.mean, &r.rstd, params, grads, n);
-            *tmp = dnormed;
+impl Sublayer<'_> {
+    /// Forward around `f(f_out, f_in)` on the rows `x` `[N,C]`.
+    fn forward(&self, r: &mut ResidualActs, x: &[f32], drop: Option<DropoutSite>, params: &[f32], f: impl FnOnce(&mut [f32], &[f32])) {
+        let (c, n) = (self.ln.c, x.len() / self.ln.c);
+        fit(&mut r.sum, n * c);
+        fit(&mut r.f_out, n * c);
+        let pre = self.norm == NormPlacement::Pre;
+        if pre {
+            self.ln.forward(&mut r.ln, x, params, n);
+            f(&mut r.f_out, &r.ln.out);
+        } else {
+            f(&mut r.f_out, x);
         }
-        NormPlacement::Post => {
-            // out = LN(sum), sum = x + drop(f(x)): dsum = LN'ᵀ·dout; dx = dsum + f'ᵀ·drop'ᵀ·dsum.
-            ln.backward(tmp, dres, &r.sum, &r.mean, &r.rstd, params, grads, n);
-            dres.copy_from_slice(tmp);
-            let df: &[f32] = if dropped {
-                tmp2.fill(0.0);
-                dropout_backward(tmp2, tmp, &r.keep, p);
-                tmp2
-            } else {
-                tmp
-            };
-            f_back(dres, df, grads);
+        match drop {
+            Some(d) if d.p > 0.0 => {
+                fit(&mut r.keep, n * c);
+                dropout_forward(&mut r.sum, &mut r.keep, &r.f_out, d.p, d.key);
+                add_assign(&mut r.sum, x);
+            }
+            _ => {
+                r.keep.clear();
+                add(&mut r.sum, x, &r.f_out);
+            }
+        }
+        if !pre {
+            self.ln.forward(&mut r.ln, &r.sum, params, n);
+        }
+    }
+
+    /// Backward. On entry `dres` holds d(output); on exit d(x). `f_back(dinp, df_out, g)` must
+    /// accumulate d(f input) into `dinp`.
+    fn backward(&self, r: &ResidualActs, x: &[f32], dres: &mut [f32], s: &mut ResidualScratch, g: &mut Grads<'_>,
+                f_back: impl FnOnce(&mut [f32], &[f32], &mut Grads<'_>)) {
+        let len = x.len();
+        let n = len / self.ln.c;
+        let ResidualScratch { tmp, tmp2 } = s;
+        fit(tmp, len);
+        tmp.fill(0.0);
+        let dropped = !r.keep.is_empty();
+        if dropped {
+            fit(tmp2, len);
+        }
+        match self.norm {
+            NormPlacement::Pre => {
+                // sum = x + drop(f(LN(x))): dx = dsum + LN'ᵀ·f'ᵀ·drop'ᵀ·dsum.
+                let df: &[f32] = if dropped {
+                    tmp2.fill(0.0);
+                    dropout_backward(tmp2, dres, &r.keep, self.dropout);
+                    tmp2
+                } else {
+                    dres
+                };
+                // `tmp` receives d(normed); f_back may not touch `dres` through df here.
+                let mut dnormed = std::mem::take(tmp);
+                f_back(&mut dnormed, df, g);
+                self.ln.backward(dres, &dnormed, x, &r.ln, g, n);
+                *tmp = dnormed;
+            }
+            NormPlacement::Post => {
+                // out = LN(sum), sum = x + drop(f(x)): dsum = LN'ᵀ·dout; dx = dsum + f'ᵀ·drop'ᵀ·dsum.
+                self.ln.backward(tmp, dres, &r.sum, &r.ln, g, n);
+                dres.copy_from_slice(tmp);
+                let df: &[f32] = if dropped {
+                    tmp2.fill(0.0);
+                    dropout_backward(tmp2, tmp, &r.keep, self.dropout);
+                    tmp2
+                } else {
+                    tmp
+                };
+                f_back(dres, df, g);
+            }
         }
     }
 }
 
 impl Block {
-    /// y[N,C] = block(x[N,C]) (output in `acts`, see [`BlockActs::output`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward(
-        &self,
-        acts: &mut BlockActs,
-        x: &[f32],
-        mask: &BlockMask,
-        cross: Option<CrossInput<'_>>,
-        drop: Option<[DropoutSite; 3]>,
-        params: &[f32],
-        b: usize,
-        t: usize,
-        rows: RowMap<'_>,
-    ) {
-        let n = rows.map_or(b * t, <[u32]>::len);
-        let norm = self.norm;
+    /// The weights of its linear layers (what the bf16 copy holds).
+    pub fn linear_weights(&self) -> Vec<LinearWeight> {
+        let mut out = self.attn.linear_weights();
+        if let Some((cattn, _)) = &self.cross {
+            out.extend(cattn.linear_weights());
+        }
+        out.extend([self.fc1.weight(), self.fc2.weight()]);
+        out
+    }
+
+    fn sublayer<'a>(&self, ln: &'a LayerNorm) -> Sublayer<'a> {
+        Sublayer { ln, norm: self.norm, dropout: self.dropout }
+    }
+
+    /// y[N,C] = block(x[N,C]) (output in `acts`, see [`Self::output`]).
+    pub fn forward(&self, acts: &mut BlockActs, inp: BlockInput<'_>, cross: Option<CrossInput<'_>>, drop: Option<[DropoutSite; 3]>, w: Weights<'_>) {
+        let (n, grid, norm) = (inp.grid.n(), inp.grid, self.norm);
         // Sublayer 1: self-attention.
         let attn_acts = &mut acts.attn;
-        residual_forward(&mut acts.attn_res, x, &self.attn_ln, norm, drop.map(|d| d[0]), params, n, |out, inp| {
-            self.attn.forward(attn_acts, out, inp, inp, mask, params, b, t, t, rows, rows)
+        self.sublayer(&self.attn_ln).forward(&mut acts.attn_res, inp.x, drop.map(|d| d[0]), w.values, |out, x| {
+            self.attn.forward(attn_acts, out, AttnInput::self_attention(x, grid, inp.mask), w)
         });
         // Sublayer 2: cross-attention over the encoder output.
         let mut x2: &[f32] = acts.attn_res.output(norm);
         if let (Some((cattn, cln)), Some(ci)) = (&self.cross, cross) {
             let cross_acts = &mut acts.cross;
-            residual_forward(&mut acts.cross_res, x2, cln, norm, drop.map(|d| d[1]), params, n, |out, inp| {
-                cattn.forward(cross_acts, out, inp, ci.enc, ci.mask, params, b, t, ci.tk, rows, ci.rows)
+            self.sublayer(cln).forward(&mut acts.cross_res, x2, drop.map(|d| d[1]), w.values, |out, x| {
+                cattn.forward(cross_acts, out, ci.attn_input(x, grid), w)
             });
             x2 = acts.cross_res.output(norm);
         }
@@ -227,10 +239,10 @@ impl Block {
         let (h1, h2) = (&mut acts.h1, &mut acts.h2);
         fit(h1, n * self.fc1.oc);
         fit(h2, n * self.fc1.oc);
-        residual_forward(&mut acts.ffn_res, x2, &self.ffn_ln, norm, drop.map(|d| d[2]), params, n, |out, inp| {
-            self.fc1.forward(h1, inp, params, n);
+        self.sublayer(&self.ffn_ln).forward(&mut acts.ffn_res, x2, drop.map(|d| d[2]), w.values, |out, x| {
+            self.fc1.forward(h1, x, w, n);
             gelu_forward(h2, h1, self.gelu);
-            self.fc2.forward(out, h2, params, n);
+            self.fc2.forward(out, h2, w, n);
         });
     }
 
@@ -241,50 +253,34 @@ impl Block {
 
     /// On entry `dres[N,C]` holds d(block output); on exit d(block input). Adds parameter gradients;
     /// adds d(encoder output) into `denc` for a block with cross-attention.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward(
-        &self,
-        acts: &BlockActs,
-        s: &mut BlockScratch,
-        dres: &mut [f32],
-        x: &[f32],
-        mask: &BlockMask,
-        cross: Option<(CrossInput<'_>, &mut [f32])>,
-        params: &[f32],
-        grads: &mut [f32],
-        b: usize,
-        t: usize,
-        rows: RowMap<'_>,
-    ) {
-        let n = rows.map_or(b * t, <[u32]>::len);
-        let norm = self.norm;
+    pub fn backward(&self, acts: &BlockActs, s: &mut BlockScratch, dres: &mut [f32], inp: BlockInput<'_>,
+                    cross: Option<(CrossInput<'_>, &mut [f32])>, g: &mut Grads<'_>) {
+        let (n, grid, norm) = (inp.grid.n(), inp.grid, self.norm);
         let has_cross = self.cross.is_some() && cross.is_some();
         let x_attn_out: &[f32] = acts.attn_res.output(norm);
         let x_ffn_in: &[f32] = if has_cross { acts.cross_res.output(norm) } else { x_attn_out };
-        let BlockScratch { tmp, tmp2, dh1, dh2, attn: sa } = s;
+        let BlockScratch { res, dh1, dh2, attn: sa } = s;
         // Sublayer 3: feed-forward.
-        residual_backward(&acts.ffn_res, x_ffn_in, &self.ffn_ln, norm, self.dropout, dres, tmp, tmp2, params, grads, n, |dinp, df, grads| {
+        self.sublayer(&self.ffn_ln).backward(&acts.ffn_res, x_ffn_in, dres, res, g, |dinp, df, g| {
             let f = n * self.fc1.oc;
             fit(dh2, f);
-            dh2.fill(0.0);
-            let inp = if norm == NormPlacement::Pre { &acts.ffn_res.normed[..] } else { x_ffn_in };
-            self.fc2.backward(Some(dh2), df, &acts.h2, params, grads, n);
+            self.fc2.backward(DInp::Set(dh2), df, &acts.h2, g, n);
             fit(dh1, f);
             dh1.fill(0.0);
             gelu_backward(dh1, &acts.h1, dh2, self.gelu);
-            self.fc1.backward(Some(dinp), dh1, inp, params, grads, n);
+            self.fc1.backward(DInp::Add(dinp), dh1, acts.ffn_res.f_input(x_ffn_in, norm), g, n);
         });
         // Sublayer 2: cross-attention.
         if let (Some((cattn, cln)), Some((ci, denc))) = (&self.cross, cross) {
-            residual_backward(&acts.cross_res, x_attn_out, cln, norm, self.dropout, dres, tmp, tmp2, params, grads, n, |dinp, df, grads| {
-                let inp = if norm == NormPlacement::Pre { &acts.cross_res.normed[..] } else { x_attn_out };
-                cattn.backward(&acts.cross, sa, dinp, Some(denc), df, inp, ci.enc, ci.mask, params, grads, b, t, ci.tk, rows, ci.rows);
+            self.sublayer(cln).backward(&acts.cross_res, x_attn_out, dres, res, g, |dinp, df, g| {
+                let x = acts.cross_res.f_input(x_attn_out, norm);
+                cattn.backward(&acts.cross, sa, df, ci.attn_input(x, grid), InputGrads { dx: dinp, dkv: Some(denc) }, g);
             });
         }
         // Sublayer 1: self-attention.
-        residual_backward(&acts.attn_res, x, &self.attn_ln, norm, self.dropout, dres, tmp, tmp2, params, grads, n, |dinp, df, grads| {
-            let inp = if norm == NormPlacement::Pre { &acts.attn_res.normed[..] } else { x };
-            self.attn.backward(&acts.attn, sa, dinp, None, df, inp, inp, mask, params, grads, b, t, t, rows, rows);
+        self.sublayer(&self.attn_ln).backward(&acts.attn_res, inp.x, dres, res, g, |dinp, df, g| {
+            let x = acts.attn_res.f_input(inp.x, norm);
+            self.attn.backward(&acts.attn, sa, df, AttnInput::self_attention(x, grid, inp.mask), InputGrads { dx: dinp, dkv: None }, g);
         });
     }
 }

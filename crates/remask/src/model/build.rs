@@ -3,13 +3,14 @@
 //! those models do not have (e.g. a final LayerNorm of a pre-LN encoder) follow the same style.
 
 use super::block::Block;
-use super::config::{Arch, ModelConfig, NormPlacement, PositionKind};
+use super::config::{Arch, ModelConfig, NormPlacement, PositionKind, Precision};
 use super::embedding::{sinusoidal_table, Embeddings, Positions};
 use super::head::LmHead;
 use super::layout::{Init, Layout, Param};
 use super::linear::Linear;
 use super::mha::{Attention, InProj};
 use super::norm::LayerNorm;
+use super::params::Params;
 use super::stack::Stack;
 
 /// Everything a model is made of, before any buffer is allocated.
@@ -20,6 +21,17 @@ pub struct Built {
     /// The decoder of an encoder-decoder.
     pub decoder: Option<Stack>,
     pub head: LmHead,
+}
+
+impl Built {
+    /// Flat parameters `values` over this layout, in the config's precision (the bf16 copy, when
+    /// asked for, holds every linear weight of the stacks and the head).
+    pub fn params(&self, values: Vec<f32>, precision: Precision) -> Params {
+        let mut linears = self.stack.linear_weights();
+        linears.extend(self.decoder.iter().flat_map(Stack::linear_weights));
+        linears.extend(self.head.linear_weights());
+        Params::new(values, precision, linears)
+    }
 }
 
 /// Names of the q, k, v projections: separate (BERT, BART) or one fused tensor (GPT-2's `c_attn`).

@@ -9,7 +9,17 @@ use remask_kernels::embedding::{embedding_accumulate, embedding_backward, embedd
 use super::block::DropoutSite;
 use super::buffers::fit;
 use super::layout::Param;
-use super::norm::LayerNorm;
+use super::norm::{LayerNorm, NormActs};
+use super::params::Grads;
+
+/// The token-level inputs of the embeddings, one entry per row: token ids, positions (before any
+/// offset) and token types (when the model has a type table).
+#[derive(Clone, Copy, Debug)]
+pub struct Tokens<'a> {
+    pub ids: &'a [u32],
+    pub positions: &'a [u32],
+    pub types: Option<&'a [u32]>,
+}
 
 /// How positions enter.
 #[derive(Clone, Debug)]
@@ -41,9 +51,8 @@ pub struct EmbActs {
     pub pos_ids: Vec<u32>,
     /// The sum of the embeddings `[N,C]`.
     pub sum: Vec<f32>,
-    pub normed: Vec<f32>,
-    pub mean: Vec<f32>,
-    pub rstd: Vec<f32>,
+    /// The LayerNorm after the sum.
+    pub ln: NormActs,
     /// After dropout `[N,C]` (only when dropout ran).
     pub dropped: Vec<f32>,
     pub keep: Vec<u8>,
@@ -72,40 +81,36 @@ pub fn sinusoidal_table(p: usize, c: usize) -> Vec<f32> {
 }
 
 impl Embeddings {
-    /// out[N,C] = LN(word[ids]·scale + pos[positions] + type[types]) with dropout; see [`Self::output`].
-    /// Ids and positions must already be validated against the tables.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward(&self, a: &mut EmbActs, ids: &[u32], positions: &[u32], types: Option<&[u32]>, drop: Option<DropoutSite>, params: &[f32], n: usize) {
-        let c = self.c;
+    /// out[N,C] = LN(word[ids]·scale + pos[positions] + type[types]) with dropout, N = `t.ids.len()`;
+    /// see [`Self::output`]. Ids and positions must already be validated against the tables.
+    pub fn forward(&self, a: &mut EmbActs, t: Tokens<'_>, drop: Option<DropoutSite>, params: &[f32]) {
+        let (c, n) = (self.c, t.ids.len());
         fit(&mut a.sum, n * c);
-        embedding_forward(&mut a.sum, ids, self.word.get(params), c);
+        embedding_forward(&mut a.sum, t.ids, self.word.get(params), c);
         if self.scale != 1.0 {
             a.sum.iter_mut().for_each(|x| *x *= self.scale);
         }
         match &self.positions {
             Positions::Learned { table, offset } => {
                 fit(&mut a.pos_ids, n);
-                for (o, &p) in a.pos_ids.iter_mut().zip(positions) {
+                for (o, &p) in a.pos_ids.iter_mut().zip(t.positions) {
                     *o = p + *offset as u32;
                 }
                 embedding_accumulate(&mut a.sum, &a.pos_ids, table.get(params), c);
             }
-            Positions::Sinusoidal { table } => embedding_accumulate(&mut a.sum, positions, table, c),
+            Positions::Sinusoidal { table } => embedding_accumulate(&mut a.sum, t.positions, table, c),
         }
-        if let (Some(tt), Some(types)) = (self.types, types) {
+        if let (Some(tt), Some(types)) = (self.types, t.types) {
             embedding_accumulate(&mut a.sum, types, tt.get(params), c);
         }
         if let Some(ln) = &self.ln {
-            fit(&mut a.normed, n * c);
-            fit(&mut a.mean, n);
-            fit(&mut a.rstd, n);
-            ln.forward(&mut a.normed, &mut a.mean, &mut a.rstd, &a.sum, params, n);
+            ln.forward(&mut a.ln, &a.sum, params, n);
         }
         match drop {
             Some(d) if d.p > 0.0 => {
                 fit(&mut a.dropped, n * c);
                 fit(&mut a.keep, n * c);
-                let src = if self.ln.is_some() { &a.normed } else { &a.sum };
+                let src = if self.ln.is_some() { &a.ln.out } else { &a.sum };
                 dropout_forward(&mut a.dropped, &mut a.keep, src, d.p, d.key);
             }
             _ => a.keep.clear(),
@@ -117,16 +122,15 @@ impl Embeddings {
         if !a.keep.is_empty() {
             &a.dropped
         } else if self.ln.is_some() {
-            &a.normed
+            &a.ln.out
         } else {
             &a.sum
         }
     }
 
     /// Given dout[N,C] (d of the output), adds the table gradients.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward(&self, a: &EmbActs, s: &mut EmbScratch, dout: &[f32], ids: &[u32], _positions: &[u32], types: Option<&[u32]>, params: &[f32], grads: &mut [f32], n: usize) {
-        let c = self.c;
+    pub fn backward(&self, a: &EmbActs, s: &mut EmbScratch, dout: &[f32], t: Tokens<'_>, g: &mut Grads<'_>) {
+        let (c, n) = (self.c, t.ids.len());
         let mut d: &[f32] = dout;
         if !a.keep.is_empty() {
             fit(&mut s.a, n * c);
@@ -137,20 +141,20 @@ impl Embeddings {
         if let Some(ln) = &self.ln {
             fit(&mut s.b, n * c);
             s.b.fill(0.0);
-            ln.backward(&mut s.b, d, &a.sum, &a.mean, &a.rstd, params, grads, n);
+            ln.backward(&mut s.b, d, &a.sum, &a.ln, g, n);
             d = &s.b;
         }
         // d is now d(sum).
         match &self.positions {
-            Positions::Learned { table, .. } => embedding_backward(table.get_mut(grads), d, &a.pos_ids, c),
+            Positions::Learned { table, .. } => embedding_backward(table.get_mut(g.buf), d, &a.pos_ids, c),
             // The sinusoidal table is fixed: nothing to learn.
             Positions::Sinusoidal { .. } => {}
         }
-        if let (Some(tt), Some(types)) = (self.types, types) {
-            embedding_backward(tt.get_mut(grads), d, types, c);
+        if let (Some(tt), Some(types)) = (self.types, t.types) {
+            embedding_backward(tt.get_mut(g.buf), d, types, c);
         }
         if self.scale == 1.0 {
-            embedding_backward(self.word.get_mut(grads), d, ids, c);
+            embedding_backward(self.word.get_mut(g.buf), d, t.ids, c);
             return;
         }
         // Token embeddings were scaled: d(word row) = scale · d(sum). Write the scaled copy into the
@@ -160,7 +164,7 @@ impl Embeddings {
             for (o, &x) in s.a.iter_mut().zip(&s.b) {
                 *o = x * self.scale;
             }
-            embedding_backward(self.word.get_mut(grads), &s.a, ids, c);
+            embedding_backward(self.word.get_mut(g.buf), &s.a, t.ids, c);
         } else {
             let src: &[f32] = if a.keep.is_empty() { dout } else { &s.a };
             let mut scaled = std::mem::take(&mut s.b);
@@ -168,7 +172,7 @@ impl Embeddings {
             for (o, &x) in scaled.iter_mut().zip(src) {
                 *o = x * self.scale;
             }
-            embedding_backward(self.word.get_mut(grads), &scaled, ids, c);
+            embedding_backward(self.word.get_mut(g.buf), &scaled, t.ids, c);
             s.b = scaled;
         }
     }

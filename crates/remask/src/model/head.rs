@@ -7,12 +7,11 @@
 
 use remask_kernels::cross_entropy::{cross_entropy_forward, cross_entropy_fused, CeStats};
 use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
-use remask_kernels::matmul::{matmul_backward, matmul_forward};
-
 use super::buffers::fit;
-use super::layout::{pair_mut, Param};
-use super::linear::Linear;
-use super::norm::LayerNorm;
+use super::layout::Param;
+use super::linear::{DInp, Linear};
+use super::norm::{LayerNorm, NormActs};
+use super::params::{Grads, LinearWeight, Weights};
 use crate::IGNORE_INDEX;
 
 /// The vocabulary head.
@@ -37,13 +36,11 @@ pub struct HeadActs {
     /// Rows of the hidden state the head ran on `[M]`, and their targets `[M]`.
     pub rows: Vec<u32>,
     pub targets: Vec<i32>,
-    /// Gathered hidden rows `[M,C]`, transform activations `[M,C]`.
+    /// Gathered hidden rows `[M,C]`, transform activations `[M,C]` (dense, GELU, LayerNorm).
     pub x: Vec<f32>,
     pub t1: Vec<f32>,
     pub t2: Vec<f32>,
-    pub t3: Vec<f32>,
-    pub mean: Vec<f32>,
-    pub rstd: Vec<f32>,
+    pub ln: NormActs,
     /// Logits `[M,V]`; after a training step they hold the logits' gradient instead.
     pub logits: Vec<f32>,
     /// Per-row losses `[M]`.
@@ -60,6 +57,18 @@ pub struct HeadScratch {
 }
 
 impl LmHead {
+    /// The vocabulary projection as a linear layer: weight `[V, C]` (trainable bias or none).
+    fn projection(&self) -> Linear {
+        Linear { w: self.decoder, b: self.bias.filter(|_| self.bias_trainable), c: self.c, oc: self.v }
+    }
+
+    /// The weights the bf16 copy holds: the projection and the transform's dense layer.
+    pub fn linear_weights(&self) -> Vec<LinearWeight> {
+        let mut out = vec![self.projection().weight()];
+        out.extend(self.transform.as_ref().map(|(dense, _)| dense.weight()));
+        out
+    }
+
     /// Selects the labelled rows of `labels[N]` (row-major order).
     pub fn select_labelled(acts: &mut HeadActs, labels: &[i32]) {
         acts.rows.clear();
@@ -81,7 +90,7 @@ impl LmHead {
     }
 
     /// logits[M,V] = head(h[rows]) for the selected rows of h[N,C].
-    pub fn forward(&self, a: &mut HeadActs, h: &[f32], params: &[f32]) {
+    pub fn forward(&self, a: &mut HeadActs, h: &[f32], w: Weights<'_>) {
         let (m, c, v) = (a.rows.len(), self.c, self.v);
         fit(&mut a.x, m * c);
         for (i, &r) in a.rows.iter().enumerate() {
@@ -91,16 +100,14 @@ impl LmHead {
         if let Some((dense, ln)) = &self.transform {
             fit(&mut a.t1, m * c);
             fit(&mut a.t2, m * c);
-            fit(&mut a.t3, m * c);
-            fit(&mut a.mean, m);
-            fit(&mut a.rstd, m);
-            dense.forward(&mut a.t1, &a.x, params, m);
+            dense.forward(&mut a.t1, &a.x, w, m);
             gelu_forward(&mut a.t2, &a.t1, self.gelu);
-            ln.forward(&mut a.t3, &mut a.mean, &mut a.rstd, &a.t2, params, m);
+            ln.forward(&mut a.ln, &a.t2, w.values, m);
         }
-        let z = if self.transform.is_some() { &a.t3 } else { &a.x };
+        let z = if self.transform.is_some() { &a.ln.out } else { &a.x };
         fit(&mut a.logits, m * v);
-        matmul_forward(&mut a.logits, z, self.decoder.get(params), self.bias.map(|b| b.get(params)), m, c, v);
+        // The bias is added whether or not it trains (BART's frozen `final_logits_bias`).
+        Linear { b: self.bias, ..self.projection() }.forward(&mut a.logits, z, w, m);
     }
 
     /// Cross-entropy on the logits without gradients (evaluation).
@@ -115,7 +122,7 @@ impl LmHead {
 
     /// Cross-entropy and its backward: adds `grad_scale · d(Σ losses)` into the head parameters and
     /// scatters d(h[rows]) into dh[N,C] (which the caller zeroed). Turns `a.logits` into dlogits.
-    pub fn loss_backward(&self, a: &mut HeadActs, s: &mut HeadScratch, dh: &mut [f32], grad_scale: f32, params: &[f32], grads: &mut [f32]) -> CeStats {
+    pub fn loss_backward(&self, a: &mut HeadActs, s: &mut HeadScratch, dh: &mut [f32], grad_scale: f32, g: &mut Grads<'_>) -> CeStats {
         let (m, c, v) = (a.rows.len(), self.c, self.v);
         fit(&mut a.losses, m);
         if m == 0 {
@@ -123,29 +130,20 @@ impl LmHead {
         }
         let stats = cross_entropy_fused(&mut a.logits, &mut a.losses, &a.targets, grad_scale, m, v);
         let dlogits = &a.logits;
-        // backward of logits = z · decoderᵀ + bias.
-        let z = if self.transform.is_some() { &a.t3 } else { &a.x };
+        // backward of logits = z · decoderᵀ + bias (a frozen bias gets no gradient).
+        let z = if self.transform.is_some() { &a.ln.out } else { &a.x };
         fit(&mut s.dz, m * c);
-        s.dz.fill(0.0);
-        let w = self.decoder.get(params);
-        match self.bias {
-            Some(b) if self.bias_trainable => {
-                let (dw, db) = pair_mut(grads, self.decoder, b);
-                matmul_backward(Some(&mut s.dz), dw, Some(db), dlogits, z, w, m, c, v);
-            }
-            _ => matmul_backward(Some(&mut s.dz), self.decoder.get_mut(grads), None, dlogits, z, w, m, c, v),
-        }
+        self.projection().backward(DInp::Set(&mut s.dz), dlogits, z, g, m);
         let dx: &[f32] = if let Some((dense, ln)) = &self.transform {
             // backward of t3 = LN(t2), t2 = gelu(t1), t1 = dense(x).
             fit(&mut s.dt2, m * c);
             s.dt2.fill(0.0);
-            ln.backward(&mut s.dt2, &s.dz, &a.t2, &a.mean, &a.rstd, params, grads, m);
+            ln.backward(&mut s.dt2, &s.dz, &a.t2, &a.ln, g, m);
             fit(&mut s.dt1, m * c);
             s.dt1.fill(0.0);
             gelu_backward(&mut s.dt1, &a.t1, &s.dt2, self.gelu);
             fit(&mut s.dx, m * c);
-            s.dx.fill(0.0);
-            dense.backward(Some(&mut s.dx), &s.dt1, &a.x, params, grads, m);
+            dense.backward(DInp::Set(&mut s.dx), &s.dt1, &a.x, g, m);
             &s.dx
         } else {
             &s.dz

@@ -90,6 +90,7 @@ pub fn config_from_hf(hf: &Value, path: &Path) -> Result<ModelConfig> {
                 embed_scale: 1.0,
                 embedding_layer_norm: true,
                 init_std: opt_f32(hf, "initializer_range", d.init_std),
+                precision: d.precision,
             })
         }
         "gpt2" => {
@@ -116,6 +117,7 @@ pub fn config_from_hf(hf: &Value, path: &Path) -> Result<ModelConfig> {
                 embed_scale: 1.0,
                 embedding_layer_norm: false,
                 init_std: opt_f32(hf, "initializer_range", d.init_std),
+                precision: d.precision,
             })
         }
         "bart" => {
@@ -150,6 +152,7 @@ pub fn config_from_hf(hf: &Value, path: &Path) -> Result<ModelConfig> {
                 embed_scale: if opt_bool(hf, "scale_embedding", false) { (c as f32).sqrt() } else { 1.0 },
                 embedding_layer_norm: true,
                 init_std: opt_f32(hf, "init_std", d.init_std),
+                precision: d.precision,
             })
         }
         other => Err(Error::data(path, format!("config.json: model_type {other:?} is not supported (bert, gpt2, bart)"))),

@@ -10,6 +10,7 @@ use super::build::build;
 use super::check::check_batch;
 use super::config::{Arch, ModelConfig};
 use super::head::{HeadActs, HeadScratch, LmHead};
+use super::params::{Grads, Params};
 use super::stack::{Stack, StackActs, StackInput, StackScratch};
 use super::{StepStats, TensorInfo, TrainModel, ATTENTION_TILE};
 use crate::{Batch, Error, Result};
@@ -18,7 +19,7 @@ use crate::{Batch, Error, Result};
 pub struct LmModel {
     config: ModelConfig,
     tensors: Vec<TensorInfo>,
-    params: Vec<f32>,
+    params: Params,
     grads: Vec<f32>,
     stack: Stack,
     head: LmHead,
@@ -138,6 +139,7 @@ impl LmModel {
             return Err(Error::shape("model parameters", built.layout.total(), params.len()));
         }
         let grads = vec![0.0; params.len()];
+        let params = built.params(params, config.precision);
         Ok(Self {
             tensors: built.layout.into_tensors(),
             config,
@@ -164,9 +166,11 @@ impl LmModel {
         check_batch(&self.config, batch)?;
         let mask = self.mask(batch);
         let (inp, _) = stack_input(&self.config, batch, None, &mask);
-        self.stack.forward(&mut self.acts, inp, None, None, &self.params);
+        self.params.refresh();
+        let w = self.params.weights();
+        self.stack.forward(&mut self.acts, inp, None, None, w);
         LmHead::select_all(&mut self.all_acts, &batch.labels);
-        self.head.forward(&mut self.all_acts, self.stack.output(&self.acts), &self.params);
+        self.head.forward(&mut self.all_acts, self.stack.output(&self.acts), w);
         Ok(&self.all_acts.logits)
     }
 
@@ -187,12 +191,15 @@ impl TrainModel for LmModel {
         let compact = self.compact.fill(batch).then_some(&self.compact);
         let (inp, labels) = stack_input(&self.config, batch, compact, &mask);
         let n = inp.n();
-        self.stack.forward(&mut self.acts, inp, None, Some(dropout_key), &self.params);
+        self.params.refresh();
+        let w = self.params.weights();
+        self.stack.forward(&mut self.acts, inp, None, Some(dropout_key), w);
         LmHead::select_labelled(&mut self.head_acts, labels);
-        self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), &self.params);
+        self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), w);
         let dh = self.stack.begin_backward(&mut self.scratch, n);
-        let ce = self.head.loss_backward(&mut self.head_acts, &mut self.head_scratch, dh, grad_scale, &self.params, &mut self.grads);
-        self.stack.backward(&self.acts, &mut self.scratch, inp, None, &self.params, &mut self.grads);
+        let mut g = Grads { w, buf: &mut self.grads };
+        let ce = self.head.loss_backward(&mut self.head_acts, &mut self.head_scratch, dh, grad_scale, &mut g);
+        self.stack.backward(&self.acts, &mut self.scratch, inp, None, &mut g);
         Ok(StepStats { loss_sum: ce.loss_sum, n_labels: ce.count, n_correct: ce.correct })
     }
 
@@ -201,9 +208,11 @@ impl TrainModel for LmModel {
         let mask = self.mask(batch);
         let compact = self.compact.fill(batch).then_some(&self.compact);
         let (inp, labels) = stack_input(&self.config, batch, compact, &mask);
-        self.stack.forward(&mut self.acts, inp, None, None, &self.params);
+        self.params.refresh();
+        let w = self.params.weights();
+        self.stack.forward(&mut self.acts, inp, None, None, w);
         LmHead::select_labelled(&mut self.head_acts, labels);
-        self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), &self.params);
+        self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), w);
         let ce = self.head.loss(&mut self.head_acts);
         Ok(StepStats { loss_sum: ce.loss_sum, n_labels: ce.count, n_correct: ce.correct })
     }

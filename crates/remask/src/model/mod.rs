@@ -8,6 +8,9 @@
 //!
 //! - `layout.rs`: [`layout::Layout`] builds the named tensors, offsets and keyed initialisation;
 //!   layers hold [`layout::Param`] handles (offset, length) into the flat buffers.
+//! - `params.rs`: [`params::Params`] (the flat values plus, in bf16 precision, every linear weight
+//!   cast and packed once per optimizer step), [`params::Weights`] (what a forward reads) and
+//!   [`params::Grads`] (what a backward reads and adds into).
 //! - `linear.rs`, `norm.rs`: `nn.Linear` and `LayerNorm` over the flat buffers.
 //! - `mha.rs`: multi-head attention: fused q/k/v projection (self) or q + fused k/v (cross), split
 //!   into `[B,H,T,D]`, the block-sparse attention kernel with the compiled `BlockMask`, merge, output
@@ -42,10 +45,11 @@ pub mod linear;
 pub mod lm;
 pub mod mha;
 pub mod norm;
+pub mod params;
 pub mod seq2seq;
 pub mod stack;
 
-pub use config::{Arch, GeluForm, ModelConfig, NormPlacement, PositionKind};
+pub use config::{Arch, GeluForm, ModelConfig, NormPlacement, PositionKind, Precision};
 pub use lm::{DecoderModel, EncoderModel, LmModel};
 pub use seq2seq::{EncoderDecoderModel, Seq2SeqMasks};
 
@@ -116,17 +120,18 @@ impl StepStats {
 
 /// The buffer accessors of [`TrainModel`] (`config`, `params`, `params_mut`, `grads`, `grads_mut`,
 /// `params_and_grads`, `tensors`) for a model that keeps them in fields named `config`, `params`,
-/// `grads` and `tensors`, as every model here does. Invoke it inside `impl TrainModel for …`.
+/// `grads` and `tensors`, as every model here does (`params` a `Vec<f32>` or a [`params::Params`],
+/// whose bf16 copy any mutable access marks stale). Invoke it inside `impl TrainModel for …`.
 macro_rules! train_model_buffers {
     () => {
         fn config(&self) -> &$crate::model::ModelConfig {
             &self.config
         }
         fn params(&self) -> &[f32] {
-            &self.params
+            &*self.params
         }
         fn params_mut(&mut self) -> &mut [f32] {
-            &mut self.params
+            &mut *self.params
         }
         fn grads(&self) -> &[f32] {
             &self.grads
@@ -135,7 +140,7 @@ macro_rules! train_model_buffers {
             &mut self.grads
         }
         fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
-            (&mut self.params, &self.grads)
+            (&mut *self.params, &self.grads)
         }
         fn tensors(&self) -> &[$crate::model::TensorInfo] {
             &self.tensors

@@ -11,6 +11,7 @@ use super::build::build;
 use super::check::check_batch;
 use super::config::{Arch, ModelConfig};
 use super::head::{HeadActs, HeadScratch, LmHead};
+use super::params::{Grads, Params};
 use super::stack::{Stack, StackActs, StackInput, StackScratch};
 use super::{StepStats, TensorInfo, TrainModel, ATTENTION_TILE};
 use crate::attention::{cross_attention_mask, decoder_self_attention_mask};
@@ -20,7 +21,7 @@ use crate::{Batch, Error, Result, IGNORE_INDEX, PAD_DOC};
 pub struct EncoderDecoderModel {
     config: ModelConfig,
     tensors: Vec<TensorInfo>,
-    params: Vec<f32>,
+    params: Params,
     grads: Vec<f32>,
     enc: Stack,
     dec: Stack,
@@ -79,6 +80,7 @@ impl EncoderDecoderModel {
         if params.len() != built.layout.total() {
             return Err(Error::shape("model parameters", built.layout.total(), params.len()));
         }
+        let params = built.params(params, config.precision);
         let dec = built.decoder.ok_or_else(|| Error::Other("encoder-decoder layout without a decoder".into()))?;
         Ok(Self {
             tensors: built.layout.into_tensors(),
@@ -100,13 +102,17 @@ impl EncoderDecoderModel {
     }
 
     /// Fills `dec_batch` from the decoder side of `batch` (validated) and builds the masks.
+    /// Also packs the bf16 weights when they are stale.
     fn prepare(&mut self, batch: &Batch) -> Result<Seq2SeqMasks> {
         check_batch(&self.config, batch)?;
         fill_decoder_batch(&mut self.dec_batch, batch)?;
+        self.params.refresh();
         Seq2SeqMasks::of(&self.config, batch)
     }
 
+    /// Encoder and decoder forward (after [`Params::refresh`]).
     fn forward(&mut self, batch: &Batch, masks: &Seq2SeqMasks, dropout_key: Option<u64>) {
+        let w = self.params.weights();
         let enc_in = StackInput {
             ids: &batch.input_ids,
             positions: &batch.positions,
@@ -116,10 +122,10 @@ impl EncoderDecoderModel {
             mask: &masks.enc,
             rows: None,
         };
-        self.enc.forward(&mut self.enc_acts, enc_in, None, dropout_key, &self.params);
+        self.enc.forward(&mut self.enc_acts, enc_in, None, dropout_key, w);
         let dec_in = dec_input(&self.dec_batch, &masks.dec);
         let cross = CrossInput { enc: self.enc.output(&self.enc_acts), tk: batch.seq_len, mask: &masks.cross, rows: None };
-        self.dec.forward(&mut self.dec_acts, dec_in, Some(cross), dropout_key, &self.params);
+        self.dec.forward(&mut self.dec_acts, dec_in, Some(cross), dropout_key, w);
     }
 
     /// Logits on every decoder position, `[B·Td, V]` (HF's `BartForConditionalGeneration` logits).
@@ -127,7 +133,7 @@ impl EncoderDecoderModel {
         let masks = self.prepare(batch)?;
         self.forward(batch, &masks, None);
         LmHead::select_all(&mut self.all_acts, &self.dec_batch.labels);
-        self.head.forward(&mut self.all_acts, self.dec.output(&self.dec_acts), &self.params);
+        self.head.forward(&mut self.all_acts, self.dec.output(&self.dec_acts), self.params.weights());
         Ok(&self.all_acts.logits)
     }
 
@@ -189,16 +195,18 @@ impl TrainModel for EncoderDecoderModel {
         let masks = self.prepare(batch)?;
         self.forward(batch, &masks, Some(dropout_key));
         LmHead::select_labelled(&mut self.head_acts, decoder_labels(batch));
-        self.head.forward(&mut self.head_acts, self.dec.output(&self.dec_acts), &self.params);
+        let w = self.params.weights();
+        self.head.forward(&mut self.head_acts, self.dec.output(&self.dec_acts), w);
         let (b, t, td) = (batch.batch_size, batch.seq_len, self.dec_batch.seq_len);
         let dh = self.dec.begin_backward(&mut self.dec_scratch, b * td);
-        let ce = self.head.loss_backward(&mut self.head_acts, &mut self.head_scratch, dh, grad_scale, &self.params, &mut self.grads);
+        let mut g = Grads { w, buf: &mut self.grads };
+        let ce = self.head.loss_backward(&mut self.head_acts, &mut self.head_scratch, dh, grad_scale, &mut g);
         // The decoder's cross-attention adds d(encoder output) straight into the encoder's residual
         // gradient.
         let denc = self.enc.begin_backward(&mut self.enc_scratch, b * t);
         let cross = CrossInput { enc: self.enc.output(&self.enc_acts), tk: t, mask: &masks.cross, rows: None };
         let dec_in = dec_input(&self.dec_batch, &masks.dec);
-        self.dec.backward(&self.dec_acts, &mut self.dec_scratch, dec_in, Some((cross, denc)), &self.params, &mut self.grads);
+        self.dec.backward(&self.dec_acts, &mut self.dec_scratch, dec_in, Some((cross, denc)), &mut g);
         let enc_in = StackInput {
             ids: &batch.input_ids,
             positions: &batch.positions,
@@ -208,7 +216,7 @@ impl TrainModel for EncoderDecoderModel {
             mask: &masks.enc,
             rows: None,
         };
-        self.enc.backward(&self.enc_acts, &mut self.enc_scratch, enc_in, None, &self.params, &mut self.grads);
+        self.enc.backward(&self.enc_acts, &mut self.enc_scratch, enc_in, None, &mut g);
         Ok(StepStats { loss_sum: ce.loss_sum, n_labels: ce.count, n_correct: ce.correct })
     }
 
@@ -216,7 +224,7 @@ impl TrainModel for EncoderDecoderModel {
         let masks = self.prepare(batch)?;
         self.forward(batch, &masks, None);
         LmHead::select_labelled(&mut self.head_acts, decoder_labels(batch));
-        self.head.forward(&mut self.head_acts, self.dec.output(&self.dec_acts), &self.params);
+        self.head.forward(&mut self.head_acts, self.dec.output(&self.dec_acts), self.params.weights());
         let ce = self.head.loss(&mut self.head_acts);
         Ok(StepStats { loss_sum: ce.loss_sum, n_labels: ce.count, n_correct: ce.correct })
     }

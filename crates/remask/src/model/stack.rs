@@ -6,10 +6,11 @@
 use remask_kernels::block_mask::BlockMask;
 use remask_kernels::rng::{key, Purpose};
 
-use super::block::{Block, BlockActs, BlockScratch, CrossInput, DropoutSite};
-use super::buffers::{fit, RowMap};
-use super::embedding::{EmbActs, EmbScratch, Embeddings};
-use super::norm::LayerNorm;
+use super::block::{Block, BlockActs, BlockInput, BlockScratch, CrossInput, DropoutSite};
+use super::buffers::{fit, Grid, RowMap};
+use super::embedding::{EmbActs, EmbScratch, Embeddings, Tokens};
+use super::norm::{LayerNorm, NormActs};
+use super::params::{Grads, LinearWeight, Weights};
 
 /// The token-level inputs of one stack forward. With a row map, `ids`, `positions` and `types`
 /// hold only the mapped (real) positions, and every per-row buffer has that many rows.
@@ -26,10 +27,25 @@ pub struct StackInput<'a> {
     pub rows: RowMap<'a>,
 }
 
-impl StackInput<'_> {
+impl<'a> StackInput<'a> {
     /// Rows every per-row buffer has: the mapped rows, or B·T.
     pub fn n(&self) -> usize {
-        self.rows.map_or(self.b * self.t, <[u32]>::len)
+        self.grid().n()
+    }
+
+    /// The rows of the B × T grid the per-row buffers hold.
+    pub fn grid(&self) -> Grid<'a> {
+        Grid { b: self.b, t: self.t, map: self.rows }
+    }
+
+    /// What the embeddings read.
+    pub fn tokens(&self) -> Tokens<'a> {
+        Tokens { ids: self.ids, positions: self.positions, types: self.types }
+    }
+
+    /// A block's input: the rows `x` and the self-attention mask.
+    fn block_input(&self, x: &'a [f32]) -> BlockInput<'a> {
+        BlockInput { x, grid: self.grid(), mask: self.mask }
     }
 }
 
@@ -50,9 +66,8 @@ pub struct Stack {
 pub struct StackActs {
     pub emb: EmbActs,
     pub blocks: Vec<BlockActs>,
-    pub final_out: Vec<f32>,
-    pub final_mean: Vec<f32>,
-    pub final_rstd: Vec<f32>,
+    /// The final LayerNorm (pre-LN models).
+    pub final_ln: NormActs,
 }
 
 /// Gradient scratch of a stack. `dres` carries the gradient of the residual stream.
@@ -64,33 +79,35 @@ pub struct StackScratch {
 }
 
 impl Stack {
+    /// The weights of its linear layers (what the bf16 copy holds).
+    pub fn linear_weights(&self) -> Vec<LinearWeight> {
+        self.blocks.iter().flat_map(Block::linear_weights).collect()
+    }
+
     fn drop_site(&self, dropout_key: Option<u64>, layer: u64, sub: u64) -> Option<DropoutSite> {
         dropout_key.map(|k| DropoutSite { p: self.dropout, key: key(k, Purpose::Dropout, self.site, layer * 4 + sub) })
     }
 
     /// h[N,C] = stack(inputs); read it with [`Self::output`]. `dropout_key` = None disables dropout.
-    pub fn forward(&self, a: &mut StackActs, inp: StackInput<'_>, cross: Option<CrossInput<'_>>, dropout_key: Option<u64>, params: &[f32]) {
+    pub fn forward(&self, a: &mut StackActs, inp: StackInput<'_>, cross: Option<CrossInput<'_>>, dropout_key: Option<u64>, w: Weights<'_>) {
         let n = inp.n();
         let dropout_key = dropout_key.filter(|_| self.dropout > 0.0);
         if a.blocks.len() != self.blocks.len() {
             a.blocks.resize_with(self.blocks.len(), BlockActs::default);
         }
-        self.emb.forward(&mut a.emb, inp.ids, inp.positions, inp.types, self.drop_site(dropout_key, 0, 3), params, n);
+        self.emb.forward(&mut a.emb, inp.tokens(), self.drop_site(dropout_key, 0, 3), w.values);
         let mut x: &[f32] = self.emb.output(&a.emb);
         for (l, (blk, acts)) in self.blocks.iter().zip(a.blocks.iter_mut()).enumerate() {
             let l = l as u64 + 1;
             let drop = dropout_key.map(|_| {
                 [0, 1, 2].map(|s| self.drop_site(dropout_key, l, s).unwrap_or(DropoutSite { p: 0.0, key: 0 }))
             });
-            blk.forward(acts, x, inp.mask, cross, drop, params, inp.b, inp.t, inp.rows);
+            blk.forward(acts, inp.block_input(x), cross, drop, w);
             let acts: &BlockActs = acts;
             x = blk.output(acts);
         }
         if let Some(ln) = &self.final_ln {
-            fit(&mut a.final_out, n * self.c);
-            fit(&mut a.final_mean, n);
-            fit(&mut a.final_rstd, n);
-            ln.forward(&mut a.final_out, &mut a.final_mean, &mut a.final_rstd, x, params, n);
+            ln.forward(&mut a.final_ln, x, w.values, n);
         }
     }
 
@@ -105,7 +122,7 @@ impl Stack {
     /// The stack output `[N,C]` after a forward.
     pub fn output<'a>(&self, a: &'a StackActs) -> &'a [f32] {
         if self.final_ln.is_some() {
-            &a.final_out
+            &a.final_ln.out
         } else {
             self.last_block_output(a)
         }
@@ -120,29 +137,21 @@ impl Stack {
 
     /// Backward of the whole stack from d(output) in `s.dres`; adds parameter gradients and, with
     /// cross-attention, d(encoder output) into the given buffer.
-    pub fn backward(
-        &self,
-        a: &StackActs,
-        s: &mut StackScratch,
-        inp: StackInput<'_>,
-        mut cross: Option<(CrossInput<'_>, &mut [f32])>,
-        params: &[f32],
-        grads: &mut [f32],
-    ) {
+    pub fn backward(&self, a: &StackActs, s: &mut StackScratch, inp: StackInput<'_>, mut cross: Option<(CrossInput<'_>, &mut [f32])>, g: &mut Grads<'_>) {
         let n = inp.n();
         let StackScratch { dres, block: bs, emb: es } = s;
         if let Some(ln) = &self.final_ln {
-            let tmp = &mut bs.tmp;
+            let tmp = &mut bs.res.tmp;
             fit(tmp, n * self.c);
             tmp.fill(0.0);
-            ln.backward(tmp, dres, self.last_block_output(a), &a.final_mean, &a.final_rstd, params, grads, n);
+            ln.backward(tmp, dres, self.last_block_output(a), &a.final_ln, g, n);
             dres.copy_from_slice(tmp);
         }
         for l in (0..self.blocks.len()).rev() {
             let x: &[f32] = if l == 0 { self.emb.output(&a.emb) } else { self.blocks[l - 1].output(&a.blocks[l - 1]) };
             let c = cross.as_mut().map(|(ci, d)| (*ci, &mut **d));
-            self.blocks[l].backward(&a.blocks[l], bs, dres, x, inp.mask, c, params, grads, inp.b, inp.t, inp.rows);
+            self.blocks[l].backward(&a.blocks[l], bs, dres, inp.block_input(x), c, g);
         }
-        self.emb.backward(&a.emb, es, dres, inp.ids, inp.positions, inp.types, params, grads, n);
+        self.emb.backward(&a.emb, es, dres, inp.tokens(), g);
     }
 }

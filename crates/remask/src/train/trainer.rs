@@ -732,9 +732,14 @@ mod real_model_tests {
     use crate::train::testing::{SyntheticSource, TaskKind};
 
     fn config(arch: &str, attention: &str) -> RunConfig {
+        config_in(arch, attention, "fp32").unwrap()
+    }
+
+    fn config_in(arch: &str, attention: &str, precision: &str) -> Result<RunConfig> {
         let text = format!(
             r#"
             [model]
+            precision = "{precision}"
             arch = "{arch}"
             vocab_size = 24
             d_model = 16
@@ -764,7 +769,7 @@ mod real_model_tests {
             tensorboard = false
         "#
         );
-        RunConfig::from_toml_str(&text, &[]).unwrap()
+        RunConfig::from_toml_str(&text, &[])
     }
 
     type Real = Trainer<Box<dyn TrainModel>, SyntheticSource>;
@@ -782,11 +787,20 @@ mod real_model_tests {
         }
     }
 
-    /// Guards exact resume on the real encoder (MLM) and decoder (CLM), with dropout and rayon threads.
+    /// Guards exact resume on the real encoder (MLM) and decoder (CLM), with dropout and rayon threads,
+    /// in f32 and in bf16 (whose weight copy a resumed run packs again from the restored weights).
     #[test]
     fn real_models_resume_exactly() {
-        for (arch, attention) in [("encoder", "padding"), ("decoder", "causal")] {
-            let cfg = config(arch, attention);
+        let bf16 = remask_kernels::cpu::bf16_kernel().is_some();
+        for (arch, attention, precision) in [("encoder", "padding", "fp32"), ("decoder", "causal", "fp32"), ("encoder", "padding", "bf16"), ("decoder", "causal", "bf16")] {
+            let cfg = match config_in(arch, attention, precision) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    // A CPU without bf16 refuses the setting, naming it.
+                    assert!(precision == "bf16" && !bf16 && e.to_string().contains("model.precision"), "{e}");
+                    continue;
+                }
+            };
             let a_dir = tempfile::tempdir().unwrap();
             let mut a = build(&cfg, a_dir.path(), None);
             a.run().unwrap();
@@ -801,8 +815,8 @@ mod real_model_tests {
             let la: Vec<u64> = read_train_records(&a_dir.path().join("metrics.jsonl")).unwrap().iter().map(|r| r.loss.to_bits()).collect();
             let lb: Vec<u64> = read_train_records(&b_dir.path().join("metrics.jsonl")).unwrap().iter().map(|r| r.loss.to_bits()).collect();
             assert_eq!(la.len(), 8);
-            assert_eq!(la, lb, "{arch}: losses after resume differ");
-            assert_eq!(a.model.params(), b.model.params(), "{arch}: weights differ");
+            assert_eq!(la, lb, "{arch} {precision}: losses after resume differ");
+            assert_eq!(a.model.params(), b.model.params(), "{arch} {precision}: weights differ");
             let first = f64::from_bits(la[0]);
             assert!(first.is_finite() && first > 0.0);
         }
