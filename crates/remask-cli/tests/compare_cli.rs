@@ -61,6 +61,10 @@ fn tiny_comparison_writes_report_plots_and_runs() {
     assert_eq!(strategies[0]["seeds"], 2);
     // Static masks are stored (K = 2 copies on disk), dynamic ones are not.
     assert!(strategies[0]["mask_bytes"].as_u64().unwrap() > 0);
+    // Stored compactly: both copies together take under 3 bytes per training token (the earlier
+    // layout took 5 per copy).
+    let per_token = strategies[0]["mask_bytes_per_token"].as_f64().unwrap();
+    assert!(per_token > 0.5 && per_token < 3.0, "{per_token}");
     assert_eq!(strategies[1]["mask_bytes"], 0);
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 4);

@@ -71,6 +71,9 @@ pub struct StrategySummary {
     pub masking_ms_per_step: Option<Spread>,
     /// Disk bytes of stored masks (the largest over seeds).
     pub mask_bytes: u64,
+    /// The same per training token (the largest over seeds).
+    #[serde(default)]
+    pub mask_bytes_per_token: f64,
 }
 
 /// One claim and what the data says about it.
@@ -131,6 +134,7 @@ pub fn build_report(setup: Setup, runs: Vec<RunRecord>, audit: Vec<AuditLine>) -
                 reached_target: hits.len(),
                 masking_ms_per_step: spread_of(&g, |r| r.masking_ms_per_step),
                 mask_bytes: g.iter().map(|r| r.mask_bytes).max().unwrap_or(0),
+                mask_bytes_per_token: g.iter().map(|r| r.mask_bytes_per_token).fold(0.0, f64::max),
             }
         })
         .collect();
@@ -300,7 +304,7 @@ impl Report {
         m.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
         for s in &self.strategies {
             m.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} ({}/{} reached) | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} ({}/{} reached) | {} | {} | {}{} |\n",
                 s.strategy,
                 s.seeds,
                 cell(&s.final_val_loss),
@@ -313,7 +317,8 @@ impl Report {
                 s.seeds,
                 cell(&s.seconds_to_target),
                 cell(&s.masking_ms_per_step),
-                s.mask_bytes
+                s.mask_bytes,
+                if s.mask_bytes > 0 { format!(" ({:.2} per token)", s.mask_bytes_per_token) } else { String::new() }
             ));
         }
         m.push_str(&format!(
@@ -385,6 +390,7 @@ mod tests {
             wall_s: 4000.0 / speed,
             masking_ms_per_step: 0.1,
             mask_bytes: if strategy == "static" { 1234 } else { 0 },
+            mask_bytes_per_token: if strategy == "static" { 0.75 } else { 0.0 },
             run_dir: format!("runs/{strategy}-{seed}"),
         }
     }

@@ -339,6 +339,10 @@ fn run_one(
         wall_s: train_s,
         masking_ms_per_step: nanos.load(Ordering::Relaxed) as f64 / 1e6 / steps as f64,
         mask_bytes: if masking.dupe_factor().is_some() { meta.static_masks.as_ref().map_or(0, |s| s.bytes) } else { 0 },
+        mask_bytes_per_token: match (&meta.static_masks, masking.dupe_factor()) {
+            (Some(s), Some(_)) => s.bytes_per_training_token,
+            _ => 0.0,
+        },
         run_dir: rel,
     };
     let result = (record, attention_audit);
