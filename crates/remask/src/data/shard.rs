@@ -164,6 +164,10 @@ impl Shard {
         // SAFETY: the file is opened read-only and prepared directories are never modified in place
         // (they are written through temporary names); a concurrent truncation would be a user error.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        // Training reads rows in a keyed random order: without this hint every page fault reads (and
+        // maps) a large window around the row, and the resident size grows by megabytes a row.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Random);
         if map.len() < HEADER || &map[..8] != SHARD_MAGIC {
             return Err(Error::data(path, "not a remask shard (bad magic); run `remask prepare` again"));
         }
