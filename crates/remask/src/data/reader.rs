@@ -17,6 +17,9 @@ use crate::{Error, Result};
 pub const BUILTIN_WEB: &str = include_str!("../../../../data/web.en.txt");
 /// The embedded KJV–Reina-Valera 1909 New Testament verse pairs (public domain): `builtin:kjv-rv1909`.
 pub const BUILTIN_KJV_RV: &str = include_str!("../../../../data/kjv-rv1909.nt.en-es.tsv");
+/// The embedded US presidents' inaugural addresses 1789–2021 (public domain), one paragraph per line,
+/// a blank line between addresses: `builtin:us-inaugural`, the comparison's out-of-domain text.
+pub const BUILTIN_US_INAUGURAL: &str = include_str!("../../../../data/us-inaugural.en.txt");
 
 /// One input document: a text, or a (source, target) pair for translation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,7 +264,11 @@ fn builtin_text(name: &Path) -> Result<(&'static str, bool)> {
     match name.to_str().unwrap_or_default() {
         "builtin:web" => Ok((BUILTIN_WEB, false)),
         "builtin:kjv-rv1909" => Ok((BUILTIN_KJV_RV, true)),
-        other => Err(Error::data(name, format!("unknown built-in corpus `{other}` (builtin:web, builtin:kjv-rv1909)"))),
+        "builtin:us-inaugural" => Ok((BUILTIN_US_INAUGURAL, false)),
+        other => Err(Error::data(
+            name,
+            format!("unknown built-in corpus `{other}` (builtin:web, builtin:kjv-rv1909, builtin:us-inaugural)"),
+        )),
     }
 }
 
@@ -439,7 +446,7 @@ pub fn for_each_in_file(
 }
 
 /// Streams every document of every input, in order, to `f`: built-in corpora (`builtin:web`,
-/// `builtin:kjv-rv1909`) first, then files. No inputs means `builtin:web`. `done` counts the bytes
+/// `builtin:kjv-rv1909`, `builtin:us-inaugural`) first, then files. No inputs means `builtin:web`. `done` counts the bytes
 /// read (on disk) so far, for progress.
 pub fn for_each_document(
     inputs: &[PathBuf],
