@@ -313,6 +313,7 @@ fn train_all(ctx: &RunContext, planned: &[PlannedRun]) -> Result<(Vec<RunRecord>
                 strategy: s.name.clone(),
                 same_as: Some(src.run_dir.clone()),
                 mask_bytes: d.meta.static_masks.as_ref().map_or(0, |m| m.bytes),
+                mask_bytes_per_token: d.meta.static_masks.as_ref().map_or(0.0, |m| m.bytes_per_training_token),
                 ..src.clone()
             };
             log(ctx.opts, &format!("{}: identical to {} by construction (static copy e is the dynamic mask of epoch e, and no epoch reaches copy K)", copy.name(), src.name()));
