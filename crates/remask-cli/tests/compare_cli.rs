@@ -91,6 +91,12 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
     // Static masks are stored (K = 2 copies on disk), dynamic ones are not.
     assert!(strategies.iter().filter(|s| s["strategy"] == "static").all(|s| s["mask_bytes"].as_u64().unwrap() > 0));
     assert!(strategies.iter().filter(|s| s["strategy"] == "dynamic").all(|s| s["mask_bytes"] == 0));
+    // Stored compactly: both copies together take under 3 bytes per training token (the earlier
+    // layout took 5 per copy).
+    for s in strategies.iter().filter(|s| s["strategy"] == "static") {
+        let per_token = s["mask_bytes_per_token"].as_f64().unwrap();
+        assert!(per_token > 0.5 && per_token < 3.0, "{per_token}");
+    }
 
     // One comparison per measure × (static, dynamic) × regime, with the documented fields.
     let comparisons = report["comparisons"].as_array().unwrap();

@@ -341,3 +341,96 @@ fn chinese_whole_word_masks_whole_jieba_words() {
     assert!(precision >= 0.98 && recall >= 0.9, "precision {precision:.3}, recall {recall:.3}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+}
+
+/// The streaming `prepare`: the corpus as one plain file, or cut into a gzip, a zstd and a plain part
+/// named by a glob, written into many small shards, with 1 or 3 tokenizer threads, gives the same
+/// tokenizer, counts, statistics, static copies (stored compactly) and batches; a small vocabulary
+/// sample is recorded and deterministic.
+#[test]
+fn streaming_prepare_is_the_same_for_any_shards_threads_and_compression() {
+    use std::io::Write;
+    let dir = tmp("streaming");
+    let whole = small_corpus(&dir);
+    let text = std::fs::read_to_string(&whole).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let parts = dir.join("parts");
+    std::fs::create_dir_all(&parts).unwrap();
+    let chunk = |k: usize| lines[k * 500..(k + 1) * 500].iter().map(|l| format!("{l}\n")).collect::<String>();
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(parts.join("part-0.txt.gz")).unwrap(), flate2::Compression::fast());
+    gz.write_all(chunk(0).as_bytes()).unwrap();
+    gz.finish().unwrap();
+    std::fs::write(parts.join("part-1.txt.zst"), zstd::encode_all(chunk(1).as_bytes(), 1).unwrap()).unwrap();
+    std::fs::write(parts.join("part-2.txt"), chunk(2)).unwrap();
+    std::fs::write(parts.join("notes.md"), "not matched by the glob\n").unwrap();
+
+    let masking = MaskingConfig { when: When::Static { dupe_factor: 2 }, ..Default::default() };
+    let one = small_config(whole);
+    let mut many = small_config(parts.join("part-*.txt*"));
+    many.shard_tokens = 3000;
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    let ma = in_pool(1, || prepare(&one, &masking, &a)).unwrap();
+    let mc = in_pool(3, || prepare(&one, &masking, &c)).unwrap();
+    assert_eq!(files(&a), files(&c), "the output depends on the thread count");
+    let mb = in_pool(3, || prepare(&many, &masking, &b)).unwrap();
+    assert_eq!(ma, mc);
+    assert!(mb.train.shards.len() >= 5, "{:?}", mb.train.shards);
+    assert_eq!(ma.train.shards, ["train-000.bin"]);
+    for (x, y) in [(&ma.train, &mb.train), (&ma.validation, &mb.validation)] {
+        assert_eq!((x.documents, x.tokens, x.rows, x.padding_share), (y.documents, y.tokens, y.rows, y.padding_share));
+    }
+    for f in ["tokenizer.json", "token_counts.bin", "static/copy-000.bin", "static/copy-001.bin"] {
+        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
+    }
+    // Static copies cost well under a byte per position and copy (version 1 stored 5).
+    let sm = ma.static_masks.as_ref().unwrap();
+    assert!(sm.bytes_per_training_token > 0.5 && sm.bytes_per_training_token < 2.0, "{sm:?}");
+    // Batches: static (read from the compact copies) and dynamic, across shard boundaries.
+    for m in [masking.clone(), MaskingConfig::default()] {
+        let mut la = Loader::open(&a, Split::Train, Task::Mlm, &m).unwrap();
+        let mut lb = Loader::open(&b, Split::Train, Task::Mlm, &m).unwrap();
+        let n = la.num_samples();
+        assert_eq!(n, lb.num_samples());
+        for first in [0, n / 3, n - 5, 2 * n + 7] {
+            assert_eq!(la.batch(first, 16, 0.0).unwrap(), lb.batch(first, 16, 0.0).unwrap());
+        }
+        let mut va = Loader::open(&a, Split::Validation, Task::Mlm, &m).unwrap();
+        let mut vb = Loader::open(&b, Split::Validation, Task::Mlm, &m).unwrap();
+        assert_eq!(va.eval_batches(8).unwrap(), vb.eval_batches(8).unwrap());
+    }
+    // The whole corpus fitted in the default sample; a small sample is recorded and deterministic.
+    let remask::data::VocabSource::Learnt { documents, corpus_documents, .. } = ma.vocabulary.clone().unwrap() else { panic!() };
+    assert_eq!(documents, corpus_documents);
+    assert_eq!(corpus_documents, ma.train.documents);
+    let mut sampled = small_config(dir.join("corpus.txt"));
+    sampled.tokenizer.sample_bytes = 20_000;
+    let (d1, d3) = (dir.join("d1"), dir.join("d3"));
+    let m1 = in_pool(1, || prepare(&sampled, &MaskingConfig::default(), &d1)).unwrap();
+    in_pool(3, || prepare(&sampled, &MaskingConfig::default(), &d3)).unwrap();
+    assert_eq!(files(&d1), files(&d3));
+    let remask::data::VocabSource::Learnt { documents, bytes, corpus_documents, limit_bytes, .. } = m1.vocabulary.unwrap() else { panic!() };
+    assert!(bytes <= 20_000 && bytes > 19_000 && documents < corpus_documents / 4 && limit_bytes == 20_000);
+    assert_ne!(std::fs::read(d1.join("tokenizer.json")).unwrap(), std::fs::read(a.join("tokenizer.json")).unwrap());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// One bad file among a thousand: the error names it and the line.
+#[test]
+fn one_bad_file_in_a_thousand_is_named_with_its_line() {
+    let dir = tmp("thousand");
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for i in 0..1000 {
+        std::fs::write(inputs.join(format!("f{i:04}.txt")), format!("document {i} has a few words\nand a second line\n")).unwrap();
+    }
+    std::fs::write(inputs.join("f0613.txt"), b"fine first line\nfine second line\nbroken \xff here\n").unwrap();
+    let mut data = small_config(inputs.clone());
+    data.tokenizer.vocab_size = 200;
+    let e = prepare(&data, &MaskingConfig::default(), &dir.join("out")).unwrap_err().to_string();
+    assert!(e.contains("f0613.txt") && e.contains("line 3") && !e.contains('\n'), "{e}");
+    assert!(!dir.join("out/meta.json").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

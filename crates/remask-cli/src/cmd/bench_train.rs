@@ -74,6 +74,12 @@ pub struct Args {
     /// no AMX runs). Benchmarks only.
     #[arg(long, value_enum, default_value = "auto")]
     pub bf16_kernel: Bf16KernelArg,
+    /// Take every step's batch from this prepared directory (training split, dynamic token masking,
+    /// consecutive global sample indices) instead of the fixed synthetic batch: the step time then
+    /// includes building the batch. Reports the time to open the split and to build a batch; the
+    /// vocabulary and `--seq` come from the directory.
+    #[arg(long)]
+    pub data: Option<std::path::PathBuf>,
 }
 
 /// `--bf16-kernel`.
@@ -155,6 +161,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         MaskKind::Document => AttentionMaskSpec::Document { causal },
     };
     let base = if causal { ModelConfig::gpt2_like() } else { ModelConfig::bert_like() };
+    // A prepared directory: its training split, opened (and timed) before the model is built.
+    let opened = Instant::now();
+    let mut loader = match &a.data {
+        Some(dir) => {
+            let task = if causal { remask::data::Task::Clm } else { remask::data::Task::Mlm };
+            let masking = remask::masking::MaskingConfig::default();
+            Some(remask::data::Loader::open(dir, remask::data::Split::Train, task, &masking)?)
+        }
+        None => None,
+    };
+    let open_s = opened.elapsed().as_secs_f64();
+    let a = match &loader {
+        Some(l) => Args { vocab: l.vocab_size() as usize, seq: l.seq_len(), data: a.data.clone(), ..a },
+        None => a,
+    };
     let config = ModelConfig {
         vocab_size: a.vocab,
         d_model: a.d_model,
@@ -174,6 +195,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut dp = remask::dist::DataParallel::from_env()?;
     dp.check_rows(a.batch, "--batch")?;
     let batch = remask::dist::slice_rows(&batch, remask::dist::shard_range(a.batch, dp.rank(), dp.size()));
+    // The label count of the first batch scales every step's loss (a prepared directory's batches
+    // vary a little around it).
     let n_labels = dp.global_labels(batch.num_labels())?;
     let scale = 1.0 / n_labels.max(1) as f32;
     let tensors = model.tensors().to_vec();
@@ -186,11 +209,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut wait_times = Vec::with_capacity(a.steps);
     let mut last_loss = 0.0;
     let mut cpu_start = None;
+    let mut batch_times = Vec::with_capacity(a.steps);
     for step in 0..a.warmup + a.steps {
         if step == a.warmup {
             cpu_start = cpu_ms();
         }
         let t0 = Instant::now();
+        let loaded;
+        let batch = match &mut loader {
+            Some(l) => {
+                use remask::BatchSource;
+                let full = l.batch((step * a.batch) as u64, a.batch, 0.0)?;
+                loaded = remask::dist::slice_rows(&full, remask::dist::shard_range(a.batch, dp.rank(), dp.size()));
+                if step >= a.warmup {
+                    batch_times.push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+                &loaded
+            }
+            None => &batch,
+        };
         model.grads_mut().fill(0.0);
         let stats = model.forward_backward(&batch, scale, key(0, Purpose::Dropout, 0, step as u64))?;
         // The barrier separates waiting for the slowest rank from the all-reduce's own cost.
@@ -253,6 +290,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "achieved_gflops": (flops / 1e9 / (med / 1e3) * 10.0).round() / 10.0,
         "cpu_ms_per_step": cpu_per_step,
         "peak_rss_mb": peak_rss_mb(),
+        "data": a.data.as_ref().map(|d| d.display().to_string()),
+        "data_open_s": a.data.as_ref().map(|_| (open_s * 1000.0).round() / 1000.0),
+        "batch_median_ms": a.data.as_ref().map(|_| {
+            batch_times.sort_by(f64::total_cmp);
+            round2(batch_times[batch_times.len() / 2])
+        }),
         "final_loss": round2(last_loss),
         "arch": format!("{:?}", if causal { Arch::Decoder } else { Arch::Encoder }).to_lowercase(),
         "precision": a.precision.name(),

@@ -18,7 +18,9 @@ pub struct Args {
     /// A run config whose [data] and [masking] sections are used.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Input files or directories; `builtin:web` (default) or `builtin:kjv-rv1909` name the embedded corpora.
+    /// Input files, directories or glob patterns (quote them: `'data/*.jsonl.zst'`); `.gz` / `.zst`
+    /// files are decompressed as they are read; `builtin:web` (default) or `builtin:kjv-rv1909` name
+    /// the embedded corpora. Repeat the flag for several.
     #[arg(long = "input")]
     pub inputs: Vec<PathBuf>,
     /// auto | text | jsonl | parquet | tsv.
@@ -54,6 +56,18 @@ pub struct Args {
     /// Masking strategy for static masks: token | whole-word | span.
     #[arg(long, value_parser = parse::<StrategyKind>)]
     pub strategy: Option<StrategyKind>,
+    /// Tokens per shard file (bounds shard size and memory while preparing).
+    #[arg(long)]
+    pub shard_tokens: Option<u64>,
+    /// Bytes of training text sampled to learn the vocabulary from.
+    #[arg(long)]
+    pub vocab_sample_bytes: Option<u64>,
+    /// Worker threads for tokenizing (default: all cores). The output is the same for any count.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress display.
+    #[arg(long)]
+    pub quiet: bool,
     /// Store K statically masked copies (implies static masking).
     #[arg(long)]
     pub dupe_factor: Option<u32>,
@@ -90,6 +104,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     set!(data.packing, args.packing);
     set!(data.validation_share, args.validation_share);
     set!(data.seed, args.seed);
+    set!(data.shard_tokens, args.shard_tokens);
+    set!(data.tokenizer.sample_bytes, args.vocab_sample_bytes);
     set!(masking.strategy, args.strategy);
     set!(masking.rate, args.rate);
     if args.tokenizer.is_some() {
@@ -102,9 +118,103 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let faults = args.faults.plan();
     #[cfg(not(feature = "testing"))]
     let faults = remask::fault::FaultPlan::default();
-    let meta = remask::data::prepare::prepare_with(&data, &masking, &args.out, &faults)
-        .with_context(|| format!("preparing {}", args.out.display()))?;
-    print!("{}", remask::data::describe(&meta));
+    let bar = Bar::new(args.quiet);
+    let work = || remask::data::prepare::prepare_reporting(&data, &masking, &args.out, &faults, &|p| bar.update(p));
+    let prepared = match args.threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+            .context("starting the tokenizer threads")?
+            .install(work),
+        None => work(),
+    }
+    .with_context(|| format!("preparing {}", args.out.display()))?;
+    bar.finish();
+    let t = prepared.timings;
+    print!("{}", remask::data::describe(&prepared.meta));
+    let mb = t.input_bytes as f64 / 1e6;
+    if data.tokenizer.path.is_none() {
+        println!("vocabulary learnt in {:.1} s", t.vocabulary_s);
+    }
+    println!(
+        "encoded {mb:.1} MB in {:.1} s ({:.1} MB/s); total {:.1} s",
+        t.encode_s,
+        mb / t.encode_s.max(1e-9),
+        t.total_s
+    );
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// The progress display: a bar with MB/s and an ETA on a terminal, a line every 10% otherwise.
+struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+    state: std::sync::Mutex<(Option<Stage>, u64, std::time::Instant)>,
+}
+
+use remask::data::prepare::{Progress, Stage};
+
+fn stage_name(s: Stage) -> &'static str {
+    match s {
+        Stage::VocabularySample => "sampling for the vocabulary",
+        Stage::VocabularyLearn => "learning the vocabulary",
+        Stage::Encode => "tokenizing",
+    }
+}
+
+impl Bar {
+    fn new(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg:28} {bar:30} {bytes}/{total_bytes}  {binary_bytes_per_sec}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        });
+        Self { bar, quiet, state: std::sync::Mutex::new((None, 0, std::time::Instant::now())) }
+    }
+
+    fn update(&self, p: &Progress) {
+        let Ok(mut state) = self.state.lock() else { return };
+        let new_stage = state.0 != Some(p.stage);
+        if new_stage {
+            *state = (Some(p.stage), 0, std::time::Instant::now());
+        }
+        if let Some(bar) = &self.bar {
+            if new_stage {
+                bar.set_message(stage_name(p.stage));
+                bar.set_length(p.bytes_total);
+                bar.reset();
+            }
+            bar.set_position(p.bytes_done);
+        } else if !self.quiet && p.bytes_total > 0 {
+            let tenth = p.bytes_done * 10 / p.bytes_total;
+            if new_stage && p.stage == Stage::VocabularyLearn {
+                eprintln!("{}", stage_name(p.stage));
+            } else if tenth > state.1 {
+                state.1 = tenth;
+                let s = state.2.elapsed().as_secs_f64();
+                let rate = p.bytes_done as f64 / s.max(1e-9);
+                let eta = (p.bytes_total - p.bytes_done.min(p.bytes_total)) as f64 / rate.max(1e-9);
+                eprintln!(
+                    "{}: {:.0}% ({:.1} MB, {:.1} MB/s, ETA {:.0} s)",
+                    stage_name(p.stage),
+                    100.0 * p.bytes_done as f64 / p.bytes_total as f64,
+                    p.bytes_done as f64 / 1e6,
+                    rate / 1e6,
+                    eta
+                );
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -63,11 +63,22 @@ pub struct TokenizerConfig {
     /// Special tokens in the order pad, unk, cls/bos, sep/eos, mask; they get ids 0..5. Default:
     /// `[PAD] [UNK] [CLS] [SEP] [MASK]` for WordPiece, `<pad> <unk> <s> </s> <mask>` for BPE.
     pub special_tokens: Option<Vec<String>>,
+    /// At most this many bytes of training text are sampled to learn the vocabulary from (a keyed,
+    /// deterministic sample: [`crate::data::vocab_sample`]); a smaller corpus is used whole. Bounds
+    /// the memory and time of learning. Default 64 MiB.
+    pub sample_bytes: u64,
 }
 
 impl Default for TokenizerConfig {
     fn default() -> Self {
-        Self { path: None, kind: TokenizerKind::Wordpiece, vocab_size: 8192, lowercase: false, special_tokens: None }
+        Self {
+            path: None,
+            kind: TokenizerKind::Wordpiece,
+            vocab_size: 8192,
+            lowercase: false,
+            special_tokens: None,
+            sample_bytes: 64 << 20,
+        }
     }
 }
 
@@ -125,6 +136,9 @@ pub struct DataConfig {
     pub validation_share: f32,
     /// Seed of the split, the static masks, the data order and the dynamic masks. Default 1234.
     pub seed: u64,
+    /// A shard file is closed once it holds this many tokens (a longer document gets one of its own):
+    /// bounds shard files (5 bytes a token) and `prepare`'s memory. Default 16777216 (about 84 MB).
+    pub shard_tokens: u64,
 }
 
 impl Default for DataConfig {
@@ -140,6 +154,7 @@ impl Default for DataConfig {
             packing: Packing::Pack,
             validation_share: 0.02,
             seed: 1234,
+            shard_tokens: 1 << 24,
         }
     }
 }
@@ -154,6 +169,12 @@ impl DataConfig {
         let v = self.validation_share;
         if !(v.is_finite() && (0.0..1.0).contains(&v)) {
             return Err(Error::config(key("validation_share"), format!("must lie in [0, 1), got {v}")));
+        }
+        if self.shard_tokens == 0 || self.shard_tokens > 1 << 32 {
+            return Err(Error::config(key("shard_tokens"), format!("must be between 1 and 4294967296, got {}", self.shard_tokens)));
+        }
+        if self.tokenizer.sample_bytes == 0 {
+            return Err(Error::config(key("tokenizer.sample_bytes"), "must be at least 1"));
         }
         if self.text_field.is_empty() {
             return Err(Error::config(key("text_field"), "must not be empty"));

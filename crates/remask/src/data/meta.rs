@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::DataConfig;
 use super::tokenizer::SpecialTokens;
+use super::vocab_sample::VocabSource;
 use crate::atomic_write::write_atomic;
 use crate::masking::{MaskingConfig, StaticMeta, StoredCopies};
 use crate::{Error, Result};
@@ -62,6 +63,9 @@ pub struct Meta {
     pub train: SplitStats,
     pub validation: SplitStats,
     pub static_masks: Option<StaticMeta>,
+    /// What the vocabulary came from (absent in directories prepared before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary: Option<VocabSource>,
 }
 
 impl Meta {
@@ -124,7 +128,17 @@ pub fn describe(meta: &Meta) -> String {
         ));
     }
     if let Some(sm) = &meta.static_masks {
-        s.push_str(&format!("static masks: {} copies, {} bytes\n", sm.dupe_factor, sm.bytes));
+        s.push_str(&format!(
+            "static masks: {} copies, {} bytes ({:.3} bytes per training token)\n",
+            sm.dupe_factor, sm.bytes, sm.bytes_per_training_token
+        ));
+    }
+    if let Some(VocabSource::Learnt { documents, bytes, corpus_documents, corpus_bytes, .. }) = &meta.vocabulary {
+        s.push_str(&format!(
+            "vocabulary: learnt from {documents} of {corpus_documents} training documents ({:.1} of {:.1} MB)\n",
+            *bytes as f64 / 1e6,
+            *corpus_bytes as f64 / 1e6
+        ));
     }
     s
 }

@@ -17,6 +17,7 @@ pub mod reader;
 pub mod shard;
 pub mod token_counts;
 pub mod tokenizer;
+pub mod vocab_sample;
 pub mod vocab_trainer;
 
 pub use config::{DataConfig, DocumentSplit, InputFormat, Packing, TokenizerConfig, TokenizerKind};
@@ -25,4 +26,5 @@ pub use meta::{describe, Meta, Split, SplitStats};
 pub use prepare::{ensure_prepared, prepare, read_sections};
 pub use reader::Document;
 pub use tokenizer::{EncodedDoc, SpecialTokens, TextTokenizer};
+pub use vocab_sample::VocabSource;
 pub use crate::masking::StaticMeta;

@@ -6,15 +6,26 @@ use std::path::Path;
 use crate::{Error, Result};
 
 /// The non-empty strings of column `column` of the Parquet file `path`, in row order (nulls skipped).
-#[cfg(feature = "parquet")]
 pub fn column_strings(path: &Path, column: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for_each_string(path, column, &mut |s| {
+        out.push(s);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Streams the non-empty strings of column `column` of the Parquet file `path` to `f`, in row order
+/// (nulls skipped), one row at a time.
+#[cfg(feature = "parquet")]
+pub fn for_each_string(path: &Path, column: &str, f: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
     // The parquet crate can panic on a malformed file (found by fuzzing): report it as bad input.
-    crate::guard::catch_panic(|| column_strings_unguarded(path, column))
+    crate::guard::catch_panic(|| strings_unguarded(path, column, f))
         .map_err(|m| Error::data(path, format!("not a readable Parquet file ({m})")))?
 }
 
 #[cfg(feature = "parquet")]
-fn column_strings_unguarded(path: &Path, column: &str) -> Result<Vec<String>> {
+fn strings_unguarded(path: &Path, column: &str, f: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::RowAccessor;
 
@@ -35,13 +46,12 @@ fn column_strings_unguarded(path: &Path, column: &str) -> Result<Vec<String>> {
     let rows = reader
         .get_row_iter(Some(projection))
         .map_err(|e| Error::data(path, format!("column `{column}`: {e}")))?;
-    let mut out = Vec::new();
     for (n, row) in rows.enumerate() {
         let row = row.map_err(|e| Error::data(path, format!("row {n}: {e}")))?;
         match row.get_string(0) {
             Ok(s) => {
                 if !s.trim().is_empty() {
-                    out.push(s.clone());
+                    f(s.clone())?;
                 }
             }
             Err(_) => {
@@ -52,12 +62,12 @@ fn column_strings_unguarded(path: &Path, column: &str) -> Result<Vec<String>> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Without the `parquet` feature: an error naming the file and the feature.
 #[cfg(not(feature = "parquet"))]
-pub fn column_strings(path: &Path, _column: &str) -> Result<Vec<String>> {
+pub fn for_each_string(path: &Path, _column: &str, _f: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
     Err(Error::data(
         path,
         "is Parquet, but this remask was built without the `parquet` feature: rebuild with it (it is on by default; drop `--no-default-features` or add `--features parquet`), or convert the file to JSONL",

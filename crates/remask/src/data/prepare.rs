@@ -1,42 +1,112 @@
 //! `remask prepare`: documents → tokenizer → keyed train/validation split → shards (+ static masks) →
-//! `meta.json`. The same inputs and configs always give byte-identical output.
+//! `meta.json`, in one streaming pass. The same inputs and configs always give byte-identical output,
+//! for any thread count.
 //!
 //! A prepared directory holds:
-//! - `meta.json`: format version, the configs used, statistics, special token ids, split sizes;
+//! - `meta.json`: format version, the configs used, statistics, special token ids, split sizes, what
+//!   the vocabulary was learnt from;
 //! - `tokenizer.json`;
-//! - `train-000.bin`, `validation-000.bin` (and `*-target-000.bin` for TSV pairs): shards;
+//! - `train-NNN.bin`, `validation-NNN.bin` (and `*-target-NNN.bin` for TSV pairs): shards of at most
+//!   `data.shard_tokens` tokens each (a longer document gets a shard of its own);
 //! - `token_counts.bin`: how often each token occurs in the training split ([`super::token_counts`]);
 //! - `static/copy-NNN.bin`: K statically masked copies of the training rows (static masking only;
-//!   written by [`crate::masking::MaskPlan::write_static_copies`]).
+//!   written by the masking plan's [`crate::masking::StaticWriter`]).
+//!
+//! The pass: a reader thread streams documents from the inputs ([`super::reader::for_each_document`])
+//! in batches of about [`BATCH_BYTES`] of text through a channel of [`BATCH_QUEUE`] batches; each batch
+//! is encoded in parallel (rayon, results in input order), then, in corpus order, every document gets
+//! its split from a keyed hash of its index, is appended to its split's [`ShardWriter`], counted, and
+//! (training split, static masking) packed into rows ([`RowStream`]) that the plan masks and stores.
+//! Without a `tokenizer.json`, a first pass draws the vocabulary's sample
+//! ([`super::vocab_sample`]) and learns it.
+//!
+//! Memory: nothing grows with the corpus except the static writer's index (8 bytes per 64 rows per
+//! copy) and the token counts (8 bytes per vocabulary entry). The bound at the default settings is
+//! the in-flight text (≤ (BATCH_QUEUE + 2) × BATCH_BYTES = 16 MiB, plus the encodings of one batch,
+//! about 25 bytes per token: ~25 MB), one open shard per split and side (5 bytes × shard_tokens ≤ 84 MB
+//! each, 2 × 84 MB for plain text), the tokenizer, and, without a `tokenizer.json`, the vocabulary
+//! sample (`data.tokenizer.sample_bytes`, 64 MiB of text, and the learner's tables over its words,
+//! freed before encoding): well under 1 GB (measured figures: `docs/performance.md`).
 //!
 //! Completion rule: **a directory is prepared exactly when it holds `meta.json`** ([`Meta::read`]
-//! refuses anything else). [`prepare`] locks the directory ([`crate::dir_lock`]), builds the whole
-//! output in `OUT/.staging/`, and only then publishes it: `meta.json` is removed first, every staged
+//! refuses anything else). [`prepare`] locks the directory ([`crate::dir_lock`]), streams the whole
+//! output into `OUT/.staging/`, and only then publishes it: `meta.json` is removed first, every staged
 //! file is renamed into place (files of an earlier run that this one did not make are removed), and
-//! the new `meta.json` is renamed in last. A crash, a kill or a full disk while building leaves the
-//! earlier output untouched; one while publishing leaves no `meta.json`, which training refuses and
-//! the next `prepare` rebuilds. A streaming `prepare` keeps the rule by writing into the staging
-//! directory as it goes.
+//! the new `meta.json` is renamed in last. A crash, a kill (`kill -9`, Ctrl-C) or a full disk while
+//! building leaves the earlier output untouched (the next run removes the staging directory and
+//! starts again); one while publishing leaves no `meta.json`, which training refuses and the next
+//! `prepare` rebuilds.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
+use rayon::prelude::*;
 use remask_kernels::rng::{key, Purpose};
 
-use super::config::DataConfig;
+use super::config::{DataConfig, Packing};
 use super::meta::{Meta, Split, SplitStats, FORMAT_VERSION};
-use super::packer::{Packer, RowOut};
-use super::reader::read_inputs;
-use super::shard::{write_shard, ShardSet};
-use super::token_counts::{count_tokens, write_counts};
+use super::packer::RowStream;
+use super::reader::{for_each_document, input_bytes, Document};
+use super::shard::ShardWriter;
+use super::token_counts::TrainingCounts;
 use super::tokenizer::{EncodedDoc, TextTokenizer};
+use super::vocab_sample::{document_bytes, VocabSample, VocabSource};
 use crate::atomic_write::write_atomic;
 use crate::dir_lock::DirLock;
-use crate::fault::FaultPlan;
-use crate::masking::{MaskPlan, MaskingConfig, TokenRowBuf, Vocab};
+use crate::fault::{FaultPlan, WriteBudget};
+use crate::masking::{MaskPlan, MaskingConfig, StaticWriter, Vocab};
 use crate::{Error, Result};
 
 /// The staging directory inside a prepared directory.
 pub const STAGING: &str = ".staging";
+/// Text per batch handed from the reader to the encoder.
+pub const BATCH_BYTES: usize = 4 << 20;
+/// Batches waiting in the channel between the reader and the encoder.
+pub const BATCH_QUEUE: usize = 2;
+
+/// Which pass `prepare` is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading the corpus to draw the vocabulary's sample.
+    VocabularySample,
+    /// Learning the vocabulary from the sample.
+    VocabularyLearn,
+    /// Reading, encoding and writing.
+    Encode,
+}
+
+/// Where `prepare` is, reported after every batch (for a progress bar).
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub stage: Stage,
+    /// Input bytes read so far in this pass (on disk: compressed files count their compressed size).
+    pub bytes_done: u64,
+    /// Input bytes in all (same measure).
+    pub bytes_total: u64,
+    /// Documents read so far in this pass.
+    pub documents: u64,
+}
+
+/// What a `prepare` run took.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// Drawing the sample and learning the vocabulary (0 with a given `tokenizer.json`).
+    pub vocabulary_s: f64,
+    /// The encoding pass (reading, tokenizing, writing).
+    pub encode_s: f64,
+    /// Everything, publishing included.
+    pub total_s: f64,
+    /// Input bytes (on disk).
+    pub input_bytes: u64,
+}
+
+/// The result of [`prepare_reporting`].
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub meta: Meta,
+    pub timings: Timings,
+}
 
 /// Prepares `out` from `data` (and, for static masking, `masking`). Returns the meta written. See the
 /// module docs for the lock and the completion rule.
@@ -46,6 +116,18 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
 
 /// [`prepare`] with injected write faults (crash tests; [`FaultPlan`] is empty in normal builds).
 pub fn prepare_with(data: &DataConfig, masking: &MaskingConfig, out: &Path, faults: &FaultPlan) -> Result<Meta> {
+    Ok(prepare_reporting(data, masking, out, faults, &|_| {})?.meta)
+}
+
+/// [`prepare_with`], calling `report` with the progress after every batch, and returning the timings.
+pub fn prepare_reporting(
+    data: &DataConfig,
+    masking: &MaskingConfig,
+    out: &Path,
+    faults: &FaultPlan,
+    report: &(dyn Fn(&Progress) + Sync),
+) -> Result<Prepared> {
+    let start = Instant::now();
     data.validate("data")?;
     masking.validate("masking")?;
     let _lock = DirLock::acquire(out, "remask prepare")?;
@@ -54,8 +136,8 @@ pub fn prepare_with(data: &DataConfig, masking: &MaskingConfig, out: &Path, faul
         std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     }
     std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-    let meta = match build(data, masking, &staging, faults) {
-        Ok(meta) => meta,
+    let (meta, mut timings) = match build(data, masking, &staging, faults, report) {
+        Ok(built) => built,
         Err(e) => {
             // Nothing of this run is kept; the earlier output was never touched.
             let _ = std::fs::remove_dir_all(&staging);
@@ -63,7 +145,8 @@ pub fn prepare_with(data: &DataConfig, masking: &MaskingConfig, out: &Path, faul
         }
     };
     publish(&staging, out, faults)?;
-    Ok(meta)
+    timings.total_s = start.elapsed().as_secs_f64();
+    Ok(Prepared { meta, timings })
 }
 
 /// Moves a complete staging directory into `out`, `meta.json` last (see the module docs).
@@ -111,133 +194,395 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
 }
 
-/// Writes the whole prepared output into `out` (the staging directory).
-fn build(data: &DataConfig, masking: &MaskingConfig, out: &Path, faults: &FaultPlan) -> Result<Meta> {
-    let mut budget = faults.write_budget();
-    let mut written = |path: &Path| -> Result<()> {
-        faults.pause();
-        let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-        budget.charge(bytes, path)
-    };
-    let docs = read_inputs(&data.inputs, data.format, data.documents, &data.text_field)?;
-    let pairs = docs.iter().any(|d| d.target.is_some());
-    if pairs && docs.iter().any(|d| d.target.is_none()) {
-        return Err(Error::config("data.inputs", "mixes TSV sentence pairs with plain documents"));
-    }
+/// Streams the documents of `data.inputs` in batches to `consume`, reading on a separate thread (see
+/// the module docs). `done` counts the input bytes read.
+fn stream_batches(
+    data: &DataConfig,
+    done: &AtomicU64,
+    consume: &mut dyn FnMut(Vec<Document>) -> Result<()>,
+) -> Result<()> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Document>>(BATCH_QUEUE);
+        let reader = scope.spawn(move || -> Result<()> {
+            let (mut batch, mut bytes) = (Vec::new(), 0usize);
+            let gone = || Error::Other("prepare: the encoder stopped".into());
+            for_each_document(&data.inputs, data.format, data.documents, &data.text_field, done, &mut |d| {
+                bytes += document_bytes(&d) as usize;
+                batch.push(d);
+                if bytes >= BATCH_BYTES {
+                    bytes = 0;
+                    tx.send(std::mem::take(&mut batch)).map_err(|_| gone())?;
+                }
+                Ok(())
+            })?;
+            if !batch.is_empty() {
+                tx.send(batch).map_err(|_| gone())?;
+            }
+            Ok(())
+        });
+        let mut consumed = Ok(());
+        for batch in rx.iter() {
+            consumed = consume(batch);
+            if consumed.is_err() {
+                break;
+            }
+        }
+        drop(rx);
+        let read = reader.join().unwrap_or_else(|_| Err(Error::Other("prepare: the reader thread panicked".into())));
+        // The encoder's error first: the reader's is then only that the encoder stopped.
+        consumed.and(read)
+    })
+}
 
-    // Keyed split: document i goes to validation when its hash falls below the share.
+/// The keyed train/validation split of document `index`.
+fn is_validation(data: &DataConfig, index: u64) -> bool {
     let threshold = (data.validation_share as f64 * u64::MAX as f64) as u64;
-    let mut is_val: Vec<bool> = (0..docs.len()).map(|i| key(data.seed, Purpose::Split, 0, i as u64) < threshold).collect();
-    if data.validation_share > 0.0 && docs.len() >= 2 && !is_val.iter().any(|&v| v) {
-        if let Some(last) = is_val.last_mut() {
-            *last = true;
+    key(data.seed, Purpose::Split, 0, index) < threshold
+}
+
+/// Whether the last document must go to validation: a validation share was asked, there are at least
+/// two documents and the keyed split sent none there.
+fn force_last_to_validation(data: &DataConfig, documents: u64, any_validation: bool) -> bool {
+    data.validation_share > 0.0 && documents >= 2 && !any_validation
+}
+
+/// The first pass without a `tokenizer.json`: draws the sample and learns the vocabulary from it.
+fn learn_vocabulary(
+    data: &DataConfig,
+    bytes_total: u64,
+    report: &(dyn Fn(&Progress) + Sync),
+) -> Result<(TextTokenizer, VocabSource)> {
+    let done = AtomicU64::new(0);
+    let mut sample = VocabSample::new(data.tokenizer.sample_bytes);
+    let (mut index, mut any_val) = (0u64, false);
+    let mut last: Option<(u64, u64, bool)> = None;
+    stream_batches(data, &done, &mut |batch| {
+        for d in batch {
+            let val = is_validation(data, index);
+            any_val |= val;
+            last = Some((index, document_bytes(&d), val));
+            if !val {
+                sample.offer(index, key(data.seed, Purpose::Split, 1, index), d);
+            }
+            index += 1;
+        }
+        report(&Progress { stage: Stage::VocabularySample, bytes_done: done.load(Ordering::Relaxed), bytes_total, documents: index });
+        Ok(())
+    })?;
+    if let Some((i, bytes, false)) = last {
+        if force_last_to_validation(data, index, any_val) {
+            sample.withdraw(i, bytes);
+        }
+    }
+    report(&Progress { stage: Stage::VocabularyLearn, bytes_done: bytes_total, bytes_total, documents: index });
+    let (docs, source) = sample.finish();
+    let mut texts: Vec<&str> = Vec::with_capacity(docs.len());
+    for d in &docs {
+        texts.push(&d.text);
+        if let Some(t) = &d.target {
+            texts.push(t);
+        }
+    }
+    Ok((TextTokenizer::train(&data.tokenizer, &texts)?, source))
+}
+
+/// Charges every written file to the fault plan's budget (and pauses there in crash tests).
+struct Written<'a> {
+    faults: &'a FaultPlan,
+    budget: WriteBudget,
+}
+
+impl Written<'_> {
+    fn file(&mut self, path: &Path) -> Result<()> {
+        self.faults.pause();
+        let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        self.budget.charge(bytes, path)
+    }
+}
+
+/// One split being written: its shards and statistics.
+struct SplitSink {
+    shards: ShardWriter,
+    targets: Option<ShardWriter>,
+    stats: SplitStats,
+    /// Real tokens in its rows (special tokens included), for the padding share.
+    real: u64,
+}
+
+impl SplitSink {
+    fn new(dir: &Path, split: Split, pairs: bool, shard_tokens: u64) -> Self {
+        let name = split.name();
+        Self {
+            shards: ShardWriter::new(dir, name, shard_tokens),
+            targets: pairs.then(|| ShardWriter::new(dir, &format!("{name}-target"), shard_tokens)),
+            stats: SplitStats::default(),
+            real: 0,
         }
     }
 
-    // Tokenizer: loaded, or trained on the training documents (both sides for pairs).
-    let tokenizer = match &data.tokenizer.path {
-        Some(p) => TextTokenizer::load(p)?,
-        None => {
-            let mut texts: Vec<&str> = Vec::new();
-            for (d, &v) in docs.iter().zip(&is_val) {
-                if !v {
-                    texts.push(&d.text);
-                    if let Some(t) = &d.target {
-                        texts.push(t);
+    /// Adds a document's rows to the statistics, as [`super::packer::Packer`] lays them out.
+    fn count_rows(&mut self, len: usize, seq_len: usize, packing: Packing) {
+        match packing {
+            Packing::Pack => self.real += len as u64 + 2,
+            Packing::Pad => {
+                let body = seq_len - 2;
+                let mut start = 0;
+                loop {
+                    self.stats.rows += 1;
+                    self.real += ((len - start).min(body) + 2) as u64;
+                    start += body;
+                    if start >= len {
+                        break;
                     }
                 }
             }
-            TextTokenizer::train(&data.tokenizer, &texts)?
         }
+    }
+
+    fn finish(mut self, seq_len: usize, packing: Packing, written: &mut Written<'_>) -> Result<SplitStats> {
+        let mut on = |p: &Path| written.file(p);
+        self.stats.shards = self.shards.finish(&mut on)?;
+        if let Some(t) = self.targets {
+            self.stats.target_shards = t.finish(&mut on)?;
+        }
+        if packing == Packing::Pack {
+            self.stats.rows = self.real.div_ceil(seq_len as u64);
+        }
+        let positions = self.stats.rows * seq_len as u64;
+        self.stats.padding_share = if positions == 0 { 0.0 } else { 1.0 - self.real as f64 / positions as f64 };
+        Ok(self.stats)
+    }
+}
+
+/// A document read and encoded, waiting for its split to be known.
+struct Encoded {
+    val: bool,
+    doc: EncodedDoc,
+    target: Option<EncodedDoc>,
+}
+
+/// The encoding pass's writer: places documents into their splits in corpus order.
+struct Sink<'a> {
+    data: &'a DataConfig,
+    pairs: Option<bool>,
+    train: SplitSink,
+    validation: SplitSink,
+    /// Corpus statistics of the training split (the hook for more: [`TrainingCounts`]).
+    counts: TrainingCounts,
+    rows: Option<(RowStream, StaticWriter<'a>)>,
+    /// The last document, held back until the end shows whether it must go to validation.
+    held: Option<Encoded>,
+    documents: u64,
+    any_val: bool,
+    written: Written<'a>,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, enc: Encoded) -> Result<()> {
+        self.documents += 1;
+        self.any_val |= enc.val;
+        match self.held.replace(enc) {
+            Some(prev) => self.place(prev),
+            None => Ok(()),
+        }
+    }
+
+    fn place(&mut self, enc: Encoded) -> Result<()> {
+        if enc.doc.ids.is_empty() || enc.target.as_ref().is_some_and(|t| t.ids.is_empty()) {
+            return Ok(());
+        }
+        let (seq_len, packing) = (self.data.seq_len as usize, self.data.packing);
+        let sink = if enc.val { &mut self.validation } else { &mut self.train };
+        let written = &mut self.written;
+        let mut on = |p: &Path| written.file(p);
+        sink.shards.push(&enc.doc, &mut on)?;
+        if let (Some(w), Some(t)) = (&mut sink.targets, &enc.target) {
+            w.push(t, &mut on)?;
+            sink.stats.target_tokens += t.ids.len() as u64;
+        }
+        sink.stats.documents += 1;
+        sink.stats.tokens += enc.doc.ids.len() as u64;
+        sink.count_rows(enc.doc.ids.len(), seq_len, packing);
+        if !enc.val {
+            self.counts.observe(&enc.doc.ids);
+            if let Some((stream, writer)) = &mut self.rows {
+                stream.push(&enc.doc, &mut |_, row| writer.push(row))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Places the held document (in validation if no other went there; see
+    /// [`force_last_to_validation`]).
+    fn finish_documents(&mut self) -> Result<()> {
+        if let Some(mut last) = self.held.take() {
+            if force_last_to_validation(self.data, self.documents, self.any_val) {
+                last.val = true;
+            }
+            self.place(last)?;
+        }
+        if let Some((stream, writer)) = &mut self.rows {
+            stream.finish(&mut |_, row| writer.push(row))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the whole prepared output into `out` (the staging directory).
+fn build(
+    data: &DataConfig,
+    masking: &MaskingConfig,
+    out: &Path,
+    faults: &FaultPlan,
+    report: &(dyn Fn(&Progress) + Sync),
+) -> Result<(Meta, Timings)> {
+    let bytes_total = input_bytes(&data.inputs)?;
+    let mut timings = Timings { input_bytes: bytes_total, ..Default::default() };
+    let started = Instant::now();
+    // Tokenizer: loaded, or learnt from a sample of the training documents (both sides for pairs).
+    let (tokenizer, vocabulary) = match &data.tokenizer.path {
+        Some(p) => (TextTokenizer::load(p)?, VocabSource::Loaded { path: p.clone() }),
+        None => learn_vocabulary(data, bytes_total, report)?,
     };
-    let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
-    let encoded = tokenizer.encode_all(&texts, masking.language)?;
-    let targets: Option<Vec<EncodedDoc>> = if pairs {
-        let t: Vec<&str> = docs.iter().map(|d| d.target.as_deref().unwrap_or("")).collect();
-        Some(tokenizer.encode_all(&t, masking.language)?)
+    timings.vocabulary_s = started.elapsed().as_secs_f64();
+    let encode_start = Instant::now();
+    let mut written = Written { faults, budget: faults.write_budget() };
+    write_atomic(&out.join("tokenizer.json"), tokenizer.to_json()?.as_bytes())?;
+    written.file(&out.join("tokenizer.json"))?;
+    let specials = tokenizer.specials().clone();
+    let vocab_size = tokenizer.vocab_size();
+
+    // Masks decided now (static masking: the plan writes copy k as its masks of epoch k, row by row as
+    // the training split streams past). Masks that draw by the token counts cannot be decided before
+    // the counts are complete: those copies are written after the pass (`write_static_from_shards`).
+    let seq_len = data.seq_len as usize;
+    let plan_vocab = Vocab { size: vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: None };
+    let plan = if masking.dupe_factor().is_some() && !masking.needs_token_counts() {
+        Some(MaskPlan::new(masking, &plan_vocab, data.seed)?)
     } else {
         None
     };
-
-    let mut meta = Meta {
+    let static_writer = match &plan {
+        Some(p) => p.static_writer(out, seq_len)?,
+        None => None,
+    };
+    let done = AtomicU64::new(0);
+    let mut sink = Sink {
+        data,
+        pairs: None,
+        train: SplitSink::new(out, Split::Train, false, data.shard_tokens),
+        validation: SplitSink::new(out, Split::Validation, false, data.shard_tokens),
+        counts: TrainingCounts::new(vocab_size),
+        rows: static_writer.map(|w| (RowStream::new(seq_len, data.packing, &specials), w)),
+        held: None,
+        documents: 0,
+        any_val: false,
+        written,
+    };
+    let language = masking.language;
+    stream_batches(data, &done, &mut |batch| {
+        let first = sink.documents;
+        if sink.pairs.is_none() {
+            let pairs = batch.first().is_some_and(|d| d.target.is_some());
+            sink.pairs = Some(pairs);
+            sink.train = SplitSink::new(out, Split::Train, pairs, data.shard_tokens);
+            sink.validation = SplitSink::new(out, Split::Validation, pairs, data.shard_tokens);
+        }
+        let pairs = sink.pairs == Some(true);
+        if batch.iter().any(|d| d.target.is_some() != pairs) {
+            return Err(Error::config("data.inputs", "mixes TSV sentence pairs with plain documents"));
+        }
+        let encoded: Vec<Encoded> = batch
+            .par_iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let doc = tokenizer.encode(&d.text, language)?;
+                let target = match &d.target {
+                    Some(t) => Some(tokenizer.encode(t, language)?),
+                    None => None,
+                };
+                Ok(Encoded { val: is_validation(data, first + k as u64), doc, target })
+            })
+            .collect::<Result<_>>()?;
+        drop(batch);
+        for enc in encoded {
+            sink.push(enc)?;
+        }
+        report(&Progress { stage: Stage::Encode, bytes_done: done.load(Ordering::Relaxed), bytes_total, documents: sink.documents });
+        Ok(())
+    })?;
+    sink.finish_documents()?;
+    let Sink { pairs, train, validation, counts, rows, mut written, .. } = sink;
+    let train = train.finish(seq_len, data.packing, &mut written)?;
+    let validation = validation.finish(seq_len, data.packing, &mut written)?;
+    if train.documents == 0 {
+        return Err(Error::config("data.validation_share", "no training documents left; lower the validation share"));
+    }
+    for file in counts.write(out)? {
+        written.file(&file)?;
+    }
+    let static_masks = match rows {
+        Some((_, writer)) => {
+            let stored = writer.finish()?;
+            for file in &stored.files {
+                written.file(&out.join(file))?;
+            }
+            Some(stored)
+        }
+        None => write_static_from_shards(data, masking, out, &specials, vocab_size, &counts.tokens, &train, &mut written)?,
+    };
+    let meta = Meta {
         format_version: FORMAT_VERSION,
         data: DataConfig { dir: None, ..data.clone() },
         masking: masking.clone(),
-        vocab_size: tokenizer.vocab_size(),
-        special_tokens: tokenizer.specials().clone(),
-        pairs,
-        train: SplitStats::default(),
-        validation: SplitStats::default(),
-        static_masks: None,
+        vocab_size,
+        special_tokens: specials,
+        pairs: pairs == Some(true),
+        train,
+        validation,
+        static_masks,
+        vocabulary: Some(vocabulary),
     };
-    for split in [Split::Train, Split::Validation] {
-        let want_val = split == Split::Validation;
-        let keep: Vec<usize> = (0..docs.len())
-            .filter(|&i| is_val[i] == want_val)
-            .filter(|&i| !encoded[i].ids.is_empty() && targets.as_ref().is_none_or(|t| !t[i].ids.is_empty()))
-            .collect();
-        let name = split.name();
-        let src: Vec<&EncodedDoc> = keep.iter().map(|&i| &encoded[i]).collect();
-        let shard = format!("{name}-000.bin");
-        write_shard(&out.join(&shard), &src)?;
-        written(&out.join(&shard))?;
-        let mut stats = SplitStats {
-            documents: keep.len() as u64,
-            tokens: src.iter().map(|d| d.ids.len() as u64).sum(),
-            shards: vec![shard.clone()],
-            ..Default::default()
-        };
-        if let Some(t) = &targets {
-            let tgt: Vec<&EncodedDoc> = keep.iter().map(|&i| &t[i]).collect();
-            let tshard = format!("{name}-target-000.bin");
-            write_shard(&out.join(&tshard), &tgt)?;
-            written(&out.join(&tshard))?;
-            stats.target_tokens = tgt.iter().map(|d| d.ids.len() as u64).sum();
-            stats.target_shards = vec![tshard];
-        }
-        let set = ShardSet::open(&[out.join(&shard)])?;
-        let packer = Packer::new(&set, data.seq_len as usize, data.packing);
-        stats.rows = packer.num_rows();
-        let positions = stats.rows * data.seq_len as u64;
-        stats.padding_share =
-            if positions == 0 { 0.0 } else { 1.0 - packer.real_tokens(&set) as f64 / positions as f64 };
-        match split {
-            Split::Train => meta.train = stats,
-            Split::Validation => meta.validation = stats,
-        }
-    }
-    if meta.train.documents == 0 {
-        return Err(Error::config("data.validation_share", "no training documents left; lower the validation share"));
-    }
-    write_atomic(&out.join("tokenizer.json"), tokenizer.to_json()?.as_bytes())?;
-    written(&out.join("tokenizer.json"))?;
     meta.write(out)?;
+    timings.encode_s = encode_start.elapsed().as_secs_f64();
+    Ok((meta, timings))
+}
 
-    let train_shards: Vec<PathBuf> = meta.train.shards.iter().map(|s| out.join(s)).collect();
-    let train = ShardSet::open(&train_shards)?;
-    let counts = count_tokens(&train, meta.vocab_size);
-    write_counts(out, &counts)?;
-    written(&super::token_counts::counts_path(out))?;
-
-    // Masks decided now (static masking: the plan writes copy k as its masks of epoch k), if any.
-    let specials = &meta.special_tokens;
-    let vocab = Vocab { size: meta.vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: Some(&counts) };
-    let plan = MaskPlan::new(masking, &vocab, data.seed)?;
-    let packer = Packer::new(&train, data.seq_len as usize, data.packing);
-    let (mut doc_ids, mut positions) = (vec![0u32; data.seq_len as usize], vec![0u32; data.seq_len as usize]);
-    let mut fill = |r: u64, row: &mut TokenRowBuf| {
-        let out = RowOut { ids: &mut row.ids, word_starts: &mut row.word_starts, doc_ids: &mut doc_ids, positions: &mut positions };
-        row.length = packer.fill(&train, specials, r, out);
-    };
-    let stored = plan.write_static_copies(out, meta.train.rows, data.seq_len as usize, &mut fill)?;
-    if let Some(stored) = stored {
-        for file in &stored.files {
-            written(&out.join(file))?;
-        }
-        meta.static_masks = Some(stored);
-        meta.write(out)?;
+/// Static masking whose masks read the training split's token counts (frequency-weighted random
+/// replacement): the counts are complete only after the pass, so the copies are written in a second
+/// pass over the shards just written. Nothing for other masking.
+#[allow(clippy::too_many_arguments)]
+fn write_static_from_shards(
+    data: &DataConfig,
+    masking: &MaskingConfig,
+    out: &Path,
+    specials: &super::tokenizer::SpecialTokens,
+    vocab_size: u32,
+    counts: &[u64],
+    train: &SplitStats,
+    written: &mut Written<'_>,
+) -> Result<Option<crate::masking::StaticMeta>> {
+    if masking.dupe_factor().is_none() {
+        return Ok(None);
     }
-    Ok(meta)
+    let vocab = Vocab { size: vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: Some(counts) };
+    let plan = MaskPlan::new(masking, &vocab, data.seed)?;
+    let paths: Vec<PathBuf> = train.shards.iter().map(|s| out.join(s)).collect();
+    let shards = super::shard::ShardSet::open(&paths)?;
+    let packer = super::packer::Packer::new(&shards, data.seq_len as usize, data.packing);
+    let t = data.seq_len as usize;
+    let (mut doc_ids, mut positions) = (vec![0u32; t], vec![0u32; t]);
+    let mut fill = |r: u64, row: &mut crate::masking::TokenRowBuf| {
+        let o = super::packer::RowOut { ids: &mut row.ids, word_starts: &mut row.word_starts, doc_ids: &mut doc_ids, positions: &mut positions };
+        row.length = packer.fill(&shards, specials, r, o);
+    };
+    let stored = plan.write_static_copies(out, packer.num_rows(), t, &mut fill)?;
+    if let Some(stored) = &stored {
+        for file in &stored.files {
+            written.file(&out.join(file))?;
+        }
+    }
+    Ok(stored)
 }
 
 /// Reads the `[data]` and `[masking]` sections of a run config (other sections are ignored here; the

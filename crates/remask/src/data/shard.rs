@@ -15,8 +15,11 @@
 //! ```
 //!
 //! Documents carry no special tokens; the packer adds them. A split may span several shards
-//! ([`ShardSet`]); document indices then run across them in order.
+//! ([`ShardSet`]); document indices then run across them in order. `prepare` writes a split as it
+//! streams through [`ShardWriter`], which closes a shard once it holds `data.shard_tokens` tokens, so
+//! a shard's size, and the memory it takes to build one, are bounded.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -59,6 +62,91 @@ pub fn write_shard(path: &Path, docs: &[&EncodedDoc]) -> Result<u64> {
     Ok(buf.len() as u64)
 }
 
+/// Writes one shard from its parts: offsets `[D + 1]` (starting at 0), ids `[N]`, word-start bytes
+/// `[N]`; through a temporary name, fsynced, then renamed. Returns bytes written.
+pub fn write_shard_parts(path: &Path, offsets: &[u64], ids: &[u32], words: &[u8]) -> Result<u64> {
+    let tmp = path.with_extension("tmp");
+    let io = |e| Error::io(&tmp, e);
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(SHARD_MAGIC);
+    header.extend_from_slice(&SHARD_VERSION.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&(offsets.len().saturating_sub(1) as u64).to_le_bytes());
+    header.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+    header.resize(HEADER, 0);
+    w.write_all(&header).map_err(io)?;
+    let mut chunk = Vec::with_capacity(1 << 16);
+    for part in offsets.chunks(8192) {
+        chunk.clear();
+        part.iter().for_each(|o| chunk.extend_from_slice(&o.to_le_bytes()));
+        w.write_all(&chunk).map_err(io)?;
+    }
+    for part in ids.chunks(16384) {
+        chunk.clear();
+        part.iter().for_each(|id| chunk.extend_from_slice(&id.to_le_bytes()));
+        w.write_all(&chunk).map_err(io)?;
+    }
+    w.write_all(words).map_err(io)?;
+    let file = w.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Ok((HEADER + 8 * offsets.len() + 5 * ids.len()) as u64)
+}
+
+/// Writes a split's documents as they come into shards `{stem}-000.bin`, `{stem}-001.bin`, …: a shard
+/// is closed before a document that would take it past `max_tokens` (a longer document gets a shard of
+/// its own). At least one shard is written, empty if no document came. Holds one shard in memory.
+pub struct ShardWriter {
+    dir: PathBuf,
+    stem: String,
+    max_tokens: usize,
+    offsets: Vec<u64>,
+    ids: Vec<u32>,
+    words: Vec<u8>,
+    names: Vec<String>,
+}
+
+impl ShardWriter {
+    pub fn new(dir: &Path, stem: &str, max_tokens: u64) -> Self {
+        let max_tokens = max_tokens.max(1) as usize;
+        Self { dir: dir.to_path_buf(), stem: stem.to_string(), max_tokens, offsets: vec![0], ids: Vec::new(), words: Vec::new(), names: Vec::new() }
+    }
+
+    /// Appends one document; `on_written(path)` is called for every shard file completed.
+    pub fn push(&mut self, doc: &EncodedDoc, on_written: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
+        if !self.ids.is_empty() && self.ids.len() + doc.ids.len() > self.max_tokens {
+            self.flush(on_written)?;
+        }
+        self.ids.extend_from_slice(&doc.ids);
+        self.words.extend(doc.word_starts.iter().map(|&w| u8::from(w)));
+        self.offsets.push(self.ids.len() as u64);
+        Ok(())
+    }
+
+    fn flush(&mut self, on_written: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
+        let name = format!("{}-{:03}.bin", self.stem, self.names.len());
+        let path = self.dir.join(&name);
+        write_shard_parts(&path, &self.offsets, &self.ids, &self.words)?;
+        on_written(&path)?;
+        self.names.push(name);
+        self.offsets.clear();
+        self.offsets.push(0);
+        self.ids.clear();
+        self.words.clear();
+        Ok(())
+    }
+
+    /// Writes the last shard; returns the file names in order.
+    pub fn finish(mut self, on_written: &mut dyn FnMut(&Path) -> Result<()>) -> Result<Vec<String>> {
+        if self.offsets.len() > 1 || self.names.is_empty() {
+            self.flush(on_written)?;
+        }
+        Ok(self.names)
+    }
+}
+
 /// One memory-mapped shard.
 pub struct Shard {
     path: PathBuf,
@@ -76,6 +164,10 @@ impl Shard {
         // SAFETY: the file is opened read-only and prepared directories are never modified in place
         // (they are written through temporary names); a concurrent truncation would be a user error.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        // Training reads rows in a keyed random order: without this hint every page fault reads (and
+        // maps) a large window around the row, and the resident size grows by megabytes a row.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Random);
         if map.len() < HEADER || &map[..8] != SHARD_MAGIC {
             return Err(Error::data(path, "not a remask shard (bad magic); run `remask prepare` again"));
         }
@@ -154,16 +246,46 @@ pub struct ShardSet {
     shards: Vec<Shard>,
     /// `first_doc[s]`: global index of shard s's first document; one extra entry at the end.
     first_doc: Vec<usize>,
+    /// `first_token[s]`: tokens in the shards before s; one extra entry at the end.
+    first_token: Vec<u64>,
 }
 
 impl ShardSet {
     pub fn open(paths: &[PathBuf]) -> Result<Self> {
         let shards = paths.iter().map(|p| Shard::open(p)).collect::<Result<Vec<_>>>()?;
-        let mut first_doc = vec![0];
+        let (mut first_doc, mut first_token) = (vec![0], vec![0]);
         for s in &shards {
             first_doc.push(first_doc.last().copied().unwrap_or(0) + s.num_docs());
+            first_token.push(first_token.last().copied().unwrap_or(0) + s.num_tokens() as u64);
         }
-        Ok(Self { shards, first_doc })
+        Ok(Self { shards, first_doc, first_token })
+    }
+
+    /// Tokens before global document `d` (d may equal [`Self::num_docs`]: then all tokens). Read from
+    /// the shards' mapped offset tables: no per-document table in memory.
+    #[inline]
+    pub fn token_start(&self, d: usize) -> u64 {
+        let s = (self.first_doc.partition_point(|&f| f <= d) - 1).min(self.shards.len().saturating_sub(1));
+        match self.shards.get(s) {
+            Some(shard) => self.first_token[s] + shard.offset(d - self.first_doc[s]),
+            None => 0,
+        }
+    }
+
+    /// The first global document `d` with `key(d) > x`, for a key that grows with d, where
+    /// `key(d) = token_start(d) + per_doc · d` (binary search over the mapped offsets).
+    pub fn first_doc_after(&self, x: u64, per_doc: u64) -> usize {
+        let key = |d: usize| self.token_start(d) + per_doc * d as u64;
+        let (mut lo, mut hi) = (0usize, self.num_docs() + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if mid <= self.num_docs() && key(mid) <= x {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     pub fn num_docs(&self) -> usize {

@@ -21,6 +21,37 @@ pub fn counts_path(dir: &Path) -> PathBuf {
     dir.join("token_counts.bin")
 }
 
+/// What `prepare` counts over the training split while it streams: every training document is
+/// observed once, in corpus order, right after it is written to its shard (`prepare.rs`,
+/// `Sink::place`). This is the hook for another prepare-time corpus statistic (n-gram counts for PMI
+/// masking, say): a field here, its counting in [`Self::observe`], its file in [`Self::write`], and
+/// its reader next to [`read_counts`]. Whatever it keeps must stay bounded in memory.
+pub struct TrainingCounts {
+    /// Occurrences per token id.
+    pub tokens: Vec<u64>,
+}
+
+impl TrainingCounts {
+    pub fn new(vocab_size: u32) -> Self {
+        Self { tokens: vec![0; vocab_size as usize] }
+    }
+
+    /// Counts one training document's ids (ids ≥ the vocabulary size are not counted).
+    pub fn observe(&mut self, ids: &[u32]) {
+        for &id in ids {
+            if let Some(c) = self.tokens.get_mut(id as usize) {
+                *c += 1;
+            }
+        }
+    }
+
+    /// Writes the statistics into the prepared directory `dir`; returns the files written.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        write_counts(dir, &self.tokens)?;
+        Ok(vec![counts_path(dir)])
+    }
+}
+
 /// Counts every token of `shards` by id (ids ≥ `vocab_size` are not counted).
 pub fn count_tokens(shards: &ShardSet, vocab_size: u32) -> Vec<u64> {
     let mut c = vec![0u64; vocab_size as usize];
@@ -100,6 +131,7 @@ mod tests {
             train: SplitStats::default(),
             validation: SplitStats::default(),
             static_masks: None,
+            vocabulary: None,
         }
     }
 

@@ -189,7 +189,11 @@ impl TextTokenizer {
         Self::from_tokenizer(inner, path)
     }
 
-    fn from_tokenizer(inner: Tokenizer, path: &Path) -> Result<Self> {
+    fn from_tokenizer(mut inner: Tokenizer, path: &Path) -> Result<Self> {
+        // Documents are encoded whole and unpadded (the packer frames and cuts them): a file that asks
+        // for padding or truncation (sentence-transformers' pad to 128) would otherwise corrupt them.
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| Error::data(path, format!("turning truncation off: {e}")))?;
         let find = |cands: &[&str]| cands.iter().find_map(|c| inner.token_to_id(c));
         let pad = find(&["[PAD]", "<pad>", "<|padding|>", "<|pad|>"]);
         let mask = find(&["[MASK]", "<mask>", "<|mask|>"]);
@@ -309,6 +313,22 @@ mod tests {
             assert!(!enc.ids.iter().any(|id| s.all.contains(id)));
             assert_eq!(enc.word_starts.iter().filter(|&&w| w).count(), 4, "{kind:?}: four words");
         }
+    }
+
+    #[test]
+    fn a_loaded_tokenizer_neither_pads_nor_truncates() {
+        let docs = corpus();
+        let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
+        let t = TextTokenizer::train(&TokenizerConfig { vocab_size: 400, ..Default::default() }, &texts).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&t.to_json().unwrap()).unwrap();
+        json["truncation"] = serde_json::json!({"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0});
+        json["padding"] = serde_json::json!({"strategy": {"Fixed": 64}, "direction": "Right", "pad_to_multiple_of": null,
+            "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"});
+        let loaded = TextTokenizer::from_json(&json.to_string(), Path::new("st/tokenizer.json")).unwrap();
+        let text = "The earth was formless and empty, darkness was on the surface of the deep.";
+        let want = t.encode(text, Language::Auto).unwrap();
+        assert!(want.ids.len() > 8);
+        assert_eq!(loaded.encode(text, Language::Auto).unwrap(), want);
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub struct RunRecord {
     pub masking_ms_per_step: f64,
     /// Bytes on disk used for stored masks (static copies); 0 for masks decided during training.
     pub mask_bytes: u64,
+    /// `mask_bytes` per training token (row position of the training split; all copies together).
+    #[serde(default)]
+    pub mask_bytes_per_token: f64,
     /// Directory of the run (metrics and final checkpoint), relative to the comparison's output.
     pub run_dir: String,
     /// Loss and accuracy on the out-of-domain text (fixed masks), when measured.

@@ -102,6 +102,9 @@ pub struct StrategySummary {
     pub masking_ms_per_step: Option<Spread>,
     /// Disk bytes of stored masks (the largest over seeds).
     pub mask_bytes: u64,
+    /// The same per training token (the largest over seeds).
+    #[serde(default)]
+    pub mask_bytes_per_token: f64,
 }
 
 /// A run that failed: it diverged or ended above the unigram baseline.
@@ -208,6 +211,7 @@ pub fn build_report(setup: Setup, runs: Vec<RunRecord>, audit: Vec<AuditLine>) -
                 reached_target: hits.len(),
                 masking_ms_per_step: spread_of(&g, |r| Some(r.masking_ms_per_step)),
                 mask_bytes: all.iter().map(|r| r.mask_bytes).max().unwrap_or(0),
+                mask_bytes_per_token: all.iter().map(|r| r.mask_bytes_per_token).fold(0.0, f64::max),
             });
         }
         for a in names.iter().filter(|n| **n != setup.baseline) {
@@ -610,7 +614,7 @@ impl Report {
         m.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for x in &self.strategies {
             m.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}/{}) | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}/{}) | {} | {}{} |\n",
                 regime_name(x.regime),
                 x.strategy,
                 x.seeds,
@@ -625,7 +629,8 @@ impl Report {
                 x.reached_target,
                 x.seeds - x.diverged,
                 cell(&x.masking_ms_per_step),
-                x.mask_bytes
+                x.mask_bytes,
+                if x.mask_bytes > 0 { format!(" ({:.2} per token)", x.mask_bytes_per_token) } else { String::new() }
             ));
         }
         if self.strategies.iter().any(|x| x.val_loss_isolated.is_some()) {
@@ -752,6 +757,7 @@ mod tests {
             wall_s: 40.0,
             masking_ms_per_step: 0.1,
             mask_bytes: if strategy == "static" { 1234 } else { 0 },
+            mask_bytes_per_token: if strategy == "static" { 0.75 } else { 0.0 },
             run_dir: format!("runs/{}", super::super::record::run_name(strategy, regime, seed)),
             final_ood_loss: Some(final_val + 1.0),
             final_ood_accuracy: None,

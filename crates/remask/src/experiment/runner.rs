@@ -315,6 +315,7 @@ fn train_all(ctx: &RunContext, planned: &[PlannedRun]) -> Result<(Vec<RunRecord>
                 strategy: s.name.clone(),
                 same_as: Some(src.run_dir.clone()),
                 mask_bytes: d.meta.static_masks.as_ref().map_or(0, |m| m.bytes),
+                mask_bytes_per_token: d.meta.static_masks.as_ref().map_or(0.0, |m| m.bytes_per_training_token),
                 ..src.clone()
             };
             log(ctx.opts, &format!("{}: identical to {} by construction (static copy e is the dynamic mask of epoch e, and no epoch reaches copy K)", copy.name(), src.name()));
@@ -470,6 +471,10 @@ fn train_one(
         wall_s: train_s,
         masking_ms_per_step: nanos.load(Ordering::Relaxed) as f64 / 1e6 / steps as f64,
         mask_bytes: if s.masking.dupe_factor().is_some() { d.meta.static_masks.as_ref().map_or(0, |m| m.bytes) } else { 0 },
+        mask_bytes_per_token: match (&d.meta.static_masks, s.masking.dupe_factor()) {
+            (Some(m), Some(_)) => m.bytes_per_training_token,
+            _ => 0.0,
+        },
         run_dir: rel,
         final_ood_loss: None,
         final_ood_accuracy: None,

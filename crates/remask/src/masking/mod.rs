@@ -29,7 +29,7 @@ mod tests;
 pub use adaptive::{Adaptive, AdaptiveStats};
 pub use config::{CountRule, Language, MaskingConfig, ScheduleKind, SpanConfig, StrategyKind, When};
 pub use masker::{strategy_for, MaskScratch, Masker, Vocab};
-pub use plan::{MaskPlan, EVAL_EPOCH};
+pub use plan::{MaskPlan, StaticWriter, EVAL_EPOCH};
 pub use replace::Replacement;
 pub use row::{MaskKey, MaskedRow, TokenRow, TokenRowBuf};
 pub use span::{sample_span_length, SpanMasking};

@@ -17,6 +17,8 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use super::adaptive::{Adaptive, AdaptiveStats};
 use super::config::{MaskingConfig, When};
 use super::masker::{MaskScratch, Masker, Vocab};
@@ -109,7 +111,7 @@ impl MaskPlan {
         match &self.mode {
             Mode::Static { copies: Some(copies), .. } => {
                 scratch.chosen.resize(row.ids.len(), false);
-                copies.row(key.epoch as usize, index as usize, out.input, &mut scratch.chosen);
+                copies.row(key.epoch as usize, index as usize, row.ids, out.input, &mut scratch.chosen);
                 out.set_labels(row.ids, &scratch.chosen);
             }
             Mode::Static { copies: None, .. } | Mode::Dynamic => self.masker.mask_row(row, out, rate, key, None, scratch),
@@ -127,7 +129,7 @@ impl MaskPlan {
     /// What `prepare` stores for this plan in the prepared directory `dir`, given its `rows` training
     /// rows of `seq_len` (`fill(r, row)` packs row r): for static masking the K copies, copy k holding
     /// this plan's masks of key epoch k (computed, whatever copies are open); nothing (`None`) for the
-    /// modes that decide masks during training.
+    /// modes that decide masks during training. [`Self::static_writer`] does the same row by row.
     pub fn write_static_copies(
         &self,
         dir: &Path,
@@ -135,27 +137,27 @@ impl MaskPlan {
         seq_len: usize,
         fill: &mut dyn FnMut(u64, &mut TokenRowBuf),
     ) -> Result<Option<StaticMeta>> {
+        let Some(mut w) = self.static_writer(dir, seq_len)? else {
+            return Ok(None);
+        };
+        let mut row = TokenRowBuf::new(seq_len);
+        for r in 0..rows {
+            fill(r, &mut row);
+            w.push(&row)?;
+        }
+        w.finish().map(Some)
+    }
+
+    /// A writer of what `prepare` stores for this plan (static masking: the K copies), fed the
+    /// training rows in order as they are packed; `None` for the modes that store nothing.
+    pub fn static_writer(&self, dir: &Path, seq_len: usize) -> Result<Option<StaticWriter<'_>>> {
         let Mode::Static { dupe_factor, .. } = self.mode else {
             return Ok(None);
         };
-        let rate = self.config.rate_at(0.0);
-        let mut row = TokenRowBuf::new(seq_len);
-        let (mut input, mut labels) = (vec![0u32; seq_len], vec![0i32; seq_len]);
-        let mut scratch = MaskScratch::default();
-        let (mut files, mut bytes) = (Vec::new(), 0);
-        for c in 0..dupe_factor {
-            let mut w = StaticCopyWriter::new(c, seq_len, rows as usize);
-            for r in 0..rows {
-                fill(r, &mut row);
-                let key = MaskKey { seed: self.seed, epoch: c as u64, index: r };
-                let out = MaskedRow { input: &mut input, labels: &mut labels };
-                self.masker.mask_row(row.view(), out, rate, key, None, &mut scratch);
-                w.push(&input, &scratch.chosen);
-            }
-            bytes += w.write(&copy_path(dir, c))?;
-            files.push(copy_name(c));
-        }
-        Ok(Some(StaticMeta { dupe_factor, files, bytes }))
+        let files = (0..dupe_factor).map(|c| StaticCopyWriter::create(&copy_path(dir, c), c, seq_len)).collect::<Result<_>>()?;
+        // About a million positions are masked at a time, in parallel.
+        let batch = ((1usize << 20) / seq_len.max(1)).max(1);
+        Ok(Some(StaticWriter { plan: self, seq_len, files, pending: Vec::new(), batch, rows: 0 }))
     }
 
     /// Takes the per-label losses of `batch` (adaptive masking; a no-op otherwise).
@@ -180,5 +182,70 @@ impl MaskPlan {
             a.stats = AdaptiveStats::from_json(v, vocab)?;
         }
         Ok(())
+    }
+}
+
+/// Writes the static copies of a training split from its rows, given in order (see
+/// [`MaskPlan::static_writer`]): row r of copy k is the plan's mask of key epoch k for row index r.
+/// Rows are masked in parallel in batches; the files are the same for any thread count.
+pub struct StaticWriter<'a> {
+    plan: &'a MaskPlan,
+    seq_len: usize,
+    files: Vec<StaticCopyWriter>,
+    pending: Vec<TokenRowBuf>,
+    batch: usize,
+    rows: u64,
+}
+
+impl StaticWriter<'_> {
+    /// Adds the next row.
+    pub fn push(&mut self, row: &TokenRowBuf) -> Result<()> {
+        self.pending.push(row.clone());
+        if self.pending.len() >= self.batch {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let (plan, first, t) = (self.plan, self.rows, self.seq_len);
+        let rate = plan.config.rate_at(0.0);
+        for (c, file) in self.files.iter_mut().enumerate() {
+            let masked: Vec<(Vec<u32>, Vec<bool>)> = self
+                .pending
+                .par_iter()
+                .enumerate()
+                .map_init(
+                    || (MaskScratch::default(), vec![0i32; t]),
+                    |(scratch, labels), (i, row)| {
+                        let mut input = vec![0u32; t];
+                        let key = MaskKey { seed: plan.seed, epoch: c as u64, index: first + i as u64 };
+                        let out = MaskedRow { input: &mut input, labels };
+                        plan.masker.mask_row(row.view(), out, rate, key, None, scratch);
+                        (input, scratch.chosen.clone())
+                    },
+                )
+                .collect();
+            for (input, chosen) in &masked {
+                file.push(input, chosen)?;
+            }
+        }
+        self.rows += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the last rows and closes the files; returns what `meta.json` records.
+    pub fn finish(mut self) -> Result<StaticMeta> {
+        self.flush()?;
+        let dupe_factor = self.files.len() as u32;
+        let mut bytes = 0;
+        let mut files = Vec::new();
+        for (c, f) in self.files.into_iter().enumerate() {
+            bytes += f.finish()?;
+            files.push(copy_name(c as u32));
+        }
+        let positions = (self.rows * self.seq_len as u64).max(1);
+        Ok(StaticMeta { dupe_factor, files, bytes, bytes_per_training_token: bytes as f64 / positions as f64 })
     }
 }
