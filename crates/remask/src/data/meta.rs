@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::config::DataConfig;
+use super::ngram_pass::NgramMeta;
 use super::tokenizer::SpecialTokens;
 use crate::atomic_write::write_atomic;
 use crate::masking::{MaskingConfig, StaticMeta, StoredCopies};
@@ -62,6 +63,10 @@ pub struct Meta {
     pub train: SplitStats,
     pub validation: SplitStats,
     pub static_masks: Option<StaticMeta>,
+    /// PMI masking's n-gram vocabulary (`ngrams.bin`); absent in directories prepared before it
+    /// existed.
+    #[serde(default)]
+    pub ngrams: Option<NgramMeta>,
 }
 
 impl Meta {
@@ -122,6 +127,9 @@ pub fn describe(meta: &Meta) -> String {
             st.rows,
             100.0 * st.padding_share
         ));
+    }
+    if let Some(ng) = &meta.ngrams {
+        s.push_str(&format!("n-grams (PMI masking): {} of 2-5 words, from {} training words\n", ng.entries, ng.stats.words));
     }
     if let Some(sm) = &meta.static_masks {
         s.push_str(&format!("static masks: {} copies, {} bytes\n", sm.dupe_factor, sm.bytes));

@@ -6,6 +6,8 @@
 //! - `tokenizer.json`;
 //! - `train-000.bin`, `validation-000.bin` (and `*-target-000.bin` for TSV pairs): shards;
 //! - `token_counts.bin`: how often each token occurs in the training split ([`super::token_counts`]);
+//! - `ngrams.bin`: PMI masking's n-gram vocabulary, counted over the training split
+//!   ([`super::ngram_pass`]);
 //! - `static/copy-NNN.bin`: K statically masked copies of the training rows (static masking only;
 //!   written by [`crate::masking::MaskPlan::write_static_copies`]).
 //!
@@ -27,12 +29,13 @@ use super::meta::{Meta, Split, SplitStats, FORMAT_VERSION};
 use super::packer::{Packer, RowOut};
 use super::reader::read_inputs;
 use super::shard::{write_shard, ShardSet};
+use super::ngram_pass::write_ngrams;
 use super::token_counts::{count_tokens, write_counts};
 use super::tokenizer::{EncodedDoc, TextTokenizer};
 use crate::atomic_write::write_atomic;
 use crate::dir_lock::DirLock;
 use crate::fault::FaultPlan;
-use crate::masking::{MaskPlan, MaskingConfig, TokenRowBuf, Vocab};
+use crate::masking::{MaskPlan, MaskingConfig, NgramVocab, TokenRowBuf, Vocab};
 use crate::{Error, Result};
 
 /// The staging directory inside a prepared directory.
@@ -169,6 +172,7 @@ fn build(data: &DataConfig, masking: &MaskingConfig, out: &Path, faults: &FaultP
         train: SplitStats::default(),
         validation: SplitStats::default(),
         static_masks: None,
+        ngrams: None,
     };
     for split in [Split::Train, Split::Validation] {
         let want_val = split == Split::Validation;
@@ -218,10 +222,21 @@ fn build(data: &DataConfig, masking: &MaskingConfig, out: &Path, faults: &FaultP
     let counts = count_tokens(&train, meta.vocab_size);
     write_counts(out, &counts)?;
     written(&super::token_counts::counts_path(out))?;
+    let ngrams = write_ngrams(out, &train, &meta.special_tokens.all, masking)?;
+    written(&out.join(&ngrams.file))?;
+    meta.ngrams = Some(ngrams);
+    meta.write(out)?;
 
     // Masks decided now (static masking: the plan writes copy k as its masks of epoch k), if any.
     let specials = &meta.special_tokens;
-    let vocab = Vocab { size: meta.vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: Some(&counts) };
+    let ngrams = if masking.needs_ngrams() { Some(std::sync::Arc::new(NgramVocab::read(out, meta.vocab_size)?)) } else { None };
+    let vocab = Vocab {
+        size: meta.vocab_size,
+        mask_id: specials.mask,
+        special_ids: &specials.all,
+        counts: Some(&counts),
+        ngrams: ngrams.as_ref(),
+    };
     let plan = MaskPlan::new(masking, &vocab, data.seed)?;
     let packer = Packer::new(&train, data.seq_len as usize, data.packing);
     let (mut doc_ids, mut positions) = (vec![0u32; data.seq_len as usize], vec![0u32; data.seq_len as usize]);
@@ -269,7 +284,8 @@ pub fn ensure_prepared(data: &DataConfig, masking: &MaskingConfig, fallback: &Pa
     if let Ok(meta) = Meta::read(fallback) {
         let same_data = DataConfig { dir: None, ..meta.data.clone() } == *data;
         let same_static = masking.dupe_factor().is_none() || meta.masking == *masking;
-        if same_data && same_static {
+        let same_ngrams = !masking.needs_ngrams() || meta.ngrams.as_ref().is_some_and(|n| n.pmi == masking.pmi);
+        if same_data && same_static && same_ngrams {
             return Ok(fallback.to_path_buf());
         }
     }

@@ -100,6 +100,7 @@ mod tests {
             train: SplitStats::default(),
             validation: SplitStats::default(),
             static_masks: None,
+            ngrams: None,
         }
     }
 

@@ -129,7 +129,7 @@ impl Default for CompareConfig {
 }
 
 /// Names of the built-in strategies.
-pub const BUILTIN_STRATEGIES: [&str; 6] = ["static", "dynamic", "wwm", "span", "schedule", "adaptive"];
+pub const BUILTIN_STRATEGIES: [&str; 8] = ["static", "dynamic", "wwm", "span", "schedule", "adaptive", "pmi", "adaptive-decay"];
 
 impl CompareConfig {
     /// Parses TOML text (unknown keys are errors that name their path) and validates.
@@ -193,6 +193,17 @@ impl CompareConfig {
                 ..base
             },
             "adaptive" => MaskingConfig {
+                when: When::Adaptive { temperature: 1.0, decay: 0.9, uniform_mix: 0.5 },
+                ..base
+            },
+            // PMI masking (Levine et al. 2021) over the prepared directory's n-gram vocabulary.
+            "pmi" => MaskingConfig { strategy: StrategyKind::Pmi, ..base },
+            // Rate decay 30% → 15% (Ankner et al. 2023) with loss-weighted positions (Yang et al.
+            // 2023 combine the two).
+            "adaptive-decay" => MaskingConfig {
+                rate: 0.30,
+                final_rate: Some(0.15),
+                schedule: ScheduleKind::Linear,
                 when: When::Adaptive { temperature: 1.0, decay: 0.9, uniform_mix: 0.5 },
                 ..base
             },

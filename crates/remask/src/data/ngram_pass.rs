@@ -1,0 +1,104 @@
+//! The n-gram pass of `prepare`: PMI masking's n-gram vocabulary, counted over the training split's
+//! documents (two passes over the memory-mapped shards, in bounded memory: see
+//! [`crate::masking::pmi_score`]) and stored as `ngrams.bin` ([`crate::masking::ngram_vocab`]).
+//! `prepare` runs it for every corpus, whatever the strategy, so any prepared directory can train
+//! with `strategy = "pmi"` (a comparison shares one directory between its strategies).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::meta::Meta;
+use super::shard::ShardSet;
+use crate::masking::{build_vocab, MaskingConfig, NgramStats, NgramVocab, PmiConfig, COUNT_CAP, NGRAMS_FILE};
+use crate::{Error, Result};
+
+/// What `meta.json` records of the stored vocabulary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NgramMeta {
+    /// The file (`ngrams.bin`).
+    pub file: String,
+    /// N-grams stored.
+    pub entries: u64,
+    pub bytes: u64,
+    /// The `[masking] pmi` settings it was built with.
+    pub pmi: PmiConfig,
+    pub stats: NgramStats,
+}
+
+/// Builds the vocabulary of `pmi` over the documents of `train` (`special` ids end words).
+pub fn build_ngrams(train: &ShardSet, special: &[u32], pmi: &PmiConfig) -> NgramVocab {
+    let (mut ids, mut starts) = (Vec::new(), Vec::new());
+    let mut docs = |sink: &mut dyn FnMut(&[u32], &[bool])| {
+        for d in 0..train.num_docs() {
+            let (shard, range) = train.doc(d);
+            ids.resize(range.len(), 0);
+            starts.resize(range.len(), false);
+            shard.copy(&mut ids, &mut starts, range.start);
+            sink(&ids, &starts);
+        }
+    };
+    build_vocab(pmi, special, COUNT_CAP, &mut docs)
+}
+
+/// Builds and writes `ngrams.bin` into `out` (the directory being prepared). With `strategy = "pmi"`
+/// a corpus without a single n-gram to keep is an error naming the key; otherwise the (possibly
+/// empty) vocabulary is stored all the same.
+pub fn write_ngrams(out: &Path, train: &ShardSet, special: &[u32], masking: &MaskingConfig) -> Result<NgramMeta> {
+    let vocab = build_ngrams(train, special, &masking.pmi);
+    if vocab.is_empty() && masking.needs_ngrams() {
+        return Err(Error::config(
+            "masking.pmi.min_count",
+            format!(
+                "strategy \"pmi\" found no n-gram of 2 to 5 words that occurs at least {} times, and more often than chance, in the training split ({} words): use a larger corpus or lower masking.pmi.min_count",
+                masking.pmi.min_count, vocab.stats.words
+            ),
+        ));
+    }
+    let bytes = vocab.write(out)?;
+    Ok(NgramMeta { file: NGRAMS_FILE.to_string(), entries: vocab.len() as u64, bytes, pmi: masking.pmi, stats: vocab.stats })
+}
+
+/// The n-gram vocabulary of the prepared directory `dir` for `masking` (strategy `pmi`): refused,
+/// naming the key, when the directory has none or was built with other `[masking] pmi` settings.
+pub fn read_ngrams(dir: &Path, meta: &Meta, masking: &MaskingConfig) -> Result<Arc<NgramVocab>> {
+    let Some(stored) = &meta.ngrams else {
+        return Err(Error::config(
+            "masking.strategy",
+            format!("\"pmi\" needs an n-gram vocabulary, and {} has none (prepared by an older remask): run `remask prepare` again", dir.display()),
+        ));
+    };
+    if stored.pmi != masking.pmi {
+        return Err(Error::config(
+            "masking.pmi",
+            format!(
+                "{} holds an n-gram vocabulary of ngrams = {}, min_count = {}, not ngrams = {}, min_count = {}: prepare it again with these settings (or use those)",
+                dir.display(),
+                stored.pmi.ngrams,
+                stored.pmi.min_count,
+                masking.pmi.ngrams,
+                masking.pmi.min_count
+            ),
+        ));
+    }
+    let vocab = NgramVocab::read(dir, meta.vocab_size)?;
+    if vocab.len() as u64 != stored.entries {
+        return Err(Error::data(
+            dir.join(&stored.file),
+            format!("holds {} n-grams, meta.json says {}; run `remask prepare` again", vocab.len(), stored.entries),
+        ));
+    }
+    if vocab.is_empty() {
+        return Err(Error::config(
+            "masking.pmi.min_count",
+            format!(
+                "strategy \"pmi\": {} holds no n-gram (none of 2 to 5 words occurs at least {} times, and more often than chance, in its {} training words): use a larger corpus or lower masking.pmi.min_count",
+                dir.display(),
+                stored.pmi.min_count,
+                stored.stats.words
+            ),
+        ));
+    }
+    Ok(Arc::new(vocab))
+}
