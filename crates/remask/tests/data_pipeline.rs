@@ -250,10 +250,11 @@ fn pmi_vocabulary_is_prepared_and_masks_ngrams_whole() {
     tiny.tokenizer.vocab_size = 200;
     let e = prepare(&tiny, &pmi, &dir.join("t")).unwrap_err().to_string();
     assert!(e.contains("masking.pmi.min_count") && !e.contains('\n'), "{e}");
-    // The same corpus prepares for other strategies (an empty vocabulary), and PMI on it is refused.
-    prepare(&tiny, &MaskingConfig { pmi: pmi.pmi, ..Default::default() }, &dir.join("t")).unwrap();
+    // The same corpus prepares for other strategies (no vocabulary), and PMI on it is refused.
+    let meta = prepare(&tiny, &MaskingConfig::default(), &dir.join("t")).unwrap();
+    assert!(meta.ngrams.is_none() && !dir.join("t/ngrams.bin").exists());
     let e = Loader::open(&dir.join("t"), Split::Train, Task::Mlm, &pmi).err().unwrap().to_string();
-    assert!(e.contains("masking.pmi.min_count"), "{e}");
+    assert!(e.contains("masking.strategy") && e.contains("pmi"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -6,8 +6,8 @@
 //! - `tokenizer.json`;
 //! - `train-000.bin`, `validation-000.bin` (and `*-target-000.bin` for TSV pairs): shards;
 //! - `token_counts.bin`: how often each token occurs in the training split ([`super::token_counts`]);
-//! - `ngrams.bin`: PMI masking's n-gram vocabulary, counted over the training split
-//!   ([`super::ngram_pass`]);
+//! - `ngrams.bin`: PMI masking's n-gram vocabulary, counted over the training split (strategy `pmi`
+//!   only; [`super::ngram_pass`]);
 //! - `static/copy-NNN.bin`: K statically masked copies of the training rows (static masking only;
 //!   written by [`crate::masking::MaskPlan::write_static_copies`]).
 //!
@@ -222,10 +222,11 @@ fn build(data: &DataConfig, masking: &MaskingConfig, out: &Path, faults: &FaultP
     let counts = count_tokens(&train, meta.vocab_size);
     write_counts(out, &counts)?;
     written(&super::token_counts::counts_path(out))?;
-    let ngrams = write_ngrams(out, &train, &meta.special_tokens.all, masking)?;
-    written(&out.join(&ngrams.file))?;
-    meta.ngrams = Some(ngrams);
-    meta.write(out)?;
+    if let Some(ngrams) = write_ngrams(out, &train, &meta.special_tokens.all, masking)? {
+        written(&out.join(&ngrams.file))?;
+        meta.ngrams = Some(ngrams);
+        meta.write(out)?;
+    }
 
     // Masks decided now (static masking: the plan writes copy k as its masks of epoch k), if any.
     let specials = &meta.special_tokens;

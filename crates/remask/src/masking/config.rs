@@ -188,7 +188,7 @@ pub struct MaskingConfig {
     pub frequency_weighted_random: bool,
     /// Span length distribution (strategy `span`).
     pub span: SpanConfig,
-    /// The n-gram vocabulary (strategy `pmi`; `prepare` builds it whatever the strategy).
+    /// The n-gram vocabulary of strategy `pmi` (`prepare` builds it then).
     pub pmi: PmiConfig,
     /// When masks are decided: `{ mode = "dynamic" }` (default), `{ mode = "static", dupe_factor = 10 }`,
     /// `{ mode = "adaptive", temperature = 1.0, decay = 0.9, uniform_mix = 0.5 }`.
