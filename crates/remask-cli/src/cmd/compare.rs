@@ -37,6 +37,11 @@ pub struct Args {
     /// Plain log lines instead of progress bars.
     #[arg(long)]
     pub log_lines: bool,
+    /// The leaderboard: every built-in strategy against `dynamic` (listed first), equal budgets,
+    /// paired seeds; the report ranks them by the tokens they need to reach `dynamic`'s final
+    /// validation loss. Output `runs/leaderboard` unless --out is given.
+    #[arg(long, conflicts_with_all = ["strategies", "resume"])]
+    pub leaderboard: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -59,10 +64,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(s) = args.strategies {
         cfg.compare.strategies = s;
     }
+    if args.leaderboard {
+        let mut all = vec!["dynamic".to_string()];
+        all.extend(remask::experiment::BUILTIN_STRATEGIES.iter().filter(|s| **s != "dynamic").map(|s| s.to_string()));
+        cfg.compare.strategies = all;
+    }
     if let Some(n) = args.seeds {
         cfg.compare.seeds = n;
     }
     let explicit_out = args.out.is_some() || cfg.compare.output_dir != CompareConfig::default().compare.output_dir;
+    if args.leaderboard && !explicit_out {
+        cfg.compare.output_dir = PathBuf::from("runs/leaderboard");
+    }
     if let Some(o) = args.out {
         cfg.compare.output_dir = o;
     }

@@ -3,6 +3,7 @@
 //! verdicts and plots.
 
 pub mod config;
+pub mod leaderboard;
 pub mod plot;
 pub mod record;
 pub mod report;
@@ -11,6 +12,7 @@ pub mod runner;
 pub mod stats;
 
 pub use config::{CompareConfig, CompareSection, BUILTIN_STRATEGIES};
+pub use leaderboard::{leaderboard, LeaderboardRow};
 pub use record::{CurvePoint, EvalPoint, RunRecord};
 pub use report::{build_report, AuditLine, Report, Setup, StrategySummary, Verdict};
 pub use runner::{run_compare, CompareOptions, CompareOutcome};

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::leaderboard::LeaderboardRow;
 use super::record::RunRecord;
 use super::stats::{time_to_target, Spread};
 use crate::audit::{AuditReport, MaskingAudit};
@@ -90,8 +91,15 @@ pub struct Report {
     pub strategies: Vec<StrategySummary>,
     pub audit: Vec<AuditLine>,
     pub verdicts: Vec<Verdict>,
+    /// Every strategy against `dynamic` (when it ran): tokens to reach its final loss as a ratio,
+    /// with an interval over seeds (`super::leaderboard`).
+    #[serde(default)]
+    pub leaderboard: Vec<LeaderboardRow>,
     pub runs: Vec<RunRecord>,
 }
+
+/// The leaderboard's baseline.
+pub const LEADERBOARD_BASELINE: &str = "dynamic";
 
 fn spread_of(records: &[&RunRecord], f: impl Fn(&RunRecord) -> f64) -> Option<Spread> {
     Spread::of(&records.iter().map(|r| f(r)).collect::<Vec<_>>())
@@ -136,7 +144,12 @@ pub fn build_report(setup: Setup, runs: Vec<RunRecord>, audit: Vec<AuditLine>) -
         .collect();
 
     let verdicts = verdicts(&setup, &strategies, &audit, target_loss);
-    Report { setup, target_loss, strategies, audit, verdicts, runs }
+    let leaderboard = if runs.iter().any(|r| r.strategy == LEADERBOARD_BASELINE) && names.len() > 1 {
+        super::leaderboard::leaderboard(&runs, LEADERBOARD_BASELINE)
+    } else {
+        Vec::new()
+    };
+    Report { setup, target_loss, strategies, audit, verdicts, leaderboard, runs }
 }
 
 /// Compares one figure of `other` against the baseline; `lower_is_better` orients the wording.
@@ -294,6 +307,10 @@ impl Report {
         m.push_str("## Verdicts\n\n");
         for v in &self.verdicts {
             m.push_str(&format!("- **{}.** {}\n", v.claim, v.finding));
+        }
+        if !self.leaderboard.is_empty() {
+            m.push('\n');
+            m.push_str(&super::leaderboard::to_markdown(&self.leaderboard, LEADERBOARD_BASELINE));
         }
         m.push_str("\n## Figures per strategy\n\n");
         m.push_str("| strategy | seeds | val loss | val accuracy | train−val gap | tokens/s | wall s | tokens to target | seconds to target | masking ms/step | stored mask bytes |\n");

@@ -132,6 +132,9 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
             None => {
                 let dir = out.join("data").join(if key.is_some() { name.as_str() } else { "shared" });
                 let t = Instant::now();
+                // The shared directory also holds PMI masking's n-gram vocabulary when a strategy needs it.
+                let pmi = strategies.iter().map(|(_, s)| s).find(|s| s.dupe_factor().is_none() && s.needs_ngrams());
+                let m = if key.is_none() { pmi.unwrap_or(m) } else { m };
                 let meta = super::resume::prepared(&data, m, &dir, opts.resume)?;
                 log(opts, &format!(
                     "prepared {} ({} train rows, {} validation rows, vocab {}) in {:.1}s",
