@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod common;
+mod signals;
+#[cfg(feature = "testing")]
+mod testing;
 
 #[derive(Parser)]
 #[command(name = "remask", version, about = "Train Transformers with swappable MLM masking and attention masks")]
@@ -17,7 +20,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The main job: train the same model with several MLM masking strategies (static vs dynamic, ...)
-    /// over several seeds at an equal token budget and write a report with verdicts and plots.
+    /// over paired seeds and data-repetition regimes at an equal token budget, and write a report of
+    /// paired differences with intervals, verdicts and plots (`--task clm`: the leakage experiment).
     Compare(cmd::compare::Args),
     /// Print the version.
     Info,
@@ -27,7 +31,7 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Train a model from a run config, or resume a run.
     Train(cmd::train::Args),
-    /// Evaluate a checkpoint on fixed validation batches.
+    /// Evaluate a checkpoint on fixed validation batches, or score minimal pairs (--minimal-pairs).
     Eval(cmd::eval::Args),
     /// Tokenize a corpus into memory-mapped shards (and static masks) for training.
     Prepare(cmd::prepare::Args),
@@ -73,7 +77,7 @@ pub fn main() {
         Command::Export(a) => cmd::export::run(a),
     };
     // A run stopped by SIGINT / SIGTERM (after its checkpoint) exits with 128 + the signal's number.
-    let signalled = cmd::signals::pending_exit_code();
+    let signalled = signals::pending_exit_code();
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(signalled.unwrap_or(1));

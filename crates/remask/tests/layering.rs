@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// The library's top-level modules, lowest layer first; a module may only name modules of lower
 /// layers. Root items (`crate::{Batch, Error, Result}`) are below everything.
 const LAYERS: &[&[&str]] = &[
-    &["error", "batch", "atomic_write"],
+    &["error", "batch", "atomic_write", "dir_lock", "fault", "guard", "tensor_file", "fuzz"],
     &["attention"],
     &["masking"],
     &["data"],

@@ -1,24 +1,50 @@
-//! `remask compare`: the static-vs-dynamic masking experiment (the main job).
+//! `remask compare`: the masking-strategy experiment (the main job): static vs dynamic MLM masking
+//! across data repetition, and (`--task clm`) what leaking across packed documents costs.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use remask::experiment::{run_compare, CompareConfig, CompareOptions};
+use remask::experiment::{run_compare, CompareConfig, CompareOptions, CompareTask, PRESETS};
 use remask::train::{self, ProgressMode};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The leaderboard (`--preset leaderboard`): every built-in strategy against `dynamic`, equal
+    /// budgets, paired seeds, one regime over the whole corpus; the report ranks them by the tokens
+    /// they need to reach `dynamic`'s final validation loss (README, "The leaderboard").
+    #[arg(long, conflicts_with_all = ["preset", "strategies", "regimes"])]
+    pub leaderboard: bool,
     /// Comparison config (TOML: [compare], [data], [model], [optimizer], [schedule], [budget],
-    /// [strategies.NAME]); without it the embedded default experiment runs.
-    #[arg(long, value_name = "FILE")]
+    /// [strategies.NAME]); without it a preset runs.
+    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
     pub config: Option<PathBuf>,
-    /// Strategies to compare, comma-separated: static, dynamic, wwm, span, schedule, adaptive, or a
-    /// [strategies.NAME] of the config. The first is the baseline.
+    /// A built-in experiment: `default` (the regime map, about 10 minutes on 2 cores), `thorough`
+    /// (models that learn from context, more seeds; up to an hour), `clm` (plain causal vs
+    /// document-causal decoders on packed rows).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// `mlm` (masking strategies) or `clm` (the leakage experiment; without --config or --preset it
+    /// selects the `clm` preset).
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<String>,
+    /// Strategies to compare, comma-separated. MLM: static, dynamic, wwm, span, schedule, adaptive,
+    /// or a [strategies.NAME] of the config; CLM: causal, document.
     #[arg(long, value_delimiter = ',')]
     pub strategies: Option<Vec<String>>,
+    /// The strategy every other one is compared against (default: dynamic for MLM, document for CLM).
+    #[arg(long)]
+    pub baseline: Option<String>,
     /// Seeds per strategy.
     #[arg(long)]
     pub seeds: Option<u64>,
+    /// Data-repetition regimes, comma-separated epochs (e.g. 1,4,16,64); `0` for one regime over the
+    /// whole corpus.
+    #[arg(long, value_delimiter = ',')]
+    pub regimes: Option<Vec<u32>>,
+    /// Minimal pairs to score every model on (BLiMP JSONL file or directory, or builtin:blimp-sample);
+    /// `none` to skip.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub minimal_pairs: Option<PathBuf>,
     /// Output directory (data, runs, report). Default `runs/compare`, or the next free
     /// `runs/compare-N` when an earlier comparison is there.
     #[arg(long)]
@@ -30,21 +56,79 @@ pub struct Args {
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
     /// Continue the interrupted comparison in OUT with the config stored there: finished (strategy,
-    /// seed) runs are kept, a partial one continues from its last checkpoint, the report is rendered
-    /// again.
-    #[arg(long, value_name = "OUT", conflicts_with_all = ["config", "strategies", "seeds", "out", "steps"])]
+    /// seed, regime) runs are kept, a partial one continues from its last checkpoint, the report is
+    /// rendered again.
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["config", "preset", "task", "strategies", "baseline", "seeds", "regimes", "minimal_pairs", "out", "steps"])]
     pub resume: Option<PathBuf>,
     /// Plain log lines instead of progress bars.
     #[arg(long)]
     pub log_lines: bool,
-    /// The leaderboard: every built-in strategy against `dynamic` (listed first), equal budgets,
-    /// paired seeds; the report ranks them by the tokens they need to reach `dynamic`'s final
-    /// validation loss. Output `runs/leaderboard` unless --out is given.
-    #[arg(long, conflicts_with_all = ["strategies", "resume"])]
-    pub leaderboard: bool,
+    /// Rebuild the report (report.md, report.json, plots) of the finished comparison in DIR from its
+    /// report.json, without training (e.g. after upgrading remask).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "preset", "task", "strategies", "baseline", "seeds", "regimes", "minimal_pairs", "out", "steps", "force", "resume"])]
+    pub rerender: Option<PathBuf>,
+}
+
+/// The config the arguments describe: a file or a preset, then the flags on top.
+fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
+    let task = match args.task.as_deref() {
+        None => None,
+        Some("mlm") => Some(CompareTask::Mlm),
+        Some("clm") => Some(CompareTask::Clm),
+        Some(other) => anyhow::bail!("--task {other}: use mlm or clm"),
+    };
+    let preset = if args.leaderboard && args.config.is_none() { Some("leaderboard".to_string()) } else { args.preset.clone() };
+    let mut cfg = match (&args.config, &preset) {
+        (Some(p), _) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            CompareConfig::from_toml_str(&text).with_context(|| format!("in {}", p.display()))?
+        }
+        (None, Some(name)) => CompareConfig::preset(name).with_context(|| format!("--preset: presets are {}", PRESETS.join(", ")))?,
+        (None, None) if task == Some(CompareTask::Clm) => CompareConfig::preset("clm")?,
+        (None, None) => CompareConfig::default(),
+    };
+    if let Some(t) = task {
+        if t != cfg.compare.task {
+            anyhow::bail!("--task {} does not match the config's compare.task ({:?}); use --preset clm or a config with task = \"clm\"", args.task.as_deref().unwrap_or_default(), cfg.compare.task);
+        }
+    }
+    if let Some(s) = &args.strategies {
+        cfg.compare.strategies = s.clone();
+    }
+    if args.leaderboard {
+        // With a config: its model, data and budget, the leaderboard's strategies and one regime.
+        let board = CompareConfig::preset("leaderboard")?;
+        cfg.compare.strategies = board.compare.strategies;
+        cfg.compare.regimes = Vec::new();
+    }
+    if let Some(b) = &args.baseline {
+        cfg.compare.baseline = Some(b.clone());
+    }
+    if let Some(n) = args.seeds {
+        cfg.compare.seeds = n;
+    }
+    if let Some(r) = &args.regimes {
+        cfg.compare.regimes = if r == &[0] { Vec::new() } else { r.clone() };
+    }
+    if let Some(p) = &args.minimal_pairs {
+        cfg.compare.minimal_pairs = if p.as_os_str() == "none" { PathBuf::new() } else { p.clone() };
+    }
+    if let Some(s) = args.steps {
+        cfg.budget = remask::train::config::BudgetConfig { steps: Some(s), ..Default::default() };
+    }
+    Ok(cfg)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(dir) = &args.rerender {
+        if !dir.join("report.json").is_file() {
+            anyhow::bail!("--rerender {}: no finished comparison there (no report.json)", dir.display());
+        }
+        // The report files are rewritten: not while a comparison runs in that directory.
+        let _lock = remask::dir_lock::DirLock::acquire(dir, "remask compare --rerender")?;
+        let outcome = remask::experiment::rerender(dir)?;
+        return print_outcome(&outcome);
+    }
     if let Some(out) = &args.resume {
         let marker = out.join("compare.json");
         let text = std::fs::read_to_string(&marker)
@@ -54,34 +138,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.compare.output_dir = out.clone();
         return execute(cfg, args.log_lines, false, true);
     }
-    let mut cfg = match &args.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            CompareConfig::from_toml_str(&text).with_context(|| format!("in {}", p.display()))?
-        }
-        None => CompareConfig::default(),
-    };
-    if let Some(s) = args.strategies {
-        cfg.compare.strategies = s;
-    }
-    if args.leaderboard {
-        let mut all = vec!["dynamic".to_string()];
-        all.extend(remask::experiment::BUILTIN_STRATEGIES.iter().filter(|s| **s != "dynamic").map(|s| s.to_string()));
-        cfg.compare.strategies = all;
-    }
-    if let Some(n) = args.seeds {
-        cfg.compare.seeds = n;
-    }
-    let explicit_out = args.out.is_some() || cfg.compare.output_dir != CompareConfig::default().compare.output_dir;
-    if args.leaderboard && !explicit_out {
-        cfg.compare.output_dir = PathBuf::from("runs/leaderboard");
-    }
-    if let Some(o) = args.out {
-        cfg.compare.output_dir = o;
+    let mut cfg = config_of(&args)?;
+    let preset_dir = cfg.compare.output_dir.clone();
+    let explicit_out = args.out.is_some() || (args.config.is_some() && preset_dir != CompareConfig::default().compare.output_dir);
+    if let Some(o) = &args.out {
+        cfg.compare.output_dir = o.clone();
     }
     if !explicit_out && !args.force {
         // The default directory already holds an earlier comparison: keep it and use the next free
-        // `runs/compare-N`, so the README's main command can be run again without losing results.
+        // `runs/compare-N`, so the README's commands can be run again without losing results.
         let base = cfg.compare.output_dir.clone();
         let mut n = 1;
         while cfg.compare.output_dir.join("compare.json").exists() {
@@ -92,9 +157,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("{} holds an earlier comparison; writing to {}", base.display(), cfg.compare.output_dir.display());
         }
     }
-    if let Some(s) = args.steps {
-        cfg.budget = remask::train::config::BudgetConfig { steps: Some(s), ..Default::default() };
-    }
     execute(cfg, args.log_lines, args.force, false)
 }
 
@@ -104,7 +166,7 @@ fn execute(cfg: CompareConfig, log_lines: bool, force: bool, resume: bool) -> an
     train::init_threads(cfg.compare.threads)?;
     // One process per output directory: a second is refused at once, naming the first.
     let _lock = remask::dir_lock::DirLock::acquire(&cfg.compare.output_dir, "remask compare")?;
-    let stop = super::signals::install()?;
+    let stop = crate::signals::install()?;
     let opts = CompareOptions {
         progress: if log_lines { ProgressMode::Lines } else { ProgressMode::Auto },
         stop,
@@ -112,6 +174,10 @@ fn execute(cfg: CompareConfig, log_lines: bool, force: bool, resume: bool) -> an
         resume,
     };
     let outcome = run_compare(&cfg, &opts)?;
+    print_outcome(&outcome)
+}
+
+fn print_outcome(outcome: &remask::experiment::CompareOutcome) -> anyhow::Result<()> {
     println!();
     for v in &outcome.report.verdicts {
         println!("{}: {}", v.claim, v.finding);

@@ -20,9 +20,6 @@ pub mod fill_mask;
 pub mod generate;
 pub mod translate;
 pub mod export;
-pub mod signals;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 /// Warns about newer checkpoints of a run directory that failed verification and were passed over.
 pub fn warn_skipped(skipped: &[remask::train::checkpoint::Skipped]) {

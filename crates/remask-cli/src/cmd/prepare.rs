@@ -63,7 +63,7 @@ pub struct Args {
     /// Test scaffolding (feature `testing` only): injected write faults.
     #[cfg(feature = "testing")]
     #[command(flatten)]
-    pub faults: super::testing::FaultArgs,
+    pub faults: crate::testing::FaultArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -323,6 +323,18 @@ impl Loader {
         batch.decoder = Some(dec);
     }
 
+    /// The batch of rows a caller chose itself: (global sample id, epoch, row), masked as that epoch
+    /// masks them (stored copy `epoch mod K` for static masking, keyed by (seed, epoch, row)
+    /// otherwise) at the rate of training `progress`. The comparison uses it to train on a corpus
+    /// subset in its own order (`experiment/subset.rs`).
+    pub fn batch_of_rows(&mut self, rows: &[(u64, u64, u64)], progress: f32) -> Result<Batch> {
+        let n = self.num_rows();
+        if let Some(&(_, _, r)) = rows.iter().find(|x| x.2 >= n) {
+            return Err(Error::data(&self.dir, format!("row {r} is out of range: split {} has {n} rows", self.split.name())));
+        }
+        Ok(self.build(rows, progress, false))
+    }
+
     /// The validation batches with fixed masks: rows in order, the last batch possibly smaller. The
     /// same call always returns the same batches.
     pub fn eval_batches(&mut self, batch_size: usize) -> Result<Vec<Batch>> {

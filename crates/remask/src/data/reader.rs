@@ -12,6 +12,9 @@ use crate::{Error, Result};
 pub const BUILTIN_WEB: &str = include_str!("../../../../data/web.en.txt");
 /// The embedded KJV–Reina-Valera 1909 New Testament verse pairs (public domain): `builtin:kjv-rv1909`.
 pub const BUILTIN_KJV_RV: &str = include_str!("../../../../data/kjv-rv1909.nt.en-es.tsv");
+/// The embedded US presidents' inaugural addresses 1789–2021 (public domain), one paragraph per line,
+/// a blank line between addresses: `builtin:us-inaugural`, the comparison's out-of-domain text.
+pub const BUILTIN_US_INAUGURAL: &str = include_str!("../../../../data/us-inaugural.en.txt");
 
 /// One input document: a text, or a (source, target) pair for translation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,8 +103,8 @@ pub fn read_file(path: &Path, format: InputFormat, split: DocumentSplit, field: 
     Ok(docs)
 }
 
-/// Reads all documents of all inputs, in order: built-in corpora (`builtin:web`, `builtin:kjv-rv1909`)
-/// first, then files. No inputs means `builtin:web`.
+/// Reads all documents of all inputs, in order: built-in corpora (`builtin:web`, `builtin:kjv-rv1909`,
+/// `builtin:us-inaugural`) first, then files. No inputs means `builtin:web`.
 pub fn read_inputs(inputs: &[PathBuf], format: InputFormat, split: DocumentSplit, field: &str) -> Result<Vec<Document>> {
     let mut docs = Vec::new();
     let builtin: Vec<PathBuf> = if inputs.is_empty() { vec![PathBuf::from("builtin:web")] } else { inputs.to_vec() };
@@ -111,7 +114,13 @@ pub fn read_inputs(inputs: &[PathBuf], format: InputFormat, split: DocumentSplit
         match name.to_str().unwrap_or_default() {
             "builtin:web" => docs.extend(text_documents(BUILTIN_WEB, DocumentSplit::Line)),
             "builtin:kjv-rv1909" => docs.extend(tsv_documents(name, BUILTIN_KJV_RV)?),
-            other => return Err(Error::data(name, format!("unknown built-in corpus `{other}` (builtin:web, builtin:kjv-rv1909)"))),
+            "builtin:us-inaugural" => docs.extend(text_documents(BUILTIN_US_INAUGURAL, DocumentSplit::Line)),
+            other => {
+                return Err(Error::data(
+                    name,
+                    format!("unknown built-in corpus `{other}` (builtin:web, builtin:kjv-rv1909, builtin:us-inaugural)"),
+                ))
+            }
         }
     }
     for file in expand_inputs(&files)? {

@@ -1,10 +1,13 @@
 //! Evaluation on fixed validation batches: loss, accuracy and perplexity (exp of the mean loss per
 //! label; for CLM that is the usual perplexity, for MLM it is the perplexity of the masked positions),
-//! and MLM pseudo-perplexity (each real token masked in turn; slow, optional).
+//! and MLM pseudo-perplexity (each real token masked in turn; slow, optional). Zero-shot minimal
+//! pairs (BLiMP) are scored in [`minimal_pairs`].
 //!
 //! The validation batches are built once from the validation split's [`BatchSource`]: because every
 //! masking decision is keyed by (seed, epoch, global sample index), rows `0..n` of epoch 0 carry the
 //! same masks in every run with the same seed, so the numbers are comparable across runs and resumes.
+
+pub mod minimal_pairs;
 
 use serde::{Deserialize, Serialize};
 

@@ -10,26 +10,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::paired::t_quantile;
 use super::record::RunRecord;
 use super::stats::time_to_target;
-
-/// The 0.975 quantile of Student's t with `df` degrees of freedom (table for df ≤ 30, the normal
-/// quantile's Cornish-Fisher expansion beyond; within 1e-3 of the exact value).
-/// Once `experiment/paired.rs` (issue 13) is merged, its exact `t_quantile` replaces this.
-fn t975(df: usize) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
-        2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::INFINITY,
-        1..=30 => T[df - 1],
-        _ => {
-            let (z, n) = (1.959964f64, df as f64);
-            z + (z.powi(3) + z) / (4.0 * n) + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * n * n)
-        }
-    }
-}
 
 /// One strategy's row of the leaderboard.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,10 +58,10 @@ fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| s / n as f64)
 }
 
-/// The leaderboard of `runs` (one regime: the whole corpus) against `baseline`,
+/// The leaderboard of `runs` (one regime: the whole corpus, `regime == None`) against `baseline`,
 /// best ratio first (strategies that never reached the loss last, in their order of appearance).
 pub fn leaderboard(runs: &[RunRecord], baseline: &str) -> Vec<LeaderboardRow> {
-    let runs: Vec<&RunRecord> = runs.iter().collect();
+    let runs: Vec<&RunRecord> = runs.iter().filter(|r| r.regime.is_none()).collect();
     let mut names: Vec<&str> = Vec::new();
     for r in &runs {
         if !names.contains(&r.strategy.as_str()) {
@@ -106,7 +89,7 @@ pub fn leaderboard(runs: &[RunRecord], baseline: &str) -> Vec<LeaderboardRow> {
         let ratio_ci95 = match ratio {
             Some(m) if !never_reached && reached >= 2 => {
                 let sd = (ratios.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (reached - 1) as f64).sqrt();
-                let half = t975(reached - 1) * sd / (reached as f64).sqrt();
+                let half = t_quantile(0.975, (reached - 1) as f64) * sd / (reached as f64).sqrt();
                 Some([m - half, m + half])
             }
             _ => None,
@@ -120,9 +103,8 @@ pub fn leaderboard(runs: &[RunRecord], baseline: &str) -> Vec<LeaderboardRow> {
             ratio_ci95,
             never_reached,
             final_val_loss: mean(mine.iter().map(|r| r.final_val_loss)),
-            // Out-of-domain loss and minimal pairs come with the `compare` rework (issue 13).
-            final_ood_loss: None,
-            minimal_pairs: None,
+            final_ood_loss: mean(mine.iter().filter_map(|r| r.final_ood_loss)),
+            minimal_pairs: mean(mine.iter().filter_map(|r| r.minimal_pairs)),
         });
     }
     rows.sort_by(|a, b| {
@@ -186,6 +168,8 @@ mod tests {
         RunRecord {
             strategy: strategy.into(),
             seed,
+            regime: None,
+            train_rows: 0,
             train_curve: Vec::new(),
             final_val_loss: *losses.last().unwrap(),
             eval_curve,
@@ -196,13 +180,13 @@ mod tests {
             masking_ms_per_step: 0.0,
             mask_bytes: 0,
             run_dir: String::new(),
+            final_ood_loss: Some(6.0),
+            final_ood_accuracy: None,
+            minimal_pairs: Some(0.5),
+            final_val_loss_isolated: None,
+            failed: None,
+            same_as: None,
         }
-    }
-
-    #[test]
-    fn t_quantiles_match_the_table_and_the_expansion() {
-        assert_eq!(t975(2), 4.303);
-        assert!((t975(40) - 2.021).abs() < 1e-3 && (t975(120) - 1.980).abs() < 1e-3, "{} {}", t975(40), t975(120));
     }
 
     #[test]
@@ -230,7 +214,7 @@ mod tests {
         let m = 1.625 / 3.0;
         assert!((fast.ratio.unwrap() - m).abs() < 1e-12);
         let sd = ((0.5f64 - m).powi(2) * 2.0 + (0.625 - m).powi(2)).sqrt() / 2f64.sqrt();
-        let half = 4.303 * sd / 3f64.sqrt();
+        let half = 4.302652729911275 * sd / 3f64.sqrt();
         let [lo, hi] = fast.ratio_ci95.unwrap();
         assert!((lo - (m - half)).abs() < 1e-6 && (hi - (m + half)).abs() < 1e-6, "{lo} {hi}");
         let dynamic = &rows[1];

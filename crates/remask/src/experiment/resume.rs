@@ -9,7 +9,7 @@
 //!   ([`EvalLog::open`]); the rest is redone, so the run ends as an uninterrupted one would.
 //! - Anything else is trained from the start.
 //!
-//! Runs are keyed by their directory, `runs/<strategy>[-e<epochs>]-seed<k>`, so whatever runs a
+//! Runs are keyed by their directory, `runs/<strategy>[-E<epochs>]-seed<k>`, so whatever runs a
 //! comparison plans (strategies, seeds, regimes), each is found again by name.
 
 use std::fs::{File, OpenOptions};

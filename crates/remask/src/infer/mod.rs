@@ -16,6 +16,8 @@
 //!   (GPT-2's decoder and BART's decoder with cross-attention).
 //! - `sampling.rs`: greedy / temperature / top-k / top-p / repetition penalty, keyed by seed.
 //! - `generate.rs`, `translate.rs`, `fill_mask.rs`: the three tasks.
+//! - `minimal_pairs.rs`: [`score_minimal_pairs`]: BLiMP-style pairs scored by a loaded model with its
+//!   own tokenizer (PLL for encoders, summed log-probability for decoders; see `eval::minimal_pairs`).
 //! - `init.rs`: weights of an imported model copied into a freshly built one (`train --init-from`).
 
 pub mod fill_mask;
@@ -24,6 +26,7 @@ pub mod generate;
 pub mod init;
 pub mod kv_cache;
 pub mod load;
+pub mod minimal_pairs;
 pub mod model_dir;
 pub mod sampling;
 pub mod tokenize;
@@ -35,6 +38,7 @@ pub use generate::generate;
 pub use init::init_from;
 pub use kv_cache::{Incremental, KvCache};
 pub use load::{load, InferModel, Loaded, Source, SpecialIds};
+pub use minimal_pairs::{score_minimal_pairs, scoring_for};
 pub use model_dir::ModelDir;
 pub use sampling::SamplingOptions;
 pub use tokenize::InferTokenizer;

@@ -41,6 +41,13 @@ impl InferTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// The ids of `text` as [`Self::encode`] gives them, with a flag per id that is true for the
+    /// special tokens the post-processor added (what pseudo-log-likelihood never masks).
+    pub fn encode_with_special_mask(&self, text: &str) -> Result<(Vec<u32>, Vec<bool>)> {
+        let enc = self.inner.encode(text, true).map_err(|e| Error::Other(format!("tokenizer: encoding {text:?}: {e}")))?;
+        Ok((enc.get_ids().to_vec(), enc.get_special_tokens_mask().iter().map(|&m| m != 0).collect()))
+    }
+
     /// The ids of `text` without special tokens.
     pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, false).map_err(|e| Error::Other(format!("tokenizer: encoding {text:?}: {e}")))?;

@@ -498,8 +498,9 @@ mod tests {
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            // compare.toml is a comparison config, guarded by `experiment::config`'s tests.
-            if path.extension().is_some_and(|e| e == "toml") && !path.ends_with("compare.toml") {
+            // compare*.toml are comparison configs, guarded by `experiment::config`'s tests.
+            let comparison = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("compare"));
+            if path.extension().is_some_and(|e| e == "toml") && !comparison {
                 RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 n += 1;
             }

@@ -12,7 +12,7 @@ use remask::train::testing::{BigramModel, SyntheticSource, TaskKind};
 use remask::train::{LoadedCheckpoint, RunConfig, TrainerOptions};
 use remask::Batch;
 
-use super::train::{drive, Start};
+use crate::common::{drive, Start};
 
 /// Hidden flags of `remask train`.
 #[derive(clap::Args, Debug, Default)]
