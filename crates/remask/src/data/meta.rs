@@ -6,10 +6,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::config::DataConfig;
-use super::ngram_pass::NgramMeta;
 use super::tokenizer::SpecialTokens;
 use crate::atomic_write::write_atomic;
-use crate::masking::{MaskingConfig, StaticMeta, StoredCopies};
+use crate::masking::{MaskingConfig, NgramMeta, StaticMeta, StoredCopies};
 use crate::{Error, Result};
 
 /// Version of the prepared-directory layout.

@@ -9,25 +9,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::meta::Meta;
 use super::shard::ShardSet;
-use crate::masking::{build_vocab, MaskingConfig, NgramStats, NgramVocab, PmiConfig, COUNT_CAP, NGRAMS_FILE};
+use crate::masking::{build_vocab, MaskingConfig, NgramMeta, NgramVocab, PmiConfig, COUNT_CAP, NGRAMS_FILE};
 use crate::{Error, Result};
-
-/// What `meta.json` records of the stored vocabulary.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NgramMeta {
-    /// The file (`ngrams.bin`).
-    pub file: String,
-    /// N-grams stored.
-    pub entries: u64,
-    pub bytes: u64,
-    /// The `[masking] pmi` settings it was built with.
-    pub pmi: PmiConfig,
-    pub stats: NgramStats,
-}
 
 /// Builds the vocabulary of `pmi` over the documents of `train` (`special` ids end words).
 pub fn build_ngrams(train: &ShardSet, special: &[u32], pmi: &PmiConfig) -> NgramVocab {

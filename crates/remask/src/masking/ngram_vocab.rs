@@ -129,6 +129,19 @@ pub struct NgramStats {
     pub pruned_below: u32,
 }
 
+/// What `meta.json` records of a stored vocabulary (written by `data::ngram_pass`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NgramMeta {
+    /// The file (`ngrams.bin`).
+    pub file: String,
+    /// N-grams stored.
+    pub entries: u64,
+    pub bytes: u64,
+    /// The `[masking] pmi` settings it was built with.
+    pub pmi: super::config::PmiConfig,
+    pub stats: NgramStats,
+}
+
 /// The n-gram vocabulary, highest PMI_n first.
 #[derive(Clone, Debug, Default)]
 pub struct NgramVocab {

@@ -16,22 +16,13 @@ use remask_kernels::rng::KeyedRng;
 
 use super::config::CountRule;
 use super::ngram_vocab::{extend, word_hash, NgramVocab, MAX_N, NGRAM_SEED};
-use super::strategy::{collect_units, select_units, MaskingStrategy, RowView, Scratch, Selection};
+use super::strategy::{collect_units, select_units, MaskingStrategy, RowView, Scratch, SegmentScratch, Selection};
 
 /// Chooses vocabulary n-grams and single words as units.
 #[derive(Clone, Debug)]
 pub struct PmiMasking {
     pub count: CountRule,
     pub vocab: Arc<NgramVocab>,
-}
-
-/// Buffers of [`PmiMasking::segment`].
-#[derive(Clone, Debug, Default)]
-pub struct SegmentScratch {
-    /// The row's words (start, len).
-    pub(crate) words: Vec<(u32, u32)>,
-    /// Their hashes.
-    pub(crate) hashes: Vec<u64>,
 }
 
 impl PmiMasking {

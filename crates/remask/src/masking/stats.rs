@@ -5,9 +5,9 @@ use serde::Serialize;
 
 use super::masker::MaskScratch;
 use super::plan::MaskPlan;
-use super::pmi::{PmiMasking, SegmentScratch};
+use super::pmi::PmiMasking;
 use super::row::{MaskedRow, TokenRowBuf};
-use super::strategy::RowView;
+use super::strategy::{RowView, SegmentScratch};
 
 /// Statistics of the masks of `rows` over `epochs` epochs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

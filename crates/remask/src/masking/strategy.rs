@@ -31,7 +31,16 @@ pub struct Scratch {
     pub(crate) units: Vec<(u32, u32)>,
     pub(crate) select: SelectScratch,
     /// PMI masking's word list and hashes.
-    pub(crate) segment: super::pmi::SegmentScratch,
+    pub(crate) segment: SegmentScratch,
+}
+
+/// Buffers of PMI masking's row split (`PmiMasking::segment`).
+#[derive(Clone, Debug, Default)]
+pub struct SegmentScratch {
+    /// The row's words (start, len).
+    pub(crate) words: Vec<(u32, u32)>,
+    /// Their hashes.
+    pub(crate) hashes: Vec<u64>,
 }
 
 /// Buffers of [`select_units`] (and of the strategies' fast paths).
