@@ -282,3 +282,35 @@ fn bad_input_is_a_one_line_error() {
     assert_eq!(rc, 1);
     assert!(stderr.contains("seedz"), "{stderr}");
 }
+
+/// `--leaderboard` runs every built-in strategy (PMI included: the shared directory then holds the
+/// n-gram vocabulary) against `dynamic`, and `report.json` has a ratio cell for each.
+#[test]
+fn leaderboard_ranks_every_builtin_strategy_against_dynamic() {
+    let dir = tempfile::tempdir().unwrap();
+    // One seed, few steps: this checks the plumbing, not the figures (Genesis' first 240 verses hold
+    // enough n-grams seen 5 times for PMI masking). The config's regimes give way to one regime.
+    let cfg = tiny_config(dir.path(), &TINY.replace("seeds = 2", "seeds = 1").replace("steps = 6", "steps = 3"));
+    let out = dir.path().join("lb");
+    let (o, c) = (out.to_str().unwrap(), cfg.to_str().unwrap());
+    let (rc, stdout, stderr) = remask(&["compare", "--config", c, "--out", o, "--log-lines", "--leaderboard"]);
+    assert_eq!(rc, 0, "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let rows = report["leaderboard"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["strategy"].as_str().unwrap()).collect();
+    for s in remask::experiment::BUILTIN_STRATEGIES {
+        assert!(names.contains(&s), "{s} missing from {names:?}");
+    }
+    for r in rows {
+        assert_eq!(r["seeds"], 1, "{r}");
+        assert!(r["never_reached"].is_boolean() && r.get("ratio_ci95").is_some(), "{r}");
+        if !r["never_reached"].as_bool().unwrap() {
+            assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+        }
+    }
+    let dynamic = rows.iter().find(|r| r["strategy"] == "dynamic").unwrap();
+    assert_eq!(dynamic["never_reached"], false);
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("## Leaderboard"));
+    assert!(out.join("data/shared/ngrams.bin").exists());
+}

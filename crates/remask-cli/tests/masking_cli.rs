@@ -70,3 +70,42 @@ fn compare_refuses_a_static_strategy_with_a_schedule() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!out.join("data").exists(), "nothing was prepared");
 }
+
+/// `inspect masking --strategy pmi --json` on text remask did not train on (the King James New
+/// Testament, English side of the embedded pairs): the realised rate is the configured one within
+/// 0.01 and no n-gram is split; bad input is one error line naming the key.
+#[test]
+fn inspect_pmi_masking_on_text_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/kjv-rv1909.nt.en-es.tsv")).unwrap();
+    let text: String = pairs.lines().take(3000).filter_map(|l| l.split('\t').next()).map(|l| format!("{l}\n")).collect();
+    let file = dir.path().join("kjv.txt");
+    std::fs::write(&file, text).unwrap();
+    let f = file.to_str().unwrap();
+    for rate in ["0.15", "0.3"] {
+        let out = Command::new(BIN)
+            .args(["inspect", "masking", "--strategy", "pmi", "--text-file", f, "--json", "--rate", rate, "--seq-len", "64"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let realised = v["mask_rate"].as_f64().unwrap();
+        assert!((realised - rate.parse::<f64>().unwrap()).abs() < 0.01, "rate {rate}: realised {realised}");
+        assert_eq!(v["chosen_ineligible"], 0);
+        let pmi = &v["pmi"];
+        assert_eq!(pmi["ngrams_split"], 0, "{pmi}");
+        assert!(pmi["ngram_share"].as_f64().unwrap() > 0.1 && pmi["ngrams_masked"].as_u64().unwrap() > 100, "{pmi}");
+        let top = v["top_ngrams"].as_array().unwrap();
+        assert!(!top.is_empty() && top[0]["words"].as_u64().unwrap() >= 2, "{v}");
+    }
+    let tiny = dir.path().join("tiny.txt");
+    std::fs::write(&tiny, "In the beginning was the Word.\n").unwrap();
+    let (rc, err) = remask(&["inspect", "masking", "--strategy", "pmi", "--text-file", tiny.to_str().unwrap(), "--json"]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("masking.pmi.min_count") && err.trim().lines().count() == 1, "{err}");
+    for rate in ["0", "-0.1"] {
+        let (rc, err) = remask(&["inspect", "masking", "--strategy", "pmi", "--text-file", f, "--json", "--rate", rate]);
+        assert_eq!(rc, 1, "{err}");
+        assert!(err.contains("masking.rate") && err.trim().lines().count() == 1, "{err}");
+    }
+}

@@ -192,6 +192,72 @@ fn pad_packing_and_adaptive_state_round_trip() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// PMI masking end to end: `prepare` stores a deterministic n-gram vocabulary of real collocations,
+/// the Loader masks its n-grams whole at the configured rate, and a corpus too small to count
+/// n-grams or a directory built with other settings is refused naming the key.
+#[test]
+fn pmi_vocabulary_is_prepared_and_masks_ngrams_whole() {
+    use remask::masking::{collect_ngram_stats, collect_stats, MaskPlan, NgramVocab, PmiConfig, TokenRowBuf, Vocab};
+    let dir = tmp("pmi");
+    let input = small_corpus(&dir);
+    let data = small_config(input);
+    let pmi = MaskingConfig { strategy: StrategyKind::Pmi, pmi: PmiConfig { ngrams: 2000, min_count: 5 }, ..Default::default() };
+    let meta = prepare(&data, &pmi, &dir.join("a")).unwrap();
+    prepare(&data, &pmi, &dir.join("b")).unwrap();
+    assert_eq!(std::fs::read(dir.join("a/ngrams.bin")).unwrap(), std::fs::read(dir.join("b/ngrams.bin")).unwrap());
+    let stored = meta.ngrams.clone().expect("meta.json records the n-gram vocabulary");
+    assert!(stored.entries > 100 && stored.entries <= 2000, "{stored:?}");
+    assert_eq!(stored.stats.pruned_below, 0);
+    let vocab = std::sync::Arc::new(NgramVocab::read(&dir.join("a"), meta.vocab_size).unwrap());
+    let tok = remask::data::TextTokenizer::load(&dir.join("a/tokenizer.json")).unwrap();
+    let top: Vec<String> = vocab.entries().iter().take(50).map(|e| tok.decode(&e.tokens)).collect();
+    // Genesis' collocations rank high.
+    let known = ["burnt offering", "living creature", "birds of the sky", "male and female", "early in the morning"];
+    assert!(known.iter().filter(|k| top.iter().any(|t| t == *k)).count() >= 3, "{top:?}");
+
+    let mut l = Loader::open(&dir.join("a"), Split::Train, Task::Mlm, &pmi).unwrap();
+    let b = l.batch(0, 16, 0.0).unwrap();
+    b.validate().unwrap();
+    let mut buf = l.row_buffers();
+    let rows: Vec<TokenRowBuf> = (0..400)
+        .map(|r| {
+            l.fill_row(&mut buf, r);
+            TokenRowBuf { ids: buf.ids.clone(), word_starts: buf.word_starts.clone(), length: buf.length }
+        })
+        .collect();
+    let s = &meta.special_tokens;
+    let v = Vocab { size: meta.vocab_size, mask_id: s.mask, special_ids: &s.all, counts: None, ngrams: Some(&vocab) };
+    let plan = MaskPlan::new(&pmi, &v, 7).unwrap();
+    let st = collect_stats(&plan, &rows, 2);
+    assert!((st.mask_rate - 0.15).abs() < 0.01, "{st:?}");
+    assert_eq!(st.chosen_ineligible, 0);
+    let g = collect_ngram_stats(&plan, &rows, 2).unwrap();
+    assert_eq!(g.ngrams_split, 0, "{g:?}");
+    assert!(g.ngram_share > 0.05 && g.ngrams_masked > 50, "{g:?}");
+
+    // Another `pmi` setting than the directory's is refused naming the key; a reused directory
+    // with other settings is prepared again.
+    let other = MaskingConfig { pmi: PmiConfig { ngrams: 100, min_count: 5 }, ..pmi.clone() };
+    let e = Loader::open(&dir.join("a"), Split::Train, Task::Mlm, &other).err().unwrap().to_string();
+    assert!(e.contains("masking.pmi") && !e.contains('\n'), "{e}");
+    remask::data::ensure_prepared(&data, &other, &dir.join("a")).unwrap();
+    assert!(Loader::open(&dir.join("a"), Split::Train, Task::Mlm, &other).is_ok());
+
+    // A corpus too small to count n-grams.
+    std::fs::write(dir.join("tiny.txt"), "In the beginning God created the heavens and the earth.\nAnd the earth was void.\n").unwrap();
+    let mut tiny = small_config(dir.join("tiny.txt"));
+    tiny.validation_share = 0.0;
+    tiny.tokenizer.vocab_size = 200;
+    let e = prepare(&tiny, &pmi, &dir.join("t")).unwrap_err().to_string();
+    assert!(e.contains("masking.pmi.min_count") && !e.contains('\n'), "{e}");
+    // The same corpus prepares for other strategies (no vocabulary), and PMI on it is refused.
+    let meta = prepare(&tiny, &MaskingConfig::default(), &dir.join("t")).unwrap();
+    assert!(meta.ngrams.is_none() && !dir.join("t/ngrams.bin").exists());
+    let e = Loader::open(&dir.join("t"), Split::Train, Task::Mlm, &pmi).err().unwrap().to_string();
+    assert!(e.contains("masking.strategy") && e.contains("pmi"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn tsv_pairs_give_seq2seq_batches() {
     let dir = tmp("tsv");

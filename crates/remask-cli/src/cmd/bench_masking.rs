@@ -68,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut input = vec![0u32; t];
     let mut labels = vec![0i32; t];
     for (name, cfg) in cases {
-        let masker = Masker::new(&cfg, &Vocab { size: v, mask_id: 4, special_ids: &SPECIALS, counts: Some(&counts) })?;
+        let masker = Masker::new(&cfg, &Vocab { size: v, mask_id: 4, special_ids: &SPECIALS, counts: Some(&counts), ngrams: None })?;
         let adaptive = match cfg.when {
             When::Adaptive { temperature, uniform_mix, .. } => Some(Adaptive { stats: stats.clone(), temperature, uniform_mix }),
             _ => None,

@@ -9,6 +9,11 @@ use remask::train::{self, ProgressMode};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The leaderboard (`--preset leaderboard`): every built-in strategy against `dynamic`, equal
+    /// budgets, paired seeds, one regime over the whole corpus; the report ranks them by the tokens
+    /// they need to reach `dynamic`'s final validation loss (README, "The leaderboard").
+    #[arg(long, conflicts_with_all = ["preset", "strategies", "regimes"])]
+    pub leaderboard: bool,
     /// Comparison config (TOML: [compare], [data], [model], [optimizer], [schedule], [budget],
     /// [strategies.NAME]); without it a preset runs.
     #[arg(long, value_name = "FILE", conflicts_with = "preset")]
@@ -76,7 +81,8 @@ fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
         Some("clm") => Some(CompareTask::Clm),
         Some(other) => anyhow::bail!("--task {other}: use mlm or clm"),
     };
-    let mut cfg = match (&args.config, &args.preset) {
+    let preset = if args.leaderboard && args.config.is_none() { Some("leaderboard".to_string()) } else { args.preset.clone() };
+    let mut cfg = match (&args.config, &preset) {
         (Some(p), _) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             CompareConfig::from_toml_str(&text).with_context(|| format!("in {}", p.display()))?
@@ -92,6 +98,12 @@ fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
     }
     if let Some(s) = &args.strategies {
         cfg.compare.strategies = s.clone();
+    }
+    if args.leaderboard {
+        // With a config: its model, data and budget, the leaderboard's strategies and one regime.
+        let board = CompareConfig::preset("leaderboard")?;
+        cfg.compare.strategies = board.compare.strategies;
+        cfg.compare.regimes = Vec::new();
     }
     if let Some(b) = &args.baseline {
         cfg.compare.baseline = Some(b.clone());

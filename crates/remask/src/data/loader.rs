@@ -15,6 +15,7 @@ use remask_kernels::rng::{KeyedRng, Purpose};
 use super::meta::{Meta, Split};
 use super::packer::{Packer, RowOut};
 use super::shard::ShardSet;
+use super::ngram_pass::read_ngrams;
 use super::token_counts::read_counts;
 use super::tokenizer::{SpecialTokens, TextTokenizer};
 use crate::batch::{DecoderBatch, IGNORE_INDEX};
@@ -92,8 +93,15 @@ impl Loader {
         let seed = meta.data.seed;
         let masks = if task == Task::Mlm {
             let counts = if masking.needs_token_counts() { Some(read_counts(dir, &meta)?) } else { None };
+            let ngrams = if masking.needs_ngrams() { Some(read_ngrams(dir, &meta, masking)?) } else { None };
             let specials = &meta.special_tokens;
-            let vocab = Vocab { size: meta.vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: counts.as_deref() };
+            let vocab = Vocab {
+                size: meta.vocab_size,
+                mask_id: specials.mask,
+                special_ids: &specials.all,
+                counts: counts.as_deref(),
+                ngrams: ngrams.as_ref(),
+            };
             let plan = MaskPlan::new(masking, &vocab, seed)?;
             Some(match split {
                 Split::Train => plan.with_stored_copies(meta.stored_copies(dir, packer.num_rows()))?,

@@ -9,7 +9,7 @@ use super::config::DataConfig;
 use super::tokenizer::SpecialTokens;
 use super::vocab_sample::VocabSource;
 use crate::atomic_write::write_atomic;
-use crate::masking::{MaskingConfig, StaticMeta, StoredCopies};
+use crate::masking::{MaskingConfig, NgramMeta, StaticMeta, StoredCopies};
 use crate::{Error, Result};
 
 /// Version of the prepared-directory layout.
@@ -66,6 +66,10 @@ pub struct Meta {
     /// What the vocabulary came from (absent in directories prepared before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vocabulary: Option<VocabSource>,
+    /// PMI masking's n-gram vocabulary (`ngrams.bin`); absent in directories prepared before it
+    /// existed.
+    #[serde(default)]
+    pub ngrams: Option<NgramMeta>,
 }
 
 impl Meta {
@@ -126,6 +130,9 @@ pub fn describe(meta: &Meta) -> String {
             st.rows,
             100.0 * st.padding_share
         ));
+    }
+    if let Some(ng) = &meta.ngrams {
+        s.push_str(&format!("n-grams (PMI masking): {} of 2-5 words, from {} training words\n", ng.entries, ng.stats.words));
     }
     if let Some(sm) = &meta.static_masks {
         s.push_str(&format!(

@@ -2,7 +2,8 @@
 //!
 //! `remask prepare` ([`prepare()`]) reads documents ([`reader`]), trains or loads a tokenizer
 //! ([`tokenizer`]), splits documents into train / validation by a keyed hash, writes memory-mapped
-//! shards ([`shard`]), the training split's token counts ([`token_counts`]) and `meta.json` ([`meta`]),
+//! shards ([`shard`]), the training split's token counts ([`token_counts`]), PMI masking's n-gram
+//! vocabulary ([`ngram_pass`]) and `meta.json` ([`meta`]),
 //! and, for static masking, has the masking plan write its K copies. A [`Loader`] opens a prepared
 //! directory for one split, packs documents into rows ([`packer`]), takes their MLM masks from a
 //! [`crate::masking::MaskPlan`] and implements [`crate::BatchSource`].
@@ -10,6 +11,7 @@
 pub mod config;
 pub mod loader;
 pub mod meta;
+pub mod ngram_pass;
 pub mod packer;
 pub mod parquet_input;
 pub mod prepare;

@@ -9,6 +9,8 @@
 //! - `train-NNN.bin`, `validation-NNN.bin` (and `*-target-NNN.bin` for TSV pairs): shards of at most
 //!   `data.shard_tokens` tokens each (a longer document gets a shard of its own);
 //! - `token_counts.bin`: how often each token occurs in the training split ([`super::token_counts`]);
+//! - `ngrams.bin`: PMI masking's n-gram vocabulary, counted over the training shards after the pass
+//!   (strategy `pmi` only; [`super::ngram_pass`]);
 //! - `static/copy-NNN.bin`: K statically masked copies of the training rows (static masking only;
 //!   written by the masking plan's [`crate::masking::StaticWriter`]).
 //!
@@ -46,6 +48,7 @@ use remask_kernels::rng::{key, Purpose};
 
 use super::config::{DataConfig, Packing};
 use super::meta::{Meta, Split, SplitStats, FORMAT_VERSION};
+use super::ngram_pass::write_ngrams;
 use super::packer::RowStream;
 use super::reader::{for_each_document, input_bytes, Document};
 use super::shard::ShardWriter;
@@ -55,7 +58,7 @@ use super::vocab_sample::{document_bytes, VocabSample, VocabSource};
 use crate::atomic_write::write_atomic;
 use crate::dir_lock::DirLock;
 use crate::fault::{FaultPlan, WriteBudget};
-use crate::masking::{MaskPlan, MaskingConfig, StaticWriter, Vocab};
+use crate::masking::{MaskPlan, MaskingConfig, NgramMeta, NgramVocab, StaticWriter, Vocab};
 use crate::{Error, Result};
 
 /// The staging directory inside a prepared directory.
@@ -456,8 +459,8 @@ fn build(
     // the training split streams past). Masks that draw by the token counts cannot be decided before
     // the counts are complete: those copies are written after the pass (`write_static_from_shards`).
     let seq_len = data.seq_len as usize;
-    let plan_vocab = Vocab { size: vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: None };
-    let plan = if masking.dupe_factor().is_some() && !masking.needs_token_counts() {
+    let plan_vocab = Vocab { size: vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: None, ngrams: None };
+    let plan = if masking.dupe_factor().is_some() && !masking.needs_token_counts() && !masking.needs_ngrams() {
         Some(MaskPlan::new(masking, &plan_vocab, data.seed)?)
     } else {
         None
@@ -521,6 +524,15 @@ fn build(
     for file in counts.write(out)? {
         written.file(&file)?;
     }
+    // PMI masking's n-gram vocabulary: two bounded-memory passes over the training shards just written.
+    let ngrams = {
+        let paths: Vec<PathBuf> = train.shards.iter().map(|s| out.join(s)).collect();
+        let shards = super::shard::ShardSet::open(&paths)?;
+        write_ngrams(out, &shards, &specials.all, masking)?
+    };
+    if let Some(ng) = &ngrams {
+        written.file(&out.join(&ng.file))?;
+    }
     let static_masks = match rows {
         Some((_, writer)) => {
             let stored = writer.finish()?;
@@ -529,7 +541,17 @@ fn build(
             }
             Some(stored)
         }
-        None => write_static_from_shards(data, masking, out, &specials, vocab_size, &counts.tokens, &train, &mut written)?,
+        None => write_static_from_shards(
+            data,
+            masking,
+            out,
+            &specials,
+            vocab_size,
+            &counts.tokens,
+            ngrams.as_ref(),
+            &train,
+            &mut written,
+        )?,
     };
     let meta = Meta {
         format_version: FORMAT_VERSION,
@@ -542,6 +564,7 @@ fn build(
         validation,
         static_masks,
         vocabulary: Some(vocabulary),
+        ngrams,
     };
     meta.write(out)?;
     timings.encode_s = encode_start.elapsed().as_secs_f64();
@@ -549,8 +572,8 @@ fn build(
 }
 
 /// Static masking whose masks read the training split's token counts (frequency-weighted random
-/// replacement): the counts are complete only after the pass, so the copies are written in a second
-/// pass over the shards just written. Nothing for other masking.
+/// replacement) or PMI masking's n-grams: both are complete only after the pass, so the copies are
+/// written in a second pass over the shards just written. Nothing for other masking.
 #[allow(clippy::too_many_arguments)]
 fn write_static_from_shards(
     data: &DataConfig,
@@ -559,13 +582,24 @@ fn write_static_from_shards(
     specials: &super::tokenizer::SpecialTokens,
     vocab_size: u32,
     counts: &[u64],
+    ngrams: Option<&NgramMeta>,
     train: &SplitStats,
     written: &mut Written<'_>,
 ) -> Result<Option<crate::masking::StaticMeta>> {
     if masking.dupe_factor().is_none() {
         return Ok(None);
     }
-    let vocab = Vocab { size: vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: Some(counts) };
+    let ngrams = match ngrams {
+        Some(_) => Some(std::sync::Arc::new(NgramVocab::read(out, vocab_size)?)),
+        None => None,
+    };
+    let vocab = Vocab {
+        size: vocab_size,
+        mask_id: specials.mask,
+        special_ids: &specials.all,
+        counts: Some(counts),
+        ngrams: ngrams.as_ref(),
+    };
     let plan = MaskPlan::new(masking, &vocab, data.seed)?;
     let paths: Vec<PathBuf> = train.shards.iter().map(|s| out.join(s)).collect();
     let shards = super::shard::ShardSet::open(&paths)?;
@@ -614,7 +648,8 @@ pub fn ensure_prepared(data: &DataConfig, masking: &MaskingConfig, fallback: &Pa
     if let Ok(meta) = Meta::read(fallback) {
         let same_data = DataConfig { dir: None, ..meta.data.clone() } == *data;
         let same_static = masking.dupe_factor().is_none() || meta.masking == *masking;
-        if same_data && same_static {
+        let same_ngrams = !masking.needs_ngrams() || meta.ngrams.as_ref().is_some_and(|n| n.pmi == masking.pmi);
+        if same_data && same_static && same_ngrams {
             return Ok(fallback.to_path_buf());
         }
     }

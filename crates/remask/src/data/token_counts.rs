@@ -132,6 +132,7 @@ mod tests {
             validation: SplitStats::default(),
             static_masks: None,
             vocabulary: None,
+            ngrams: None,
         }
     }
 

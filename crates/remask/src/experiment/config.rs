@@ -165,11 +165,11 @@ impl Default for CompareConfig {
 }
 
 /// Names of the built-in MLM strategies.
-pub const BUILTIN_STRATEGIES: [&str; 6] = ["static", "dynamic", "wwm", "span", "schedule", "adaptive"];
+pub const BUILTIN_STRATEGIES: [&str; 8] = ["static", "dynamic", "wwm", "span", "schedule", "adaptive", "pmi", "adaptive-decay"];
 /// Names of the built-in CLM strategies (attention masks of a decoder on packed rows).
 pub const CLM_STRATEGIES: [&str; 2] = ["causal", "document"];
 /// Names of the presets (`remask compare --preset NAME`).
-pub const PRESETS: [&str; 3] = ["default", "thorough", "clm"];
+pub const PRESETS: [&str; 4] = ["default", "thorough", "clm", "leaderboard"];
 
 /// One compared strategy, resolved: the MLM masking it trains with and the attention mask of its
 /// model.
@@ -211,6 +211,15 @@ impl CompareConfig {
                 c.model.arch = Arch::Decoder;
                 c.model.attention = AttentionMaskSpec::Causal;
                 c.budget.steps = Some(1200);
+            }
+            "leaderboard" => {
+                // Every built-in MLM strategy against dynamic (listed first) over the whole corpus:
+                // the default model, budget and seeds, one regime.
+                let mut all = vec!["dynamic".to_string()];
+                all.extend(BUILTIN_STRATEGIES.iter().filter(|s| **s != "dynamic").map(|s| s.to_string()));
+                c.compare.strategies = all;
+                c.compare.regimes = Vec::new();
+                c.compare.output_dir = PathBuf::from("runs/leaderboard");
             }
             other => {
                 return Err(Error::config("compare.preset", format!("unknown preset `{other}`: use one of {}", PRESETS.join(", "))))
@@ -353,6 +362,17 @@ impl CompareConfig {
                 ..base
             },
             "adaptive" => MaskingConfig {
+                when: When::Adaptive { temperature: 1.0, decay: 0.9, uniform_mix: 0.5 },
+                ..base
+            },
+            // PMI masking (Levine et al. 2021) over the prepared directory's n-gram vocabulary.
+            "pmi" => MaskingConfig { strategy: StrategyKind::Pmi, ..base },
+            // Rate decay 30% → 15% (Ankner et al. 2023) with loss-weighted positions (Yang et al.
+            // 2023 combine the two).
+            "adaptive-decay" => MaskingConfig {
+                rate: 0.30,
+                final_rate: Some(0.15),
+                schedule: ScheduleKind::Linear,
                 when: When::Adaptive { temperature: 1.0, decay: 0.9, uniform_mix: 0.5 },
                 ..base
             },

@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod eval_sets;
+pub mod leaderboard;
 pub mod measure;
 pub mod paired;
 pub mod plan;
@@ -29,6 +30,7 @@ pub mod subset;
 
 pub use config::{CompareConfig, CompareSection, CompareTask, Strategy, BUILTIN_STRATEGIES, CLM_STRATEGIES, PRESETS};
 pub use eval_sets::{label_counts, unigram_loss};
+pub use leaderboard::{leaderboard, LeaderboardRow};
 pub use measure::{Measure, MEASURES};
 pub use paired::Comparison;
 pub use plan::Regime;

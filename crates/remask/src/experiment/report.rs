@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::measure::{Measure, MeasureContext, MEASURES};
+use super::leaderboard::LeaderboardRow;
 use super::paired::Comparison;
 use super::plan::Regime;
 use super::record::RunRecord;
@@ -142,8 +143,15 @@ pub struct Report {
     pub failed_runs: Vec<FailedRun>,
     pub audit: Vec<AuditLine>,
     pub verdicts: Vec<Verdict>,
+    /// Every strategy against `dynamic` over the whole corpus (no regimes), when `dynamic` ran:
+    /// tokens to reach its final loss as a ratio, with an interval over seeds (`super::leaderboard`).
+    #[serde(default)]
+    pub leaderboard: Vec<LeaderboardRow>,
     pub runs: Vec<RunRecord>,
 }
+
+/// The leaderboard's baseline.
+pub const LEADERBOARD_BASELINE: &str = "dynamic";
 
 fn spread_of(records: &[&RunRecord], f: impl Fn(&RunRecord) -> Option<f64>) -> Option<Spread> {
     Spread::of(&records.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
@@ -235,7 +243,13 @@ pub fn build_report(setup: Setup, runs: Vec<RunRecord>, audit: Vec<AuditLine>) -
         .iter()
         .filter_map(|r| r.failed.as_ref().map(|why| FailedRun { run: r.name(), reason: why.clone() }))
         .collect();
-    let mut report = Report { setup, targets, strategies, comparisons, failed_runs, audit, verdicts: Vec::new(), runs };
+    let leaderboard = if runs.iter().any(|r| r.strategy == LEADERBOARD_BASELINE && r.regime.is_none()) {
+        super::leaderboard::leaderboard(&runs, LEADERBOARD_BASELINE)
+    } else {
+        Vec::new()
+    };
+    let mut report =
+        Report { setup, targets, strategies, comparisons, failed_runs, audit, verdicts: Vec::new(), leaderboard, runs };
     report.verdicts = verdicts(&report);
     report
 }
@@ -607,6 +621,10 @@ impl Report {
         m.push_str("## Verdicts\n\n");
         for v in &self.verdicts {
             m.push_str(&format!("- **{}.** {}\n", v.claim, v.finding));
+        }
+        if self.leaderboard.len() > 1 {
+            m.push('\n');
+            m.push_str(&super::leaderboard::to_markdown(&self.leaderboard, LEADERBOARD_BASELINE));
         }
         self.comparison_tables(&mut m, regime_plot);
         m.push_str("\n## Figures per strategy\n\nMedian [min–max] over the seeds (diverged runs left out). A run identical to another by construction (see Runs) repeats its figures. The train−val gap is the validation loss minus the loss on a fixed-mask sample of the run's own training subset.\n\n");

@@ -224,7 +224,12 @@ impl PreparedData {
             dirs.push(PreparedDir { stores, dir, meta });
             Ok(dirs.len() - 1)
         };
-        prepare_one(&mut dirs, "shared", None, &MaskingConfig::default())?;
+        // The shared directory also holds PMI masking's n-gram vocabulary when a strategy needs it.
+        let shared = match strategies.iter().find(|s| cfg.compare.task == CompareTask::Mlm && s.masking.needs_ngrams()) {
+            Some(s) => MaskingConfig { strategy: s.masking.strategy, pmi: s.masking.pmi, ..MaskingConfig::default() },
+            None => MaskingConfig::default(),
+        };
+        prepare_one(&mut dirs, "shared", None, &shared)?;
         for s in strategies {
             let idx = match (cfg.compare.task, s.masking.dupe_factor()) {
                 (CompareTask::Mlm, Some(_)) => match dirs.iter().position(|d| d.stores.as_ref() == Some(&s.masking)) {

@@ -18,6 +18,22 @@ pub enum StrategyKind {
     WholeWord,
     /// Contiguous spans of whole words with geometric lengths (SpanBERT).
     Span,
+    /// PMI masking (Levine et al., ICLR 2021): n-grams of 2–5 words from the prepared directory's
+    /// n-gram vocabulary (ranked by PMI_n over the training split) are masked as units, like whole
+    /// words; single words fill the rest of the rate. Settings: [`PmiConfig`].
+    Pmi,
+}
+
+impl StrategyKind {
+    /// The name configs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::Token => "token",
+            StrategyKind::WholeWord => "whole-word",
+            StrategyKind::Span => "span",
+            StrategyKind::Pmi => "pmi",
+        }
+    }
 }
 
 /// How the number of chosen positions per row follows from the rate.
@@ -121,6 +137,26 @@ pub struct SpanConfig {
     pub max_words: u32,
 }
 
+/// The n-gram vocabulary of PMI masking (`[masking] pmi = { ... }`). `prepare` builds it from the
+/// training split's counts and stores it as `ngrams.bin` (see `masking::ngram_vocab`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PmiConfig {
+    /// Size of the vocabulary: at most this many n-grams (the highest PMI_n first). Default 20000.
+    #[serde(default = "default_pmi_ngrams")]
+    pub ngrams: u32,
+    /// An n-gram needs at least this many occurrences in the training split to be scored (PMI of
+    /// rare n-grams is noise). Default 5.
+    #[serde(default = "default_pmi_min_count")]
+    pub min_count: u32,
+}
+
+impl Default for PmiConfig {
+    fn default() -> Self {
+        Self { ngrams: default_pmi_ngrams(), min_count: default_pmi_min_count() }
+    }
+}
+
 impl Default for SpanConfig {
     fn default() -> Self {
         Self { p: default_span_p(), max_words: default_span_max() }
@@ -131,7 +167,7 @@ impl Default for SpanConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaskingConfig {
-    /// Which positions are chosen: `token` (default), `whole-word`, `span`.
+    /// Which positions are chosen: `token` (default), `whole-word`, `span`, `pmi`.
     pub strategy: StrategyKind,
     /// How the count follows from the rate: `exact` (default) or `bernoulli`.
     pub count: CountRule,
@@ -152,6 +188,8 @@ pub struct MaskingConfig {
     pub frequency_weighted_random: bool,
     /// Span length distribution (strategy `span`).
     pub span: SpanConfig,
+    /// The n-gram vocabulary of strategy `pmi` (`prepare` builds it then).
+    pub pmi: PmiConfig,
     /// When masks are decided: `{ mode = "dynamic" }` (default), `{ mode = "static", dupe_factor = 10 }`,
     /// `{ mode = "adaptive", temperature = 1.0, decay = 0.9, uniform_mix = 0.5 }`.
     pub when: When,
@@ -172,6 +210,7 @@ impl Default for MaskingConfig {
             unchanged_share: 0.1,
             frequency_weighted_random: false,
             span: SpanConfig::default(),
+            pmi: PmiConfig::default(),
             when: When::Dynamic,
             language: Language::Auto,
         }
@@ -189,6 +228,12 @@ fn default_decay() -> f32 {
 }
 fn default_uniform_mix() -> f32 {
     0.5
+}
+fn default_pmi_ngrams() -> u32 {
+    20_000
+}
+fn default_pmi_min_count() -> u32 {
+    5
 }
 fn default_span_p() -> f32 {
     0.2
@@ -231,6 +276,15 @@ impl MaskingConfig {
         open_unit("span.p", self.span.p)?;
         if self.span.max_words == 0 {
             return Err(Error::config(key("span.max_words"), "must be at least 1"));
+        }
+        if self.pmi.ngrams == 0 || self.pmi.ngrams > 10_000_000 {
+            return Err(Error::config(key("pmi.ngrams"), format!("must be between 1 and 10000000, got {}", self.pmi.ngrams)));
+        }
+        if self.pmi.min_count < 2 {
+            return Err(Error::config(
+                key("pmi.min_count"),
+                format!("must be at least 2 (an n-gram seen once has no measurable collocation), got {}", self.pmi.min_count),
+            ));
         }
         if self.final_rate.is_some() && self.schedule == ScheduleKind::Constant {
             return Err(Error::config(
@@ -296,6 +350,12 @@ impl MaskingConfig {
     /// replacement), so that callers read them only then.
     pub fn needs_token_counts(&self) -> bool {
         self.frequency_weighted_random
+    }
+
+    /// True when masking needs the prepared directory's n-gram vocabulary (strategy `pmi`), so that
+    /// callers read it only then.
+    pub fn needs_ngrams(&self) -> bool {
+        self.strategy == StrategyKind::Pmi
     }
 
     /// The number of stored static copies, or `None` when masks are decided at batch time.

@@ -2,17 +2,21 @@
 //! the special-token table. It masks one row from a key, so the same (seed, epoch, index) always gives
 //! the same corruption, whatever thread, batch size or process computes it.
 
+use std::sync::Arc;
+
 use remask_kernels::rng::{KeyedRng, Purpose};
 
 use super::adaptive::Adaptive;
 use super::config::{MaskingConfig, StrategyKind};
 use super::replace::Replacement;
 use super::row::{MaskKey, MaskedRow, TokenRow};
+use super::ngram_vocab::NgramVocab;
+use super::pmi::PmiMasking;
 use super::span::SpanMasking;
 use super::strategy::{MaskingStrategy, RowView, Scratch};
 use super::token::TokenMasking;
 use super::whole_word::WholeWordMasking;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Per-thread buffers for [`Masker::mask_row`].
 #[derive(Clone, Debug, Default)]
@@ -36,15 +40,27 @@ pub struct Vocab<'a> {
     /// Token frequencies of the training split, for frequency-weighted random replacement (see
     /// [`MaskingConfig::needs_token_counts`]); `None` otherwise.
     pub counts: Option<&'a [u64]>,
+    /// PMI masking's n-gram vocabulary (the prepared directory's `ngrams.bin`; see
+    /// [`MaskingConfig::needs_ngrams`]); `None` otherwise.
+    pub ngrams: Option<&'a Arc<NgramVocab>>,
 }
 
-/// The strategy a config names.
-pub fn strategy_for(config: &MaskingConfig) -> Box<dyn MaskingStrategy> {
-    match config.strategy {
+/// The strategy a config names. PMI masking needs the n-gram vocabulary `ngrams`.
+pub fn strategy_for(config: &MaskingConfig, ngrams: Option<&Arc<NgramVocab>>) -> Result<Box<dyn MaskingStrategy>> {
+    Ok(match config.strategy {
         StrategyKind::Token => Box::new(TokenMasking { count: config.count }),
         StrategyKind::WholeWord => Box::new(WholeWordMasking { count: config.count }),
         StrategyKind::Span => Box::new(SpanMasking { count: config.count, span: config.span }),
-    }
+        StrategyKind::Pmi => {
+            let vocab = ngrams.ok_or_else(|| {
+                Error::config(
+                    "masking.strategy",
+                    "\"pmi\" needs the n-gram vocabulary of a prepared directory (ngrams.bin); prepare the data with this remask, or choose another strategy",
+                )
+            })?;
+            Box::new(PmiMasking { count: config.count, vocab: Arc::clone(vocab) })
+        }
+    })
 }
 
 /// Masks rows for one vocabulary.
@@ -58,13 +74,15 @@ pub struct Masker {
     /// `Some((lo, hi))` when the special ids are exactly `lo..=hi` (the usual layout: [PAD], [UNK],
     /// [CLS], [SEP], [MASK] first), so eligibility is a range test that vectorizes.
     special_block: Option<(u32, u32)>,
+    /// PMI masking's n-gram vocabulary.
+    ngrams: Option<Arc<NgramVocab>>,
 }
 
 impl Masker {
     /// `vocab.counts` is used when the config asks for frequency-weighted random replacement.
     pub fn new(config: &MaskingConfig, vocab: &Vocab<'_>) -> Result<Self> {
         config.validate("masking")?;
-        let Vocab { size: vocab_size, mask_id, special_ids, counts } = *vocab;
+        let Vocab { size: vocab_size, mask_id, special_ids, counts, ngrams } = *vocab;
         let shares = [config.mask_share, config.random_share, config.unchanged_share];
         let replacement = match (config.frequency_weighted_random, counts) {
             (true, Some(c)) => Replacement::weighted(mask_id, shares, c, special_ids)?,
@@ -83,7 +101,9 @@ impl Masker {
             (Some(&lo), Some(&hi)) if (hi - lo) as usize + 1 == in_vocab.len() => Some((lo, hi)),
             _ => None,
         };
-        Ok(Self { config: config.clone(), strategy: strategy_for(config), replacement, special, special_block })
+        let strategy = strategy_for(config, ngrams)?;
+        let ngrams = ngrams.filter(|_| config.needs_ngrams()).cloned();
+        Ok(Self { config: config.clone(), strategy, replacement, special, special_block, ngrams })
     }
 
     pub fn config(&self) -> &MaskingConfig {
@@ -96,6 +116,27 @@ impl Masker {
 
     pub fn replacement(&self) -> &Replacement {
         &self.replacement
+    }
+
+    /// PMI masking's n-gram vocabulary (strategy `pmi` only).
+    pub fn ngrams(&self) -> Option<&Arc<NgramVocab>> {
+        self.ngrams.as_ref()
+    }
+
+    /// Writes `eligible[T]`: true where `row`'s position is a real, non-special token.
+    pub fn eligible(&self, row: TokenRow<'_>, eligible: &mut Vec<bool>) {
+        let tokens = row.ids;
+        let t = tokens.len();
+        eligible.clear();
+        let real = row.length.min(t);
+        match self.special_block {
+            Some((lo, hi)) => {
+                let vocab = (self.special.len() - 1) as u32;
+                eligible.extend(tokens[..real].iter().map(|&id| id.wrapping_sub(lo) > hi - lo && id < vocab));
+            }
+            None => eligible.extend(tokens[..real].iter().map(|&id| !self.is_special(id))),
+        }
+        eligible.resize(t, false);
     }
 
     /// True for special token ids (and ids outside the vocabulary).
@@ -119,16 +160,7 @@ impl Masker {
     ) {
         let tokens = row.ids;
         let t = tokens.len();
-        scratch.eligible.clear();
-        let real = row.length.min(t);
-        match self.special_block {
-            Some((lo, hi)) => {
-                let vocab = (self.special.len() - 1) as u32;
-                scratch.eligible.extend(tokens[..real].iter().map(|&id| id.wrapping_sub(lo) > hi - lo && id < vocab));
-            }
-            None => scratch.eligible.extend(tokens[..real].iter().map(|&id| !self.is_special(id))),
-        }
-        scratch.eligible.resize(t, false);
+        self.eligible(row, &mut scratch.eligible);
         scratch.chosen.resize(t, false);
         let weights = match adaptive {
             Some(a) => {
@@ -138,7 +170,7 @@ impl Masker {
             }
             None => None,
         };
-        let view = RowView { eligible: &scratch.eligible, word_starts: row.word_starts, weights };
+        let view = RowView { ids: tokens, eligible: &scratch.eligible, word_starts: row.word_starts, weights };
         let mut select = KeyedRng::new(key.seed, Purpose::MaskSelect, key.epoch, key.index);
         self.strategy.choose(&mut scratch.chosen, &view, rate, &mut select, &mut scratch.strategy);
         let mut replace = KeyedRng::new(key.seed, Purpose::MaskReplace, key.epoch, key.index);

@@ -5,7 +5,9 @@ use serde::Serialize;
 
 use super::masker::MaskScratch;
 use super::plan::MaskPlan;
+use super::pmi::PmiMasking;
 use super::row::{MaskedRow, TokenRowBuf};
+use super::strategy::{RowView, SegmentScratch};
 
 /// Statistics of the masks of `rows` over `epochs` epochs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -84,4 +86,66 @@ pub fn collect_stats(plan: &MaskPlan, rows: &[TokenRowBuf], epochs: u64) -> Mask
     s.unchanged_share = same as f64 / c;
     s.epoch_overlap = if overlap_n == 0 { 0.0 } else { overlap_sum / overlap_n as f64 };
     s
+}
+
+/// PMI masking: how much of the masking falls on the vocabulary's n-grams (`remask inspect masking
+/// --strategy pmi --json`, key `pmi`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NgramMaskStats {
+    /// N-grams in the vocabulary.
+    pub vocabulary: u64,
+    /// N-gram units found in the rows (per epoch; the split of a row does not change).
+    pub ngram_units: u64,
+    /// Share of eligible tokens that lie inside an n-gram unit.
+    pub ngram_coverage: f64,
+    /// Of the chosen tokens: the share inside n-gram units.
+    pub ngram_share: f64,
+    /// N-gram units hidden, summed over epochs (each whole).
+    pub ngrams_masked: u64,
+    /// N-gram units only partly hidden, summed over epochs (must be 0).
+    pub ngrams_split: u64,
+}
+
+/// [`NgramMaskStats`] of `rows` over `epochs`, masked as [`collect_stats`] masks them; `None` unless
+/// the plan's strategy is `pmi`.
+pub fn collect_ngram_stats(plan: &MaskPlan, rows: &[TokenRowBuf], epochs: u64) -> Option<NgramMaskStats> {
+    let masker = plan.masker();
+    let vocab = masker.ngrams()?;
+    let pmi = PmiMasking { count: masker.config().count, vocab: vocab.clone() };
+    let mut s = NgramMaskStats { vocabulary: vocab.len() as u64, ..Default::default() };
+    let (mut scratch, mut seg) = (MaskScratch::default(), SegmentScratch::default());
+    let (mut eligible, mut units, mut is_ngram) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut eligible_n, mut covered, mut chosen_n, mut chosen_in) = (0u64, 0u64, 0u64, 0u64);
+    for (r, row) in rows.iter().enumerate() {
+        masker.eligible(row.view(), &mut eligible);
+        let view = RowView { ids: &row.ids, eligible: &eligible, word_starts: &row.word_starts, weights: None };
+        eligible_n += pmi.segment(&view, &mut units, Some(&mut is_ngram), &mut seg) as u64;
+        for (&(_, l), &g) in units.iter().zip(&is_ngram) {
+            if g {
+                s.ngram_units += 1;
+                covered += l as u64;
+            }
+        }
+        for e in 0..epochs {
+            let t = row.ids.len();
+            let (mut input, mut labels) = (vec![0u32; t], vec![0i32; t]);
+            plan.mask_train(row.view(), r as u64, e, 0.0, MaskedRow { input: &mut input, labels: &mut labels }, &mut scratch);
+            chosen_n += scratch.chosen.iter().filter(|&&c| c).count() as u64;
+            for (&(a, l), &g) in units.iter().zip(&is_ngram) {
+                if !g {
+                    continue;
+                }
+                let hidden = scratch.chosen[a as usize..(a + l) as usize].iter().filter(|&&c| c).count() as u32;
+                chosen_in += hidden as u64;
+                if hidden == l {
+                    s.ngrams_masked += 1;
+                } else if hidden > 0 {
+                    s.ngrams_split += 1;
+                }
+            }
+        }
+    }
+    s.ngram_coverage = covered as f64 / eligible_n.max(1) as f64;
+    s.ngram_share = chosen_in as f64 / chosen_n.max(1) as f64;
+    Some(s)
 }

@@ -2,8 +2,9 @@
 //! selection it is built from (a unit is one token or one whole word).
 //!
 //! T = positions per row. A strategy sees a [`RowView`] (which positions are eligible, where words
-//! start, optional adaptive weights) and writes `chosen[T]`. It never looks at token ids, so it can
-//! never choose a special token or padding: those are simply not eligible.
+//! start, optional adaptive weights, and the token ids, which only PMI masking reads to find its
+//! n-grams) and writes `chosen[T]`. Only eligible positions may be chosen, so it can never choose a
+//! special token or padding.
 
 use remask_kernels::rng::KeyedRng;
 
@@ -12,6 +13,8 @@ use super::config::CountRule;
 /// What a strategy sees of one row. All slices are `[T]`.
 #[derive(Clone, Copy, Debug)]
 pub struct RowView<'a> {
+    /// Token ids (positions from the row's length on are padding).
+    pub ids: &'a [u32],
     /// True where a position may be chosen (not special, not padding).
     pub eligible: &'a [bool],
     /// True where a token starts a word (from the tokenizer's pre-tokenizer, or jieba for Chinese).
@@ -27,6 +30,17 @@ pub struct Scratch {
     /// The row's selection units (start, len).
     pub(crate) units: Vec<(u32, u32)>,
     pub(crate) select: SelectScratch,
+    /// PMI masking's word list and hashes.
+    pub(crate) segment: SegmentScratch,
+}
+
+/// Buffers of PMI masking's row split (`PmiMasking::segment`).
+#[derive(Clone, Debug, Default)]
+pub struct SegmentScratch {
+    /// The row's words (start, len).
+    pub(crate) words: Vec<(u32, u32)>,
+    /// Their hashes.
+    pub(crate) hashes: Vec<u64>,
 }
 
 /// Buffers of [`select_units`] (and of the strategies' fast paths).
@@ -54,7 +68,7 @@ pub struct Selection<'a> {
 
 /// Chooses the positions of a row to hide.
 pub trait MaskingStrategy: Send + Sync {
-    /// Short name for reports (`token`, `whole-word`, `span`).
+    /// Short name for reports (`token`, `whole-word`, `span`, `pmi`).
     fn name(&self) -> &'static str;
 
     /// Overwrites `chosen[T]`: true where the position is hidden. Only eligible positions may be

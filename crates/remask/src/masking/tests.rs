@@ -1,6 +1,7 @@
 //! Property tests of the masking invariants: special tokens and padding are never chosen; realised
 //! rates and replacement shares match the config; the same key gives the same mask and different
-//! epochs differ; whole words are never split; span lengths follow the truncated geometric law.
+//! epochs differ; whole words are never split; span lengths follow the truncated geometric law; PMI
+//! masking hides its n-grams whole.
 
 use proptest::prelude::*;
 use remask_kernels::rng::{KeyedRng, Purpose};
@@ -36,13 +37,64 @@ fn config(strategy: StrategyKind, count: CountRule, rate: f32) -> MaskingConfig 
 
 fn strategies() -> impl Strategy<Value = (StrategyKind, CountRule)> {
     (
-        prop_oneof![Just(StrategyKind::Token), Just(StrategyKind::WholeWord), Just(StrategyKind::Span)],
+        prop_oneof![Just(StrategyKind::Token), Just(StrategyKind::WholeWord), Just(StrategyKind::Span), Just(StrategyKind::Pmi)],
         prop_oneof![Just(CountRule::Exact), Just(CountRule::Bernoulli)],
     )
 }
 
+/// The n-grams of the test vocabulary: (tokens, tokens per word). [`pmi_row`] plants them.
+const NGRAMS: [(&[u32], &[u16]); 4] = [
+    (&[100, 101], &[1, 1]),
+    (&[200, 201, 202], &[2, 1]),
+    (&[300, 301, 302, 303, 304], &[1, 1, 1, 1, 1]),
+    (&[400, 401, 402, 403], &[1, 1, 2]),
+];
+
+fn ngram_vocab() -> &'static std::sync::Arc<NgramVocab> {
+    static VOCAB: std::sync::OnceLock<std::sync::Arc<NgramVocab>> = std::sync::OnceLock::new();
+    VOCAB.get_or_init(|| {
+        let entries = NGRAMS
+            .iter()
+            .map(|(t, w)| Ngram { tokens: t.to_vec(), word_lens: w.to_vec(), score: 5.0, count: 10 })
+            .collect();
+        std::sync::Arc::new(NgramVocab::new(entries, NgramStats::default()))
+    })
+}
+
+/// A row like [`row`] in which about a third of the words are replaced by one of [`NGRAMS`] (cut
+/// short where the row ends).
+fn pmi_row(t: usize, length: usize, seed: u64) -> TokenRowBuf {
+    let mut r = row(t, length, seed);
+    let mut rng = KeyedRng::new(seed, Purpose::Other, 1, 0);
+    let mut i = 1;
+    while i + 1 < length {
+        if r.word_starts[i] && rng.next_f32() < 0.3 {
+            let (tokens, lens) = NGRAMS[rng.below(NGRAMS.len() as u64) as usize];
+            let mut starts = Vec::new();
+            for &l in lens {
+                starts.push(true);
+                starts.extend(std::iter::repeat_n(false, l as usize - 1));
+            }
+            for (k, (&id, &w)) in tokens.iter().zip(&starts).enumerate() {
+                if i + k + 1 >= length {
+                    break;
+                }
+                r.ids[i + k] = id;
+                r.word_starts[i + k] = w;
+            }
+            i += tokens.len();
+            if i + 1 < length {
+                r.word_starts[i] = true;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    r
+}
+
 fn vocab(specials: &[u32]) -> Vocab<'_> {
-    Vocab { size: V, mask_id: MASK, special_ids: specials, counts: None }
+    Vocab { size: V, mask_id: MASK, special_ids: specials, counts: None, ngrams: Some(ngram_vocab()) }
 }
 
 fn masker(config: &MaskingConfig) -> Masker {
@@ -131,6 +183,78 @@ proptest! {
                 prop_assert_eq!(chosen[i], chosen[i - 1], "word split at {}", i);
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// PMI masking: every n-gram unit of the row is hidden whole or not at all, no word is split, and
+    /// nothing ineligible is chosen.
+    #[test]
+    fn pmi_masks_ngrams_whole(
+        count in prop_oneof![Just(CountRule::Exact), Just(CountRule::Bernoulli)],
+        rate in 0.05f32..0.6,
+        t in 8usize..200,
+        seed in any::<u64>(),
+        epoch in 0u64..50,
+    ) {
+        let r = pmi_row(t, t - t / 8, seed);
+        let m = masker(&config(StrategyKind::Pmi, count, rate));
+        let (_, _, chosen) = mask(&m, &r, rate, (seed, epoch, 1), None);
+        let mut eligible = Vec::new();
+        m.eligible(r.view(), &mut eligible);
+        let pmi = PmiMasking { count, vocab: ngram_vocab().clone() };
+        let view = RowView { ids: &r.ids, eligible: &eligible, word_starts: &r.word_starts, weights: None };
+        let (mut units, mut is_ngram) = (Vec::new(), Vec::new());
+        pmi.segment(&view, &mut units, Some(&mut is_ngram), &mut SegmentScratch::default());
+        for (&(a, l), &g) in units.iter().zip(&is_ngram) {
+            let hidden = chosen[a as usize..(a + l) as usize].iter().filter(|&&c| c).count();
+            prop_assert!(hidden == 0 || hidden == l as usize, "unit at {} (n-gram: {}) split: {} of {}", a, g, hidden, l);
+            if g {
+                let tokens = &r.ids[a as usize..(a + l) as usize];
+                prop_assert!(NGRAMS.iter().any(|(t, _)| *t == tokens), "{:?} is no vocabulary n-gram", tokens);
+            }
+        }
+        for i in 0..t {
+            prop_assert!(!chosen[i] || eligible[i]);
+            if i > 0 && eligible[i] && eligible[i - 1] && !r.word_starts[i] {
+                prop_assert_eq!(chosen[i], chosen[i - 1], "word split at {}", i);
+            }
+        }
+    }
+}
+
+#[test]
+fn pmi_rate_is_on_target_and_ngrams_take_their_share() {
+    let rows: Vec<TokenRowBuf> = (0..400).map(|i| pmi_row(128, 100 + (i % 28) as usize, i)).collect();
+    for count in [CountRule::Exact, CountRule::Bernoulli] {
+        for rate in [0.15f32, 0.3] {
+            let p = plan(&config(StrategyKind::Pmi, count, rate), 3);
+            let s = collect_stats(&p, &rows, 2);
+            assert!((s.mask_rate - rate as f64).abs() < 0.01, "{count:?} rate {rate}: realised {}", s.mask_rate);
+            assert_eq!(s.chosen_ineligible, 0);
+            let g = collect_ngram_stats(&p, &rows, 2).unwrap();
+            assert_eq!(g.ngrams_split, 0);
+            assert!(g.ngram_units > 1000 && g.ngrams_masked > 100, "{g:?}");
+            // Units are chosen uniformly, so n-grams take about their share of the row's tokens.
+            assert!((g.ngram_share - g.ngram_coverage).abs() < 0.1, "{g:?}");
+            assert!(g.ngram_coverage > 0.3, "{g:?}");
+        }
+    }
+    // Other strategies have no n-gram statistics.
+    assert!(collect_ngram_stats(&plan(&MaskingConfig::default(), 3), &rows, 1).is_none());
+}
+
+#[test]
+fn pmi_without_a_vocabulary_is_an_error_naming_the_key() {
+    let v = Vocab { ngrams: None, ..vocab(&SPECIALS) };
+    let e = Masker::new(&config(StrategyKind::Pmi, CountRule::Exact, 0.15), &v).err().unwrap().to_string();
+    assert!(e.contains("masking.strategy") && e.contains("pmi"), "{e}");
+    // Zero and negative rates are refused naming the key, for PMI as for every strategy.
+    for rate in [0.0f32, -0.1] {
+        let e = Masker::new(&config(StrategyKind::Pmi, CountRule::Exact, rate), &vocab(&SPECIALS)).err().unwrap().to_string();
+        assert!(e.contains("masking.rate"), "{e}");
     }
 }
 
