@@ -179,6 +179,7 @@ mod tests {
             wall_s: 1.0,
             masking_ms_per_step: 0.0,
             mask_bytes: 0,
+            mask_bytes_per_token: 0.0,
             run_dir: String::new(),
             final_ood_loss: Some(6.0),
             final_ood_accuracy: None,
