@@ -11,7 +11,11 @@ mod signals;
 mod testing;
 
 #[derive(Parser)]
-#[command(name = "remask", version, about = "Train Transformers with swappable MLM masking and attention masks")]
+#[command(
+    name = "remask",
+    version,
+    about = "Train Transformers with swappable MLM masking and attention masks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -119,7 +119,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     #[cfg(not(feature = "testing"))]
     let faults = remask::fault::FaultPlan::default();
     let bar = Bar::new(args.quiet);
-    let work = || remask::data::prepare::prepare_reporting(&data, &masking, &args.out, &faults, &|p| bar.update(p));
+    let work = || {
+        remask::data::prepare::prepare_reporting(&data, &masking, &args.out, &faults, &|p| {
+            bar.update(p)
+        })
+    };
     let prepared = match args.threads {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -167,7 +171,10 @@ impl Bar {
     fn new(quiet: bool) -> Self {
         use std::io::IsTerminal;
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(0),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
             let style = indicatif::ProgressStyle::with_template(
                 "{msg:28} {bar:30} {bytes}/{total_bytes}  {binary_bytes_per_sec}  ETA {eta}",
             )
@@ -175,11 +182,17 @@ impl Bar {
             bar.set_style(style);
             bar
         });
-        Self { bar, quiet, state: std::sync::Mutex::new((None, 0, std::time::Instant::now())) }
+        Self {
+            bar,
+            quiet,
+            state: std::sync::Mutex::new((None, 0, std::time::Instant::now())),
+        }
     }
 
     fn update(&self, p: &Progress) {
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         let new_stage = state.0 != Some(p.stage);
         if new_stage {
             *state = (Some(p.stage), 0, std::time::Instant::now());

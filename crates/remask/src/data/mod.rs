@@ -22,6 +22,7 @@ pub mod tokenizer;
 pub mod vocab_sample;
 pub mod vocab_trainer;
 
+pub use crate::masking::StaticMeta;
 pub use config::{DataConfig, DocumentSplit, InputFormat, Packing, TokenizerConfig, TokenizerKind};
 pub use loader::{Loader, RowBuffers, Task};
 pub use meta::{describe, Meta, Split, SplitStats};
@@ -29,4 +30,3 @@ pub use prepare::{ensure_prepared, prepare, read_sections};
 pub use reader::Document;
 pub use tokenizer::{EncodedDoc, SpecialTokens, TextTokenizer};
 pub use vocab_sample::VocabSource;
-pub use crate::masking::StaticMeta;
