@@ -196,12 +196,24 @@ pub struct Timing {
     pub cpu_ms: f64,
 }
 
+/// Brings the CPU-time counters of the pool's threads up to date before they are read. Linux adds a
+/// running thread's time to its counter only at a scheduler tick or switch, so the counter of a
+/// thread that is running (or spinning, idle) when it is read lags by up to a tick (1–4 ms): on calls
+/// of a few milliseconds that is a large share of their CPU time, and the smallest of several such
+/// readings is the most undercounted. A yield passes through the scheduler, which adds the yielding
+/// thread's pending time.
+fn settle_cpu_counters() {
+    rayon::broadcast(|_| std::thread::yield_now());
+}
+
 /// One timed call: wall and process CPU time.
 fn time_once(f: &mut impl FnMut()) -> Timing {
+    settle_cpu_counters();
     let c0 = process_cpu_ns();
     let t0 = Instant::now();
     f();
     let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
+    settle_cpu_counters();
     let cpu_ms = match (c0, process_cpu_ns()) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
         _ => f64::NAN,
