@@ -23,6 +23,7 @@ mod fused;
 mod fused_bf16;
 mod microkernel;
 mod reference;
+mod schedule;
 mod scratch;
 mod simd;
 #[cfg(test)]

@@ -1,22 +1,27 @@
 //! Fused tiled attention (FlashAttention-2 style) over a BlockMask.
 //!
-//! Forward: one rayon task per (b, h, query tile). For each non-empty key tile: S = scale·Q_t·K_tᵀ
+//! Forward: one unit of work per (b, h, query tile). For each non-empty key tile: S = scale·Q_t·K_tᵀ
 //! (a small GEMM), drop masked elements of partial tiles, an online-softmax step (running max and
 //! sum per query), rescale the output accumulator, O_t += P·V_t. Only a tile_q × tile_k score block
 //! exists at any time.
 //!
-//! Backward: one rayon task per (b, h) (per (b, h, key-tile chunk) when there are fewer than two
-//! pairs per thread), key tiles outer, query tiles inner; P is recomputed from the saved lse, so
+//! Backward: one unit per (b, h) (per (b, h, key-tile range) when there are fewer than two pairs
+//! per thread), key tiles outer, query tiles inner; P is recomputed from the saved lse, so
 //! nothing T×T is stored:
 //!   P = exp(scale·Q_t·K_tᵀ − lse)        (forward: out = P·V)
 //!   dV_t += Pᵀ·dO_t                       (from out = P·V)
 //!   dP = dO_t·V_tᵀ                        (from out = P·V)
 //!   dS = P ∘ (dP − D), D_i = dO_i·out_i   (softmax backward)
 //!   dQ_t += scale·dS·K_t, dK_t += scale·dSᵀ·Q_t   (from S = scale·Q·Kᵀ)
+//!
+//! Units are costed by their live tiles and handed out largest first to whichever thread is free
+//! ([`super::schedule`]), so a document mask with documents of very different lengths keeps every
+//! thread busy; no unit's result depends on the thread that runs it.
 
 use rayon::prelude::*;
 
 use super::microkernel::tile_mm;
+use super::schedule::{backward_units, forward_units, QueryTile};
 use super::scratch::with_scratch;
 use super::simd::{dot, softmax_grad};
 use super::tile_softmax::{backward_probs, forward_step};
@@ -55,11 +60,11 @@ pub(super) fn forward(
         "attention_forward: lse must be [B,H,Tq]"
     );
     let AttnShape {
+        batch,
         heads,
         tq,
         tk,
         head_dim: d,
-        ..
     } = shape;
     if shape.lse_len() == 0 {
         return;
@@ -71,115 +76,117 @@ pub(super) fn forward(
     let (bq, bk) = (mask.tile_q(), mask.tile_k());
     let words = mask.words_per_row();
     let ldt = transposed_stride(tk);
-    out.par_chunks_mut(tq * d)
-        .zip(lse.par_chunks_mut(tq))
-        .enumerate()
-        .for_each(|(bh, (out_bh, lse_bh))| {
-            let (b, h) = (bh / heads, bh % heads);
+    with_scratch(batch * heads * d * ldt, |kt_all| {
+        // Kᵀ of every head, [D × Tk] each, so score tiles are plain row-major products.
+        kt_all
+            .par_chunks_mut(d * ldt)
+            .enumerate()
+            .for_each(|(bh, kt_bh)| {
+                transpose(kt_bh, ldt, &k[bh * tk * d..(bh + 1) * tk * d], tk, d)
+            });
+        let kt_all = &*kt_all;
+        let init = || FwdScratch {
+            groups: Vec::new(),
+            s: vec![0.0; bq * bk],
+            mrow: vec![0.0; bq],
+            lrow: vec![0.0; bq],
+        };
+        // One unit per (b, h, query tile), largest first.
+        forward_units(out, lse, mask, shape, init, |sc, u| {
+            let QueryTile {
+                bh,
+                b,
+                h,
+                qt,
+                out: o,
+                lse: l,
+            } = u;
             let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
             let v_bh = &v[bh * tk * d..(bh + 1) * tk * d];
-            with_scratch(d * ldt, |kt_bh| {
-                // Kᵀ of this head, [D × Tk], so score tiles are plain row-major products.
-                transpose(kt_bh, ldt, &k[bh * tk * d..(bh + 1) * tk * d], tk, d);
-                let kt_bh = &*kt_bh;
-                // One task per query tile.
-                out_bh
-                    .par_chunks_mut(bq * d)
-                    .zip(lse_bh.par_chunks_mut(bq))
-                    .enumerate()
-                    .for_each_init(
-                        || FwdScratch {
-                            groups: Vec::new(),
-                            s: vec![0.0; bq * bk],
-                            mrow: vec![0.0; bq],
-                            lrow: vec![0.0; bq],
-                        },
-                        |sc, (qt, (o, l))| {
-                            let m = l.len();
-                            let q0 = qt * bq;
-                            let q_t = &q_bh[q0 * d..(q0 + m) * d];
-                            sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
-                            sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
-                            o.iter_mut().for_each(|x| *x = 0.0);
-                            for kt in 0..mask.n_k_tiles() {
-                                let kind = mask.kind(b, h, qt, kt);
-                                if kind == TileKind::Empty {
-                                    continue;
-                                }
-                                let (k0, n) = (kt * bk, mask.tile_cols(kt));
-                                let bits = if kind == TileKind::Partial {
-                                    mask.tile_bits(b, h, qt, kt)
-                                } else {
-                                    None
-                                };
-                                row_groups(&mut sc.groups, bits, words, m, n);
-                                // pass 1: S = scale · Q_t · K_tᵀ   [m × n], per row group only on its key span
-                                for g in &sc.groups {
-                                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                                    tile_mm(
-                                        &mut sc.s[g.r0 * bk + g.c0..],
-                                        bk,
-                                        &q_t[g.r0 * d..],
-                                        d,
-                                        1,
-                                        &kt_bh[k0 + g.c0..],
-                                        ldt,
-                                        r,
-                                        d,
-                                        w,
-                                        false,
-                                        scale,
-                                    );
-                                }
-                                // pass 2: mask (which also overwrites whatever lies outside the spans), online
-                                // softmax; S becomes exp(S − m_new) and O's rows are rescaled
-                                forward_step(
-                                    &mut sc.s,
-                                    bk,
-                                    m,
-                                    n,
-                                    bits,
-                                    words,
-                                    &mut sc.mrow[..m],
-                                    &mut sc.lrow[..m],
-                                    o,
-                                    d,
-                                );
-                                // pass 3: O_t += P · V_t   [m × d]
-                                for g in &sc.groups {
-                                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                                    tile_mm(
-                                        &mut o[g.r0 * d..],
-                                        d,
-                                        &sc.s[g.r0 * bk + g.c0..],
-                                        bk,
-                                        1,
-                                        &v_bh[(k0 + g.c0) * d..],
-                                        d,
-                                        r,
-                                        w,
-                                        d,
-                                        true,
-                                        1.0,
-                                    );
-                                }
-                            }
-                            // pass 4: normalise; fully masked rows stay 0 with lse = −∞
-                            for i in 0..m {
-                                let li = sc.lrow[i];
-                                if li > 0.0 {
-                                    let inv = 1.0 / li;
-                                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
-                                    l[i] = sc.mrow[i] + li.ln();
-                                } else {
-                                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = 0.0);
-                                    l[i] = f32::NEG_INFINITY;
-                                }
-                            }
-                        },
+            let kt_bh = &kt_all[bh * d * ldt..(bh + 1) * d * ldt];
+            let m = l.len();
+            let q0 = qt * bq;
+            let q_t = &q_bh[q0 * d..(q0 + m) * d];
+            sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+            sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
+            o.iter_mut().for_each(|x| *x = 0.0);
+            for kt in 0..mask.n_k_tiles() {
+                let kind = mask.kind(b, h, qt, kt);
+                if kind == TileKind::Empty {
+                    continue;
+                }
+                let (k0, n) = (kt * bk, mask.tile_cols(kt));
+                let bits = if kind == TileKind::Partial {
+                    mask.tile_bits(b, h, qt, kt)
+                } else {
+                    None
+                };
+                row_groups(&mut sc.groups, bits, words, m, n);
+                // pass 1: S = scale · Q_t · K_tᵀ   [m × n], per row group only on its key span
+                for g in &sc.groups {
+                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
+                    tile_mm(
+                        &mut sc.s[g.r0 * bk + g.c0..],
+                        bk,
+                        &q_t[g.r0 * d..],
+                        d,
+                        1,
+                        &kt_bh[k0 + g.c0..],
+                        ldt,
+                        r,
+                        d,
+                        w,
+                        false,
+                        scale,
                     );
-            });
+                }
+                // pass 2: mask (which also overwrites whatever lies outside the spans), online
+                // softmax; S becomes exp(S − m_new) and O's rows are rescaled
+                forward_step(
+                    &mut sc.s,
+                    bk,
+                    m,
+                    n,
+                    bits,
+                    words,
+                    &mut sc.mrow[..m],
+                    &mut sc.lrow[..m],
+                    o,
+                    d,
+                );
+                // pass 3: O_t += P · V_t   [m × d]
+                for g in &sc.groups {
+                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
+                    tile_mm(
+                        &mut o[g.r0 * d..],
+                        d,
+                        &sc.s[g.r0 * bk + g.c0..],
+                        bk,
+                        1,
+                        &v_bh[(k0 + g.c0) * d..],
+                        d,
+                        r,
+                        w,
+                        d,
+                        true,
+                        1.0,
+                    );
+                }
+            }
+            // pass 4: normalise; fully masked rows stay 0 with lse = −∞
+            for i in 0..m {
+                let li = sc.lrow[i];
+                if li > 0.0 {
+                    let inv = 1.0 / li;
+                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
+                    l[i] = sc.mrow[i] + li.ln();
+                } else {
+                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = 0.0);
+                    l[i] = f32::NEG_INFINITY;
+                }
+            }
         });
+    });
 }
 
 struct BwdScratch {
@@ -191,11 +198,11 @@ struct BwdScratch {
 
 /// Backward; dq `[B,H,Tq,D]`, dk, dv `[B,H,Tk,D]` are overwritten.
 ///
-/// Tasks are (b, h) pairs, key tiles outer so dK_t and dV_t accumulate in cache. When there are fewer
-/// than two pairs per thread, each head's key tiles are also cut into contiguous chunks, one task per
-/// (b, h, chunk): a chunk owns its rows of dK and dV, and adds its part of dQ into a buffer of its
-/// own; the parts are summed at the end (the extra work per chunk: its row terms D_i = dO_i·out_i,
-/// and one `[Tq × D]` sum).
+/// Units are (b, h) pairs, key tiles outer so dK_t and dV_t accumulate in cache. When there are fewer
+/// than two pairs per thread, each head's key tiles are also cut into contiguous ranges of about
+/// equal cost, one unit per (b, h, range): a range owns its rows of dK and dV, and adds its part of
+/// dQ into a buffer of its own; the parts are summed at the end (the extra work per range: its row
+/// terms D_i = dO_i·out_i, and one `[Tq × D]` sum). See [`super::schedule`].
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
     dq: &mut [f32],
@@ -257,15 +264,6 @@ pub(super) fn backward(
         return;
     }
     let (bq, bk) = (mask.tile_q(), mask.tile_k());
-    let n_kt = mask.n_k_tiles();
-    let pairs = batch * heads;
-    let wanted = 2 * rayon::current_num_threads();
-    let chunk_tiles = if pairs >= wanted {
-        n_kt
-    } else {
-        n_kt.div_ceil(wanted.div_ceil(pairs)).max(1)
-    };
-    let chunks = n_kt.div_ceil(chunk_tiles);
     let head = |bh: usize| HeadInputs {
         b: bh / heads,
         h: bh % heads,
@@ -282,58 +280,8 @@ pub(super) fn backward(
         dp: vec![0.0; bq * bk],
         drow: vec![0.0; tq],
     };
-    if chunks == 1 {
-        dq.par_chunks_mut(tq * d)
-            .zip(dk.par_chunks_mut(tk * d))
-            .zip(dv.par_chunks_mut(tk * d))
-            .enumerate()
-            .for_each_init(init, |sc, (bh, ((dq_bh, dk_bh), dv_bh))| {
-                dq_bh.iter_mut().for_each(|x| *x = 0.0);
-                backward_keys(sc, mask, &head(bh), 0..n_kt, dq_bh, dk_bh, dv_bh, d, scale);
-            });
-        return;
-    }
-    // Chunked: dQ parts `[B·H × chunks × Tq × D]`, summed into dq afterwards.
-    let rows = chunk_tiles * bk * d;
-    with_scratch(pairs * chunks * tq * d, |parts| {
-        let tasks = parts
-            .par_chunks_mut(chunks * tq * d)
-            .zip(dk.par_chunks_mut(tk * d))
-            .zip(dv.par_chunks_mut(tk * d))
-            .enumerate()
-            .flat_map(|(bh, ((p, dk_bh), dv_bh))| {
-                p.par_chunks_mut(tq * d)
-                    .zip(dk_bh.par_chunks_mut(rows))
-                    .zip(dv_bh.par_chunks_mut(rows))
-                    .enumerate()
-                    .map(move |(c, ((dq_part, dk_part), dv_part))| {
-                        (bh, c, dq_part, dk_part, dv_part)
-                    })
-            });
-        tasks.for_each_init(init, |sc, (bh, c, dq_part, dk_part, dv_part)| {
-            dq_part.iter_mut().for_each(|x| *x = 0.0);
-            backward_keys(
-                sc,
-                mask,
-                &head(bh),
-                c * chunk_tiles..((c + 1) * chunk_tiles).min(n_kt),
-                dq_part,
-                dk_part,
-                dv_part,
-                d,
-                scale,
-            );
-        });
-        let parts = &*parts;
-        dq.par_chunks_mut(tq * d)
-            .enumerate()
-            .for_each(|(bh, dq_bh)| {
-                let mine = &parts[bh * chunks * tq * d..(bh + 1) * chunks * tq * d];
-                dq_bh.copy_from_slice(&mine[..tq * d]);
-                for part in mine.chunks(tq * d).skip(1) {
-                    dq_bh.iter_mut().zip(part).for_each(|(x, y)| *x += y);
-                }
-            });
+    backward_units(dq, dk, dv, mask, shape, init, |sc, u| {
+        backward_keys(sc, mask, &head(u.bh), u.kts, u.dq, u.dk, u.dv, d, scale)
     });
 }
 

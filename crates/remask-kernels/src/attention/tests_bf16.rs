@@ -1,6 +1,7 @@
 //! Tests of the bf16 fused kernel: against the f32 reference twins within bf16's rounding, on every
 //! built-in mask at lengths that are not multiples of the tile, with both backward schedules, on
-//! each bf16 path this CPU has (AMX and the AVX-512 kernel below it); fully masked rows stay 0.
+//! each bf16 path this CPU has (AMX and the AVX-512 kernel below it); fully masked rows stay 0; the
+//! same bits on any thread count under very unequal documents.
 //!
 //! Tolerances: every tile product rounds its operands to bf16 (relative error at most u = 2⁻⁸ each)
 //! and accumulates in f32, so a score moves by at most about 2u·scale·Σ_d|q_d·k_d| (≈ 2u·√D for
@@ -11,7 +12,7 @@
 //! a systematic error cannot hide under the per-element bound. Measured on this project's Xeon (AMX
 //! and AVX-512 paths): largest error 0.018 (4.5u), largest mean 0.0009 (0.23u).
 
-use super::tests_common::{builtin_masks, randn, run, Run};
+use super::tests_common::{bits_differing, builtin_masks, randn, run, unequal_documents, Run};
 use super::*;
 use crate::block_mask::BlockMask;
 use crate::cpu::{best_bf16_kernel, Bf16Kernel};
@@ -130,6 +131,98 @@ fn bf16_backward_matches_reference_per_head_and_per_key_chunk() {
                     check(kernel, &mask, 2, 16, 31);
                 }
             });
+        }
+    }
+}
+
+/// As `unequal_documents_give_the_same_bits_on_any_thread_count` in `tests.rs`, for the bf16 kernel
+/// on each bf16 path: the same bits on 1, 2 and 3 threads, the forward's bits and repeatable backward
+/// bits on 16 (key ranges), within bf16's rounding of the reference.
+#[test]
+fn bf16_unequal_documents_give_the_same_bits_on_any_thread_count() {
+    for kernel in kernels() {
+        let mask = unequal_documents(330, 16);
+        let shape = AttnShape {
+            batch: 2,
+            heads: 4,
+            tq: 330,
+            tk: 330,
+            head_dim: 16,
+        };
+        let (q, k, v, dout) = (
+            randn(shape.q_len(), 51, 1.0),
+            randn(shape.kv_len(), 52, 1.0),
+            randn(shape.kv_len(), 53, 1.0),
+            randn(shape.q_len(), 54, 1.0),
+        );
+        let fwd =
+            |out: &mut [f32],
+             lse: &mut [f32],
+             q: &[f32],
+             k: &[f32],
+             v: &[f32],
+             m: &BlockMask,
+             s: AttnShape,
+             sc: f32| { fused_bf16::forward(kernel, out, lse, q, k, v, m, s, sc) };
+        let bwd = |dq: &mut [f32],
+                   dk: &mut [f32],
+                   dv: &mut [f32],
+                   dout: &[f32],
+                   q: &[f32],
+                   k: &[f32],
+                   v: &[f32],
+                   out: &[f32],
+                   lse: &[f32],
+                   m: &BlockMask,
+                   s: AttnShape,
+                   sc: f32| {
+            fused_bf16::backward(kernel, dq, dk, dv, dout, q, k, v, out, lse, m, s, sc)
+        };
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            pool.install(|| run(&fwd, &bwd, &q, &k, &v, &dout, &mask, shape))
+        };
+        let one = on(1);
+        for threads in [2, 3] {
+            assert_eq!(
+                bits_differing(&on(threads), &one),
+                0,
+                "{kernel:?}: {threads} threads against 1"
+            );
+        }
+        let (a, b) = (on(16), on(16));
+        assert_eq!(
+            bits_differing(&a, &b),
+            0,
+            "{kernel:?}: two runs on 16 threads"
+        );
+        assert!(
+            a.out
+                .iter()
+                .zip(&one.out)
+                .chain(a.lse.iter().zip(&one.lse))
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{kernel:?}: forward on 16 threads against 1"
+        );
+        let reference = run(
+            &attention_forward_reference,
+            &attention_backward_reference,
+            &q,
+            &k,
+            &v,
+            &dout,
+            &mask,
+            shape,
+        );
+        for r in [&one, &a] {
+            assert_bf16_close("out", &r.out, &reference.out, 12.0 * U);
+            assert_bf16_close("lse", &r.lse, &reference.lse, 12.0 * U);
+            assert_bf16_close("dq", &r.dq, &reference.dq, 24.0 * U);
+            assert_bf16_close("dk", &r.dk, &reference.dk, 24.0 * U);
+            assert_bf16_close("dv", &r.dv, &reference.dv, 24.0 * U);
         }
     }
 }

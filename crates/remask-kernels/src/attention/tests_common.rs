@@ -120,3 +120,29 @@ pub(super) fn builtin_masks(b: usize, t: usize, tile: usize) -> Vec<(&'static st
     ));
     v
 }
+
+/// A document mask with very unequal documents, for the work-split tests: in a row of `t` ≥ 64
+/// positions, batch row 0 holds a long document and two short ones (cuts at t−80 and t−70), row 1
+/// a short one and a long one (cut at 20). Per-query-tile and per-head costs differ several-fold.
+pub(super) fn unequal_documents(t: usize, tile: usize) -> BlockMask {
+    let cuts: [[usize; 2]; 2] = [[t - 80, t - 70], [20, t]];
+    let doc = |b: usize, p: usize| cuts[b].iter().filter(|&&c| c <= p).count();
+    BlockMask::from_fn(2, 1, t, t, tile, tile, |b, _, q, k| doc(b, q) == doc(b, k))
+}
+
+/// Bits of every output of a run, for exact comparisons.
+pub(super) fn run_bits(r: &Run) -> Vec<u32> {
+    [&r.out, &r.lse, &r.dq, &r.dk, &r.dv]
+        .iter()
+        .flat_map(|x| x.iter().map(|v| v.to_bits()))
+        .collect()
+}
+
+/// How many of the two runs' outputs differ in any bit.
+pub(super) fn bits_differing(a: &Run, b: &Run) -> usize {
+    run_bits(a)
+        .iter()
+        .zip(run_bits(b).iter())
+        .filter(|(x, y)| x != y)
+        .count()
+}
