@@ -1,6 +1,6 @@
 //! Fused tiled attention (FlashAttention-2 style) over a BlockMask.
 //!
-//! Forward: one unit of work per (b, h, query tile). For each non-empty key tile: S = scale·Q_t·K_tᵀ
+//! Forward: one rayon task per (b, h, query tile). For each non-empty key tile: S = scale·Q_t·K_tᵀ
 //! (a small GEMM), drop masked elements of partial tiles, an online-softmax step (running max and
 //! sum per query), rescale the output accumulator, O_t += P·V_t. Only a tile_q × tile_k score block
 //! exists at any time.
@@ -14,14 +14,15 @@
 //!   dS = P ∘ (dP − D), D_i = dO_i·out_i   (softmax backward)
 //!   dQ_t += scale·dS·K_t, dK_t += scale·dSᵀ·Q_t   (from S = scale·Q·Kᵀ)
 //!
-//! Units are costed by their live tiles and handed out largest first to whichever thread is free
-//! ([`super::schedule`]), so a document mask with documents of very different lengths keeps every
-//! thread busy; no unit's result depends on the thread that runs it.
+//! The backward's units are costed by their live tiles and handed out largest first to whichever
+//! thread is free ([`super::schedule`]), so heads of very different cost (documents of very
+//! different lengths) keep every thread busy; no unit's result depends on the thread that runs it.
+//! The forward's tasks are already small (a query tile each) and rayon's work stealing spreads them.
 
 use rayon::prelude::*;
 
 use super::microkernel::tile_mm;
-use super::schedule::{backward_units, forward_units, QueryTile};
+use super::schedule::backward_units;
 use super::scratch::with_scratch;
 use super::simd::{dot, softmax_grad};
 use super::tile_softmax::{backward_probs, forward_step};
@@ -60,11 +61,11 @@ pub(super) fn forward(
         "attention_forward: lse must be [B,H,Tq]"
     );
     let AttnShape {
-        batch,
         heads,
         tq,
         tk,
         head_dim: d,
+        ..
     } = shape;
     if shape.lse_len() == 0 {
         return;
@@ -76,117 +77,115 @@ pub(super) fn forward(
     let (bq, bk) = (mask.tile_q(), mask.tile_k());
     let words = mask.words_per_row();
     let ldt = transposed_stride(tk);
-    with_scratch(batch * heads * d * ldt, |kt_all| {
-        // Kᵀ of every head, [D × Tk] each, so score tiles are plain row-major products.
-        kt_all
-            .par_chunks_mut(d * ldt)
-            .enumerate()
-            .for_each(|(bh, kt_bh)| {
-                transpose(kt_bh, ldt, &k[bh * tk * d..(bh + 1) * tk * d], tk, d)
-            });
-        let kt_all = &*kt_all;
-        let init = || FwdScratch {
-            groups: Vec::new(),
-            s: vec![0.0; bq * bk],
-            mrow: vec![0.0; bq],
-            lrow: vec![0.0; bq],
-        };
-        // One unit per (b, h, query tile), largest first.
-        forward_units(out, lse, mask, shape, init, |sc, u| {
-            let QueryTile {
-                bh,
-                b,
-                h,
-                qt,
-                out: o,
-                lse: l,
-            } = u;
+    out.par_chunks_mut(tq * d)
+        .zip(lse.par_chunks_mut(tq))
+        .enumerate()
+        .for_each(|(bh, (out_bh, lse_bh))| {
+            let (b, h) = (bh / heads, bh % heads);
             let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
             let v_bh = &v[bh * tk * d..(bh + 1) * tk * d];
-            let kt_bh = &kt_all[bh * d * ldt..(bh + 1) * d * ldt];
-            let m = l.len();
-            let q0 = qt * bq;
-            let q_t = &q_bh[q0 * d..(q0 + m) * d];
-            sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
-            sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
-            o.iter_mut().for_each(|x| *x = 0.0);
-            for kt in 0..mask.n_k_tiles() {
-                let kind = mask.kind(b, h, qt, kt);
-                if kind == TileKind::Empty {
-                    continue;
-                }
-                let (k0, n) = (kt * bk, mask.tile_cols(kt));
-                let bits = if kind == TileKind::Partial {
-                    mask.tile_bits(b, h, qt, kt)
-                } else {
-                    None
-                };
-                row_groups(&mut sc.groups, bits, words, m, n);
-                // pass 1: S = scale · Q_t · K_tᵀ   [m × n], per row group only on its key span
-                for g in &sc.groups {
-                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                    tile_mm(
-                        &mut sc.s[g.r0 * bk + g.c0..],
-                        bk,
-                        &q_t[g.r0 * d..],
-                        d,
-                        1,
-                        &kt_bh[k0 + g.c0..],
-                        ldt,
-                        r,
-                        d,
-                        w,
-                        false,
-                        scale,
+            with_scratch(d * ldt, |kt_bh| {
+                // Kᵀ of this head, [D × Tk], so score tiles are plain row-major products.
+                transpose(kt_bh, ldt, &k[bh * tk * d..(bh + 1) * tk * d], tk, d);
+                let kt_bh = &*kt_bh;
+                // One task per query tile.
+                out_bh
+                    .par_chunks_mut(bq * d)
+                    .zip(lse_bh.par_chunks_mut(bq))
+                    .enumerate()
+                    .for_each_init(
+                        || FwdScratch {
+                            groups: Vec::new(),
+                            s: vec![0.0; bq * bk],
+                            mrow: vec![0.0; bq],
+                            lrow: vec![0.0; bq],
+                        },
+                        |sc, (qt, (o, l))| {
+                            let m = l.len();
+                            let q0 = qt * bq;
+                            let q_t = &q_bh[q0 * d..(q0 + m) * d];
+                            sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                            sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
+                            o.iter_mut().for_each(|x| *x = 0.0);
+                            for kt in 0..mask.n_k_tiles() {
+                                let kind = mask.kind(b, h, qt, kt);
+                                if kind == TileKind::Empty {
+                                    continue;
+                                }
+                                let (k0, n) = (kt * bk, mask.tile_cols(kt));
+                                let bits = if kind == TileKind::Partial {
+                                    mask.tile_bits(b, h, qt, kt)
+                                } else {
+                                    None
+                                };
+                                row_groups(&mut sc.groups, bits, words, m, n);
+                                // pass 1: S = scale · Q_t · K_tᵀ   [m × n], per row group only on its key span
+                                for g in &sc.groups {
+                                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
+                                    tile_mm(
+                                        &mut sc.s[g.r0 * bk + g.c0..],
+                                        bk,
+                                        &q_t[g.r0 * d..],
+                                        d,
+                                        1,
+                                        &kt_bh[k0 + g.c0..],
+                                        ldt,
+                                        r,
+                                        d,
+                                        w,
+                                        false,
+                                        scale,
+                                    );
+                                }
+                                // pass 2: mask (which also overwrites whatever lies outside the spans), online
+                                // softmax; S becomes exp(S − m_new) and O's rows are rescaled
+                                forward_step(
+                                    &mut sc.s,
+                                    bk,
+                                    m,
+                                    n,
+                                    bits,
+                                    words,
+                                    &mut sc.mrow[..m],
+                                    &mut sc.lrow[..m],
+                                    o,
+                                    d,
+                                );
+                                // pass 3: O_t += P · V_t   [m × d]
+                                for g in &sc.groups {
+                                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
+                                    tile_mm(
+                                        &mut o[g.r0 * d..],
+                                        d,
+                                        &sc.s[g.r0 * bk + g.c0..],
+                                        bk,
+                                        1,
+                                        &v_bh[(k0 + g.c0) * d..],
+                                        d,
+                                        r,
+                                        w,
+                                        d,
+                                        true,
+                                        1.0,
+                                    );
+                                }
+                            }
+                            // pass 4: normalise; fully masked rows stay 0 with lse = −∞
+                            for i in 0..m {
+                                let li = sc.lrow[i];
+                                if li > 0.0 {
+                                    let inv = 1.0 / li;
+                                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
+                                    l[i] = sc.mrow[i] + li.ln();
+                                } else {
+                                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = 0.0);
+                                    l[i] = f32::NEG_INFINITY;
+                                }
+                            }
+                        },
                     );
-                }
-                // pass 2: mask (which also overwrites whatever lies outside the spans), online
-                // softmax; S becomes exp(S − m_new) and O's rows are rescaled
-                forward_step(
-                    &mut sc.s,
-                    bk,
-                    m,
-                    n,
-                    bits,
-                    words,
-                    &mut sc.mrow[..m],
-                    &mut sc.lrow[..m],
-                    o,
-                    d,
-                );
-                // pass 3: O_t += P · V_t   [m × d]
-                for g in &sc.groups {
-                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                    tile_mm(
-                        &mut o[g.r0 * d..],
-                        d,
-                        &sc.s[g.r0 * bk + g.c0..],
-                        bk,
-                        1,
-                        &v_bh[(k0 + g.c0) * d..],
-                        d,
-                        r,
-                        w,
-                        d,
-                        true,
-                        1.0,
-                    );
-                }
-            }
-            // pass 4: normalise; fully masked rows stay 0 with lse = −∞
-            for i in 0..m {
-                let li = sc.lrow[i];
-                if li > 0.0 {
-                    let inv = 1.0 / li;
-                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
-                    l[i] = sc.mrow[i] + li.ln();
-                } else {
-                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = 0.0);
-                    l[i] = f32::NEG_INFINITY;
-                }
-            }
+            });
         });
-    });
 }
 
 struct BwdScratch {

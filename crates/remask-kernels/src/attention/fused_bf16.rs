@@ -1,12 +1,12 @@
 //! The fused attention kernel in mixed precision: the same tiling, online softmax, recomputation and
-//! work split ([`super::schedule`]) as [`super::fused`], with every tile product on bf16 operands
-//! accumulating in f32 (the kernels of [`crate::gemm_bf16`]: AMX where present, else `vdpbf16ps`).
-//! Softmax, the log-sum-exp, the row terms D_i and all accumulators (O, dQ, dK, dV) stay f32.
+//! task split (the backward's through [`super::schedule`]) as [`super::fused`], with every tile
+//! product on bf16 operands accumulating in f32 (the kernels of [`crate::gemm_bf16`]: AMX where
+//! present, else `vdpbf16ps`). Softmax, the log-sum-exp, the row terms D_i and all accumulators
+//! (O, dQ, dK, dV) stay f32.
 //!
-//! Operands are packed once per head (in the forward, every head's before the units start; in the
-//! backward, per unit: its head's and its key range's) into the bf16 GEMM layouts: Q and dO as left
-//! factors (rows), Kᵀ and Vᵀ as right factors (pairs along D), and K, V, Q, dO as right factors
-//! with pairs along positions (for P·V, dS·K, dSᵀ·Q and Pᵀ·dO). The
+//! Operands are packed once per head (or per key range of a backward unit) into the bf16 GEMM
+//! layouts: Q and dO as left factors (rows), Kᵀ and Vᵀ as right factors (pairs along D), and K, V,
+//! Q, dO as right factors with pairs along positions (for P·V, dS·K, dSᵀ·Q and Pᵀ·dO). The
 //! per-tile factors P, Pᵀ, dS, dSᵀ are rounded to bf16 as they are packed; `scale` is applied to
 //! the score products in f32 (alpha) and folded into dS before it is rounded.
 //!
@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::schedule::{backward_units, forward_units, QueryTile};
+use super::schedule::backward_units;
 use super::scratch::with_bf16_scratch;
 use super::simd::{dot, softmax_grad};
 use super::tile_softmax::{backward_probs, forward_step};
@@ -190,11 +190,11 @@ pub(super) fn forward(
         "attention_forward: lse must be [B,H,Tq]"
     );
     let AttnShape {
-        batch,
         heads,
         tq,
         tk,
         head_dim: d,
+        ..
     } = shape;
     if shape.lse_len() == 0 {
         return;
@@ -214,144 +214,133 @@ pub(super) fn forward(
     let v_len = rhs_len(d, pl_keys);
     let ld_p = lhs_stride(bk);
     let kpad_d = round_up(d, K_STEP);
-    let pairs = batch * heads;
-    with_packs(&[pairs * q_len, pairs * kt_len, pairs * v_len], |packs| {
-        // Per head: Q rows (left factor), Kᵀ (pairs along D, per key tile), V (pairs along keys).
-        let [q_packs, kt_packs, v_packs] = packs else {
-            unreachable!("three packs asked for")
-        };
-        q_packs
-            .par_chunks_mut(q_len)
-            .zip(kt_packs.par_chunks_mut(kt_len))
-            .zip(v_packs.par_chunks_mut(v_len))
-            .enumerate()
-            .for_each(|(bh, ((q_pack, kt_pack), v_pack))| {
-                let (k_bh, v_bh) = (
-                    &k[bh * tk * d..(bh + 1) * tk * d],
-                    &v[bh * tk * d..(bh + 1) * tk * d],
-                );
+    out.par_chunks_mut(tq * d)
+        .zip(lse.par_chunks_mut(tq))
+        .enumerate()
+        .for_each(|(bh, (out_bh, lse_bh))| {
+            let (b, h) = (bh / heads, bh % heads);
+            let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
+            let (k_bh, v_bh) = (
+                &k[bh * tk * d..(bh + 1) * tk * d],
+                &v[bh * tk * d..(bh + 1) * tk * d],
+            );
+            with_packs(&[q_len, kt_len, v_len], |packs| {
+                // Q rows (left factor), Kᵀ (pairs along D, per key tile), V (pairs along keys).
+                let [q_pack, kt_pack, v_pack] = packs else {
+                    unreachable!("three packs asked for")
+                };
                 pack::lhs(
                     q_pack,
                     lay.ld_rows,
-                    MatRef::rows(&q[bh * tq * d..(bh + 1) * tq * d], d),
+                    MatRef::rows(q_bh, d),
                     tq,
                     d,
                     1.0,
                     Split::Caller,
                 );
-                TileRhs::pack(kt_pack, k_bh, tk, d, bk, lay.pl_d);
+                let kt_b = TileRhs::pack(kt_pack, k_bh, tk, d, bk, lay.pl_d);
                 pack::rhs(v_pack, pl_keys, MatRef::rows(v_bh, d), tk, d, Split::Caller);
+                let q_a = Lhs {
+                    data: q_pack,
+                    ld: lay.ld_rows,
+                };
+                let v_b = Rhs {
+                    data: v_pack,
+                    panel_len: pl_keys,
+                };
+                out_bh
+                    .par_chunks_mut(bq * d)
+                    .zip(lse_bh.par_chunks_mut(bq))
+                    .enumerate()
+                    .for_each_init(
+                        || FwdScratch {
+                            s: vec![0.0; bq * bk],
+                            mrow: vec![0.0; bq],
+                            lrow: vec![0.0; bq],
+                            p: Bf16Buf::zeroed(lhs_len(bq, ld_p)),
+                        },
+                        |sc, (qt, (o, l))| {
+                            let m = l.len();
+                            let q0 = qt * bq;
+                            sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                            sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
+                            o.iter_mut().for_each(|x| *x = 0.0);
+                            for kt in 0..mask.n_k_tiles() {
+                                let kind = mask.kind(b, h, qt, kt);
+                                if kind == TileKind::Empty {
+                                    continue;
+                                }
+                                let (k0, n) = (kt * bk, mask.tile_cols(kt));
+                                let bits = if kind == TileKind::Partial {
+                                    mask.tile_bits(b, h, qt, kt)
+                                } else {
+                                    None
+                                };
+                                // pass 1: S = scale · Q_t · K_tᵀ   [m × n]
+                                let sp = Product {
+                                    a: q_a.rows_from(q0),
+                                    b: kt_b.tile(kt),
+                                    m,
+                                    n,
+                                    kpad: kpad_d,
+                                    alpha: scale,
+                                    start: Start::Zero,
+                                };
+                                kernel_product(kernel, &mut sc.s, bk, &sp);
+                                // pass 2: mask, online softmax; S becomes exp(S − m_new), O's rows rescaled
+                                forward_step(
+                                    &mut sc.s,
+                                    bk,
+                                    m,
+                                    n,
+                                    bits,
+                                    words,
+                                    &mut sc.mrow[..m],
+                                    &mut sc.lrow[..m],
+                                    o,
+                                    d,
+                                );
+                                // pass 3: O_t += P · V_t   [m × d]
+                                pack::lhs(
+                                    sc.p.as_mut_slice(),
+                                    ld_p,
+                                    MatRef::rows(&sc.s, bk),
+                                    m,
+                                    n,
+                                    1.0,
+                                    Split::Caller,
+                                );
+                                let op = Product {
+                                    a: Lhs {
+                                        data: sc.p.as_slice(),
+                                        ld: ld_p,
+                                    }
+                                    .rows_from(0),
+                                    b: v_b.depth_from(k0),
+                                    m,
+                                    n: d,
+                                    kpad: round_up(n, K_STEP),
+                                    alpha: 1.0,
+                                    start: Start::C,
+                                };
+                                kernel_product(kernel, o, d, &op);
+                            }
+                            // pass 4: normalise; fully masked rows stay 0 with lse = −∞
+                            for i in 0..m {
+                                let li = sc.lrow[i];
+                                if li > 0.0 {
+                                    let inv = 1.0 / li;
+                                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
+                                    l[i] = sc.mrow[i] + li.ln();
+                                } else {
+                                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = 0.0);
+                                    l[i] = f32::NEG_INFINITY;
+                                }
+                            }
+                        },
+                    );
             });
-        let (q_packs, kt_packs, v_packs): (&[Bf16], &[Bf16], &[Bf16]) =
-            (q_packs, kt_packs, v_packs);
-        let init = || FwdScratch {
-            s: vec![0.0; bq * bk],
-            mrow: vec![0.0; bq],
-            lrow: vec![0.0; bq],
-            p: Bf16Buf::zeroed(lhs_len(bq, ld_p)),
-        };
-        // One unit per (b, h, query tile), largest first.
-        forward_units(out, lse, mask, shape, init, |sc, u| {
-            let QueryTile {
-                bh,
-                b,
-                h,
-                qt,
-                out: o,
-                lse: l,
-            } = u;
-            let q_a = Lhs {
-                data: &q_packs[bh * q_len..(bh + 1) * q_len],
-                ld: lay.ld_rows,
-            };
-            let kt_b = TileRhs {
-                data: &kt_packs[bh * kt_len..(bh + 1) * kt_len],
-                panel_len: lay.pl_d,
-                tile_len: TileRhs::tile_len(bk, lay.pl_d),
-            };
-            let v_b = Rhs {
-                data: &v_packs[bh * v_len..(bh + 1) * v_len],
-                panel_len: pl_keys,
-            };
-            let m = l.len();
-            let q0 = qt * bq;
-            sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
-            sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
-            o.iter_mut().for_each(|x| *x = 0.0);
-            for kt in 0..mask.n_k_tiles() {
-                let kind = mask.kind(b, h, qt, kt);
-                if kind == TileKind::Empty {
-                    continue;
-                }
-                let (k0, n) = (kt * bk, mask.tile_cols(kt));
-                let bits = if kind == TileKind::Partial {
-                    mask.tile_bits(b, h, qt, kt)
-                } else {
-                    None
-                };
-                // pass 1: S = scale · Q_t · K_tᵀ   [m × n]
-                let sp = Product {
-                    a: q_a.rows_from(q0),
-                    b: kt_b.tile(kt),
-                    m,
-                    n,
-                    kpad: kpad_d,
-                    alpha: scale,
-                    start: Start::Zero,
-                };
-                kernel_product(kernel, &mut sc.s, bk, &sp);
-                // pass 2: mask, online softmax; S becomes exp(S − m_new), O's rows rescaled
-                forward_step(
-                    &mut sc.s,
-                    bk,
-                    m,
-                    n,
-                    bits,
-                    words,
-                    &mut sc.mrow[..m],
-                    &mut sc.lrow[..m],
-                    o,
-                    d,
-                );
-                // pass 3: O_t += P · V_t   [m × d]
-                pack::lhs(
-                    sc.p.as_mut_slice(),
-                    ld_p,
-                    MatRef::rows(&sc.s, bk),
-                    m,
-                    n,
-                    1.0,
-                    Split::Caller,
-                );
-                let op = Product {
-                    a: Lhs {
-                        data: sc.p.as_slice(),
-                        ld: ld_p,
-                    }
-                    .rows_from(0),
-                    b: v_b.depth_from(k0),
-                    m,
-                    n: d,
-                    kpad: round_up(n, K_STEP),
-                    alpha: 1.0,
-                    start: Start::C,
-                };
-                kernel_product(kernel, o, d, &op);
-            }
-            // pass 4: normalise; fully masked rows stay 0 with lse = −∞
-            for i in 0..m {
-                let li = sc.lrow[i];
-                if li > 0.0 {
-                    let inv = 1.0 / li;
-                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
-                    l[i] = sc.mrow[i] + li.ln();
-                } else {
-                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = 0.0);
-                    l[i] = f32::NEG_INFINITY;
-                }
-            }
         });
-    });
 }
 
 struct BwdScratch {

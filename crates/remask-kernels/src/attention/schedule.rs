@@ -1,25 +1,27 @@
-//! How the fused kernels (f32 and bf16) split their work over the rayon pool: units of unequal cost,
-//! handed out largest first to whichever thread is free.
+//! How the fused kernels' backward (f32 and bf16) splits its work over the rayon pool: units of
+//! unequal cost, handed out largest first to whichever thread is free.
 //!
-//! A unit is one query tile of one head (forward), or one head, or a contiguous range of a head's
-//! key tiles (backward). Its cost is the number of (query, key) elements in its non-empty tiles.
-//! Under a document mask these costs follow the documents' lengths (a query tile inside a long
-//! document has many live key tiles, one inside a short document few), and rayon's halving of an
-//! index range into contiguous pieces can leave one thread with the expensive end while the other
-//! waits. Handing out the units largest first to whichever thread is free (greedy longest-first
-//! scheduling) ends the threads within about one of the last, cheapest units of each other.
+//! A unit is one head, or a contiguous range of a head's key tiles. Its cost is the number of
+//! (query, key) elements in its non-empty tiles. Under a document mask the heads' costs follow the
+//! documents' lengths of their batch row (Σ length²), and under a causal mask a head's first key
+//! tiles are read by many more queries than its last; rayon's halving of an index range into
+//! contiguous pieces, or key chunks of equal tile counts, can leave one thread with the expensive
+//! end while the other waits. Handing out the units largest first to whichever thread is free
+//! (greedy longest-first scheduling) ends the threads within about one of the last, cheapest units
+//! of each other. (The forward needs none of this: its tasks are single query tiles, small enough
+//! for rayon's work stealing; a version of it on this schedule, with every head's Kᵀ prepared
+//! first, cost 2–7% more CPU time from lost cache locality.)
 //!
 //! Which thread runs a unit, and when, never changes what the unit computes: each unit writes only
-//! its own outputs, and the backward's dQ parts (when a head is cut into key ranges) are summed
-//! afterwards in range order. So the forward gives the same bits for any thread count and any run.
-//! The backward does too as long as it runs whole heads; it cuts heads into key ranges only when
-//! there are fewer than two heads per thread, and the number of ranges follows the thread count, so
-//! there the last bits of dQ depend on the thread count (never on the run).
+//! its own outputs, and the dQ parts (when heads are cut into key ranges) are summed afterwards in
+//! range order. So the backward gives the same bits for any thread count while it runs whole heads;
+//! it cuts heads into key ranges only when there are fewer than two heads per thread, and the number
+//! of ranges follows the thread count, so there the last bits of dQ depend on the thread count
+//! (never on the run).
 //!
-//! Per call this allocates the list of units (a few words per query tile or key range); the units'
-//! own scratch is made once per thread that takes a unit.
+//! Per call this allocates the list of units (a few words per head or key range); the units' own
+//! scratch is made once per thread that takes a unit.
 
-use std::cmp::Reverse;
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 
@@ -67,81 +69,6 @@ fn tile_cost(mask: &BlockMask, b: usize, h: usize, qt: usize, kt: usize) -> u64 
         TileKind::Empty => 0,
         TileKind::Partial | TileKind::Full => (mask.tile_rows(qt) * mask.tile_cols(kt)) as u64,
     }
-}
-
-/// One query tile of one head: the forward's unit.
-pub(super) struct QueryTile<'a> {
-    /// Head index b·H + h.
-    pub bh: usize,
-    pub b: usize,
-    pub h: usize,
-    pub qt: usize,
-    /// The tile's rows of `out`, `[m, D]` (m = rows of the tile).
-    pub out: &'a mut [f32],
-    /// The tile's rows of `lse`, `[m]`.
-    pub lse: &'a mut [f32],
-}
-
-/// The forward's split: one unit per (b, h, query tile), costed by its live key tiles. Heads go in
-/// order of their cost and each head's query tiles in order of theirs, largest first: the threads
-/// work on one head at a time (its K and V stay in cache), and the last units to start are the
-/// cheapest query tiles of the cheapest head. out `[B,H,Tq,D]`, lse `[B,H,Tq]`; needs Tq, D > 0.
-pub(super) fn forward_units<S>(
-    out: &mut [f32],
-    lse: &mut [f32],
-    mask: &BlockMask,
-    shape: AttnShape,
-    init: impl Fn() -> S + Sync,
-    run: impl Fn(&mut S, QueryTile<'_>) + Sync,
-) {
-    let AttnShape {
-        batch,
-        heads,
-        tq,
-        head_dim: d,
-        ..
-    } = shape;
-    let (bq, n_qt) = (mask.tile_q(), mask.n_q_tiles());
-    let costs: Vec<u64> = (0..batch * heads * n_qt)
-        .map(|i| {
-            let (bh, qt) = (i / n_qt, i % n_qt);
-            (0..mask.n_k_tiles())
-                .map(|kt| tile_cost(mask, bh / heads, bh % heads, qt, kt))
-                .sum()
-        })
-        .collect();
-    let head_cost = |bh: usize| -> u64 { costs[bh * n_qt..(bh + 1) * n_qt].iter().sum() };
-    let units: Vec<_> = out
-        .chunks_mut(tq * d)
-        .zip(lse.chunks_mut(tq))
-        .enumerate()
-        .flat_map(|(bh, (o, l))| {
-            o.chunks_mut(bq * d)
-                .zip(l.chunks_mut(bq))
-                .enumerate()
-                .map(move |(qt, (out, lse))| (bh, qt, out, lse))
-        })
-        .map(|(bh, qt, out, lse)| {
-            let key = (
-                head_cost(bh),
-                Reverse(bh),
-                costs[bh * n_qt + qt],
-                Reverse(qt),
-            );
-            (
-                key,
-                QueryTile {
-                    bh,
-                    b: bh / heads,
-                    h: bh % heads,
-                    qt,
-                    out,
-                    lse,
-                },
-            )
-        })
-        .collect();
-    for_each_largest_first(units, init, run);
 }
 
 /// One head, or a contiguous range of its key tiles: the backward's unit.
