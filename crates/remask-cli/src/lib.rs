@@ -59,6 +59,13 @@ enum Command {
 
 /// Runs the command line and exits with its status.
 pub fn main() {
+    // Like other Unix tools (`remask inspect … | head`): a closed stdout ends the process quietly,
+    // as SIGPIPE's default action does, instead of a panic in `print!`.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Info => {

@@ -158,7 +158,7 @@ pub fn prepare_reporting(
 }
 
 /// Moves a complete staging directory into `out`, `meta.json` last (see the module docs).
-fn publish(staging: &Path, out: &Path, faults: &FaultPlan) -> Result<()> {
+pub(super) fn publish(staging: &Path, out: &Path, faults: &FaultPlan) -> Result<()> {
     let meta = out.join("meta.json");
     match std::fs::remove_file(&meta) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&meta, e)),
@@ -325,13 +325,17 @@ fn learn_vocabulary(
 }
 
 /// Charges every written file to the fault plan's budget (and pauses there in crash tests).
-struct Written<'a> {
+pub(super) struct Written<'a> {
     faults: &'a FaultPlan,
     budget: WriteBudget,
 }
 
-impl Written<'_> {
-    fn file(&mut self, path: &Path) -> Result<()> {
+impl<'a> Written<'a> {
+    pub(super) fn new(faults: &'a FaultPlan) -> Self {
+        Self { faults, budget: faults.write_budget() }
+    }
+
+    pub(super) fn file(&mut self, path: &Path) -> Result<()> {
         self.faults.pause();
         let bytes = std::fs::metadata(path)
             .map_err(|e| Error::io(path, e))?
@@ -669,7 +673,7 @@ fn build(
 /// replacement) or PMI masking's n-grams: both are complete only after the pass, so the copies are
 /// written in a second pass over the shards just written. Nothing for other masking.
 #[allow(clippy::too_many_arguments)]
-fn write_static_from_shards(
+pub(super) fn write_static_from_shards(
     data: &DataConfig,
     masking: &MaskingConfig,
     out: &Path,
