@@ -2,9 +2,7 @@
 //! every head, the bf16 kernel's packs), so a training step does not allocate, page-fault and free them on every call.
 //!
 //! Each thread that calls the kernel keeps one buffer, grown to the largest size it was asked for and
-//! never shrunk (for a model at most `B·H·D·(T+16)` floats, the forward's Kᵀ of every head, the
-//! size of K; in bf16 the forward's packs of Q, Kᵀ and V of every head, about half the bytes of
-//! Q, K and V). The buffer is
+//! never shrunk (for a model that is `2·B·H·D·(T+16)` floats, the size of K and V). The buffer is
 //! taken out of the thread-local while in use, so a nested call on the same thread (rayon may run one
 //! inside another's join) simply gets a fresh buffer instead of aliasing the first.
 
