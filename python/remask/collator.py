@@ -292,28 +292,14 @@ class MaskingCollator:
         if type(features) is not list:
             features = _as_batch(features)
             if isinstance(features, np.ndarray):
-                arrays = native.mask(
-                    features,
-                    epoch=self.epoch,
-                    progress=self.progress,
-                    max_length=self.max_length,
-                    pad_to_multiple_of=self.pad_to_multiple_of,
-                    mlm=self.mlm,
-                )
+                arrays = native.mask(features, None, None, self.epoch, self.progress, self.max_length, self.pad_to_multiple_of, self.mlm)
                 return self._output(arrays, return_tensors)
         first = features[0]
         if type(first) is not dict and not isinstance(first, Mapping):
             # Plain id sequences (no keys, no word boundaries): lists and int64 arrays are read
-            # natively; other rows go through `_plain_ids` first.
-            arrays = native.mask(
-                features,
-                epoch=self.epoch,
-                progress=self.progress,
-                max_length=self.max_length,
-                pad_to_multiple_of=self.pad_to_multiple_of,
-                mlm=self.mlm,
-                convert=_plain_ids,
-            )
+            # natively; other rows go through `_plain_ids` first. (Positional arguments: the
+            # native call's fastest form.)
+            arrays = native.mask(features, None, None, self.epoch, self.progress, self.max_length, self.pad_to_multiple_of, self.mlm, _plain_ids)
             return self._output(arrays, return_tensors)
         ids, starts, indices, types = [], [], [], []
         mlm = self.mlm
@@ -335,24 +321,15 @@ class MaskingCollator:
                 types.append(f["token_type_ids"])
         if types and len(types) != len(ids):
             raise ValueError("token_type_ids is given for some features but not for all")
-        arrays = native.mask(
-            ids,
-            starts,
-            indices,
-            epoch=self.epoch,
-            progress=self.progress,
-            max_length=self.max_length,
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            mlm=mlm,
-            convert=_plain_ids,
-            token_type_ids=types or None,
-        )
+        arrays = native.mask(ids, starts, indices, self.epoch, self.progress, self.max_length, self.pad_to_multiple_of, mlm, _plain_ids, types or None)
         return self._output(arrays, return_tensors)
 
     def _output(self, arrays: list, return_tensors: str | None) -> dict:
         if (return_tensors or self.return_tensors) == "pt":
-            from_numpy = _torch_from_numpy()
-            arrays = [from_numpy(a) for a in arrays]
+            f = _from_numpy or _torch_from_numpy()
+            if len(arrays) == 3:
+                return {"input_ids": f(arrays[0]), "labels": f(arrays[1]), "attention_mask": f(arrays[2])}
+            arrays = [f(a) for a in arrays]
         return dict(zip(_OUTPUT_KEYS, arrays))
 
     def feedback(self, labels: Any, losses: Any) -> None:
