@@ -28,7 +28,10 @@ pub mod runner;
 pub mod stats;
 pub mod subset;
 
-pub use config::{CompareConfig, CompareSection, CompareTask, Strategy, BUILTIN_STRATEGIES, CLM_STRATEGIES, PRESETS};
+pub use config::{
+    CompareConfig, CompareSection, CompareTask, Strategy, BUILTIN_STRATEGIES, CLM_STRATEGIES,
+    PRESETS,
+};
 pub use eval_sets::{label_counts, unigram_loss};
 pub use leaderboard::{leaderboard, LeaderboardRow};
 pub use measure::{Measure, MEASURES};
