@@ -295,7 +295,7 @@ class MaskingCollator:
                 arrays = native.mask(features, None, None, self.epoch, self.progress, self.max_length, self.pad_to_multiple_of, self.mlm)
                 return self._output(arrays, return_tensors)
         first = features[0]
-        if type(first) is not dict and not isinstance(first, Mapping):
+        if type(first) is list or (type(first) is not dict and not isinstance(first, Mapping)):
             # Plain id sequences (no keys, no word boundaries): lists and int64 arrays are read
             # natively; other rows go through `_plain_ids` first. (Positional arguments: the
             # native call's fastest form.)

@@ -430,6 +430,7 @@ impl NativeMasker {
         };
         // The ids were copied out of Python objects: masking runs without the GIL.
         py.detach(|| {
+            // Small batches are not worth a hand-off to rayon's pool (tens of microseconds).
             if b < PARALLEL_ROWS {
                 let items = input.chunks_mut(t).zip(labels.chunks_mut(t)).zip(attn.chunks_mut(t)).enumerate();
                 items.for_each(|(r, ((i, l), a))| fill(r, i, l, a, row));
