@@ -181,6 +181,14 @@ def test_pieces_rule_without_word_boundaries(tokenizer_path, texts):
     plain = c([{"input_ids": f["input_ids"], "idx": 0}])
     given = c([f])
     assert (plain["labels"] == given["labels"]).all()
+    # Token masking reads no word starts, so the collator skips the pieces rule for it: any given
+    # word starts give the same masks (this fails if the library's token strategy starts using them).
+    tok = MaskingCollator(tokenizer_path, strategy="token", rate=0.3, seed=2)
+    rows = [g["input_ids"] for g in c.encode(texts)]
+    plain = tok(rows)
+    given = tok([{"input_ids": r, "word_starts": [i % 3 == 0 for i in range(len(r))]} for r in rows])
+    assert (plain["labels"] != -100).any()
+    assert (plain["labels"] == given["labels"]).all() and (plain["input_ids"] == given["input_ids"]).all()
 
 
 def test_replacement_shares_and_rate_schedule(tokenizer_path, texts):
