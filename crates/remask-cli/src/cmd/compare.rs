@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use remask::experiment::{run_compare, CompareConfig, CompareOptions, CompareTask, PRESETS};
+use remask::experiment::{run_compare_on, CompareConfig, CompareOptions, CompareTask, PRESETS};
 use remask::train::{self, ProgressMode};
 
 #[derive(clap::Args, Debug)]
@@ -202,8 +202,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn execute(cfg: CompareConfig, log_lines: bool, force: bool, resume: bool) -> anyhow::Result<()> {
     cfg.validate()?;
     train::init_threads(cfg.compare.threads)?;
-    // One process per output directory: a second is refused at once, naming the first.
-    let _lock = remask::dir_lock::DirLock::acquire(&cfg.compare.output_dir, "remask compare")?;
+    // Under `mpirun -np N` (feature `mpi`) the ranks share the runs; rank 0 writes the report.
+    let mut ranks = remask::dist::DataParallel::from_env()?;
+    // One comparison per output directory: a second is refused at once, naming the first (under
+    // mpirun rank 0 holds the lock for all ranks).
+    let _lock = match ranks.is_root() {
+        true => Some(remask::dir_lock::DirLock::acquire(&cfg.compare.output_dir, "remask compare")?),
+        false => None,
+    };
     let stop = crate::signals::install()?;
     let opts = CompareOptions {
         progress: if log_lines {
@@ -215,8 +221,10 @@ fn execute(cfg: CompareConfig, log_lines: bool, force: bool, resume: bool) -> an
         force,
         resume,
     };
-    let outcome = run_compare(&cfg, &opts)?;
-    print_outcome(&outcome)
+    match run_compare_on(&cfg, &opts, &mut ranks)? {
+        Some(outcome) => print_outcome(&outcome),
+        None => Ok(()),
+    }
 }
 
 fn print_outcome(outcome: &remask::experiment::CompareOutcome) -> anyhow::Result<()> {

@@ -244,7 +244,11 @@ pub fn corpus(cfg: &CompareConfig, out: &Path) -> Result<(DataConfig, String)> {
         .take(n)
         .collect();
     let path: PathBuf = out.join("corpus.txt");
-    std::fs::write(&path, subset.join("\n") + "\n").map_err(|e| Error::io(&path, e))?;
+    // Written only when it changes: under `mpirun` the ranks after rank 0 find it written already.
+    let text = subset.join("\n") + "\n";
+    if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    }
     data.inputs = vec![path];
     Ok((
         data,

@@ -39,6 +39,6 @@ pub use paired::Comparison;
 pub use plan::Regime;
 pub use record::{CurvePoint, EvalPoint, RunRecord};
 pub use report::{build_report, AuditLine, FailedRun, Report, Setup, StrategySummary, Verdict};
-pub use runner::{rerender, run_compare, CompareOptions, CompareOutcome};
+pub use runner::{rerender, run_compare, run_compare_on, CompareOptions, CompareOutcome};
 pub use stats::{time_to_target, Spread};
 pub use subset::SubsetSource;

@@ -29,6 +29,7 @@ use super::report::{build_report, AuditLine, Report, Setup};
 use super::subset::{sample_rows, subset_rows, SubsetSource};
 use crate::attention::AttentionMaskSpec;
 use crate::audit::{audit_batch, audit_masking, audit_model, AuditOptions};
+use crate::dist::DataParallel;
 use crate::data::{DataConfig, Loader, Meta, Split};
 use crate::eval::evaluate;
 use crate::eval::minimal_pairs::score_pairs;
@@ -101,11 +102,35 @@ fn log(opts: &CompareOptions, msg: &str) {
     }
 }
 
-/// Runs the whole comparison described by `cfg`.
+/// Runs the whole comparison described by `cfg` in this process.
 pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<CompareOutcome> {
+    run_compare_on(cfg, opts, &mut DataParallel::local())?
+        .ok_or_else(|| Error::Other("a single process is its own rank 0; this is a bug".into()))
+}
+
+/// Runs the comparison `cfg` spread over the ranks of `ranks` (`mpirun -np N remask compare`, feature
+/// `mpi`): rank 0 prepares the data and evaluation sets while the others wait; each rank then trains
+/// its share of the independent runs (the k-th run to train goes to rank k mod N), each on its own
+/// (no data parallelism inside a run), writing its result into the run's directory as always; after
+/// a barrier, rank 0 reads every result back (as `--resume` does) and writes the report. The runs do
+/// not depend on the rank that trains them, so the report equals a single process's except for
+/// timings. All ranks must see the output directory (one machine, or a shared file system).
+/// Returns the outcome on rank 0, `None` on the others.
+pub fn run_compare_on(
+    cfg: &CompareConfig,
+    opts: &CompareOptions,
+    ranks: &mut DataParallel,
+) -> Result<Option<CompareOutcome>> {
     cfg.validate()?;
     let started = Instant::now();
-    let out = open_workspace(cfg, opts)?;
+    let root = ranks.is_root();
+    // Only rank 0 sets the workspace up; the others wait for it and then read what it prepared.
+    if !root {
+        ranks.barrier()?;
+    }
+    let reader = CompareOptions { resume: true, force: false, ..opts.clone() };
+    let opts = if root { opts } else { &reader };
+    let out = if root { open_workspace(cfg, opts)? } else { cfg.compare.output_dir.clone() };
     let strategies: Vec<Strategy> = cfg
         .compare
         .strategies
@@ -122,6 +147,9 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
         &out,
         opts.resume,
     )?;
+    if root && ranks.size() > 1 {
+        ranks.barrier()?;
+    }
     let batch_rows = cfg.optimizer.batch_size as u64;
     let train_rows = data.dirs[0].meta.train.rows;
     // Row visits of one run: the same for every run (with regimes the budget is steps or tokens).
@@ -142,7 +170,15 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
         strategies: &strategies,
         regimes: &regimes,
     };
-    let (mut runs, audit) = train_all(&ctx, &planned)?;
+    if ranks.size() > 1 {
+        train_runs(&ctx, &planned, Some((ranks.rank(), ranks.size())))?;
+        ranks.barrier()?;
+        if !root {
+            return Ok(None);
+        }
+    }
+    // Every run (under several ranks: all finished by now, read back).
+    let (mut runs, audit) = train_runs(&ctx, &planned, None)?;
     // The report lists runs in plan order: regime, seed, strategy as configured.
     let rank = |r: &RunRecord| {
         planned.iter().position(|p| {
@@ -182,11 +218,11 @@ pub fn run_compare(cfg: &CompareConfig, opts: &CompareOptions) -> Result<Compare
     };
     let report = build_report(setup, runs, audit);
     let files = write_outputs(&report, &out)?;
-    Ok(CompareOutcome {
+    Ok(Some(CompareOutcome {
         report,
         output_dir: out,
         files,
-    })
+    }))
 }
 
 /// Rebuilds the report (verdicts, comparisons, `report.md`, `report.json`, plots) of a finished
@@ -384,9 +420,16 @@ struct RunContext<'a> {
 
 /// Trains every planned run (a run identical to another is copied from it) and audits: the MLM
 /// targets of each strategy, and the attention of each strategy's seed-1 model in the last regime.
-fn train_all(ctx: &RunContext, planned: &[PlannedRun]) -> Result<(Vec<RunRecord>, Vec<AuditLine>)> {
+/// With `share = Some((rank, size))` it only trains this rank's share of the runs to train (the k-th
+/// goes to rank k mod size), skips everything else and returns nothing useful: the results are in
+/// the run directories, for the pass without a share to read back.
+fn train_runs(
+    ctx: &RunContext,
+    planned: &[PlannedRun],
+    share: Option<(usize, usize)>,
+) -> Result<(Vec<RunRecord>, Vec<AuditLine>)> {
     let mut audit = Vec::new();
-    if ctx.cfg.compare.task == CompareTask::Mlm {
+    if ctx.cfg.compare.task == CompareTask::Mlm && share.is_none() {
         for (s, &di) in ctx.strategies.iter().zip(&ctx.data.dir_of) {
             let d = &ctx.data.dirs[di];
             let mut probe = Loader::open(&d.dir, Split::Train, crate::data::Task::Mlm, &s.masking)?;
@@ -417,6 +460,9 @@ fn train_all(ctx: &RunContext, planned: &[PlannedRun]) -> Result<(Vec<RunRecord>
     for p in order {
         let s = &ctx.strategies[p.strategy];
         let regime = &ctx.regimes[p.regime];
+        if share.is_some() && p.same_as.is_some() {
+            continue;
+        }
         if let Some(other) = p.same_as {
             let src = runs
                 .iter()
@@ -454,6 +500,9 @@ fn train_all(ctx: &RunContext, planned: &[PlannedRun]) -> Result<(Vec<RunRecord>
             )));
         }
         n += 1;
+        if share.is_some_and(|(rank, size)| (n - 1) % size != rank) {
+            continue;
+        }
         let name = run_name(&s.name, regime.epochs, p.seed);
         let run_dir = ctx.out.join("runs").join(&name);
         if let Some((rec, line)) =
