@@ -72,8 +72,12 @@ impl AddedScan {
             folded.push(t.content.to_ascii_lowercase());
             if let Some(norm) = tokenizer.get_normalizer() {
                 let mut n = tokenizers::NormalizedString::from(t.content.as_str());
-                norm.normalize(&mut n)
-                    .map_err(|e| Error::Other(format!("tokenizer: normalising the added token {:?}: {e}", t.content)))?;
+                norm.normalize(&mut n).map_err(|e| {
+                    Error::Other(format!(
+                        "tokenizer: normalising the added token {:?}: {e}",
+                        t.content
+                    ))
+                })?;
                 folded.push(n.get().to_ascii_lowercase());
             }
         }
@@ -91,7 +95,10 @@ impl AddedScan {
 
     /// Whether an added token may occur in `text` (ignoring ASCII case).
     pub fn may_occur_in(&self, text: &str) -> bool {
-        if !text.bytes().any(|c| self.first[c.to_ascii_lowercase() as usize]) {
+        if !text
+            .bytes()
+            .any(|c| self.first[c.to_ascii_lowercase() as usize])
+        {
             return false;
         }
         let lower = text.to_ascii_lowercase();
@@ -105,10 +112,13 @@ struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut add = |w: u64| self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        let mut add =
+            |w: u64| self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+            add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
         }
         for &b in chunks.remainder() {
             add(b as u64);
@@ -145,7 +155,9 @@ impl WordPieceIds {
     /// The search of `tokenizer`'s model, if it is WordPiece.
     pub fn of(tokenizer: &Tokenizer) -> Option<Self> {
         use tokenizers::Model;
-        let tokenizers::ModelWrapper::WordPiece(wp) = tokenizer.get_model() else { return None };
+        let tokenizers::ModelWrapper::WordPiece(wp) = tokenizer.get_model() else {
+            return None;
+        };
         let prefix = wp.continuing_subword_prefix.as_str();
         let (mut whole, mut inner) = (Map::default(), Map::default());
         for (token, id) in wp.get_vocab() {
@@ -155,7 +167,13 @@ impl WordPieceIds {
             whole.insert(token, id);
         }
         let unk = whole.get(&wp.unk_token).copied();
-        Some(Self { whole, inner, unk, unk_token: wp.unk_token.clone(), max_chars: wp.max_input_chars_per_word })
+        Some(Self {
+            whole,
+            inner,
+            unk,
+            unk_token: wp.unk_token.clone(),
+            max_chars: wp.max_input_chars_per_word,
+        })
     }
 
     /// Appends the ids of `word` to `ids` and whether each starts the word to `starts`.
@@ -187,7 +205,10 @@ impl WordPieceIds {
         ids.truncate(mark);
         starts.truncate(mark);
         let unk = self.unk.ok_or_else(|| {
-            Error::Other(format!("tokenizer: encoding: WordPiece has no unknown token `{}` in its vocabulary", self.unk_token))
+            Error::Other(format!(
+                "tokenizer: encoding: WordPiece has no unknown token `{}` in its vocabulary",
+                self.unk_token
+            ))
         })?;
         ids.push(unk);
         starts.push(true);
@@ -207,8 +228,15 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let want = ["Hey", "friend", "!", "How", "are", "you", "?", "!", "?", "(", "x", "+", "y", ")", "=", "z", "don", "'", "t"];
+        let want = [
+            "Hey", "friend", "!", "How", "are", "you", "?", "!", "?", "(", "x", "+", "y", ")", "=",
+            "z", "don", "'", "t",
+        ];
         assert_eq!(words, want);
-        assert!(is_printable_ascii(" ~az") && !is_printable_ascii("a\tb") && !is_printable_ascii("caf\u{e9}"));
+        assert!(
+            is_printable_ascii(" ~az")
+                && !is_printable_ascii("a\tb")
+                && !is_printable_ascii("caf\u{e9}")
+        );
     }
 }

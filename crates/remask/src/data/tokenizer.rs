@@ -74,7 +74,11 @@ pub fn is_cjk(c: char) -> bool {
 
 /// Byte offsets where jieba words start in `text` (HMM off: dictionary words only, deterministic).
 pub fn jieba_word_starts(text: &str) -> Vec<usize> {
-    jieba().cut(text, false).iter().map(|t| t.byte_start).collect()
+    jieba()
+        .cut(text, false)
+        .iter()
+        .map(|t| t.byte_start)
+        .collect()
 }
 
 /// Counts the pre-tokenized words of `texts` (in parallel; the result does not depend on the order).
@@ -83,13 +87,19 @@ fn count_words(tokenizer: &Tokenizer, texts: &[&str]) -> Result<BTreeMap<String,
     let words_of = |text: &str| -> Result<Vec<String>> {
         let mut n = tokenizers::NormalizedString::from(text);
         if let Some(norm) = tokenizer.get_normalizer() {
-            norm.normalize(&mut n).map_err(|e| tk_err("normalising", e))?;
+            norm.normalize(&mut n)
+                .map_err(|e| tk_err("normalising", e))?;
         }
         let mut pts = tokenizers::PreTokenizedString::from(n);
         if let Some(pre) = tokenizer.get_pre_tokenizer() {
-            pre.pre_tokenize(&mut pts).map_err(|e| tk_err("pre-tokenizing", e))?;
+            pre.pre_tokenize(&mut pts)
+                .map_err(|e| tk_err("pre-tokenizing", e))?;
         }
-        Ok(pts.get_splits(OffsetReferential::Original, OffsetType::Byte).into_iter().map(|(s, _, _)| s.to_string()).collect())
+        Ok(pts
+            .get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(s, _, _)| s.to_string())
+            .collect())
     };
     texts
         .par_chunks(256)
@@ -119,15 +129,26 @@ impl TextTokenizer {
     pub fn train(config: &TokenizerConfig, texts: &[&str]) -> Result<Self> {
         let names = config.special_token_names();
         if names.len() != 5 {
-            return Err(Error::config("data.tokenizer.special_tokens", "must list pad, unk, cls, sep, mask"));
+            return Err(Error::config(
+                "data.tokenizer.special_tokens",
+                "must list pad, unk, cls, sep, mask",
+            ));
         }
-        let added: Vec<AddedToken> = names.iter().map(|n| AddedToken::from(n.clone(), true)).collect();
+        let added: Vec<AddedToken> = names
+            .iter()
+            .map(|n| AddedToken::from(n.clone(), true))
+            .collect();
         let vocab = config.vocab_size as usize;
         // The normaliser and pre-tokenizer come first: training counts the words they produce.
         let mut tokenizer = match config.kind {
             TokenizerKind::Wordpiece => {
                 let mut t = Tokenizer::new(WordPiece::default());
-                t.with_normalizer(Some(BertNormalizer::new(true, true, None, config.lowercase)));
+                t.with_normalizer(Some(BertNormalizer::new(
+                    true,
+                    true,
+                    None,
+                    config.lowercase,
+                )));
                 t.with_pre_tokenizer(Some(BertPreTokenizer));
                 t.with_decoder(Some(WordPieceDecoder::default()));
                 t
@@ -142,9 +163,14 @@ impl TextTokenizer {
         let counts = count_words(&tokenizer, texts)?;
         match config.kind {
             TokenizerKind::Wordpiece => {
-                let learned = vocab_trainer::learn(&counts, &names, vocab, 2, Some("##"), &[], 1000);
-                let v: tokenizers::models::bpe::Vocab =
-                    learned.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+                let learned =
+                    vocab_trainer::learn(&counts, &names, vocab, 2, Some("##"), &[], 1000);
+                let v: tokenizers::models::bpe::Vocab = learned
+                    .tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.clone(), i as u32))
+                    .collect();
                 let model = WordPiece::builder()
                     .vocab(v)
                     .unk_token(names[1].clone())
@@ -156,9 +182,21 @@ impl TextTokenizer {
             TokenizerKind::Bpe => {
                 let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
                 alphabet.sort_unstable();
-                let learned = vocab_trainer::learn(&counts, &names, vocab, 2, None, &alphabet, alphabet.len());
-                let v: tokenizers::models::bpe::Vocab =
-                    learned.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+                let learned = vocab_trainer::learn(
+                    &counts,
+                    &names,
+                    vocab,
+                    2,
+                    None,
+                    &alphabet,
+                    alphabet.len(),
+                );
+                let v: tokenizers::models::bpe::Vocab = learned
+                    .tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.clone(), i as u32))
+                    .collect();
                 let model = BPE::builder()
                     .vocab_and_merges(v, learned.merges)
                     .build()
@@ -173,10 +211,16 @@ impl TextTokenizer {
         };
         match config.kind {
             TokenizerKind::Wordpiece => {
-                tokenizer.with_post_processor(Some(BertProcessing::new((names[3].clone(), sep), (names[2].clone(), cls))));
+                tokenizer.with_post_processor(Some(BertProcessing::new(
+                    (names[3].clone(), sep),
+                    (names[2].clone(), cls),
+                )));
             }
             TokenizerKind::Bpe => {
-                tokenizer.with_post_processor(Some(RobertaProcessing::new((names[3].clone(), sep), (names[2].clone(), cls))));
+                tokenizer.with_post_processor(Some(RobertaProcessing::new(
+                    (names[3].clone(), sep),
+                    (names[2].clone(), cls),
+                )));
             }
         }
         Self::from_tokenizer(tokenizer, Path::new("<trained>"))
@@ -201,7 +245,9 @@ impl TextTokenizer {
         // Documents are encoded whole and unpadded (the packer frames and cuts them): a file that asks
         // for padding or truncation (sentence-transformers' pad to 128) would otherwise corrupt them.
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| Error::data(path, format!("turning truncation off: {e}")))?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::data(path, format!("turning truncation off: {e}")))?;
         let find = |cands: &[&str]| cands.iter().find_map(|c| inner.token_to_id(c));
         let pad = find(&["[PAD]", "<pad>", "<|padding|>", "<|pad|>"]);
         let mask = find(&["[MASK]", "<mask>", "<|mask|>"]);
@@ -224,15 +270,33 @@ impl TextTokenizer {
             .collect();
         all.sort_unstable();
         all.dedup();
-        let bert_pre_tokenizer = matches!(inner.get_pre_tokenizer(), Some(PreTokenizerWrapper::BertPreTokenizer(_)));
+        let bert_pre_tokenizer = matches!(
+            inner.get_pre_tokenizer(),
+            Some(PreTokenizerWrapper::BertPreTokenizer(_))
+        );
         let added = AddedScan::new(&inner).map_err(|e| Error::data(path, e.to_string()))?;
         let wordpiece = WordPieceIds::of(&inner);
-        Ok(Self { inner, specials: SpecialTokens { pad, unk, cls, sep, mask, all }, bert_pre_tokenizer, added, wordpiece })
+        Ok(Self {
+            inner,
+            specials: SpecialTokens {
+                pad,
+                unk,
+                cls,
+                sep,
+                mask,
+                all,
+            },
+            bert_pre_tokenizer,
+            added,
+            wordpiece,
+        })
     }
 
     /// The `tokenizer.json` text (compact, deterministic).
     pub fn to_json(&self) -> Result<String> {
-        self.inner.to_string(false).map_err(|e| tk_err("serialising", e))
+        self.inner
+            .to_string(false)
+            .map_err(|e| tk_err("serialising", e))
     }
 
     pub fn specials(&self) -> &SpecialTokens {
@@ -246,7 +310,9 @@ impl TextTokenizer {
 
     /// The text of a token id (`?` for unknown ids).
     pub fn token(&self, id: u32) -> String {
-        self.inner.id_to_token(id).unwrap_or_else(|| "?".to_string())
+        self.inner
+            .id_to_token(id)
+            .unwrap_or_else(|| "?".to_string())
     }
 
     /// Decodes ids to text, keeping special tokens.
@@ -266,7 +332,10 @@ impl TextTokenizer {
         if !use_jieba {
             return self.encode_by_words(text);
         }
-        let enc = self.inner.encode(text, false).map_err(|e| tk_err("encoding", e))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| tk_err("encoding", e))?;
         let ids = enc.get_ids().to_vec();
         let starts = jieba_word_starts(text);
         let offsets = enc.get_offsets();
@@ -301,7 +370,10 @@ impl TextTokenizer {
         let normalised = self.normalised_ascii(text);
         if let Some(t) = normalised.as_deref() {
             if self.bert_pre_tokenizer && is_printable_ascii(t) && !self.added.may_occur_in(t) {
-                let (mut ids, mut word_starts) = (Vec::with_capacity(t.len() / 3), Vec::with_capacity(t.len() / 3));
+                let (mut ids, mut word_starts) = (
+                    Vec::with_capacity(t.len() / 3),
+                    Vec::with_capacity(t.len() / 3),
+                );
                 bert_ascii_words(t, |word| match &self.wordpiece {
                     Some(wp) => wp.push(word, &mut ids, &mut word_starts),
                     None => {
@@ -322,11 +394,17 @@ impl TextTokenizer {
             None => added.extract_and_normalize(inner.get_normalizer(), text),
         };
         if let Some(pre) = inner.get_pre_tokenizer() {
-            pre.pre_tokenize(&mut words).map_err(|e| tk_err("pre-tokenizing", e))?;
+            pre.pre_tokenize(&mut words)
+                .map_err(|e| tk_err("pre-tokenizing", e))?;
         }
-        words.tokenize(|w| model.tokenize(w.get())).map_err(|e| tk_err("encoding", e))?;
+        words
+            .tokenize(|w| model.tokenize(w.get()))
+            .map_err(|e| tk_err("encoding", e))?;
         let splits = words.get_splits(OffsetReferential::Normalized, OffsetType::None);
-        let n: usize = splits.iter().map(|(_, _, t)| t.as_ref().map_or(0, Vec::len)).sum();
+        let n: usize = splits
+            .iter()
+            .map(|(_, _, t)| t.as_ref().map_or(0, Vec::len))
+            .sum();
         let (mut ids, mut word_starts) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for tokens in splits.iter().filter_map(|(_, _, t)| t.as_ref()) {
             for (j, t) in tokens.iter().enumerate() {
@@ -376,8 +454,13 @@ mod tests {
     fn corpus() -> Vec<String> {
         let mut v = Vec::new();
         for i in 0..200 {
-            v.push(format!("In the beginning God created the heavens and the earth number {i}."));
-            v.push("The earth was formless and empty, darkness was on the surface of the deep.".to_string());
+            v.push(format!(
+                "In the beginning God created the heavens and the earth number {i}."
+            ));
+            v.push(
+                "The earth was formless and empty, darkness was on the surface of the deep."
+                    .to_string(),
+            );
             v.push("中华人民共和国 成立 了。我们 热爱 和平。".replace(' ', ""));
         }
         v
@@ -388,10 +471,18 @@ mod tests {
         let docs = corpus();
         let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
         for kind in [TokenizerKind::Wordpiece, TokenizerKind::Bpe] {
-            let cfg = TokenizerConfig { kind, vocab_size: 400, ..Default::default() };
+            let cfg = TokenizerConfig {
+                kind,
+                vocab_size: 400,
+                ..Default::default()
+            };
             let a = TextTokenizer::train(&cfg, &texts).unwrap();
             let b = TextTokenizer::train(&cfg, &texts).unwrap();
-            assert_eq!(a.to_json().unwrap(), b.to_json().unwrap(), "{kind:?} training is not deterministic");
+            assert_eq!(
+                a.to_json().unwrap(),
+                b.to_json().unwrap(),
+                "{kind:?} training is not deterministic"
+            );
             let s = a.specials();
             assert_eq!((s.pad, s.unk, s.cls, s.sep, s.mask), (0, Some(1), 2, 3, 4));
             assert!(a.vocab_size() <= 400 && a.vocab_size() > 50);
@@ -399,7 +490,11 @@ mod tests {
             assert_eq!(round.specials(), a.specials());
             let enc = a.encode("God created the earth", Language::Auto).unwrap();
             assert!(!enc.ids.iter().any(|id| s.all.contains(id)));
-            assert_eq!(enc.word_starts.iter().filter(|&&w| w).count(), 4, "{kind:?}: four words");
+            assert_eq!(
+                enc.word_starts.iter().filter(|&&w| w).count(),
+                4,
+                "{kind:?}: four words"
+            );
         }
     }
 
@@ -407,12 +502,20 @@ mod tests {
     fn a_loaded_tokenizer_neither_pads_nor_truncates() {
         let docs = corpus();
         let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
-        let t = TextTokenizer::train(&TokenizerConfig { vocab_size: 400, ..Default::default() }, &texts).unwrap();
+        let t = TextTokenizer::train(
+            &TokenizerConfig {
+                vocab_size: 400,
+                ..Default::default()
+            },
+            &texts,
+        )
+        .unwrap();
         let mut json: serde_json::Value = serde_json::from_str(&t.to_json().unwrap()).unwrap();
         json["truncation"] = serde_json::json!({"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0});
         json["padding"] = serde_json::json!({"strategy": {"Fixed": 64}, "direction": "Right", "pad_to_multiple_of": null,
             "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"});
-        let loaded = TextTokenizer::from_json(&json.to_string(), Path::new("st/tokenizer.json")).unwrap();
+        let loaded =
+            TextTokenizer::from_json(&json.to_string(), Path::new("st/tokenizer.json")).unwrap();
         let text = "The earth was formless and empty, darkness was on the surface of the deep.";
         let want = t.encode(text, Language::Auto).unwrap();
         assert!(want.ids.len() > 8);
@@ -424,8 +527,13 @@ mod tests {
     fn encode_via_encoding(t: &TextTokenizer, text: &str) -> EncodedDoc {
         let enc = t.inner.encode(text, false).unwrap();
         let words = enc.get_word_ids();
-        let word_starts = (0..enc.len()).map(|i| i == 0 || words[i] != words[i - 1] || words[i].is_none()).collect();
-        EncodedDoc { ids: enc.get_ids().to_vec(), word_starts }
+        let word_starts = (0..enc.len())
+            .map(|i| i == 0 || words[i] != words[i - 1] || words[i].is_none())
+            .collect();
+        EncodedDoc {
+            ids: enc.get_ids().to_vec(),
+            word_starts,
+        }
     }
 
     /// Guards the fast path `prepare` encodes with: the same ids and word starts as the `Encoding`,
@@ -438,12 +546,28 @@ mod tests {
         let docs = corpus();
         let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
         let mut tokenizers = Vec::new();
-        for (kind, lowercase) in [(TokenizerKind::Wordpiece, true), (TokenizerKind::Wordpiece, false), (TokenizerKind::Bpe, false)] {
-            let cfg = TokenizerConfig { kind, vocab_size: 400, lowercase, ..Default::default() };
-            tokenizers.push((format!("{kind:?} lowercase={lowercase}"), TextTokenizer::train(&cfg, &texts).unwrap()));
+        for (kind, lowercase) in [
+            (TokenizerKind::Wordpiece, true),
+            (TokenizerKind::Wordpiece, false),
+            (TokenizerKind::Bpe, false),
+        ] {
+            let cfg = TokenizerConfig {
+                kind,
+                vocab_size: 400,
+                lowercase,
+                ..Default::default()
+            };
+            tokenizers.push((
+                format!("{kind:?} lowercase={lowercase}"),
+                TextTokenizer::train(&cfg, &texts).unwrap(),
+            ));
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        for f in ["fixtures/bert-pll/tokenizer.json", "fuzz/corpus/tokenizer/wordpiece.json", "fuzz/corpus/tokenizer/bpe.json"] {
+        for f in [
+            "fixtures/bert-pll/tokenizer.json",
+            "fuzz/corpus/tokenizer/wordpiece.json",
+            "fuzz/corpus/tokenizer/bpe.json",
+        ] {
             tokenizers.push((f.to_string(), TextTokenizer::load(&root.join(f)).unwrap()));
         }
         let samples = [
@@ -462,28 +586,87 @@ mod tests {
         // A word longer than WordPiece's 100 characters is one unknown token.
         let long = format!("the {} earth", "Ab".repeat(60));
         // Random printable ASCII from words, punctuation, spaces and pieces of special tokens.
-        let pieces = ["the", "Earth", "GOD", "was", "[", "]", "MASK", "mask", "<", ">", "/s", "s", "SEP", "cls", "CLS",
-            "UNK", "pad", " ", "  ", ",", ".", "'", "-", "x", "created", "beginning", "formless", "9", "!?"];
-        let mut rng = remask_kernels::rng::KeyedRng::new(3, remask_kernels::rng::Purpose::Shuffle, 0, 0);
+        let pieces = [
+            "the",
+            "Earth",
+            "GOD",
+            "was",
+            "[",
+            "]",
+            "MASK",
+            "mask",
+            "<",
+            ">",
+            "/s",
+            "s",
+            "SEP",
+            "cls",
+            "CLS",
+            "UNK",
+            "pad",
+            " ",
+            "  ",
+            ",",
+            ".",
+            "'",
+            "-",
+            "x",
+            "created",
+            "beginning",
+            "formless",
+            "9",
+            "!?",
+        ];
+        let mut rng =
+            remask_kernels::rng::KeyedRng::new(3, remask_kernels::rng::Purpose::Shuffle, 0, 0);
         let random: Vec<String> = (0..300)
-            .map(|_| (0..1 + rng.below(12)).map(|_| pieces[rng.below(pieces.len() as u64) as usize]).collect())
+            .map(|_| {
+                (0..1 + rng.below(12))
+                    .map(|_| pieces[rng.below(pieces.len() as u64) as usize])
+                    .collect()
+            })
             .collect();
         for (name, t) in &tokenizers {
             // The WordPiece ones take the whole short road (words cut directly, WordPieceIds).
             let wordpiece = !name.contains("Bpe") && !name.contains("bpe.json");
-            assert_eq!((t.wordpiece.is_some(), t.bert_pre_tokenizer), (wordpiece, wordpiece), "{name}");
+            assert_eq!(
+                (t.wordpiece.is_some(), t.bert_pre_tokenizer),
+                (wordpiece, wordpiece),
+                "{name}"
+            );
             // Both shortcuts are exercised: ASCII kept as it is, and ASCII lowered (lower-casing ones).
-            assert_eq!(t.normalised_ascii(samples[9]).as_deref(), Some(samples[9]), "{name}");
+            assert_eq!(
+                t.normalised_ascii(samples[9]).as_deref(),
+                Some(samples[9]),
+                "{name}"
+            );
             let lowered = t.normalised_ascii(samples[2]).expect("printable ASCII");
-            assert_eq!(matches!(lowered, Cow::Owned(_)), name.contains("lowercase=true") || name.contains("bert-pll"), "{name}");
+            assert_eq!(
+                matches!(lowered, Cow::Owned(_)),
+                name.contains("lowercase=true") || name.contains("bert-pll"),
+                "{name}"
+            );
             let random = random.iter().map(String::as_str);
             let random = random.chain([long.as_str()]);
-            for text in samples.iter().copied().chain(texts.iter().copied().take(9)).chain(random) {
-                assert_eq!(t.encode_by_words(text).unwrap(), encode_via_encoding(t, text), "{name}: {text:?}");
+            for text in samples
+                .iter()
+                .copied()
+                .chain(texts.iter().copied().take(9))
+                .chain(random)
+            {
+                assert_eq!(
+                    t.encode_by_words(text).unwrap(),
+                    encode_via_encoding(t, text),
+                    "{name}: {text:?}"
+                );
             }
             // `encode` takes the fast path unless jieba segments the text.
             let text = samples[3];
-            assert_eq!(t.encode(text, Language::Auto).unwrap(), encode_via_encoding(t, text), "{name}");
+            assert_eq!(
+                t.encode(text, Language::Auto).unwrap(),
+                encode_via_encoding(t, text),
+                "{name}"
+            );
         }
     }
 
@@ -491,7 +674,10 @@ mod tests {
     fn chinese_words_come_from_jieba() {
         let docs = corpus();
         let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
-        let cfg = TokenizerConfig { vocab_size: 400, ..Default::default() };
+        let cfg = TokenizerConfig {
+            vocab_size: 400,
+            ..Default::default()
+        };
         let t = TextTokenizer::train(&cfg, &texts).unwrap();
         let text = "我们热爱和平";
         let enc = t.encode(text, Language::Auto).unwrap();
