@@ -42,5 +42,69 @@ run "2 ranks, real encoder (MLM, adaptive masking)" "${mpi[@]}" -np 2 "$bin" dis
 run "2 ranks, real decoder (CLM)" "${mpi[@]}" -np 2 "$bin" dist-check --model decoder
 run "1 rank under mpirun" "${mpi[@]}" -np 1 "$bin" dist-check
 
+# `remask compare` spread over ranks: the runs are shared out, rank 0 writes the report, which must
+# equal a single process's except for timings.
+cmp_dir=$(mktemp -d)
+cat > "$cmp_dir/tiny.toml" <<'TOML'
+[compare]
+strategies = ["static", "dynamic"]
+seeds = 2
+dupe_factor = 2
+regimes = [1, 4]
+threads = 1
+max_documents = 300
+eval_every_steps = 3
+eval_batches = 2
+eval_batch_size = 8
+minimal_pairs = ""
+
+[data]
+seq_len = 32
+validation_share = 0.2
+tokenizer = { vocab_size = 200 }
+
+[model]
+arch = "encoder"
+d_model = 16
+n_heads = 2
+n_layers = 1
+d_ff = 32
+max_positions = 32
+
+[optimizer]
+batch_size = 8
+
+[budget]
+steps = 6
+TOML
+cat > "$cmp_dir/same_report.sh" <<'SH'
+# usage: same_report.sh BIN DIR N MPIRUN...: one process and N ranks give the same report.
+set -euo pipefail
+bin=$1; dir=$2; n=$3; shift 3
+"$bin" compare --config "$dir/tiny.toml" --out "$dir/one" --force --log-lines >/dev/null 2>&1
+"$@" -np "$n" "$bin" compare --config "$dir/tiny.toml" --out "$dir/np$n" --log-lines >/dev/null
+python3 - "$dir/one/report.json" "$dir/np$n/report.json" <<'PY'
+import json, sys
+timing = {"tokens_per_s", "wall_s", "masking_ms_per_step", "seconds", "run_dir"}
+def strip(x):
+    if isinstance(x, dict):
+        return {k: strip(v) for k, v in x.items() if k not in timing}
+    if isinstance(x, list):
+        return [strip(v) for v in x]
+    return x
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+ra, rb = strip(a["runs"]), strip(b["runs"])
+assert len(ra) == len(rb) > 0, (len(ra), len(rb))
+for x, y in zip(ra, rb):
+    assert x == y, (x.get("strategy"), x.get("regime"), x.get("seed"))
+assert strip(a["comparisons"]) == strip(b["comparisons"]), "comparisons differ"
+assert strip(a["audit"]) == strip(b["audit"]), "audit differs"
+print(f"compare under mpirun: {len(rb)} runs and {len(b['comparisons'])} comparisons equal a single process's")
+PY
+SH
+run "compare over 2 ranks == 1 process (runs, comparisons, audit)" bash "$cmp_dir/same_report.sh" "$bin" "$cmp_dir" 2 "${mpi[@]}"
+run "compare over 3 ranks == 1 process" bash "$cmp_dir/same_report.sh" "$bin" "$cmp_dir" 3 "${mpi[@]}"
+rm -rf "$cmp_dir"
+
 echo "mpi-tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

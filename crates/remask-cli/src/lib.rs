@@ -11,7 +11,11 @@ mod signals;
 mod testing;
 
 #[derive(Parser)]
-#[command(name = "remask", version, about = "Train Transformers with swappable MLM masking and attention masks")]
+#[command(
+    name = "remask",
+    version,
+    about = "Train Transformers with swappable MLM masking and attention masks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,6 +59,13 @@ enum Command {
 
 /// Runs the command line and exits with its status.
 pub fn main() {
+    // Like other Unix tools (`remask inspect … | head`): a closed stdout ends the process quietly,
+    // as SIGPIPE's default action does, instead of a panic in `print!`.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Info => {

@@ -53,12 +53,20 @@ pub struct FaultArgs {
 impl FaultArgs {
     /// The faults these flags ask for.
     pub fn plan(&self) -> FaultPlan {
-        FaultPlan { sleep_in_write_ms: self.fault_sleep_in_write_ms, disk_full_after_bytes: self.fault_disk_full_after_bytes }
+        FaultPlan {
+            sleep_in_write_ms: self.fault_sleep_in_write_ms,
+            disk_full_after_bytes: self.fault_disk_full_after_bytes,
+        }
     }
 }
 
 /// Runs `train --toy` or `train --synthetic`.
-pub fn train(args: &TrainArgs, start: Start, opts: TrainerOptions, dp: DataParallel) -> anyhow::Result<()> {
+pub fn train(
+    args: &TrainArgs,
+    start: Start,
+    opts: TrainerOptions,
+    dp: DataParallel,
+) -> anyhow::Result<()> {
     let cfg = start.config().clone();
     if args.toy {
         let mut model = BigramModel::from_config(cfg.model.clone(), cfg.run.seed);
@@ -84,24 +92,41 @@ pub struct EvalArgs {
 
 /// `eval --toy / --synthetic`: the checkpoint's weights on the synthetic validation batches its run
 /// used; None when neither flag is given.
-pub fn eval(args: &EvalArgs, ckpt: &LoadedCheckpoint, pseudo: bool) -> anyhow::Result<Option<EvalResult>> {
+pub fn eval(
+    args: &EvalArgs,
+    ckpt: &LoadedCheckpoint,
+    pseudo: bool,
+) -> anyhow::Result<Option<EvalResult>> {
     if args.toy {
-        let mut model = BigramModel::from_config(ckpt.model_config.clone(), ckpt.run_config.run.seed);
+        let mut model =
+            BigramModel::from_config(ckpt.model_config.clone(), ckpt.run_config.run.seed);
         return evaluate_checkpoint(&mut model, ckpt, true, pseudo).map(Some);
     }
     if args.synthetic {
-        let mut model = remask::model::new_model(ckpt.model_config.clone(), ckpt.run_config.run.seed)?;
+        let mut model =
+            remask::model::new_model(ckpt.model_config.clone(), ckpt.run_config.run.seed)?;
         return evaluate_checkpoint(&mut model, ckpt, false, pseudo).map(Some);
     }
     Ok(None)
 }
 
-fn evaluate_checkpoint<M: TrainModel>(model: &mut M, ckpt: &LoadedCheckpoint, toy: bool, pseudo: bool) -> anyhow::Result<EvalResult> {
+fn evaluate_checkpoint<M: TrainModel>(
+    model: &mut M,
+    ckpt: &LoadedCheckpoint,
+    toy: bool,
+    pseudo: bool,
+) -> anyhow::Result<EvalResult> {
     ckpt.restore_params(model)?;
     let (source, batches) = synthetic_data(&ckpt.run_config, toy)?;
     let mut r = evaluate(model, &batches)?;
     if pseudo {
-        r.pseudo_perplexity = Some(pseudo_perplexity(model, &batches, source.mask_token_id(), &[], 64)?);
+        r.pseudo_perplexity = Some(pseudo_perplexity(
+            model,
+            &batches,
+            source.mask_token_id(),
+            &[],
+            64,
+        )?);
     }
     Ok(r)
 }
@@ -115,10 +140,16 @@ pub fn synthetic_data(cfg: &RunConfig, toy: bool) -> anyhow::Result<(SyntheticSo
         _ if toy => TaskKind::Mlm { rate: 0.3 },
         remask::model::Arch::Decoder => TaskKind::Clm,
         remask::model::Arch::Encoder => TaskKind::Mlm { rate: 0.3 },
-        remask::model::Arch::EncoderDecoder => anyhow::bail!("synthetic data has no target side: use an encoder or decoder"),
+        remask::model::Arch::EncoderDecoder => {
+            anyhow::bail!("synthetic data has no target side: use an encoder or decoder")
+        }
     };
     let source = SyntheticSource::new(64, 16, vocab, cfg.run.seed, task, true);
     let mut val = SyntheticSource::new(16, 16, vocab, cfg.run.seed ^ 1, task, false);
-    let eval = fixed_batches(&mut val, cfg.eval.batches.max(1), cfg.eval.batch_size.max(1))?;
+    let eval = fixed_batches(
+        &mut val,
+        cfg.eval.batches.max(1),
+        cfg.eval.batch_size.max(1),
+    )?;
     Ok((source, eval))
 }

@@ -58,7 +58,11 @@ A motion to adjourn was made, seconded and carried by a large majority.\n";
 
 fn remask(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).output().expect("run remask");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// Writes the tiny config (with its out-of-domain text and the committed minimal pairs) into `dir`.
@@ -68,7 +72,10 @@ fn tiny_config(dir: &Path, text: &str) -> PathBuf {
     let cfg = dir.join("tiny.toml");
     let text = text
         .replace("\"OOD\"", &format!("{:?}", ood.to_str().unwrap()))
-        .replace("\"PAIRS\"", &format!("{:?}", fixtures().join("minimal-pairs").to_str().unwrap()));
+        .replace(
+            "\"PAIRS\"",
+            &format!("{:?}", fixtures().join("minimal-pairs").to_str().unwrap()),
+        );
     std::fs::write(&cfg, text).unwrap();
     cfg
 }
@@ -81,16 +88,29 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
     let (o, c) = (out.to_str().unwrap(), cfg.to_str().unwrap());
     let (rc, stdout, stderr) = remask(&["compare", "--config", c, "--out", o, "--log-lines"]);
     assert_eq!(rc, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("Training efficiency:") && stdout.contains("Generalization:"), "{stdout}");
-    assert!(stderr.contains("static-E1-seed1: identical to dynamic-E1-seed1 by construction"), "{stderr}");
+    assert!(
+        stdout.contains("Training efficiency:") && stdout.contains("Generalization:"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("static-E1-seed1: identical to dynamic-E1-seed1 by construction"),
+        "{stderr}"
+    );
 
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["setup"]["baseline"], "dynamic");
     let strategies = report["strategies"].as_array().unwrap();
     assert_eq!(strategies.len(), 4, "two strategies in two regimes");
     // Static masks are stored (K = 2 copies on disk), dynamic ones are not.
-    assert!(strategies.iter().filter(|s| s["strategy"] == "static").all(|s| s["mask_bytes"].as_u64().unwrap() > 0));
-    assert!(strategies.iter().filter(|s| s["strategy"] == "dynamic").all(|s| s["mask_bytes"] == 0));
+    assert!(strategies
+        .iter()
+        .filter(|s| s["strategy"] == "static")
+        .all(|s| s["mask_bytes"].as_u64().unwrap() > 0));
+    assert!(strategies
+        .iter()
+        .filter(|s| s["strategy"] == "dynamic")
+        .all(|s| s["mask_bytes"] == 0));
     // Stored compactly: both copies together take under 3 bytes per training token (the earlier
     // layout took 5 per copy).
     for s in strategies.iter().filter(|s| s["strategy"] == "static") {
@@ -100,19 +120,42 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
 
     // One comparison per measure × (static, dynamic) × regime, with the documented fields.
     let comparisons = report["comparisons"].as_array().unwrap();
-    for measure in ["val_loss", "val_accuracy", "ood_loss", "minimal_pairs", "train_val_gap"] {
+    for measure in [
+        "val_loss",
+        "val_accuracy",
+        "ood_loss",
+        "minimal_pairs",
+        "train_val_gap",
+    ] {
         for regime in [1, 4] {
             let c = comparisons
                 .iter()
                 .find(|c| c["measure"] == measure && c["regime"] == regime)
-                .unwrap_or_else(|| panic!("no {measure} comparison at E = {regime}: {comparisons:?}"));
-            assert_eq!((&c["a"], &c["b"], &c["seeds"]), (&"static".into(), &"dynamic".into(), &2.into()), "{c}");
-            assert!(c["called"].is_boolean() && c["mean_diff"].is_number(), "{c}");
+                .unwrap_or_else(|| {
+                    panic!("no {measure} comparison at E = {regime}: {comparisons:?}")
+                });
+            assert_eq!(
+                (&c["a"], &c["b"], &c["seeds"]),
+                (&"static".into(), &"dynamic".into(), &2.into()),
+                "{c}"
+            );
+            assert!(
+                c["called"].is_boolean() && c["mean_diff"].is_number(),
+                "{c}"
+            );
             let ci = c["ci95"].as_array().unwrap();
             assert!(ci[0].as_f64().unwrap() <= ci[1].as_f64().unwrap(), "{c}");
             if regime == 1 {
                 // E = 1 reads copy 0 only, which is the dynamic mask: the same run, difference 0.
-                assert_eq!((c["identical"].as_bool(), c["mean_diff"].as_f64(), c["called"].as_bool()), (Some(true), Some(0.0), Some(false)), "{c}");
+                assert_eq!(
+                    (
+                        c["identical"].as_bool(),
+                        c["mean_diff"].as_f64(),
+                        c["called"].as_bool()
+                    ),
+                    (Some(true), Some(0.0), Some(false)),
+                    "{c}"
+                );
             }
         }
     }
@@ -130,20 +173,38 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
         let mp = r["minimal_pairs"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&mp));
         let run_dir = out.join(r["run_dir"].as_str().unwrap());
-        assert!(run_dir.join("checkpoints/step-000006/DONE").is_file(), "{}", run_dir.display());
+        assert!(
+            run_dir.join("checkpoints/step-000006/DONE").is_file(),
+            "{}",
+            run_dir.display()
+        );
         // result.json: the run's record and its audit line, what `compare --resume` keeps.
-        let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json")).unwrap()).unwrap();
-        assert_eq!(result[0]["final_val_loss"], r["final_val_loss"], "result.json holds the run's record");
+        let result: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            result[0]["final_val_loss"], r["final_val_loss"],
+            "result.json holds the run's record"
+        );
         let rows = r["train_rows"].as_u64().unwrap();
-        assert_eq!(rows, if r["regime"] == 1 { 48 } else { 12 }, "6 steps x 8 rows / E");
+        assert_eq!(
+            rows,
+            if r["regime"] == 1 { 48 } else { 12 },
+            "6 steps x 8 rows / E"
+        );
     }
     let copies: Vec<&serde_json::Value> = runs.iter().filter(|r| !r["same_as"].is_null()).collect();
     assert_eq!(copies.len(), 2, "static at E = 1 is not trained again");
-    assert!(copies.iter().all(|r| r["strategy"] == "static" && r["regime"] == 1));
+    assert!(copies
+        .iter()
+        .all(|r| r["strategy"] == "static" && r["regime"] == 1));
     // Paired: the same seed starts both strategies from the same weights (the same step-0 loss on
     // the same fixed masks), different seeds from different ones.
     let first = |s: &str, e: u64, seed: u64| {
-        runs.iter().find(|r| r["strategy"] == s && r["regime"] == e && r["seed"] == seed).unwrap()["eval_curve"][0]["loss"].clone()
+        runs.iter()
+            .find(|r| r["strategy"] == s && r["regime"] == e && r["seed"] == seed)
+            .unwrap()["eval_curve"][0]["loss"]
+            .clone()
     };
     assert_eq!(first("static", 4, 1), first("dynamic", 4, 1));
     assert_ne!(first("dynamic", 4, 1), first("dynamic", 4, 2));
@@ -153,15 +214,29 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
     assert!(audit.iter().all(|a| a["passed"] == true), "{audit:?}");
 
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("## Verdicts") && md.contains("## Regime map: paired differences") && md.contains("| E = 4 | static | 2 |"), "{md}");
-    assert!(md.contains("![regime_map.png](regime_map.png)") && md.contains("![val_loss.png](val_loss.png)"), "{md}");
+    assert!(
+        md.contains("## Verdicts")
+            && md.contains("## Regime map: paired differences")
+            && md.contains("| E = 4 | static | 2 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("![regime_map.png](regime_map.png)")
+            && md.contains("![val_loss.png](val_loss.png)"),
+        "{md}"
+    );
     for f in ["val_loss.png", "train_loss.png", "regime_map.png"] {
         assert_eq!(&std::fs::read(out.join(f)).unwrap()[1..4], b"PNG", "{f}");
     }
-    assert!(std::fs::read_to_string(out.join("val_loss.svg")).unwrap().contains("dynamic E=4"));
+    assert!(std::fs::read_to_string(out.join("val_loss.svg"))
+        .unwrap()
+        .contains("dynamic E=4"));
 
     // `remask eval --minimal-pairs` on a run directory gives the run's own minimal-pair accuracy.
-    let run = runs.iter().find(|r| r["strategy"] == "dynamic" && r["regime"] == 4).unwrap();
+    let run = runs
+        .iter()
+        .find(|r| r["strategy"] == "dynamic" && r["regime"] == 4)
+        .unwrap();
     let (rc, stdout, stderr) = remask(&[
         "eval",
         "--checkpoint",
@@ -178,7 +253,10 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
     let before = std::fs::read_to_string(out.join("report.md")).unwrap();
     let (rc, _, stderr) = remask(&["compare", "--rerender", o]);
     assert_eq!(rc, 0, "{stderr}");
-    assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(out.join("report.md")).unwrap(),
+        before
+    );
 
     // A second run into the same directory refuses without --force.
     let (rc, stdout, stderr) = remask(&["compare", "--config", c, "--out", o]);
@@ -193,63 +271,144 @@ fn tiny_comparison_writes_regime_map_comparisons_and_runs() {
     assert_eq!(rc, 0, "{stderr}");
     // Six runs were trained (dynamic at E = 1, both strategies at E = 4, two seeds); the two static
     // E = 1 runs are copies of their dynamic twins, made again from the kept ones.
-    assert_eq!(stderr.matches("finished earlier, kept").count(), 6, "{stderr}");
-    assert_eq!(stderr.matches("identical to dynamic-E1-seed").count(), 2, "{stderr}");
+    assert_eq!(
+        stderr.matches("finished earlier, kept").count(),
+        6,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("identical to dynamic-E1-seed").count(),
+        2,
+        "{stderr}"
+    );
     let after = std::fs::read_to_string(out.join("report.json")).unwrap();
     let runs = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap()["runs"].clone();
-    assert_eq!(runs(&before), runs(&after), "the kept runs are reported as they were");
-    let (rc, _, stderr) = remask(&["compare", "--resume", dir.path().join("nothing").to_str().unwrap()]);
+    assert_eq!(
+        runs(&before),
+        runs(&after),
+        "the kept runs are reported as they were"
+    );
+    let (rc, _, stderr) = remask(&[
+        "compare",
+        "--resume",
+        dir.path().join("nothing").to_str().unwrap(),
+    ]);
     assert_eq!(rc, 1);
     assert!(stderr.contains("no comparison there"), "{stderr}");
     let nothing = dir.path().join("nothing");
     let (rc, _, stderr) = remask(&["compare", "--rerender", nothing.to_str().unwrap()]);
     assert_eq!((rc, stderr.lines().count()), (1, 1), "{stderr}");
     assert!(stderr.contains("no finished comparison there"), "{stderr}");
-    assert!(!nothing.exists(), "--rerender creates nothing where there is no comparison");
+    assert!(
+        !nothing.exists(),
+        "--rerender creates nothing where there is no comparison"
+    );
 }
 
 #[test]
 fn clm_comparison_audits_causal_as_leaking_and_document_as_passing() {
     let dir = tempfile::tempdir().unwrap();
     let text = TINY
-        .replace("strategies = [\"static\", \"dynamic\"]", "task = \"clm\"\nstrategies = [\"causal\", \"document\"]")
+        .replace(
+            "strategies = [\"static\", \"dynamic\"]",
+            "task = \"clm\"\nstrategies = [\"causal\", \"document\"]",
+        )
         .replace("regimes = [1, 4]", "regimes = []")
-        .replace("arch = \"encoder\"", "arch = \"decoder\"\nattention = { kind = \"causal\" }");
+        .replace(
+            "arch = \"encoder\"",
+            "arch = \"decoder\"\nattention = { kind = \"causal\" }",
+        );
     let cfg = tiny_config(dir.path(), &text);
     let out = dir.path().join("clm");
-    let (rc, stdout, stderr) = remask(&["compare", "--task", "clm", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--log-lines"]);
+    let (rc, stdout, stderr) = remask(&[
+        "compare",
+        "--task",
+        "clm",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--log-lines",
+    ]);
     assert_eq!(rc, 0, "{stdout}{stderr}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["setup"]["baseline"], "document");
     let audit = report["audit"].as_array().unwrap();
-    let line = |s: &str| audit.iter().find(|a| a["what"].as_str().unwrap().contains(&format!("({s} model"))).unwrap_or_else(|| panic!("{audit:?}"));
-    assert_eq!(line("causal")["passed"], false, "plain causal attention over packed documents must leak: {audit:?}");
+    let line = |s: &str| {
+        audit
+            .iter()
+            .find(|a| a["what"].as_str().unwrap().contains(&format!("({s} model")))
+            .unwrap_or_else(|| panic!("{audit:?}"))
+    };
+    assert_eq!(
+        line("causal")["passed"],
+        false,
+        "plain causal attention over packed documents must leak: {audit:?}"
+    );
     assert_eq!(line("document")["passed"], true, "{audit:?}");
-    assert!(stderr.contains("LEAK document(causal): query") && stderr.contains("PASS document(causal)"), "{stderr}");
+    assert!(
+        stderr.contains("LEAK document(causal): query") && stderr.contains("PASS document(causal)"),
+        "{stderr}"
+    );
     let comparisons = report["comparisons"].as_array().unwrap();
     for m in ["val_loss", "val_loss_isolated", "ood_loss", "minimal_pairs"] {
-        let c = comparisons.iter().find(|c| c["measure"] == m).unwrap_or_else(|| panic!("{m}: {comparisons:?}"));
-        assert_eq!((&c["a"], &c["b"], &c["regime"]), (&"causal".into(), &"document".into(), &serde_json::Value::Null));
+        let c = comparisons
+            .iter()
+            .find(|c| c["measure"] == m)
+            .unwrap_or_else(|| panic!("{m}: {comparisons:?}"));
+        assert_eq!(
+            (&c["a"], &c["b"], &c["regime"]),
+            (
+                &"causal".into(),
+                &"document".into(),
+                &serde_json::Value::Null
+            )
+        );
     }
     // A document-causal model reads each document alone anyway: its two validation losses agree.
-    for r in report["runs"].as_array().unwrap().iter().filter(|r| r["strategy"] == "document") {
+    for r in report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["strategy"] == "document")
+    {
         assert_eq!(r["final_val_loss"], r["final_val_loss_isolated"], "{r}");
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("against the document-causal relation") && md.contains("| LEAK |"), "{md}");
+    assert!(
+        md.contains("against the document-causal relation") && md.contains("| LEAK |"),
+        "{md}"
+    );
 }
 
 #[test]
 fn the_default_directory_is_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_config(dir.path(), &TINY.replace("seeds = 2", "seeds = 1").replace("regimes = [1, 4]", "regimes = []"));
+    let cfg = tiny_config(
+        dir.path(),
+        &TINY
+            .replace("seeds = 2", "seeds = 1")
+            .replace("regimes = [1, 4]", "regimes = []"),
+    );
     for _ in 0..2 {
         let out = Command::new(BIN)
             .current_dir(dir.path())
-            .args(["compare", "--config", cfg.to_str().unwrap(), "--minimal-pairs", "none", "--log-lines"])
+            .args([
+                "compare",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--minimal-pairs",
+                "none",
+                "--log-lines",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(dir.path().join("runs/compare/report.json").is_file());
     assert!(dir.path().join("runs/compare-2/report.json").is_file());
@@ -267,7 +426,15 @@ fn bad_input_is_a_one_line_error() {
         vec!["compare", "--preset", "fast", "--out", o],
         vec!["compare", "--baseline", "span", "--out", o],
         vec!["compare", "--regimes", "16,4", "--out", o],
-        vec!["compare", "--task", "clm", "--strategies", "static", "--out", o],
+        vec![
+            "compare",
+            "--task",
+            "clm",
+            "--strategies",
+            "static",
+            "--out",
+            o,
+        ],
         vec!["compare", "--task", "xlm", "--out", o],
     ] {
         let (rc, stdout, stderr) = remask(&args);
@@ -290,27 +457,48 @@ fn leaderboard_ranks_every_builtin_strategy_against_dynamic() {
     let dir = tempfile::tempdir().unwrap();
     // One seed, few steps: this checks the plumbing, not the figures (Genesis' first 240 verses hold
     // enough n-grams seen 5 times for PMI masking). The config's regimes give way to one regime.
-    let cfg = tiny_config(dir.path(), &TINY.replace("seeds = 2", "seeds = 1").replace("steps = 6", "steps = 3"));
+    let cfg = tiny_config(
+        dir.path(),
+        &TINY
+            .replace("seeds = 2", "seeds = 1")
+            .replace("steps = 6", "steps = 3"),
+    );
     let out = dir.path().join("lb");
     let (o, c) = (out.to_str().unwrap(), cfg.to_str().unwrap());
-    let (rc, stdout, stderr) = remask(&["compare", "--config", c, "--out", o, "--log-lines", "--leaderboard"]);
+    let (rc, stdout, stderr) = remask(&[
+        "compare",
+        "--config",
+        c,
+        "--out",
+        o,
+        "--log-lines",
+        "--leaderboard",
+    ]);
     assert_eq!(rc, 0, "{stdout}{stderr}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let rows = report["leaderboard"].as_array().unwrap();
-    let names: Vec<&str> = rows.iter().map(|r| r["strategy"].as_str().unwrap()).collect();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
     for s in remask::experiment::BUILTIN_STRATEGIES {
         assert!(names.contains(&s), "{s} missing from {names:?}");
     }
     for r in rows {
         assert_eq!(r["seeds"], 1, "{r}");
-        assert!(r["never_reached"].is_boolean() && r.get("ratio_ci95").is_some(), "{r}");
+        assert!(
+            r["never_reached"].is_boolean() && r.get("ratio_ci95").is_some(),
+            "{r}"
+        );
         if !r["never_reached"].as_bool().unwrap() {
             assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
         }
     }
     let dynamic = rows.iter().find(|r| r["strategy"] == "dynamic").unwrap();
     assert_eq!(dynamic["never_reached"], false);
-    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("## Leaderboard"));
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .contains("## Leaderboard"));
     assert!(out.join("data/shared/ngrams.bin").exists());
 }

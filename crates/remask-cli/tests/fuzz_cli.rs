@@ -17,12 +17,20 @@ fn repo_root() -> PathBuf {
 }
 
 fn runs_per_kind() -> usize {
-    std::env::var("REMASK_FUZZ_CLI_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(25)
+    std::env::var("REMASK_FUZZ_CLI_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25)
 }
 
 /// Runs the binary with a time limit and checks how it ended.
 fn check(args: &[&str], what: &str) -> bool {
-    let mut child = Command::new(BIN).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -41,7 +49,10 @@ fn check(args: &[&str], what: &str) -> bool {
         Some(0) => true,
         Some(1) => {
             let last = stderr.lines().last().unwrap_or_default();
-            assert!(last.starts_with("error: ") && last.len() > 8, "{what}: exit 1 without an error line: {stderr}");
+            assert!(
+                last.starts_with("error: ") && last.len() > 8,
+                "{what}: exit 1 without an error line: {stderr}"
+            );
             false
         }
         other => panic!("{what}: exit status {other:?} ({status}): {stderr}"),
@@ -63,7 +74,13 @@ fn mutants(kind: &str, salt: u64) -> Vec<Vec<u8>> {
 fn mutated_run_configs_through_train() {
     let tmp = tempfile::tempdir().unwrap();
     let corpus = tmp.path().join("corpus.txt");
-    std::fs::write(&corpus, std::fs::read(repo_root().join("fuzz/corpus/text/mixed.txt")).unwrap().repeat(30)).unwrap();
+    std::fs::write(
+        &corpus,
+        std::fs::read(repo_root().join("fuzz/corpus/text/mixed.txt"))
+            .unwrap()
+            .repeat(30),
+    )
+    .unwrap();
     let mut ok = 0;
     for (i, m) in mutants("run_config", 1).into_iter().enumerate() {
         let path = tmp.path().join(format!("c{i}.toml"));
@@ -86,23 +103,44 @@ fn mutated_run_configs_through_train() {
         }
         ok += check(&args, &format!("run config {i}")) as usize;
     }
-    eprintln!("train: {ok} of {} mutated configs trained, the others were refused with an error line", runs_per_kind());
+    eprintln!(
+        "train: {ok} of {} mutated configs trained, the others were refused with an error line",
+        runs_per_kind()
+    );
 }
 
 #[test]
 fn mutated_corpora_through_prepare() {
     let tmp = tempfile::tempdir().unwrap();
     let mut ok = 0;
-    for (kind, ext) in [("text", "txt"), ("jsonl", "jsonl"), ("tsv", "tsv"), ("parquet", "parquet")] {
+    for (kind, ext) in [
+        ("text", "txt"),
+        ("jsonl", "jsonl"),
+        ("tsv", "tsv"),
+        ("parquet", "parquet"),
+    ] {
         for (i, m) in mutants(kind, 2).into_iter().enumerate() {
             let input = tmp.path().join(format!("{kind}{i}.{ext}"));
             std::fs::write(&input, m).unwrap();
             let out = tmp.path().join(format!("p-{kind}{i}"));
-            let args = ["prepare", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--vocab-size", "300", "--seq-len", "16"];
+            let args = [
+                "prepare",
+                "--input",
+                input.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--vocab-size",
+                "300",
+                "--seq-len",
+                "16",
+            ];
             ok += check(&args, &format!("{kind} corpus {i}")) as usize;
         }
     }
-    eprintln!("prepare: {ok} of {} mutated corpora prepared", 4 * runs_per_kind());
+    eprintln!(
+        "prepare: {ok} of {} mutated corpora prepared",
+        4 * runs_per_kind()
+    );
 }
 
 #[test]
@@ -118,15 +156,34 @@ fn mutated_safetensors_through_forward() {
         let inputs = tmp.path().join(format!("in{i}.safetensors"));
         std::fs::write(&inputs, m.mutate(&io, &[])).unwrap();
         let out = tmp.path().join(format!("out{i}.safetensors"));
-        let args = ["forward", "--model", fixture.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        let args = [
+            "forward",
+            "--model",
+            fixture.to_str().unwrap(),
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
         ok += check(&args, &format!("inputs {i}")) as usize;
         let model = tmp.path().join(format!("m{i}"));
         std::fs::create_dir_all(&model).unwrap();
         std::fs::copy(fixture.join("config.json"), model.join("config.json")).unwrap();
         std::fs::write(model.join("model.safetensors"), m.mutate(&weights, &[])).unwrap();
         let good_inputs = fixture.join("io.safetensors");
-        let args = ["forward", "--model", model.to_str().unwrap(), "--inputs", good_inputs.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        let args = [
+            "forward",
+            "--model",
+            model.to_str().unwrap(),
+            "--inputs",
+            good_inputs.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
         ok += check(&args, &format!("weights {i}")) as usize;
     }
-    eprintln!("forward: {ok} of {} runs on mutated safetensors succeeded", 2 * runs_per_kind());
+    eprintln!(
+        "forward: {ok} of {} runs on mutated safetensors succeeded",
+        2 * runs_per_kind()
+    );
 }

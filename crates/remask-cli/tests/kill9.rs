@@ -26,7 +26,11 @@ impl Moments {
 
 /// Starts `cmd`, kills it with SIGKILL after `ms` (if it is still running) and says whether it did.
 fn run_and_kill(cmd: &mut Command, ms: u64) -> bool {
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_millis(ms);
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
@@ -41,8 +45,12 @@ fn run_and_kill(cmd: &mut Command, ms: u64) -> bool {
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
     v.sort();
     v
 }
@@ -50,7 +58,11 @@ fn entries(dir: &Path) -> Vec<String> {
 /// Whether a checkpoint write was in progress: a temporary directory, or one renamed without DONE.
 fn checkpoint_write_in_progress(run: &Path) -> bool {
     let ck = run.join("checkpoints");
-    entries(&ck).iter().any(|n| n.starts_with(".tmp-") || n.starts_with(".trash-") || (n.starts_with("step-") && !ck.join(n).join("DONE").exists()))
+    entries(&ck).iter().any(|n| {
+        n.starts_with(".tmp-")
+            || n.starts_with(".trash-")
+            || (n.starts_with("step-") && !ck.join(n).join("DONE").exists())
+    })
 }
 
 /// Every complete checkpoint verifies and loads.
@@ -72,7 +84,10 @@ fn metrics_without_timing(run: &Path) -> Vec<serde_json::Value> {
             if let Some(o) = v.as_object_mut() {
                 o.remove("tokens_per_s");
                 // Event messages name the checkpoint directory, which differs between the two runs.
-                if o.get("kind").and_then(|k| k.as_str()).is_some_and(|k| k != "train" && k != "eval") {
+                if o.get("kind")
+                    .and_then(|k| k.as_str())
+                    .is_some_and(|k| k != "train" && k != "eval")
+                {
                     o.remove("message");
                 }
             }
@@ -85,8 +100,16 @@ fn metrics_without_timing(run: &Path) -> Vec<serde_json::Value> {
 fn assert_same_files(a: &Path, b: &Path, files: &[&str]) {
     for f in files {
         let (x, y) = (std::fs::read(a.join(f)), std::fs::read(b.join(f)));
-        assert!(x.is_ok() && y.is_ok(), "{f} is missing in {} or {}", a.display(), b.display());
-        assert!(x.unwrap() == y.unwrap(), "{f} differs from the uninterrupted run's");
+        assert!(
+            x.is_ok() && y.is_ok(),
+            "{f} is missing in {} or {}",
+            a.display(),
+            b.display()
+        );
+        assert!(
+            x.unwrap() == y.unwrap(),
+            "{f} differs from the uninterrupted run's"
+        );
     }
 }
 
@@ -113,8 +136,16 @@ fn train_survives_20_random_kills() {
     let reference = tmp.path().join("reference");
     let cfg = write_train_config(&reference);
     let t = Instant::now();
-    let out = Command::new(BIN).args(["train", "--synthetic", "--log-lines", "--config"]).arg(&cfg).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["train", "--synthetic", "--log-lines", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Kills are spread over about one uninterrupted run's time (slower with the pauses below).
     let span_ms = (t.elapsed().as_millis() as u64).clamp(300, 5000);
 
@@ -125,10 +156,22 @@ fn train_survives_20_random_kills() {
     let (mut kills, mut in_write, mut attempts) = (0, 0, 0);
     while kills < KILLS {
         attempts += 1;
-        assert!(attempts < 200, "only {kills} kills landed in {attempts} attempts");
+        assert!(
+            attempts < 200,
+            "only {kills} kills landed in {attempts} attempts"
+        );
         let mut cmd = Command::new(BIN);
-        cmd.args(["train", "--synthetic", "--log-lines", "--fault-sleep-in-write-ms", "3"]);
-        if remask::train::checkpoint::list_complete(&run).unwrap().is_empty() {
+        cmd.args([
+            "train",
+            "--synthetic",
+            "--log-lines",
+            "--fault-sleep-in-write-ms",
+            "3",
+        ]);
+        if remask::train::checkpoint::list_complete(&run)
+            .unwrap()
+            .is_empty()
+        {
             // Nothing to resume yet: run the same command again (a killed fresh run leaves metrics
             // and a lock file but no checkpoint; the new run starts them afresh).
             cmd.arg("--config").arg(&cfg);
@@ -140,19 +183,53 @@ fn train_survives_20_random_kills() {
             kills += 1;
             in_write += checkpoint_write_in_progress(&run) as usize;
             assert_complete_checkpoints_load(&run);
-        } else if remask::train::checkpoint::list_complete(&run).unwrap().last().is_some_and(|(s, _)| *s == 240) {
+        } else if remask::train::checkpoint::list_complete(&run)
+            .unwrap()
+            .last()
+            .is_some_and(|(s, _)| *s == 240)
+        {
             // The run finished before the kill: start it over to place the remaining kills.
             std::fs::remove_dir_all(&run).unwrap();
         }
     }
-    let out = Command::new(BIN).args(["train", "--synthetic", "--log-lines", "--resume"]).arg(&run).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["train", "--synthetic", "--log-lines", "--resume"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("train: survived {kills} kills ({in_write} inside a checkpoint write), {attempts} attempts, span {span_ms} ms");
-    assert!(in_write >= 2, "too few kills inside a checkpoint write ({in_write}) to claim coverage");
-    let (a, b) = (reference.join("run/checkpoints/step-000240"), run.join("checkpoints/step-000240"));
-    assert_same_files(&a, &b, &["model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.json"]);
-    assert_eq!(metrics_without_timing(&reference.join("run")), metrics_without_timing(&run));
-    assert_eq!(entries(&run.join("checkpoints")), vec!["step-000234", "step-000240"], "no leftovers");
+    assert!(
+        in_write >= 2,
+        "too few kills inside a checkpoint write ({in_write}) to claim coverage"
+    );
+    let (a, b) = (
+        reference.join("run/checkpoints/step-000240"),
+        run.join("checkpoints/step-000240"),
+    );
+    assert_same_files(
+        &a,
+        &b,
+        &[
+            "model.safetensors",
+            "optimizer.safetensors",
+            "trainer_state.json",
+            "config.json",
+        ],
+    );
+    assert_eq!(
+        metrics_without_timing(&reference.join("run")),
+        metrics_without_timing(&run)
+    );
+    assert_eq!(
+        entries(&run.join("checkpoints")),
+        vec!["step-000234", "step-000240"],
+        "no leftovers"
+    );
 }
 
 /// Every file under `dir` (relative path → bytes), without the lock file.
@@ -163,7 +240,10 @@ fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
             if p.is_dir() {
                 walk(root, &p, out);
             } else if name != ".lock" {
-                out.insert(p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(root).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -174,17 +254,33 @@ fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 
 /// A corpus file of the first `n` verses of the embedded one.
 fn corpus(dir: &Path, n: usize) -> PathBuf {
-    let text: String = remask::data::reader::BUILTIN_WEB.lines().take(n).map(|l| format!("{l}\n")).collect();
+    let text: String = remask::data::reader::BUILTIN_WEB
+        .lines()
+        .take(n)
+        .map(|l| format!("{l}\n"))
+        .collect();
     let p = dir.join("corpus.txt");
     std::fs::write(&p, text).unwrap();
     p
 }
 
 fn prepare_args(input: &Path, out: &Path) -> Vec<String> {
-    ["prepare", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--vocab-size", "600", "--seq-len", "32", "--dupe-factor", "3"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "prepare",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--vocab-size",
+        "600",
+        "--seq-len",
+        "32",
+        "--dupe-factor",
+        "3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// `remask prepare` (static copies included) killed at 20 random moments, re-run after each (the
@@ -196,8 +292,15 @@ fn prepare_survives_20_random_kills() {
     let input = corpus(tmp.path(), 1500);
     let reference = tmp.path().join("reference");
     let t = Instant::now();
-    let out = Command::new(BIN).args(prepare_args(&input, &reference)).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(prepare_args(&input, &reference))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let span_ms = (t.elapsed().as_millis() as u64).clamp(200, 5000) + 100;
     let want = tree(&reference);
     assert!(want.contains_key("meta.json") && want.contains_key("static/copy-002.bin"));
@@ -207,16 +310,26 @@ fn prepare_survives_20_random_kills() {
     let (mut kills, mut while_publishing, mut attempts) = (0, 0, 0);
     while kills < KILLS {
         attempts += 1;
-        assert!(attempts < 200, "only {kills} kills landed in {attempts} attempts");
+        assert!(
+            attempts < 200,
+            "only {kills} kills landed in {attempts} attempts"
+        );
         let mut cmd = Command::new(BIN);
-        cmd.args(prepare_args(&input, &dir)).args(["--fault-sleep-in-write-ms", "10"]);
+        cmd.args(prepare_args(&input, &dir))
+            .args(["--fault-sleep-in-write-ms", "10"]);
         if run_and_kill(&mut cmd, moments.next_ms(5, span_ms)) {
             kills += 1;
             let got = tree(&dir);
             if got.contains_key("meta.json") {
                 // An earlier complete output (a run that finished before) is intact.
-                let published: std::collections::BTreeMap<_, _> = got.into_iter().filter(|(k, _)| !k.starts_with(".staging")).collect();
-                assert_eq!(published, want, "a directory with meta.json must be complete");
+                let published: std::collections::BTreeMap<_, _> = got
+                    .into_iter()
+                    .filter(|(k, _)| !k.starts_with(".staging"))
+                    .collect();
+                assert_eq!(
+                    published, want,
+                    "a directory with meta.json must be complete"
+                );
             } else {
                 while_publishing += dir.join("tokenizer.json").exists() as usize;
                 // No meta.json: training refuses it.
@@ -224,10 +337,21 @@ fn prepare_survives_20_random_kills() {
             }
         }
     }
-    let out = Command::new(BIN).args(prepare_args(&input, &dir)).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(prepare_args(&input, &dir))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("prepare: survived {kills} kills ({while_publishing} while publishing), {attempts} attempts, span {span_ms} ms");
-    assert_eq!(tree(&dir), want, "the re-run's output differs from an uninterrupted run's");
+    assert_eq!(
+        tree(&dir),
+        want,
+        "the re-run's output differs from an uninterrupted run's"
+    );
 }
 
 /// A full disk while preparing over an earlier output leaves that output untouched and nothing
@@ -237,17 +361,35 @@ fn prepare_on_a_full_disk_keeps_the_earlier_output() {
     let tmp = tempfile::tempdir().unwrap();
     let input = corpus(tmp.path(), 300);
     let dir = tmp.path().join("prepared");
-    let out = Command::new(BIN).args(prepare_args(&input, &dir)).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(prepare_args(&input, &dir))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let before = tree(&dir);
     for limit in ["0", "1000", "100000"] {
         let mut args = prepare_args(&input, &dir);
         args[6] = "700".into(); // another vocabulary: different output
-        let out = Command::new(BIN).args(&args).args(["--fault-disk-full-after-bytes", limit]).output().unwrap();
+        let out = Command::new(BIN)
+            .args(&args)
+            .args(["--fault-disk-full-after-bytes", limit])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.lines().last().unwrap().contains("No space left"), "{stderr}");
-        assert_eq!(tree(&dir), before, "the earlier output changed (limit {limit})");
+        assert!(
+            stderr.lines().last().unwrap().contains("No space left"),
+            "{stderr}"
+        );
+        assert_eq!(
+            tree(&dir),
+            before,
+            "the earlier output changed (limit {limit})"
+        );
         assert!(!dir.join(".staging").exists(), "no partial directory left");
     }
 }
@@ -294,7 +436,11 @@ fn report_without_timing(out: &Path) -> serde_json::Value {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(o) => {
-                o.retain(|k, _| !["seconds", "wall", "per_s", "_ms", "time"].iter().any(|t| k.contains(t)));
+                o.retain(|k, _| {
+                    !["seconds", "wall", "per_s", "_ms", "time"]
+                        .iter()
+                        .any(|t| k.contains(t))
+                });
                 if let Some(serde_json::Value::String(f)) = o.get_mut("finding") {
                     // "Throughput (tokens/s, median [min–max] over the runs trained): `a` x [y–z], …].
                     if let Some(a) = f.find("Throughput (tokens/s") {
@@ -308,7 +454,8 @@ fn report_without_timing(out: &Path) -> serde_json::Value {
             _ => {}
         }
     }
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     strip(&mut v);
     v
 }
@@ -322,20 +469,42 @@ fn compare_survives_20_random_kills_with_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("tiny.toml");
     let pairs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/minimal-pairs");
-    std::fs::write(&cfg, TINY_COMPARE.replace("\"PAIRS\"", &format!("{:?}", pairs.to_str().unwrap()))).unwrap();
+    std::fs::write(
+        &cfg,
+        TINY_COMPARE.replace("\"PAIRS\"", &format!("{:?}", pairs.to_str().unwrap())),
+    )
+    .unwrap();
     let reference = tmp.path().join("reference");
     let t = Instant::now();
-    let out = Command::new(BIN).args(["compare", "--log-lines", "--config"]).arg(&cfg).arg("--out").arg(&reference).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["compare", "--log-lines", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut span_ms = (t.elapsed().as_millis() as u64).clamp(300, 20_000);
 
     let dir = tmp.path().join("faulty");
     let mut moments = Moments(0x5eed_0003);
     let (mut kills, mut attempts, mut kept_runs) = (0, 0, 0);
-    let finished = |d: &Path| entries(&d.join("runs")).iter().filter(|r| d.join("runs").join(r).join("result.json").exists()).count();
+    let finished = |d: &Path| {
+        entries(&d.join("runs"))
+            .iter()
+            .filter(|r| d.join("runs").join(r).join("result.json").exists())
+            .count()
+    };
     while kills < KILLS {
         attempts += 1;
-        assert!(attempts < 200, "only {kills} kills landed in {attempts} attempts");
+        assert!(
+            attempts < 200,
+            "only {kills} kills landed in {attempts} attempts"
+        );
         let mut cmd = Command::new(BIN);
         cmd.args(["compare", "--log-lines"]);
         if dir.join("compare.json").exists() {
@@ -359,19 +528,44 @@ fn compare_survives_20_random_kills_with_resume() {
             std::fs::remove_dir_all(&dir).unwrap();
         }
     }
-    let out = Command::new(BIN).args(["compare", "--log-lines", "--resume"]).arg(&dir).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["compare", "--log-lines", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     eprintln!("compare: survived {kills} kills ({kept_runs} finished runs kept across them), {attempts} attempts, span {span_ms} ms");
-    let (want, got) = (report_without_timing(&reference), report_without_timing(&dir));
+    let (want, got) = (
+        report_without_timing(&reference),
+        report_without_timing(&dir),
+    );
     if want != got {
         let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        std::fs::write(tmp.join("compare-want.json"), serde_json::to_string_pretty(&want).unwrap()).unwrap();
-        std::fs::write(tmp.join("compare-got.json"), serde_json::to_string_pretty(&got).unwrap()).unwrap();
-        panic!("the resumed comparison's report differs; both are in {}", tmp.display());
+        std::fs::write(
+            tmp.join("compare-want.json"),
+            serde_json::to_string_pretty(&want).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            tmp.join("compare-got.json"),
+            serde_json::to_string_pretty(&got).unwrap(),
+        )
+        .unwrap();
+        panic!(
+            "the resumed comparison's report differs; both are in {}",
+            tmp.display()
+        );
     }
     for run in entries(&reference.join("runs")) {
-        let (a, b) = (reference.join("runs").join(&run), dir.join("runs").join(&run));
-        assert_same_files(&a.join("checkpoints/step-000024"), &b.join("checkpoints/step-000024"), &["model.safetensors", "optimizer.safetensors"]);
+        let (a, b) = (
+            reference.join("runs").join(&run),
+            dir.join("runs").join(&run),
+        );
+        assert_same_files(
+            &a.join("checkpoints/step-000024"),
+            &b.join("checkpoints/step-000024"),
+            &["model.safetensors", "optimizer.safetensors"],
+        );
     }
 }

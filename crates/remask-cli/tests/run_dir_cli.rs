@@ -24,7 +24,10 @@ fn write_config(dir: &Path, steps: u64, every: u64, keep: usize) -> PathBuf {
 
 fn toy(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(["train", "--toy", "--log-lines"]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    c.args(["train", "--toy", "--log-lines"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     c
 }
 
@@ -43,7 +46,10 @@ fn wait_for(child: &mut Child, what: &str, cond: impl Fn() -> bool) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("the trainer exited ({status}) before {what}");
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -52,7 +58,10 @@ fn wait_for(child: &mut Child, what: &str, cond: impl Fn() -> bool) {
 fn error_line(out: &std::process::Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with("error: "), "the last line is the error: {stderr}");
+    assert!(
+        last.starts_with("error: "),
+        "the last line is the error: {stderr}"
+    );
     last
 }
 
@@ -63,21 +72,52 @@ fn a_second_process_is_refused_at_once_and_the_first_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), 40, 10, 2);
     let run = tmp.path().join("run");
-    let mut first = toy(&["--config", cfg.to_str().unwrap(), "--toy-step-delay-ms", "10"]).spawn().unwrap();
+    let mut first = toy(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--toy-step-delay-ms",
+        "10",
+    ])
+    .spawn()
+    .unwrap();
     wait_for(&mut first, "step 3", || train_records(&run).len() >= 3);
-    for args in [vec!["--resume", run.to_str().unwrap()], vec!["--config", cfg.to_str().unwrap()]] {
+    for args in [
+        vec!["--resume", run.to_str().unwrap()],
+        vec!["--config", cfg.to_str().unwrap()],
+    ] {
         let start = Instant::now();
         let out = toy(&args).output().unwrap();
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(start.elapsed() < Duration::from_secs(10), "refused at once");
         let e = error_line(&out);
         assert!(e.contains("in use by another remask process"), "{e}");
-        assert!(e.contains(&format!("pid {}", first.id())) && e.contains("on host ") && e.contains("started 20"), "{e}");
+        assert!(
+            e.contains(&format!("pid {}", first.id()))
+                && e.contains("on host ")
+                && e.contains("started 20"),
+            "{e}"
+        );
     }
     let out = first.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let steps: Vec<u64> = train_records(&run).iter().map(|r| r["step"].as_u64().unwrap()).collect();
-    assert_eq!(steps, (1..=40).collect::<Vec<_>>(), "metrics.jsonl complete");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<u64> = train_records(&run)
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        (1..=40).collect::<Vec<_>>(),
+        "metrics.jsonl complete"
+    );
 }
 
 /// A lock file left by a process killed with -9 does not block the next one.
@@ -86,14 +126,28 @@ fn a_killed_holder_never_blocks() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), 40, 5, 2);
     let run = tmp.path().join("run");
-    let mut first = toy(&["--config", cfg.to_str().unwrap(), "--toy-step-delay-ms", "10"]).spawn().unwrap();
+    let mut first = toy(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--toy-step-delay-ms",
+        "10",
+    ])
+    .spawn()
+    .unwrap();
     wait_for(&mut first, "step 7", || train_records(&run).len() >= 7);
     first.kill().unwrap();
     first.wait().unwrap();
     let lock = std::fs::read_to_string(run.join(".lock")).unwrap();
-    assert!(lock.contains(&format!("\"pid\":{}", first.id())), "the dead holder's file stays: {lock}");
+    assert!(
+        lock.contains(&format!("\"pid\":{}", first.id())),
+        "the dead holder's file stays: {lock}"
+    );
     let out = toy(&["--resume", run.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(train_records(&run).len(), 40);
 }
 
@@ -105,14 +159,25 @@ fn resume_falls_back_past_a_corrupt_newest_checkpoint() {
     let reference = tmp.path().join("reference");
     std::fs::create_dir_all(&reference).unwrap();
     let cfg = write_config(&reference, 30, 5, 3);
-    assert!(toy(&["--config", cfg.to_str().unwrap()]).output().unwrap().status.success());
+    assert!(toy(&["--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .status
+        .success());
 
     let faulty = tmp.path().join("faulty");
     std::fs::create_dir_all(&faulty).unwrap();
     let cfg = write_config(&faulty, 30, 5, 3);
     let run = faulty.join("run");
     // Stop after the step-20 checkpoint (complete checkpoints 10, 15, 20), as a crash would.
-    let mut child = toy(&["--config", cfg.to_str().unwrap(), "--toy-step-delay-ms", "10"]).spawn().unwrap();
+    let mut child = toy(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--toy-step-delay-ms",
+        "10",
+    ])
+    .spawn()
+    .unwrap();
     let done = |s: &str| run.join("checkpoints").join(s).join("DONE").exists();
     wait_for(&mut child, "the step-20 checkpoint", || done("step-000020"));
     child.kill().unwrap();
@@ -124,8 +189,16 @@ fn resume_falls_back_past_a_corrupt_newest_checkpoint() {
     std::fs::write(&weights, bytes).unwrap();
 
     // Readers fall back too (and say so).
-    let out = Command::new(BIN).args(["eval", "--toy", "--json", "--model"]).arg(&run).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["eval", "--toy", "--json", "--model"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["step"], 15);
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: skipping checkpoint"));
@@ -133,18 +206,42 @@ fn resume_falls_back_past_a_corrupt_newest_checkpoint() {
     let out = toy(&["--resume", run.to_str().unwrap()]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let warning = stderr.lines().find(|l| l.starts_with("warning: skipping checkpoint")).unwrap_or_else(|| panic!("{stderr}"));
-    assert!(warning.contains("step-000020") && warning.contains("model.safetensors is corrupt") && warning.contains("CRC-32C"), "{warning}");
-    assert!(stderr.contains("resumed from") && stderr.contains("step-000015"), "{stderr}");
+    let warning = stderr
+        .lines()
+        .find(|l| l.starts_with("warning: skipping checkpoint"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        warning.contains("step-000020")
+            && warning.contains("model.safetensors is corrupt")
+            && warning.contains("CRC-32C"),
+        "{warning}"
+    );
+    assert!(
+        stderr.contains("resumed from") && stderr.contains("step-000015"),
+        "{stderr}"
+    );
     // The corrupt checkpoint was redone; everything equals the uninterrupted run (run_config.json
     // differs only in run.output_dir).
-    for file in ["model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.json"] {
+    for file in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+        "config.json",
+    ] {
         let a = std::fs::read(reference.join("run/checkpoints/step-000030").join(file)).unwrap();
         let b = std::fs::read(run.join("checkpoints/step-000030").join(file)).unwrap();
         assert_eq!(a, b, "{file} differs from the uninterrupted run's");
     }
     let loss = |r: &Path| -> Vec<(u64, u64)> {
-        train_records(r).iter().map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap().to_bits())).collect()
+        train_records(r)
+            .iter()
+            .map(|v| {
+                (
+                    v["step"].as_u64().unwrap(),
+                    v["loss"].as_f64().unwrap().to_bits(),
+                )
+            })
+            .collect()
     };
     assert_eq!(loss(&run), loss(&reference.join("run")));
 
@@ -155,7 +252,10 @@ fn resume_falls_back_past_a_corrupt_newest_checkpoint() {
     let out = toy(&["--resume", run.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let e = error_line(&out);
-    assert!(e.contains("no complete checkpoint verifies") && e.contains("unreadable DONE marker"), "{e}");
+    assert!(
+        e.contains("no complete checkpoint verifies") && e.contains("unreadable DONE marker"),
+        "{e}"
+    );
 }
 
 /// One convention for model directories and texts: `--model` (alias `--checkpoint`), text as an
@@ -174,21 +274,44 @@ fn model_and_text_flags_have_one_convention() {
         vec!["fill-mask", "--model", bert, "a [MASK]"],
         vec!["fill-mask", "--checkpoint", bert, "--text", "a [MASK]"],
         vec!["translate", "--model", gpt2, "--text", "hi"],
-        vec!["forward", "--checkpoint", gpt2, "hi", "ho", "--out", "/nonexistent/out.safetensors"],
-        vec!["forward", "--model", gpt2, "--text", "hi", "--out", "/nonexistent/out.safetensors"],
+        vec![
+            "forward",
+            "--checkpoint",
+            gpt2,
+            "hi",
+            "ho",
+            "--out",
+            "/nonexistent/out.safetensors",
+        ],
+        vec![
+            "forward",
+            "--model",
+            gpt2,
+            "--text",
+            "hi",
+            "--out",
+            "/nonexistent/out.safetensors",
+        ],
     ] {
         let out = run(&args);
         // The fixtures have no tokenizer.json: every spelling gets as far as looking for it.
         let e = error_line(&out);
         assert!(e.contains("no tokenizer.json"), "{args:?}: {e}");
     }
-    for args in [vec!["generate", "--model", gpt2], vec!["fill-mask", "--model", bert, "a", "--text", "b"]] {
+    for args in [
+        vec!["generate", "--model", gpt2],
+        vec!["fill-mask", "--model", bert, "a", "--text", "b"],
+    ] {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: a usage error");
     }
     let out = run(&["eval", "--model", bert]);
     let e = error_line(&out);
-    assert!(e.contains("is a Hugging Face model directory") && e.contains("remask checkpoint or run directory"), "{e}");
+    assert!(
+        e.contains("is a Hugging Face model directory")
+            && e.contains("remask checkpoint or run directory"),
+        "{e}"
+    );
     let out = run(&["audit", "--model", "/no/such/dir"]);
     assert!(error_line(&out).contains("not a directory"));
 }

@@ -69,7 +69,11 @@ fn train(args: &[&str], faults: &[(&str, &str)]) -> Command {
 
 fn finish(c: &mut Command) -> Output {
     let out = c.output().unwrap();
-    assert!(out.status.success(), "remask failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "remask failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -79,7 +83,12 @@ fn losses(run: &Path) -> Vec<(u64, u64)> {
     text.lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["kind"] == "train")
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap().to_bits()))
+        .map(|v| {
+            (
+                v["step"].as_u64().unwrap(),
+                v["loss"].as_f64().unwrap().to_bits(),
+            )
+        })
         .collect()
 }
 
@@ -89,7 +98,10 @@ fn wait_for(child: &mut Child, what: &str, cond: impl Fn() -> bool) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("the trainer exited ({status}) before {what}");
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -101,31 +113,54 @@ fn kill9(child: &mut Child) {
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
 }
 
 fn complete_steps(run: &Path) -> Vec<String> {
-    entries(&run.join("checkpoints")).into_iter().filter(|n| run.join("checkpoints").join(n).join("DONE").exists()).collect()
+    entries(&run.join("checkpoints"))
+        .into_iter()
+        .filter(|n| run.join("checkpoints").join(n).join("DONE").exists())
+        .collect()
 }
 
 /// Every complete checkpoint loads (sizes and CRCs verified) through `remask eval`.
 fn assert_checkpoints_intact(run: &Path) {
     let complete = complete_steps(run);
-    assert!(!complete.is_empty(), "no complete checkpoint in {}", run.display());
+    assert!(
+        !complete.is_empty(),
+        "no complete checkpoint in {}",
+        run.display()
+    );
     for name in complete {
         let dir = run.join("checkpoints").join(&name);
-        let out = Command::new(BIN).args(["eval", "--toy", "--json", "--checkpoint"]).arg(&dir).output().unwrap();
-        assert!(out.status.success(), "{name} does not load: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["eval", "--toy", "--json", "--checkpoint"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name} does not load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(v["loss"].as_f64().unwrap().is_finite());
     }
 }
 
 fn latest_step(run: &Path) -> u64 {
-    complete_steps(run).last().unwrap().trim_start_matches("step-").parse().unwrap()
+    complete_steps(run)
+        .last()
+        .unwrap()
+        .trim_start_matches("step-")
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -143,10 +178,15 @@ fn kill_9_at_several_moments_then_resume_exactly() {
     let cfg = write_config(&faulty_dir, 30);
     let run = faulty_dir.join("run");
     let ck = run.join("checkpoints");
-    let slow = [("--toy-step-delay-ms", "15"), ("--fault-sleep-in-write-ms", "400")];
+    let slow = [
+        ("--toy-step-delay-ms", "15"),
+        ("--fault-sleep-in-write-ms", "400"),
+    ];
 
     // 1. Between steps, after the checkpoint at step 5 is complete.
-    let mut child = train(&["--config", cfg.to_str().unwrap()], &slow).spawn().unwrap();
+    let mut child = train(&["--config", cfg.to_str().unwrap()], &slow)
+        .spawn()
+        .unwrap();
     wait_for(&mut child, "step 7", || losses_len(&run) >= 7);
     kill9(&mut child);
     assert_eq!(latest_step(&run), 5);
@@ -157,25 +197,44 @@ fn kill_9_at_several_moments_then_resume_exactly() {
     let mut child = train(&resume, &slow).spawn().unwrap();
     let half_written = || {
         entries(&ck).iter().any(|n| {
-            n.starts_with(".tmp-step-") && std::fs::metadata(ck.join(n).join("model.safetensors")).is_ok_and(|m| m.len() > 0)
+            n.starts_with(".tmp-step-")
+                && std::fs::metadata(ck.join(n).join("model.safetensors"))
+                    .is_ok_and(|m| m.len() > 0)
         })
     };
     // The first half of the weights is on disk; the writer now pauses (--fault-sleep-in-write-ms).
     wait_for(&mut child, "a half-written checkpoint", half_written);
     kill9(&mut child);
-    let tmp_dirs: Vec<String> = entries(&ck).into_iter().filter(|n| n.starts_with(".tmp-")).collect();
-    assert!(!tmp_dirs.is_empty(), "the kill should have left a temporary directory");
+    let tmp_dirs: Vec<String> = entries(&ck)
+        .into_iter()
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(
+        !tmp_dirs.is_empty(),
+        "the kill should have left a temporary directory"
+    );
     let weights = ck.join(&tmp_dirs[0]).join("model.safetensors");
-    assert!(safetensors::SafeTensors::deserialize(&std::fs::read(&weights).unwrap()).is_err(), "weights are half-written");
+    assert!(
+        safetensors::SafeTensors::deserialize(&std::fs::read(&weights).unwrap()).is_err(),
+        "weights are half-written"
+    );
     assert_eq!(latest_step(&run), 5);
     assert_checkpoints_intact(&run);
 
     // 3. After the rename, before the DONE marker.
     let mut child = train(&resume, &slow).spawn().unwrap();
     let renamed_without_done = || {
-        entries(&ck).iter().any(|n| n.starts_with("step-") && !ck.join(n).join("DONE").exists() && ck.join(n).join("trainer_state.json").exists())
+        entries(&ck).iter().any(|n| {
+            n.starts_with("step-")
+                && !ck.join(n).join("DONE").exists()
+                && ck.join(n).join("trainer_state.json").exists()
+        })
     };
-    wait_for(&mut child, "a renamed checkpoint without DONE", renamed_without_done);
+    wait_for(
+        &mut child,
+        "a renamed checkpoint without DONE",
+        renamed_without_done,
+    );
     kill9(&mut child);
     assert!(renamed_without_done());
     let last = latest_step(&run);
@@ -197,15 +256,26 @@ fn kill_9_at_several_moments_then_resume_exactly() {
         finish(&mut train(&resume, &[]));
     }
     assert_eq!(losses(&run), reference);
-    let a = std::fs::read(reference_dir.join("run/checkpoints/step-000030/model.safetensors")).unwrap();
+    let a =
+        std::fs::read(reference_dir.join("run/checkpoints/step-000030/model.safetensors")).unwrap();
     let b = std::fs::read(run.join("checkpoints/step-000030/model.safetensors")).unwrap();
     assert_eq!(a, b, "final weights differ");
-    assert!(entries(&ck).iter().all(|n| !n.starts_with('.')), "leftover temporary directories: {:?}", entries(&ck));
-    assert_eq!(complete_steps(&run), vec!["step-000025", "step-000030"], "keep_last = 2");
+    assert!(
+        entries(&ck).iter().all(|n| !n.starts_with('.')),
+        "leftover temporary directories: {:?}",
+        entries(&ck)
+    );
+    assert_eq!(
+        complete_steps(&run),
+        vec!["step-000025", "step-000030"],
+        "keep_last = 2"
+    );
 }
 
 fn losses_len(run: &Path) -> usize {
-    std::fs::read_to_string(run.join("metrics.jsonl")).map(|t| t.lines().filter(|l| l.contains("\"train\"")).count()).unwrap_or(0)
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .map(|t| t.lines().filter(|l| l.contains("\"train\"")).count())
+        .unwrap_or(0)
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM (`timeout`, Docker, Kubernetes, Slurm) alike: the run finishes its
@@ -217,21 +287,48 @@ fn sigint_and_sigterm_checkpoint_and_exit_with_128_plus_signo() {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = write_config(tmp.path(), 400);
         let run = tmp.path().join("run");
-        let mut child = train(&["--config", cfg.to_str().unwrap()], &[("--toy-step-delay-ms", "10")]).spawn().unwrap();
+        let mut child = train(
+            &["--config", cfg.to_str().unwrap()],
+            &[("--toy-step-delay-ms", "10")],
+        )
+        .spawn()
+        .unwrap();
         wait_for(&mut child, "step 3", || losses_len(&run) >= 3);
-        let st = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        let st = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(st.success());
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(code), "{signal}: exit status {:?}: {stderr}", out.status);
-        assert!(stderr.contains("--resume"), "tells how to continue: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{signal}: exit status {:?}: {stderr}",
+            out.status
+        );
+        assert!(
+            stderr.contains("--resume"),
+            "tells how to continue: {stderr}"
+        );
         let step = latest_step(&run);
-        assert!((3..400).contains(&step), "interrupted checkpoint at step {step}");
-        let state: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(run.join(format!("checkpoints/step-{step:06}/trainer_state.json"))).unwrap())
-                .unwrap();
+        assert!(
+            (3..400).contains(&step),
+            "interrupted checkpoint at step {step}"
+        );
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                run.join(format!("checkpoints/step-{step:06}/trainer_state.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(state["stop_reason"], "interrupted");
-        assert_eq!(losses_len(&run) as u64, step, "metrics end at the checkpoint");
+        assert_eq!(
+            losses_len(&run) as u64,
+            step,
+            "metrics end at the checkpoint"
+        );
     }
 }
 
@@ -243,19 +340,36 @@ fn a_second_signal_exits_at_once() {
     let cfg = write_config(tmp.path(), 400);
     let run = tmp.path().join("run");
     // Slow steps: the first signal is seen only at the end of the current one.
-    let mut child = train(&["--config", cfg.to_str().unwrap()], &[("--toy-step-delay-ms", "400")]).spawn().unwrap();
+    let mut child = train(
+        &["--config", cfg.to_str().unwrap()],
+        &[("--toy-step-delay-ms", "400")],
+    )
+    .spawn()
+    .unwrap();
     wait_for(&mut child, "step 1", || losses_len(&run) >= 1);
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     std::thread::sleep(Duration::from_millis(50));
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let start = Instant::now();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("second SIGTERM"), "{stderr}");
     assert!(start.elapsed() < Duration::from_secs(5));
-    assert!(complete_steps(&run).is_empty(), "no interrupted checkpoint: {:?}", complete_steps(&run));
+    assert!(
+        complete_steps(&run).is_empty(),
+        "no interrupted checkpoint: {:?}",
+        complete_steps(&run)
+    );
 }
 
 #[test]
@@ -268,33 +382,74 @@ fn bad_input_fails_with_a_clear_error_and_leaves_checkpoints_intact() {
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let e = stderr.lines().last().unwrap_or_default().to_string();
-        assert!(e.starts_with("error: "), "the last line is the error: {stderr}");
+        assert!(
+            e.starts_with("error: "),
+            "the last line is the error: {stderr}"
+        );
         e
     };
-    let e = fail(&mut train(&["--config", cfg.to_str().unwrap(), "--set", "optimizer.lrr=1"], &[]));
-    assert!(e.contains("optimizer.lrr") && e.contains("unknown field"), "{e}");
-    let e = fail(&mut train(&["--config", cfg.to_str().unwrap(), "--set", "schedule.decay=exponential"], &[]));
+    let e = fail(&mut train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "optimizer.lrr=1",
+        ],
+        &[],
+    ));
+    assert!(
+        e.contains("optimizer.lrr") && e.contains("unknown field"),
+        "{e}"
+    );
+    let e = fail(&mut train(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "schedule.decay=exponential",
+        ],
+        &[],
+    ));
     assert!(e.contains("schedule.decay") && e.contains("cosine"), "{e}");
     let e = fail(&mut train(&["--resume", tmp.path().to_str().unwrap()], &[]));
     assert!(e.contains("no complete checkpoint"), "{e}");
 
     // Stop a run after its first checkpoint (step 5) with kill -9.
     let cfg = write_config(tmp.path(), 30);
-    let mut child = train(&["--config", cfg.to_str().unwrap()], &[("--toy-step-delay-ms", "15")]).spawn().unwrap();
+    let mut child = train(
+        &["--config", cfg.to_str().unwrap()],
+        &[("--toy-step-delay-ms", "15")],
+    )
+    .spawn()
+    .unwrap();
     wait_for(&mut child, "step 7", || losses_len(&run) >= 7);
     kill9(&mut child);
     let before = complete_steps(&run);
     assert_eq!(before, vec!["step-000005"]);
     let e = fail(&mut train(&["--config", cfg.to_str().unwrap()], &[]));
-    assert!(e.contains("--resume"), "a second fresh run in the same directory is refused: {e}");
+    assert!(
+        e.contains("--resume"),
+        "a second fresh run in the same directory is refused: {e}"
+    );
     // A full disk while writing the next checkpoint: the run fails, the earlier one stays intact.
-    let e = fail(&mut train(&["--resume", run.to_str().unwrap()], &[("--fault-disk-full-after-bytes", "100")]));
+    let e = fail(&mut train(
+        &["--resume", run.to_str().unwrap()],
+        &[("--fault-disk-full-after-bytes", "100")],
+    ));
     assert!(e.contains("No space left"), "{e}");
     assert_eq!(complete_steps(&run), before);
-    assert!(entries(&run.join("checkpoints")).iter().all(|n| !n.starts_with('.')), "no temporary leftovers");
+    assert!(
+        entries(&run.join("checkpoints"))
+            .iter()
+            .all(|n| !n.starts_with('.')),
+        "no temporary leftovers"
+    );
     assert_checkpoints_intact(&run);
     // A corrupt complete checkpoint is reported, not loaded.
-    let weights = run.join("checkpoints").join(before.last().unwrap()).join("model.safetensors");
+    let weights = run
+        .join("checkpoints")
+        .join(before.last().unwrap())
+        .join("model.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
     let n = bytes.len();
     bytes[n - 3] ^= 0x10;
@@ -324,7 +479,10 @@ fn real_encoder_killed_mid_checkpoint_resumes_exactly() {
     };
     let synthetic = |args: &[&str], faults: &[(&str, &str)]| {
         let mut c = Command::new(BIN);
-        c.args(["train", "--synthetic", "--log-lines"]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        c.args(["train", "--synthetic", "--log-lines"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (flag, v) in faults {
             c.arg(flag).arg(v);
         }
@@ -334,8 +492,15 @@ fn real_encoder_killed_mid_checkpoint_resumes_exactly() {
     finish(&mut synthetic(&["--config", cfg.to_str().unwrap()], &[]));
     let (cfg, run) = write("faulty");
     let ck = run.join("checkpoints");
-    let mut child = synthetic(&["--config", cfg.to_str().unwrap()], &[("--fault-sleep-in-write-ms", "600")]).spawn().unwrap();
-    wait_for(&mut child, "the step-8 checkpoint write", || ck.join(".tmp-step-000008").exists());
+    let mut child = synthetic(
+        &["--config", cfg.to_str().unwrap()],
+        &[("--fault-sleep-in-write-ms", "600")],
+    )
+    .spawn()
+    .unwrap();
+    wait_for(&mut child, "the step-8 checkpoint write", || {
+        ck.join(".tmp-step-000008").exists()
+    });
     std::thread::sleep(Duration::from_millis(100));
     kill9(&mut child);
     assert_eq!(complete_steps(&run), vec!["step-000004"]);
@@ -353,9 +518,18 @@ fn real_encoder_killed_mid_checkpoint_resumes_exactly() {
 #[test]
 fn real_data_adaptive_masking_resumes_exactly_and_eval_matches() {
     let tmp = tempfile::tempdir().unwrap();
-    let words = ["the", "light", "shone", "in", "darkness", "and", "water", "was", "over", "land", "river", "morning", "evening", "day"];
+    let words = [
+        "the", "light", "shone", "in", "darkness", "and", "water", "was", "over", "land", "river",
+        "morning", "evening", "day",
+    ];
     let corpus: String = (0..400usize)
-        .map(|i| (0..8 + i % 7).map(|j| words[(i * 7 + j * j * 3 + j) % words.len()]).collect::<Vec<_>>().join(" ") + ".\n")
+        .map(|i| {
+            (0..8 + i % 7)
+                .map(|j| words[(i * 7 + j * j * 3 + j) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+                + ".\n"
+        })
         .collect();
     let corpus_path = tmp.path().join("corpus.txt");
     std::fs::write(&corpus_path, corpus).unwrap();
@@ -377,7 +551,10 @@ fn real_data_adaptive_masking_resumes_exactly_and_eval_matches() {
     };
     let real = |args: &[&str], faults: &[(&str, &str)]| {
         let mut c = Command::new(BIN);
-        c.args(["train", "--log-lines"]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        c.args(["train", "--log-lines"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (flag, v) in faults {
             c.arg(flag).arg(v);
         }
@@ -387,17 +564,35 @@ fn real_data_adaptive_masking_resumes_exactly_and_eval_matches() {
     finish(&mut real(&["--config", cfg.to_str().unwrap()], &[]));
     let (cfg, run) = write("faulty");
     let ck = run.join("checkpoints");
-    let mut child = real(&["--config", cfg.to_str().unwrap()], &[("--fault-sleep-in-write-ms", "600")]).spawn().unwrap();
-    wait_for(&mut child, "the step-8 checkpoint write", || ck.join(".tmp-step-000008").exists());
+    let mut child = real(
+        &["--config", cfg.to_str().unwrap()],
+        &[("--fault-sleep-in-write-ms", "600")],
+    )
+    .spawn()
+    .unwrap();
+    wait_for(&mut child, "the step-8 checkpoint write", || {
+        ck.join(".tmp-step-000008").exists()
+    });
     kill9(&mut child);
     assert_eq!(complete_steps(&run), vec!["step-000004"]);
     let state = std::fs::read_to_string(ck.join("step-000004/trainer_state.json")).unwrap();
-    assert!(state.contains("adaptive"), "the adaptive masking statistics are checkpointed");
+    assert!(
+        state.contains("adaptive"),
+        "the adaptive masking statistics are checkpointed"
+    );
     finish(&mut real(&["--resume", run.to_str().unwrap()], &[]));
     assert_eq!(losses(&run), losses(&reference));
 
-    let out = Command::new(BIN).args(["eval", "--json", "--checkpoint"]).arg(&run).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["eval", "--json", "--checkpoint"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let last_eval = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -407,6 +602,9 @@ fn real_data_adaptive_masking_resumes_exactly_and_eval_matches() {
         .last()
         .unwrap();
     assert_eq!(v["step"], 12);
-    assert_eq!(v["loss"], last_eval["loss"], "remask eval reproduces the trainer's evaluation");
+    assert_eq!(
+        v["loss"], last_eval["loss"],
+        "remask eval reproduces the trainer's evaluation"
+    );
     assert_eq!(v["accuracy"], last_eval["accuracy"]);
 }

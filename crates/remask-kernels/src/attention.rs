@@ -25,14 +25,14 @@ mod microkernel;
 mod reference;
 mod scratch;
 mod simd;
-mod tile_softmax;
-mod transpose;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_bf16;
 #[cfg(test)]
 mod tests_common;
+mod tile_softmax;
+mod transpose;
 
 pub use reference::{attention_backward_reference, attention_forward_reference};
 
@@ -70,10 +70,17 @@ impl AttnShape {
         assert_eq!(q, self.q_len(), "attention: q must be [B,H,Tq,D]");
         assert_eq!(k, self.kv_len(), "attention: k must be [B,H,Tk,D]");
         assert_eq!(v, self.kv_len(), "attention: v must be [B,H,Tk,D]");
-        assert_eq!(mask.batch(), self.batch, "attention: mask batch differs from B");
+        assert_eq!(
+            mask.batch(),
+            self.batch,
+            "attention: mask batch differs from B"
+        );
         assert_eq!(mask.tq(), self.tq, "attention: mask Tq differs");
         assert_eq!(mask.tk(), self.tk, "attention: mask Tk differs");
-        assert!(mask.heads() == 1 || mask.heads() == self.heads, "attention: mask heads must be 1 or H");
+        assert!(
+            mask.heads() == 1 || mask.heads() == self.heads,
+            "attention: mask heads must be 1 or H"
+        );
     }
 }
 
@@ -81,7 +88,16 @@ impl AttnShape {
 /// q `[B,H,Tq,D]`, k, v `[B,H,Tk,D]` → out `[B,H,Tq,D]` (overwritten), lse `[B,H,Tq]` (overwritten).
 /// Fully masked query rows give out = 0 and lse = -∞.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_forward(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v: &[f32], mask: &BlockMask, shape: AttnShape, scale: f32) {
+pub fn attention_forward(
+    out: &mut [f32],
+    lse: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &BlockMask,
+    shape: AttnShape,
+    scale: f32,
+) {
     fused::forward(out, lse, q, k, v, mask, shape, scale)
 }
 
@@ -108,7 +124,16 @@ pub fn attention_backward(
 /// [`attention_forward`] with bf16 tile products (f32 softmax, log-sum-exp and accumulation).
 /// Panics when the CPU has no bf16 support (callers refuse bf16 earlier, with a message).
 #[allow(clippy::too_many_arguments)]
-pub fn attention_forward_bf16(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v: &[f32], mask: &BlockMask, shape: AttnShape, scale: f32) {
+pub fn attention_forward_bf16(
+    out: &mut [f32],
+    lse: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &BlockMask,
+    shape: AttnShape,
+    scale: f32,
+) {
     let kernel = crate::cpu::bf16_kernel().expect(crate::cpu::BF16_UNSUPPORTED);
     fused_bf16::forward(kernel, out, lse, q, k, v, mask, shape, scale)
 }
@@ -131,5 +156,7 @@ pub fn attention_backward_bf16(
     scale: f32,
 ) {
     let kernel = crate::cpu::bf16_kernel().expect(crate::cpu::BF16_UNSUPPORTED);
-    fused_bf16::backward(kernel, dq, dk, dv, dout, q, k, v, out, lse, mask, shape, scale)
+    fused_bf16::backward(
+        kernel, dq, dk, dv, dout, q, k, v, out, lse, mask, shape, scale,
+    )
 }

@@ -150,7 +150,11 @@ pub(crate) mod avx512 {
         }
         while i < n {
             let left = (n - i).min(16);
-            let mask: __mmask16 = if left == 16 { 0xFFFF } else { (1u16 << left) - 1 };
+            let mask: __mmask16 = if left == 16 {
+                0xFFFF
+            } else {
+                (1u16 << left) - 1
+            };
             let v = cvt16(_mm512_maskz_loadu_ps(mask, xp.add(i)));
             _mm256_mask_storeu_epi16(op.add(i) as *mut i16, mask, v);
             i += left;
@@ -167,16 +171,28 @@ mod tests {
         // 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷: ties go to the even mantissa (1).
         assert_eq!(Bf16::from_f32(1.0 + 1.0 / 256.0).to_f32(), 1.0);
         // 1 + 3·2⁻⁸ lies halfway between 1 + 2⁻⁷ and 1 + 2·2⁻⁷: to the even one.
-        assert_eq!(Bf16::from_f32(1.0 + 3.0 / 256.0).to_f32(), 1.0 + 2.0 / 128.0);
+        assert_eq!(
+            Bf16::from_f32(1.0 + 3.0 / 256.0).to_f32(),
+            1.0 + 2.0 / 128.0
+        );
         // Just above halfway rounds up.
-        assert_eq!(Bf16::from_f32(1.0 + 1.0 / 256.0 + 1.0 / 65536.0).to_f32(), 1.0 + 1.0 / 128.0);
+        assert_eq!(
+            Bf16::from_f32(1.0 + 1.0 / 256.0 + 1.0 / 65536.0).to_f32(),
+            1.0 + 1.0 / 128.0
+        );
         assert_eq!(Bf16::from_f32(-2.5).to_f32(), -2.5);
         assert_eq!(Bf16::from_f32(f32::MAX).to_f32(), f32::INFINITY);
-        assert_eq!(Bf16::from_f32(f32::NEG_INFINITY).to_f32(), f32::NEG_INFINITY);
+        assert_eq!(
+            Bf16::from_f32(f32::NEG_INFINITY).to_f32(),
+            f32::NEG_INFINITY
+        );
         assert!(Bf16::from_f32(f32::NAN).to_f32().is_nan());
         let sub = f32::from_bits(0x8000_0001);
         assert_eq!(Bf16::from_f32(sub).0, 0x8000);
-        assert_eq!(Bf16::from_f32(f32::MIN_POSITIVE).to_f32(), f32::MIN_POSITIVE);
+        assert_eq!(
+            Bf16::from_f32(f32::MIN_POSITIVE).to_f32(),
+            f32::MIN_POSITIVE
+        );
         // Relative error at most 2⁻⁸ (half the spacing 2⁻⁷ of 8 significant bits) for normal values.
         for i in 0..1000 {
             let x = (i as f32 * 0.731).sin() * 10f32.powi(i % 7 - 3);

@@ -54,8 +54,18 @@ pub struct BlockMask {
 impl BlockMask {
     /// A mask of all-`Empty` tiles (nothing allowed) for `batch` rows and `heads` mask heads (1 = shared
     /// by every attention head), `tq` queries, `tk` keys, tiles of `tile_q × tile_k`.
-    pub fn empty(batch: usize, heads: usize, tq: usize, tk: usize, tile_q: usize, tile_k: usize) -> Self {
-        assert!(tile_q > 0 && tile_k > 0, "BlockMask tiles must be at least 1×1");
+    pub fn empty(
+        batch: usize,
+        heads: usize,
+        tq: usize,
+        tk: usize,
+        tile_q: usize,
+        tile_k: usize,
+    ) -> Self {
+        assert!(
+            tile_q > 0 && tile_k > 0,
+            "BlockMask tiles must be at least 1×1"
+        );
         assert!(heads > 0, "BlockMask needs at least one mask head");
         let n_qt = tq.div_ceil(tile_q);
         let n_kt = tk.div_ceil(tile_k);
@@ -77,21 +87,50 @@ impl BlockMask {
     }
 
     /// A mask that allows everything.
-    pub fn full(batch: usize, heads: usize, tq: usize, tk: usize, tile_q: usize, tile_k: usize) -> Self {
+    pub fn full(
+        batch: usize,
+        heads: usize,
+        tq: usize,
+        tk: usize,
+        tile_q: usize,
+        tile_k: usize,
+    ) -> Self {
         let mut m = Self::empty(batch, heads, tq, tk, tile_q, tile_k);
         m.kinds.iter_mut().for_each(|k| *k = TileKind::Full);
         m
     }
 
     /// Compiles a dense boolean mask `[B, Hm, Tq, Tk]` (`true` = may attend).
-    pub fn from_dense(dense: &[bool], batch: usize, heads: usize, tq: usize, tk: usize, tile_q: usize, tile_k: usize) -> Self {
-        assert_eq!(dense.len(), batch * heads * tq * tk, "dense mask must be [B, Hm, Tq, Tk]");
-        Self::from_fn(batch, heads, tq, tk, tile_q, tile_k, |b, h, q, k| dense[((b * heads + h) * tq + q) * tk + k])
+    pub fn from_dense(
+        dense: &[bool],
+        batch: usize,
+        heads: usize,
+        tq: usize,
+        tk: usize,
+        tile_q: usize,
+        tile_k: usize,
+    ) -> Self {
+        assert_eq!(
+            dense.len(),
+            batch * heads * tq * tk,
+            "dense mask must be [B, Hm, Tq, Tk]"
+        );
+        Self::from_fn(batch, heads, tq, tk, tile_q, tile_k, |b, h, q, k| {
+            dense[((b * heads + h) * tq + q) * tk + k]
+        })
     }
 
     /// Compiles a predicate by evaluating it on every element once (the generic path for user
     /// closures). `allow(b, h, q, k)` is called with `h < heads`.
-    pub fn from_fn<F>(batch: usize, heads: usize, tq: usize, tk: usize, tile_q: usize, tile_k: usize, allow: F) -> Self
+    pub fn from_fn<F>(
+        batch: usize,
+        heads: usize,
+        tq: usize,
+        tk: usize,
+        tile_q: usize,
+        tile_k: usize,
+        allow: F,
+    ) -> Self
     where
         F: Fn(usize, usize, usize, usize) -> bool,
     {
@@ -115,7 +154,15 @@ impl BlockMask {
                                 }
                             }
                         }
-                        m.set_tile_from_bits(b, h, qt, kt, count, (q1 - q0) * (k1 - k0), &tile_bits);
+                        m.set_tile_from_bits(
+                            b,
+                            h,
+                            qt,
+                            kt,
+                            count,
+                            (q1 - q0) * (k1 - k0),
+                            &tile_bits,
+                        );
                     }
                 }
             }
@@ -128,7 +175,15 @@ impl BlockMask {
     /// predicate on full or empty tiles). `row_intervals(b, h, q, out)` appends the allowed key ranges
     /// of query `q` to `out` (which arrives empty), in any order; they are clipped to `0..tk`, and
     /// overlapping or touching ranges are merged.
-    pub fn from_intervals<F>(batch: usize, heads: usize, tq: usize, tk: usize, tile_q: usize, tile_k: usize, mut row_intervals: F) -> Self
+    pub fn from_intervals<F>(
+        batch: usize,
+        heads: usize,
+        tq: usize,
+        tk: usize,
+        tile_q: usize,
+        tile_k: usize,
+        mut row_intervals: F,
+    ) -> Self
     where
         F: FnMut(usize, usize, usize, &mut Vec<Range<usize>>),
     {
@@ -199,7 +254,15 @@ impl BlockMask {
                                 }
                             }
                         }
-                        m.set_tile_from_bits(b, h, qt, kt, count, (q1 - q0) * (k1 - k0), &tile_bits);
+                        m.set_tile_from_bits(
+                            b,
+                            h,
+                            qt,
+                            kt,
+                            count,
+                            (q1 - q0) * (k1 - k0),
+                            &tile_bits,
+                        );
                     }
                 }
             }
@@ -208,7 +271,16 @@ impl BlockMask {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn set_tile_from_bits(&mut self, b: usize, h: usize, qt: usize, kt: usize, count: usize, area: usize, tile_bits: &[u64]) {
+    fn set_tile_from_bits(
+        &mut self,
+        b: usize,
+        h: usize,
+        qt: usize,
+        kt: usize,
+        count: usize,
+        area: usize,
+        tile_bits: &[u64],
+    ) {
         let idx = self.tile_index(b, h, qt, kt);
         if count == 0 {
             self.kinds[idx] = TileKind::Empty;
@@ -283,8 +355,14 @@ impl BlockMask {
 
     /// Whether query `q` may read key `k` in batch row `b`, attention head `h`.
     pub fn allows(&self, b: usize, h: usize, q: usize, k: usize) -> bool {
-        assert!(b < self.batch && q < self.tq && k < self.tk, "BlockMask::allows out of range");
-        assert!(self.heads == 1 || h < self.heads, "BlockMask::allows head out of range");
+        assert!(
+            b < self.batch && q < self.tq && k < self.tk,
+            "BlockMask::allows out of range"
+        );
+        assert!(
+            self.heads == 1 || h < self.heads,
+            "BlockMask::allows head out of range"
+        );
         let (qt, kt) = (q / self.tile_q, k / self.tile_k);
         match self.kind(b, h, qt, kt) {
             TileKind::Empty => false,
@@ -304,7 +382,8 @@ impl BlockMask {
             for h in 0..self.heads {
                 for q in 0..self.tq {
                     for k in 0..self.tk {
-                        out[((b * self.heads + h) * self.tq + q) * self.tk + k] = self.allows(b, h, q, k);
+                        out[((b * self.heads + h) * self.tq + q) * self.tk + k] =
+                            self.allows(b, h, q, k);
                     }
                 }
             }
@@ -346,7 +425,10 @@ impl BlockMask {
                 TileKind::Partial => {
                     let j = self.bitmap_index[i] as usize;
                     let n = self.tile_q * self.words;
-                    self.bits[j * n..(j + 1) * n].iter().map(|w| w.count_ones() as usize).sum()
+                    self.bits[j * n..(j + 1) * n]
+                        .iter()
+                        .map(|w| w.count_ones() as usize)
+                        .sum()
                 }
             };
         }
@@ -409,7 +491,8 @@ impl BlockMask {
 
 /// Clips ranges to `0..tk`, drops empty ones, sorts them and merges overlapping or touching ones.
 pub fn normalize_intervals(ivs: &mut Vec<Range<usize>>, tk: usize) {
-    ivs.iter_mut().for_each(|r| *r = r.start.min(tk)..r.end.min(tk));
+    ivs.iter_mut()
+        .for_each(|r| *r = r.start.min(tk)..r.end.min(tk));
     ivs.retain(|r| r.start < r.end);
     if ivs.len() <= 1 {
         return;
@@ -435,7 +518,11 @@ fn set_bit_range(row: &mut [u64], a: usize, e: usize) {
         let lo = c % 64;
         let hi = (e - w * 64).min(64);
         let span = hi - lo;
-        let m = if span == 64 { u64::MAX } else { ((1u64 << span) - 1) << lo };
+        let m = if span == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << span) - 1) << lo
+        };
         row[w] |= m;
         c = w * 64 + hi;
     }
@@ -470,10 +557,19 @@ mod tests {
 
     #[test]
     fn intervals_and_fn_paths_agree_on_odd_sizes() {
-        for &(tq, tk, tile_q, tile_k) in &[(37, 37, 8, 8), (50, 70, 16, 64), (5, 130, 4, 65), (64, 64, 64, 64)] {
+        for &(tq, tk, tile_q, tile_k) in &[
+            (37, 37, 8, 8),
+            (50, 70, 16, 64),
+            (5, 130, 4, 65),
+            (64, 64, 64, 64),
+        ] {
             let lens = [tk, tk / 2 + 1, 1];
-            let a = BlockMask::from_fn(3, 1, tq, tk, tile_q, tile_k, |b, _, q, k| causal_len(q, k, lens[b]));
-            let b = BlockMask::from_intervals(3, 1, tq, tk, tile_q, tile_k, |b, _, q, out| out.push(0..(q + 1).min(lens[b])));
+            let a = BlockMask::from_fn(3, 1, tq, tk, tile_q, tile_k, |b, _, q, k| {
+                causal_len(q, k, lens[b])
+            });
+            let b = BlockMask::from_intervals(3, 1, tq, tk, tile_q, tile_k, |b, _, q, out| {
+                out.push(0..(q + 1).min(lens[b]))
+            });
             assert_eq!(a, b, "tq={tq} tk={tk} tile={tile_q}x{tile_k}");
             let dense = a.to_dense();
             for bb in 0..3 {
@@ -492,7 +588,13 @@ mod tests {
         let m = BlockMask::from_intervals(1, 1, 16, 16, 4, 4, |_, _, q, out| out.push(0..q + 1));
         for qt in 0..4 {
             for kt in 0..4 {
-                let want = if kt < qt { TileKind::Full } else if kt == qt { TileKind::Partial } else { TileKind::Empty };
+                let want = if kt < qt {
+                    TileKind::Full
+                } else if kt == qt {
+                    TileKind::Partial
+                } else {
+                    TileKind::Empty
+                };
                 assert_eq!(m.kind(0, 0, qt, kt), want);
             }
         }
@@ -504,7 +606,13 @@ mod tests {
     #[test]
     fn multi_interval_rows_and_heads() {
         // Per head: head 0 reads keys [0,3) ∪ [q, q+2); head 1 reads everything but key q.
-        let f = |_: usize, h: usize, q: usize, k: usize| if h == 0 { k < 3 || (k >= q && k < q + 2) } else { k != q };
+        let f = |_: usize, h: usize, q: usize, k: usize| {
+            if h == 0 {
+                k < 3 || (k >= q && k < q + 2)
+            } else {
+                k != q
+            }
+        };
         let a = BlockMask::from_fn(2, 2, 29, 31, 8, 8, f);
         let b = BlockMask::from_intervals(2, 2, 29, 31, 8, 8, |_, h, q, out| {
             if h == 0 {

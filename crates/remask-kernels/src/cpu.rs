@@ -44,7 +44,11 @@ fn detected() -> Option<Bf16Kernel> {
         if !has_avx512_bf16() {
             return None;
         }
-        Some(if amx_usable() { Bf16Kernel::Amx } else { Bf16Kernel::Avx512 })
+        Some(if amx_usable() {
+            Bf16Kernel::Amx
+        } else {
+            Bf16Kernel::Avx512
+        })
     })
 }
 
@@ -54,7 +58,11 @@ static LIMIT: AtomicU8 = AtomicU8::new(0);
 /// The bf16 path the kernels take now, or `None` when this CPU has no bf16 support.
 pub fn bf16_kernel() -> Option<Bf16Kernel> {
     let best = detected()?;
-    Some(if LIMIT.load(Ordering::Relaxed) == 1 { Bf16Kernel::Avx512 } else { best })
+    Some(if LIMIT.load(Ordering::Relaxed) == 1 {
+        Bf16Kernel::Avx512
+    } else {
+        best
+    })
 }
 
 /// The best bf16 path this CPU supports, ignoring [`limit_bf16_kernel`].
@@ -65,7 +73,10 @@ pub fn best_bf16_kernel() -> Option<Bf16Kernel> {
 /// Restricts the bf16 kernels to `most` (process-wide). For benchmarks that measure the AVX-512
 /// path on a CPU that also has AMX; training never calls it.
 pub fn limit_bf16_kernel(most: Bf16Kernel) {
-    LIMIT.store(if most == Bf16Kernel::Avx512 { 1 } else { 0 }, Ordering::Relaxed);
+    LIMIT.store(
+        if most == Bf16Kernel::Avx512 { 1 } else { 0 },
+        Ordering::Relaxed,
+    );
 }
 
 /// AVX-512 F, BW and BF16: what the conversion and `vdpbf16ps` kernels need.

@@ -40,18 +40,28 @@ pub(crate) fn target_index(t: i32, v: usize) -> Option<usize> {
     if t == IGNORE_INDEX {
         return None;
     }
-    assert!(t >= 0 && (t as usize) < v, "cross-entropy target {t} outside [0, {v})");
+    assert!(
+        t >= 0 && (t as usize) < v,
+        "cross-entropy target {t} outside [0, {v})"
+    );
     Some(t as usize)
 }
 
 /// losses[N] = -log softmax(logits[i])[targets[i]], 0 where targets[i] == IGNORE_INDEX.
-pub fn cross_entropy_forward(losses: &mut [f32], logits: &[f32], targets: &[i32], n: usize, v: usize) -> CeStats {
+pub fn cross_entropy_forward(
+    losses: &mut [f32],
+    logits: &[f32],
+    targets: &[i32],
+    n: usize,
+    v: usize,
+) -> CeStats {
     assert!(losses.len() >= n && logits.len() >= n * v && targets.len() >= n);
     if n == 0 || v == 0 {
         return cross_entropy_forward_reference(losses, logits, targets, n, v);
     }
     let rows = rows_per_task(v);
-    let (count, correct) = logits[..n * v].par_chunks(rows * v)
+    let (count, correct) = logits[..n * v]
+        .par_chunks(rows * v)
         .zip(losses[..n].par_chunks_mut(rows))
         .zip(targets[..n].par_chunks(rows))
         .map(|((x, l), t)| ce_forward_rows(l, x, t, v))
@@ -62,7 +72,11 @@ pub fn cross_entropy_forward(losses: &mut [f32], logits: &[f32], targets: &[i32]
 /// Sums the per-row losses sequentially in f64 (ignored rows hold 0), so the total is the same for
 /// every thread count.
 fn finish_stats(losses: &[f32], count: usize, correct: usize) -> CeStats {
-    CeStats { loss_sum: losses.iter().map(|&l| l as f64).sum(), count, correct }
+    CeStats {
+        loss_sum: losses.iter().map(|&l| l as f64).sum(),
+        count,
+        correct,
+    }
 }
 
 /// Σ_j e^(x_j − m), lane-parallel.
@@ -86,7 +100,12 @@ fn is_first_argmax(x: &[f32], t: usize, m: f32) -> bool {
 }
 
 #[inline(always)]
-fn ce_forward_body(losses: &mut [f32], logits: &[f32], targets: &[i32], v: usize) -> (usize, usize) {
+fn ce_forward_body(
+    losses: &mut [f32],
+    logits: &[f32],
+    targets: &[i32],
+    v: usize,
+) -> (usize, usize) {
     let (mut count, mut correct) = (0, 0);
     for ((loss, x), &target) in losses.iter_mut().zip(logits.chunks_exact(v)).zip(targets) {
         let Some(t) = target_index(target, v) else {
@@ -115,7 +134,11 @@ fn normalise_gradient_row(d: &mut [f32], sum: f32, t: usize, scale: f32) {
 
 #[inline(always)]
 fn ce_backward_body(dlogits: &mut [f32], logits: &[f32], targets: &[i32], scale: f32, v: usize) {
-    for ((d, x), &target) in dlogits.chunks_exact_mut(v).zip(logits.chunks_exact(v)).zip(targets) {
+    for ((d, x), &target) in dlogits
+        .chunks_exact_mut(v)
+        .zip(logits.chunks_exact(v))
+        .zip(targets)
+    {
         let Some(t) = target_index(target, v) else {
             d.fill(0.0);
             continue;
@@ -127,7 +150,13 @@ fn ce_backward_body(dlogits: &mut [f32], logits: &[f32], targets: &[i32], scale:
 }
 
 #[inline(always)]
-fn ce_fused_body(rows: &mut [f32], losses: &mut [f32], targets: &[i32], scale: f32, v: usize) -> (usize, usize) {
+fn ce_fused_body(
+    rows: &mut [f32],
+    losses: &mut [f32],
+    targets: &[i32],
+    scale: f32,
+    v: usize,
+) -> (usize, usize) {
     let (mut count, mut correct) = (0, 0);
     for ((row, loss), &target) in rows.chunks_exact_mut(v).zip(losses.iter_mut()).zip(targets) {
         let Some(t) = target_index(target, v) else {
@@ -152,26 +181,42 @@ simd_dispatch!(fn ce_backward_rows(dlogits: &mut [f32], logits: &[f32], targets:
 simd_dispatch!(fn ce_fused_rows(rows: &mut [f32], losses: &mut [f32], targets: &[i32], scale: f32, v: usize) -> (usize, usize) = ce_fused_body);
 
 /// dlogits[N,V] = scale·(softmax(logits) − onehot(target)); 0 rows where ignored. Overwrites dlogits.
-pub fn cross_entropy_backward(dlogits: &mut [f32], logits: &[f32], targets: &[i32], scale: f32, n: usize, v: usize) {
+pub fn cross_entropy_backward(
+    dlogits: &mut [f32],
+    logits: &[f32],
+    targets: &[i32],
+    scale: f32,
+    n: usize,
+    v: usize,
+) {
     assert!(dlogits.len() >= n * v && logits.len() >= n * v && targets.len() >= n);
     if n == 0 || v == 0 {
         return;
     }
     let rows = rows_per_task(v);
-    dlogits[..n * v].par_chunks_mut(rows * v)
+    dlogits[..n * v]
+        .par_chunks_mut(rows * v)
         .zip(logits[..n * v].par_chunks(rows * v))
         .zip(targets[..n].par_chunks(rows))
         .for_each(|((d, x), t)| ce_backward_rows(d, x, t, scale, v));
 }
 
 /// Fused and in place: logits[N,V] in, dlogits out (same buffer), losses[N] out. Saves an N×V buffer.
-pub fn cross_entropy_fused(logits_to_dlogits: &mut [f32], losses: &mut [f32], targets: &[i32], scale: f32, n: usize, v: usize) -> CeStats {
+pub fn cross_entropy_fused(
+    logits_to_dlogits: &mut [f32],
+    losses: &mut [f32],
+    targets: &[i32],
+    scale: f32,
+    n: usize,
+    v: usize,
+) -> CeStats {
     assert!(logits_to_dlogits.len() >= n * v && losses.len() >= n && targets.len() >= n);
     if n == 0 || v == 0 {
         return cross_entropy_fused_reference(logits_to_dlogits, losses, targets, scale, n, v);
     }
     let rows = rows_per_task(v);
-    let (count, correct) = logits_to_dlogits[..n * v].par_chunks_mut(rows * v)
+    let (count, correct) = logits_to_dlogits[..n * v]
+        .par_chunks_mut(rows * v)
         .zip(losses[..n].par_chunks_mut(rows))
         .zip(targets[..n].par_chunks(rows))
         .map(|((x, l), t)| ce_fused_rows(x, l, t, scale, v))
@@ -180,7 +225,13 @@ pub fn cross_entropy_fused(logits_to_dlogits: &mut [f32], losses: &mut [f32], ta
 }
 
 /// Reference twin of [`cross_entropy_forward`]: plain loops, f64 log-sum-exp.
-pub fn cross_entropy_forward_reference(losses: &mut [f32], logits: &[f32], targets: &[i32], n: usize, v: usize) -> CeStats {
+pub fn cross_entropy_forward_reference(
+    losses: &mut [f32],
+    logits: &[f32],
+    targets: &[i32],
+    n: usize,
+    v: usize,
+) -> CeStats {
     assert!(losses.len() >= n && logits.len() >= n * v && targets.len() >= n);
     let mut stats = CeStats::default();
     for i in 0..n {
@@ -208,7 +259,14 @@ pub fn cross_entropy_forward_reference(losses: &mut [f32], logits: &[f32], targe
 }
 
 /// Reference twin of [`cross_entropy_backward`]: plain loops, f64 sums.
-pub fn cross_entropy_backward_reference(dlogits: &mut [f32], logits: &[f32], targets: &[i32], scale: f32, n: usize, v: usize) {
+pub fn cross_entropy_backward_reference(
+    dlogits: &mut [f32],
+    logits: &[f32],
+    targets: &[i32],
+    scale: f32,
+    n: usize,
+    v: usize,
+) {
     assert!(dlogits.len() >= n * v && logits.len() >= n * v && targets.len() >= n);
     for i in 0..n {
         let row = &logits[i * v..(i + 1) * v];
@@ -229,15 +287,35 @@ pub fn cross_entropy_backward_reference(dlogits: &mut [f32], logits: &[f32], tar
 
 /// Reference twin of [`cross_entropy_fused`]: the unfused forward then backward through a copy.
 /// It allocates a row buffer; it exists for tests only.
-pub fn cross_entropy_fused_reference(logits_to_dlogits: &mut [f32], losses: &mut [f32], targets: &[i32], scale: f32, n: usize, v: usize) -> CeStats {
+pub fn cross_entropy_fused_reference(
+    logits_to_dlogits: &mut [f32],
+    losses: &mut [f32],
+    targets: &[i32],
+    scale: f32,
+    n: usize,
+    v: usize,
+) -> CeStats {
     assert!(logits_to_dlogits.len() >= n * v && losses.len() >= n && targets.len() >= n);
     let mut stats = CeStats::default();
     let mut row_copy = vec![0.0f32; v];
     for i in 0..n {
         row_copy.copy_from_slice(&logits_to_dlogits[i * v..(i + 1) * v]);
-        let s = cross_entropy_forward_reference(&mut losses[i..i + 1], &row_copy, &targets[i..i + 1], 1, v);
+        let s = cross_entropy_forward_reference(
+            &mut losses[i..i + 1],
+            &row_copy,
+            &targets[i..i + 1],
+            1,
+            v,
+        );
         stats.merge(s);
-        cross_entropy_backward_reference(&mut logits_to_dlogits[i * v..(i + 1) * v], &row_copy, &targets[i..i + 1], scale, 1, v);
+        cross_entropy_backward_reference(
+            &mut logits_to_dlogits[i * v..(i + 1) * v],
+            &row_copy,
+            &targets[i..i + 1],
+            scale,
+            1,
+            v,
+        );
     }
     stats
 }
@@ -249,9 +327,16 @@ mod tests {
 
     fn targets_with_ignored(n: usize, v: usize, seed: u64) -> Vec<i32> {
         let r = rand_vec(n, seed, 1.0);
-        r.iter().enumerate().map(|(i, &x)| {
-            if i % 3 == 1 { IGNORE_INDEX } else { ((x.abs() * v as f32) as usize).min(v - 1) as i32 }
-        }).collect()
+        r.iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                if i % 3 == 1 {
+                    IGNORE_INDEX
+                } else {
+                    ((x.abs() * v as f32) as usize).min(v - 1) as i32
+                }
+            })
+            .collect()
     }
 
     #[test]
@@ -269,7 +354,11 @@ mod tests {
         check_grad("cross-entropy", &logits, &d, 1e-2, 1e-4, 1e-3, |x| {
             let mut losses = vec![0.0; n];
             cross_entropy_forward_reference(&mut losses, x, &targets, n, v);
-            losses.iter().zip(&w).map(|(&l, &wi)| l as f64 * wi as f64).sum()
+            losses
+                .iter()
+                .zip(&w)
+                .map(|(&l, &wi)| l as f64 * wi as f64)
+                .sum()
         });
         // Ignored rows: zero loss, zero gradient, not counted.
         let mut losses = vec![f32::NAN; n];
@@ -278,7 +367,10 @@ mod tests {
             assert_eq!(losses[i], 0.0);
             assert!(d[i * v..(i + 1) * v].iter().all(|&x| x == 0.0));
         }
-        assert_eq!(stats.count, targets.iter().filter(|&&t| t != IGNORE_INDEX).count());
+        assert_eq!(
+            stats.count,
+            targets.iter().filter(|&&t| t != IGNORE_INDEX).count()
+        );
         let direct: f64 = losses.iter().map(|&l| l as f64).sum();
         assert!((stats.loss_sum - direct).abs() < 1e-5);
     }
@@ -319,7 +411,8 @@ mod tests {
         assert!((s_fused.loss_sum - s.loss_sum).abs() < 1e-6 * (1.0 + s.loss_sum.abs()));
         let mut fused_ref = logits.clone();
         let mut l_fused_ref = vec![f32::NAN; n];
-        let s_fused_ref = cross_entropy_fused_reference(&mut fused_ref, &mut l_fused_ref, &targets, scale, n, v);
+        let s_fused_ref =
+            cross_entropy_fused_reference(&mut fused_ref, &mut l_fused_ref, &targets, scale, n, v);
         assert_eq!(s_fused_ref, s_ref);
         assert_eq!(fused_ref, d_ref);
     }
@@ -347,7 +440,10 @@ mod tests {
         assert_close(&d, &d_ref, 1e-7, 1e-5, "baseline ce backward");
         let mut fused = logits.clone();
         let mut l_fused = vec![0.0; n];
-        assert_eq!(ce_fused_body(&mut fused, &mut l_fused, &targets, 0.5, v), counts);
+        assert_eq!(
+            ce_fused_body(&mut fused, &mut l_fused, &targets, 0.5, v),
+            counts
+        );
         assert_close(&fused, &d_ref, 1e-7, 1e-5, "baseline ce fused gradient");
         assert_close(&l_fused, &l_ref, 1e-5, 1e-5, "baseline ce fused losses");
     }

@@ -13,21 +13,29 @@ const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Whether element `i` is kept under `key` with drop probability `p`.
 #[inline]
 pub fn dropout_keep(key: u64, i: u64, p: f32) -> bool {
-    let u = (mix64(key.wrapping_add(i.wrapping_mul(GOLDEN))) >> 40) as f32 * (1.0 / (1u64 << 24) as f32);
+    let u = (mix64(key.wrapping_add(i.wrapping_mul(GOLDEN))) >> 40) as f32
+        * (1.0 / (1u64 << 24) as f32);
     u >= p
 }
 
 /// The scale applied to kept elements: 1/(1−p), or 0 when p ≥ 1 (everything dropped).
 #[inline]
 pub(crate) fn keep_scale(p: f32) -> f32 {
-    if p < 1.0 { 1.0 / (1.0 - p) } else { 0.0 }
+    if p < 1.0 {
+        1.0 / (1.0 - p)
+    } else {
+        0.0
+    }
 }
 
 /// out = inp·mask/(1−p); mask[i] = 1 where kept, 0 where dropped. Overwrites out and mask.
 /// p = 0 copies inp and sets every mask byte to 1.
 pub fn dropout_forward(out: &mut [f32], mask: &mut [u8], inp: &[f32], p: f32, key: u64) {
     assert!(out.len() == inp.len() && mask.len() == inp.len());
-    assert!((0.0..=1.0).contains(&p), "dropout probability {p} outside [0, 1]");
+    assert!(
+        (0.0..=1.0).contains(&p),
+        "dropout probability {p} outside [0, 1]"
+    );
     // Integer form of the test u ≥ p for u = k/2^24: k ≥ ⌈p·2^24⌉ (exact, so identical to the twin).
     let threshold = (p as f64 * (1u64 << 24) as f64).ceil() as u64;
     let scale = keep_scale(p);
@@ -35,7 +43,9 @@ pub fn dropout_forward(out: &mut [f32], mask: &mut [u8], inp: &[f32], p: f32, ke
         .zip(mask.par_chunks_mut(ELEMS_PER_TASK))
         .zip(inp.par_chunks(ELEMS_PER_TASK))
         .enumerate()
-        .for_each(|(k, ((o, m), x))| dropout_forward_chunk(o, m, x, threshold, scale, key, (k * ELEMS_PER_TASK) as u64));
+        .for_each(|(k, ((o, m), x))| {
+            dropout_forward_chunk(o, m, x, threshold, scale, key, (k * ELEMS_PER_TASK) as u64)
+        });
 }
 
 /// dinp += dout·mask/(1−p).
@@ -49,7 +59,15 @@ pub fn dropout_backward(dinp: &mut [f32], dout: &[f32], mask: &[u8], p: f32) {
 }
 
 #[inline(always)]
-fn dropout_forward_body(out: &mut [f32], mask: &mut [u8], inp: &[f32], threshold: u64, scale: f32, key: u64, first: u64) {
+fn dropout_forward_body(
+    out: &mut [f32],
+    mask: &mut [u8],
+    inp: &[f32],
+    threshold: u64,
+    scale: f32,
+    key: u64,
+    first: u64,
+) {
     for (i, ((o, m), &x)) in out.iter_mut().zip(mask.iter_mut()).zip(inp).enumerate() {
         let bits = mix64(key.wrapping_add((first + i as u64).wrapping_mul(GOLDEN))) >> 40;
         let keep = bits >= threshold;
@@ -72,7 +90,10 @@ simd_dispatch!(fn dropout_backward_chunk(dinp: &mut [f32], dout: &[f32], mask: &
 /// Reference twin of [`dropout_forward`]: a sequential loop.
 pub fn dropout_forward_reference(out: &mut [f32], mask: &mut [u8], inp: &[f32], p: f32, key: u64) {
     assert!(out.len() == inp.len() && mask.len() == inp.len());
-    assert!((0.0..=1.0).contains(&p), "dropout probability {p} outside [0, 1]");
+    assert!(
+        (0.0..=1.0).contains(&p),
+        "dropout probability {p} outside [0, 1]"
+    );
     let scale = keep_scale(p);
     for i in 0..inp.len() {
         let keep = p == 0.0 || dropout_keep(key, i as u64, p);
@@ -98,7 +119,11 @@ mod tests {
     use crate::testing::rand_vec;
 
     fn run_in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool").install(f)
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool")
+            .install(f)
     }
 
     #[test]
@@ -133,9 +158,16 @@ mod tests {
             dropout_forward(&mut out, &mut mask, &inp, p, 7);
             let kept = mask.iter().filter(|&&m| m == 1).count() as f64 / len as f64;
             // Binomial standard deviation is at most 0.0016 here; 5 sigma.
-            assert!((kept - (1.0 - p as f64)).abs() < 0.008, "p={p}: kept {kept}");
+            assert!(
+                (kept - (1.0 - p as f64)).abs() < 0.008,
+                "p={p}: kept {kept}"
+            );
             for i in 0..len {
-                let want = if mask[i] == 1 { inp[i] / (1.0 - p) } else { 0.0 };
+                let want = if mask[i] == 1 {
+                    inp[i] / (1.0 - p)
+                } else {
+                    0.0
+                };
                 assert!((out[i] - want).abs() <= 1e-6 * want.abs(), "p={p} i={i}");
             }
             let dout = rand_vec(len, 3, 1.0);

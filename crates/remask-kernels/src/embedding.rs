@@ -13,7 +13,11 @@ use rayon::prelude::*;
 #[inline]
 fn table_row(table: &[f32], id: u32, c: usize) -> &[f32] {
     let id = id as usize;
-    assert!((id + 1) * c <= table.len(), "embedding id {id} outside the table's {} rows", table.len() / c.max(1));
+    assert!(
+        (id + 1) * c <= table.len(),
+        "embedding id {id} outside the table's {} rows",
+        table.len() / c.max(1)
+    );
     &table[id * c..(id + 1) * c]
 }
 
@@ -24,11 +28,14 @@ pub fn embedding_forward(out: &mut [f32], ids: &[u32], table: &[f32], c: usize) 
         return;
     }
     let rows = rows_per_task(c);
-    out[..ids.len() * c].par_chunks_mut(rows * c).zip(ids.par_chunks(rows)).for_each(|(o, ids)| {
-        for (row, &id) in o.chunks_exact_mut(c).zip(ids) {
-            row.copy_from_slice(table_row(table, id, c));
-        }
-    });
+    out[..ids.len() * c]
+        .par_chunks_mut(rows * c)
+        .zip(ids.par_chunks(rows))
+        .for_each(|(o, ids)| {
+            for (row, &id) in o.chunks_exact_mut(c).zip(ids) {
+                row.copy_from_slice(table_row(table, id, c));
+            }
+        });
 }
 
 /// out[N,C] += table[ids[i]].
@@ -38,13 +45,16 @@ pub fn embedding_accumulate(out: &mut [f32], ids: &[u32], table: &[f32], c: usiz
         return;
     }
     let rows = rows_per_task(c);
-    out[..ids.len() * c].par_chunks_mut(rows * c).zip(ids.par_chunks(rows)).for_each(|(o, ids)| {
-        for (row, &id) in o.chunks_exact_mut(c).zip(ids) {
-            for (a, &t) in row.iter_mut().zip(table_row(table, id, c)) {
-                *a += t;
+    out[..ids.len() * c]
+        .par_chunks_mut(rows * c)
+        .zip(ids.par_chunks(rows))
+        .for_each(|(o, ids)| {
+            for (row, &id) in o.chunks_exact_mut(c).zip(ids) {
+                for (a, &t) in row.iter_mut().zip(table_row(table, id, c)) {
+                    *a += t;
+                }
             }
-        }
-    });
+        });
 }
 
 /// dtable[ids[i]] += dout[i] for every row i.
@@ -57,20 +67,27 @@ pub fn embedding_backward(dtable: &mut [f32], dout: &[f32], ids: &[u32], c: usiz
     if let Some(&bad) = ids.iter().find(|&&id| id as usize >= table_rows) {
         panic!("embedding id {bad} outside the table's {table_rows} rows");
     }
-    let tasks = if ids.len() * c < (1 << 15) { 1 } else { 4 * rayon::current_num_threads() };
+    let tasks = if ids.len() * c < (1 << 15) {
+        1
+    } else {
+        4 * rayon::current_num_threads()
+    };
     let range = table_rows.div_ceil(tasks).max(1);
-    dtable[..table_rows * c].par_chunks_mut(range * c).enumerate().for_each(|(k, dt)| {
-        let (lo, hi) = (k * range, k * range + dt.len() / c);
-        for (&id, g) in ids.iter().zip(dout.chunks_exact(c)) {
-            let id = id as usize;
-            if (lo..hi).contains(&id) {
-                let row = &mut dt[(id - lo) * c..(id - lo + 1) * c];
-                for (d, &gv) in row.iter_mut().zip(g) {
-                    *d += gv;
+    dtable[..table_rows * c]
+        .par_chunks_mut(range * c)
+        .enumerate()
+        .for_each(|(k, dt)| {
+            let (lo, hi) = (k * range, k * range + dt.len() / c);
+            for (&id, g) in ids.iter().zip(dout.chunks_exact(c)) {
+                let id = id as usize;
+                if (lo..hi).contains(&id) {
+                    let row = &mut dt[(id - lo) * c..(id - lo + 1) * c];
+                    for (d, &gv) in row.iter_mut().zip(g) {
+                        *d += gv;
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Reference twin of [`embedding_forward`].
@@ -78,7 +95,10 @@ pub fn embedding_forward_reference(out: &mut [f32], ids: &[u32], table: &[f32], 
     assert!(out.len() >= ids.len() * c);
     for (i, &id) in ids.iter().enumerate() {
         let id = id as usize;
-        assert!((id + 1) * c <= table.len(), "embedding id {id} out of range");
+        assert!(
+            (id + 1) * c <= table.len(),
+            "embedding id {id} out of range"
+        );
         for k in 0..c {
             out[i * c + k] = table[id * c + k];
         }
@@ -90,7 +110,10 @@ pub fn embedding_accumulate_reference(out: &mut [f32], ids: &[u32], table: &[f32
     assert!(out.len() >= ids.len() * c);
     for (i, &id) in ids.iter().enumerate() {
         let id = id as usize;
-        assert!((id + 1) * c <= table.len(), "embedding id {id} out of range");
+        assert!(
+            (id + 1) * c <= table.len(),
+            "embedding id {id} out of range"
+        );
         for k in 0..c {
             out[i * c + k] += table[id * c + k];
         }
@@ -102,7 +125,10 @@ pub fn embedding_backward_reference(dtable: &mut [f32], dout: &[f32], ids: &[u32
     assert!(dout.len() >= ids.len() * c);
     for (i, &id) in ids.iter().enumerate() {
         let id = id as usize;
-        assert!((id + 1) * c <= dtable.len(), "embedding id {id} out of range");
+        assert!(
+            (id + 1) * c <= dtable.len(),
+            "embedding id {id} out of range"
+        );
         for k in 0..c {
             dtable[id * c + k] += dout[i * c + k];
         }
@@ -142,7 +168,10 @@ mod tests {
     fn check_fast(n: usize, rows: usize, c: usize) {
         let table = rand_vec(rows * c, 4, 1.0);
         // Heavily repeated ids (n ≫ rows in one case) exercise the scatter-add.
-        let ids: Vec<u32> = rand_vec(n, 5, 1.0).iter().map(|x| ((x.abs() * rows as f32) as usize).min(rows - 1) as u32).collect();
+        let ids: Vec<u32> = rand_vec(n, 5, 1.0)
+            .iter()
+            .map(|x| ((x.abs() * rows as f32) as usize).min(rows - 1) as u32)
+            .collect();
         let (mut out, mut out_r) = (vec![f32::NAN; n * c], vec![0.0; n * c]);
         embedding_forward(&mut out, &ids, &table, c);
         embedding_forward_reference(&mut out_r, &ids, &table, c);
@@ -158,7 +187,13 @@ mod tests {
         embedding_backward(&mut d, &dout, &ids, c);
         embedding_backward_reference(&mut d_r, &dout, &ids, c);
         // Same additions in the same order: bitwise equal.
-        assert_close(&d, &d_r, 0.0, 0.0, &format!("embedding_backward n={n} rows={rows} c={c}"));
+        assert_close(
+            &d,
+            &d_r,
+            0.0,
+            0.0,
+            &format!("embedding_backward n={n} rows={rows} c={c}"),
+        );
     }
 
     #[test]

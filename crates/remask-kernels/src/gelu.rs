@@ -156,7 +156,9 @@ pub(crate) fn gelu_f64(x: f64, kind: GeluKind) -> f64 {
 pub(crate) fn gelu_grad_f64(x: f64, kind: GeluKind) -> f64 {
     match kind {
         // d/dx x·Φ(x) = Φ(x) + x·φ(x).
-        GeluKind::Erf => 0.5 * (1.0 + erf_f64(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp(),
+        GeluKind::Erf => {
+            0.5 * (1.0 + erf_f64(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
+        }
         GeluKind::Tanh => {
             let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
             let t = u.tanh();
@@ -195,7 +197,11 @@ pub(crate) fn erf_f64(x: f64) -> f64 {
     } else {
         1.0
     };
-    if x < 0.0 { -r } else { r }
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
 }
 
 #[cfg(test)]
@@ -206,8 +212,13 @@ mod tests {
     #[test]
     fn erf_f64_matches_known_values() {
         // Values from Abramowitz & Stegun table 7.1 and erf's symmetry.
-        for (x, want) in [(0.0, 0.0), (0.5, 0.520_499_877_813_046_5), (1.0, 0.842_700_792_949_714_9),
-                          (2.0, 0.995_322_265_018_952_7), (3.0, 0.999_977_909_503_001_4)] {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (2.0, 0.995_322_265_018_952_7),
+            (3.0, 0.999_977_909_503_001_4),
+        ] {
             assert!((erf_f64(x) - want).abs() < 1e-14, "erf({x})");
             assert!((erf_f64(-x) + want).abs() < 1e-14, "erf(-{x})");
         }
@@ -222,11 +233,19 @@ mod tests {
         for kind in [GeluKind::Erf, GeluKind::Tanh] {
             let mut dinp = vec![0.0f32; 41];
             gelu_backward_reference(&mut dinp, &inp, &w, kind);
-            check_grad(&format!("gelu {kind:?}"), &inp, &dinp, 1e-2, 1e-4, 1e-3, |x| {
-                let mut out = vec![0.0; 41];
-                gelu_forward_reference(&mut out, x, kind);
-                weighted_sum(&w, &out)
-            });
+            check_grad(
+                &format!("gelu {kind:?}"),
+                &inp,
+                &dinp,
+                1e-2,
+                1e-4,
+                1e-3,
+                |x| {
+                    let mut out = vec![0.0; 41];
+                    gelu_forward_reference(&mut out, x, kind);
+                    weighted_sum(&w, &out)
+                },
+            );
         }
     }
 
@@ -246,7 +265,18 @@ mod tests {
         for (len, scale) in [(37usize, 3.0f32), (100_003, 8.0), (4096, 0.5)] {
             let mut inp = rand_vec(len, 4, scale);
             // Include the branch points and the extremes.
-            for (i, v) in [0.0f32, std::f32::consts::SQRT_2, -std::f32::consts::SQRT_2, -12.0, 12.0, -30.0, 30.0].into_iter().enumerate() {
+            for (i, v) in [
+                0.0f32,
+                std::f32::consts::SQRT_2,
+                -std::f32::consts::SQRT_2,
+                -12.0,
+                12.0,
+                -30.0,
+                30.0,
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 inp[i] = v;
             }
             let dout = rand_vec(len, 5, 1.0);
@@ -255,11 +285,23 @@ mod tests {
                 let (mut out, mut out_ref) = (vec![f32::NAN; len], vec![0.0; len]);
                 gelu_forward(&mut out, &inp, kind);
                 gelu_forward_reference(&mut out_ref, &inp, kind);
-                assert_close(&out, &out_ref, 1e-7, 1e-6, &format!("gelu_forward {kind:?} len {len}"));
+                assert_close(
+                    &out,
+                    &out_ref,
+                    1e-7,
+                    1e-6,
+                    &format!("gelu_forward {kind:?} len {len}"),
+                );
                 let (mut d, mut d_ref) = (acc0.clone(), acc0.clone());
                 gelu_backward(&mut d, &inp, &dout, kind);
                 gelu_backward_reference(&mut d_ref, &inp, &dout, kind);
-                assert_close(&d, &d_ref, 1e-6, 1e-6, &format!("gelu_backward {kind:?} len {len}"));
+                assert_close(
+                    &d,
+                    &d_ref,
+                    1e-6,
+                    1e-6,
+                    &format!("gelu_backward {kind:?} len {len}"),
+                );
             }
         }
     }
@@ -273,11 +315,23 @@ mod tests {
             let (mut out, mut out_ref) = (vec![0.0; 1001], vec![0.0; 1001]);
             gelu_forward_body(&mut out, &inp, kind);
             gelu_forward_reference(&mut out_ref, &inp, kind);
-            assert_close(&out, &out_ref, 1e-7, 1e-6, &format!("baseline gelu_forward {kind:?}"));
+            assert_close(
+                &out,
+                &out_ref,
+                1e-7,
+                1e-6,
+                &format!("baseline gelu_forward {kind:?}"),
+            );
             let (mut d, mut d_ref) = (vec![0.0; 1001], vec![0.0; 1001]);
             gelu_backward_body(&mut d, &inp, &dout, kind);
             gelu_backward_reference(&mut d_ref, &inp, &dout, kind);
-            assert_close(&d, &d_ref, 1e-6, 1e-6, &format!("baseline gelu_backward {kind:?}"));
+            assert_close(
+                &d,
+                &d_ref,
+                1e-6,
+                1e-6,
+                &format!("baseline gelu_backward {kind:?}"),
+            );
         }
     }
 }

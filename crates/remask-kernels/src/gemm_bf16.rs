@@ -127,11 +127,22 @@ impl PackedLhs {
         self.ld = lhs_stride(k);
         let len = lhs_len(m, self.ld);
         self.data.grow(len);
-        pack::lhs(&mut self.data.as_mut_slice()[..len], self.ld, view, m, k, 1.0, Split::Pool);
+        pack::lhs(
+            &mut self.data.as_mut_slice()[..len],
+            self.ld,
+            view,
+            m,
+            k,
+            1.0,
+            Split::Pool,
+        );
     }
 
     pub(crate) fn view(&self) -> LhsView<'_> {
-        LhsView { data: self.data.as_slice(), ld: self.ld }
+        LhsView {
+            data: self.data.as_slice(),
+            ld: self.ld,
+        }
     }
 }
 
@@ -159,11 +170,21 @@ impl PackedRhs {
         self.panel_len = rhs_panel_len(k);
         let len = rhs_len(n, self.panel_len);
         self.data.grow(len);
-        pack::rhs(&mut self.data.as_mut_slice()[..len], self.panel_len, view, k, n, Split::Pool);
+        pack::rhs(
+            &mut self.data.as_mut_slice()[..len],
+            self.panel_len,
+            view,
+            k,
+            n,
+            Split::Pool,
+        );
     }
 
     pub(crate) fn view(&self) -> RhsView<'_> {
-        RhsView { data: self.data.as_slice(), panel_len: self.panel_len }
+        RhsView {
+            data: self.data.as_slice(),
+            panel_len: self.panel_len,
+        }
     }
 }
 
@@ -210,19 +231,37 @@ impl Product<'_> {
     /// Checks that every packed element the kernels read lies inside the buffers (AMX reads whole
     /// 32 × 32 blocks, so rows and panels must be padded to [`BLOCK`]).
     pub(crate) fn check(&self, c_len: usize, ldc: usize) {
-        assert!(self.kpad.is_multiple_of(K_STEP), "gemm_bf16: K must be padded to {K_STEP}");
+        assert!(
+            self.kpad.is_multiple_of(K_STEP),
+            "gemm_bf16: K must be padded to {K_STEP}"
+        );
         if self.m == 0 || self.n == 0 {
             return;
         }
-        assert!(ldc >= self.n && c_len >= (self.m - 1) * ldc + self.n, "gemm_bf16: c too small");
+        assert!(
+            ldc >= self.n && c_len >= (self.m - 1) * ldc + self.n,
+            "gemm_bf16: c too small"
+        );
         // The kernels read kpad values of round_up(m, 32) rows of A and kpad / 2 pair-rows of
         // round_up(n, 32) / 16 panels of B (views may start inside a row or panel).
         let (rows, panels) = (round_up(self.m, BLOCK), round_up(self.n, BLOCK) / PANEL);
-        assert!(self.a.ld >= self.kpad && self.a.data.len() >= (rows - 1) * self.a.ld + self.kpad, "gemm_bf16: packed A too small");
-        assert!(self.b.panel_len >= self.kpad * PANEL, "gemm_bf16: packed B panels too short");
-        assert!(self.b.data.len() >= (panels - 1) * self.b.panel_len + self.kpad * PANEL, "gemm_bf16: packed B too small");
+        assert!(
+            self.a.ld >= self.kpad && self.a.data.len() >= (rows - 1) * self.a.ld + self.kpad,
+            "gemm_bf16: packed A too small"
+        );
+        assert!(
+            self.b.panel_len >= self.kpad * PANEL,
+            "gemm_bf16: packed B panels too short"
+        );
+        assert!(
+            self.b.data.len() >= (panels - 1) * self.b.panel_len + self.kpad * PANEL,
+            "gemm_bf16: packed B too small"
+        );
         if let Start::Bias(bias) = self.start {
-            assert!(self.alpha == 1.0 && bias.len() >= self.n, "gemm_bf16: a bias start needs alpha = 1 and N values");
+            assert!(
+                self.alpha == 1.0 && bias.len() >= self.n,
+                "gemm_bf16: a bias start needs alpha = 1 and N values"
+            );
         }
     }
 }
@@ -231,19 +270,46 @@ impl Product<'_> {
 /// are split over rayon's pool by blocks of C (never over K, so the result does not depend on the
 /// thread count). Panics when this CPU has no bf16 support (callers check
 /// [`crate::cpu::bf16_kernel`] and refuse bf16 earlier with a message).
-pub fn gemm_bf16(c: &mut [f32], ldc: usize, a: &PackedLhs, b: &PackedRhs, alpha: f32, start: Start<'_>) {
+pub fn gemm_bf16(
+    c: &mut [f32],
+    ldc: usize,
+    a: &PackedLhs,
+    b: &PackedRhs,
+    alpha: f32,
+    start: Start<'_>,
+) {
     let kernel = crate::cpu::bf16_kernel().expect(crate::cpu::BF16_UNSUPPORTED);
     gemm_bf16_with(kernel, c, ldc, a, b, alpha, start);
 }
 
 /// [`gemm_bf16`] on the given kernel (tests and benchmarks compare the paths). Panics when this CPU
 /// lacks it.
-pub fn gemm_bf16_with(kernel: Bf16Kernel, c: &mut [f32], ldc: usize, a: &PackedLhs, b: &PackedRhs, alpha: f32, start: Start<'_>) {
+pub fn gemm_bf16_with(
+    kernel: Bf16Kernel,
+    c: &mut [f32],
+    ldc: usize,
+    a: &PackedLhs,
+    b: &PackedRhs,
+    alpha: f32,
+    start: Start<'_>,
+) {
     // Detection also asks the OS for the AMX tile permission, which the AMX kernel needs.
     let best = crate::cpu::best_bf16_kernel().expect(crate::cpu::BF16_UNSUPPORTED);
-    assert!(kernel <= best, "gemm_bf16: this CPU has no {} kernel", kernel.name());
+    assert!(
+        kernel <= best,
+        "gemm_bf16: this CPU has no {} kernel",
+        kernel.name()
+    );
     assert_eq!(a.k, b.k, "gemm_bf16: A and B differ in K");
-    let p = Product { a: a.view(), b: b.view(), m: a.m, n: b.n, kpad: round_up(a.k.max(1), K_STEP), alpha, start };
+    let p = Product {
+        a: a.view(),
+        b: b.view(),
+        m: a.m,
+        n: b.n,
+        kpad: round_up(a.k.max(1), K_STEP),
+        alpha,
+        start,
+    };
     p.check(c.len(), ldc);
     if p.m == 0 || p.n == 0 {
         return;
@@ -261,11 +327,18 @@ pub fn gemm_bf16_with(kernel: Bf16Kernel, c: &mut [f32], ldc: usize, a: &PackedL
     let row_blocks = m.div_ceil(BLOCK);
     let col_blocks = n.div_ceil(2 * BLOCK);
     // Prefer splitting rows (contiguous in C); split columns too when there are too few row blocks.
-    let col_tasks = if row_blocks >= want { 1 } else { want.div_ceil(row_blocks).min(col_blocks) };
+    let col_tasks = if row_blocks >= want {
+        1
+    } else {
+        want.div_ceil(row_blocks).min(col_blocks)
+    };
     let row_tasks = row_blocks.min(want.div_ceil(col_tasks)).max(1);
     let rows_per = row_blocks.div_ceil(row_tasks) * BLOCK;
     let cols_per = col_blocks.div_ceil(col_tasks) * 2 * BLOCK;
-    let tasks: Vec<(usize, usize)> = (0..m).step_by(rows_per).flat_map(|r| (0..n).step_by(cols_per).map(move |j| (r, j))).collect();
+    let tasks: Vec<(usize, usize)> = (0..m)
+        .step_by(rows_per)
+        .flat_map(|r| (0..n).step_by(cols_per).map(move |j| (r, j)))
+        .collect();
     let cptr = SharedOut(c.as_mut_ptr(), c.len());
     tasks.par_iter().for_each(|&(r0, j0)| {
         let rows = r0..(r0 + rows_per).min(m);
@@ -288,11 +361,24 @@ unsafe impl Sync for SharedOut {}
 /// # Safety
 /// No other thread may access the rectangle `rows × cols` of C while this runs, and `p` must have
 /// passed [`Product::check`] against C.
-unsafe fn run_rect_raw(kernel: Bf16Kernel, c: SharedOut, ldc: usize, p: &Product<'_>, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+unsafe fn run_rect_raw(
+    kernel: Bf16Kernel,
+    c: SharedOut,
+    ldc: usize,
+    p: &Product<'_>,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+) {
     debug_assert!((rows.end - 1) * ldc + cols.end <= c.1);
     let sub = Product {
-        a: LhsView { data: &p.a.data[rows.start * p.a.ld..], ld: p.a.ld },
-        b: RhsView { data: &p.b.data[cols.start / PANEL * p.b.panel_len..], panel_len: p.b.panel_len },
+        a: LhsView {
+            data: &p.a.data[rows.start * p.a.ld..],
+            ld: p.a.ld,
+        },
+        b: RhsView {
+            data: &p.b.data[cols.start / PANEL * p.b.panel_len..],
+            panel_len: p.b.panel_len,
+        },
         m: rows.len(),
         n: cols.len(),
         start: match p.start {
@@ -304,7 +390,14 @@ unsafe fn run_rect_raw(kernel: Bf16Kernel, c: SharedOut, ldc: usize, p: &Product
     product_raw(kernel, c.0.add(rows.start * ldc + cols.start), ldc, &sub);
 }
 
-fn run_rect(kernel: Bf16Kernel, c: &mut [f32], ldc: usize, p: &Product<'_>, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+fn run_rect(
+    kernel: Bf16Kernel,
+    c: &mut [f32],
+    ldc: usize,
+    p: &Product<'_>,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+) {
     let cptr = SharedOut(c.as_mut_ptr(), c.len());
     // SAFETY: c is exclusively borrowed for the whole call and p was checked against it.
     unsafe { run_rect_raw(kernel, cptr, ldc, p, rows, cols) }

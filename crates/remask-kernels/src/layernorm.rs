@@ -16,8 +16,17 @@ const COL_BLOCK: usize = 64;
 
 /// out[N,C] = (inp − mean)·rstd·weight[C] + bias[C], with mean[N] and rstd[N] = 1/sqrt(var + eps)
 /// written for the backward. Overwrites out, mean and rstd.
-pub fn layernorm_forward(out: &mut [f32], mean: &mut [f32], rstd: &mut [f32], inp: &[f32],
-                         weight: &[f32], bias: &[f32], n: usize, c: usize, eps: f32) {
+pub fn layernorm_forward(
+    out: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    c: usize,
+    eps: f32,
+) {
     assert!(out.len() >= n * c && inp.len() >= n * c && mean.len() >= n && rstd.len() >= n);
     assert!(weight.len() >= c && bias.len() >= c);
     if n == 0 || c == 0 {
@@ -25,7 +34,8 @@ pub fn layernorm_forward(out: &mut [f32], mean: &mut [f32], rstd: &mut [f32], in
     }
     let rows = rows_per_task(c);
     let (weight, bias) = (&weight[..c], &bias[..c]);
-    out[..n * c].par_chunks_mut(rows * c)
+    out[..n * c]
+        .par_chunks_mut(rows * c)
         .zip(mean[..n].par_chunks_mut(rows))
         .zip(rstd[..n].par_chunks_mut(rows))
         .zip(inp[..n * c].par_chunks(rows * c))
@@ -34,9 +44,22 @@ pub fn layernorm_forward(out: &mut [f32], mean: &mut [f32], rstd: &mut [f32], in
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn layernorm_forward_body(out: &mut [f32], mean: &mut [f32], rstd: &mut [f32], inp: &[f32],
-                          weight: &[f32], bias: &[f32], c: usize, eps: f32) {
-    for (((o, m_out), s_out), x) in out.chunks_exact_mut(c).zip(mean.iter_mut()).zip(rstd.iter_mut()).zip(inp.chunks_exact(c)) {
+fn layernorm_forward_body(
+    out: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    c: usize,
+    eps: f32,
+) {
+    for (((o, m_out), s_out), x) in out
+        .chunks_exact_mut(c)
+        .zip(mean.iter_mut())
+        .zip(rstd.iter_mut())
+        .zip(inp.chunks_exact(c))
+    {
         // Pass 1: mean. Pass 2: variance around it (two passes avoid E[x²]−E[x]² cancellation).
         let m = simd::sum(x) / c as f32;
         let mut acc = [0.0f32; LANES];
@@ -62,14 +85,27 @@ simd_dispatch!(fn layernorm_forward_rows(out: &mut [f32], mean: &mut [f32], rstd
                                          weight: &[f32], bias: &[f32], c: usize, eps: f32) = layernorm_forward_body);
 
 /// Reference twin of [`layernorm_forward`]: plain loops, f64 statistics.
-pub fn layernorm_forward_reference(out: &mut [f32], mean: &mut [f32], rstd: &mut [f32], inp: &[f32],
-                                   weight: &[f32], bias: &[f32], n: usize, c: usize, eps: f32) {
+pub fn layernorm_forward_reference(
+    out: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    c: usize,
+    eps: f32,
+) {
     assert!(out.len() >= n * c && inp.len() >= n * c && mean.len() >= n && rstd.len() >= n);
     assert!(weight.len() >= c && bias.len() >= c);
     for i in 0..n {
         let x = &inp[i * c..(i + 1) * c];
         let m = x.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-        let var = x.iter().map(|&v| (v as f64 - m) * (v as f64 - m)).sum::<f64>() / c as f64;
+        let var = x
+            .iter()
+            .map(|&v| (v as f64 - m) * (v as f64 - m))
+            .sum::<f64>()
+            / c as f64;
         let s = 1.0 / (var + eps as f64).sqrt();
         for k in 0..c {
             out[i * c + k] = (((x[k] as f64 - m) * s) * weight[k] as f64 + bias[k] as f64) as f32;
@@ -80,32 +116,71 @@ pub fn layernorm_forward_reference(out: &mut [f32], mean: &mut [f32], rstd: &mut
 }
 
 /// dinp[N,C] += ∂L/∂inp; dweight[C] += Σ_rows dout·norm; dbias[C] += Σ_rows dout.
-pub fn layernorm_backward(dinp: &mut [f32], dweight: &mut [f32], dbias: &mut [f32], dout: &[f32],
-                          inp: &[f32], weight: &[f32], mean: &[f32], rstd: &[f32], n: usize, c: usize) {
+pub fn layernorm_backward(
+    dinp: &mut [f32],
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    n: usize,
+    c: usize,
+) {
     assert!(dinp.len() >= n * c && dout.len() >= n * c && inp.len() >= n * c);
-    assert!(dweight.len() >= c && dbias.len() >= c && weight.len() >= c && mean.len() >= n && rstd.len() >= n);
+    assert!(
+        dweight.len() >= c
+            && dbias.len() >= c
+            && weight.len() >= c
+            && mean.len() >= n
+            && rstd.len() >= n
+    );
     if n == 0 || c == 0 {
         return;
     }
-    let (dout, inp, weight, mean, rstd) = (&dout[..n * c], &inp[..n * c], &weight[..c], &mean[..n], &rstd[..n]);
+    let (dout, inp, weight, mean, rstd) = (
+        &dout[..n * c],
+        &inp[..n * c],
+        &weight[..c],
+        &mean[..n],
+        &rstd[..n],
+    );
     // Phase 1: dinp, rows in parallel.
     let rows = rows_per_task(c);
-    dinp[..n * c].par_chunks_mut(rows * c)
+    dinp[..n * c]
+        .par_chunks_mut(rows * c)
         .zip(dout.par_chunks(rows * c))
         .zip(inp.par_chunks(rows * c))
         .zip(mean.par_chunks(rows))
         .zip(rstd.par_chunks(rows))
         .for_each(|((((d, g), x), m), s)| layernorm_dinp_rows(d, g, x, weight, m, s, c));
     // Phase 2: dweight and dbias, column blocks in parallel.
-    dweight[..c].par_chunks_mut(COL_BLOCK)
+    dweight[..c]
+        .par_chunks_mut(COL_BLOCK)
         .zip(dbias[..c].par_chunks_mut(COL_BLOCK))
         .enumerate()
-        .for_each(|(blk, (dw, db))| layernorm_dparams_block(dw, db, dout, inp, mean, rstd, blk * COL_BLOCK, c));
+        .for_each(|(blk, (dw, db))| {
+            layernorm_dparams_block(dw, db, dout, inp, mean, rstd, blk * COL_BLOCK, c)
+        });
 }
 
 #[inline(always)]
-fn layernorm_dinp_body(dinp: &mut [f32], dout: &[f32], inp: &[f32], weight: &[f32], mean: &[f32], rstd: &[f32], c: usize) {
-    let rows = dinp.chunks_exact_mut(c).zip(dout.chunks_exact(c)).zip(inp.chunks_exact(c)).zip(mean).zip(rstd);
+fn layernorm_dinp_body(
+    dinp: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    c: usize,
+) {
+    let rows = dinp
+        .chunks_exact_mut(c)
+        .zip(dout.chunks_exact(c))
+        .zip(inp.chunks_exact(c))
+        .zip(mean)
+        .zip(rstd);
     for ((((d, g), x), &m), &s) in rows {
         // Forward: norm = (x − mean)·rstd; out = norm·weight + bias.
         // dnorm = dout·weight; dx = rstd·(dnorm − mean(dnorm) − norm·mean(dnorm·norm)).
@@ -115,13 +190,24 @@ fn layernorm_dinp_body(dinp: &mut [f32], dout: &[f32], inp: &[f32], weight: &[f3
         let gc = g.chunks_exact(LANES);
         let xc = x.chunks_exact(LANES);
         let wc = weight.chunks_exact(LANES);
-        for ((&gv, &xv), &wv) in gc.remainder().iter().zip(xc.remainder()).zip(wc.remainder()) {
+        for ((&gv, &xv), &wv) in gc
+            .remainder()
+            .iter()
+            .zip(xc.remainder())
+            .zip(wc.remainder())
+        {
             let dnorm = gv * wv;
             tail_d += dnorm;
             tail_dn += dnorm * ((xv - m) * s);
         }
         for ((gch, xch), wch) in gc.zip(xc).zip(wc) {
-            for ((((ad, adn), &gv), &xv), &wv) in acc_d.iter_mut().zip(acc_dn.iter_mut()).zip(gch).zip(xch).zip(wch) {
+            for ((((ad, adn), &gv), &xv), &wv) in acc_d
+                .iter_mut()
+                .zip(acc_dn.iter_mut())
+                .zip(gch)
+                .zip(xch)
+                .zip(wch)
+            {
                 let dnorm = gv * wv;
                 *ad += dnorm;
                 *adn += dnorm * ((xv - m) * s);
@@ -138,14 +224,27 @@ fn layernorm_dinp_body(dinp: &mut [f32], dout: &[f32], inp: &[f32], weight: &[f3
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn layernorm_dparams_body(dweight: &mut [f32], dbias: &mut [f32], dout: &[f32], inp: &[f32],
-                          mean: &[f32], rstd: &[f32], j0: usize, c: usize) {
+fn layernorm_dparams_body(
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    j0: usize,
+    c: usize,
+) {
     // dweight[j] += Σ_rows dout·norm; dbias[j] += Σ_rows dout, for the columns j0..j0+width.
     let width = dweight.len();
     let mut acc_w = [0.0f32; COL_BLOCK];
     let mut acc_b = [0.0f32; COL_BLOCK];
     let (acc_w, acc_b) = (&mut acc_w[..width], &mut acc_b[..width]);
-    for (((g, x), &m), &s) in dout.chunks_exact(c).zip(inp.chunks_exact(c)).zip(mean).zip(rstd) {
+    for (((g, x), &m), &s) in dout
+        .chunks_exact(c)
+        .zip(inp.chunks_exact(c))
+        .zip(mean)
+        .zip(rstd)
+    {
         let (g, x) = (&g[j0..j0 + width], &x[j0..j0 + width]);
         for (((aw, ab), &gv), &xv) in acc_w.iter_mut().zip(acc_b.iter_mut()).zip(g).zip(x) {
             *aw += gv * ((xv - m) * s);
@@ -166,10 +265,26 @@ simd_dispatch!(fn layernorm_dparams_block(dweight: &mut [f32], dbias: &mut [f32]
                                           mean: &[f32], rstd: &[f32], j0: usize, c: usize) = layernorm_dparams_body);
 
 /// Reference twin of [`layernorm_backward`]: plain loops, f64 accumulation.
-pub fn layernorm_backward_reference(dinp: &mut [f32], dweight: &mut [f32], dbias: &mut [f32], dout: &[f32],
-                                    inp: &[f32], weight: &[f32], mean: &[f32], rstd: &[f32], n: usize, c: usize) {
+pub fn layernorm_backward_reference(
+    dinp: &mut [f32],
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    n: usize,
+    c: usize,
+) {
     assert!(dinp.len() >= n * c && dout.len() >= n * c && inp.len() >= n * c);
-    assert!(dweight.len() >= c && dbias.len() >= c && weight.len() >= c && mean.len() >= n && rstd.len() >= n);
+    assert!(
+        dweight.len() >= c
+            && dbias.len() >= c
+            && weight.len() >= c
+            && mean.len() >= n
+            && rstd.len() >= n
+    );
     for i in 0..n {
         let m = mean[i] as f64;
         let s = rstd[i] as f64;
@@ -209,18 +324,37 @@ mod tests {
         let bias = rand_vec(c, 3, 1.0);
         let w = rand_vec(n * c, 4, 1.0);
         let (mut out, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
-        layernorm_forward_reference(&mut out, &mut mean, &mut rstd, &inp, &weight, &bias, n, c, eps);
+        layernorm_forward_reference(
+            &mut out, &mut mean, &mut rstd, &inp, &weight, &bias, n, c, eps,
+        );
         let (mut dinp, mut dweight, mut dbias) = (vec![0.0; n * c], vec![0.0; c], vec![0.0; c]);
-        layernorm_backward_reference(&mut dinp, &mut dweight, &mut dbias, &w, &inp, &weight, &mean, &rstd, n, c);
+        layernorm_backward_reference(
+            &mut dinp,
+            &mut dweight,
+            &mut dbias,
+            &w,
+            &inp,
+            &weight,
+            &mean,
+            &rstd,
+            n,
+            c,
+        );
         let obj = |x: &[f32], wt: &[f32], b: &[f32]| {
             let (mut o, mut m, mut s) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
             layernorm_forward_reference(&mut o, &mut m, &mut s, x, wt, b, n, c, eps);
             weighted_sum(&w, &o)
         };
         let (h, atol, rtol) = (1e-2, 5e-4, 2e-3);
-        check_grad("layernorm dinp", &inp, &dinp, h, atol, rtol, |x| obj(x, &weight, &bias));
-        check_grad("layernorm dweight", &weight, &dweight, h, atol, rtol, |x| obj(&inp, x, &bias));
-        check_grad("layernorm dbias", &bias, &dbias, h, atol, rtol, |x| obj(&inp, &weight, x));
+        check_grad("layernorm dinp", &inp, &dinp, h, atol, rtol, |x| {
+            obj(x, &weight, &bias)
+        });
+        check_grad("layernorm dweight", &weight, &dweight, h, atol, rtol, |x| {
+            obj(&inp, x, &bias)
+        });
+        check_grad("layernorm dbias", &bias, &dbias, h, atol, rtol, |x| {
+            obj(&inp, &weight, x)
+        });
     }
 
     fn check_fast(n: usize, c: usize) {
@@ -231,23 +365,62 @@ mod tests {
         let weight = rand_vec(c, 6, 1.5);
         let bias = rand_vec(c, 7, 1.0);
         let what = format!("{n}x{c}");
-        let (mut out, mut mean, mut rstd) = (vec![f32::NAN; n * c], vec![f32::NAN; n], vec![f32::NAN; n]);
+        let (mut out, mut mean, mut rstd) =
+            (vec![f32::NAN; n * c], vec![f32::NAN; n], vec![f32::NAN; n]);
         let (mut out_r, mut mean_r, mut rstd_r) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
-        layernorm_forward(&mut out, &mut mean, &mut rstd, &inp, &weight, &bias, n, c, eps);
-        layernorm_forward_reference(&mut out_r, &mut mean_r, &mut rstd_r, &inp, &weight, &bias, n, c, eps);
+        layernorm_forward(
+            &mut out, &mut mean, &mut rstd, &inp, &weight, &bias, n, c, eps,
+        );
+        layernorm_forward_reference(
+            &mut out_r,
+            &mut mean_r,
+            &mut rstd_r,
+            &inp,
+            &weight,
+            &bias,
+            n,
+            c,
+            eps,
+        );
         assert_close(&out, &out_r, 2e-5, 1e-5, &format!("layernorm out {what}"));
-        assert_close(&mean, &mean_r, 1e-5, 1e-6, &format!("layernorm mean {what}"));
+        assert_close(
+            &mean,
+            &mean_r,
+            1e-5,
+            1e-6,
+            &format!("layernorm mean {what}"),
+        );
         assert_close(&rstd, &rstd_r, 0.0, 1e-5, &format!("layernorm rstd {what}"));
         let dout = rand_vec(n * c, 8, 1.0);
-        let (d0, dw0, db0) = (rand_vec(n * c, 9, 1.0), rand_vec(c, 10, 1.0), rand_vec(c, 11, 1.0));
+        let (d0, dw0, db0) = (
+            rand_vec(n * c, 9, 1.0),
+            rand_vec(c, 10, 1.0),
+            rand_vec(c, 11, 1.0),
+        );
         let (mut d, mut dw, mut db) = (d0.clone(), dw0.clone(), db0.clone());
         let (mut d_r, mut dw_r, mut db_r) = (d0, dw0, db0);
-        layernorm_backward(&mut d, &mut dw, &mut db, &dout, &inp, &weight, &mean_r, &rstd_r, n, c);
-        layernorm_backward_reference(&mut d_r, &mut dw_r, &mut db_r, &dout, &inp, &weight, &mean_r, &rstd_r, n, c);
+        layernorm_backward(
+            &mut d, &mut dw, &mut db, &dout, &inp, &weight, &mean_r, &rstd_r, n, c,
+        );
+        layernorm_backward_reference(
+            &mut d_r, &mut dw_r, &mut db_r, &dout, &inp, &weight, &mean_r, &rstd_r, n, c,
+        );
         let tol_rows = 1e-5 * (n as f32).sqrt();
         assert_close(&d, &d_r, 2e-5, 1e-4, &format!("layernorm dinp {what}"));
-        assert_close(&dw, &dw_r, tol_rows, 1e-4, &format!("layernorm dweight {what}"));
-        assert_close(&db, &db_r, tol_rows, 1e-4, &format!("layernorm dbias {what}"));
+        assert_close(
+            &dw,
+            &dw_r,
+            tol_rows,
+            1e-4,
+            &format!("layernorm dweight {what}"),
+        );
+        assert_close(
+            &db,
+            &db_r,
+            tol_rows,
+            1e-4,
+            &format!("layernorm dbias {what}"),
+        );
     }
 
     #[test]
@@ -266,7 +439,17 @@ mod tests {
         let (mut out, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
         let (mut out_r, mut mean_r, mut rstd_r) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
         layernorm_forward_body(&mut out, &mut mean, &mut rstd, &inp, &weight, &bias, c, eps);
-        layernorm_forward_reference(&mut out_r, &mut mean_r, &mut rstd_r, &inp, &weight, &bias, n, c, eps);
+        layernorm_forward_reference(
+            &mut out_r,
+            &mut mean_r,
+            &mut rstd_r,
+            &inp,
+            &weight,
+            &bias,
+            n,
+            c,
+            eps,
+        );
         assert_close(&out, &out_r, 2e-5, 1e-5, "baseline layernorm out");
         assert_close(&rstd, &rstd_r, 0.0, 1e-5, "baseline layernorm rstd");
         let dout = rand_vec(n * c, 15, 1.0);
@@ -280,7 +463,9 @@ mod tests {
         if !dw_b.is_empty() {
             layernorm_dparams_body(dw_b, db_b, &dout, &inp, &mean_r, &rstd_r, COL_BLOCK, c);
         }
-        layernorm_backward_reference(&mut d_r, &mut dw_r, &mut db_r, &dout, &inp, &weight, &mean_r, &rstd_r, n, c);
+        layernorm_backward_reference(
+            &mut d_r, &mut dw_r, &mut db_r, &dout, &inp, &weight, &mean_r, &rstd_r, n, c,
+        );
         assert_close(&d, &d_r, 2e-5, 1e-4, "baseline layernorm dinp");
         assert_close(&dw, &dw_r, 1e-5, 1e-4, "baseline layernorm dweight");
         assert_close(&db, &db_r, 1e-5, 1e-4, "baseline layernorm dbias");

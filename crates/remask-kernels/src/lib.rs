@@ -12,7 +12,9 @@
 //!   twins are checked against finite differences in f64.
 
 pub mod adamw;
+pub mod attention;
 pub mod bf16;
+pub mod block_mask;
 pub mod clip;
 pub mod cpu;
 pub mod cross_entropy;
@@ -23,11 +25,9 @@ pub mod gemm_bf16;
 pub mod layernorm;
 pub mod matmul;
 pub mod matmul_bf16;
-pub mod attention;
-pub mod block_mask;
 pub mod rng;
-pub mod softmax;
 mod simd;
+pub mod softmax;
 mod strided_gemm;
 #[cfg(test)]
 mod testing;

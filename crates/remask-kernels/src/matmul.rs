@@ -18,7 +18,15 @@ use crate::strided_gemm::{strided_gemm, MatRef, Threads};
 const DBIAS_BLOCK: usize = 64;
 
 /// out[N,OC] = inp[N,C] · weight[OC,C]ᵀ + bias[OC]. Overwrites out.
-pub fn matmul_forward(out: &mut [f32], inp: &[f32], weight: &[f32], bias: Option<&[f32]>, n: usize, c: usize, oc: usize) {
+pub fn matmul_forward(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    c: usize,
+    oc: usize,
+) {
     assert!(out.len() >= n * oc && inp.len() >= n * c && weight.len() >= oc * c);
     if n == 0 || oc == 0 {
         return;
@@ -29,9 +37,33 @@ pub fn matmul_forward(out: &mut [f32], inp: &[f32], weight: &[f32], bias: Option
             // Pass 1: every row of out starts as the bias; pass 2 lets gemm accumulate onto it, which
             // costs one streaming write of out instead of a second read-modify-write pass.
             fill_rows(out, bias, oc);
-            strided_gemm(out, oc, 1, MatRef::rows(inp, c), MatRef::transposed(weight, c), n, c, oc, 1.0, 1.0, Threads::Pool);
+            strided_gemm(
+                out,
+                oc,
+                1,
+                MatRef::rows(inp, c),
+                MatRef::transposed(weight, c),
+                n,
+                c,
+                oc,
+                1.0,
+                1.0,
+                Threads::Pool,
+            );
         }
-        None => strided_gemm(out, oc, 1, MatRef::rows(inp, c), MatRef::transposed(weight, c), n, c, oc, 1.0, 0.0, Threads::Pool),
+        None => strided_gemm(
+            out,
+            oc,
+            1,
+            MatRef::rows(inp, c),
+            MatRef::transposed(weight, c),
+            n,
+            c,
+            oc,
+            1.0,
+            0.0,
+            Threads::Pool,
+        ),
     }
 }
 
@@ -47,7 +79,15 @@ fn fill_rows(out: &mut [f32], bias: &[f32], oc: usize) {
 }
 
 /// Reference twin of [`matmul_forward`]: plain loops.
-pub fn matmul_forward_reference(out: &mut [f32], inp: &[f32], weight: &[f32], bias: Option<&[f32]>, n: usize, c: usize, oc: usize) {
+pub fn matmul_forward_reference(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    c: usize,
+    oc: usize,
+) {
     assert!(out.len() >= n * oc && inp.len() >= n * c && weight.len() >= oc * c);
     for i in 0..n {
         let x = &inp[i * c..(i + 1) * c];
@@ -63,17 +103,55 @@ pub fn matmul_forward_reference(out: &mut [f32], inp: &[f32], weight: &[f32], bi
 }
 
 /// dinp[N,C] += dout[N,OC]·weight[OC,C]; dweight[OC,C] += doutᵀ·inp; dbias[OC] += Σ_rows dout.
-pub fn matmul_backward(dinp: Option<&mut [f32]>, dweight: &mut [f32], dbias: Option<&mut [f32]>,
-                       dout: &[f32], inp: &[f32], weight: &[f32], n: usize, c: usize, oc: usize) {
-    assert!(dout.len() >= n * oc && inp.len() >= n * c && weight.len() >= oc * c && dweight.len() >= oc * c);
+pub fn matmul_backward(
+    dinp: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    n: usize,
+    c: usize,
+    oc: usize,
+) {
+    assert!(
+        dout.len() >= n * oc
+            && inp.len() >= n * c
+            && weight.len() >= oc * c
+            && dweight.len() >= oc * c
+    );
     // Forward: out = inp · weightᵀ + bias.
     // dinp[N,C] += dout[N,OC] · weight[OC,C].
     if let Some(dinp) = dinp {
         assert!(dinp.len() >= n * c);
-        strided_gemm(dinp, c, 1, MatRef::rows(dout, oc), MatRef::rows(weight, c), n, oc, c, 1.0, 1.0, Threads::Pool);
+        strided_gemm(
+            dinp,
+            c,
+            1,
+            MatRef::rows(dout, oc),
+            MatRef::rows(weight, c),
+            n,
+            oc,
+            c,
+            1.0,
+            1.0,
+            Threads::Pool,
+        );
     }
     // dweight[OC,C] += doutᵀ[OC,N] · inp[N,C]; doutᵀ is dout read with swapped strides.
-    strided_gemm(dweight, c, 1, MatRef::transposed(dout, oc), MatRef::rows(inp, c), oc, n, c, 1.0, 1.0, Threads::Pool);
+    strided_gemm(
+        dweight,
+        c,
+        1,
+        MatRef::transposed(dout, oc),
+        MatRef::rows(inp, c),
+        oc,
+        n,
+        c,
+        1.0,
+        1.0,
+        Threads::Pool,
+    );
     if let Some(dbias) = dbias {
         bias_backward(dbias, dout, n, oc);
     }
@@ -84,26 +162,43 @@ pub fn matmul_backward(dinp: Option<&mut [f32]>, dweight: &mut [f32], dbias: Opt
 pub(crate) fn bias_backward(dbias: &mut [f32], dout: &[f32], n: usize, oc: usize) {
     let dbias = &mut dbias[..oc];
     let dout = &dout[..n * oc];
-    dbias.par_chunks_mut(DBIAS_BLOCK).enumerate().for_each(|(blk, db)| {
-        let j0 = blk * DBIAS_BLOCK;
-        let w = db.len();
-        let mut acc = [0.0f32; DBIAS_BLOCK];
-        let acc = &mut acc[..w];
-        for row in dout.chunks_exact(oc) {
-            for (a, &g) in acc.iter_mut().zip(&row[j0..j0 + w]) {
-                *a += g;
+    dbias
+        .par_chunks_mut(DBIAS_BLOCK)
+        .enumerate()
+        .for_each(|(blk, db)| {
+            let j0 = blk * DBIAS_BLOCK;
+            let w = db.len();
+            let mut acc = [0.0f32; DBIAS_BLOCK];
+            let acc = &mut acc[..w];
+            for row in dout.chunks_exact(oc) {
+                for (a, &g) in acc.iter_mut().zip(&row[j0..j0 + w]) {
+                    *a += g;
+                }
             }
-        }
-        for (d, &a) in db.iter_mut().zip(acc.iter()) {
-            *d += a;
-        }
-    });
+            for (d, &a) in db.iter_mut().zip(acc.iter()) {
+                *d += a;
+            }
+        });
 }
 
 /// Reference twin of [`matmul_backward`]: plain loops.
-pub fn matmul_backward_reference(mut dinp: Option<&mut [f32]>, dweight: &mut [f32], mut dbias: Option<&mut [f32]>,
-                                 dout: &[f32], inp: &[f32], weight: &[f32], n: usize, c: usize, oc: usize) {
-    assert!(dout.len() >= n * oc && inp.len() >= n * c && weight.len() >= oc * c && dweight.len() >= oc * c);
+pub fn matmul_backward_reference(
+    mut dinp: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    mut dbias: Option<&mut [f32]>,
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    n: usize,
+    c: usize,
+    oc: usize,
+) {
+    assert!(
+        dout.len() >= n * oc
+            && inp.len() >= n * c
+            && weight.len() >= oc * c
+            && dweight.len() >= oc * c
+    );
     // Forward: out[i,o] = Σ_k inp[i,k]·weight[o,k] + bias[o]. The loops run i, o, k so every
     // inner loop walks contiguous rows (a plain axpy), which keeps the twin usable at real sizes.
     for i in 0..n {
@@ -126,8 +221,18 @@ pub fn matmul_backward_reference(mut dinp: Option<&mut [f32]>, dweight: &mut [f3
 
 /// General GEMM: c[M,N] = alpha·op(a)·op(b) + beta·c, op(a) is [M,K] (a stored [K,M] if trans_a),
 /// op(b) is [K,N] (b stored [N,K] if trans_b). beta = 0 ignores c's old contents (even NaN).
-pub fn gemm(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize,
-            trans_a: bool, trans_b: bool, alpha: f32, beta: f32) {
+pub fn gemm(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    trans_a: bool,
+    trans_b: bool,
+    alpha: f32,
+    beta: f32,
+) {
     assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
     let a = MatRef::maybe_transposed(a, if trans_a { m } else { k }, trans_a);
     let b = MatRef::maybe_transposed(b, if trans_b { k } else { n }, trans_b);
@@ -135,8 +240,18 @@ pub fn gemm(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize,
 }
 
 /// Reference twin of [`gemm`]: plain loops.
-pub fn gemm_reference(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize,
-                      trans_a: bool, trans_b: bool, alpha: f32, beta: f32) {
+pub fn gemm_reference(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    trans_a: bool,
+    trans_b: bool,
+    alpha: f32,
+    beta: f32,
+) {
     assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
     for i in 0..m {
         for j in 0..n {
@@ -146,7 +261,11 @@ pub fn gemm_reference(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n
                 let bv = if trans_b { b[j * k + p] } else { b[p * n + j] };
                 acc += av * bv;
             }
-            let old = if beta == 0.0 { 0.0 } else { beta * c[i * n + j] };
+            let old = if beta == 0.0 {
+                0.0
+            } else {
+                beta * c[i * n + j]
+            };
             c[i * n + j] = alpha * acc + old;
         }
     }
@@ -168,7 +287,17 @@ mod tests {
         let mut dweight = rand_vec(oc * c, 6, 1.0);
         let mut dbias = rand_vec(oc, 7, 1.0);
         let (dinp0, dweight0, dbias0) = (dinp.clone(), dweight.clone(), dbias.clone());
-        matmul_backward_reference(Some(&mut dinp), &mut dweight, Some(&mut dbias), &w, &inp, &weight, n, c, oc);
+        matmul_backward_reference(
+            Some(&mut dinp),
+            &mut dweight,
+            Some(&mut dbias),
+            &w,
+            &inp,
+            &weight,
+            n,
+            c,
+            oc,
+        );
         // The gradients accumulate: subtract what was there before.
         let sub = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<f32>>();
         let obj = |i: &[f32], wt: &[f32], b: &[f32]| {
@@ -177,12 +306,42 @@ mod tests {
             weighted_sum(&w, &out)
         };
         let (h, atol, rtol) = (1e-2, 1e-3, 1e-3);
-        check_grad("matmul dinp", &inp, &sub(&dinp, &dinp0), h, atol, rtol, |x| obj(x, &weight, &bias));
-        check_grad("matmul dweight", &weight, &sub(&dweight, &dweight0), h, atol, rtol, |x| obj(&inp, x, &bias));
-        check_grad("matmul dbias", &bias, &sub(&dbias, &dbias0), h, atol, rtol, |x| obj(&inp, &weight, x));
+        check_grad(
+            "matmul dinp",
+            &inp,
+            &sub(&dinp, &dinp0),
+            h,
+            atol,
+            rtol,
+            |x| obj(x, &weight, &bias),
+        );
+        check_grad(
+            "matmul dweight",
+            &weight,
+            &sub(&dweight, &dweight0),
+            h,
+            atol,
+            rtol,
+            |x| obj(&inp, x, &bias),
+        );
+        check_grad(
+            "matmul dbias",
+            &bias,
+            &sub(&dbias, &dbias0),
+            h,
+            atol,
+            rtol,
+            |x| obj(&inp, &weight, x),
+        );
     }
 
-    fn forward_backward_matches_reference(n: usize, c: usize, oc: usize, with_bias: bool, with_dinp: bool) {
+    fn forward_backward_matches_reference(
+        n: usize,
+        c: usize,
+        oc: usize,
+        with_bias: bool,
+        with_dinp: bool,
+    ) {
         let inp = rand_vec(n * c, 11, 1.0);
         let weight = rand_vec(oc * c, 12, 0.5);
         let bias = rand_vec(oc, 13, 1.0);
@@ -192,20 +351,51 @@ mod tests {
         matmul_forward(&mut out, &inp, &weight, bias, n, c, oc);
         matmul_forward_reference(&mut out_ref, &inp, &weight, bias, n, c, oc);
         let tol = 1e-5 * (c as f32).sqrt();
-        assert_close(&out, &out_ref, tol, 1e-4, &format!("matmul_forward {n}x{c}x{oc}"));
+        assert_close(
+            &out,
+            &out_ref,
+            tol,
+            1e-4,
+            &format!("matmul_forward {n}x{c}x{oc}"),
+        );
 
         let dout = rand_vec(n * oc, 14, 1.0);
         let dinp0 = rand_vec(n * c, 15, 1.0);
         let dweight0 = rand_vec(oc * c, 16, 1.0);
         let dbias0 = rand_vec(oc, 17, 1.0);
         let (mut dinp, mut dweight, mut dbias) = (dinp0.clone(), dweight0.clone(), dbias0.clone());
-        let (mut dinp_r, mut dweight_r, mut dbias_r) = (dinp0.clone(), dweight0.clone(), dbias0.clone());
-        matmul_backward(with_dinp.then_some(&mut dinp[..]), &mut dweight, with_bias.then_some(&mut dbias[..]),
-                        &dout, &inp, &weight, n, c, oc);
-        matmul_backward_reference(with_dinp.then_some(&mut dinp_r[..]), &mut dweight_r, with_bias.then_some(&mut dbias_r[..]),
-                                  &dout, &inp, &weight, n, c, oc);
+        let (mut dinp_r, mut dweight_r, mut dbias_r) =
+            (dinp0.clone(), dweight0.clone(), dbias0.clone());
+        matmul_backward(
+            with_dinp.then_some(&mut dinp[..]),
+            &mut dweight,
+            with_bias.then_some(&mut dbias[..]),
+            &dout,
+            &inp,
+            &weight,
+            n,
+            c,
+            oc,
+        );
+        matmul_backward_reference(
+            with_dinp.then_some(&mut dinp_r[..]),
+            &mut dweight_r,
+            with_bias.then_some(&mut dbias_r[..]),
+            &dout,
+            &inp,
+            &weight,
+            n,
+            c,
+            oc,
+        );
         let tol_n = 1e-5 * (n as f32).sqrt();
-        assert_close(&dinp, &dinp_r, 1e-5 * (oc as f32).sqrt(), 1e-4, "matmul dinp");
+        assert_close(
+            &dinp,
+            &dinp_r,
+            1e-5 * (oc as f32).sqrt(),
+            1e-4,
+            "matmul dinp",
+        );
         assert_close(&dweight, &dweight_r, tol_n, 1e-4, "matmul dweight");
         assert_close(&dbias, &dbias_r, tol_n, 1e-4, "matmul dbias");
         if !with_dinp {
@@ -246,7 +436,8 @@ mod tests {
                 for i in 0..m {
                     for j in 0..n {
                         let dot: f64 = (0..k).map(|p| at(i, p) as f64 * bt(p, j) as f64).sum();
-                        expect[i * n + j] = (alpha as f64 * dot + beta as f64 * c0[i * n + j] as f64) as f32;
+                        expect[i * n + j] =
+                            (alpha as f64 * dot + beta as f64 * c0[i * n + j] as f64) as f32;
                     }
                 }
                 let what = format!("gemm ta={trans_a} tb={trans_b} alpha={alpha} beta={beta}");

@@ -59,9 +59,24 @@ fn with_packs<R>(f: impl FnOnce(&mut PackedLhs, &mut PackedRhs) -> R) -> R {
 
 /// out[N,OC] = bias[OC] + bf16(inp[N,C]) · bf16(W)ᵀ, accumulated in f32 from the bias (no
 /// separate pass over out). Overwrites out.
-pub fn matmul_forward_bf16(out: &mut [f32], inp: &[f32], w: &PackedWeight, bias: Option<&[f32]>, n: usize, c: usize, oc: usize) {
-    assert!(out.len() >= n * oc && inp.len() >= n * c, "matmul_forward_bf16: buffers too small");
-    assert_eq!(w.shape(), (c, oc), "matmul_forward_bf16: packed weight is not [OC, C]");
+pub fn matmul_forward_bf16(
+    out: &mut [f32],
+    inp: &[f32],
+    w: &PackedWeight,
+    bias: Option<&[f32]>,
+    n: usize,
+    c: usize,
+    oc: usize,
+) {
+    assert!(
+        out.len() >= n * oc && inp.len() >= n * c,
+        "matmul_forward_bf16: buffers too small"
+    );
+    assert_eq!(
+        w.shape(),
+        (c, oc),
+        "matmul_forward_bf16: packed weight is not [OC, C]"
+    );
     if n == 0 || oc == 0 {
         return;
     }
@@ -74,7 +89,15 @@ pub fn matmul_forward_bf16(out: &mut [f32], inp: &[f32], w: &PackedWeight, bias:
 }
 
 /// Reference twin of [`matmul_forward_bf16`] (on the f32 weight): the bf16 GEMM twin plus bias.
-pub fn matmul_forward_bf16_reference(out: &mut [f32], inp: &[f32], weight: &[f32], bias: Option<&[f32]>, n: usize, c: usize, oc: usize) {
+pub fn matmul_forward_bf16_reference(
+    out: &mut [f32],
+    inp: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    c: usize,
+    oc: usize,
+) {
     assert!(out.len() >= n * oc && inp.len() >= n * c && weight.len() >= oc * c);
     let start = bias.map_or(Start::Zero, |b| Start::Bias(&b[..oc]));
     gemm_bf16_reference(out, oc, inp, c, 1, weight, 1, c, n, c, oc, 1.0, start);
@@ -83,11 +106,31 @@ pub fn matmul_forward_bf16_reference(out: &mut [f32], inp: &[f32], weight: &[f32
 /// dinp[N,C] (+)= bf16(dout)·bf16(W); dweight[OC,C] += bf16(dout)ᵀ·bf16(inp); dbias[OC] += Σ_rows
 /// dout (f32). `inp` is the forward's input. `dinp_start` is [`Start::C`] to add into dinp (llm.c's
 /// convention) or [`Start::Zero`] to overwrite it (no pass to zero it first, nothing read).
-pub fn matmul_backward_bf16(dinp: Option<&mut [f32]>, dinp_start: Start<'_>, dweight: &mut [f32], dbias: Option<&mut [f32]>, dout: &[f32],
-                            inp: &[f32], w: &PackedWeight, n: usize, c: usize, oc: usize) {
-    assert!(dout.len() >= n * oc && inp.len() >= n * c && dweight.len() >= oc * c, "matmul_backward_bf16: buffers too small");
-    assert_eq!(w.shape(), (c, oc), "matmul_backward_bf16: packed weight is not [OC, C]");
-    assert!(matches!(dinp_start, Start::C | Start::Zero), "matmul_backward_bf16: dinp starts from itself or from 0");
+pub fn matmul_backward_bf16(
+    dinp: Option<&mut [f32]>,
+    dinp_start: Start<'_>,
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    dout: &[f32],
+    inp: &[f32],
+    w: &PackedWeight,
+    n: usize,
+    c: usize,
+    oc: usize,
+) {
+    assert!(
+        dout.len() >= n * oc && inp.len() >= n * c && dweight.len() >= oc * c,
+        "matmul_backward_bf16: buffers too small"
+    );
+    assert_eq!(
+        w.shape(),
+        (c, oc),
+        "matmul_backward_bf16: packed weight is not [OC, C]"
+    );
+    assert!(
+        matches!(dinp_start, Start::C | Start::Zero),
+        "matmul_backward_bf16: dinp starts from itself or from 0"
+    );
     if n == 0 {
         return;
     }
@@ -110,9 +153,23 @@ pub fn matmul_backward_bf16(dinp: Option<&mut [f32]>, dinp_start: Start<'_>, dwe
 }
 
 /// Reference twin of [`matmul_backward_bf16`] (on the f32 weight).
-pub fn matmul_backward_bf16_reference(dinp: Option<&mut [f32]>, dweight: &mut [f32], dbias: Option<&mut [f32]>, dout: &[f32], inp: &[f32],
-                                      weight: &[f32], n: usize, c: usize, oc: usize) {
-    assert!(dout.len() >= n * oc && inp.len() >= n * c && weight.len() >= oc * c && dweight.len() >= oc * c);
+pub fn matmul_backward_bf16_reference(
+    dinp: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    dout: &[f32],
+    inp: &[f32],
+    weight: &[f32],
+    n: usize,
+    c: usize,
+    oc: usize,
+) {
+    assert!(
+        dout.len() >= n * oc
+            && inp.len() >= n * c
+            && weight.len() >= oc * c
+            && dweight.len() >= oc * c
+    );
     if let Some(dinp) = dinp {
         gemm_bf16_reference(dinp, c, dout, oc, 1, weight, c, 1, n, oc, c, 1.0, Start::C);
     }
@@ -149,22 +206,75 @@ mod tests {
             matmul_forward_bf16(&mut out, &inp, &w, Some(&bias), n, c, oc);
             matmul_forward_bf16_reference(&mut out_r, &inp, &weight, Some(&bias), n, c, oc);
             let k_tol = |k: usize| 4e-7 * (k * k) as f32 * 0.5 + 1e-6;
-            assert_close(&out, &out_r, k_tol(c), 0.0, &format!("forward {n}x{c}x{oc}"));
+            assert_close(
+                &out,
+                &out_r,
+                k_tol(c),
+                0.0,
+                &format!("forward {n}x{c}x{oc}"),
+            );
 
             let dout = rand_vec(n * oc, 4, 1.0);
-            let (dinp0, dw0, db0) = (rand_vec(n * c, 5, 1.0), rand_vec(oc * c, 6, 1.0), rand_vec(oc, 7, 1.0));
+            let (dinp0, dw0, db0) = (
+                rand_vec(n * c, 5, 1.0),
+                rand_vec(oc * c, 6, 1.0),
+                rand_vec(oc, 7, 1.0),
+            );
             let (mut dinp, mut dw, mut db) = (dinp0.clone(), dw0.clone(), db0.clone());
             let (mut dinp_r, mut dw_r, mut db_r) = (dinp0.clone(), dw0.clone(), db0.clone());
-            matmul_backward_bf16(Some(&mut dinp), Start::C, &mut dw, Some(&mut db), &dout, &inp, &w, n, c, oc);
+            matmul_backward_bf16(
+                Some(&mut dinp),
+                Start::C,
+                &mut dw,
+                Some(&mut db),
+                &dout,
+                &inp,
+                &w,
+                n,
+                c,
+                oc,
+            );
             // Overwriting dinp equals adding into zeros.
             let mut dinp_set = vec![f32::NAN; n * c];
             let (mut dw2, mut db2) = (dw0.clone(), db0.clone());
-            matmul_backward_bf16(Some(&mut dinp_set), Start::Zero, &mut dw2, Some(&mut db2), &dout, &inp, &w, n, c, oc);
+            matmul_backward_bf16(
+                Some(&mut dinp_set),
+                Start::Zero,
+                &mut dw2,
+                Some(&mut db2),
+                &dout,
+                &inp,
+                &w,
+                n,
+                c,
+                oc,
+            );
             let mut dinp_zero = vec![0.0; n * c];
             let (mut dw3, mut db3) = (dw0.clone(), db0.clone());
-            matmul_backward_bf16(Some(&mut dinp_zero), Start::C, &mut dw3, Some(&mut db3), &dout, &inp, &w, n, c, oc);
+            matmul_backward_bf16(
+                Some(&mut dinp_zero),
+                Start::C,
+                &mut dw3,
+                Some(&mut db3),
+                &dout,
+                &inp,
+                &w,
+                n,
+                c,
+                oc,
+            );
             assert_eq!(dinp_set, dinp_zero, "dinp overwritten {n}x{c}x{oc}");
-            matmul_backward_bf16_reference(Some(&mut dinp_r), &mut dw_r, Some(&mut db_r), &dout, &inp, &weight, n, c, oc);
+            matmul_backward_bf16_reference(
+                Some(&mut dinp_r),
+                &mut dw_r,
+                Some(&mut db_r),
+                &dout,
+                &inp,
+                &weight,
+                n,
+                c,
+                oc,
+            );
             assert_close(&dinp, &dinp_r, k_tol(oc) + 1e-6, 0.0, "dinp");
             assert_close(&dw, &dw_r, 2.0 * k_tol(n) + 1e-6, 0.0, "dweight");
             assert_close(&db, &db_r, 1e-5 * n as f32, 0.0, "dbias");
@@ -183,7 +293,9 @@ mod tests {
         let mut differs = false;
         for i in 0..n {
             for o in 0..oc {
-                let scale: f32 = (0..c).map(|k| (inp[i * c + k] * weight[o * c + k]).abs()).sum();
+                let scale: f32 = (0..c)
+                    .map(|k| (inp[i * c + k] * weight[o * c + k]).abs())
+                    .sum();
                 let d = (out[i * oc + o] - out32[i * oc + o]).abs();
                 assert!(d <= scale * 2.0 / 256.0, "({i},{o}) {d} vs {scale}");
                 differs |= d > 0.0;

@@ -54,7 +54,9 @@ impl KeyedRng {
     /// A stream for the decision identified by (seed, purpose, epoch, index).
     #[inline]
     pub fn new(seed: u64, purpose: Purpose, epoch: u64, index: u64) -> Self {
-        Self { state: key(seed, purpose, epoch, index) }
+        Self {
+            state: key(seed, purpose, epoch, index),
+        }
     }
 
     /// A stream started from an already derived key.
@@ -80,7 +82,9 @@ impl KeyedRng {
     /// counter), so this runs 8 lanes at a time where AVX-512 has 64-bit vector multiplies.
     pub fn fill_f32(&mut self, out: &mut [f32]) {
         fill_f32_at(self.state, out);
-        self.state = self.state.wrapping_add((out.len() as u64).wrapping_mul(GAMMA));
+        self.state = self
+            .state
+            .wrapping_add((out.len() as u64).wrapping_mul(GAMMA));
     }
 
     /// Uniform in [0, 1) with 53 bits of resolution.
@@ -162,7 +166,11 @@ mod tests {
             let mut got = vec![-1.0; n];
             b.fill_f32(&mut got);
             assert_eq!(got, want, "n = {n}");
-            assert_eq!(a.next_u64(), b.next_u64(), "stream position after {n} draws");
+            assert_eq!(
+                a.next_u64(),
+                b.next_u64(),
+                "stream position after {n} draws"
+            );
         }
     }
 
@@ -180,7 +188,10 @@ mod tests {
         }
         assert!((sum / n as f64 - 0.5).abs() < 0.005);
         for c in counts {
-            assert!((c as f64 / n as f64 - 0.1).abs() < 0.005, "bucket share {c}");
+            assert!(
+                (c as f64 / n as f64 - 0.1).abs() < 0.005,
+                "bucket share {c}"
+            );
         }
     }
 }

@@ -76,7 +76,12 @@ pub(crate) fn dot(x: &[f32], y: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let xc = x.chunks_exact(LANES);
     let yc = y.chunks_exact(LANES);
-    let tail: f32 = xc.remainder().iter().zip(yc.remainder()).map(|(&a, &b)| a * b).sum();
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(&a, &b)| a * b)
+        .sum();
     for (cx, cy) in xc.zip(yc) {
         for ((a, &u), &v) in acc.iter_mut().zip(cx).zip(cy) {
             *a += u * v;
@@ -126,8 +131,18 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    let pow2 = f32::from_bits((shifted.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127)) << 23);
-    if x < LO { 0.0 } else { er * pow2 }
+    let pow2 = f32::from_bits(
+        (shifted
+            .to_bits()
+            .wrapping_sub(MAGIC.to_bits())
+            .wrapping_add(127))
+            << 23,
+    );
+    if x < LO {
+        0.0
+    } else {
+        er * pow2
+    }
 }
 
 /// Writes out[j] = e^(x[j] − m) and returns Σ_j out[j], lane-parallel, in one pass.
@@ -138,7 +153,10 @@ pub(crate) fn exp_store_sum(out: &mut [f32], x: &[f32], m: f32) -> f32 {
     let (out_main, out_tail) = out.split_at_mut(main);
     let (x_main, x_tail) = x.split_at(main);
     let mut acc = [0.0f32; LANES];
-    for (och, xch) in out_main.chunks_exact_mut(LANES).zip(x_main.chunks_exact(LANES)) {
+    for (och, xch) in out_main
+        .chunks_exact_mut(LANES)
+        .zip(x_main.chunks_exact(LANES))
+    {
         for ((a, o), &v) in acc.iter_mut().zip(och).zip(xch) {
             let e = exp(v - m);
             *o = e;
@@ -214,10 +232,20 @@ mod tests {
     fn lane_reductions_match_sequential_sums() {
         for len in [0, 1, 15, 16, 17, 100] {
             let x: Vec<f32> = (0..len).map(|i| ((i * 7919) % 23) as f32 - 11.0).collect();
-            let y: Vec<f32> = (0..len).map(|i| ((i * 104_729) % 13) as f32 - 6.0).collect();
+            let y: Vec<f32> = (0..len)
+                .map(|i| ((i * 104_729) % 13) as f32 - 6.0)
+                .collect();
             assert_eq!(sum(&x), x.iter().sum::<f32>(), "sum len {len}");
-            assert_eq!(dot(&x, &y), x.iter().zip(&y).map(|(a, b)| a * b).sum::<f32>(), "dot len {len}");
-            assert_eq!(max(&x), x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)), "max len {len}");
+            assert_eq!(
+                dot(&x, &y),
+                x.iter().zip(&y).map(|(a, b)| a * b).sum::<f32>(),
+                "dot len {len}"
+            );
+            assert_eq!(
+                max(&x),
+                x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+                "max len {len}"
+            );
         }
     }
 }

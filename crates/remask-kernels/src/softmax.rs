@@ -12,7 +12,8 @@ pub fn softmax_forward(out: &mut [f32], inp: &[f32], rows: usize, cols: usize) {
         return;
     }
     let task = rows_per_task(cols) * cols;
-    out[..rows * cols].par_chunks_mut(task)
+    out[..rows * cols]
+        .par_chunks_mut(task)
         .zip(inp[..rows * cols].par_chunks(task))
         .for_each(|(o, x)| softmax_forward_rows(o, x, cols));
 }
@@ -24,7 +25,8 @@ pub fn softmax_backward(dinp: &mut [f32], out: &[f32], dout: &[f32], rows: usize
         return;
     }
     let task = rows_per_task(cols) * cols;
-    dinp[..rows * cols].par_chunks_mut(task)
+    dinp[..rows * cols]
+        .par_chunks_mut(task)
         .zip(out[..rows * cols].par_chunks(task))
         .zip(dout[..rows * cols].par_chunks(task))
         .for_each(|((d, y), g)| softmax_backward_rows(d, y, g, cols));
@@ -50,7 +52,11 @@ fn softmax_forward_body(out: &mut [f32], inp: &[f32], cols: usize) {
 
 #[inline(always)]
 fn softmax_backward_body(dinp: &mut [f32], out: &[f32], dout: &[f32], cols: usize) {
-    for ((d, y), g) in dinp.chunks_exact_mut(cols).zip(out.chunks_exact(cols)).zip(dout.chunks_exact(cols)) {
+    for ((d, y), g) in dinp
+        .chunks_exact_mut(cols)
+        .zip(out.chunks_exact(cols))
+        .zip(dout.chunks_exact(cols))
+    {
         // Forward: y = e^x / Σ e^x, so dx = y·(dy − Σ_j y_j·dy_j).
         let yg = simd::dot(y, g);
         for ((dd, &yy), &gg) in d.iter_mut().zip(y).zip(g) {
@@ -80,7 +86,13 @@ pub fn softmax_forward_reference(out: &mut [f32], inp: &[f32], rows: usize, cols
 }
 
 /// Reference twin of [`softmax_backward`]: plain loops, f64 sums.
-pub fn softmax_backward_reference(dinp: &mut [f32], out: &[f32], dout: &[f32], rows: usize, cols: usize) {
+pub fn softmax_backward_reference(
+    dinp: &mut [f32],
+    out: &[f32],
+    dout: &[f32],
+    rows: usize,
+    cols: usize,
+) {
     assert!(dinp.len() >= rows * cols && out.len() >= rows * cols && dout.len() >= rows * cols);
     for r in 0..rows {
         let y = &out[r * cols..(r + 1) * cols];
@@ -118,20 +130,37 @@ mod tests {
 
     #[test]
     fn fast_matches_reference() {
-        for (rows, cols, scale) in [(37, 19, 5.0f32), (1, 1, 1.0), (5, 8192, 20.0), (256, 128, 3.0)] {
+        for (rows, cols, scale) in [
+            (37, 19, 5.0f32),
+            (1, 1, 1.0),
+            (5, 8192, 20.0),
+            (256, 128, 3.0),
+        ] {
             let mut inp = rand_vec(rows * cols, 3, scale);
             // Large offsets must not overflow: stability comes from subtracting the maximum.
             inp[0] += 1000.0;
             let (mut out, mut out_ref) = (vec![f32::NAN; rows * cols], vec![0.0; rows * cols]);
             softmax_forward(&mut out, &inp, rows, cols);
             softmax_forward_reference(&mut out_ref, &inp, rows, cols);
-            assert_close(&out, &out_ref, 1e-7, 1e-5, &format!("softmax_forward {rows}x{cols}"));
+            assert_close(
+                &out,
+                &out_ref,
+                1e-7,
+                1e-5,
+                &format!("softmax_forward {rows}x{cols}"),
+            );
             let dout = rand_vec(rows * cols, 4, 1.0);
             let acc0 = rand_vec(rows * cols, 5, 1.0);
             let (mut d, mut d_ref) = (acc0.clone(), acc0);
             softmax_backward(&mut d, &out_ref, &dout, rows, cols);
             softmax_backward_reference(&mut d_ref, &out_ref, &dout, rows, cols);
-            assert_close(&d, &d_ref, 1e-6, 1e-5, &format!("softmax_backward {rows}x{cols}"));
+            assert_close(
+                &d,
+                &d_ref,
+                1e-6,
+                1e-5,
+                &format!("softmax_backward {rows}x{cols}"),
+            );
         }
     }
 

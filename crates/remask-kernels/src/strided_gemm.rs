@@ -21,12 +21,20 @@ pub(crate) struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     /// A row-major matrix with row stride `ld`.
     pub fn rows(data: &'a [f32], ld: usize) -> Self {
-        Self { data, rs: ld, cs: 1 }
+        Self {
+            data,
+            rs: ld,
+            cs: 1,
+        }
     }
 
     /// The transpose of a row-major matrix with row stride `ld` (element (i, j) is `data[j·ld + i]`).
     pub fn transposed(data: &'a [f32], ld: usize) -> Self {
-        Self { data, rs: 1, cs: ld }
+        Self {
+            data,
+            rs: 1,
+            cs: ld,
+        }
     }
 
     /// `rows(ld)` or `transposed(ld)`.
@@ -56,18 +64,41 @@ fn extent(rs: usize, cs: usize, r: usize, c: usize) -> usize {
 /// `dst[M,N] = beta·dst + alpha·lhs·rhs`, where dst's element (i, j) is `dst[i·dst_rs + j·dst_cs]`.
 /// Panics (a programmer error) when a view addresses an element outside its slice.
 #[allow(clippy::too_many_arguments)] // llm.c-style kernel signature: buffers first, sizes last.
-pub(crate) fn strided_gemm(dst: &mut [f32], dst_rs: usize, dst_cs: usize, lhs: MatRef<'_>, rhs: MatRef<'_>,
-                           m: usize, k: usize, n: usize, alpha: f32, beta: f32, threads: Threads) {
+pub(crate) fn strided_gemm(
+    dst: &mut [f32],
+    dst_rs: usize,
+    dst_cs: usize,
+    lhs: MatRef<'_>,
+    rhs: MatRef<'_>,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    beta: f32,
+    threads: Threads,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    assert!(extent(dst_rs, dst_cs, m, n) <= dst.len(), "strided_gemm: dst too small");
+    assert!(
+        extent(dst_rs, dst_cs, m, n) <= dst.len(),
+        "strided_gemm: dst too small"
+    );
     if k > 0 {
-        assert!(extent(lhs.rs, lhs.cs, m, k) <= lhs.data.len(), "strided_gemm: lhs too small");
-        assert!(extent(rhs.rs, rhs.cs, k, n) <= rhs.data.len(), "strided_gemm: rhs too small");
+        assert!(
+            extent(lhs.rs, lhs.cs, m, k) <= lhs.data.len(),
+            "strided_gemm: lhs too small"
+        );
+        assert!(
+            extent(rhs.rs, rhs.cs, k, n) <= rhs.data.len(),
+            "strided_gemm: rhs too small"
+        );
     }
     let parallelism = match threads {
-        Threads::Pool if rayon::current_num_threads() > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FLOPS => {
+        Threads::Pool
+            if rayon::current_num_threads() > 1
+                && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FLOPS =>
+        {
             Parallelism::Rayon(rayon::current_num_threads())
         }
         _ => Parallelism::None,
@@ -77,9 +108,26 @@ pub(crate) fn strided_gemm(dst: &mut [f32], dst_rs: usize, dst_cs: usize, lhs: M
     // SAFETY: the asserts above bound every element the strides address (with k = 0 lhs and rhs are
     // not read); dst is exclusively borrowed, so it cannot alias lhs or rhs (shared borrows).
     unsafe {
-        gemm::gemm(m, n, k, dst.as_mut_ptr(), dst_cs as isize, dst_rs as isize, beta != 0.0,
-                   lhs.data.as_ptr(), lhs.cs as isize, lhs.rs as isize,
-                   rhs.data.as_ptr(), rhs.cs as isize, rhs.rs as isize,
-                   beta, alpha, false, false, false, parallelism);
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_cs as isize,
+            dst_rs as isize,
+            beta != 0.0,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }

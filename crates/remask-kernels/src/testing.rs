@@ -6,7 +6,9 @@ use crate::rng::{KeyedRng, Purpose};
 /// `len` values uniform in [-scale, scale), reproducible from `seed`.
 pub(crate) fn rand_vec(len: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut r = KeyedRng::new(seed, Purpose::Other, 0, 0);
-    (0..len).map(|_| (r.next_f32() * 2.0 - 1.0) * scale).collect()
+    (0..len)
+        .map(|_| (r.next_f32() * 2.0 - 1.0) * scale)
+        .collect()
 }
 
 /// Asserts |a − b| ≤ atol + rtol·|b| elementwise, naming the first offending index.
@@ -14,7 +16,10 @@ pub(crate) fn assert_close(a: &[f32], b: &[f32], atol: f32, rtol: f32, what: &st
     assert_eq!(a.len(), b.len(), "{what}: length mismatch");
     for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
         let ok = (x - y).abs() <= atol + rtol * y.abs() || (x.is_nan() && y.is_nan());
-        assert!(ok, "{what}: index {i}: got {x}, expected {y} (atol {atol}, rtol {rtol})");
+        assert!(
+            ok,
+            "{what}: index {i}: got {x}, expected {y} (atol {atol}, rtol {rtol})"
+        );
     }
 }
 
@@ -22,8 +27,15 @@ pub(crate) fn assert_close(a: &[f32], b: &[f32], atol: f32, rtol: f32, what: &st
 /// against `analytic`. Each coordinate is perturbed by ±h in f32 and the difference is divided by
 /// the perturbation actually stored, so the only errors left are O(h²) truncation and f32 rounding
 /// of the kernel's outputs; `atol`/`rtol` must cover those.
-pub(crate) fn check_grad(what: &str, x: &[f32], analytic: &[f32], h: f32, atol: f64, rtol: f64,
-                         mut objective: impl FnMut(&[f32]) -> f64) {
+pub(crate) fn check_grad(
+    what: &str,
+    x: &[f32],
+    analytic: &[f32],
+    h: f32,
+    atol: f64,
+    rtol: f64,
+    mut objective: impl FnMut(&[f32]) -> f64,
+) {
     assert_eq!(x.len(), analytic.len(), "{what}: gradient length mismatch");
     let mut xp = x.to_vec();
     for i in 0..x.len() {
@@ -37,8 +49,10 @@ pub(crate) fn check_grad(what: &str, x: &[f32], analytic: &[f32], h: f32, atol: 
         xp[i] = orig;
         let fd = (fp - fm) / (hi - lo);
         let an = analytic[i] as f64;
-        assert!((an - fd).abs() <= atol + rtol * fd.abs(),
-                "{what}: d/dx[{i}] analytic {an} vs finite difference {fd}");
+        assert!(
+            (an - fd).abs() <= atol + rtol * fd.abs(),
+            "{what}: d/dx[{i}] analytic {an} vs finite difference {fd}"
+        );
     }
 }
 

@@ -92,7 +92,9 @@ impl Batch {
         let t = self.seq_len;
         self.positions = (0..self.batch_size * t).map(|i| (i % t) as u32).collect();
         let real = |i: usize| lengths.get(i / t).is_some_and(|&l| i % t < l as usize);
-        self.doc_ids = (0..self.batch_size * t).map(|i| if real(i) { 0 } else { PAD_DOC }).collect();
+        self.doc_ids = (0..self.batch_size * t)
+            .map(|i| if real(i) { 0 } else { PAD_DOC })
+            .collect();
         self.lengths = lengths;
         self
     }
@@ -166,10 +168,9 @@ impl Batch {
     /// Number of positions that carry a label.
     pub fn num_labels(&self) -> usize {
         let enc = self.labels.iter().filter(|&&l| l != IGNORE_INDEX).count();
-        let dec = self
-            .decoder
-            .as_ref()
-            .map_or(0, |d| d.labels.iter().filter(|&&l| l != IGNORE_INDEX).count());
+        let dec = self.decoder.as_ref().map_or(0, |d| {
+            d.labels.iter().filter(|&&l| l != IGNORE_INDEX).count()
+        });
         enc + dec
     }
 
@@ -177,7 +178,11 @@ impl Batch {
     pub fn validate(&self) -> crate::Result<()> {
         let (b, t) = (self.batch_size, self.seq_len);
         let check = |name: &str, got: usize, want: usize| {
-            if got == want { Ok(()) } else { Err(crate::Error::shape(format!("batch.{name}"), want, got)) }
+            if got == want {
+                Ok(())
+            } else {
+                Err(crate::Error::shape(format!("batch.{name}"), want, got))
+            }
         };
         check("input_ids", self.input_ids.len(), b * t)?;
         check("labels", self.labels.len(), b * t)?;
@@ -243,7 +248,12 @@ pub trait BatchSource: Send {
     fn num_samples(&self) -> u64;
     /// The batch of rows `first_sample .. first_sample + batch_size` (global indices). `progress` is
     /// the fraction of training done, in [0, 1], for masking-rate schedules.
-    fn batch(&mut self, first_sample: u64, batch_size: usize, progress: f32) -> crate::Result<Batch>;
+    fn batch(
+        &mut self,
+        first_sample: u64,
+        batch_size: usize,
+        progress: f32,
+    ) -> crate::Result<Batch>;
     /// Feedback from the model for adaptive masking: the per-label losses of `batch`, in row-major order
     /// of its labelled positions. Sources that do not adapt ignore it.
     fn feedback(&mut self, _batch: &Batch, _label_losses: &[f32]) {}

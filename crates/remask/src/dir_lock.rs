@@ -35,7 +35,11 @@ pub struct Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} on host {}, `{}` started {}", self.pid, self.host, self.command, self.started)
+        write!(
+            f,
+            "pid {} on host {}, `{}` started {}",
+            self.pid, self.host, self.command, self.started
+        )
     }
 }
 
@@ -53,8 +57,13 @@ impl DirLock {
     pub fn acquire(dir: &Path, command: &str) -> Result<DirLock> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join(LOCK_FILE);
-        let mut file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -65,18 +74,29 @@ impl DirLock {
                     // It has just locked and not yet written its name.
                     Err(_) => "another process that is just starting".to_string(),
                 };
-                return Err(Error::Locked { dir: dir.to_path_buf(), holder });
+                return Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                    holder,
+                });
             }
             Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
-        let holder = Holder { pid: std::process::id(), host: host_name(), started: utc_now(), command: command.to_string() };
+        let holder = Holder {
+            pid: std::process::id(),
+            host: host_name(),
+            started: utc_now(),
+            command: command.to_string(),
+        };
         let text = serde_json::to_string(&holder).map_err(|e| Error::Other(e.to_string()))?;
         file.set_len(0)
             .and_then(|_| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(text.as_bytes()))
             .and_then(|_| file.flush())
             .map_err(|e| Error::io(&path, e))?;
-        Ok(DirLock { dir: dir.to_path_buf(), _file: file })
+        Ok(DirLock {
+            dir: dir.to_path_buf(),
+            _file: file,
+        })
     }
 
     /// The locked directory.
@@ -117,7 +137,9 @@ fn host_name() -> String {
 
 /// The current time, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
 fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     rfc3339(secs)
 }
 
@@ -134,7 +156,12 @@ fn rfc3339(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -156,8 +183,15 @@ mod tests {
         let dir = tmp.path().join("run");
         let first = DirLock::acquire(&dir, "remask train").unwrap();
         assert_eq!(first.dir(), dir);
-        let e = DirLock::acquire(&dir, "remask train").unwrap_err().to_string();
-        assert!(e.contains(&format!("pid {}", std::process::id())) && e.contains("remask train") && e.contains("started"), "{e}");
+        let e = DirLock::acquire(&dir, "remask train")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("pid {}", std::process::id()))
+                && e.contains("remask train")
+                && e.contains("started"),
+            "{e}"
+        );
         let h = holder(&dir).unwrap().unwrap();
         assert_eq!(h.pid, std::process::id());
         drop(first);
@@ -165,7 +199,10 @@ mod tests {
         assert_eq!(holder(&dir).unwrap(), None);
         let again = DirLock::acquire(&dir, "remask compare").unwrap();
         let text = std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap();
-        assert!(text.contains("remask compare") && !text.contains("remask train"), "rewritten: {text}");
+        assert!(
+            text.contains("remask compare") && !text.contains("remask train"),
+            "rewritten: {text}"
+        );
         drop(again);
     }
 }

@@ -11,7 +11,10 @@ pub enum Error {
     /// An IO operation on a named file failed. The cause is part of the message (not a `source`), so
     /// an error chain prints it once.
     #[error("{path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
 
     /// A configuration value is invalid. `key` is the dotted path (e.g. `masking.rate`).
     #[error("config `{key}`: {message}")]
@@ -23,7 +26,11 @@ pub enum Error {
 
     /// A tensor or buffer has the wrong shape or size.
     #[error("shape mismatch for `{name}`: expected {expected}, got {got}")]
-    Shape { name: String, expected: String, got: String },
+    Shape {
+        name: String,
+        expected: String,
+        got: String,
+    },
 
     /// A checkpoint is missing, incomplete or does not fit the model.
     #[error("checkpoint {path}: {message}")]
@@ -41,21 +48,34 @@ pub enum Error {
 impl Error {
     /// Wraps an IO error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), cause: source }
+        Error::Io {
+            path: path.into(),
+            cause: source,
+        }
     }
 
     /// A config error for the dotted key path.
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config { key: key.into(), message: message.into() }
+        Error::Config {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 
     /// A data error for a file.
     pub fn data(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Data { path: path.into(), message: message.into() }
+        Error::Data {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     /// A shape error for a named tensor.
     pub fn shape(name: impl Into<String>, expected: impl ToString, got: impl ToString) -> Self {
-        Error::Shape { name: name.into(), expected: expected.to_string(), got: got.to_string() }
+        Error::Shape {
+            name: name.into(),
+            expected: expected.to_string(),
+            got: got.to_string(),
+        }
     }
 }

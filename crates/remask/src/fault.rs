@@ -37,7 +37,9 @@ impl FaultPlan {
     /// The byte budget of one checkpoint write (unlimited unless a test simulates a full disk).
     pub fn write_budget(&self) -> WriteBudget {
         #[cfg(any(test, feature = "testing"))]
-        return WriteBudget { left: self.disk_full_after_bytes };
+        return WriteBudget {
+            left: self.disk_full_after_bytes,
+        };
         #[cfg(not(any(test, feature = "testing")))]
         WriteBudget { left: None }
     }

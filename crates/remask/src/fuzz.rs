@@ -21,14 +21,48 @@ pub struct Mutator {
 
 /// Byte strings that tend to break parsers: delimiters, extreme and non-finite numbers, huge sizes.
 const TOKENS: &[&[u8]] = &[
-    b"0", b"-1", b"1e309", b"-0", b"nan", b"inf", b"18446744073709551615", b"9223372036854775807", b"4294967296",
-    b"99999999999", b"\"", b"\\", b"[", b"]", b"{", b"}", b"=", b",", b":", b"\n", b"\t", b"\r\n", b"\x00", b"\xff",
-    b"\xe4\xb8", b"[[", b"]]", b"\"\"\"", b"true", b"null", b"F32", b"I64", b"BF16", b"U8", b"\"shape\":[1000000,1000000]",
+    b"0",
+    b"-1",
+    b"1e309",
+    b"-0",
+    b"nan",
+    b"inf",
+    b"18446744073709551615",
+    b"9223372036854775807",
+    b"4294967296",
+    b"99999999999",
+    b"\"",
+    b"\\",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b"=",
+    b",",
+    b":",
+    b"\n",
+    b"\t",
+    b"\r\n",
+    b"\x00",
+    b"\xff",
+    b"\xe4\xb8",
+    b"[[",
+    b"]]",
+    b"\"\"\"",
+    b"true",
+    b"null",
+    b"F32",
+    b"I64",
+    b"BF16",
+    b"U8",
+    b"\"shape\":[1000000,1000000]",
 ];
 
 impl Mutator {
     pub fn new(seed: u64) -> Self {
-        Self { state: seed ^ 0x9e37_79b9_7f4a_7c15 }
+        Self {
+            state: seed ^ 0x9e37_79b9_7f4a_7c15,
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -77,9 +111,18 @@ impl Mutator {
                 5 => v.truncate(at),
                 6 => {
                     // Replace a run of digits (a size, an offset, a count) with an extreme number.
-                    if let Some(start) = (at..v.len()).chain(0..at).find(|&i| v[i].is_ascii_digit()) {
-                        let end = (start..v.len()).find(|&i| !v[i].is_ascii_digit()).unwrap_or(v.len());
-                        let t = [&b"0"[..], b"1", b"4294967297", b"18446744073709551615", b"999999999999"][self.below(5)];
+                    if let Some(start) = (at..v.len()).chain(0..at).find(|&i| v[i].is_ascii_digit())
+                    {
+                        let end = (start..v.len())
+                            .find(|&i| !v[i].is_ascii_digit())
+                            .unwrap_or(v.len());
+                        let t = [
+                            &b"0"[..],
+                            b"1",
+                            b"4294967297",
+                            b"18446744073709551615",
+                            b"999999999999",
+                        ][self.below(5)];
                         v.splice(start..end, t.iter().copied());
                     }
                 }
@@ -111,7 +154,10 @@ pub fn seeds(repo_root: &Path, target: &str) -> Vec<Vec<u8>> {
         .collect();
     names.sort();
     assert!(!names.is_empty(), "{} holds no seeds", dir.display());
-    names.iter().map(|p| std::fs::read(p).expect("read seed")).collect()
+    names
+        .iter()
+        .map(|p| std::fs::read(p).expect("read seed"))
+        .collect()
 }
 
 /// What a target made of one input.
@@ -152,13 +198,23 @@ impl Budget {
 /// Runs `target` on every seed and then on mutated seeds until the budget is used. Panics (failing
 /// the calling test) on the first input that panics the target or is rejected without a message;
 /// the input is written to a file named in the failure.
-pub fn run(name: &str, seeds: &[Vec<u8>], budget: Budget, target: impl Fn(&[u8]) -> Outcome) -> FuzzReport {
+pub fn run(
+    name: &str,
+    seeds: &[Vec<u8>],
+    budget: Budget,
+    target: impl Fn(&[u8]) -> Outcome,
+) -> FuzzReport {
     let started = Instant::now();
     let current = Arc::new(AtomicU64::new(u64::MAX));
     let since = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let watchdog = {
-        let (current, since, done, name) = (current.clone(), since.clone(), done.clone(), name.to_string());
+        let (current, since, done, name) = (
+            current.clone(),
+            since.clone(),
+            done.clone(),
+            name.to_string(),
+        );
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
@@ -179,7 +235,9 @@ pub fn run(name: &str, seeds: &[Vec<u8>], budget: Budget, target: impl Fn(&[u8])
     let mut report = FuzzReport::default();
     let total = seeds.len() + budget.iterations;
     for i in 0..total {
-        if only.is_some_and(|o| o != i) || (only.is_none() && i >= seeds.len() && started.elapsed() > budget.time) {
+        if only.is_some_and(|o| o != i)
+            || (only.is_none() && i >= seeds.len() && started.elapsed() > budget.time)
+        {
             continue;
         }
         let input = if i < seeds.len() {
@@ -197,7 +255,9 @@ pub fn run(name: &str, seeds: &[Vec<u8>], budget: Budget, target: impl Fn(&[u8])
         current.store(u64::MAX, Ordering::SeqCst);
         report.inputs += 1;
         let fail = |what: String| -> ! {
-            let dir = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+            let dir = std::env::var_os("CARGO_TARGET_TMPDIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir);
             let path = dir.join(format!("fuzz-{name}-{i}.bin"));
             let _ = std::fs::write(&path, &input);
             done.store(true, Ordering::SeqCst);
@@ -205,11 +265,16 @@ pub fn run(name: &str, seeds: &[Vec<u8>], budget: Budget, target: impl Fn(&[u8])
         };
         match outcome {
             Err(p) => {
-                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
                 fail(format!("panicked: {}", msg.unwrap_or_default()));
             }
             Ok(Ok(())) => report.accepted += 1,
-            Ok(Err(e)) if e.trim().is_empty() => fail("was rejected without an error message".into()),
+            Ok(Err(e)) if e.trim().is_empty() => {
+                fail("was rejected without an error message".into())
+            }
             Ok(Err(_)) => report.rejected += 1,
         }
     }
@@ -220,7 +285,9 @@ pub fn run(name: &str, seeds: &[Vec<u8>], budget: Budget, target: impl Fn(&[u8])
 
 /// FNV-1a of a name (stable across runs and platforms).
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -230,8 +297,12 @@ mod tests {
     #[test]
     fn mutations_are_deterministic_and_change_the_input() {
         let seed = b"[model]\nd_model = 128\n".to_vec();
-        let a: Vec<Vec<u8>> = (0..50).map(|i| Mutator::new(i).mutate(&seed, &[seed.clone()])).collect();
-        let b: Vec<Vec<u8>> = (0..50).map(|i| Mutator::new(i).mutate(&seed, &[seed.clone()])).collect();
+        let a: Vec<Vec<u8>> = (0..50)
+            .map(|i| Mutator::new(i).mutate(&seed, &[seed.clone()]))
+            .collect();
+        let b: Vec<Vec<u8>> = (0..50)
+            .map(|i| Mutator::new(i).mutate(&seed, &[seed.clone()]))
+            .collect();
         assert_eq!(a, b);
         assert!(a.iter().filter(|m| **m != seed).count() > 40);
     }
@@ -239,12 +310,30 @@ mod tests {
     #[test]
     fn the_harness_reports_panics_and_silent_rejections() {
         let seeds = vec![b"ok".to_vec(), b"boom".to_vec()];
-        let budget = Budget { iterations: 0, time: Duration::from_secs(5), hang: Duration::from_secs(5) };
-        let r = catch_unwind(|| run("t", &seeds, budget, |b| if b == b"boom" { panic!("bad") } else { Ok(()) }));
+        let budget = Budget {
+            iterations: 0,
+            time: Duration::from_secs(5),
+            hang: Duration::from_secs(5),
+        };
+        let r = catch_unwind(|| {
+            run("t", &seeds, budget, |b| {
+                if b == b"boom" {
+                    panic!("bad")
+                } else {
+                    Ok(())
+                }
+            })
+        });
         assert!(r.is_err());
         let r = catch_unwind(|| run("t", &seeds, budget, |_| Err(String::new())));
         assert!(r.is_err());
-        let r = run("t", &seeds, budget, |b| if b == b"ok" { Ok(()) } else { Err("no".into()) });
+        let r = run("t", &seeds, budget, |b| {
+            if b == b"ok" {
+                Ok(())
+            } else {
+                Err("no".into())
+            }
+        });
         assert_eq!((r.inputs, r.accepted, r.rejected), (2, 1, 1));
     }
 }

@@ -23,6 +23,7 @@ pub mod guard;
 pub mod infer;
 pub mod masking;
 pub mod model;
+pub mod precision;
 pub mod tensor_file;
 pub mod train;
 

@@ -54,8 +54,10 @@ impl StoredTensor {
 
 fn convert(path: &Path, name: &str, view: &TensorView<'_>) -> Result<StoredTensor> {
     let b = view.data();
-    let f32s = |w: usize, f: &dyn Fn(&[u8]) -> f32| TensorData::F32(b.chunks_exact(w).map(f).collect());
-    let i64s = |w: usize, f: &dyn Fn(&[u8]) -> i64| TensorData::I64(b.chunks_exact(w).map(f).collect());
+    let f32s =
+        |w: usize, f: &dyn Fn(&[u8]) -> f32| TensorData::F32(b.chunks_exact(w).map(f).collect());
+    let i64s =
+        |w: usize, f: &dyn Fn(&[u8]) -> i64| TensorData::I64(b.chunks_exact(w).map(f).collect());
     let data = match view.dtype() {
         Dtype::F32 => f32s(4, &|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
         Dtype::F64 => f32s(8, &|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32),
@@ -69,7 +71,11 @@ fn convert(path: &Path, name: &str, view: &TensorView<'_>) -> Result<StoredTenso
             return Err(Error::data(path, format!("tensor `{name}` has dtype {other:?}; supported: F32, F64, F16, BF16, I64, I32, U8, BOOL")))
         }
     };
-    Ok(StoredTensor { shape: view.shape().to_vec(), data, dtype: view.dtype() })
+    Ok(StoredTensor {
+        shape: view.shape().to_vec(),
+        data,
+        dtype: view.dtype(),
+    })
 }
 
 fn f16_to_f32(h: u16) -> f32 {
@@ -80,7 +86,8 @@ fn f16_to_f32(h: u16) -> f32 {
         (0, 0) => sign,
         (0, m) => {
             // Subnormal: value = m · 2^-24.
-            return f32::from_bits(sign) + (if sign != 0 { -1.0 } else { 1.0 }) * m as f32 * (2.0f32).powi(-24);
+            return f32::from_bits(sign)
+                + (if sign != 0 { -1.0 } else { 1.0 }) * m as f32 * (2.0f32).powi(-24);
         }
         (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
         (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
@@ -96,8 +103,11 @@ pub fn read_safetensors(path: &Path) -> Result<HashMap<String, StoredTensor>> {
 
 /// [`read_safetensors`] of bytes already in memory; `path` names them in errors.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<HashMap<String, StoredTensor>> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::data(path, format!("not a valid safetensors file: {e}")))?;
-    st.iter().map(|(name, view)| Ok((name.to_string(), convert(path, name, &view)?))).collect()
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::data(path, format!("not a valid safetensors file: {e}")))?;
+    st.iter()
+        .map(|(name, view)| Ok((name.to_string(), convert(path, name, &view)?)))
+        .collect()
 }
 
 /// Reads a file that must hold only F32 tensors (a checkpoint's): name → (shape, values).
@@ -108,7 +118,12 @@ pub fn read_f32(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>>
             TensorData::F32(v) if t.dtype == Dtype::F32 => {
                 out.insert(name, (t.shape, v));
             }
-            _ => return Err(Error::data(path, format!("tensor `{name}` is {:?}, expected F32", t.dtype))),
+            _ => {
+                return Err(Error::data(
+                    path,
+                    format!("tensor `{name}` is {:?}, expected F32", t.dtype),
+                ))
+            }
         }
     }
     Ok(out)
@@ -145,8 +160,12 @@ impl Elements<'_> {
 
     fn extend(&self, out: &mut Vec<u8>) {
         match self {
-            Elements::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Elements::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Elements::F32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Elements::I64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         }
     }
 }
@@ -164,12 +183,18 @@ pub fn to_bytes(tensors: &[TensorRef<'_>]) -> Result<Vec<u8>> {
     for (name, shape, data) in tensors {
         let numel: usize = shape.iter().product();
         if numel != data.len() {
-            return Err(Error::shape(*name, format!("{numel} elements for shape {shape:?}"), format!("{} elements", data.len())));
+            return Err(Error::shape(
+                *name,
+                format!("{numel} elements for shape {shape:?}"),
+                format!("{} elements", data.len()),
+            ));
         }
         let end = offset + data.byte_len();
         let entry = serde_json::json!({ "dtype": data.dtype(), "shape": shape, "data_offsets": [offset, end] });
         if header.insert(name.to_string(), entry).is_some() || *name == "__metadata__" {
-            return Err(Error::Other(format!("tensor name `{name}` is used twice or reserved")));
+            return Err(Error::Other(format!(
+                "tensor name `{name}` is used twice or reserved"
+            )));
         }
         offset = end;
     }
@@ -190,7 +215,10 @@ pub fn to_bytes(tensors: &[TensorRef<'_>]) -> Result<Vec<u8>> {
 /// reader sees the old file or the whole new one.
 pub fn write(path: &Path, tensors: &[TensorRef<'_>]) -> Result<()> {
     let bytes = to_bytes(tensors)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let written = std::fs::File::create(&tmp).and_then(|mut f| {
         use std::io::Write;
@@ -217,7 +245,11 @@ mod tests {
     fn writer_layout_and_round_trip() {
         let a = [1.0f32, -2.5, 3.25, 0.0, 5.0, 6.0];
         let ids = [7i64, -1, 1 << 40];
-        let bytes = to_bytes(&[("z.first", &[2, 3], Elements::F32(&a)), ("a.second", &[3], Elements::I64(&ids))]).unwrap();
+        let bytes = to_bytes(&[
+            ("z.first", &[2, 3], Elements::F32(&a)),
+            ("a.second", &[3], Elements::I64(&ids)),
+        ])
+        .unwrap();
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         assert_eq!(n % 8, 0);
         let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
@@ -225,9 +257,20 @@ mod tests {
             header.trim_end(),
             r#"{"__metadata__":{"format":"pt"},"a.second":{"data_offsets":[24,48],"dtype":"I64","shape":[3]},"z.first":{"data_offsets":[0,24],"dtype":"F32","shape":[2,3]}}"#
         );
-        assert_eq!(f32::from_le_bytes(bytes[8 + n..12 + n].try_into().unwrap()), 1.0, "data in the given order");
+        assert_eq!(
+            f32::from_le_bytes(bytes[8 + n..12 + n].try_into().unwrap()),
+            1.0,
+            "data in the given order"
+        );
         let back = parse(Path::new("mem"), &bytes).unwrap();
-        assert_eq!(back["z.first"], StoredTensor { shape: vec![2, 3], data: TensorData::F32(a.to_vec()), dtype: Dtype::F32 });
+        assert_eq!(
+            back["z.first"],
+            StoredTensor {
+                shape: vec![2, 3],
+                data: TensorData::F32(a.to_vec()),
+                dtype: Dtype::F32
+            }
+        );
         assert_eq!(back["a.second"].to_i64(), ids);
         let st = SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(st.tensor("a.second").unwrap().dtype(), Dtype::I64);
@@ -237,7 +280,11 @@ mod tests {
     fn writer_refuses_bad_shapes_and_duplicate_names() {
         let a = [1.0f32; 4];
         assert!(to_bytes(&[("x", &[3], Elements::F32(&a))]).is_err());
-        assert!(to_bytes(&[("x", &[4], Elements::F32(&a)), ("x", &[4], Elements::F32(&a))]).is_err());
+        assert!(to_bytes(&[
+            ("x", &[4], Elements::F32(&a)),
+            ("x", &[4], Elements::F32(&a))
+        ])
+        .is_err());
         assert!(to_bytes(&[("__metadata__", &[4], Elements::F32(&a))]).is_err());
     }
 
@@ -250,9 +297,18 @@ mod tests {
         assert!(e.contains("`ids`") && e.contains("expected F32"), "{e}");
         write(&p, &[("w", &[2], Elements::F32(&[1.0, 2.0]))]).unwrap();
         assert_eq!(read_f32(&p).unwrap()["w"], (vec![2], vec![1.0, 2.0]));
-        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("t.safetensors")], "no temporary file left");
-        let e = read_safetensors(&tmp.path().join("missing.safetensors")).unwrap_err().to_string();
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("t.safetensors")],
+            "no temporary file left"
+        );
+        let e = read_safetensors(&tmp.path().join("missing.safetensors"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing.safetensors"), "{e}");
     }
 }

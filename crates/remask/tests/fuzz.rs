@@ -26,7 +26,11 @@ fn msg(e: impl std::fmt::Display) -> String {
 
 /// Writes `bytes` to a fresh file named `name` in a per-thread scratch directory.
 fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("remask-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let dir = std::env::temp_dir().join(format!(
+        "remask-fuzz-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let p = dir.join(name);
     std::fs::write(&p, bytes).expect("write scratch");
@@ -34,8 +38,14 @@ fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 fn report(name: &str, r: &FuzzReport) {
-    eprintln!("fuzz {name}: {} inputs, {} accepted, {} rejected with a message, slowest {:?}", r.inputs, r.accepted, r.rejected, r.slowest);
-    assert!(r.inputs > 0 || std::env::var_os("REMASK_FUZZ_ONLY").is_some(), "fuzz {name} ran no input");
+    eprintln!(
+        "fuzz {name}: {} inputs, {} accepted, {} rejected with a message, slowest {:?}",
+        r.inputs, r.accepted, r.rejected, r.slowest
+    );
+    assert!(
+        r.inputs > 0 || std::env::var_os("REMASK_FUZZ_ONLY").is_some(),
+        "fuzz {name} ran no input"
+    );
 }
 
 /// A model config that passed validation must also be buildable (or refused with a message), not
@@ -51,25 +61,36 @@ fn build_model(cfg: &remask::model::ModelConfig) -> Outcome {
 
 #[test]
 fn fuzz_run_config() {
-    let r = run("run_config", &seeds(&repo_root(), "run_config"), budget(), |b| {
-        let text = String::from_utf8_lossy(b);
-        let cfg = remask::train::RunConfig::from_toml_str(&text, &[]).map_err(msg)?;
-        cfg.validate().map_err(msg)?;
-        build_model(&cfg.model)
-    });
+    let r = run(
+        "run_config",
+        &seeds(&repo_root(), "run_config"),
+        budget(),
+        |b| {
+            let text = String::from_utf8_lossy(b);
+            let cfg = remask::train::RunConfig::from_toml_str(&text, &[]).map_err(msg)?;
+            cfg.validate().map_err(msg)?;
+            build_model(&cfg.model)
+        },
+    );
     report("run_config", &r);
 }
 
 #[test]
 fn fuzz_compare_config() {
-    let r = run("compare_config", &seeds(&repo_root(), "compare_config"), budget(), |b| {
-        let cfg = remask::experiment::CompareConfig::from_toml_str(&String::from_utf8_lossy(b)).map_err(msg)?;
-        cfg.validate().map_err(msg)?;
-        for name in &cfg.compare.strategies {
-            cfg.masking_for(name).map_err(msg)?;
-        }
-        Ok(())
-    });
+    let r = run(
+        "compare_config",
+        &seeds(&repo_root(), "compare_config"),
+        budget(),
+        |b| {
+            let cfg = remask::experiment::CompareConfig::from_toml_str(&String::from_utf8_lossy(b))
+                .map_err(msg)?;
+            cfg.validate().map_err(msg)?;
+            for name in &cfg.compare.strategies {
+                cfg.masking_for(name).map_err(msg)?;
+            }
+            Ok(())
+        },
+    );
     report("compare_config", &r);
 }
 
@@ -87,12 +108,22 @@ fn fuzz_reader(target: &str, file: &str, format: InputFormat, split: DocumentSpl
 
 #[test]
 fn fuzz_text_reader() {
-    fuzz_reader("text", "corpus.txt", InputFormat::Text, DocumentSplit::BlankLine);
+    fuzz_reader(
+        "text",
+        "corpus.txt",
+        InputFormat::Text,
+        DocumentSplit::BlankLine,
+    );
 }
 
 #[test]
 fn fuzz_jsonl_reader() {
-    fuzz_reader("jsonl", "corpus.jsonl", InputFormat::Jsonl, DocumentSplit::Line);
+    fuzz_reader(
+        "jsonl",
+        "corpus.jsonl",
+        InputFormat::Jsonl,
+        DocumentSplit::Line,
+    );
 }
 
 #[test]
@@ -102,15 +133,25 @@ fn fuzz_tsv_reader() {
 
 #[test]
 fn fuzz_parquet_reader() {
-    fuzz_reader("parquet", "corpus.parquet", InputFormat::Parquet, DocumentSplit::Line);
+    fuzz_reader(
+        "parquet",
+        "corpus.parquet",
+        InputFormat::Parquet,
+        DocumentSplit::Line,
+    );
 }
 
 #[test]
 fn fuzz_safetensors() {
-    let r = run("safetensors", &seeds(&repo_root(), "safetensors"), budget(), |b| {
-        remask::tensor_file::parse(Path::new("fuzz.safetensors"), b).map_err(msg)?;
-        Ok(())
-    });
+    let r = run(
+        "safetensors",
+        &seeds(&repo_root(), "safetensors"),
+        budget(),
+        |b| {
+            remask::tensor_file::parse(Path::new("fuzz.safetensors"), b).map_err(msg)?;
+            Ok(())
+        },
+    );
     report("safetensors", &r);
 }
 
@@ -121,18 +162,32 @@ fn fuzz_hf_loading() {
     let fixture = repo_root().join("fixtures/bert");
     let weights = std::fs::read(fixture.join("model.safetensors")).expect("committed fixture");
     let config = std::fs::read(fixture.join("config.json")).expect("committed fixture");
-    let r = run("hf_config", &seeds(&repo_root(), "hf_config"), budget(), |b| {
-        let dir = scratch("config.json", b).parent().expect("dir").to_path_buf();
-        std::fs::write(dir.join("model.safetensors"), &weights).expect("write");
-        let w = remask::model::hf::read_hf(&dir, 0).map_err(msg)?;
-        remask::model::model_from_params(w.config, w.params).map_err(msg)?;
-        Ok(())
-    });
+    let r = run(
+        "hf_config",
+        &seeds(&repo_root(), "hf_config"),
+        budget(),
+        |b| {
+            let dir = scratch("config.json", b)
+                .parent()
+                .expect("dir")
+                .to_path_buf();
+            std::fs::write(dir.join("model.safetensors"), &weights).expect("write");
+            let w = remask::model::hf::read_hf(&dir, 0).map_err(msg)?;
+            remask::model::model_from_params(w.config, w.params).map_err(msg)?;
+            Ok(())
+        },
+    );
     report("hf_config", &r);
     let weight_seeds = vec![weights.clone()];
-    let small = Budget { iterations: budget().iterations / 4, ..budget() };
+    let small = Budget {
+        iterations: budget().iterations / 4,
+        ..budget()
+    };
     let r = run("hf_weights", &weight_seeds, small, |b| {
-        let dir = scratch("model.safetensors", b).parent().expect("dir").to_path_buf();
+        let dir = scratch("model.safetensors", b)
+            .parent()
+            .expect("dir")
+            .to_path_buf();
         std::fs::write(dir.join("config.json"), &config).expect("write");
         remask::infer::load(&dir, None).map_err(msg)?;
         Ok(())
@@ -148,9 +203,20 @@ fn fuzz_hf_loading() {
 fn fuzz_checkpoint_loading() {
     let root = repo_root();
     let base = root.join("fuzz/checkpoint");
-    let names = ["DONE", "config.json", "run_config.json", "trainer_state.json", "model.safetensors", "optimizer.safetensors"];
+    let names = [
+        "DONE",
+        "config.json",
+        "run_config.json",
+        "trainer_state.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+    ];
     for file in names {
-        assert!(base.join(file).is_file(), "{} is missing (committed; see write_binary_seeds)", base.join(file).display());
+        assert!(
+            base.join(file).is_file(),
+            "{} is missing (committed; see write_binary_seeds)",
+            base.join(file).display()
+        );
     }
     let corpus: Vec<Vec<u8>> = seeds(&root, "checkpoint");
     let r = run("checkpoint", &corpus, budget(), |b| {
@@ -168,7 +234,10 @@ fn fuzz_checkpoint_loading() {
             std::fs::write(dir.join(&name), content).expect("write");
         }
         let first = remask::train::checkpoint::load(&dir);
-        if name != "DONE" && names.contains(&name.as_str()) && content != std::fs::read(base.join(&name)).expect("read").as_slice() {
+        if name != "DONE"
+            && names.contains(&name.as_str())
+            && content != std::fs::read(base.join(&name)).expect("read").as_slice()
+        {
             assert!(first.is_err(), "a changed {name} passed the CRC check");
             reseal(&dir, &names[1..]);
         }
@@ -185,7 +254,10 @@ fn reseal(dir: &Path, files: &[&str]) {
     let mut m = serde_json::Map::new();
     for f in files {
         let bytes = std::fs::read(dir.join(f)).expect("read");
-        m.insert(f.to_string(), serde_json::json!({ "bytes": bytes.len(), "crc32c": crc32c::crc32c(&bytes) }));
+        m.insert(
+            f.to_string(),
+            serde_json::json!({ "bytes": bytes.len(), "crc32c": crc32c::crc32c(&bytes) }),
+        );
     }
     let done = serde_json::json!({ "step": 1, "files": m });
     std::fs::write(dir.join("DONE"), done.to_string()).expect("write DONE");
@@ -193,21 +265,30 @@ fn reseal(dir: &Path, files: &[&str]) {
 
 #[test]
 fn fuzz_tokenizer_json() {
-    let r = run("tokenizer", &seeds(&repo_root(), "tokenizer"), budget(), |b| {
-        let path = scratch("tokenizer.json", b);
-        let text = String::from_utf8_lossy(b);
-        // The data pipeline's loader (prepare --tokenizer) and the inference loader.
-        let data = remask::data::tokenizer::TextTokenizer::from_json(&text, &path);
-        let infer = remask::infer::InferTokenizer::load(&path);
-        match (data, infer) {
-            (Ok(t), Ok(i)) => {
-                t.encode("In the beginning 我们 [MASK] ünïcödé", remask::masking::Language::Auto).map_err(msg)?;
-                i.encode("In the beginning 我们").map_err(msg)?;
-                Ok(())
+    let r = run(
+        "tokenizer",
+        &seeds(&repo_root(), "tokenizer"),
+        budget(),
+        |b| {
+            let path = scratch("tokenizer.json", b);
+            let text = String::from_utf8_lossy(b);
+            // The data pipeline's loader (prepare --tokenizer) and the inference loader.
+            let data = remask::data::tokenizer::TextTokenizer::from_json(&text, &path);
+            let infer = remask::infer::InferTokenizer::load(&path);
+            match (data, infer) {
+                (Ok(t), Ok(i)) => {
+                    t.encode(
+                        "In the beginning 我们 [MASK] ünïcödé",
+                        remask::masking::Language::Auto,
+                    )
+                    .map_err(msg)?;
+                    i.encode("In the beginning 我们").map_err(msg)?;
+                    Ok(())
+                }
+                (Err(e), _) | (_, Err(e)) => Err(msg(e)),
             }
-            (Err(e), _) | (_, Err(e)) => Err(msg(e)),
-        }
-    });
+        },
+    );
     report("tokenizer", &r);
 }
 
@@ -224,14 +305,20 @@ fn write_binary_seeds() {
 
     let root = repo_root().join("fuzz");
     // Parquet: one string column `text`, three rows.
-    let schema = Arc::new(parse_message_type("message m { required binary text (UTF8); }").unwrap());
+    let schema =
+        Arc::new(parse_message_type("message m { required binary text (UTF8); }").unwrap());
     let path = root.join("corpus/parquet/three-rows.parquet");
     let file = std::fs::File::create(&path).unwrap();
     let mut w = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
     let mut rg = w.next_row_group().unwrap();
     let mut col = rg.next_column().unwrap().unwrap();
-    let rows: Vec<ByteArray> = ["In the beginning.", "我们 明天 去 学校。", "The river ran."].iter().map(|s| ByteArray::from(*s)).collect();
-    col.typed::<ByteArrayType>().write_batch(&rows, None, None).unwrap();
+    let rows: Vec<ByteArray> = ["In the beginning.", "我们 明天 去 学校。", "The river ran."]
+        .iter()
+        .map(|s| ByteArray::from(*s))
+        .collect();
+    col.typed::<ByteArrayType>()
+        .write_batch(&rows, None, None)
+        .unwrap();
     col.close().unwrap();
     rg.close().unwrap();
     w.close().unwrap();
@@ -241,7 +328,10 @@ fn write_binary_seeds() {
     let w = [0.5f32, -1.0, 2.0, 0.0, 1e-3, 7.0];
     remask::tensor_file::write(
         &root.join("corpus/safetensors/two-tensors.safetensors"),
-        &[("w", &[2, 3], Elements::F32(&w)), ("ids", &[2], Elements::I64(&[3, 4]))],
+        &[
+            ("w", &[2, 3], Elements::F32(&w)),
+            ("ids", &[2], Elements::I64(&[3, 4])),
+        ],
     )
     .unwrap();
 
@@ -252,7 +342,13 @@ fn write_binary_seeds() {
     let model = remask::model::new_model(cfg.model.clone(), 1).unwrap();
     let n = model.params().len();
     let (m, v) = (vec![0.01f32; n], vec![0.001f32; n]);
-    let state = remask::train::TrainerState { format_version: 1, step: 1, total_steps: 1, seed: 1, ..Default::default() };
+    let state = remask::train::TrainerState {
+        format_version: 1,
+        step: 1,
+        total_steps: 1,
+        seed: 1,
+        ..Default::default()
+    };
     let data = remask::train::checkpoint::CheckpointData {
         model_config: model.config(),
         run_config: &cfg,
@@ -266,18 +362,44 @@ fn write_binary_seeds() {
     let ck = remask::train::checkpoint::save(tmp.path(), &data, 1, &Default::default()).unwrap();
     let dest = root.join("checkpoint");
     std::fs::create_dir_all(&dest).unwrap();
-    for f in ["DONE", "config.json", "run_config.json", "trainer_state.json", "model.safetensors", "optimizer.safetensors"] {
+    for f in [
+        "DONE",
+        "config.json",
+        "run_config.json",
+        "trainer_state.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+    ] {
         std::fs::copy(ck.join(f), dest.join(f)).unwrap();
         let mut seed = format!("{f}\n").into_bytes();
         seed.extend(std::fs::read(ck.join(f)).unwrap());
-        std::fs::write(root.join("corpus/checkpoint").join(format!("{f}.seed")), seed).unwrap();
+        std::fs::write(
+            root.join("corpus/checkpoint").join(format!("{f}.seed")),
+            seed,
+        )
+        .unwrap();
     }
 
     // tokenizer.json: a trained WordPiece and a trained BPE vocabulary.
-    let texts = ["In the beginning was the Word.", "我们 明天 去 学校。", "The river ran over the land."];
-    for (kind, name) in [(remask::data::config::TokenizerKind::Wordpiece, "wordpiece"), (remask::data::config::TokenizerKind::Bpe, "bpe")] {
-        let cfg = remask::data::config::TokenizerConfig { kind, vocab_size: 120, ..Default::default() };
+    let texts = [
+        "In the beginning was the Word.",
+        "我们 明天 去 学校。",
+        "The river ran over the land.",
+    ];
+    for (kind, name) in [
+        (remask::data::config::TokenizerKind::Wordpiece, "wordpiece"),
+        (remask::data::config::TokenizerKind::Bpe, "bpe"),
+    ] {
+        let cfg = remask::data::config::TokenizerConfig {
+            kind,
+            vocab_size: 120,
+            ..Default::default()
+        };
         let t = remask::data::tokenizer::TextTokenizer::train(&cfg, &texts).unwrap();
-        std::fs::write(root.join("corpus/tokenizer").join(format!("{name}.json")), t.to_json().unwrap()).unwrap();
+        std::fs::write(
+            root.join("corpus/tokenizer").join(format!("{name}.json")),
+            t.to_json().unwrap(),
+        )
+        .unwrap();
     }
 }

@@ -14,7 +14,17 @@ use std::path::{Path, PathBuf};
 /// The library's top-level modules, lowest layer first; a module may only name modules of lower
 /// layers. Root items (`crate::{Batch, Error, Result}`) are below everything.
 const LAYERS: &[&[&str]] = &[
-    &["error", "batch", "atomic_write", "dir_lock", "fault", "guard", "tensor_file", "fuzz"],
+    &[
+        "error",
+        "batch",
+        "atomic_write",
+        "dir_lock",
+        "fault",
+        "guard",
+        "tensor_file",
+        "fuzz",
+        "precision",
+    ],
     &["attention"],
     &["masking"],
     &["data"],
@@ -47,8 +57,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `a/b/mod.rs` → `a::b`, `a/c.rs` → `a::c`, `lib.rs` / `main.rs` → ``.
 fn module_of(root: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(root).unwrap().with_extension("");
-    let mut parts: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
-    if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
         parts.pop();
     }
     parts.join("::")
@@ -60,7 +76,10 @@ fn code_of(text: &str) -> String {
         Some(i) => &text[..i],
         None => text,
     };
-    text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Every path starting at `crate` or `super`, with brace groups expanded: `use super::{a, b::c}` →
@@ -70,7 +89,8 @@ fn paths_in(code: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < chars.len() {
-        let starts_word = i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_' || chars[i - 1] == ':');
+        let starts_word = i == 0
+            || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_' || chars[i - 1] == ':');
         let rest: String = chars[i..chars.len().min(i + 7)].iter().collect();
         if starts_word && (rest.starts_with("crate::") || rest.starts_with("super::")) {
             let (paths, end) = parse_tree(&chars, i, Vec::new());
@@ -126,7 +146,11 @@ fn parse_tree(chars: &[char], mut i: usize, mut prefix: Vec<String>) -> (Vec<Vec
 
 /// The longest known module a path from `module` names (None for the crate root or the module itself).
 fn target(module: &str, path: &[String], modules: &BTreeSet<String>) -> Option<String> {
-    let mut base: Vec<String> = if module.is_empty() { Vec::new() } else { module.split("::").map(String::from).collect() };
+    let mut base: Vec<String> = if module.is_empty() {
+        Vec::new()
+    } else {
+        module.split("::").map(String::from).collect()
+    };
     let mut rest = path;
     match rest.first().map(String::as_str) {
         Some("crate") => {
@@ -160,12 +184,20 @@ fn graph(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let sources: Vec<(String, String)> = files
         .iter()
         .filter(|f| f.file_name().is_some_and(|n| n != "tests.rs"))
-        .map(|f| (module_of(root, f), code_of(&std::fs::read_to_string(f).unwrap())))
+        .map(|f| {
+            (
+                module_of(root, f),
+                code_of(&std::fs::read_to_string(f).unwrap()),
+            )
+        })
         .collect();
     let modules: BTreeSet<String> = sources.iter().map(|(m, _)| m.clone()).collect();
     let mut g = BTreeMap::new();
     for (m, code) in &sources {
-        let targets: BTreeSet<String> = paths_in(code).iter().filter_map(|p| target(m, p, &modules)).collect();
+        let targets: BTreeSet<String> = paths_in(code)
+            .iter()
+            .filter_map(|p| target(m, p, &modules))
+            .collect();
         g.insert(m.clone(), targets);
     }
     g
@@ -189,8 +221,11 @@ fn cycles(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
     let reaches: BTreeMap<&String, BTreeSet<String>> = g.keys().map(|k| (k, reach(k))).collect();
     let mut out: Vec<Vec<String>> = Vec::new();
     for (k, r) in &reaches {
-        let mut comp: Vec<String> =
-            r.iter().filter(|o| reaches.get(o).is_some_and(|back| back.contains(*k))).cloned().collect();
+        let mut comp: Vec<String> = r
+            .iter()
+            .filter(|o| reaches.get(o).is_some_and(|back| back.contains(*k)))
+            .cloned()
+            .collect();
         comp.sort();
         if comp.len() > 1 && !out.contains(&comp) {
             out.push(comp);
@@ -217,7 +252,10 @@ fn the_library_has_no_upward_arrows_and_no_circles() {
             continue;
         }
         let Some(lm) = layer(m) else {
-            problems.push(format!("{m}: top-level module `{}` is not in LAYERS (tests/layering.rs)", top(m)));
+            problems.push(format!(
+                "{m}: top-level module `{}` is not in LAYERS (tests/layering.rs)",
+                top(m)
+            ));
             continue;
         };
         for t in targets {
@@ -227,30 +265,54 @@ fn the_library_has_no_upward_arrows_and_no_circles() {
             let allowed = ALLOWED.iter().any(|(a, b, _)| a == m && top(t) == *b);
             match layer(t) {
                 Some(lt) if lt < lm || allowed => {}
-                _ => problems.push(format!("{m} names {t}: `{}` is not below `{}`", top(t), top(m))),
+                _ => problems.push(format!(
+                    "{m} names {t}: `{}` is not below `{}`",
+                    top(t),
+                    top(m)
+                )),
             }
         }
     }
     // Inside each top-level module, files name each other without a circle.
-    let inner: BTreeMap<String, BTreeSet<String>> =
-        g.iter().map(|(m, ts)| (m.clone(), ts.iter().filter(|t| top(t) == top(m)).cloned().collect())).collect();
+    let inner: BTreeMap<String, BTreeSet<String>> = g
+        .iter()
+        .map(|(m, ts)| {
+            (
+                m.clone(),
+                ts.iter().filter(|t| top(t) == top(m)).cloned().collect(),
+            )
+        })
+        .collect();
     for c in cycles(&inner) {
         problems.push(format!("circle: {}", c.join(" → ")));
     }
-    assert!(problems.is_empty(), "import graph:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "import graph:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
 fn cli_commands_do_not_import_each_other() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../remask-cli/src");
     let g = graph(&root);
-    assert!(g.contains_key("cmd::train") && g.contains_key("common"), "{:?}", g.keys().collect::<Vec<_>>());
+    assert!(
+        g.contains_key("cmd::train") && g.contains_key("common"),
+        "{:?}",
+        g.keys().collect::<Vec<_>>()
+    );
     let mut problems = Vec::new();
     for (m, targets) in &g {
-        let Some(cmd) = m.strip_prefix("cmd::") else { continue };
+        let Some(cmd) = m.strip_prefix("cmd::") else {
+            continue;
+        };
         for t in targets {
-            let Some(other) = t.strip_prefix("cmd::") else { continue };
-            let dispatch = (cmd == "bench" || cmd == "inspect") && other.starts_with(&format!("{cmd}_"));
+            let Some(other) = t.strip_prefix("cmd::") else {
+                continue;
+            };
+            let dispatch =
+                (cmd == "bench" || cmd == "inspect") && other.starts_with(&format!("{cmd}_"));
             if !dispatch {
                 problems.push(format!("{m} names {t}: move what both need to common.rs"));
             }
@@ -259,21 +321,48 @@ fn cli_commands_do_not_import_each_other() {
     for c in cycles(&g) {
         problems.push(format!("circle: {}", c.join(" → ")));
     }
-    assert!(problems.is_empty(), "CLI import graph:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "CLI import graph:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
 fn the_checker_sees_paths_in_braces_and_code() {
     let code = code_of("use super::{a, b::{c, d as e}};\nuse crate::x::Y; // crate::z\nfn f() { crate::w::g(); }\n#[cfg(test)]\nmod tests {\n use crate::q;\n}\n");
     let paths: Vec<String> = paths_in(&code).iter().map(|p| p.join("::")).collect();
-    assert_eq!(paths, ["super::a", "super::b::c", "super::b::d", "crate::x::Y", "crate::w::g"]);
-    let modules: BTreeSet<String> = ["m", "m::a", "m::b", "x"].iter().map(|s| s.to_string()).collect();
-    assert_eq!(target("m::c", &["super".into(), "a".into(), "T".into()], &modules), Some("m::a".into()));
-    assert_eq!(target("m::c", &["crate".into(), "x".into(), "Y".into()], &modules), Some("x".into()));
-    assert_eq!(target("m::a", &["super".into(), "T".into()], &modules), None, "the parent itself is not an edge");
-    let g: BTreeMap<String, BTreeSet<String>> = [("a", vec!["b"]), ("b", vec!["a"]), ("c", vec!["a"])]
+    assert_eq!(
+        paths,
+        [
+            "super::a",
+            "super::b::c",
+            "super::b::d",
+            "crate::x::Y",
+            "crate::w::g"
+        ]
+    );
+    let modules: BTreeSet<String> = ["m", "m::a", "m::b", "x"]
         .iter()
-        .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+        .map(|s| s.to_string())
         .collect();
+    assert_eq!(
+        target("m::c", &["super".into(), "a".into(), "T".into()], &modules),
+        Some("m::a".into())
+    );
+    assert_eq!(
+        target("m::c", &["crate".into(), "x".into(), "Y".into()], &modules),
+        Some("x".into())
+    );
+    assert_eq!(
+        target("m::a", &["super".into(), "T".into()], &modules),
+        None,
+        "the parent itself is not an edge"
+    );
+    let g: BTreeMap<String, BTreeSet<String>> =
+        [("a", vec!["b"]), ("b", vec!["a"]), ("c", vec!["a"])]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+            .collect();
     assert_eq!(cycles(&g), vec![vec!["a".to_string(), "b".to_string()]]);
 }

@@ -9,9 +9,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use remask::attention::{AttentionMaskSpec, MaskFn};
-use remask::audit::{audit_batch, audit_masking, audit_model, audit_seq2seq, audit_with_mask, kind_name, AuditOptions, AuditReport};
-use remask::model::{model_from_params, new_model, Arch, ModelConfig, TrainModel, ATTENTION_TILE};
+use remask::audit::{
+    audit_batch, audit_masking, audit_model, audit_seq2seq, audit_with_mask, kind_name,
+    AuditOptions, AuditReport,
+};
 use remask::infer::ModelDir;
+use remask::model::{model_from_params, new_model, Arch, ModelConfig, TrainModel, ATTENTION_TILE};
 use remask::train::RunConfig;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +87,9 @@ pub struct Args {
 }
 
 fn parse_pair(s: &str) -> Result<(usize, usize), String> {
-    let (q, k) = s.split_once(',').ok_or_else(|| format!("expected Q,K (two positions), got {s:?}"))?;
+    let (q, k) = s
+        .split_once(',')
+        .ok_or_else(|| format!("expected Q,K (two positions), got {s:?}"))?;
     let p = |x: &str| x.trim().parse::<usize>().map_err(|e| format!("{x:?}: {e}"));
     Ok((p(q)?, p(k)?))
 }
@@ -94,9 +99,21 @@ fn tiny(arch: ArchArg) -> ModelConfig {
     let base = match arch {
         ArchArg::Encoder => ModelConfig::bert_like(),
         ArchArg::Decoder => ModelConfig::gpt2_like(),
-        ArchArg::EncoderDecoder => ModelConfig { n_decoder_layers: 2, ..ModelConfig::bart_like() },
+        ArchArg::EncoderDecoder => ModelConfig {
+            n_decoder_layers: 2,
+            ..ModelConfig::bart_like()
+        },
     };
-    ModelConfig { vocab_size: 64, d_model: 32, n_heads: 4, n_layers: 2, d_ff: 64, max_positions: 128, init_std: 0.2, ..base }
+    ModelConfig {
+        vocab_size: 64,
+        d_model: 32,
+        n_heads: 4,
+        n_layers: 2,
+        d_ff: 64,
+        max_positions: 128,
+        init_std: 0.2,
+        ..base
+    }
 }
 
 /// The spec of a kind for a model of `arch`; None where the architecture cannot run it.
@@ -126,11 +143,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 super::warn_skipped(&skipped);
                 let mut model = new_model(ckpt.model_config.clone(), 0)?;
                 ckpt.restore_params(model.as_mut())?;
-                (ckpt.model_config.clone(), Some(model.params().to_vec()), ckpt.run_config.run.seed)
+                (
+                    ckpt.model_config.clone(),
+                    Some(model.params().to_vec()),
+                    ckpt.run_config.run.seed,
+                )
             }
             ModelDir::HuggingFace { dir } => {
                 let imported = remask::model::hf::load_hf(&dir, 0)?;
-                (imported.model.config().clone(), Some(imported.model.params().to_vec()), 0)
+                (
+                    imported.model.config().clone(),
+                    Some(imported.model.params().to_vec()),
+                    0,
+                )
             }
         }
     } else {
@@ -143,30 +168,65 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let own = args.config.is_some() || args.model.is_some() || config.arch == Arch::EncoderDecoder;
     let specs: Vec<(String, Option<AttentionMaskSpec>)> = match args.mask {
         None if own => vec![(kind_name(&config.attention), Some(config.attention))],
-        Some(MaskArg::All) | None => [MaskArg::Padding, MaskArg::Causal, MaskArg::Document, MaskArg::Sliding, MaskArg::Prefix]
-            .into_iter()
-            .map(|k| (format!("{k:?}").to_lowercase(), spec_for(k, config.arch, args.window)))
-            .collect(),
-        Some(k) => vec![(format!("{k:?}").to_lowercase(), spec_for(k, config.arch, args.window))],
+        Some(MaskArg::All) | None => [
+            MaskArg::Padding,
+            MaskArg::Causal,
+            MaskArg::Document,
+            MaskArg::Sliding,
+            MaskArg::Prefix,
+        ]
+        .into_iter()
+        .map(|k| {
+            (
+                format!("{k:?}").to_lowercase(),
+                spec_for(k, config.arch, args.window),
+            )
+        })
+        .collect(),
+        Some(k) => vec![(
+            format!("{k:?}").to_lowercase(),
+            spec_for(k, config.arch, args.window),
+        )],
     };
     let batch = audit_batch(&config, args.batch, args.seq, args.seed)?;
-    let opts = AuditOptions { max_queries_per_row: args.queries, seed: args.seed };
+    let opts = AuditOptions {
+        max_queries_per_row: args.queries,
+        seed: args.seed,
+    };
     let mut reports: Vec<AuditReport> = Vec::new();
     let mut lines = Vec::new();
     for (name, spec) in specs {
         let Some(spec) = spec else {
-            lines.push(format!("SKIP {name}: a next-token decoder cannot run a bidirectional mask"));
+            lines.push(format!(
+                "SKIP {name}: a next-token decoder cannot run a bidirectional mask"
+            ));
             continue;
         };
-        let cfg = ModelConfig { attention: spec, ..config.clone() };
+        let cfg = ModelConfig {
+            attention: spec,
+            ..config.clone()
+        };
         let mut model = model_from_params(cfg, params.clone())?;
         let report = match args.plant_leak {
             None => audit_model(model.as_mut(), &spec, &batch, &opts),
             Some((lq, lk)) => {
                 let expected = spec.predicate(&batch);
                 let leaky = expected.clone() | MaskFn::custom(move |_, _, q, k| q == lq && k == lk);
-                let run_mask = leaky.compile(batch.batch_size, 1, batch.seq_len, batch.seq_len, ATTENTION_TILE);
-                audit_with_mask(model.as_ref(), &run_mask, &expected, &kind_name(&spec), &batch, &opts)
+                let run_mask = leaky.compile(
+                    batch.batch_size,
+                    1,
+                    batch.seq_len,
+                    batch.seq_len,
+                    ATTENTION_TILE,
+                );
+                audit_with_mask(
+                    model.as_ref(),
+                    &run_mask,
+                    &expected,
+                    &kind_name(&spec),
+                    &batch,
+                    &opts,
+                )
             }
         }
         .with_context(|| format!("auditing the {name} mask"))?;
@@ -177,7 +237,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // The decoder as the model runs it (its own configured encoder mask), whatever --mask asked of
         // the encoder.
         let mut model = model_from_params(config.clone(), params.clone())?;
-        let decoder = audit_seq2seq(model.as_mut(), &config.attention, &batch, &opts).context("auditing the decoder and cross-attention")?;
+        let decoder = audit_seq2seq(model.as_mut(), &config.attention, &batch, &opts)
+            .context("auditing the decoder and cross-attention")?;
         for report in decoder {
             lines.push(report.line());
             reports.push(report);
@@ -193,7 +254,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let leak = reports.iter().any(|r| !r.passed) || masking.as_ref().is_some_and(|m| !m.passed);
     let mut out = std::io::stdout().lock();
     if args.json {
-        let json = serde_json::json!({ "attention": reports, "mlm_targets": masking, "passed": !leak });
+        let json =
+            serde_json::json!({ "attention": reports, "mlm_targets": masking, "passed": !leak });
         writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
     } else {
         for l in &lines {
@@ -208,7 +270,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The MLM-target audit of `batches` validation batches of a prepared directory.
-fn audit_data(dir: &std::path::Path, batch_size: usize, batches: usize) -> anyhow::Result<remask::audit::MaskingAudit> {
+fn audit_data(
+    dir: &std::path::Path,
+    batch_size: usize,
+    batches: usize,
+) -> anyhow::Result<remask::audit::MaskingAudit> {
     use remask::data::{Loader, Split, Task};
     use remask::masking::MaskingConfig;
     use remask::BatchSource;

@@ -49,7 +49,7 @@ pub struct Args {
     pub precision: remask::model::Precision,
     /// bf16 kernel: `auto` (AMX where the CPU has it) or `avx512`. Benchmarks only.
     #[arg(long, value_enum, default_value = "auto")]
-    pub bf16_kernel: super::bench_train::Bf16KernelArg,
+    pub bf16_kernel: crate::common::Bf16KernelArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         precision: args.precision,
     };
-    if args.bf16_kernel == super::bench_train::Bf16KernelArg::Avx512 {
+    if args.bf16_kernel == crate::common::Bf16KernelArg::Avx512 {
         remask_kernels::cpu::limit_bf16_kernel(remask_kernels::cpu::Bf16Kernel::Avx512);
     }
     let mut pool = rayon::ThreadPoolBuilder::new();

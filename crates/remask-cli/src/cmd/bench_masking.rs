@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use remask::data::{Loader, Split, Task};
 use remask::masking::{
-    Adaptive, AdaptiveStats, CountRule, MaskKey, MaskScratch, MaskedRow, Masker, MaskingConfig, StrategyKind, TokenRow, Vocab, When,
+    Adaptive, AdaptiveStats, CountRule, MaskKey, MaskScratch, MaskedRow, Masker, MaskingConfig,
+    StrategyKind, TokenRow, Vocab, When,
 };
 use remask::BatchSource;
 use remask_kernels::rng::{KeyedRng, Purpose};
@@ -34,7 +35,11 @@ pub struct Args {
 const SPECIALS: [u32; 5] = [0, 1, 2, 3, 4];
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (b, t, v) = (args.batch_size.max(1), args.seq_len.max(4), args.vocab.max(16));
+    let (b, t, v) = (
+        args.batch_size.max(1),
+        args.seq_len.max(4),
+        args.vocab.max(16),
+    );
     // Synthetic rows: [CLS] words… [SEP], full length.
     let mut rng = KeyedRng::new(1, Purpose::Other, 0, 0);
     let mut ids = vec![0u32; b * t];
@@ -42,20 +47,57 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for r in 0..b {
         for i in 0..t {
             let k = r * t + i;
-            ids[k] = if i == 0 { 2 } else if i == t - 1 { 3 } else { 5 + rng.below((v - 5) as u64) as u32 };
+            ids[k] = if i == 0 {
+                2
+            } else if i == t - 1 {
+                3
+            } else {
+                5 + rng.below((v - 5) as u64) as u32
+            };
             words[k] = i == 0 || i == t - 1 || rng.next_f32() < 0.75;
         }
     }
     let cases: Vec<(&str, MaskingConfig)> = vec![
         ("token-exact", MaskingConfig::default()),
-        ("token-bernoulli", MaskingConfig { count: CountRule::Bernoulli, ..Default::default() }),
-        ("whole-word", MaskingConfig { strategy: StrategyKind::WholeWord, ..Default::default() }),
-        ("span", MaskingConfig { strategy: StrategyKind::Span, ..Default::default() }),
+        (
+            "token-bernoulli",
+            MaskingConfig {
+                count: CountRule::Bernoulli,
+                ..Default::default()
+            },
+        ),
+        (
+            "whole-word",
+            MaskingConfig {
+                strategy: StrategyKind::WholeWord,
+                ..Default::default()
+            },
+        ),
+        (
+            "span",
+            MaskingConfig {
+                strategy: StrategyKind::Span,
+                ..Default::default()
+            },
+        ),
         (
             "adaptive-token",
-            MaskingConfig { when: When::Adaptive { temperature: 1.0, decay: 0.9, uniform_mix: 0.5 }, ..Default::default() },
+            MaskingConfig {
+                when: When::Adaptive {
+                    temperature: 1.0,
+                    decay: 0.9,
+                    uniform_mix: 0.5,
+                },
+                ..Default::default()
+            },
         ),
-        ("token-frequency-random", MaskingConfig { frequency_weighted_random: true, ..Default::default() }),
+        (
+            "token-frequency-random",
+            MaskingConfig {
+                frequency_weighted_random: true,
+                ..Default::default()
+            },
+        ),
     ];
     let counts: Vec<u64> = (0..v as u64).map(|i| 1 + 100_000 / (i + 1)).collect();
     let mut stats = AdaptiveStats::new(v as usize, 0.9);
@@ -68,9 +110,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut input = vec![0u32; t];
     let mut labels = vec![0i32; t];
     for (name, cfg) in cases {
-        let masker = Masker::new(&cfg, &Vocab { size: v, mask_id: 4, special_ids: &SPECIALS, counts: Some(&counts), ngrams: None })?;
+        let masker = Masker::new(
+            &cfg,
+            &Vocab {
+                size: v,
+                mask_id: 4,
+                special_ids: &SPECIALS,
+                counts: Some(&counts),
+                ngrams: None,
+            },
+        )?;
         let adaptive = match cfg.when {
-            When::Adaptive { temperature, uniform_mix, .. } => Some(Adaptive { stats: stats.clone(), temperature, uniform_mix }),
+            When::Adaptive {
+                temperature,
+                uniform_mix,
+                ..
+            } => Some(Adaptive {
+                stats: stats.clone(),
+                temperature,
+                uniform_mix,
+            }),
             _ => None,
         };
         let mut scratch = MaskScratch::default();
@@ -79,9 +138,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut mask_batch = |batch: u64, count: bool| -> u64 {
             let mut chosen = 0u64;
             for r in 0..b {
-                let row = TokenRow { ids: &ids[r * t..(r + 1) * t], word_starts: &words[r * t..(r + 1) * t], length: t };
-                let out = MaskedRow { input: &mut input, labels: &mut labels };
-                let key = MaskKey { seed: 7, epoch: 0, index: batch * b as u64 + r as u64 };
+                let row = TokenRow {
+                    ids: &ids[r * t..(r + 1) * t],
+                    word_starts: &words[r * t..(r + 1) * t],
+                    length: t,
+                };
+                let out = MaskedRow {
+                    input: &mut input,
+                    labels: &mut labels,
+                };
+                let key = MaskKey {
+                    seed: 7,
+                    epoch: 0,
+                    index: batch * b as u64 + r as u64,
+                };
                 masker.mask_row(row, out, cfg.rate, key, adaptive.as_ref(), &mut scratch);
                 if count {
                     chosen += scratch.chosen.iter().filter(|&&c| c).count() as u64;

@@ -9,6 +9,8 @@ use clap::ValueEnum;
 use remask::attention::AttentionMaskSpec;
 use remask::model::{new_model, Arch, ModelConfig, Precision};
 use remask::Batch;
+
+use crate::common::Bf16KernelArg;
 use remask_kernels::adamw::{adamw_update, AdamW};
 use remask_kernels::rng::{key, KeyedRng, Purpose};
 
@@ -82,13 +84,6 @@ pub struct Args {
     pub data: Option<std::path::PathBuf>,
 }
 
-/// `--bf16-kernel`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Bf16KernelArg {
-    Auto,
-    Avx512,
-}
-
 /// The synthetic batch, following torch_reference.py: tokens in [5, V), padding id 0, [MASK] = 4.
 fn make_batch(a: &Args) -> anyhow::Result<Batch> {
     let (b, t, v) = (a.batch, a.seq, a.vocab as u64);
@@ -99,12 +94,20 @@ fn make_batch(a: &Args) -> anyhow::Result<Batch> {
     let mut rng = KeyedRng::new(0, Purpose::Other, 0, 0);
     let mut bt = Batch::new(b, t);
     for r in 0..b {
-        let len = if a.mask == MaskKind::Padding { min_len + rng.below((t - min_len + 1) as u64) as usize } else { t };
+        let len = if a.mask == MaskKind::Padding {
+            min_len + rng.below((t - min_len + 1) as u64) as usize
+        } else {
+            t
+        };
         bt.lengths[r] = len as u32;
         let tokens: Vec<u32> = (0..t).map(|_| 5 + rng.below(v - 5) as u32).collect();
         for p in 0..len {
             let i = r * t + p;
-            let (doc, pos) = if a.mask == MaskKind::Document { (p * 4 / t, p - (p * 4 / t) * t / 4) } else { (0, p) };
+            let (doc, pos) = if a.mask == MaskKind::Document {
+                (p * 4 / t, p - (p * 4 / t) * t / 4)
+            } else {
+                (0, p)
+            };
             bt.doc_ids[i] = doc as u32;
             bt.positions[i] = pos as u32;
             bt.input_ids[i] = tokens[p];
@@ -150,7 +153,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.steps == 0 {
         bail!("--steps must be at least 1");
     }
-    rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global().context("setting up the thread pool")?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build_global()
+        .context("setting up the thread pool")?;
     if a.bf16_kernel == Bf16KernelArg::Avx512 {
         remask_kernels::cpu::limit_bf16_kernel(remask_kernels::cpu::Bf16Kernel::Avx512);
     }
@@ -160,20 +166,38 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         MaskKind::Padding | MaskKind::Causal => AttentionMaskSpec::Causal,
         MaskKind::Document => AttentionMaskSpec::Document { causal },
     };
-    let base = if causal { ModelConfig::gpt2_like() } else { ModelConfig::bert_like() };
+    let base = if causal {
+        ModelConfig::gpt2_like()
+    } else {
+        ModelConfig::bert_like()
+    };
     // A prepared directory: its training split, opened (and timed) before the model is built.
     let opened = Instant::now();
     let mut loader = match &a.data {
         Some(dir) => {
-            let task = if causal { remask::data::Task::Clm } else { remask::data::Task::Mlm };
+            let task = if causal {
+                remask::data::Task::Clm
+            } else {
+                remask::data::Task::Mlm
+            };
             let masking = remask::masking::MaskingConfig::default();
-            Some(remask::data::Loader::open(dir, remask::data::Split::Train, task, &masking)?)
+            Some(remask::data::Loader::open(
+                dir,
+                remask::data::Split::Train,
+                task,
+                &masking,
+            )?)
         }
         None => None,
     };
     let open_s = opened.elapsed().as_secs_f64();
     let a = match &loader {
-        Some(l) => Args { vocab: l.vocab_size() as usize, seq: l.seq_len(), data: a.data.clone(), ..a },
+        Some(l) => Args {
+            vocab: l.vocab_size() as usize,
+            seq: l.seq_len(),
+            data: a.data.clone(),
+            ..a
+        },
         None => a,
     };
     let config = ModelConfig {
@@ -194,7 +218,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     // are all-reduced every step; the figures are for the whole (global) batch.
     let mut dp = remask::dist::DataParallel::from_env()?;
     dp.check_rows(a.batch, "--batch")?;
-    let batch = remask::dist::slice_rows(&batch, remask::dist::shard_range(a.batch, dp.rank(), dp.size()));
+    let batch = remask::dist::slice_rows(
+        &batch,
+        remask::dist::shard_range(a.batch, dp.rank(), dp.size()),
+    );
     // The label count of the first batch scales every step's loss (a prepared directory's batches
     // vary a little around it).
     let n_labels = dp.global_labels(batch.num_labels())?;
@@ -202,8 +229,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let tensors = model.tensors().to_vec();
     let n_params = model.params().len();
     let (mut m, mut v) = (vec![0.0f32; n_params], vec![0.0f32; n_params]);
-    let hp = AdamW { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 };
-    let hp0 = AdamW { weight_decay: 0.0, ..hp };
+    let hp = AdamW {
+        lr: 1e-4,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
+    let hp0 = AdamW {
+        weight_decay: 0.0,
+        ..hp
+    };
     let mut times = Vec::with_capacity(a.steps);
     let mut comm_times = Vec::with_capacity(a.steps);
     let mut wait_times = Vec::with_capacity(a.steps);
@@ -220,7 +256,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             Some(l) => {
                 use remask::BatchSource;
                 let full = l.batch((step * a.batch) as u64, a.batch, 0.0)?;
-                loaded = remask::dist::slice_rows(&full, remask::dist::shard_range(a.batch, dp.rank(), dp.size()));
+                loaded = remask::dist::slice_rows(
+                    &full,
+                    remask::dist::shard_range(a.batch, dp.rank(), dp.size()),
+                );
                 if step >= a.warmup {
                     batch_times.push(t0.elapsed().as_secs_f64() * 1e3);
                 }
@@ -229,7 +268,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             None => &batch,
         };
         model.grads_mut().fill(0.0);
-        let stats = model.forward_backward(&batch, scale, key(0, Purpose::Dropout, 0, step as u64))?;
+        let stats =
+            model.forward_backward(&batch, scale, key(0, Purpose::Dropout, 0, step as u64))?;
         // The barrier separates waiting for the slowest rank from the all-reduce's own cost.
         dp.take_comm_time();
         dp.barrier()?;
@@ -241,7 +281,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         for t in &tensors {
             let r = t.offset..t.offset + t.numel();
             let hp = if t.weight_decay { &hp } else { &hp0 };
-            adamw_update(&mut params[r.clone()], &grads[r.clone()], &mut m[r.clone()], &mut v[r], hp, step as u64 + 1);
+            adamw_update(
+                &mut params[r.clone()],
+                &grads[r.clone()],
+                &mut m[r.clone()],
+                &mut v[r],
+                hp,
+                step as u64 + 1,
+            );
         }
         last_loss = stats.mean_loss();
         if step >= a.warmup {
@@ -263,7 +310,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !dp.is_root() {
         return Ok(());
     }
-    let (bsz, t, c, l, ff, vocab) = (a.batch as f64, a.seq as f64, a.d_model as f64, a.layers as f64, a.ffn as f64, a.vocab as f64);
+    let (bsz, t, c, l, ff, vocab) = (
+        a.batch as f64,
+        a.seq as f64,
+        a.d_model as f64,
+        a.layers as f64,
+        a.ffn as f64,
+        a.vocab as f64,
+    );
     let body = 6.0 * l * (4.0 * c * c + 2.0 * c * ff) * bsz * t;
     let head = 6.0 * c * vocab * n_labels as f64;
     let attn = 3.0 * 4.0 * bsz * t * t * c * l;

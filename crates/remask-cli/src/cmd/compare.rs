@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use remask::experiment::{run_compare, CompareConfig, CompareOptions, CompareTask, PRESETS};
+use remask::experiment::{run_compare_on, CompareConfig, CompareOptions, CompareTask, PRESETS};
 use remask::train::{self, ProgressMode};
 
 #[derive(clap::Args, Debug)]
@@ -82,13 +82,19 @@ fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
         Some("clm") => Some(CompareTask::Clm),
         Some(other) => anyhow::bail!("--task {other}: use mlm or clm"),
     };
-    let preset = if args.leaderboard && args.config.is_none() { Some("leaderboard".to_string()) } else { args.preset.clone() };
+    let preset = if args.leaderboard && args.config.is_none() {
+        Some("leaderboard".to_string())
+    } else {
+        args.preset.clone()
+    };
     let mut cfg = match (&args.config, &preset) {
         (Some(p), _) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             CompareConfig::from_toml_str(&text).with_context(|| format!("in {}", p.display()))?
         }
-        (None, Some(name)) => CompareConfig::preset(name).with_context(|| format!("--preset: presets are {}", PRESETS.join(", ")))?,
+        (None, Some(name)) => CompareConfig::preset(name)
+            .with_context(|| format!("--preset: presets are {}", PRESETS.join(", ")))?,
         (None, None) if task == Some(CompareTask::Clm) => CompareConfig::preset("clm")?,
         (None, None) => CompareConfig::default(),
     };
@@ -116,10 +122,17 @@ fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
         cfg.compare.regimes = if r == &[0] { Vec::new() } else { r.clone() };
     }
     if let Some(p) = &args.minimal_pairs {
-        cfg.compare.minimal_pairs = if p.as_os_str() == "none" { PathBuf::new() } else { p.clone() };
+        cfg.compare.minimal_pairs = if p.as_os_str() == "none" {
+            PathBuf::new()
+        } else {
+            p.clone()
+        };
     }
     if let Some(s) = args.steps {
-        cfg.budget = remask::train::config::BudgetConfig { steps: Some(s), ..Default::default() };
+        cfg.budget = remask::train::config::BudgetConfig {
+            steps: Some(s),
+            ..Default::default()
+        };
     }
     if let Some(p) = args.precision {
         cfg.model.precision = p;
@@ -131,7 +144,10 @@ fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.rerender {
         if !dir.join("report.json").is_file() {
-            anyhow::bail!("--rerender {}: no finished comparison there (no report.json)", dir.display());
+            anyhow::bail!(
+                "--rerender {}: no finished comparison there (no report.json)",
+                dir.display()
+            );
         }
         // The report files are rewritten: not while a comparison runs in that directory.
         let _lock = remask::dir_lock::DirLock::acquire(dir, "remask compare --rerender")?;
@@ -140,16 +156,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(out) = &args.resume {
         let marker = out.join("compare.json");
-        let text = std::fs::read_to_string(&marker)
-            .with_context(|| format!("--resume {}: no comparison there (reading {})", out.display(), marker.display()))?;
-        let mut cfg: CompareConfig =
-            serde_json::from_str(&text).with_context(|| format!("{}: not a comparison config this remask can read", marker.display()))?;
+        let text = std::fs::read_to_string(&marker).with_context(|| {
+            format!(
+                "--resume {}: no comparison there (reading {})",
+                out.display(),
+                marker.display()
+            )
+        })?;
+        let mut cfg: CompareConfig = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: not a comparison config this remask can read",
+                marker.display()
+            )
+        })?;
         cfg.compare.output_dir = out.clone();
         return execute(cfg, args.log_lines, false, true);
     }
     let mut cfg = config_of(&args)?;
     let preset_dir = cfg.compare.output_dir.clone();
-    let explicit_out = args.out.is_some() || (args.config.is_some() && preset_dir != CompareConfig::default().compare.output_dir);
+    let explicit_out = args.out.is_some()
+        || (args.config.is_some() && preset_dir != CompareConfig::default().compare.output_dir);
     if let Some(o) = &args.out {
         cfg.compare.output_dir = o.clone();
     }
@@ -163,7 +189,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             cfg.compare.output_dir = PathBuf::from(format!("{}-{n}", base.display()));
         }
         if n > 1 {
-            eprintln!("{} holds an earlier comparison; writing to {}", base.display(), cfg.compare.output_dir.display());
+            eprintln!(
+                "{} holds an earlier comparison; writing to {}",
+                base.display(),
+                cfg.compare.output_dir.display()
+            );
         }
     }
     execute(cfg, args.log_lines, args.force, false)
@@ -173,17 +203,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn execute(cfg: CompareConfig, log_lines: bool, force: bool, resume: bool) -> anyhow::Result<()> {
     cfg.validate()?;
     train::init_threads(cfg.compare.threads)?;
-    // One process per output directory: a second is refused at once, naming the first.
-    let _lock = remask::dir_lock::DirLock::acquire(&cfg.compare.output_dir, "remask compare")?;
+    // Under `mpirun -np N` (feature `mpi`) the ranks share the runs; rank 0 writes the report.
+    let mut ranks = remask::dist::DataParallel::from_env()?;
+    // One comparison per output directory: a second is refused at once, naming the first (under
+    // mpirun rank 0 holds the lock for all ranks).
+    let _lock = match ranks.is_root() {
+        true => Some(remask::dir_lock::DirLock::acquire(&cfg.compare.output_dir, "remask compare")?),
+        false => None,
+    };
     let stop = crate::signals::install()?;
     let opts = CompareOptions {
-        progress: if log_lines { ProgressMode::Lines } else { ProgressMode::Auto },
+        progress: if log_lines {
+            ProgressMode::Lines
+        } else {
+            ProgressMode::Auto
+        },
         stop,
         force,
         resume,
     };
-    let outcome = run_compare(&cfg, &opts)?;
-    print_outcome(&outcome)
+    match run_compare_on(&cfg, &opts, &mut ranks)? {
+        Some(outcome) => print_outcome(&outcome),
+        None => Ok(()),
+    }
 }
 
 fn print_outcome(outcome: &remask::experiment::CompareOutcome) -> anyhow::Result<()> {

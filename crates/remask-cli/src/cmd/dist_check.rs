@@ -56,12 +56,27 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if root {
         println!("dist-check ({:?} model) on {who}", a.model);
         for i in &report.items {
-            println!("{} {}: {}", if i.passed { "ok  " } else { "FAIL" }, i.name, i.detail);
+            println!(
+                "{} {}: {}",
+                if i.passed { "ok  " } else { "FAIL" },
+                i.name,
+                i.detail
+            );
         }
-        println!("dist-check: {} passed, {} failed ({} ranks)", report.passed(), report.failed(), report.ranks);
+        println!(
+            "dist-check: {} passed, {} failed ({} ranks)",
+            report.passed(),
+            report.failed(),
+            report.ranks
+        );
     }
     // The report is the same on every rank; only rank 0 fails the job, so that mpirun does not abort
     // it before rank 0's lines are out.
-    anyhow::ensure!(!root || report.failed() == 0, "{} of {} data-parallel checks failed", report.failed(), report.items.len());
+    anyhow::ensure!(
+        !root || report.failed() == 0,
+        "{} of {} data-parallel checks failed",
+        report.failed(),
+        report.items.len()
+    );
     Ok(())
 }

@@ -69,10 +69,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut r = evaluate(&mut model, &batches)?;
         if args.pseudo_perplexity {
             if cfg.model.arch != remask::model::Arch::Encoder {
-                anyhow::bail!("pseudo-perplexity is defined for MLM encoders; this checkpoint is a {:?}", cfg.model.arch);
+                anyhow::bail!(
+                    "pseudo-perplexity is defined for MLM encoders; this checkpoint is a {:?}",
+                    cfg.model.arch
+                );
             }
             let s = val.specials();
-            r.pseudo_perplexity = Some(pseudo_perplexity(&mut model, &batches, s.mask, &s.all, 64)?);
+            r.pseudo_perplexity =
+                Some(pseudo_perplexity(&mut model, &batches, s.mask, &s.all, 64)?);
         }
         r
     };
@@ -85,15 +89,28 @@ fn run_minimal_pairs(args: &Args, pairs_path: &std::path::Path) -> anyhow::Resul
     use remask::eval::minimal_pairs::read_pairs;
     use remask::infer::{load, score_minimal_pairs, scoring_for};
     if args.pseudo_perplexity || args.data.is_some() {
-        anyhow::bail!("--minimal-pairs scores sentence pairs; it does not take --pseudo-perplexity or --data");
+        anyhow::bail!(
+            "--minimal-pairs scores sentence pairs; it does not take --pseudo-perplexity or --data"
+        );
     }
     let pairs = read_pairs(pairs_path)?;
     let mut loaded = load(&args.model, args.tokenizer.as_deref())?;
     super::warn_skipped(&loaded.skipped);
-    let scoring = scoring_for(loaded.model.config(), &loaded.specials, &loaded.missing_head)
-        .with_context(|| format!("scoring minimal pairs with {}", loaded.dir.display()))?;
+    let scoring = scoring_for(
+        loaded.model.config(),
+        &loaded.specials,
+        &loaded.missing_head,
+    )
+    .with_context(|| format!("scoring minimal pairs with {}", loaded.dir.display()))?;
     let tok = loaded.tokenizer()?.clone();
-    let r = score_minimal_pairs(loaded.model.as_train_mut(), &tok, &loaded.specials, scoring, &pairs, args.rows_per_pass)?;
+    let r = score_minimal_pairs(
+        loaded.model.as_train_mut(),
+        &tok,
+        &loaded.specials,
+        scoring,
+        &pairs,
+        args.rows_per_pass,
+    )?;
     if let Some(path) = &args.scores {
         let mut text = String::new();
         for p in &r.scores {
@@ -138,8 +155,15 @@ fn print(r: &EvalResult, ckpt: &LoadedCheckpoint, json: bool) -> anyhow::Result<
         v["step"] = ckpt.state.step.into();
         serde_json::to_string_pretty(&v).context("serializing the result")?
     } else {
-        let mut t = format!("checkpoint  {} (step {})\n", ckpt.dir.display(), ckpt.state.step);
-        t += &format!("loss        {:.4}\naccuracy    {:.4}\nperplexity  {:.3}\n", r.loss, r.accuracy, r.perplexity);
+        let mut t = format!(
+            "checkpoint  {} (step {})\n",
+            ckpt.dir.display(),
+            ckpt.state.step
+        );
+        t += &format!(
+            "loss        {:.4}\naccuracy    {:.4}\nperplexity  {:.3}\n",
+            r.loss, r.accuracy, r.perplexity
+        );
         if let Some(p) = r.pseudo_perplexity {
             t += &format!("pseudo-ppl  {p:.3}\n");
         }

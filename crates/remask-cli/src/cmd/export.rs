@@ -30,7 +30,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)?;
     let s = &l.specials;
     let seq2seq = l.model.config().arch == remask::model::Arch::EncoderDecoder;
-    for (k, v) in [("bos_token_id", s.bos), ("eos_token_id", s.eos), ("decoder_start_token_id", s.decoder_start)] {
+    for (k, v) in [
+        ("bos_token_id", s.bos),
+        ("eos_token_id", s.eos),
+        ("decoder_start_token_id", s.decoder_start),
+    ] {
         if k == "decoder_start_token_id" && !seq2seq {
             continue;
         }
@@ -40,13 +44,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             o.insert(k.into(), v.map_or(serde_json::Value::Null, Into::into));
         }
     }
-    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg)?).with_context(|| format!("writing {}", cfg_path.display()))?;
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg)?)
+        .with_context(|| format!("writing {}", cfg_path.display()))?;
     match &l.tokenizer_path {
         Some(p) => {
-            std::fs::copy(p, args.out.join("tokenizer.json")).with_context(|| format!("copying {}", p.display()))?;
+            std::fs::copy(p, args.out.join("tokenizer.json"))
+                .with_context(|| format!("copying {}", p.display()))?;
         }
-        None => eprintln!("note: no tokenizer.json found for {}; the export has none", args.model.display()),
+        None => eprintln!(
+            "note: no tokenizer.json found for {}; the export has none",
+            args.model.display()
+        ),
     }
-    println!("wrote {} ({} tensors, {:?})", args.out.display(), l.model.tensors().len(), l.model.config().arch);
+    println!(
+        "wrote {} ({} tensors, {:?})",
+        args.out.display(),
+        l.model.tensors().len(),
+        l.model.config().arch
+    );
     Ok(())
 }

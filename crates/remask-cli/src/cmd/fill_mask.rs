@@ -15,7 +15,12 @@ pub struct Args {
     /// accepted as `--text TEXT`.
     #[arg(value_name = "TEXT", required_unless_present = "text_flag")]
     pub text: Option<String>,
-    #[arg(long = "text", value_name = "TEXT", conflicts_with = "text", hide = true)]
+    #[arg(
+        long = "text",
+        value_name = "TEXT",
+        conflicts_with = "text",
+        hide = true
+    )]
     pub text_flag: Option<String>,
     /// Candidates per mask.
     #[arg(long, default_value_t = 5)]
@@ -35,9 +40,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("{} is a bare encoder without an MLM head ({} missing): fill-mask needs BertForMaskedLM weights", args.model.display(), l.missing_head[0]);
     }
     let tok = l.tokenizer()?.clone();
-    let (mask_text, mask_id) = tok.mask.clone().context("the tokenizer has no mask token ([MASK] or <mask>)")?;
-    let text = args.text.as_deref().or(args.text_flag.as_deref()).unwrap_or_default();
-    let text = text.replace("[MASK]", &mask_text).replace("<mask>", &mask_text);
+    let (mask_text, mask_id) = tok
+        .mask
+        .clone()
+        .context("the tokenizer has no mask token ([MASK] or <mask>)")?;
+    let text = args
+        .text
+        .as_deref()
+        .or(args.text_flag.as_deref())
+        .unwrap_or_default();
+    let text = text
+        .replace("[MASK]", &mask_text)
+        .replace("<mask>", &mask_text);
     let ids = tok.encode(&text)?;
     let preds = infer::fill_mask(&mut l.model, &ids, mask_id, args.top_k.max(1))?;
     if args.json {
@@ -61,7 +75,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             filled[p.position] = id;
             let s = &l.specials;
             filled.retain(|&t| Some(t) != s.bos && Some(t) != s.eos && t != s.pad);
-            println!("  {:<16} {:>7.4}   {}", tok.token(id), prob, tok.decode(&filled, false));
+            println!(
+                "  {:<16} {:>7.4}   {}",
+                tok.token(id),
+                prob,
+                tok.decode(&filled, false)
+            );
         }
     }
     Ok(())

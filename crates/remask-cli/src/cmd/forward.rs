@@ -34,16 +34,30 @@ pub struct Args {
 
 fn ids_of(path: &Path, t: &StoredTensor, name: &str) -> anyhow::Result<(Vec<u32>, usize, usize)> {
     if t.shape.len() != 2 {
-        bail!("{}: tensor `{name}` has shape {:?}; expected [batch, seq]", path.display(), t.shape);
+        bail!(
+            "{}: tensor `{name}` has shape {:?}; expected [batch, seq]",
+            path.display(),
+            t.shape
+        );
     }
     if matches!(t.data, TensorData::F32(_)) {
-        bail!("{}: tensor `{name}` is a float tensor; expected I64 or I32 ids", path.display());
+        bail!(
+            "{}: tensor `{name}` is a float tensor; expected I64 or I32 ids",
+            path.display()
+        );
     }
     let v = t.to_i64();
     if let Some(bad) = v.iter().find(|&&x| x < 0 || x > u32::MAX as i64) {
-        bail!("{}: tensor `{name}` holds {bad}; ids must be non-negative", path.display());
+        bail!(
+            "{}: tensor `{name}` holds {bad}; ids must be non-negative",
+            path.display()
+        );
     }
-    Ok((v.into_iter().map(|x| x as u32).collect(), t.shape[0], t.shape[1]))
+    Ok((
+        v.into_iter().map(|x| x as u32).collect(),
+        t.shape[0],
+        t.shape[1],
+    ))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -52,13 +66,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut text_ids: Option<(Vec<u32>, Vec<u32>)> = None;
     let inp = if let Some(path) = &args.inputs {
         let st = read_safetensors(path)?;
-        let x = st.get("input_ids").with_context(|| format!("{}: missing tensor `input_ids` ([batch, seq], I64 or I32)", path.display()))?;
+        let x = st.get("input_ids").with_context(|| {
+            format!(
+                "{}: missing tensor `input_ids` ([batch, seq], I64 or I32)",
+                path.display()
+            )
+        })?;
         let (input_ids, b, t) = ids_of(path, x, "input_ids")?;
-        let opt = |name: &str| -> anyhow::Result<Option<(Vec<u32>, usize, usize)>> { st.get(name).map(|x| ids_of(path, x, name)).transpose() };
-        let same = |name: &str, v: Option<(Vec<u32>, usize, usize)>, tt: usize| -> anyhow::Result<Option<Vec<u32>>> {
+        let opt = |name: &str| -> anyhow::Result<Option<(Vec<u32>, usize, usize)>> {
+            st.get(name).map(|x| ids_of(path, x, name)).transpose()
+        };
+        let same = |name: &str,
+                    v: Option<(Vec<u32>, usize, usize)>,
+                    tt: usize|
+         -> anyhow::Result<Option<Vec<u32>>> {
             match v {
                 Some((_, bb, ss)) if (bb, ss) != (b, tt) => {
-                    bail!("{}: tensor `{name}` has shape [{bb}, {ss}]; expected [{b}, {tt}]", path.display())
+                    bail!(
+                        "{}: tensor `{name}` has shape [{bb}, {ss}]; expected [{b}, {tt}]",
+                        path.display()
+                    )
                 }
                 Some((d, _, _)) => Ok(Some(d)),
                 None => Ok(None),
@@ -68,7 +95,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let td = dec.as_ref().map_or(t, |d| d.2);
         if let Some((_, bb, _)) = &dec {
             if *bb != b {
-                bail!("{}: tensor `decoder_input_ids` has {bb} rows; `input_ids` has {b}", path.display());
+                bail!(
+                    "{}: tensor `decoder_input_ids` has {bb} rows; `input_ids` has {b}",
+                    path.display()
+                );
             }
         }
         ForwardInputs {
@@ -77,12 +107,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             input_ids,
             attention_mask: same("attention_mask", opt("attention_mask")?, t)?,
             token_type_ids: same("token_type_ids", opt("token_type_ids")?, t)?,
-            decoder_attention_mask: same("decoder_attention_mask", opt("decoder_attention_mask")?, td)?,
+            decoder_attention_mask: same(
+                "decoder_attention_mask",
+                opt("decoder_attention_mask")?,
+                td,
+            )?,
             decoder_input_ids: dec.map(|(d, _, s)| (d, s)),
         }
     } else {
         let tok = l.tokenizer()?;
-        let rows = args.text.iter().chain(&args.text_flag).map(|s| tok.encode(s)).collect::<Result<Vec<_>, _>>()?;
+        let rows = args
+            .text
+            .iter()
+            .chain(&args.text_flag)
+            .map(|s| tok.encode(s))
+            .collect::<Result<Vec<_>, _>>()?;
         let t = rows.iter().map(Vec::len).max().unwrap_or(0);
         if t == 0 {
             bail!("the texts gave no tokens");
@@ -95,11 +134,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             mask[r * t..r * t + row.len()].fill(1);
         }
         text_ids = Some((ids.clone(), mask.clone()));
-        ForwardInputs { batch: b, seq: t, input_ids: ids, attention_mask: Some(mask), ..Default::default() }
+        ForwardInputs {
+            batch: b,
+            seq: t,
+            input_ids: ids,
+            attention_mask: Some(mask),
+            ..Default::default()
+        }
     };
     let with_logits = l.missing_head.is_empty();
     if !with_logits {
-        eprintln!("note: {} is a bare model without an LM head ({} missing): writing hidden states only", args.model.display(), l.missing_head.join(", "));
+        eprintln!(
+            "note: {} is a bare model without an LM head ({} missing): writing hidden states only",
+            args.model.display(),
+            l.missing_head.join(", ")
+        );
     }
     let out = infer::forward(&mut l.model, &inp, l.specials.decoder_start, with_logits)?;
     let named = out.named();
@@ -111,9 +160,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ],
         None => Vec::new(),
     };
-    let mut tensors: Vec<TensorRef<'_>> = named.iter().map(|(n, t)| (*n, &t.shape[..], Elements::F32(&t.data))).collect();
+    let mut tensors: Vec<TensorRef<'_>> = named
+        .iter()
+        .map(|(n, t)| (*n, &t.shape[..], Elements::F32(&t.data)))
+        .collect();
     tensors.extend(i64s.iter().map(|(n, v)| (*n, &shape[..], Elements::I64(v))));
-    tensor_file::write(&args.out, &tensors).with_context(|| format!("writing {}", args.out.display()))?;
+    tensor_file::write(&args.out, &tensors)
+        .with_context(|| format!("writing {}", args.out.display()))?;
     for (n, t) in &named {
         println!("{n} {:?}", t.shape);
     }

@@ -14,7 +14,13 @@ pub struct Args {
     /// The prompt to continue. Also accepted as `--text TEXT` or `--prompt TEXT`.
     #[arg(value_name = "TEXT", required_unless_present = "text_flag")]
     pub text: Option<String>,
-    #[arg(long = "text", alias = "prompt", value_name = "TEXT", conflicts_with = "text", hide = true)]
+    #[arg(
+        long = "text",
+        alias = "prompt",
+        value_name = "TEXT",
+        conflicts_with = "text",
+        hide = true
+    )]
     pub text_flag: Option<String>,
     /// New tokens at most (generation also stops at the end-of-text token).
     #[arg(long, default_value_t = 40)]
@@ -42,7 +48,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let l = infer::load(&args.model, args.tokenizer.as_deref())?;
     super::warn_skipped(&l.skipped);
     let tok = l.tokenizer()?;
-    let mut ids = tok.encode_plain(args.text.as_deref().or(args.text_flag.as_deref()).unwrap_or_default())?;
+    let mut ids = tok.encode_plain(
+        args.text
+            .as_deref()
+            .or(args.text_flag.as_deref())
+            .unwrap_or_default(),
+    )?;
     // remask's data pipeline starts each document with the cls / bos token.
     if let (Source::Checkpoint, Some(bos)) = (l.source, l.specials.bos) {
         ids.insert(0, bos);
@@ -61,6 +72,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut all = ids.clone();
     all.extend_from_slice(&new);
     println!("{}", tok.decode(&all, true));
-    eprintln!("{} prompt + {} new tokens in {secs:.2} s", ids.len(), new.len());
+    eprintln!(
+        "{} prompt + {} new tokens in {secs:.2} s",
+        ids.len(),
+        new.len()
+    );
     Ok(())
 }

@@ -38,17 +38,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let spec = match args.mask.as_str() {
         "padding" => AttentionMaskSpec::Padding,
         "causal" => AttentionMaskSpec::Causal,
-        "document" => AttentionMaskSpec::Document { causal: args.causal },
-        "sliding" => AttentionMaskSpec::SlidingWindow { window: args.window, causal: args.causal },
+        "document" => AttentionMaskSpec::Document {
+            causal: args.causal,
+        },
+        "sliding" => AttentionMaskSpec::SlidingWindow {
+            window: args.window,
+            causal: args.causal,
+        },
         "prefix" => AttentionMaskSpec::PrefixLm,
-        m => anyhow::bail!("unknown --mask `{m}`; use padding, causal, document, sliding or prefix"),
+        m => {
+            anyhow::bail!("unknown --mask `{m}`; use padding, causal, document, sliding or prefix")
+        }
     };
     let is_doc = matches!(spec, AttentionMaskSpec::Document { .. });
     let (length, doc_lengths) = if is_doc {
         if let Some(n) = args.docs {
-            anyhow::ensure!(args.lengths.is_empty(), "give either --docs or --lengths, not both");
-            anyhow::ensure!(n >= 1 && n <= args.seq, "--docs must be between 1 and --seq");
-            let lens: Vec<usize> = (0..n).map(|i| (i + 1) * args.seq / n - i * args.seq / n).collect();
+            anyhow::ensure!(
+                args.lengths.is_empty(),
+                "give either --docs or --lengths, not both"
+            );
+            anyhow::ensure!(
+                n >= 1 && n <= args.seq,
+                "--docs must be between 1 and --seq"
+            );
+            let lens: Vec<usize> = (0..n)
+                .map(|i| (i + 1) * args.seq / n - i * args.seq / n)
+                .collect();
             (args.seq, lens)
         } else if args.lengths.is_empty() {
             (args.seq, vec![args.seq])
@@ -56,14 +71,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (args.lengths.iter().sum(), args.lengths.clone())
         }
     } else {
-        anyhow::ensure!(args.docs.is_none(), "--docs applies to --mask document only");
-        anyhow::ensure!(args.lengths.len() <= 1, "--lengths takes one value (the row's real length) for this mask");
-        (args.lengths.first().copied().unwrap_or(args.seq), Vec::new())
+        anyhow::ensure!(
+            args.docs.is_none(),
+            "--docs applies to --mask document only"
+        );
+        anyhow::ensure!(
+            args.lengths.len() <= 1,
+            "--lengths takes one value (the row's real length) for this mask"
+        );
+        (
+            args.lengths.first().copied().unwrap_or(args.seq),
+            Vec::new(),
+        )
     };
-    let batch = one_row_batch(args.seq, length, &doc_lengths, args.prefix.unwrap_or(args.seq / 2))?;
+    let batch = one_row_batch(
+        args.seq,
+        length,
+        &doc_lengths,
+        args.prefix.unwrap_or(args.seq / 2),
+    )?;
     let mask = spec.block_mask(&batch, args.tile);
     let (e, p, f) = mask.tile_counts();
-    println!("attention mask {spec:?}, T = {}, real tokens = {length}, tile = {}", args.seq, args.tile);
+    println!(
+        "attention mask {spec:?}, T = {}, real tokens = {length}, tile = {}",
+        args.seq, args.tile
+    );
     if is_doc {
         println!("documents: {doc_lengths:?}");
     }
@@ -72,8 +104,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("rows = queries, columns = keys; # may attend, . may not\n");
     print!("{}", render_mask(&mask, 0, 0));
-    println!("\ntiles ({}x{}): # full, + partial, . empty\n", args.tile, args.tile);
+    println!(
+        "\ntiles ({}x{}): # full, + partial, . empty\n",
+        args.tile, args.tile
+    );
     print!("{}", render_tiles(&mask, 0, 0));
-    println!("\n{e} empty, {p} partial, {f} full tiles; sparsity {:.3}, density {:.3}", mask.sparsity(), mask.density());
+    println!(
+        "\n{e} empty, {p} partial, {f} full tiles; sparsity {:.3}, density {:.3}",
+        mask.sparsity(),
+        mask.density()
+    );
     Ok(())
 }

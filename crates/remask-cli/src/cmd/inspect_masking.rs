@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use remask::data::{Loader, Meta, Split, Task, TextTokenizer, TokenizerConfig};
 use remask::masking::{
-    build_vocab, collect_ngram_stats, collect_stats, CountRule, Language, MaskPlan, MaskScratch, MaskedRow, MaskingConfig,
-    NgramVocab, PmiConfig, PmiMasking, RowView, SegmentScratch, StrategyKind, TokenRowBuf, Vocab, When, COUNT_CAP,
+    build_vocab, collect_ngram_stats, collect_stats, CountRule, Language, MaskPlan, MaskScratch,
+    MaskedRow, MaskingConfig, NgramVocab, PmiConfig, PmiMasking, RowView, SegmentScratch,
+    StrategyKind, TokenRowBuf, Vocab, When, COUNT_CAP,
 };
 
 use crate::common::parse;
@@ -79,7 +80,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let when = match args.when.as_str() {
-        "static" => When::Static { dupe_factor: args.dupe_factor },
+        "static" => When::Static {
+            dupe_factor: args.dupe_factor,
+        },
         "dynamic" => When::Dynamic,
         other => anyhow::bail!("--when {other}: expected static or dynamic"),
     };
@@ -96,27 +99,47 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             pmi = stored.pmi;
         }
     }
-    let config = MaskingConfig { strategy: args.strategy, count: args.count, rate: args.rate, when, pmi, ..Default::default() };
-    config.validate("masking").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = MaskingConfig {
+        strategy: args.strategy,
+        count: args.count,
+        rate: args.rate,
+        when,
+        pmi,
+        ..Default::default()
+    };
+    config
+        .validate("masking")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.epochs == 0 {
         anyhow::bail!("--epochs must be at least 1");
     }
 
     let text = match &args.text_file {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("--text-file {}", p.display()))?),
+        Some(p) => Some(
+            std::fs::read_to_string(p).with_context(|| format!("--text-file {}", p.display()))?,
+        ),
         None => args.text.clone(),
     };
     let (tokenizer, rows, ngrams) = match (&args.data, &text) {
         (Some(dir), _) => {
-            let dynamic = MaskingConfig { when: When::Dynamic, ..config.clone() };
+            let dynamic = MaskingConfig {
+                when: When::Dynamic,
+                ..config.clone()
+            };
             let loader = Loader::open(dir, Split::Train, Task::Mlm, &dynamic)?;
-            let ngrams = loader.mask_plan().and_then(|p| p.masker().ngrams().cloned());
+            let ngrams = loader
+                .mask_plan()
+                .and_then(|p| p.masker().ngrams().cloned());
             let n = (loader.num_rows() as usize).min(args.max_rows);
             let mut buf = loader.row_buffers();
             let mut rows = Vec::with_capacity(n);
             for r in 0..n {
                 loader.fill_row(&mut buf, r as u64);
-                rows.push(TokenRowBuf { ids: buf.ids.clone(), word_starts: buf.word_starts.clone(), length: buf.length });
+                rows.push(TokenRowBuf {
+                    ids: buf.ids.clone(),
+                    word_starts: buf.word_starts.clone(),
+                    length: buf.length,
+                });
             }
             (loader.tokenizer()?, rows, ngrams)
         }
@@ -124,14 +147,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let tokenizer = match &args.tokenizer {
                 Some(p) => TextTokenizer::load(p)?,
                 None => {
-                    let docs = remask::data::reader::text_documents(remask::data::reader::BUILTIN_WEB, Default::default());
+                    let docs = remask::data::reader::text_documents(
+                        remask::data::reader::BUILTIN_WEB,
+                        Default::default(),
+                    );
                     let mut texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
                     texts.extend(text.lines());
-                    TextTokenizer::train(&TokenizerConfig::default(), &texts).context("training a tokenizer")?
+                    TextTokenizer::train(&TokenizerConfig::default(), &texts)
+                        .context("training a tokenizer")?
                 }
             };
             let rows = text_rows(&tokenizer, text, args.seq_len.max(4))?;
-            let ngrams = if config.needs_ngrams() { Some(text_ngrams(&tokenizer, text, &config.pmi)?) } else { None };
+            let ngrams = if config.needs_ngrams() {
+                Some(text_ngrams(&tokenizer, text, &config.pmi)?)
+            } else {
+                None
+            };
             (tokenizer, rows, ngrams)
         }
         (None, None) => anyhow::bail!("give --text \"...\", --text-file FILE or --data DIR"),
@@ -140,7 +171,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("no rows to mask");
     }
     let s = tokenizer.specials();
-    let vocab = Vocab { size: tokenizer.vocab_size(), mask_id: s.mask, special_ids: &s.all, counts: None, ngrams: ngrams.as_ref() };
+    let vocab = Vocab {
+        size: tokenizer.vocab_size(),
+        mask_id: s.mask,
+        special_ids: &s.all,
+        counts: None,
+        ngrams: ngrams.as_ref(),
+    };
     // Static masks are computed here: copy k is the dynamic mask of key epoch k.
     let plan = MaskPlan::new(&config, &vocab, args.seed)?;
 
@@ -155,7 +192,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             o.insert("seed".into(), args.seed.into());
             if let (Some(g), Some(v)) = (collect_ngram_stats(&plan, &rows, args.epochs), &ngrams) {
                 o.insert("pmi".into(), serde_json::to_value(&g)?);
-                o.insert("top_ngrams".into(), serde_json::to_value(top_ngrams(&tokenizer, v, args.top))?);
+                o.insert(
+                    "top_ngrams".into(),
+                    serde_json::to_value(top_ngrams(&tokenizer, v, args.top))?,
+                );
             }
         }
         println!("{}", serde_json::to_string(&v)?);
@@ -191,7 +231,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for (r, row) in rows.iter().enumerate().take(args.examples) {
             let t = row.ids.len();
             let (mut input, mut labels) = (vec![0u32; t], vec![0i32; t]);
-            let out = MaskedRow { input: &mut input, labels: &mut labels };
+            let out = MaskedRow {
+                input: &mut input,
+                labels: &mut labels,
+            };
             plan.mask_train(row.view(), r as u64, e, 0.0, out, &mut scratch);
             marks.of(&plan, ngrams.as_ref(), row);
             let mut line = String::new();
@@ -201,7 +244,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 if marks.open[i] {
                     line.push('⟨');
                 }
-                line.push_str(&shown(&tokenizer, row, &input, &scratch.chosen, i, s.mask, colour));
+                line.push_str(&shown(
+                    &tokenizer,
+                    row,
+                    &input,
+                    &scratch.chosen,
+                    i,
+                    s.mask,
+                    colour,
+                ));
                 if marks.close[i] {
                     line.push('⟩');
                 }
@@ -213,7 +264,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("⟨ ⟩: an n-gram of the vocabulary (masked as one unit)");
     }
     if colour {
-        println!("legend: \x1b[41;97mmasked\x1b[0m \x1b[43;30mrandom\x1b[0m \x1b[42;30munchanged\x1b[0m");
+        println!(
+            "legend: \x1b[41;97mmasked\x1b[0m \x1b[43;30mrandom\x1b[0m \x1b[42;30munchanged\x1b[0m"
+        );
     } else {
         println!("legend: [tok] masked, [tok→new] random, [tok=] unchanged; pieces of one word are joined");
     }
@@ -221,16 +274,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Position i of a masked row as text.
-fn shown(tokenizer: &TextTokenizer, row: &TokenRowBuf, input: &[u32], chosen: &[bool], i: usize, mask: u32, colour: bool) -> String {
+fn shown(
+    tokenizer: &TextTokenizer,
+    row: &TokenRowBuf,
+    input: &[u32],
+    chosen: &[bool],
+    i: usize,
+    mask: u32,
+    colour: bool,
+) -> String {
     let orig = tokenizer.token(row.ids[i]);
     if !chosen[i] {
         return orig;
     }
     if input[i] == mask {
-        if colour { format!("\x1b[41;97m{orig}\x1b[0m") } else { format!("[{orig}]") }
+        if colour {
+            format!("\x1b[41;97m{orig}\x1b[0m")
+        } else {
+            format!("[{orig}]")
+        }
     } else if input[i] != row.ids[i] {
         let new = tokenizer.token(input[i]);
-        if colour { format!("\x1b[43;30m{orig}→{new}\x1b[0m") } else { format!("[{orig}→{new}]") }
+        if colour {
+            format!("\x1b[43;30m{orig}→{new}\x1b[0m")
+        } else {
+            format!("[{orig}→{new}]")
+        }
     } else if colour {
         format!("\x1b[42;30m{orig}\x1b[0m")
     } else {
@@ -258,9 +327,22 @@ impl NgramMarks {
         self.close.resize(t, false);
         let Some(vocab) = ngrams else { return };
         plan.masker().eligible(row.view(), &mut self.eligible);
-        let view = RowView { ids: &row.ids, eligible: &self.eligible, word_starts: &row.word_starts, weights: None };
-        let pmi = PmiMasking { count: plan.config().count, vocab: vocab.clone() };
-        pmi.segment(&view, &mut self.units, Some(&mut self.is_ngram), &mut self.seg);
+        let view = RowView {
+            ids: &row.ids,
+            eligible: &self.eligible,
+            word_starts: &row.word_starts,
+            weights: None,
+        };
+        let pmi = PmiMasking {
+            count: plan.config().count,
+            vocab: vocab.clone(),
+        };
+        pmi.segment(
+            &view,
+            &mut self.units,
+            Some(&mut self.is_ngram),
+            &mut self.seg,
+        );
         for (&(a, l), &g) in self.units.iter().zip(&self.is_ngram) {
             if g {
                 self.open[a as usize] = true;
@@ -295,13 +377,22 @@ fn top_ngrams(tokenizer: &TextTokenizer, v: &NgramVocab, n: usize) -> Vec<TopNgr
                     w
                 })
                 .collect();
-            TopNgram { text: words.join(" "), words: e.word_lens.len(), pmi: e.score, count: e.count }
+            TopNgram {
+                text: words.join(" "),
+                words: e.word_lens.len(),
+                pmi: e.score,
+                count: e.count,
+            }
         })
         .collect()
 }
 
 /// PMI masking over `--text`: the n-gram vocabulary counted over the text's lines (documents).
-fn text_ngrams(tokenizer: &TextTokenizer, text: &str, pmi: &PmiConfig) -> anyhow::Result<Arc<NgramVocab>> {
+fn text_ngrams(
+    tokenizer: &TextTokenizer,
+    text: &str,
+    pmi: &PmiConfig,
+) -> anyhow::Result<Arc<NgramVocab>> {
     let docs: Vec<_> = text
         .lines()
         .map(str::trim)
@@ -342,7 +433,11 @@ fn text_rows(tokenizer: &TextTokenizer, text: &str, t: usize) -> anyhow::Result<
             let length = ids.len();
             ids.resize(t, s.pad);
             word_starts.resize(t, true);
-            TokenRowBuf { ids, word_starts, length }
+            TokenRowBuf {
+                ids,
+                word_starts,
+                length,
+            }
         })
         .collect())
 }

@@ -23,6 +23,16 @@ pub struct Args {
     /// the embedded corpora. Repeat the flag for several.
     #[arg(long = "input")]
     pub inputs: Vec<PathBuf>,
+    /// Merge these prepared directories (repeat the flag; merged in the order given) into `--out`
+    /// instead of reading inputs: parts prepared separately (other processes or machines) with one
+    /// shared `--tokenizer` and the same seq_len, packing and seed. `--config`, `--strategy`,
+    /// `--rate` and `--dupe-factor` set the merged directory's masking (default: the first part's).
+    #[arg(
+        long = "merge",
+        value_name = "PART_DIR",
+        conflicts_with_all = ["inputs", "format", "documents", "text_field", "tokenizer", "tokenizer_kind", "vocab_size", "seq_len", "packing", "validation_share", "seed", "shard_tokens", "vocab_sample_bytes"]
+    )]
+    pub merge: Vec<PathBuf>,
     /// auto | text | jsonl | parquet | tsv.
     #[arg(long, value_parser = parse::<InputFormat>)]
     pub format: Option<InputFormat>,
@@ -114,12 +124,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(k) = args.dupe_factor {
         masking.when = When::Static { dupe_factor: k };
     }
+    if !args.merge.is_empty() {
+        let given = args.config.is_some() || args.strategy.is_some() || args.rate.is_some() || args.dupe_factor.is_some();
+        let meta = remask::data::merge_prepared(&args.merge, &args.out, given.then_some(&masking))
+            .with_context(|| format!("merging {} prepared directories into {}", args.merge.len(), args.out.display()))?;
+        print!("{}", remask::data::describe(&meta));
+        println!("wrote {}", args.out.display());
+        return Ok(());
+    }
     #[cfg(feature = "testing")]
     let faults = args.faults.plan();
     #[cfg(not(feature = "testing"))]
     let faults = remask::fault::FaultPlan::default();
     let bar = Bar::new(args.quiet);
-    let work = || remask::data::prepare::prepare_reporting(&data, &masking, &args.out, &faults, &|p| bar.update(p));
+    let work = || {
+        remask::data::prepare::prepare_reporting(&data, &masking, &args.out, &faults, &|p| {
+            bar.update(p)
+        })
+    };
     let prepared = match args.threads {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
@@ -167,7 +189,10 @@ impl Bar {
     fn new(quiet: bool) -> Self {
         use std::io::IsTerminal;
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(0),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
             let style = indicatif::ProgressStyle::with_template(
                 "{msg:28} {bar:30} {bytes}/{total_bytes}  {binary_bytes_per_sec}  ETA {eta}",
             )
@@ -175,11 +200,17 @@ impl Bar {
             bar.set_style(style);
             bar
         });
-        Self { bar, quiet, state: std::sync::Mutex::new((None, 0, std::time::Instant::now())) }
+        Self {
+            bar,
+            quiet,
+            state: std::sync::Mutex::new((None, 0, std::time::Instant::now())),
+        }
     }
 
     fn update(&self, p: &Progress) {
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         let new_stage = state.0 != Some(p.stage);
         if new_stage {
             *state = (Some(p.stage), 0, std::time::Instant::now());

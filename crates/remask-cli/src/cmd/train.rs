@@ -8,7 +8,6 @@ use remask::train::{self, ProgressMode, RunConfig, TrainerOptions};
 
 use crate::common::{drive, Start};
 
-
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The run config (TOML): model, data, masking, optimizer, schedule, budget, eval, checkpoint, run.
@@ -41,7 +40,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let stop = crate::signals::install()?;
     #[allow(unused_mut)]
     let mut opts = TrainerOptions {
-        progress: if args.log_lines { ProgressMode::Lines } else { ProgressMode::Auto },
+        progress: if args.log_lines {
+            ProgressMode::Lines
+        } else {
+            ProgressMode::Auto
+        },
         stop,
         ..Default::default()
     };
@@ -60,9 +63,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let (ckpt, skipped) = train::checkpoint::load_newest_verified(run_dir)?;
             super::warn_skipped(&skipped);
             if !skipped.is_empty() {
-                eprintln!("warning: resuming from the earlier checkpoint {}", ckpt.dir.display());
+                eprintln!(
+                    "warning: resuming from the earlier checkpoint {}",
+                    ckpt.dir.display()
+                );
             }
-            Start::Resume { ckpt: Box::new(ckpt), run_dir: run_dir.clone() }
+            Start::Resume {
+                ckpt: Box::new(ckpt),
+                run_dir: run_dir.clone(),
+            }
         }
         None => {
             let path = args.config.as_deref().context("--config is required")?;
@@ -74,7 +83,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if dp.is_root() {
                 _lock = Some(DirLock::acquire(&cfg.run.output_dir, "remask train")?);
             }
-            Start::Fresh { run_dir: cfg.run.output_dir.clone(), cfg: Box::new(cfg), init_from: args.init_from.clone() }
+            Start::Fresh {
+                run_dir: cfg.run.output_dir.clone(),
+                cfg: Box::new(cfg),
+                init_from: args.init_from.clone(),
+            }
         }
     };
     train::init_threads(start.config().run.threads)?;
@@ -88,6 +101,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = start.config().clone();
     let data = remask::train::run_data::open_run_data(&cfg, start.run_dir())?;
     let model = remask::model::new_model(cfg.model.clone(), cfg.run.seed)?;
-    let opts = TrainerOptions { mask_token_id: Some(data.mask_token_id), special_token_ids: data.special_token_ids, ..opts };
+    let opts = TrainerOptions {
+        mask_token_id: Some(data.mask_token_id),
+        special_token_ids: data.special_token_ids,
+        ..opts
+    };
     drive(model, data.train, data.eval, start, opts, dp)
 }

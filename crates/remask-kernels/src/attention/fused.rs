@@ -33,11 +33,34 @@ struct FwdScratch {
 
 /// q `[B,H,Tq,D]`, k, v `[B,H,Tk,D]` → out `[B,H,Tq,D]`, lse `[B,H,Tq]` (overwritten).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn forward(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v: &[f32], mask: &BlockMask, shape: AttnShape, scale: f32) {
+pub(super) fn forward(
+    out: &mut [f32],
+    lse: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &BlockMask,
+    shape: AttnShape,
+    scale: f32,
+) {
     shape.check(mask, q.len(), k.len(), v.len());
-    assert_eq!(out.len(), shape.q_len(), "attention_forward: out must be [B,H,Tq,D]");
-    assert_eq!(lse.len(), shape.lse_len(), "attention_forward: lse must be [B,H,Tq]");
-    let AttnShape { heads, tq, tk, head_dim: d, .. } = shape;
+    assert_eq!(
+        out.len(),
+        shape.q_len(),
+        "attention_forward: out must be [B,H,Tq,D]"
+    );
+    assert_eq!(
+        lse.len(),
+        shape.lse_len(),
+        "attention_forward: lse must be [B,H,Tq]"
+    );
+    let AttnShape {
+        heads,
+        tq,
+        tk,
+        head_dim: d,
+        ..
+    } = shape;
     if shape.lse_len() == 0 {
         return;
     }
@@ -48,62 +71,115 @@ pub(super) fn forward(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v:
     let (bq, bk) = (mask.tile_q(), mask.tile_k());
     let words = mask.words_per_row();
     let ldt = transposed_stride(tk);
-    out.par_chunks_mut(tq * d).zip(lse.par_chunks_mut(tq)).enumerate().for_each(|(bh, (out_bh, lse_bh))| {
-        let (b, h) = (bh / heads, bh % heads);
-        let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
-        let v_bh = &v[bh * tk * d..(bh + 1) * tk * d];
-        with_scratch(d * ldt, |kt_bh| {
-            // Kᵀ of this head, [D × Tk], so score tiles are plain row-major products.
-            transpose(kt_bh, ldt, &k[bh * tk * d..(bh + 1) * tk * d], tk, d);
-            let kt_bh = &*kt_bh;
-            // One task per query tile.
-            out_bh.par_chunks_mut(bq * d).zip(lse_bh.par_chunks_mut(bq)).enumerate().for_each_init(
-                || FwdScratch { groups: Vec::new(), s: vec![0.0; bq * bk], mrow: vec![0.0; bq], lrow: vec![0.0; bq] },
-                |sc, (qt, (o, l))| {
-                    let m = l.len();
-                    let q0 = qt * bq;
-                    let q_t = &q_bh[q0 * d..(q0 + m) * d];
-                    sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
-                    sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
-                    o.iter_mut().for_each(|x| *x = 0.0);
-                    for kt in 0..mask.n_k_tiles() {
-                        let kind = mask.kind(b, h, qt, kt);
-                        if kind == TileKind::Empty {
-                            continue;
-                        }
-                        let (k0, n) = (kt * bk, mask.tile_cols(kt));
-                        let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
-                        row_groups(&mut sc.groups, bits, words, m, n);
-                        // pass 1: S = scale · Q_t · K_tᵀ   [m × n], per row group only on its key span
-                        for g in &sc.groups {
-                            let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                            tile_mm(&mut sc.s[g.r0 * bk + g.c0..], bk, &q_t[g.r0 * d..], d, 1, &kt_bh[k0 + g.c0..], ldt, r, d, w, false, scale);
-                        }
-                        // pass 2: mask (which also overwrites whatever lies outside the spans), online
-                        // softmax; S becomes exp(S − m_new) and O's rows are rescaled
-                        forward_step(&mut sc.s, bk, m, n, bits, words, &mut sc.mrow[..m], &mut sc.lrow[..m], o, d);
-                        // pass 3: O_t += P · V_t   [m × d]
-                        for g in &sc.groups {
-                            let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                            tile_mm(&mut o[g.r0 * d..], d, &sc.s[g.r0 * bk + g.c0..], bk, 1, &v_bh[(k0 + g.c0) * d..], d, r, w, d, true, 1.0);
-                        }
-                    }
-                    // pass 4: normalise; fully masked rows stay 0 with lse = −∞
-                    for i in 0..m {
-                        let li = sc.lrow[i];
-                        if li > 0.0 {
-                            let inv = 1.0 / li;
-                            o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
-                            l[i] = sc.mrow[i] + li.ln();
-                        } else {
-                            o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = 0.0);
-                            l[i] = f32::NEG_INFINITY;
-                        }
-                    }
-                },
-            );
+    out.par_chunks_mut(tq * d)
+        .zip(lse.par_chunks_mut(tq))
+        .enumerate()
+        .for_each(|(bh, (out_bh, lse_bh))| {
+            let (b, h) = (bh / heads, bh % heads);
+            let q_bh = &q[bh * tq * d..(bh + 1) * tq * d];
+            let v_bh = &v[bh * tk * d..(bh + 1) * tk * d];
+            with_scratch(d * ldt, |kt_bh| {
+                // Kᵀ of this head, [D × Tk], so score tiles are plain row-major products.
+                transpose(kt_bh, ldt, &k[bh * tk * d..(bh + 1) * tk * d], tk, d);
+                let kt_bh = &*kt_bh;
+                // One task per query tile.
+                out_bh
+                    .par_chunks_mut(bq * d)
+                    .zip(lse_bh.par_chunks_mut(bq))
+                    .enumerate()
+                    .for_each_init(
+                        || FwdScratch {
+                            groups: Vec::new(),
+                            s: vec![0.0; bq * bk],
+                            mrow: vec![0.0; bq],
+                            lrow: vec![0.0; bq],
+                        },
+                        |sc, (qt, (o, l))| {
+                            let m = l.len();
+                            let q0 = qt * bq;
+                            let q_t = &q_bh[q0 * d..(q0 + m) * d];
+                            sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                            sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
+                            o.iter_mut().for_each(|x| *x = 0.0);
+                            for kt in 0..mask.n_k_tiles() {
+                                let kind = mask.kind(b, h, qt, kt);
+                                if kind == TileKind::Empty {
+                                    continue;
+                                }
+                                let (k0, n) = (kt * bk, mask.tile_cols(kt));
+                                let bits = if kind == TileKind::Partial {
+                                    mask.tile_bits(b, h, qt, kt)
+                                } else {
+                                    None
+                                };
+                                row_groups(&mut sc.groups, bits, words, m, n);
+                                // pass 1: S = scale · Q_t · K_tᵀ   [m × n], per row group only on its key span
+                                for g in &sc.groups {
+                                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
+                                    tile_mm(
+                                        &mut sc.s[g.r0 * bk + g.c0..],
+                                        bk,
+                                        &q_t[g.r0 * d..],
+                                        d,
+                                        1,
+                                        &kt_bh[k0 + g.c0..],
+                                        ldt,
+                                        r,
+                                        d,
+                                        w,
+                                        false,
+                                        scale,
+                                    );
+                                }
+                                // pass 2: mask (which also overwrites whatever lies outside the spans), online
+                                // softmax; S becomes exp(S − m_new) and O's rows are rescaled
+                                forward_step(
+                                    &mut sc.s,
+                                    bk,
+                                    m,
+                                    n,
+                                    bits,
+                                    words,
+                                    &mut sc.mrow[..m],
+                                    &mut sc.lrow[..m],
+                                    o,
+                                    d,
+                                );
+                                // pass 3: O_t += P · V_t   [m × d]
+                                for g in &sc.groups {
+                                    let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
+                                    tile_mm(
+                                        &mut o[g.r0 * d..],
+                                        d,
+                                        &sc.s[g.r0 * bk + g.c0..],
+                                        bk,
+                                        1,
+                                        &v_bh[(k0 + g.c0) * d..],
+                                        d,
+                                        r,
+                                        w,
+                                        d,
+                                        true,
+                                        1.0,
+                                    );
+                                }
+                            }
+                            // pass 4: normalise; fully masked rows stay 0 with lse = −∞
+                            for i in 0..m {
+                                let li = sc.lrow[i];
+                                if li > 0.0 {
+                                    let inv = 1.0 / li;
+                                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= inv);
+                                    l[i] = sc.mrow[i] + li.ln();
+                                } else {
+                                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = 0.0);
+                                    l[i] = f32::NEG_INFINITY;
+                                }
+                            }
+                        },
+                    );
+            });
         });
-    });
 }
 
 struct BwdScratch {
@@ -121,24 +197,74 @@ struct BwdScratch {
 /// own; the parts are summed at the end (the extra work per chunk: its row terms D_i = dO_i·out_i,
 /// and one `[Tq × D]` sum).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn backward(dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], dout: &[f32], q: &[f32], k: &[f32], v: &[f32], out: &[f32], lse: &[f32], mask: &BlockMask, shape: AttnShape, scale: f32) {
+pub(super) fn backward(
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    dout: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &[f32],
+    lse: &[f32],
+    mask: &BlockMask,
+    shape: AttnShape,
+    scale: f32,
+) {
     shape.check(mask, q.len(), k.len(), v.len());
-    assert_eq!(dq.len(), shape.q_len(), "attention_backward: dq must be [B,H,Tq,D]");
-    assert_eq!(dk.len(), shape.kv_len(), "attention_backward: dk must be [B,H,Tk,D]");
-    assert_eq!(dv.len(), shape.kv_len(), "attention_backward: dv must be [B,H,Tk,D]");
-    assert_eq!(dout.len(), shape.q_len(), "attention_backward: dout must be [B,H,Tq,D]");
-    assert_eq!(out.len(), shape.q_len(), "attention_backward: out must be [B,H,Tq,D]");
-    assert_eq!(lse.len(), shape.lse_len(), "attention_backward: lse must be [B,H,Tq]");
-    let AttnShape { batch, heads, tq, tk, head_dim: d } = shape;
+    assert_eq!(
+        dq.len(),
+        shape.q_len(),
+        "attention_backward: dq must be [B,H,Tq,D]"
+    );
+    assert_eq!(
+        dk.len(),
+        shape.kv_len(),
+        "attention_backward: dk must be [B,H,Tk,D]"
+    );
+    assert_eq!(
+        dv.len(),
+        shape.kv_len(),
+        "attention_backward: dv must be [B,H,Tk,D]"
+    );
+    assert_eq!(
+        dout.len(),
+        shape.q_len(),
+        "attention_backward: dout must be [B,H,Tq,D]"
+    );
+    assert_eq!(
+        out.len(),
+        shape.q_len(),
+        "attention_backward: out must be [B,H,Tq,D]"
+    );
+    assert_eq!(
+        lse.len(),
+        shape.lse_len(),
+        "attention_backward: lse must be [B,H,Tq]"
+    );
+    let AttnShape {
+        batch,
+        heads,
+        tq,
+        tk,
+        head_dim: d,
+    } = shape;
     if batch * heads == 0 || d == 0 || tq == 0 || tk == 0 {
-        dq.iter_mut().chain(dk.iter_mut()).chain(dv.iter_mut()).for_each(|x| *x = 0.0);
+        dq.iter_mut()
+            .chain(dk.iter_mut())
+            .chain(dv.iter_mut())
+            .for_each(|x| *x = 0.0);
         return;
     }
     let (bq, bk) = (mask.tile_q(), mask.tile_k());
     let n_kt = mask.n_k_tiles();
     let pairs = batch * heads;
     let wanted = 2 * rayon::current_num_threads();
-    let chunk_tiles = if pairs >= wanted { n_kt } else { n_kt.div_ceil(wanted.div_ceil(pairs)).max(1) };
+    let chunk_tiles = if pairs >= wanted {
+        n_kt
+    } else {
+        n_kt.div_ceil(wanted.div_ceil(pairs)).max(1)
+    };
     let chunks = n_kt.div_ceil(chunk_tiles);
     let head = |bh: usize| HeadInputs {
         b: bh / heads,
@@ -150,32 +276,64 @@ pub(super) fn backward(dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], dout: &[f
         out: &out[bh * tq * d..(bh + 1) * tq * d],
         lse: &lse[bh * tq..(bh + 1) * tq],
     };
-    let init = || BwdScratch { groups: Vec::new(), p: vec![0.0; bq * bk], dp: vec![0.0; bq * bk], drow: vec![0.0; tq] };
+    let init = || BwdScratch {
+        groups: Vec::new(),
+        p: vec![0.0; bq * bk],
+        dp: vec![0.0; bq * bk],
+        drow: vec![0.0; tq],
+    };
     if chunks == 1 {
-        dq.par_chunks_mut(tq * d).zip(dk.par_chunks_mut(tk * d)).zip(dv.par_chunks_mut(tk * d)).enumerate().for_each_init(init, |sc, (bh, ((dq_bh, dk_bh), dv_bh))| {
-            dq_bh.iter_mut().for_each(|x| *x = 0.0);
-            backward_keys(sc, mask, &head(bh), 0..n_kt, dq_bh, dk_bh, dv_bh, d, scale);
-        });
+        dq.par_chunks_mut(tq * d)
+            .zip(dk.par_chunks_mut(tk * d))
+            .zip(dv.par_chunks_mut(tk * d))
+            .enumerate()
+            .for_each_init(init, |sc, (bh, ((dq_bh, dk_bh), dv_bh))| {
+                dq_bh.iter_mut().for_each(|x| *x = 0.0);
+                backward_keys(sc, mask, &head(bh), 0..n_kt, dq_bh, dk_bh, dv_bh, d, scale);
+            });
         return;
     }
     // Chunked: dQ parts `[B·H × chunks × Tq × D]`, summed into dq afterwards.
     let rows = chunk_tiles * bk * d;
     with_scratch(pairs * chunks * tq * d, |parts| {
-        let tasks = parts.par_chunks_mut(chunks * tq * d).zip(dk.par_chunks_mut(tk * d)).zip(dv.par_chunks_mut(tk * d)).enumerate().flat_map(|(bh, ((p, dk_bh), dv_bh))| {
-            p.par_chunks_mut(tq * d).zip(dk_bh.par_chunks_mut(rows)).zip(dv_bh.par_chunks_mut(rows)).enumerate().map(move |(c, ((dq_part, dk_part), dv_part))| (bh, c, dq_part, dk_part, dv_part))
-        });
+        let tasks = parts
+            .par_chunks_mut(chunks * tq * d)
+            .zip(dk.par_chunks_mut(tk * d))
+            .zip(dv.par_chunks_mut(tk * d))
+            .enumerate()
+            .flat_map(|(bh, ((p, dk_bh), dv_bh))| {
+                p.par_chunks_mut(tq * d)
+                    .zip(dk_bh.par_chunks_mut(rows))
+                    .zip(dv_bh.par_chunks_mut(rows))
+                    .enumerate()
+                    .map(move |(c, ((dq_part, dk_part), dv_part))| {
+                        (bh, c, dq_part, dk_part, dv_part)
+                    })
+            });
         tasks.for_each_init(init, |sc, (bh, c, dq_part, dk_part, dv_part)| {
             dq_part.iter_mut().for_each(|x| *x = 0.0);
-            backward_keys(sc, mask, &head(bh), c * chunk_tiles..((c + 1) * chunk_tiles).min(n_kt), dq_part, dk_part, dv_part, d, scale);
+            backward_keys(
+                sc,
+                mask,
+                &head(bh),
+                c * chunk_tiles..((c + 1) * chunk_tiles).min(n_kt),
+                dq_part,
+                dk_part,
+                dv_part,
+                d,
+                scale,
+            );
         });
         let parts = &*parts;
-        dq.par_chunks_mut(tq * d).enumerate().for_each(|(bh, dq_bh)| {
-            let mine = &parts[bh * chunks * tq * d..(bh + 1) * chunks * tq * d];
-            dq_bh.copy_from_slice(&mine[..tq * d]);
-            for part in mine.chunks(tq * d).skip(1) {
-                dq_bh.iter_mut().zip(part).for_each(|(x, y)| *x += y);
-            }
-        });
+        dq.par_chunks_mut(tq * d)
+            .enumerate()
+            .for_each(|(bh, dq_bh)| {
+                let mine = &parts[bh * chunks * tq * d..(bh + 1) * chunks * tq * d];
+                dq_bh.copy_from_slice(&mine[..tq * d]);
+                for part in mine.chunks(tq * d).skip(1) {
+                    dq_bh.iter_mut().zip(part).for_each(|(x, y)| *x += y);
+                }
+            });
     });
 }
 
@@ -200,7 +358,17 @@ struct HeadInputs<'a> {
 /// The backward of one head over the key tiles `kts` (contiguous): adds this range's part of dQ into
 /// `dq` `[Tq, D]` and OVERWRITES `dk`, `dv` (the range's key rows only, `[rows, D]`).
 #[allow(clippy::too_many_arguments)]
-fn backward_keys(sc: &mut BwdScratch, mask: &BlockMask, x: &HeadInputs<'_>, kts: std::ops::Range<usize>, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], d: usize, scale: f32) {
+fn backward_keys(
+    sc: &mut BwdScratch,
+    mask: &BlockMask,
+    x: &HeadInputs<'_>,
+    kts: std::ops::Range<usize>,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    d: usize,
+    scale: f32,
+) {
     let (bq, bk, words) = (mask.tile_q(), mask.tile_k(), mask.words_per_row());
     let (b, h, tq) = (x.b, x.h, x.lse.len());
     // Key rows of the range: [first, first + len).
@@ -230,28 +398,97 @@ fn backward_keys(sc: &mut BwdScratch, mask: &BlockMask, x: &HeadInputs<'_>, kts:
                 let (q0, m) = (qt * bq, mask.tile_rows(qt));
                 let q_t = &x.q[q0 * d..(q0 + m) * d];
                 let do_t = &x.dout[q0 * d..(q0 + m) * d];
-                let bits = if kind == TileKind::Partial { mask.tile_bits(b, h, qt, kt) } else { None };
+                let bits = if kind == TileKind::Partial {
+                    mask.tile_bits(b, h, qt, kt)
+                } else {
+                    None
+                };
                 row_groups(&mut sc.groups, bits, words, m, n);
                 // P = exp(scale · Q_t · K_tᵀ − lse), 0 where masked   [m × n]
                 for g in &sc.groups {
                     let (r, w) = (g.r1 - g.r0, g.c1 - g.c0);
-                    tile_mm(&mut sc.p[g.r0 * bk + g.c0..], bk, &q_t[g.r0 * d..], d, 1, &kt_r[kl + g.c0..], ldt, r, d, w, false, scale);
+                    tile_mm(
+                        &mut sc.p[g.r0 * bk + g.c0..],
+                        bk,
+                        &q_t[g.r0 * d..],
+                        d,
+                        1,
+                        &kt_r[kl + g.c0..],
+                        ldt,
+                        r,
+                        d,
+                        w,
+                        false,
+                        scale,
+                    );
                 }
                 backward_probs(&mut sc.p, bk, m, n, bits, words, &x.lse[q0..q0 + m]);
                 for g in &sc.groups {
                     let (r0, r, c0, w) = (g.r0, g.r1 - g.r0, g.c0, g.c1 - g.c0);
                     let (p_g, dp_g) = (&sc.p[r0 * bk + c0..], &mut sc.dp[r0 * bk + c0..]);
                     // dV_t += Pᵀ · dO_t   [n × d]
-                    tile_mm(&mut dv[(kl + c0) * d..], d, p_g, 1, bk, &do_t[r0 * d..], d, w, r, d, true, 1.0);
+                    tile_mm(
+                        &mut dv[(kl + c0) * d..],
+                        d,
+                        p_g,
+                        1,
+                        bk,
+                        &do_t[r0 * d..],
+                        d,
+                        w,
+                        r,
+                        d,
+                        true,
+                        1.0,
+                    );
                     // dP = dO_t · V_tᵀ   [m × n]
-                    tile_mm(dp_g, bk, &do_t[r0 * d..], d, 1, &vt_r[kl + c0..], ldt, r, d, w, false, 1.0);
+                    tile_mm(
+                        dp_g,
+                        bk,
+                        &do_t[r0 * d..],
+                        d,
+                        1,
+                        &vt_r[kl + c0..],
+                        ldt,
+                        r,
+                        d,
+                        w,
+                        false,
+                        1.0,
+                    );
                     // dS = P ∘ (dP − D)
                     softmax_grad(dp_g, p_g, bk, r, w, &sc.drow[q0 + r0..q0 + r0 + r]);
                     let dp_g = &sc.dp[r0 * bk + c0..];
                     // dQ_t += scale · dS · K_t   [m × d]
-                    tile_mm(&mut dq[(q0 + r0) * d..], d, dp_g, bk, 1, &x.k[(k0 + c0) * d..], d, r, w, d, true, scale);
+                    tile_mm(
+                        &mut dq[(q0 + r0) * d..],
+                        d,
+                        dp_g,
+                        bk,
+                        1,
+                        &x.k[(k0 + c0) * d..],
+                        d,
+                        r,
+                        w,
+                        d,
+                        true,
+                        scale,
+                    );
                     // dK_t += scale · dSᵀ · Q_t   [n × d]
-                    tile_mm(&mut dk[(kl + c0) * d..], d, dp_g, 1, bk, &q_t[r0 * d..], d, w, r, d, true, scale);
+                    tile_mm(
+                        &mut dk[(kl + c0) * d..],
+                        d,
+                        dp_g,
+                        1,
+                        bk,
+                        &q_t[r0 * d..],
+                        d,
+                        w,
+                        r,
+                        d,
+                        true,
+                        scale,
+                    );
                 }
             }
         }
@@ -282,7 +519,12 @@ struct Group {
 fn row_groups(groups: &mut Vec<Group>, bits: Option<&[u64]>, words: usize, m: usize, n: usize) {
     groups.clear();
     let Some(bits) = bits else {
-        groups.push(Group { r0: 0, r1: m, c0: 0, c1: n });
+        groups.push(Group {
+            r0: 0,
+            r1: m,
+            c0: 0,
+            c1: n,
+        });
         return;
     };
     for r0 in (0..m).step_by(GROUP_ROWS) {
@@ -298,7 +540,12 @@ fn row_groups(groups: &mut Vec<Group>, bits: Option<&[u64]>, words: usize, m: us
             }
         }
         if c0 < c1 {
-            groups.push(Group { r0, r1, c0, c1: c1.min(n) });
+            groups.push(Group {
+                r0,
+                r1,
+                c0,
+                c1: c1.min(n),
+            });
         }
     }
 }

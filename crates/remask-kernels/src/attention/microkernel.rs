@@ -12,20 +12,38 @@ use crate::strided_gemm::{strided_gemm, MatRef, Threads};
 /// (one of the strides must be 1) and `B[p,j] = b[p*ldb + j]`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-pub(crate) fn tile_mm(c: &mut [f32], ldc: usize, a: &[f32], a_rs: usize, a_cs: usize, b: &[f32], ldb: usize, m: usize, k: usize, n: usize, accumulate: bool, alpha: f32) {
+pub(crate) fn tile_mm(
+    c: &mut [f32],
+    ldc: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    ldb: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+    alpha: f32,
+) {
     if m == 0 || n == 0 {
         return;
     }
     assert!(a_rs == 1 || a_cs == 1, "tile_mm: A needs one unit stride");
     if k > 0 {
         assert!(c.len() >= (m - 1) * ldc + n, "tile_mm: c too small");
-        assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs, "tile_mm: a too small");
+        assert!(
+            a.len() > (m - 1) * a_rs + (k - 1) * a_cs,
+            "tile_mm: a too small"
+        );
         assert!(b.len() >= (k - 1) * ldb + n, "tile_mm: b too small");
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx512f") {
                 // SAFETY: AVX-512F is available (checked) and the asserts above bound every access.
-                unsafe { avx512::tile_mm(c, ldc, a, a_rs, a_cs, b, ldb, m, k, n, accumulate, alpha) };
+                unsafe {
+                    avx512::tile_mm(c, ldc, a, a_rs, a_cs, b, ldb, m, k, n, accumulate, alpha)
+                };
                 return;
             }
         }
@@ -35,9 +53,38 @@ pub(crate) fn tile_mm(c: &mut [f32], ldc: usize, a: &[f32], a_rs: usize, a_cs: u
 
 /// The same product through the `gemm` crate (any CPU).
 #[allow(clippy::too_many_arguments)]
-fn tile_mm_portable(c: &mut [f32], ldc: usize, a: &[f32], a_rs: usize, a_cs: usize, b: &[f32], ldb: usize, m: usize, k: usize, n: usize, accumulate: bool, alpha: f32) {
+fn tile_mm_portable(
+    c: &mut [f32],
+    ldc: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    ldb: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+    alpha: f32,
+) {
     let beta = if accumulate { 1.0 } else { 0.0 };
-    strided_gemm(c, ldc, 1, MatRef { data: a, rs: a_rs, cs: a_cs }, MatRef::rows(b, ldb), m, k, n, alpha, beta, Threads::Caller);
+    strided_gemm(
+        c,
+        ldc,
+        1,
+        MatRef {
+            data: a,
+            rs: a_rs,
+            cs: a_cs,
+        },
+        MatRef::rows(b, ldb),
+        m,
+        k,
+        n,
+        alpha,
+        beta,
+        Threads::Caller,
+    );
 }
 
 #[cfg(test)]
@@ -50,7 +97,14 @@ mod tests {
     #[test]
     fn tile_mm_matches_naive_product() {
         let mut r = KeyedRng::new(1, Purpose::Other, 0, 0);
-        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (4, 64, 64), (9, 17, 70), (64, 3, 33), (5, 0, 6)] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (4, 64, 64),
+            (9, 17, 70),
+            (64, 3, 33),
+            (5, 0, 6),
+        ] {
             for trans in [false, true] {
                 let (a_rs, a_cs) = if trans { (1, m + 2) } else { (k + 1, 1) };
                 let a: Vec<f32> = (0..(m + 2) * (k + 1) + 1).map(|_| r.normal()).collect();
@@ -62,18 +116,39 @@ mod tests {
                     let mut want = c0.clone();
                     for i in 0..m {
                         for j in 0..n {
-                            let s: f32 = (0..k).map(|p| a[i * a_rs + p * a_cs] * b[p * ldb + j]).sum();
+                            let s: f32 = (0..k)
+                                .map(|p| a[i * a_rs + p * a_cs] * b[p * ldb + j])
+                                .sum();
                             want[i * ldc + j] = 0.5 * s + if acc { c0[i * ldc + j] } else { 0.0 };
                         }
                     }
                     let (mut fast, mut portable) = (c0.clone(), c0.clone());
                     tile_mm(&mut fast, ldc, &a, a_rs, a_cs, &b, ldb, m, k, n, acc, 0.5);
-                    tile_mm_portable(&mut portable, ldc, &a, a_rs, a_cs, &b, ldb, m, k, n, acc, 0.5);
+                    tile_mm_portable(
+                        &mut portable,
+                        ldc,
+                        &a,
+                        a_rs,
+                        a_cs,
+                        &b,
+                        ldb,
+                        m,
+                        k,
+                        n,
+                        acc,
+                        0.5,
+                    );
                     for i in 0..m {
                         for j in 0..n {
                             let w = want[i * ldc + j];
-                            assert!((fast[i * ldc + j] - w).abs() < 1e-4, "fast m{m} k{k} n{n} t{trans} a{acc}");
-                            assert!((portable[i * ldc + j] - w).abs() < 1e-4, "portable m{m} k{k} n{n} t{trans} a{acc}");
+                            assert!(
+                                (fast[i * ldc + j] - w).abs() < 1e-4,
+                                "fast m{m} k{k} n{n} t{trans} a{acc}"
+                            );
+                            assert!(
+                                (portable[i * ldc + j] - w).abs() < 1e-4,
+                                "portable m{m} k{k} n{n} t{trans} a{acc}"
+                            );
                         }
                     }
                 }
@@ -91,7 +166,20 @@ mod avx512 {
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tile_mm(c: &mut [f32], ldc: usize, a: &[f32], a_rs: usize, a_cs: usize, b: &[f32], ldb: usize, m: usize, k: usize, n: usize, accumulate: bool, alpha: f32) {
+    pub(super) unsafe fn tile_mm(
+        c: &mut [f32],
+        ldc: usize,
+        a: &[f32],
+        a_rs: usize,
+        a_cs: usize,
+        b: &[f32],
+        ldb: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        accumulate: bool,
+        alpha: f32,
+    ) {
         let (cp, ap, bp) = (c.as_mut_ptr(), a.as_ptr(), b.as_ptr());
         let mut j0 = 0;
         while j0 < n {
@@ -102,7 +190,19 @@ mod avx512 {
             let mut i0 = 0;
             while i0 < m {
                 let rows = (m - i0).min(ROWS);
-                let args = Blk { cp: cp.add(i0 * ldc + j0), ldc, ap: ap.add(i0 * a_rs), a_rs, a_cs, bp: bp.add(j0), ldb, k, last, accumulate, alpha };
+                let args = Blk {
+                    cp: cp.add(i0 * ldc + j0),
+                    ldc,
+                    ap: ap.add(i0 * a_rs),
+                    a_rs,
+                    a_cs,
+                    bp: bp.add(j0),
+                    ldb,
+                    k,
+                    last,
+                    accumulate,
+                    alpha,
+                };
                 match (rows, nv) {
                     (6, 4) => block::<6, 4>(&args),
                     (6, 3) => block::<6, 3>(&args),

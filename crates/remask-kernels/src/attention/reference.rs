@@ -7,11 +7,26 @@ use crate::block_mask::BlockMask;
 /// Reference forward. q `[B,H,Tq,D]`, k, v `[B,H,Tk,D]` → out `[B,H,Tq,D]`, lse `[B,H,Tq]` (both
 /// overwritten). Fully masked rows: out = 0, lse = -∞.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_forward_reference(out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v: &[f32], mask: &BlockMask, shape: AttnShape, scale: f32) {
+pub fn attention_forward_reference(
+    out: &mut [f32],
+    lse: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &BlockMask,
+    shape: AttnShape,
+    scale: f32,
+) {
     shape.check(mask, q.len(), k.len(), v.len());
     assert_eq!(out.len(), shape.q_len());
     assert_eq!(lse.len(), shape.lse_len());
-    let AttnShape { batch, heads, tq, tk, head_dim: d } = shape;
+    let AttnShape {
+        batch,
+        heads,
+        tq,
+        tk,
+        head_dim: d,
+    } = shape;
     let mut s = vec![0f32; tk];
     for b in 0..batch {
         for h in 0..heads {
@@ -77,8 +92,17 @@ pub fn attention_backward_reference(
     assert_eq!(out.len(), shape.q_len());
     assert_eq!(lse.len(), shape.lse_len());
     let _ = out; // The reference recomputes D = Σ_j p_j·dp_j instead of dout·out.
-    dq.iter_mut().chain(dk.iter_mut()).chain(dv.iter_mut()).for_each(|x| *x = 0.0);
-    let AttnShape { batch, heads, tq, tk, head_dim: d } = shape;
+    dq.iter_mut()
+        .chain(dk.iter_mut())
+        .chain(dv.iter_mut())
+        .for_each(|x| *x = 0.0);
+    let AttnShape {
+        batch,
+        heads,
+        tq,
+        tk,
+        head_dim: d,
+    } = shape;
     let mut p = vec![0f32; tk];
     let mut dp = vec![0f32; tk];
     for b in 0..batch {

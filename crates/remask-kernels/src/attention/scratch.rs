@@ -57,7 +57,10 @@ mod tests {
                 b.iter_mut().for_each(|x| *x = 2.0);
                 b.as_ptr() as usize
             });
-            assert!(a.iter().all(|&x| x == 1.0), "the nested buffer wrote into the outer one");
+            assert!(
+                a.iter().all(|&x| x == 1.0),
+                "the nested buffer wrote into the outer one"
+            );
             assert_ne!(inner_ptr, a.as_ptr() as usize);
             a.as_ptr() as usize
         });

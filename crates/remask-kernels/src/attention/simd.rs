@@ -12,14 +12,23 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer.
-    let xc = if x < -87.0 { -87.0 } else if x > 88.7 { 88.7 } else { x };
+    let xc = if x < -87.0 {
+        -87.0
+    } else if x > 88.7 {
+        88.7
+    } else {
+        x
+    };
     let t = xc * LOG2E + ROUND;
     let n = t - ROUND;
     // t's bit pattern is ROUND's plus the integer n: integer arithmetic recovers n without a
     // float-to-int cast (whose saturating semantics would not vectorize).
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = xc - n * LN2_HI - n * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     let pow = f32::from_bits((ni.wrapping_add(127) << 23) as u32);
     if x < -87.0 {
         0.0
@@ -67,7 +76,17 @@ dispatch! {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn online_softmax_step_impl(s: &mut [f32], ld: usize, m: usize, n: usize, bits: Option<&[u64]>, words: usize, mrow: &mut [f32], lrow: &mut [f32], alpha: &mut [f32]) {
+fn online_softmax_step_impl(
+    s: &mut [f32],
+    ld: usize,
+    m: usize,
+    n: usize,
+    bits: Option<&[u64]>,
+    words: usize,
+    mrow: &mut [f32],
+    lrow: &mut [f32],
+    alpha: &mut [f32],
+) {
     for i in 0..m {
         let row = &mut s[i * ld..i * ld + n];
         if let Some(bits) = bits {
@@ -80,7 +99,11 @@ fn online_softmax_step_impl(s: &mut [f32], ld: usize, m: usize, n: usize, bits: 
             alpha[i] = 1.0;
             continue;
         }
-        alpha[i] = if mrow[i] == f32::NEG_INFINITY { 0.0 } else { fast_exp(mrow[i] - m_new) };
+        alpha[i] = if mrow[i] == f32::NEG_INFINITY {
+            0.0
+        } else {
+            fast_exp(mrow[i] - m_new)
+        };
         row.iter_mut().for_each(|x| *x = fast_exp(*x - m_new));
         let sum = lane_sum(row);
         lrow[i] = lrow[i] * alpha[i] + sum;
@@ -95,7 +118,15 @@ dispatch! {
 }
 
 #[inline(always)]
-fn probs_from_lse_impl(s: &mut [f32], ld: usize, m: usize, n: usize, bits: Option<&[u64]>, words: usize, lse: &[f32]) {
+fn probs_from_lse_impl(
+    s: &mut [f32],
+    ld: usize,
+    m: usize,
+    n: usize,
+    bits: Option<&[u64]>,
+    words: usize,
+    lse: &[f32],
+) {
     for i in 0..m {
         let row = &mut s[i * ld..i * ld + n];
         let l = lse[i];
@@ -121,7 +152,9 @@ fn softmax_grad_impl(dp: &mut [f32], p: &[f32], ld: usize, m: usize, n: usize, d
         let di = drow[i];
         let dpr = &mut dp[i * ld..i * ld + n];
         let pr = &p[i * ld..i * ld + n];
-        dpr.iter_mut().zip(pr).for_each(|(g, &p)| *g = p * (*g - di));
+        dpr.iter_mut()
+            .zip(pr)
+            .for_each(|(g, &p)| *g = p * (*g - di));
     }
 }
 
@@ -133,7 +166,13 @@ dispatch! {
 }
 
 #[inline(always)]
-fn masked_softmax_rows_impl(s: &mut [f32], bias: &[f32], lse: &mut [f32], rows: usize, cols: usize) {
+fn masked_softmax_rows_impl(
+    s: &mut [f32],
+    bias: &[f32],
+    lse: &mut [f32],
+    rows: usize,
+    cols: usize,
+) {
     for i in 0..rows {
         let row = &mut s[i * cols..(i + 1) * cols];
         let br = &bias[i * cols..(i + 1) * cols];
@@ -163,7 +202,9 @@ fn softmax_rows_grad_impl(dp: &mut [f32], p: &[f32], rows: usize, cols: usize) {
         let dpr = &mut dp[i * cols..(i + 1) * cols];
         let pr = &p[i * cols..(i + 1) * cols];
         let di = dot(dpr, pr);
-        dpr.iter_mut().zip(pr).for_each(|(g, &p)| *g = p * (*g - di));
+        dpr.iter_mut()
+            .zip(pr)
+            .for_each(|(g, &p)| *g = p * (*g - di));
     }
 }
 
@@ -243,7 +284,10 @@ mod tests {
             if x < -87.0 {
                 assert_eq!(got, 0.0);
             } else {
-                assert!(((got - want) / want).abs() < 5e-7, "exp({x}) = {got}, want {want}");
+                assert!(
+                    ((got - want) / want).abs() < 5e-7,
+                    "exp({x}) = {got}, want {want}"
+                );
             }
             x += 0.0137;
         }

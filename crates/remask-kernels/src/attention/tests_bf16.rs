@@ -42,25 +42,60 @@ fn assert_bf16_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
         count += 1;
     }
     if count > 0 {
-        assert!(sum / count as f64 <= U as f64, "{name}: mean error {} above u", sum / count as f64);
+        assert!(
+            sum / count as f64 <= U as f64,
+            "{name}: mean error {} above u",
+            sum / count as f64
+        );
     }
 }
 
 /// bf16 fused (on `kernel`) vs the f32 reference on one mask.
 fn check(kernel: Bf16Kernel, mask: &BlockMask, heads: usize, d: usize, seed: u64) -> Run {
-    let shape = AttnShape { batch: mask.batch(), heads, tq: mask.tq(), tk: mask.tk(), head_dim: d };
+    let shape = AttnShape {
+        batch: mask.batch(),
+        heads,
+        tq: mask.tq(),
+        tk: mask.tk(),
+        head_dim: d,
+    };
     let q = randn(shape.q_len(), seed, 1.0);
     let k = randn(shape.kv_len(), seed + 1, 1.0);
     let v = randn(shape.kv_len(), seed + 2, 1.0);
     let dout = randn(shape.q_len(), seed + 3, 1.0);
-    let fwd = |out: &mut [f32], lse: &mut [f32], q: &[f32], k: &[f32], v: &[f32], m: &BlockMask, s: AttnShape, sc: f32| {
-        fused_bf16::forward(kernel, out, lse, q, k, v, m, s, sc)
-    };
-    let bwd = |dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], dout: &[f32], q: &[f32], k: &[f32], v: &[f32], out: &[f32], lse: &[f32], m: &BlockMask, s: AttnShape, sc: f32| {
+    let fwd = |out: &mut [f32],
+               lse: &mut [f32],
+               q: &[f32],
+               k: &[f32],
+               v: &[f32],
+               m: &BlockMask,
+               s: AttnShape,
+               sc: f32| { fused_bf16::forward(kernel, out, lse, q, k, v, m, s, sc) };
+    let bwd = |dq: &mut [f32],
+               dk: &mut [f32],
+               dv: &mut [f32],
+               dout: &[f32],
+               q: &[f32],
+               k: &[f32],
+               v: &[f32],
+               out: &[f32],
+               lse: &[f32],
+               m: &BlockMask,
+               s: AttnShape,
+               sc: f32| {
         fused_bf16::backward(kernel, dq, dk, dv, dout, q, k, v, out, lse, m, s, sc)
     };
     let fast = run(&fwd, &bwd, &q, &k, &v, &dout, mask, shape);
-    let reference = run(&attention_forward_reference, &attention_backward_reference, &q, &k, &v, &dout, mask, shape);
+    let reference = run(
+        &attention_forward_reference,
+        &attention_backward_reference,
+        &q,
+        &k,
+        &v,
+        &dout,
+        mask,
+        shape,
+    );
     assert_bf16_close("out", &fast.out, &reference.out, 12.0 * U);
     assert_bf16_close("lse", &fast.lse, &reference.lse, 12.0 * U);
     assert_bf16_close("dq", &fast.dq, &reference.dq, 24.0 * U);
@@ -85,7 +120,10 @@ fn bf16_matches_reference_for_builtin_masks_at_odd_lengths() {
 fn bf16_backward_matches_reference_per_head_and_per_key_chunk() {
     for kernel in kernels() {
         for threads in [1, 16] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
             pool.install(|| {
                 for (name, mask) in builtin_masks(1, 83, 8) {
                     eprintln!("{kernel:?}: mask {name}, {threads} threads");
@@ -100,7 +138,9 @@ fn bf16_backward_matches_reference_per_head_and_per_key_chunk() {
 fn bf16_cross_attention_shape_and_fully_masked_rows() {
     for kernel in kernels() {
         // Tq != Tk, a mask per head, tiles that are not square.
-        let mask = BlockMask::from_fn(2, 3, 19, 41, 8, 16, |b, h, q, k| (k + q * (h + 1) + b) % 5 != 0 && k < 30 + b * 5);
+        let mask = BlockMask::from_fn(2, 3, 19, 41, 8, 16, |b, h, q, k| {
+            (k + q * (h + 1) + b) % 5 != 0 && k < 30 + b * 5
+        });
         check(kernel, &mask, 3, 24, 11);
         // Rows 0..3 of every batch row and all of batch row 1 see nothing: zeros, lse −∞, no NaN.
         let mask = BlockMask::from_fn(2, 1, 21, 21, 8, 8, |b, _, q, k| b == 0 && q >= 3 && k <= q);
@@ -109,8 +149,12 @@ fn bf16_cross_attention_shape_and_fully_masked_rows() {
             for i in 0..21 {
                 if bh >= 2 || i < 3 {
                     assert_eq!(r.lse[bh * 21 + i], f32::NEG_INFINITY);
-                    assert!(r.out[(bh * 21 + i) * 8..(bh * 21 + i + 1) * 8].iter().all(|&x| x == 0.0));
-                    assert!(r.dq[(bh * 21 + i) * 8..(bh * 21 + i + 1) * 8].iter().all(|&x| x == 0.0));
+                    assert!(r.out[(bh * 21 + i) * 8..(bh * 21 + i + 1) * 8]
+                        .iter()
+                        .all(|&x| x == 0.0));
+                    assert!(r.dq[(bh * 21 + i) * 8..(bh * 21 + i + 1) * 8]
+                        .iter()
+                        .all(|&x| x == 0.0));
                 }
             }
         }
@@ -124,10 +168,18 @@ fn bf16_without_cpu_support_panics_with_the_message() {
         return;
     }
     let mask = BlockMask::full(1, 1, 4, 4, 4, 4);
-    let shape = AttnShape { batch: 1, heads: 1, tq: 4, tk: 4, head_dim: 2 };
+    let shape = AttnShape {
+        batch: 1,
+        heads: 1,
+        tq: 4,
+        tk: 4,
+        head_dim: 2,
+    };
     let r = std::panic::catch_unwind(|| {
         let (mut out, mut lse) = (vec![0.0; 8], vec![0.0; 4]);
-        attention_forward_bf16(&mut out, &mut lse, &[0.0; 8], &[0.0; 8], &[0.0; 8], &mask, shape, 1.0);
+        attention_forward_bf16(
+            &mut out, &mut lse, &[0.0; 8], &[0.0; 8], &[0.0; 8], &mask, shape, 1.0,
+        );
     });
     assert!(r.is_err());
 }

@@ -6,7 +6,10 @@ pub(crate) fn transpose(out: &mut [f32], ldo: usize, inp: &[f32], r: usize, c: u
     if r == 0 || c == 0 {
         return;
     }
-    assert!(ldo >= r && out.len() >= (c - 1) * ldo + r, "transpose: out too small");
+    assert!(
+        ldo >= r && out.len() >= (c - 1) * ldo + r,
+        "transpose: out too small"
+    );
     assert!(inp.len() >= r * c, "transpose: inp too small");
     #[cfg(target_arch = "x86_64")]
     {

@@ -107,11 +107,30 @@ const NC: usize = 512;
 /// As [`product`]; the tile configuration is loaded.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn block_at(c: *mut f32, ldc: usize, p: &Product<'_>, start: Start<'_>, k0: usize, kc: usize, r0: usize, j0: usize, scratch: &mut Scratch) {
+unsafe fn block_at(
+    c: *mut f32,
+    ldc: usize,
+    p: &Product<'_>,
+    start: Start<'_>,
+    k0: usize,
+    kc: usize,
+    r0: usize,
+    j0: usize,
+    scratch: &mut Scratch,
+) {
     let (rows, cols) = ((p.m - r0).min(BLOCK), (p.n - j0).min(BLOCK));
-    let b0 = (p.b.data.as_ptr().add(j0 / PANEL * p.b.panel_len + k0 * PANEL)) as *const u8;
+    let b0 =
+        (p.b.data
+            .as_ptr()
+            .add(j0 / PANEL * p.b.panel_len + k0 * PANEL)) as *const u8;
     let b1 = b0.add(p.b.panel_len * 2);
-    let ab = Operands { a: p.a.data.as_ptr().add(r0 * p.a.ld + k0) as *const u8, lda: p.a.ld * 2, b0, b1, steps: kc / K_STEP };
+    let ab = Operands {
+        a: p.a.data.as_ptr().add(r0 * p.a.ld + k0) as *const u8,
+        lda: p.a.ld * 2,
+        b0,
+        b1,
+        steps: kc / K_STEP,
+    };
     let cb = c.add(r0 * ldc + j0);
     if rows == BLOCK && cols == BLOCK && p.alpha == 1.0 {
         let (src, sstride) = match start {

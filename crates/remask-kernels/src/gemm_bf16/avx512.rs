@@ -37,7 +37,11 @@ pub(super) unsafe fn product(c: *mut f32, ldc: usize, p: &Product<'_>) {
                     ldc,
                     a: p.a.data.as_ptr().add(i0 * p.a.ld + k0) as *const u16,
                     lda: p.a.ld,
-                    b: p.b.data.as_ptr().add(j0 / PANEL * p.b.panel_len + k0 * PANEL) as *const u16,
+                    b: p.b
+                        .data
+                        .as_ptr()
+                        .add(j0 / PANEL * p.b.panel_len + k0 * PANEL)
+                        as *const u16,
                     panel_len: p.b.panel_len,
                     pairs: kc / 2,
                     cols,
@@ -148,7 +152,11 @@ unsafe fn block<const R: usize, const V: usize>(x: &Blk) {
             let pair = (x.a.add(r * x.lda + 2 * q) as *const i32).read_unaligned();
             let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
             for v in 0..V {
-                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, std::mem::transmute::<__m512i, __m512bh>(bv[v]));
+                acc[r][v] = _mm512_dpbf16_ps(
+                    acc[r][v],
+                    av,
+                    std::mem::transmute::<__m512i, __m512bh>(bv[v]),
+                );
             }
         }
     }
@@ -161,7 +169,9 @@ unsafe fn block<const R: usize, const V: usize>(x: &Blk) {
             } else {
                 let scaled = _mm512_mul_ps(acc[r][v], alpha);
                 match x.start {
-                    Init::C => _mm512_add_ps(_mm512_maskz_loadu_ps(mask(v), crow.add(16 * v)), scaled),
+                    Init::C => {
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(mask(v), crow.add(16 * v)), scaled)
+                    }
                     _ => scaled,
                 }
             };

@@ -28,7 +28,10 @@ pub(crate) enum Split {
 /// Runs `f(i)` for `i in 0..count`, on the pool in groups of `per_task` when `split` allows.
 fn for_each_index(split: Split, count: usize, per_task: usize, f: impl Fn(usize) + Sync + Send) {
     match split {
-        Split::Pool if count > per_task => (0..count).into_par_iter().with_min_len(per_task.max(1)).for_each(f),
+        Split::Pool if count > per_task => (0..count)
+            .into_par_iter()
+            .with_min_len(per_task.max(1))
+            .for_each(f),
         _ => (0..count).for_each(f),
     }
 }
@@ -49,11 +52,25 @@ unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 /// `dst` (`round_up(m, 32)` rows of `ld` values) ← bf16(scale · src[m × k]), zero elsewhere.
-pub(crate) fn lhs(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, m: usize, k: usize, scale: f32, split: Split) {
+pub(crate) fn lhs(
+    dst: &mut [Bf16],
+    ld: usize,
+    src: MatRef<'_>,
+    m: usize,
+    k: usize,
+    scale: f32,
+    split: Split,
+) {
     let rows = m.div_ceil(BLOCK).max(1) * BLOCK;
-    assert!(ld >= k && ld.is_multiple_of(32) && dst.len() >= rows * ld, "pack lhs: dst too small");
+    assert!(
+        ld >= k && ld.is_multiple_of(32) && dst.len() >= rows * ld,
+        "pack lhs: dst too small"
+    );
     if m > 0 && k > 0 {
-        assert!((m - 1) * src.rs + (k - 1) * src.cs < src.data.len(), "pack lhs: src too small");
+        assert!(
+            (m - 1) * src.rs + (k - 1) * src.cs < src.data.len(),
+            "pack lhs: src too small"
+        );
     }
     let dst = &mut dst[..rows * ld];
     dst[m * ld..].iter_mut().for_each(|x| *x = Bf16::ZERO);
@@ -86,37 +103,68 @@ pub(crate) fn lhs(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, m: usize, k: usi
 }
 
 /// Rows `r0..r0+rows` of the lhs pack into `dst` (`rows × ld`), one value at a time.
-fn lhs_rows_scalar(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows: usize, k: usize, scale: f32) {
+fn lhs_rows_scalar(
+    dst: &mut [Bf16],
+    ld: usize,
+    src: MatRef<'_>,
+    r0: usize,
+    rows: usize,
+    k: usize,
+    scale: f32,
+) {
     for i in 0..rows {
         let row = &mut dst[i * ld..(i + 1) * ld];
         for (p, x) in row.iter_mut().enumerate() {
-            *x = if p < k { Bf16::from_f32(scale * src.data[(r0 + i) * src.rs + p * src.cs]) } else { Bf16::ZERO };
+            *x = if p < k {
+                Bf16::from_f32(scale * src.data[(r0 + i) * src.rs + p * src.cs])
+            } else {
+                Bf16::ZERO
+            };
         }
     }
 }
 
 /// `dst` (panels of `panel_len`) ← bf16(src[k × n]) in the VNNI panel layout, zero elsewhere.
-pub(crate) fn rhs(dst: &mut [Bf16], panel_len: usize, src: MatRef<'_>, k: usize, n: usize, split: Split) {
+pub(crate) fn rhs(
+    dst: &mut [Bf16],
+    panel_len: usize,
+    src: MatRef<'_>,
+    k: usize,
+    n: usize,
+    split: Split,
+) {
     let panels = n.div_ceil(BLOCK).max(1) * BLOCK / PANEL;
     let pairs = panel_len / (2 * PANEL);
-    assert!(panel_len.is_multiple_of(32 * PANEL) && pairs * 2 >= k && dst.len() >= panels * panel_len, "pack rhs: dst too small");
+    assert!(
+        panel_len.is_multiple_of(32 * PANEL) && pairs * 2 >= k && dst.len() >= panels * panel_len,
+        "pack rhs: dst too small"
+    );
     if n > 0 && k > 0 {
-        assert!((k - 1) * src.rs + (n - 1) * src.cs < src.data.len(), "pack rhs: src too small");
+        assert!(
+            (k - 1) * src.rs + (n - 1) * src.cs < src.data.len(),
+            "pack rhs: src too small"
+        );
     }
     let out = Shared(dst.as_mut_ptr());
     if crate::cpu::has_avx512_bf16() && src.cs == 1 {
         // Row-major source: a task per pair-row, reading both source rows front to back and
         // writing one 64-byte pair-row per panel.
-        for_each_index(split, pairs, (PACK_TASK / (2 * PANEL * panels)).max(1), |q| {
-            // SAFETY: AVX-512 F/BW/BF16 are available (checked); pair-row q of every panel is
-            // written by this task only, inside dst (asserted above); source bounds asserted above.
-            unsafe { avx512::rhs_pair_row(out.ptr(), panel_len, panels, src, k, n, q) };
-        });
+        for_each_index(
+            split,
+            pairs,
+            (PACK_TASK / (2 * PANEL * panels)).max(1),
+            |q| {
+                // SAFETY: AVX-512 F/BW/BF16 are available (checked); pair-row q of every panel is
+                // written by this task only, inside dst (asserted above); source bounds asserted above.
+                unsafe { avx512::rhs_pair_row(out.ptr(), panel_len, panels, src, k, n, q) };
+            },
+        );
         return;
     }
     for_each_index(split, panels, (PACK_TASK / panel_len).max(1), |p| {
         // SAFETY: panel p is written by this task only, inside dst (asserted above).
-        let panel = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(p * panel_len), panel_len) };
+        let panel =
+            unsafe { std::slice::from_raw_parts_mut(out.ptr().add(p * panel_len), panel_len) };
         let (j0, cols) = (p * PANEL, n.saturating_sub(p * PANEL).min(PANEL));
         if crate::cpu::has_avx512_bf16() && src.rs == 1 {
             // SAFETY: AVX-512 F/BW/BF16 are available (checked); bounds asserted above.
@@ -133,7 +181,11 @@ fn rhs_panel_scalar(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize,
         for jj in 0..PANEL {
             for s in 0..2 {
                 let p = 2 * q + s;
-                row[2 * jj + s] = if jj < cols && p < k { Bf16::from_f32(src.data[p * src.rs + (j0 + jj) * src.cs]) } else { Bf16::ZERO };
+                row[2 * jj + s] = if jj < cols && p < k {
+                    Bf16::from_f32(src.data[p * src.rs + (j0 + jj) * src.cs])
+                } else {
+                    Bf16::ZERO
+                };
             }
         }
     }
@@ -199,7 +251,15 @@ mod avx512 {
 
     /// Rows `r0..r0+rows` of a row-major-source lhs pack (`dst` is `rows × ld`).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn lhs_rows(dst: &mut [Bf16], ld: usize, src: MatRef<'_>, r0: usize, rows: usize, k: usize, scale: f32) {
+    pub(super) unsafe fn lhs_rows(
+        dst: &mut [Bf16],
+        ld: usize,
+        src: MatRef<'_>,
+        r0: usize,
+        rows: usize,
+        k: usize,
+        scale: f32,
+    ) {
         let dp = dst.as_mut_ptr() as *mut u16;
         for i in 0..rows {
             let s = src.data.as_ptr().add((r0 + i) * src.rs);
@@ -208,7 +268,10 @@ mod avx512 {
             while p < ld {
                 let lo = _mm512_maskz_loadu_ps(lanes(k.saturating_sub(p)), s.add(p));
                 let hi = _mm512_maskz_loadu_ps(lanes(k.saturating_sub(p + 16)), s.add(p + 16));
-                _mm512_storeu_si512(d.add(p) as *mut __m512i, cvt32(scaled(lo, scale), scaled(hi, scale)));
+                _mm512_storeu_si512(
+                    d.add(p) as *mut __m512i,
+                    cvt32(scaled(lo, scale), scaled(hi, scale)),
+                );
                 p += 32;
             }
         }
@@ -219,7 +282,15 @@ mod avx512 {
     /// # Safety
     /// AVX-512 F/BW/BF16; `out` addresses `m` rows of `ld` values; the source holds k × m.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn lhs_transposed_block(out: *mut Bf16, ld: usize, src: MatRef<'_>, m: usize, k: usize, p0: usize, scale: f32) {
+    pub(super) unsafe fn lhs_transposed_block(
+        out: *mut Bf16,
+        ld: usize,
+        src: MatRef<'_>,
+        m: usize,
+        k: usize,
+        p0: usize,
+        scale: f32,
+    ) {
         let base = src.data.as_ptr();
         let op = out as *mut u16;
         let mut i0 = 0;
@@ -251,26 +322,50 @@ mod avx512 {
     /// AVX-512 F/BW/BF16; `out` addresses `panels` panels of `panel_len` values; the source holds
     /// k × n.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn rhs_pair_row(out: *mut Bf16, panel_len: usize, panels: usize, src: MatRef<'_>, k: usize, n: usize, q: usize) {
+    pub(super) unsafe fn rhs_pair_row(
+        out: *mut Bf16,
+        panel_len: usize,
+        panels: usize,
+        src: MatRef<'_>,
+        k: usize,
+        n: usize,
+        q: usize,
+    ) {
         // Interleaves the two rows value by value: [r0[0], r1[0], r0[1], r1[1], ...].
         let idx = _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
         );
         let base = src.data.as_ptr();
         let op = out as *mut u16;
         for p in 0..panels {
             let j0 = p * PANEL;
             let m = lanes(n.saturating_sub(j0));
-            let load = |r: usize| if r < k && j0 < n { _mm512_maskz_loadu_ps(m, base.add(r * src.rs + j0)) } else { _mm512_setzero_ps() };
+            let load = |r: usize| {
+                if r < k && j0 < n {
+                    _mm512_maskz_loadu_ps(m, base.add(r * src.rs + j0))
+                } else {
+                    _mm512_setzero_ps()
+                }
+            };
             let v = cvt32(load(2 * q), load(2 * q + 1));
-            _mm512_storeu_si512(op.add(p * panel_len + q * 2 * PANEL) as *mut __m512i, _mm512_permutexvar_epi16(idx, v));
+            _mm512_storeu_si512(
+                op.add(p * panel_len + q * 2 * PANEL) as *mut __m512i,
+                _mm512_permutexvar_epi16(idx, v),
+            );
         }
     }
 
     /// One panel of a transposed-source rhs pack (element (p, j) at `data[j·cs + p]`): each source
     /// row j holds column j's pairs back to back; 16 rows × 16 pairs transposed as 32-bit words.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn rhs_panel_transposed(panel: &mut [Bf16], src: MatRef<'_>, j0: usize, cols: usize, k: usize) {
+    pub(super) unsafe fn rhs_panel_transposed(
+        panel: &mut [Bf16],
+        src: MatRef<'_>,
+        j0: usize,
+        cols: usize,
+        k: usize,
+    ) {
         let pp = panel.as_mut_ptr() as *mut u16;
         let pairs = panel.len() / (2 * PANEL);
         let base = src.data.as_ptr();
@@ -278,10 +373,16 @@ mod avx512 {
         while q0 < pairs {
             let mut x = [_mm512_setzero_ps(); 16];
             let p0 = 2 * q0;
-            let (m0, m1) = (lanes(k.saturating_sub(p0)), lanes(k.saturating_sub(p0 + 16)));
+            let (m0, m1) = (
+                lanes(k.saturating_sub(p0)),
+                lanes(k.saturating_sub(p0 + 16)),
+            );
             for (jj, xv) in x.iter_mut().enumerate().take(cols) {
                 let row = base.add((j0 + jj) * src.cs + p0);
-                let v = cvt32(_mm512_maskz_loadu_ps(m0, row), _mm512_maskz_loadu_ps(m1, row.add(16)));
+                let v = cvt32(
+                    _mm512_maskz_loadu_ps(m0, row),
+                    _mm512_maskz_loadu_ps(m1, row.add(16)),
+                );
                 *xv = _mm512_castsi512_ps(v);
             }
             let t = transpose16(x);
@@ -302,13 +403,29 @@ mod tests {
     /// not, on the pool or the calling thread.
     #[test]
     fn packs_match_scalar_twins() {
-        for &(r, c) in &[(1usize, 1usize), (5, 7), (16, 32), (33, 70), (40, 17), (64, 64)] {
+        for &(r, c) in &[
+            (1usize, 1usize),
+            (5, 7),
+            (16, 32),
+            (33, 70),
+            (40, 17),
+            (64, 64),
+        ] {
             let ld = c + 3;
             let src = rand_vec(r * ld + c, 3, 2.0);
-            for (transposed, scale, split) in [(false, 1.0, Split::Pool), (true, 1.0, Split::Caller), (false, 0.125, Split::Caller), (true, 0.3, Split::Pool)] {
+            for (transposed, scale, split) in [
+                (false, 1.0, Split::Pool),
+                (true, 1.0, Split::Caller),
+                (false, 0.125, Split::Caller),
+                (true, 0.3, Split::Pool),
+            ] {
                 // As lhs: m = r, k = c (transposed: the stored matrix is c × r with row stride m + 1).
                 let (m, k) = (r, c);
-                let view = if transposed { MatRef::transposed(&src, m + 1) } else { MatRef::rows(&src, ld) };
+                let view = if transposed {
+                    MatRef::transposed(&src, m + 1)
+                } else {
+                    MatRef::rows(&src, ld)
+                };
                 let lda = k.div_ceil(32) * 32;
                 let rows = m.div_ceil(BLOCK) * BLOCK;
                 let mut fast = vec![Bf16(7); rows * lda];
@@ -316,23 +433,39 @@ mod tests {
                 lhs(&mut fast, lda, view, m, k, scale, split);
                 lhs_rows_scalar(&mut plain, lda, view, 0, m, k, scale);
                 plain[m * lda..].iter_mut().for_each(|x| *x = Bf16::ZERO);
-                assert_eq!(fast, plain, "lhs {r}x{c} transposed={transposed} scale={scale}");
+                assert_eq!(
+                    fast, plain,
+                    "lhs {r}x{c} transposed={transposed} scale={scale}"
+                );
                 // As rhs: k = r, n = c.
                 let (k, n) = (r, c);
-                let view = if transposed { MatRef::transposed(&src, k + 1) } else { MatRef::rows(&src, ld) };
+                let view = if transposed {
+                    MatRef::transposed(&src, k + 1)
+                } else {
+                    MatRef::rows(&src, ld)
+                };
                 let panel_len = k.div_ceil(32) * 32 * PANEL;
                 let panels = n.div_ceil(BLOCK) * BLOCK / PANEL;
                 let mut fast = vec![Bf16(7); panels * panel_len];
                 let mut plain = vec![Bf16(9); panels * panel_len];
                 rhs(&mut fast, panel_len, view, k, n, split);
                 for (p, panel) in plain.chunks_mut(panel_len).enumerate() {
-                    rhs_panel_scalar(panel, view, p * PANEL, n.saturating_sub(p * PANEL).min(PANEL), k);
+                    rhs_panel_scalar(
+                        panel,
+                        view,
+                        p * PANEL,
+                        n.saturating_sub(p * PANEL).min(PANEL),
+                        k,
+                    );
                 }
                 assert_eq!(fast, plain, "rhs {r}x{c} transposed={transposed}");
                 // The layout: element (p, j) of B sits at panel j/16, pair-row p/2, slot p%2.
                 let (p, j) = (k - 1, n - 1);
                 let want = Bf16::from_f32(view.data[p * view.rs + j * view.cs]);
-                assert_eq!(plain[j / PANEL * panel_len + p / 2 * 32 + (j % PANEL) * 2 + p % 2], want);
+                assert_eq!(
+                    plain[j / PANEL * panel_len + p / 2 * 32 + (j % PANEL) * 2 + p % 2],
+                    want
+                );
             }
         }
     }

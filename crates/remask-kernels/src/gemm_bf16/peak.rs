@@ -13,7 +13,11 @@ use crate::cpu::Bf16Kernel;
 /// Panics when the CPU lacks the kernel (callers take it from [`crate::cpu::best_bf16_kernel`]).
 pub fn bf16_peak_loop(kernel: Bf16Kernel, iters: u64) -> f64 {
     let best = crate::cpu::best_bf16_kernel().expect(crate::cpu::BF16_UNSUPPORTED);
-    assert!(kernel <= best, "bf16_peak_loop: this CPU has no {} kernel", kernel.name());
+    assert!(
+        kernel <= best,
+        "bf16_peak_loop: this CPU has no {} kernel",
+        kernel.name()
+    );
     match kernel {
         // SAFETY: AVX-512 BF16 is present (checked above); the loop touches registers only.
         Bf16Kernel::Avx512 => unsafe { avx512_loop(iters) },
@@ -28,7 +32,10 @@ pub fn bf16_peak_loop(kernel: Bf16Kernel, iters: u64) -> f64 {
 pub fn fp32_peak_loop(iters: u64) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
-        assert!(std::is_x86_feature_detected!("avx512f"), "fp32_peak_loop needs AVX-512F");
+        assert!(
+            std::is_x86_feature_detected!("avx512f"),
+            "fp32_peak_loop needs AVX-512F"
+        );
         // SAFETY: AVX-512F is present (checked); the loop touches registers only.
         unsafe { fma_loop(iters) }
     }

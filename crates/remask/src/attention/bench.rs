@@ -3,8 +3,14 @@
 
 use std::time::Instant;
 
-use remask_kernels::attention::dense::{attention_backward_dense, attention_backward_dense_bf16, attention_forward_dense, attention_forward_dense_bf16, mask_bias};
-use remask_kernels::attention::{attention_backward, attention_backward_bf16, attention_forward, attention_forward_bf16, AttnShape};
+use remask_kernels::attention::dense::{
+    attention_backward_dense, attention_backward_dense_bf16, attention_forward_dense,
+    attention_forward_dense_bf16, mask_bias,
+};
+use remask_kernels::attention::{
+    attention_backward, attention_backward_bf16, attention_forward, attention_forward_bf16,
+    AttnShape,
+};
 use remask_kernels::block_mask::BlockMask;
 use remask_kernels::rng::{KeyedRng, Purpose};
 use serde::Serialize;
@@ -33,7 +39,12 @@ impl std::str::FromStr for BenchMask {
             "document" => BenchMask::Document,
             "sliding" => BenchMask::Sliding,
             "prefix" => BenchMask::Prefix,
-            _ => return Err(Error::config("mask", format!("unknown mask `{s}`; use padding, causal, document, sliding or prefix"))),
+            _ => {
+                return Err(Error::config(
+                    "mask",
+                    format!("unknown mask `{s}`; use padding, causal, document, sliding or prefix"),
+                ))
+            }
         })
     }
 }
@@ -60,7 +71,7 @@ pub struct AttentionBenchConfig {
     pub iters: usize,
     pub seed: u64,
     /// Number format of the products, fused and dense alike (bf16: bf16 operands, f32 accumulation).
-    pub precision: crate::model::Precision,
+    pub precision: crate::precision::Precision,
 }
 
 /// Timings in milliseconds (fastest of `iters`) and the mask's statistics.
@@ -105,12 +116,19 @@ pub struct AttentionBenchReport {
 /// in [T/4, 3T/4] for `prefix`; full rows otherwise.
 pub fn bench_batch(cfg: &AttentionBenchConfig) -> Batch {
     let (b, t) = (cfg.batch, cfg.seq);
-    let mut batch = Batch::new(b, t).with_doc_ids(vec![0; b * t]).with_lengths(vec![t as u32; b]);
+    let mut batch = Batch::new(b, t)
+        .with_doc_ids(vec![0; b * t])
+        .with_lengths(vec![t as u32; b]);
     for row in 0..b {
         let mut rng = KeyedRng::new(cfg.seed, Purpose::Other, 0, row as u64);
         match cfg.mask {
-            BenchMask::Padding => batch.lengths[row] = (t / 2 + rng.below((t - t / 2 + 1) as u64) as usize).min(t) as u32,
-            BenchMask::Prefix => batch.prefix_lengths[row] = (t / 4 + rng.below((t / 2 + 1) as u64) as usize) as u32,
+            BenchMask::Padding => {
+                batch.lengths[row] =
+                    (t / 2 + rng.below((t - t / 2 + 1) as u64) as usize).min(t) as u32
+            }
+            BenchMask::Prefix => {
+                batch.prefix_lengths[row] = (t / 4 + rng.below((t / 2 + 1) as u64) as usize) as u32
+            }
             BenchMask::Document => {
                 // docs−1 cut points: equal documents, or distinct random cuts in 1..T.
                 let docs = cfg.docs.clamp(1, t.max(1));
@@ -149,7 +167,10 @@ pub fn bench_spec(cfg: &AttentionBenchConfig) -> AttentionMaskSpec {
         BenchMask::Padding => AttentionMaskSpec::Padding,
         BenchMask::Causal => AttentionMaskSpec::Causal,
         BenchMask::Document => AttentionMaskSpec::Document { causal: cfg.causal },
-        BenchMask::Sliding => AttentionMaskSpec::SlidingWindow { window: cfg.window, causal: cfg.causal },
+        BenchMask::Sliding => AttentionMaskSpec::SlidingWindow {
+            window: cfg.window,
+            causal: cfg.causal,
+        },
         BenchMask::Prefix => AttentionMaskSpec::PrefixLm,
     }
 }
@@ -189,7 +210,10 @@ fn time_once(f: &mut impl FnMut()) -> Timing {
 }
 
 impl Timing {
-    const WORST: Timing = Timing { wall_ms: f64::INFINITY, cpu_ms: f64::INFINITY };
+    const WORST: Timing = Timing {
+        wall_ms: f64::INFINITY,
+        cpu_ms: f64::INFINITY,
+    };
     fn keep_best(&mut self, t: Timing) {
         self.wall_ms = self.wall_ms.min(t.wall_ms);
         self.cpu_ms = self.cpu_ms.min(t.cpu_ms);
@@ -225,66 +249,175 @@ fn best_ms(iters: usize, f: impl FnMut()) -> f64 {
 }
 
 type Fwd = fn(&mut [f32], &mut [f32], &[f32], &[f32], &[f32], &BlockMask, AttnShape, f32);
-type Bwd = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], &[f32], &[f32], &BlockMask, AttnShape, f32);
-type DenseFwd = fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], usize, AttnShape, f32);
-type DenseBwd = fn(&mut [f32], &mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], &[f32], AttnShape, f32);
+type Bwd = fn(
+    &mut [f32],
+    &mut [f32],
+    &mut [f32],
+    &[f32],
+    &[f32],
+    &[f32],
+    &[f32],
+    &[f32],
+    &[f32],
+    &BlockMask,
+    AttnShape,
+    f32,
+);
+type DenseFwd =
+    fn(&mut [f32], &mut [f32], &mut [f32], &[f32], &[f32], &[f32], &[f32], usize, AttnShape, f32);
+type DenseBwd = fn(
+    &mut [f32],
+    &mut [f32],
+    &mut [f32],
+    &mut [f32],
+    &[f32],
+    &[f32],
+    &[f32],
+    &[f32],
+    &[f32],
+    AttnShape,
+    f32,
+);
 
 /// Runs the benchmark on the current rayon pool.
 pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchReport> {
-    for (name, v) in [("seq", cfg.seq), ("batch", cfg.batch), ("heads", cfg.heads), ("head-dim", cfg.head_dim), ("tile", cfg.tile)] {
+    for (name, v) in [
+        ("seq", cfg.seq),
+        ("batch", cfg.batch),
+        ("heads", cfg.heads),
+        ("head-dim", cfg.head_dim),
+        ("tile", cfg.tile),
+    ] {
         if v == 0 {
             return Err(Error::config(name, "must be at least 1"));
         }
     }
     if cfg.mask == BenchMask::Sliding && cfg.window == 0 {
-        return Err(Error::config("window", "must be at least 1 for the sliding mask"));
+        return Err(Error::config(
+            "window",
+            "must be at least 1 for the sliding mask",
+        ));
     }
     cfg.precision.check_supported()?;
-    let bf16 = cfg.precision == crate::model::Precision::Bf16;
+    let bf16 = cfg.precision == crate::precision::Precision::Bf16;
     let dense_bytes = 4 * 3 * cfg.batch * cfg.heads * cfg.seq * cfg.seq;
     if dense_bytes > 8 << 30 {
-        return Err(Error::config("seq", format!("the dense baseline would need {} GiB; lower --seq or --batch", dense_bytes >> 30)));
+        return Err(Error::config(
+            "seq",
+            format!(
+                "the dense baseline would need {} GiB; lower --seq or --batch",
+                dense_bytes >> 30
+            ),
+        ));
     }
     let batch = bench_batch(cfg);
     let spec = bench_spec(cfg);
     let mut mask: BlockMask = spec.block_mask(&batch, cfg.tile);
     let mask_build_ms = best_ms(cfg.iters, || mask = spec.block_mask(&batch, cfg.tile));
 
-    let shape = AttnShape { batch: cfg.batch, heads: cfg.heads, tq: cfg.seq, tk: cfg.seq, head_dim: cfg.head_dim };
+    let shape = AttnShape {
+        batch: cfg.batch,
+        heads: cfg.heads,
+        tq: cfg.seq,
+        tk: cfg.seq,
+        head_dim: cfg.head_dim,
+    };
     let scale = 1.0 / (cfg.head_dim as f32).sqrt();
     let randn = |n: usize, i: u64| {
         let mut r = KeyedRng::new(cfg.seed, Purpose::Other, 1, i);
         (0..n).map(|_| r.normal()).collect::<Vec<f32>>()
     };
-    let (q, k, v, dout) = (randn(shape.q_len(), 0), randn(shape.kv_len(), 1), randn(shape.kv_len(), 2), randn(shape.q_len(), 3));
+    let (q, k, v, dout) = (
+        randn(shape.q_len(), 0),
+        randn(shape.kv_len(), 1),
+        randn(shape.kv_len(), 2),
+        randn(shape.q_len(), 3),
+    );
 
     let (mut out, mut lse) = (vec![0.0; shape.q_len()], vec![0.0; shape.lse_len()]);
-    let (mut dq, mut dk, mut dv) = (vec![0.0; shape.q_len()], vec![0.0; shape.kv_len()], vec![0.0; shape.kv_len()]);
+    let (mut dq, mut dk, mut dv) = (
+        vec![0.0; shape.q_len()],
+        vec![0.0; shape.kv_len()],
+        vec![0.0; shape.kv_len()],
+    );
     // Dense (buffers allocated outside the timing, which favours the baseline).
     let plane = cfg.batch * cfg.heads * cfg.seq * cfg.seq;
     let mut bias = vec![0.0; cfg.batch * mask.heads() * cfg.seq * cfg.seq];
     mask_bias(&mut bias, &mask);
     let (mut probs, mut dprobs) = (vec![0.0; plane], vec![0.0; plane]);
     let (mut out2, mut lse2) = (vec![0.0; shape.q_len()], vec![0.0; shape.lse_len()]);
-    let (mut dq2, mut dk2, mut dv2) = (vec![0.0; shape.q_len()], vec![0.0; shape.kv_len()], vec![0.0; shape.kv_len()]);
+    let (mut dq2, mut dk2, mut dv2) = (
+        vec![0.0; shape.q_len()],
+        vec![0.0; shape.kv_len()],
+        vec![0.0; shape.kv_len()],
+    );
     // Fused and dense calls alternate, round after round; each is reported at its fastest.
-    let (fused_fwd, fused_bwd) = if bf16 { (attention_forward_bf16 as Fwd, attention_backward_bf16 as Bwd) } else { (attention_forward as Fwd, attention_backward as Bwd) };
-    let (dense_fwd, dense_bwd) =
-        if bf16 { (attention_forward_dense_bf16 as DenseFwd, attention_backward_dense_bf16 as DenseBwd) } else { (attention_forward_dense as DenseFwd, attention_backward_dense as DenseBwd) };
+    let (fused_fwd, fused_bwd) = if bf16 {
+        (
+            attention_forward_bf16 as Fwd,
+            attention_backward_bf16 as Bwd,
+        )
+    } else {
+        (attention_forward as Fwd, attention_backward as Bwd)
+    };
+    let (dense_fwd, dense_bwd) = if bf16 {
+        (
+            attention_forward_dense_bf16 as DenseFwd,
+            attention_backward_dense_bf16 as DenseBwd,
+        )
+    } else {
+        (
+            attention_forward_dense as DenseFwd,
+            attention_backward_dense as DenseBwd,
+        )
+    };
     let [fused_fwd, fused_bwd, dense_fwd, dense_bwd] = time_interleaved(cfg.iters, |i| match i {
         0 => fused_fwd(&mut out, &mut lse, &q, &k, &v, &mask, shape, scale),
-        1 => fused_bwd(&mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, &mask, shape, scale),
-        2 => dense_fwd(&mut out2, &mut lse2, &mut probs, &q, &k, &v, &bias, mask.heads(), shape, scale),
-        _ => dense_bwd(&mut dq2, &mut dk2, &mut dv2, &mut dprobs, &dout, &q, &k, &v, &probs, shape, scale),
+        1 => fused_bwd(
+            &mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, &mask, shape, scale,
+        ),
+        2 => dense_fwd(
+            &mut out2,
+            &mut lse2,
+            &mut probs,
+            &q,
+            &k,
+            &v,
+            &bias,
+            mask.heads(),
+            shape,
+            scale,
+        ),
+        _ => dense_bwd(
+            &mut dq2,
+            &mut dk2,
+            &mut dv2,
+            &mut dprobs,
+            &dout,
+            &q,
+            &k,
+            &v,
+            &probs,
+            shape,
+            scale,
+        ),
     });
 
     let max_abs_diff = [(&out, &out2), (&dq, &dq2), (&dk, &dk2), (&dv, &dv2)]
         .iter()
         .flat_map(|(a, b)| a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()))
         // A NaN on either side counts as an infinite difference (`f32::max` would skip it).
-        .fold(0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) });
+        .fold(
+            0f32,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        );
     let (tiles_empty, tiles_partial, tiles_full) = mask.tile_counts();
-    let (fused_fwd_ms, fused_bwd_ms, dense_fwd_ms, dense_bwd_ms) = (fused_fwd.wall_ms, fused_bwd.wall_ms, dense_fwd.wall_ms, dense_bwd.wall_ms);
+    let (fused_fwd_ms, fused_bwd_ms, dense_fwd_ms, dense_bwd_ms) = (
+        fused_fwd.wall_ms,
+        fused_bwd.wall_ms,
+        dense_fwd.wall_ms,
+        dense_bwd.wall_ms,
+    );
     let fused_ms = fused_fwd_ms + fused_bwd_ms;
     let dense_ms = dense_fwd_ms + dense_bwd_ms;
     let fused_cpu_ms = fused_fwd.cpu_ms + fused_bwd.cpu_ms;
@@ -309,6 +442,10 @@ pub fn run_attention_bench(cfg: &AttentionBenchConfig) -> Result<AttentionBenchR
         tiles_full,
         mask_build_ms,
         max_abs_diff,
-        bf16_kernel: if bf16 { remask_kernels::cpu::bf16_kernel().map(|k| k.name()) } else { None },
+        bf16_kernel: if bf16 {
+            remask_kernels::cpu::bf16_kernel().map(|k| k.name())
+        } else {
+            None
+        },
     })
 }

@@ -86,14 +86,22 @@ impl DocumentRuns {
                 s = e;
             }
         }
-        DocumentRuns { seq_len: t, doc_ids: doc_ids[..rows * t].to_vec(), runs, contiguous }
+        DocumentRuns {
+            seq_len: t,
+            doc_ids: doc_ids[..rows * t].to_vec(),
+            runs,
+            contiguous,
+        }
     }
 
     fn doc(&self, b: usize, t: usize) -> u32 {
         if t >= self.seq_len {
             return PAD_DOC;
         }
-        self.doc_ids.get(b * self.seq_len + t).copied().unwrap_or(PAD_DOC)
+        self.doc_ids
+            .get(b * self.seq_len + t)
+            .copied()
+            .unwrap_or(PAD_DOC)
     }
 }
 
@@ -104,7 +112,9 @@ impl fmt::Debug for MaskFn {
             MaskFn::Padding { key_lengths } => write!(f, "padding{key_lengths:?}"),
             MaskFn::Causal => write!(f, "causal"),
             MaskFn::Document(_, c) => write!(f, "document(causal={c})"),
-            MaskFn::SlidingWindow { window, causal } => write!(f, "sliding(window={window}, causal={causal})"),
+            MaskFn::SlidingWindow { window, causal } => {
+                write!(f, "sliding(window={window}, causal={causal})")
+            }
             MaskFn::PrefixLm { prefix_lengths } => write!(f, "prefix-lm{prefix_lengths:?}"),
             MaskFn::And(a, b) => write!(f, "({a:?} & {b:?})"),
             MaskFn::Or(a, b) => write!(f, "({a:?} | {b:?})"),
@@ -117,7 +127,9 @@ impl fmt::Debug for MaskFn {
 impl MaskFn {
     /// Keys limited to each row's real tokens: `k < key_lengths[b]`.
     pub fn padding(key_lengths: &[u32]) -> Self {
-        MaskFn::Padding { key_lengths: key_lengths.to_vec() }
+        MaskFn::Padding {
+            key_lengths: key_lengths.to_vec(),
+        }
     }
     /// `k ≤ q`.
     pub fn causal() -> Self {
@@ -133,15 +145,25 @@ impl MaskFn {
     }
     /// Bidirectional prefix of `prefix_lengths[b]` keys, causal after.
     pub fn prefix_lm(prefix_lengths: &[u32]) -> Self {
-        MaskFn::PrefixLm { prefix_lengths: prefix_lengths.to_vec() }
+        MaskFn::PrefixLm {
+            prefix_lengths: prefix_lengths.to_vec(),
+        }
     }
     /// A user predicate shared by every head.
     pub fn custom(f: impl Fn(usize, usize, usize, usize) -> bool + Send + Sync + 'static) -> Self {
-        MaskFn::Custom { f: Arc::new(f), per_head: false }
+        MaskFn::Custom {
+            f: Arc::new(f),
+            per_head: false,
+        }
     }
     /// A user predicate that differs between heads.
-    pub fn custom_per_head(f: impl Fn(usize, usize, usize, usize) -> bool + Send + Sync + 'static) -> Self {
-        MaskFn::Custom { f: Arc::new(f), per_head: true }
+    pub fn custom_per_head(
+        f: impl Fn(usize, usize, usize, usize) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        MaskFn::Custom {
+            f: Arc::new(f),
+            per_head: true,
+        }
     }
     /// Allowed where both allow.
     pub fn and(self, other: MaskFn) -> Self {
@@ -156,14 +178,20 @@ impl MaskFn {
     pub fn allows(&self, b: usize, h: usize, q: usize, k: usize) -> bool {
         match self {
             MaskFn::All => true,
-            MaskFn::Padding { key_lengths } => k < key_lengths.get(b).map_or(usize::MAX, |&l| l as usize),
+            MaskFn::Padding { key_lengths } => {
+                k < key_lengths.get(b).map_or(usize::MAX, |&l| l as usize)
+            }
             MaskFn::Causal => k <= q,
             MaskFn::Document(d, causal) => {
                 let dq = d.doc(b, q);
                 dq != PAD_DOC && dq == d.doc(b, k) && (!causal || k <= q)
             }
-            MaskFn::SlidingWindow { window, causal } => window_range(q, *window, *causal).contains(&k),
-            MaskFn::PrefixLm { prefix_lengths } => k <= q || k < prefix_lengths.get(b).map_or(0, |&p| p as usize),
+            MaskFn::SlidingWindow { window, causal } => {
+                window_range(q, *window, *causal).contains(&k)
+            }
+            MaskFn::PrefixLm { prefix_lengths } => {
+                k <= q || k < prefix_lengths.get(b).map_or(0, |&p| p as usize)
+            }
             MaskFn::And(a, c) => a.allows(b, h, q, k) && c.allows(b, h, q, k),
             MaskFn::Or(a, c) => a.allows(b, h, q, k) || c.allows(b, h, q, k),
             MaskFn::Not(a) => !a.allows(b, h, q, k),
@@ -196,7 +224,15 @@ impl MaskFn {
     /// Appends the allowed keys of query `q` (row `b`, head `h`) as sorted disjoint ranges within
     /// `0..tk` to `out`. Only for [`is_analytic`](Self::is_analytic) predicates. `pool` is reusable
     /// scratch for the combinators (no allocation once warm).
-    pub fn intervals(&self, b: usize, h: usize, q: usize, tk: usize, out: &mut Vec<Range<usize>>, pool: &mut Vec<Vec<Range<usize>>>) {
+    pub fn intervals(
+        &self,
+        b: usize,
+        h: usize,
+        q: usize,
+        tk: usize,
+        out: &mut Vec<Range<usize>>,
+        pool: &mut Vec<Vec<Range<usize>>>,
+    ) {
         match self {
             MaskFn::All => out.push(0..tk),
             MaskFn::Padding { key_lengths } => {
@@ -274,14 +310,25 @@ impl MaskFn {
 
     /// Compiles the predicate for `batch` rows, `heads` attention heads, `tq` queries and `tk` keys
     /// into square tiles of `tile` (clamped to ≥ 1). Head-independent predicates give one mask head.
-    pub fn compile(&self, batch: usize, heads: usize, tq: usize, tk: usize, tile: usize) -> BlockMask {
+    pub fn compile(
+        &self,
+        batch: usize,
+        heads: usize,
+        tq: usize,
+        tk: usize,
+        tile: usize,
+    ) -> BlockMask {
         let tile = tile.max(1);
         let mh = if self.per_head() { heads.max(1) } else { 1 };
         if self.is_analytic() {
             let mut pool = Vec::new();
-            BlockMask::from_intervals(batch, mh, tq, tk, tile, tile, |b, h, q, out| self.intervals(b, h, q, tk, out, &mut pool))
+            BlockMask::from_intervals(batch, mh, tq, tk, tile, tile, |b, h, q, out| {
+                self.intervals(b, h, q, tk, out, &mut pool)
+            })
         } else {
-            BlockMask::from_fn(batch, mh, tq, tk, tile, tile, |b, h, q, k| self.allows(b, h, q, k))
+            BlockMask::from_fn(batch, mh, tq, tk, tile, tile, |b, h, q, k| {
+                self.allows(b, h, q, k)
+            })
         }
     }
 

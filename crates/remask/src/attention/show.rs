@@ -10,23 +10,41 @@ use crate::{Error, Result};
 /// A one-row batch of `seq` positions: the row's real length is `length` (padding after), it holds
 /// documents of `doc_lengths` back to back (empty = one document over the real tokens), and
 /// a prefix-LM prefix of `prefix`.
-pub fn one_row_batch(seq: usize, length: usize, doc_lengths: &[usize], prefix: usize) -> Result<Batch> {
+pub fn one_row_batch(
+    seq: usize,
+    length: usize,
+    doc_lengths: &[usize],
+    prefix: usize,
+) -> Result<Batch> {
     if seq == 0 {
         return Err(Error::config("seq", "must be at least 1"));
     }
     if length > seq {
-        return Err(Error::config("lengths", format!("row length {length} exceeds --seq {seq}")));
+        return Err(Error::config(
+            "lengths",
+            format!("row length {length} exceeds --seq {seq}"),
+        ));
     }
     let total: usize = doc_lengths.iter().sum();
     if total > length {
-        return Err(Error::config("lengths", format!("document lengths sum to {total}, more than the row's {length} real tokens")));
+        return Err(Error::config(
+            "lengths",
+            format!("document lengths sum to {total}, more than the row's {length} real tokens"),
+        ));
     }
     if doc_lengths.contains(&0) {
-        return Err(Error::config("lengths", "document lengths must be at least 1"));
+        return Err(Error::config(
+            "lengths",
+            "document lengths must be at least 1",
+        ));
     }
     let mut doc_ids = vec![PAD_DOC; seq];
     let mut positions = vec![0u32; seq];
-    let docs: Vec<usize> = if doc_lengths.is_empty() { vec![length] } else { doc_lengths.to_vec() };
+    let docs: Vec<usize> = if doc_lengths.is_empty() {
+        vec![length]
+    } else {
+        doc_lengths.to_vec()
+    };
     let mut at = 0;
     for (d, &l) in docs.iter().enumerate() {
         for p in 0..l {

@@ -29,22 +29,33 @@ impl AttentionMaskSpec {
     /// batch's data. Both kinds still exclude padding keys, so both are compiled per batch, through
     /// the same path.
     pub fn is_static(&self) -> bool {
-        matches!(self, AttentionMaskSpec::Causal | AttentionMaskSpec::SlidingWindow { .. })
+        matches!(
+            self,
+            AttentionMaskSpec::Causal | AttentionMaskSpec::SlidingWindow { .. }
+        )
     }
 
     /// The predicate for one batch's self-attention. Every kind also excludes padding keys
     /// (`k >= lengths[b]`); padding queries of the document mask read nothing (their output is 0).
     pub fn predicate(&self, batch: &Batch) -> MaskFn {
         let t = batch.seq_len;
-        let lengths: Vec<u32> = (0..batch.batch_size).map(|b| batch.lengths.get(b).copied().unwrap_or(t as u32)).collect();
+        let lengths: Vec<u32> = (0..batch.batch_size)
+            .map(|b| batch.lengths.get(b).copied().unwrap_or(t as u32))
+            .collect();
         let padding = MaskFn::padding(&lengths);
         match *self {
             AttentionMaskSpec::Padding => padding,
             AttentionMaskSpec::Causal => MaskFn::causal() & padding,
-            AttentionMaskSpec::Document { causal } => MaskFn::document(&batch.doc_ids, t, causal) & padding,
-            AttentionMaskSpec::SlidingWindow { window, causal } => MaskFn::sliding_window(window, causal) & padding,
+            AttentionMaskSpec::Document { causal } => {
+                MaskFn::document(&batch.doc_ids, t, causal) & padding
+            }
+            AttentionMaskSpec::SlidingWindow { window, causal } => {
+                MaskFn::sliding_window(window, causal) & padding
+            }
             AttentionMaskSpec::PrefixLm => {
-                let p: Vec<u32> = (0..batch.batch_size).map(|b| batch.prefix_lengths.get(b).copied().unwrap_or(0)).collect();
+                let p: Vec<u32> = (0..batch.batch_size)
+                    .map(|b| batch.prefix_lengths.get(b).copied().unwrap_or(0))
+                    .collect();
                 MaskFn::prefix_lm(&p) & padding
             }
         }
@@ -53,6 +64,7 @@ impl AttentionMaskSpec {
     /// The compiled self-attention mask of `batch` (`[B, 1, T, T]` in tiles of `tile`, e.g.
     /// [`DEFAULT_TILE`](remask_kernels::block_mask::DEFAULT_TILE)). Shared by every head.
     pub fn block_mask(&self, batch: &Batch, tile: usize) -> BlockMask {
-        self.predicate(batch).compile(batch.batch_size, 1, batch.seq_len, batch.seq_len, tile)
+        self.predicate(batch)
+            .compile(batch.batch_size, 1, batch.seq_len, batch.seq_len, tile)
     }
 }

@@ -42,7 +42,11 @@ fn expected(spec: AttentionMaskSpec, bt: &Batch, b: usize, q: usize, k: usize) -
         AttentionMaskSpec::SlidingWindow { window, causal } => {
             let (q, k) = (q as i64, k as i64);
             let w = window as i64;
-            let inside = if causal { k <= q && q - k < w } else { k >= q - (w - 1) / 2 && k <= q + w / 2 };
+            let inside = if causal {
+                k <= q && q - k < w
+            } else {
+                k >= q - (w - 1) / 2 && k <= q + w / 2
+            };
             real_k && inside
         }
         AttentionMaskSpec::PrefixLm => real_k && (k <= q || k < bt.prefix_lengths[b] as usize),
@@ -55,9 +59,18 @@ fn all_specs() -> Vec<AttentionMaskSpec> {
         AttentionMaskSpec::Causal,
         AttentionMaskSpec::Document { causal: false },
         AttentionMaskSpec::Document { causal: true },
-        AttentionMaskSpec::SlidingWindow { window: 5, causal: true },
-        AttentionMaskSpec::SlidingWindow { window: 6, causal: false },
-        AttentionMaskSpec::SlidingWindow { window: 1, causal: false },
+        AttentionMaskSpec::SlidingWindow {
+            window: 5,
+            causal: true,
+        },
+        AttentionMaskSpec::SlidingWindow {
+            window: 6,
+            causal: false,
+        },
+        AttentionMaskSpec::SlidingWindow {
+            window: 1,
+            causal: false,
+        },
         AttentionMaskSpec::PrefixLm,
     ]
 }
@@ -65,7 +78,15 @@ fn all_specs() -> Vec<AttentionMaskSpec> {
 #[test]
 fn builtin_block_masks_equal_their_rules() {
     let t = 37;
-    let bt = batch(t, &[(37, vec![5, 11, 3], 9), (30, vec![30], 0), (1, vec![], 1), (22, vec![7, 7, 7, 1], 40)]);
+    let bt = batch(
+        t,
+        &[
+            (37, vec![5, 11, 3], 9),
+            (30, vec![30], 0),
+            (1, vec![], 1),
+            (22, vec![7, 7, 7, 1], 40),
+        ],
+    );
     for spec in all_specs() {
         for tile in [1, 4, 8, 16, 64] {
             let m = spec.block_mask(&bt, tile);
@@ -74,14 +95,26 @@ fn builtin_block_masks_equal_their_rules() {
             for b in 0..4 {
                 for q in 0..t {
                     for k in 0..t {
-                        assert_eq!(dense[(b * t + q) * t + k], expected(spec, &bt, b, q, k), "{spec:?} tile {tile} at b={b} q={q} k={k}");
+                        assert_eq!(
+                            dense[(b * t + q) * t + k],
+                            expected(spec, &bt, b, q, k),
+                            "{spec:?} tile {tile} at b={b} q={q} k={k}"
+                        );
                     }
                 }
             }
             // The analytic compilation equals the per-element one, tile kinds included.
             let p = spec.predicate(&bt);
             assert!(p.is_analytic());
-            let slow = remask_kernels::block_mask::BlockMask::from_fn(4, 1, t, t, tile, tile, |b, h, q, k| p.allows(b, h, q, k));
+            let slow = remask_kernels::block_mask::BlockMask::from_fn(
+                4,
+                1,
+                t,
+                t,
+                tile,
+                tile,
+                |b, h, q, k| p.allows(b, h, q, k),
+            );
             assert_eq!(m, slow, "{spec:?} tile {tile}");
         }
     }
@@ -124,7 +157,12 @@ fn cross_attention_and_decoder_masks() {
         }
     }
     let d = decoder_self_attention_mask(&[3, 6], 6, 4);
-    assert!(d.allows(0, 0, 5, 2) && !d.allows(0, 0, 5, 3) && !d.allows(0, 0, 1, 2) && d.allows(1, 0, 5, 5));
+    assert!(
+        d.allows(0, 0, 5, 2)
+            && !d.allows(0, 0, 5, 3)
+            && !d.allows(0, 0, 1, 2)
+            && d.allows(1, 0, 5, 5)
+    );
 }
 
 #[test]
@@ -191,7 +229,8 @@ proptest! {
 #[test]
 #[ignore = "timing: meaningful only in an optimised build on an idle machine (cargo test --release -- --ignored)"]
 fn block_mask_build_is_cheap_on_config_r() {
-    let rows: Vec<(usize, Vec<usize>, usize)> = (0..16).map(|b| (128 - b * 3, vec![30, 40], 30)).collect();
+    let rows: Vec<(usize, Vec<usize>, usize)> =
+        (0..16).map(|b| (128 - b * 3, vec![30, 40], 30)).collect();
     let bt = batch(128, &rows);
     for spec in all_specs() {
         let t0 = std::time::Instant::now();
@@ -201,6 +240,9 @@ fn block_mask_build_is_cheap_on_config_r() {
         }
         let ms = t0.elapsed().as_secs_f64() * 1e3 / n as f64;
         eprintln!("{spec:?}: {ms:.3} ms per BlockMask");
-        assert!(ms < 1.0, "{spec:?}: building the BlockMask took {ms:.3} ms (> 1 ms)");
+        assert!(
+            ms < 1.0,
+            "{spec:?}: building the BlockMask took {ms:.3} ms (> 1 ms)"
+        );
     }
 }

@@ -58,7 +58,9 @@ pub struct Violation {
 impl Violation {
     /// ` source` / ` target` before "key" or "position" in a verdict line, or nothing.
     pub fn side(&self) -> String {
-        self.key_side.as_ref().map_or(String::new(), |s| format!(" {s}"))
+        self.key_side
+            .as_ref()
+            .map_or(String::new(), |s| format!(" {s}"))
     }
 }
 
@@ -86,9 +88,19 @@ impl AuditReport {
     /// The one-line verdict: `PASS <kind>: ...` or `LEAK <kind>: query q reads forbidden key k (row b)`.
     pub fn line(&self) -> String {
         match &self.first_violation {
-            None => format!("PASS {}: {} query positions checked by gradients and perturbation", self.kind, self.checked_queries),
+            None => format!(
+                "PASS {}: {} query positions checked by gradients and perturbation",
+                self.kind, self.checked_queries
+            ),
             Some(v) if v.key_row == v.row => {
-                format!("LEAK {}: query {} reads forbidden{} key {} (row {})", self.kind, v.query, v.side(), v.key, v.row)
+                format!(
+                    "LEAK {}: query {} reads forbidden{} key {} (row {})",
+                    self.kind,
+                    v.query,
+                    v.side(),
+                    v.key,
+                    v.row
+                )
             }
             Some(v) => format!(
                 "LEAK {}: query {} (row {}) reads{} position {} of another row {}",
@@ -105,7 +117,12 @@ impl AuditReport {
 
 /// Errors unless the probe's logits equal the model's own bit for bit.
 pub(super) fn same_logits(mine: &[f32], theirs: &[f32]) -> Result<()> {
-    if mine.len() != theirs.len() || mine.iter().zip(theirs).any(|(a, b)| a.to_bits() != b.to_bits()) {
+    if mine.len() != theirs.len()
+        || mine
+            .iter()
+            .zip(theirs)
+            .any(|(a, b)| a.to_bits() != b.to_bits())
+    {
         return Err(Error::Other(
             "audit: the dependency probe's logits differ from the model's own; the model's forward no longer matches model::build (update audit/probe.rs)".into(),
         ));
@@ -174,9 +191,18 @@ pub(super) fn check(
     gradient: &mut GradientFn<'_>,
     outputs: &mut OutputsFn<'_>,
 ) -> Result<Vec<AuditReport>> {
-    let Outputs { batch: bsz, positions: tq, channels: c, width, vocab: v } = out;
+    let Outputs {
+        batch: bsz,
+        positions: tq,
+        channels: c,
+        width,
+        vocab: v,
+    } = out;
     if v < 2 {
-        return Err(Error::config("model.vocab_size", "the perturbation audit needs at least 2 tokens"));
+        return Err(Error::config(
+            "model.vocab_size",
+            "the perturbation audit needs at least 2 tokens",
+        ));
     }
     let qs = queries(tq, opts.max_queries_per_row);
     let mut reports: Vec<AuditReport> = sides
@@ -197,15 +223,18 @@ pub(super) fn check(
         .collect();
     let mut grad_first: Vec<Option<Violation>> = vec![None; sides.len()];
     let mut pert_first: Vec<Option<Violation>> = vec![None; sides.len()];
-    let violation = |s: &Side, b: usize, q: usize, key_row: usize, leaked_keys: Vec<usize>, method: &str| Violation {
-        row: b,
-        query: q,
-        key_row,
-        key: leaked_keys.first().copied().unwrap_or(0),
-        leaked_keys,
-        method: method.into(),
-        key_side: s.name.map(String::from),
-    };
+    let violation =
+        |s: &Side, b: usize, q: usize, key_row: usize, leaked_keys: Vec<usize>, method: &str| {
+            Violation {
+                row: b,
+                query: q,
+                key_row,
+                key: leaked_keys.first().copied().unwrap_or(0),
+                leaked_keys,
+                method: method.into(),
+                key_side: s.name.map(String::from),
+            }
+        };
 
     // Method 1: gradients.
     let mut dir = vec![0.0f32; c];
@@ -216,13 +245,19 @@ pub(super) fn check(
             let grads = gradient(b, q, &dir)?;
             for (si, (s, g)) in sides.iter().zip(&grads).enumerate() {
                 let tk = s.reach.seq_len();
-                let depends = |b2: usize, k: usize| g[(b2 * tk + k) * c..(b2 * tk + k + 1) * c].iter().any(|&x| x != 0.0);
+                let depends = |b2: usize, k: usize| {
+                    g[(b2 * tk + k) * c..(b2 * tk + k + 1) * c]
+                        .iter()
+                        .any(|&x| x != 0.0)
+                };
                 let r = &mut reports[si];
                 r.checked_queries += 1;
                 r.forbidden_pairs += s.reach.forbidden(b, q).len();
                 let mut hit: Option<(usize, Vec<usize>)> = None;
                 for b2 in (0..bsz).map(|i| (b + i) % bsz) {
-                    let leaked: Vec<usize> = (0..tk).filter(|&k| (b2 != b || !s.reach.get(b, q, k)) && depends(b2, k)).collect();
+                    let leaked: Vec<usize> = (0..tk)
+                        .filter(|&k| (b2 != b || !s.reach.get(b, q, k)) && depends(b2, k))
+                        .collect();
                     if !leaked.is_empty() {
                         hit = Some((b2, leaked));
                         break;
@@ -241,7 +276,12 @@ pub(super) fn check(
     // Method 2: perturbation, one side at a time (the other sides keep their tokens).
     let original: Vec<Vec<u32>> = sides.iter().map(|s| s.ids.to_vec()).collect();
     let base = outputs(&original)?;
-    let out_at = |o: &[f32], b: usize, q: usize| -> Vec<u32> { o[(b * tq + q) * width..(b * tq + q + 1) * width].iter().map(|x| x.to_bits()).collect() };
+    let out_at = |o: &[f32], b: usize, q: usize| -> Vec<u32> {
+        o[(b * tq + q) * width..(b * tq + q + 1) * width]
+            .iter()
+            .map(|x| x.to_bits())
+            .collect()
+    };
     for (si, s) in sides.iter().enumerate() {
         let tk = s.reach.seq_len();
         let perturbed = |cands: &[(usize, usize)]| {
@@ -254,8 +294,17 @@ pub(super) fn check(
         };
         for b in 0..bsz {
             for &q in &qs {
-                let mut cands: Vec<(usize, usize)> = s.reach.forbidden(b, q).into_iter().map(|k| (b, k)).collect();
-                cands.extend((0..bsz).filter(|&b2| b2 != b).flat_map(|b2| (0..tk).map(move |k| (b2, k))));
+                let mut cands: Vec<(usize, usize)> = s
+                    .reach
+                    .forbidden(b, q)
+                    .into_iter()
+                    .map(|k| (b, k))
+                    .collect();
+                cands.extend(
+                    (0..bsz)
+                        .filter(|&b2| b2 != b)
+                        .flat_map(|b2| (0..tk).map(move |k| (b2, k))),
+                );
                 if cands.is_empty() {
                     continue;
                 }
@@ -278,7 +327,14 @@ pub(super) fn check(
                     }
                 }
                 let (key_row, key) = hits.first().copied().unwrap_or(cands[0]);
-                let mut found = violation(s, b, q, key_row, hits.iter().map(|&(_, k)| k).collect(), "perturbation");
+                let mut found = violation(
+                    s,
+                    b,
+                    q,
+                    key_row,
+                    hits.iter().map(|&(_, k)| k).collect(),
+                    "perturbation",
+                );
                 found.key = key;
                 pert_first[si] = Some(found);
             }
@@ -287,7 +343,11 @@ pub(super) fn check(
 
     for ((r, g), p) in reports.iter_mut().zip(grad_first).zip(pert_first) {
         r.first_violation = match (g, p) {
-            (Some(g), Some(p)) => Some(if (p.row, p.query) < (g.row, g.query) { p } else { g }),
+            (Some(g), Some(p)) => Some(if (p.row, p.query) < (g.row, g.query) {
+                p
+            } else {
+                g
+            }),
             (g, p) => g.or(p),
         };
         r.passed = r.first_violation.is_none();

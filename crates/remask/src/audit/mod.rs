@@ -27,7 +27,9 @@ pub use leakage::{audit_all, audit_model, audit_with_mask, kind_name};
 pub use probe::DependencyProbe;
 pub use reach::Reach;
 pub use sample::audit_batch;
-pub use seq2seq::{audit_seq2seq, audit_seq2seq_with_masks, Seq2SeqExpected, CROSS_PADDING, DECODER_CAUSAL};
+pub use seq2seq::{
+    audit_seq2seq, audit_seq2seq_with_masks, Seq2SeqExpected, CROSS_PADDING, DECODER_CAUSAL,
+};
 pub use targets::{audit_masking, MaskingAudit};
 
 #[cfg(test)]

@@ -57,7 +57,12 @@ struct DecoderSide {
 
 impl DecoderSide {
     fn new(stack: Option<Stack>) -> Option<Self> {
-        stack.map(|stack| DecoderSide { stack, acts: StackActs::default(), scratch: StackScratch::default(), batch: Batch::default() })
+        stack.map(|stack| DecoderSide {
+            stack,
+            acts: StackActs::default(),
+            scratch: StackScratch::default(),
+            batch: Batch::default(),
+        })
     }
 }
 
@@ -75,13 +80,20 @@ fn stack_input<'a>(config: &ModelConfig, batch: &'a Batch, mask: &'a BlockMask) 
 }
 
 fn no_decoder() -> Error {
-    Error::config("model.arch", "only an encoder-decoder has a decoder to probe")
+    Error::config(
+        "model.arch",
+        "only an encoder-decoder has a decoder to probe",
+    )
 }
 
 /// Checks that `mask` is `[b, tq, tk]`.
 fn check_mask(what: &str, mask: &BlockMask, b: usize, tq: usize, tk: usize) -> Result<()> {
     if mask.batch() != b || mask.tq() != tq || mask.tk() != tk {
-        return Err(Error::shape(what, format!("[{b}, {tq}, {tk}]"), format!("[{}, {}, {}]", mask.batch(), mask.tq(), mask.tk())));
+        return Err(Error::shape(
+            what,
+            format!("[{b}, {tq}, {tk}]"),
+            format!("[{}, {}, {}]", mask.batch(), mask.tq(), mask.tk()),
+        ));
     }
     Ok(())
 }
@@ -103,7 +115,11 @@ impl DependencyProbe {
     fn over(config: ModelConfig, params: Vec<f32>) -> Result<Self> {
         let built = build(&config);
         if built.layout.total() != params.len() {
-            return Err(Error::shape("audit probe parameters", built.layout.total(), params.len()));
+            return Err(Error::shape(
+                "audit probe parameters",
+                built.layout.total(),
+                params.len(),
+            ));
         }
         let mut params = built.params(params, config.precision);
         params.refresh();
@@ -140,7 +156,8 @@ impl DependencyProbe {
         let (b, t) = (batch.batch_size, batch.seq_len);
         check_mask("audit attention mask [B, T, T]", mask, b, t, t)?;
         let inp = stack_input(&self.config, batch, mask);
-        self.stack.forward(&mut self.acts, inp, None, None, self.params.weights());
+        self.stack
+            .forward(&mut self.acts, inp, None, None, self.params.weights());
         self.shape = (b, t);
         Ok(())
     }
@@ -154,11 +171,18 @@ impl DependencyProbe {
     /// [`Self::has_head`]).
     pub fn logits(&mut self) -> Result<&[f32]> {
         if !self.has_head() {
-            return Err(Error::config("model.arch", "the probed encoder of an encoder-decoder has no head of its own; read hidden()"));
+            return Err(Error::config(
+                "model.arch",
+                "the probed encoder of an encoder-decoder has no head of its own; read hidden()",
+            ));
         }
         let n = self.shape.0 * self.shape.1;
         LmHead::select_all(&mut self.head_acts, &vec![crate::IGNORE_INDEX; n]);
-        self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), self.params.weights());
+        self.head.forward(
+            &mut self.head_acts,
+            self.stack.output(&self.acts),
+            self.params.weights(),
+        );
         Ok(&self.head_acts.logits)
     }
 
@@ -174,16 +198,41 @@ impl DependencyProbe {
         let dec = self.dec.as_mut().ok_or_else(no_decoder)?;
         fill_decoder_batch(&mut dec.batch, batch)?;
         let td = dec.batch.seq_len;
-        check_mask("audit decoder self-attention mask [B, Td, Td]", &masks.dec, b, td, td)?;
-        check_mask("audit cross-attention mask [B, Td, T]", &masks.cross, b, td, t)?;
-        let cross = CrossInput { enc: self.stack.output(&self.acts), tk: t, mask: &masks.cross, rows: None };
-        dec.stack.forward(&mut dec.acts, dec_input(&dec.batch, &masks.dec), Some(cross), None, self.params.weights());
+        check_mask(
+            "audit decoder self-attention mask [B, Td, Td]",
+            &masks.dec,
+            b,
+            td,
+            td,
+        )?;
+        check_mask(
+            "audit cross-attention mask [B, Td, T]",
+            &masks.cross,
+            b,
+            td,
+            t,
+        )?;
+        let cross = CrossInput {
+            enc: self.stack.output(&self.acts),
+            tk: t,
+            mask: &masks.cross,
+            rows: None,
+        };
+        dec.stack.forward(
+            &mut dec.acts,
+            dec_input(&dec.batch, &masks.dec),
+            Some(cross),
+            None,
+            self.params.weights(),
+        );
         Ok(())
     }
 
     /// The decoder output `[B·Td, C]` of the last [`Self::forward_seq2seq`] (empty without a decoder).
     pub fn decoder_hidden(&self) -> &[f32] {
-        self.dec.as_ref().map_or(&[][..], |d| d.stack.output(&d.acts))
+        self.dec
+            .as_ref()
+            .map_or(&[][..], |d| d.stack.output(&d.acts))
     }
 
     /// Logits `[B·Td, V]` on every decoder position of the last [`Self::forward_seq2seq`].
@@ -191,7 +240,11 @@ impl DependencyProbe {
         let dec = self.dec.as_ref().ok_or_else(no_decoder)?;
         let n = dec.batch.batch_size * dec.batch.seq_len;
         LmHead::select_all(&mut self.head_acts, &vec![crate::IGNORE_INDEX; n]);
-        self.head.forward(&mut self.head_acts, dec.stack.output(&dec.acts), self.params.weights());
+        self.head.forward(
+            &mut self.head_acts,
+            dec.stack.output(&dec.acts),
+            self.params.weights(),
+        );
         Ok(&self.head_acts.logits)
     }
 
@@ -200,13 +253,29 @@ impl DependencyProbe {
     /// input embedding `[B·Td, C]` and every source input embedding `[B·T, C]`, returned in that
     /// order. Uses the activations of the last [`Self::forward_seq2seq`], which must have run on the
     /// same `batch` and `masks`.
-    pub fn seq2seq_input_gradient(&mut self, batch: &Batch, masks: &Seq2SeqMasks, row: usize, i: usize, direction: &[f32]) -> Result<(&[f32], &[f32])> {
+    pub fn seq2seq_input_gradient(
+        &mut self,
+        batch: &Batch,
+        masks: &Seq2SeqMasks,
+        row: usize,
+        i: usize,
+        direction: &[f32],
+    ) -> Result<(&[f32], &[f32])> {
         let (b, t) = self.shape;
         let c = self.config.d_model;
         let dec = self.dec.as_mut().ok_or_else(no_decoder)?;
         let td = dec.batch.seq_len;
-        if (batch.batch_size, batch.seq_len) != (b, t) || dec.batch.batch_size != b || row >= b || i >= td || direction.len() != c {
-            return Err(Error::shape("audit seq2seq_input_gradient (row, i, direction)", format!("row < {b}, i < {td}, {c} directions"), format!("row {row}, i {i}, {} directions", direction.len())));
+        if (batch.batch_size, batch.seq_len) != (b, t)
+            || dec.batch.batch_size != b
+            || row >= b
+            || i >= td
+            || direction.len() != c
+        {
+            return Err(Error::shape(
+                "audit seq2seq_input_gradient (row, i, direction)",
+                format!("row < {b}, i < {td}, {c} directions"),
+                format!("row {row}, i {i}, {} directions", direction.len()),
+            ));
         }
         let dh = dec.stack.begin_backward(&mut dec.scratch, b * td);
         let at = (row * td + i) * c;
@@ -214,31 +283,65 @@ impl DependencyProbe {
         // The decoder's cross-attention adds d(encoder output) into the encoder's residual gradient,
         // as in the model's own backward.
         let denc = self.stack.begin_backward(&mut self.scratch, b * t);
-        let cross = CrossInput { enc: self.stack.output(&self.acts), tk: t, mask: &masks.cross, rows: None };
-        let mut g = Grads { w: self.params.weights(), buf: &mut self.grads };
-        dec.stack.backward(&dec.acts, &mut dec.scratch, dec_input(&dec.batch, &masks.dec), Some((cross, denc)), &mut g);
+        let cross = CrossInput {
+            enc: self.stack.output(&self.acts),
+            tk: t,
+            mask: &masks.cross,
+            rows: None,
+        };
+        let mut g = Grads {
+            w: self.params.weights(),
+            buf: &mut self.grads,
+        };
+        dec.stack.backward(
+            &dec.acts,
+            &mut dec.scratch,
+            dec_input(&dec.batch, &masks.dec),
+            Some((cross, denc)),
+            &mut g,
+        );
         let inp = stack_input(&self.config, batch, &masks.enc);
-        self.stack.backward(&self.acts, &mut self.scratch, inp, None, &mut g);
-        Ok((&dec.scratch.dres[..b * td * c], &self.scratch.dres[..b * t * c]))
+        self.stack
+            .backward(&self.acts, &mut self.scratch, inp, None, &mut g);
+        Ok((
+            &dec.scratch.dres[..b * td * c],
+            &self.scratch.dres[..b * t * c],
+        ))
     }
 
     /// d(direction · h[row, q]) / d(embedding output) `[N,C]`: the gradient of one output position,
     /// projected on `direction[C]`, with respect to every input embedding (after the embedding
     /// LayerNorm, which acts per position). Uses the activations of the last [`Self::forward`], which
     /// must have run on the same `batch` and `mask`.
-    pub fn input_gradient(&mut self, batch: &Batch, mask: &BlockMask, row: usize, q: usize, direction: &[f32]) -> Result<&[f32]> {
+    pub fn input_gradient(
+        &mut self,
+        batch: &Batch,
+        mask: &BlockMask,
+        row: usize,
+        q: usize,
+        direction: &[f32],
+    ) -> Result<&[f32]> {
         let (b, t) = self.shape;
         let c = self.config.d_model;
-        if (batch.batch_size, batch.seq_len) != (b, t) || row >= b || q >= t || direction.len() != c {
-            return Err(Error::shape("audit input_gradient (row, q, direction)", format!("row < {b}, q < {t}, {c} directions"), format!("row {row}, q {q}, {} directions", direction.len())));
+        if (batch.batch_size, batch.seq_len) != (b, t) || row >= b || q >= t || direction.len() != c
+        {
+            return Err(Error::shape(
+                "audit input_gradient (row, q, direction)",
+                format!("row < {b}, q < {t}, {c} directions"),
+                format!("row {row}, q {q}, {} directions", direction.len()),
+            ));
         }
         let n = b * t;
         let dh = self.stack.begin_backward(&mut self.scratch, n);
         let at = (row * t + q) * c;
         dh[at..at + c].copy_from_slice(direction);
         let inp = stack_input(&self.config, batch, mask);
-        let mut g = Grads { w: self.params.weights(), buf: &mut self.grads };
-        self.stack.backward(&self.acts, &mut self.scratch, inp, None, &mut g);
+        let mut g = Grads {
+            w: self.params.weights(),
+            buf: &mut self.grads,
+        };
+        self.stack
+            .backward(&self.acts, &mut self.scratch, inp, None, &mut g);
         // After the blocks, the stack's residual gradient holds d(embedding output); the embedding
         // backward only reads it.
         Ok(&self.scratch.dres[..n * c])

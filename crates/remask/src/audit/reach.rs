@@ -29,7 +29,13 @@ impl Reach {
     /// The empty relation `[B, Tq, Tk]`.
     fn empty(batch: usize, tq: usize, tk: usize) -> Self {
         let words = tk.div_ceil(64).max(1);
-        Reach { batch, tq, tk, words, bits: vec![0u64; batch * tq * words] }
+        Reach {
+            batch,
+            tq,
+            tk,
+            words,
+            bits: vec![0u64; batch * tq * words],
+        }
     }
 
     fn set(&mut self, b: usize, q: usize, k: usize) {
@@ -79,7 +85,13 @@ impl Reach {
 
     /// The relation after `layers` layers of `mask`: reach_L = reach_1 then reach_{L−1}. Zero layers
     /// leave each position depending on itself only.
-    pub fn closure(mask: &MaskFn, batch: usize, heads: usize, seq_len: usize, layers: usize) -> Self {
+    pub fn closure(
+        mask: &MaskFn,
+        batch: usize,
+        heads: usize,
+        seq_len: usize,
+        layers: usize,
+    ) -> Self {
         let one = Self::one_layer(mask, batch, heads, seq_len);
         let mut cur = Self::identity(batch, seq_len);
         for _ in 0..layers {
@@ -91,7 +103,10 @@ impl Reach {
     /// The composition `[B, Tq, Tk]` of `self` `[B, Tq, Tm]` and `next` `[B, Tm, Tk]`: q may depend
     /// on k when some j that q may depend on may itself depend on k.
     pub fn then(&self, next: &Reach) -> Reach {
-        assert!(self.batch == next.batch && self.tk == next.tq, "composing [B, Tq, Tm] with [B, Tm, Tk]");
+        assert!(
+            self.batch == next.batch && self.tk == next.tq,
+            "composing [B, Tq, Tm] with [B, Tm, Tk]"
+        );
         let mut out = Self::empty(self.batch, self.tq, next.tk);
         let words = next.words;
         for b in 0..self.batch {

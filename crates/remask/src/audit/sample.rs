@@ -9,13 +9,27 @@ use crate::{Batch, DecoderBatch, Error, Result};
 /// A batch of `batch_size` rows of `seq_len` positions for a model of `config`: row 0 is full, the
 /// others end in padding; each row holds three documents; the prefix covers half of the real tokens.
 /// Encoder-decoder configs also get a decoder side of `max(2, seq_len / 2)` positions.
-pub fn audit_batch(config: &ModelConfig, batch_size: usize, seq_len: usize, seed: u64) -> Result<Batch> {
+pub fn audit_batch(
+    config: &ModelConfig,
+    batch_size: usize,
+    seq_len: usize,
+    seed: u64,
+) -> Result<Batch> {
     let t = seq_len;
     if batch_size == 0 || t < 2 {
-        return Err(Error::config("audit", format!("needs at least 1 row and 2 positions, got --batch {batch_size} --seq {t}")));
+        return Err(Error::config(
+            "audit",
+            format!("needs at least 1 row and 2 positions, got --batch {batch_size} --seq {t}"),
+        ));
     }
     if t > config.max_positions {
-        return Err(Error::config("audit --seq", format!("{t} is more than model.max_positions = {}", config.max_positions)));
+        return Err(Error::config(
+            "audit --seq",
+            format!(
+                "{t} is more than model.max_positions = {}",
+                config.max_positions
+            ),
+        ));
     }
     let v = config.vocab_size as u64;
     let mut rng = KeyedRng::new(seed, Purpose::Other, 0, 0xa0d17);
@@ -51,7 +65,11 @@ pub fn audit_batch(config: &ModelConfig, batch_size: usize, seq_len: usize, seed
         for r in 0..batch_size {
             let len = td - (r % 2);
             for k in 0..td {
-                d.input_ids[r * td + k] = if k < len { rng.below(v) as u32 } else { config.pad_token_id };
+                d.input_ids[r * td + k] = if k < len {
+                    rng.below(v) as u32
+                } else {
+                    config.pad_token_id
+                };
             }
             d.lengths[r] = len as u32;
         }

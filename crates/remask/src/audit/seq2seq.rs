@@ -19,8 +19,8 @@ use super::engine::{check, same_logits, AuditOptions, AuditReport, Outputs, Side
 use super::probe::DependencyProbe;
 use super::reach::Reach;
 use crate::attention::{AttentionMaskSpec, MaskFn};
-use crate::model::{Arch, ModelConfig, Seq2SeqMasks, TrainModel};
 use crate::batch::DecoderBatch;
+use crate::model::{Arch, ModelConfig, Seq2SeqMasks, TrainModel};
 use crate::{Batch, Error, Result};
 
 /// The kind name of the decoder's self-attention audit.
@@ -44,19 +44,40 @@ impl Seq2SeqExpected {
     /// to the real source tokens. Errors: a batch without a decoder side.
     pub fn new(spec: &AttentionMaskSpec, batch: &Batch) -> Result<Self> {
         let d = decoder_side(batch)?;
-        let src: Vec<u32> = (0..batch.batch_size).map(|b| batch.lengths.get(b).copied().unwrap_or(batch.seq_len as u32)).collect();
-        Ok(Seq2SeqExpected { enc: spec.predicate(batch), dec: MaskFn::causal() & MaskFn::padding(&d.lengths), cross: MaskFn::padding(&src) })
+        let src: Vec<u32> = (0..batch.batch_size)
+            .map(|b| {
+                batch
+                    .lengths
+                    .get(b)
+                    .copied()
+                    .unwrap_or(batch.seq_len as u32)
+            })
+            .collect();
+        Ok(Seq2SeqExpected {
+            enc: spec.predicate(batch),
+            dec: MaskFn::causal() & MaskFn::padding(&d.lengths),
+            cross: MaskFn::padding(&src),
+        })
     }
 }
 
 /// The decoder side of `batch`; an error for a batch without one.
 fn decoder_side(batch: &Batch) -> Result<&DecoderBatch> {
-    batch.decoder.as_ref().ok_or_else(|| Error::config("batch.decoder", "the encoder-decoder audit needs the decoder side of the batch"))
+    batch.decoder.as_ref().ok_or_else(|| {
+        Error::config(
+            "batch.decoder",
+            "the encoder-decoder audit needs the decoder side of the batch",
+        )
+    })
 }
 
 /// The two sides of the decoder outputs of `batch`: target (decoder-causal), then source
 /// (cross-padding).
-fn sides<'a>(cfg: &ModelConfig, expected: &Seq2SeqExpected, batch: &'a Batch) -> Result<[Side<'a>; 2]> {
+fn sides<'a>(
+    cfg: &ModelConfig,
+    expected: &Seq2SeqExpected,
+    batch: &'a Batch,
+) -> Result<[Side<'a>; 2]> {
     let d = decoder_side(batch)?;
     let (b, t, td, h) = (batch.batch_size, batch.seq_len, d.seq_len, cfg.n_heads);
     let target = Reach::closure(&expected.dec, b, h, td, cfg.n_decoder_layers);
@@ -64,8 +85,20 @@ fn sides<'a>(cfg: &ModelConfig, expected: &Seq2SeqExpected, batch: &'a Batch) ->
     let encoder = Reach::closure(&expected.enc, b, h, t, cfg.n_layers);
     let source = target.then(&cross).then(&encoder);
     Ok([
-        Side { kind: DECODER_CAUSAL.into(), name: Some("target"), ids: &d.input_ids, reach: target, layers: cfg.n_decoder_layers },
-        Side { kind: CROSS_PADDING.into(), name: Some("source"), ids: &batch.input_ids, reach: source, layers: cfg.n_layers + cfg.n_decoder_layers },
+        Side {
+            kind: DECODER_CAUSAL.into(),
+            name: Some("target"),
+            ids: &d.input_ids,
+            reach: target,
+            layers: cfg.n_decoder_layers,
+        },
+        Side {
+            kind: CROSS_PADDING.into(),
+            name: Some("source"),
+            ids: &batch.input_ids,
+            reach: source,
+            layers: cfg.n_layers + cfg.n_decoder_layers,
+        },
     ])
 }
 
@@ -97,7 +130,13 @@ fn run(
         Ok(vec![target.to_vec(), source.to_vec()])
     };
     let mut perturbed = |ids: &[Vec<u32>]| outputs(&with_ids(batch, ids));
-    let shape = Outputs { batch: batch.batch_size, positions: td, channels: cfg.d_model, width: cfg.vocab_size, vocab: cfg.vocab_size };
+    let shape = Outputs {
+        batch: batch.batch_size,
+        positions: td,
+        channels: cfg.d_model,
+        width: cfg.vocab_size,
+        vocab: cfg.vocab_size,
+    };
     check(&sides, shape, opts, &mut gradient, &mut perturbed)
 }
 
@@ -108,9 +147,17 @@ fn run(
 ///
 /// Errors: a model that is not an encoder-decoder, a batch it rejects, or a probe whose logits are not
 /// the model's own bit for bit.
-pub fn audit_seq2seq(model: &mut dyn TrainModel, spec: &AttentionMaskSpec, batch: &Batch, opts: &AuditOptions) -> Result<Vec<AuditReport>> {
+pub fn audit_seq2seq(
+    model: &mut dyn TrainModel,
+    spec: &AttentionMaskSpec,
+    batch: &Batch,
+    opts: &AuditOptions,
+) -> Result<Vec<AuditReport>> {
     if model.config().arch != Arch::EncoderDecoder {
-        return Err(Error::config("model.arch", "the decoder and cross-attention audit needs an encoder-decoder"));
+        return Err(Error::config(
+            "model.arch",
+            "the decoder and cross-attention audit needs an encoder-decoder",
+        ));
     }
     let masks = Seq2SeqMasks::of(model.config(), batch)?;
     let mut probe = DependencyProbe::new(&*model)?;
@@ -125,7 +172,13 @@ pub fn audit_seq2seq(model: &mut dyn TrainModel, spec: &AttentionMaskSpec, batch
 /// Audits encoder-decoder `model`'s layers run with the masks `run` (instead of its own) against the
 /// relations `expected` — how a deliberately leaky decoder or cross-attention mask is planted in
 /// tests. Returns the `decoder-causal` and `cross-padding` reports.
-pub fn audit_seq2seq_with_masks(model: &dyn TrainModel, run_masks: &Seq2SeqMasks, expected: &Seq2SeqExpected, batch: &Batch, opts: &AuditOptions) -> Result<Vec<AuditReport>> {
+pub fn audit_seq2seq_with_masks(
+    model: &dyn TrainModel,
+    run_masks: &Seq2SeqMasks,
+    expected: &Seq2SeqExpected,
+    batch: &Batch,
+    opts: &AuditOptions,
+) -> Result<Vec<AuditReport>> {
     let mut probe = DependencyProbe::new(model)?;
     probe.forward_seq2seq(batch, run_masks)?;
     // A second probe for the perturbation forwards, so they keep the gradient pass's activations.

@@ -46,7 +46,12 @@ impl MaskingAudit {
 /// is `mask_token`, another token, or the target itself, and checks that the visible-target share is
 /// no larger than `masking.unchanged_share` allows (plus `random_share / vocab_size` for random draws
 /// that hit the target, and sampling noise).
-pub fn audit_masking(batches: &[Batch], mask_token: u32, vocab_size: usize, masking: &MaskingConfig) -> Result<MaskingAudit> {
+pub fn audit_masking(
+    batches: &[Batch],
+    mask_token: u32,
+    vocab_size: usize,
+    masking: &MaskingConfig,
+) -> Result<MaskingAudit> {
     let (mut labels, mut masked, mut random, mut unchanged) = (0, 0, 0, 0);
     for b in batches {
         b.validate()?;
@@ -65,7 +70,9 @@ pub fn audit_masking(batches: &[Batch], mask_token: u32, vocab_size: usize, mask
         }
     }
     let n = labels.max(1) as f64;
-    let p = (masking.unchanged_share as f64 + masking.random_share as f64 / vocab_size.max(1) as f64).min(1.0);
+    let p = (masking.unchanged_share as f64
+        + masking.random_share as f64 / vocab_size.max(1) as f64)
+        .min(1.0);
     let max = p + 4.0 * (p * (1.0 - p) / n).sqrt() + 1.0 / n;
     let share = unchanged as f64 / n;
     Ok(MaskingAudit {

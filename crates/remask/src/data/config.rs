@@ -162,19 +162,40 @@ impl Default for DataConfig {
 impl DataConfig {
     /// Checks every value; errors name the dotted key under `prefix` (e.g. `data`).
     pub fn validate(&self, prefix: &str) -> Result<()> {
-        let key = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+        let key = |k: &str| {
+            if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
         if self.seq_len < 4 || self.seq_len > 1 << 20 {
-            return Err(Error::config(key("seq_len"), format!("must be between 4 and 1048576, got {}", self.seq_len)));
+            return Err(Error::config(
+                key("seq_len"),
+                format!("must be between 4 and 1048576, got {}", self.seq_len),
+            ));
         }
         let v = self.validation_share;
         if !(v.is_finite() && (0.0..1.0).contains(&v)) {
-            return Err(Error::config(key("validation_share"), format!("must lie in [0, 1), got {v}")));
+            return Err(Error::config(
+                key("validation_share"),
+                format!("must lie in [0, 1), got {v}"),
+            ));
         }
         if self.shard_tokens == 0 || self.shard_tokens > 1 << 32 {
-            return Err(Error::config(key("shard_tokens"), format!("must be between 1 and 4294967296, got {}", self.shard_tokens)));
+            return Err(Error::config(
+                key("shard_tokens"),
+                format!(
+                    "must be between 1 and 4294967296, got {}",
+                    self.shard_tokens
+                ),
+            ));
         }
         if self.tokenizer.sample_bytes == 0 {
-            return Err(Error::config(key("tokenizer.sample_bytes"), "must be at least 1"));
+            return Err(Error::config(
+                key("tokenizer.sample_bytes"),
+                "must be at least 1",
+            ));
         }
         if self.text_field.is_empty() {
             return Err(Error::config(key("text_field"), "must not be empty"));
@@ -199,7 +220,10 @@ impl DataConfig {
                 ));
             }
             if self.tokenizer.vocab_size > 1 << 24 {
-                return Err(Error::config(key("tokenizer.vocab_size"), "must be at most 16777216"));
+                return Err(Error::config(
+                    key("tokenizer.vocab_size"),
+                    "must be at most 16777216",
+                ));
             }
         }
         Ok(())
@@ -215,8 +239,10 @@ mod tests {
         let c: DataConfig = toml::from_str("").unwrap();
         assert_eq!(c, DataConfig::default());
         c.validate("data").unwrap();
-        let c: DataConfig =
-            toml::from_str("seq_len = 64\npacking = \"pad\"\n[tokenizer]\nkind = \"bpe\"\nvocab_size = 1000").unwrap();
+        let c: DataConfig = toml::from_str(
+            "seq_len = 64\npacking = \"pad\"\n[tokenizer]\nkind = \"bpe\"\nvocab_size = 1000",
+        )
+        .unwrap();
         assert_eq!(c.packing, Packing::Pad);
         assert_eq!(c.tokenizer.special_token_names()[4], "<mask>");
         assert!(toml::from_str::<DataConfig>("seqlen = 3").is_err());
@@ -224,11 +250,21 @@ mod tests {
 
     #[test]
     fn validation_names_the_dotted_key() {
-        let c = DataConfig { validation_share: 1.0, ..Default::default() };
-        assert!(c.validate("data").unwrap_err().to_string().contains("data.validation_share"));
+        let c = DataConfig {
+            validation_share: 1.0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate("data")
+            .unwrap_err()
+            .to_string()
+            .contains("data.validation_share"));
         let mut c = DataConfig::default();
         c.tokenizer.vocab_size = 5;
         let e = c.validate("data").unwrap_err().to_string();
-        assert!(e.contains("data.tokenizer.vocab_size") && e.contains('5'), "{e}");
+        assert!(
+            e.contains("data.tokenizer.vocab_size") && e.contains('5'),
+            "{e}"
+        );
     }
 }

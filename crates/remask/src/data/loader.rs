@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use remask_kernels::rng::{KeyedRng, Purpose};
 
 use super::meta::{Meta, Split};
+use super::ngram_pass::read_ngrams;
 use super::packer::{Packer, RowOut};
 use super::shard::ShardSet;
-use super::ngram_pass::read_ngrams;
 use super::token_counts::read_counts;
 use super::tokenizer::{SpecialTokens, TextTokenizer};
 use crate::batch::{DecoderBatch, IGNORE_INDEX};
@@ -48,7 +48,11 @@ pub struct RowBuffers {
 impl RowBuffers {
     /// The row as masking sees it.
     pub fn tokens(&self) -> TokenRow<'_> {
-        TokenRow { ids: &self.ids, word_starts: &self.word_starts, length: self.length }
+        TokenRow {
+            ids: &self.ids,
+            word_starts: &self.word_starts,
+            length: self.length,
+        }
     }
 }
 
@@ -81,7 +85,10 @@ impl Loader {
         let docs = ShardSet::open(&paths)?;
         let targets = if task == Task::Seq2seq {
             if !meta.pairs {
-                return Err(Error::data(dir, "task seq2seq needs TSV sentence pairs; this directory holds plain documents"));
+                return Err(Error::data(
+                    dir,
+                    "task seq2seq needs TSV sentence pairs; this directory holds plain documents",
+                ));
             }
             let tp: Vec<PathBuf> = stats.target_shards.iter().map(|s| dir.join(s)).collect();
             Some(ShardSet::open(&tp)?)
@@ -92,8 +99,16 @@ impl Loader {
         let packer = Packer::new(&docs, seq_len, meta.data.packing);
         let seed = meta.data.seed;
         let masks = if task == Task::Mlm {
-            let counts = if masking.needs_token_counts() { Some(read_counts(dir, &meta)?) } else { None };
-            let ngrams = if masking.needs_ngrams() { Some(read_ngrams(dir, &meta, masking)?) } else { None };
+            let counts = if masking.needs_token_counts() {
+                Some(read_counts(dir, &meta)?)
+            } else {
+                None
+            };
+            let ngrams = if masking.needs_ngrams() {
+                Some(read_ngrams(dir, &meta, masking)?)
+            } else {
+                None
+            };
             let specials = &meta.special_tokens;
             let vocab = Vocab {
                 size: meta.vocab_size,
@@ -104,7 +119,9 @@ impl Loader {
             };
             let plan = MaskPlan::new(masking, &vocab, seed)?;
             Some(match split {
-                Split::Train => plan.with_stored_copies(meta.stored_copies(dir, packer.num_rows()))?,
+                Split::Train => {
+                    plan.with_stored_copies(meta.stored_copies(dir, packer.num_rows()))?
+                }
                 Split::Validation => plan,
             })
         } else {
@@ -186,7 +203,13 @@ impl Loader {
     /// Fresh buffers for one row.
     pub fn row_buffers(&self) -> RowBuffers {
         let t = self.seq_len;
-        RowBuffers { ids: vec![0; t], word_starts: vec![false; t], doc_ids: vec![0; t], positions: vec![0; t], length: 0 }
+        RowBuffers {
+            ids: vec![0; t],
+            word_starts: vec![false; t],
+            doc_ids: vec![0; t],
+            positions: vec![0; t],
+            length: 0,
+        }
     }
 
     /// Packs row r into `row` (ids, word starts, doc ids, positions, length).
@@ -230,7 +253,10 @@ impl Loader {
     pub fn locate(&mut self, g: u64) -> Result<(u64, u64)> {
         let n = self.num_rows();
         if n == 0 {
-            return Err(Error::data(&self.dir, format!("split {} has no rows", self.split.name())));
+            return Err(Error::data(
+                &self.dir,
+                format!("split {} has no rows", self.split.name()),
+            ));
         }
         let epoch = g / n;
         let r = self.permutation(epoch)[(g % n) as usize] as u64;
@@ -242,7 +268,11 @@ impl Loader {
     fn build(&mut self, rows: &[(u64, u64, u64)], progress: f32, eval: bool) -> Batch {
         let (b, t) = (rows.len(), self.seq_len);
         let mut batch = Batch::new(b, t);
-        batch.sample_ids.iter_mut().zip(rows).for_each(|(s, x)| *s = x.0);
+        batch
+            .sample_ids
+            .iter_mut()
+            .zip(rows)
+            .for_each(|(s, x)| *s = x.0);
         if self.task == Task::Seq2seq {
             self.build_pairs(&mut batch, rows);
             return batch;
@@ -330,7 +360,13 @@ impl Loader {
     pub fn batch_of_rows(&mut self, rows: &[(u64, u64, u64)], progress: f32) -> Result<Batch> {
         let n = self.num_rows();
         if let Some(&(_, _, r)) = rows.iter().find(|x| x.2 >= n) {
-            return Err(Error::data(&self.dir, format!("row {r} is out of range: split {} has {n} rows", self.split.name())));
+            return Err(Error::data(
+                &self.dir,
+                format!(
+                    "row {r} is out of range: split {} has {n} rows",
+                    self.split.name()
+                ),
+            ));
         }
         Ok(self.build(rows, progress, false))
     }
@@ -376,7 +412,9 @@ impl BatchSource for Loader {
     }
 
     fn state(&self) -> serde_json::Value {
-        self.masks.as_ref().map_or(serde_json::Value::Null, MaskPlan::state)
+        self.masks
+            .as_ref()
+            .map_or(serde_json::Value::Null, MaskPlan::state)
     }
 
     fn restore(&mut self, state: &serde_json::Value) -> Result<()> {

@@ -76,19 +76,27 @@ impl Meta {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("meta.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let meta: Meta = serde_json::from_str(&text)
-            .map_err(|e| Error::data(&path, format!("unreadable meta.json ({e}); run `remask prepare` again")))?;
+        let meta: Meta = serde_json::from_str(&text).map_err(|e| {
+            Error::data(
+                &path,
+                format!("unreadable meta.json ({e}); run `remask prepare` again"),
+            )
+        })?;
         if meta.format_version != FORMAT_VERSION {
             return Err(Error::data(
                 &path,
-                format!("prepared with format version {}, this build reads {FORMAT_VERSION}", meta.format_version),
+                format!(
+                    "prepared with format version {}, this build reads {FORMAT_VERSION}",
+                    meta.format_version
+                ),
             ));
         }
         Ok(meta)
     }
 
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(format!("meta.json: {e}")))?;
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Other(format!("meta.json: {e}")))?;
         write_atomic(&dir.join("meta.json"), text.as_bytes())
     }
 
@@ -132,7 +140,10 @@ pub fn describe(meta: &Meta) -> String {
         ));
     }
     if let Some(ng) = &meta.ngrams {
-        s.push_str(&format!("n-grams (PMI masking): {} of 2-5 words, from {} training words\n", ng.entries, ng.stats.words));
+        s.push_str(&format!(
+            "n-grams (PMI masking): {} of 2-5 words, from {} training words\n",
+            ng.entries, ng.stats.words
+        ));
     }
     if let Some(sm) = &meta.static_masks {
         s.push_str(&format!(
@@ -140,7 +151,14 @@ pub fn describe(meta: &Meta) -> String {
             sm.dupe_factor, sm.bytes, sm.bytes_per_training_token
         ));
     }
-    if let Some(VocabSource::Learnt { documents, bytes, corpus_documents, corpus_bytes, .. }) = &meta.vocabulary {
+    if let Some(VocabSource::Learnt {
+        documents,
+        bytes,
+        corpus_documents,
+        corpus_bytes,
+        ..
+    }) = &meta.vocabulary
+    {
         s.push_str(&format!(
             "vocabulary: learnt from {documents} of {corpus_documents} training documents ({:.1} of {:.1} MB)\n",
             *bytes as f64 / 1e6,

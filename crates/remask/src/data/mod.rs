@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod loader;
+pub mod merge;
 pub mod meta;
 pub mod ngram_pass;
 pub mod packer;
@@ -22,11 +23,12 @@ pub mod tokenizer;
 pub mod vocab_sample;
 pub mod vocab_trainer;
 
+pub use crate::masking::StaticMeta;
 pub use config::{DataConfig, DocumentSplit, InputFormat, Packing, TokenizerConfig, TokenizerKind};
 pub use loader::{Loader, RowBuffers, Task};
+pub use merge::merge_prepared;
 pub use meta::{describe, Meta, Split, SplitStats};
 pub use prepare::{ensure_prepared, prepare, read_sections};
 pub use reader::Document;
 pub use tokenizer::{EncodedDoc, SpecialTokens, TextTokenizer};
 pub use vocab_sample::VocabSource;
-pub use crate::masking::StaticMeta;

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use super::meta::Meta;
 use super::shard::ShardSet;
-use crate::masking::{build_vocab, MaskingConfig, NgramMeta, NgramVocab, PmiConfig, COUNT_CAP, NGRAMS_FILE};
+use crate::masking::{
+    build_vocab, MaskingConfig, NgramMeta, NgramVocab, PmiConfig, COUNT_CAP, NGRAMS_FILE,
+};
 use crate::{Error, Result};
 
 /// Builds the vocabulary of `pmi` over the documents of `train` (`special` ids end words).
@@ -31,7 +33,12 @@ pub fn build_ngrams(train: &ShardSet, special: &[u32], pmi: &PmiConfig) -> Ngram
 
 /// Builds and writes `ngrams.bin` into `out` (the directory being prepared) for `strategy = "pmi"`;
 /// `None` for other strategies. A corpus without a single n-gram to keep is an error naming the key.
-pub fn write_ngrams(out: &Path, train: &ShardSet, special: &[u32], masking: &MaskingConfig) -> Result<Option<NgramMeta>> {
+pub fn write_ngrams(
+    out: &Path,
+    train: &ShardSet,
+    special: &[u32],
+    masking: &MaskingConfig,
+) -> Result<Option<NgramMeta>> {
     if !masking.needs_ngrams() {
         return Ok(None);
     }
@@ -46,7 +53,13 @@ pub fn write_ngrams(out: &Path, train: &ShardSet, special: &[u32], masking: &Mas
         ));
     }
     let bytes = vocab.write(out)?;
-    Ok(Some(NgramMeta { file: NGRAMS_FILE.to_string(), entries: vocab.len() as u64, bytes, pmi: masking.pmi, stats: vocab.stats }))
+    Ok(Some(NgramMeta {
+        file: NGRAMS_FILE.to_string(),
+        entries: vocab.len() as u64,
+        bytes,
+        pmi: masking.pmi,
+        stats: vocab.stats,
+    }))
 }
 
 /// The n-gram vocabulary of the prepared directory `dir` for `masking` (strategy `pmi`): refused,
@@ -78,7 +91,11 @@ pub fn read_ngrams(dir: &Path, meta: &Meta, masking: &MaskingConfig) -> Result<A
     if vocab.len() as u64 != stored.entries {
         return Err(Error::data(
             dir.join(&stored.file),
-            format!("holds {} n-grams, meta.json says {}; run `remask prepare` again", vocab.len(), stored.entries),
+            format!(
+                "holds {} n-grams, meta.json says {}; run `remask prepare` again",
+                vocab.len(),
+                stored.entries
+            ),
         ));
     }
     if vocab.is_empty() {

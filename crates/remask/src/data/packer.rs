@@ -61,7 +61,12 @@ impl Packer {
                 }
             }
         }
-        Self { seq_len, packing, total, pad_rows }
+        Self {
+            seq_len,
+            packing,
+            total,
+            pad_rows,
+        }
     }
 
     /// Number of rows.
@@ -79,7 +84,9 @@ impl Packer {
             Packing::Pad => self
                 .pad_rows
                 .iter()
-                .map(|&(d, s)| ((docs.doc_len(d as usize) - s as usize).min(self.seq_len - 2) + 2) as u64)
+                .map(|&(d, s)| {
+                    ((docs.doc_len(d as usize) - s as usize).min(self.seq_len - 2) + 2) as u64
+                })
                 .sum(),
         }
     }
@@ -89,9 +96,20 @@ impl Packer {
     }
 
     /// Fills row `r`; returns its length (real tokens; the rest is padding).
-    pub fn fill(&self, docs: &ShardSet, specials: &SpecialTokens, r: u64, out: RowOut<'_>) -> usize {
+    pub fn fill(
+        &self,
+        docs: &ShardSet,
+        specials: &SpecialTokens,
+        r: u64,
+        out: RowOut<'_>,
+    ) -> usize {
         let t = self.seq_len;
-        let RowOut { ids, word_starts, doc_ids, positions } = out;
+        let RowOut {
+            ids,
+            word_starts,
+            doc_ids,
+            positions,
+        } = out;
         let mut filled = 0usize;
         // Writes framed positions `from .. from + take` of document d (position 0 is [CLS], len + 1 is
         // [SEP]) into the row at `filled`.
@@ -138,7 +156,12 @@ impl Packer {
                 let len = docs.doc_len(d);
                 let body = (len - start).min(t - 2);
                 // [CLS] is framed position 0; content starts at framed position start + 1.
-                let out = RowOut { ids: &mut *ids, word_starts: &mut *word_starts, doc_ids: &mut *doc_ids, positions: &mut *positions };
+                let out = RowOut {
+                    ids: &mut *ids,
+                    word_starts: &mut *word_starts,
+                    doc_ids: &mut *doc_ids,
+                    positions: &mut *positions,
+                };
                 put_range_pad(docs, specials, d, start, body, out);
                 filled = body + 2;
             }
@@ -154,12 +177,28 @@ impl Packer {
 }
 
 /// `pad` packing: `[CLS]`, `body` tokens of document d from its token `start`, `[SEP]`.
-fn put_range_pad(docs: &ShardSet, specials: &SpecialTokens, d: usize, start: usize, body: usize, out: RowOut<'_>) {
-    let RowOut { ids, word_starts, doc_ids, positions } = out;
+fn put_range_pad(
+    docs: &ShardSet,
+    specials: &SpecialTokens,
+    d: usize,
+    start: usize,
+    body: usize,
+    out: RowOut<'_>,
+) {
+    let RowOut {
+        ids,
+        word_starts,
+        doc_ids,
+        positions,
+    } = out;
     let (shard, range) = docs.doc(d);
     ids[0] = specials.cls;
     word_starts[0] = true;
-    shard.copy(&mut ids[1..1 + body], &mut word_starts[1..1 + body], range.start + start);
+    shard.copy(
+        &mut ids[1..1 + body],
+        &mut word_starts[1..1 + body],
+        range.start + start,
+    );
     ids[1 + body] = specials.sep;
     word_starts[1 + body] = true;
     for k in 0..body + 2 {
@@ -184,7 +223,15 @@ pub struct RowStream {
 impl RowStream {
     pub fn new(seq_len: usize, packing: Packing, specials: &SpecialTokens) -> Self {
         let (cls, sep, pad) = (specials.cls, specials.sep, specials.pad);
-        Self { packing, cls, sep, pad, row: TokenRowBuf::new(seq_len), filled: 0, rows: 0 }
+        Self {
+            packing,
+            cls,
+            sep,
+            pad,
+            row: TokenRowBuf::new(seq_len),
+            filled: 0,
+            rows: 0,
+        }
     }
 
     /// Rows emitted so far.
@@ -213,7 +260,11 @@ impl RowStream {
 
     /// Adds the next document of the split (framed as `[CLS] tokens [SEP]`); emits the rows it
     /// completes.
-    pub fn push<E>(&mut self, doc: &EncodedDoc, f: &mut dyn FnMut(u64, &TokenRowBuf) -> Result<(), E>) -> Result<(), E> {
+    pub fn push<E>(
+        &mut self,
+        doc: &EncodedDoc,
+        f: &mut dyn FnMut(u64, &TokenRowBuf) -> Result<(), E>,
+    ) -> Result<(), E> {
         let t = self.row.ids.len();
         match self.packing {
             Packing::Pack => {
@@ -252,7 +303,10 @@ impl RowStream {
     }
 
     /// Emits the last, partly filled row (`pack`), if any.
-    pub fn finish<E>(&mut self, f: &mut dyn FnMut(u64, &TokenRowBuf) -> Result<(), E>) -> Result<(), E> {
+    pub fn finish<E>(
+        &mut self,
+        f: &mut dyn FnMut(u64, &TokenRowBuf) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.filled > 0 {
             self.emit(f)?;
         }
@@ -269,8 +323,16 @@ mod tests {
     fn row_stream_gives_the_packers_rows_and_pack_rows_come_from_the_mapped_offsets() {
         let dir = std::env::temp_dir().join(format!("remask-packer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let specials = SpecialTokens { pad: 0, unk: Some(1), cls: 2, sep: 3, mask: 4, all: vec![0, 1, 2, 3, 4] };
-        let mut rng = remask_kernels::rng::KeyedRng::new(7, remask_kernels::rng::Purpose::Shuffle, 0, 0);
+        let specials = SpecialTokens {
+            pad: 0,
+            unk: Some(1),
+            cls: 2,
+            sep: 3,
+            mask: 4,
+            all: vec![0, 1, 2, 3, 4],
+        };
+        let mut rng =
+            remask_kernels::rng::KeyedRng::new(7, remask_kernels::rng::Purpose::Shuffle, 0, 0);
         let docs: Vec<EncodedDoc> = (0..60)
             .map(|_| {
                 let n = 1 + rng.below(40) as usize;
@@ -281,7 +343,8 @@ mod tests {
             })
             .collect();
         // Three shards of 20 documents, so rows cross shard boundaries.
-        let paths: Vec<std::path::PathBuf> = (0..3).map(|k| dir.join(format!("s{k}.bin"))).collect();
+        let paths: Vec<std::path::PathBuf> =
+            (0..3).map(|k| dir.join(format!("s{k}.bin"))).collect();
         for (k, p) in paths.iter().enumerate() {
             let part: Vec<&EncodedDoc> = docs[20 * k..20 * (k + 1)].iter().collect();
             write_shard(p, &part).unwrap();
@@ -302,11 +365,21 @@ mod tests {
                 }
                 stream.finish(&mut keep).unwrap();
                 assert_eq!(rows.len() as u64, packer.num_rows(), "{packing:?} T={t}");
-                let (mut ids, mut w, mut di, mut pos) = (vec![0; t], vec![false; t], vec![0; t], vec![0; t]);
+                let (mut ids, mut w, mut di, mut pos) =
+                    (vec![0; t], vec![false; t], vec![0; t], vec![0; t]);
                 for (r, want) in rows.iter().enumerate() {
-                    let out = RowOut { ids: &mut ids, word_starts: &mut w, doc_ids: &mut di, positions: &mut pos };
+                    let out = RowOut {
+                        ids: &mut ids,
+                        word_starts: &mut w,
+                        doc_ids: &mut di,
+                        positions: &mut pos,
+                    };
                     let len = packer.fill(&set, &specials, r as u64, out);
-                    assert_eq!((&ids, &w, len), (&want.ids, &want.word_starts, want.length), "{packing:?} T={t} row {r}");
+                    assert_eq!(
+                        (&ids, &w, len),
+                        (&want.ids, &want.word_starts, want.length),
+                        "{packing:?} T={t} row {r}"
+                    );
                 }
             }
         }

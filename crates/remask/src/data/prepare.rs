@@ -118,7 +118,12 @@ pub fn prepare(data: &DataConfig, masking: &MaskingConfig, out: &Path) -> Result
 }
 
 /// [`prepare`] with injected write faults (crash tests; [`FaultPlan`] is empty in normal builds).
-pub fn prepare_with(data: &DataConfig, masking: &MaskingConfig, out: &Path, faults: &FaultPlan) -> Result<Meta> {
+pub fn prepare_with(
+    data: &DataConfig,
+    masking: &MaskingConfig,
+    out: &Path,
+    faults: &FaultPlan,
+) -> Result<Meta> {
     Ok(prepare_reporting(data, masking, out, faults, &|_| {})?.meta)
 }
 
@@ -153,7 +158,7 @@ pub fn prepare_reporting(
 }
 
 /// Moves a complete staging directory into `out`, `meta.json` last (see the module docs).
-fn publish(staging: &Path, out: &Path, faults: &FaultPlan) -> Result<()> {
+pub(super) fn publish(staging: &Path, out: &Path, faults: &FaultPlan) -> Result<()> {
     let meta = out.join("meta.json");
     match std::fs::remove_file(&meta) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&meta, e)),
@@ -165,7 +170,11 @@ fn publish(staging: &Path, out: &Path, faults: &FaultPlan) -> Result<()> {
     for name in entries(out)? {
         if name != STAGING && name != crate::dir_lock::LOCK_FILE && !staged.contains(&name) {
             let p = out.join(&name);
-            let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            let removed = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
             removed.map_err(|e| Error::io(&p, e))?;
         }
     }
@@ -187,14 +196,21 @@ fn publish(staging: &Path, out: &Path, faults: &FaultPlan) -> Result<()> {
 fn entries(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        names.push(e.map_err(|e| Error::io(dir, e))?.file_name().to_string_lossy().into_owned());
+        names.push(
+            e.map_err(|e| Error::io(dir, e))?
+                .file_name()
+                .to_string_lossy()
+                .into_owned(),
+        );
     }
     names.sort();
     Ok(names)
 }
 
 fn fsync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// Streams the documents of `data.inputs` in batches to `consume`, reading on a separate thread (see
@@ -209,15 +225,22 @@ fn stream_batches(
         let reader = scope.spawn(move || -> Result<()> {
             let (mut batch, mut bytes) = (Vec::new(), 0usize);
             let gone = || Error::Other("prepare: the encoder stopped".into());
-            for_each_document(&data.inputs, data.format, data.documents, &data.text_field, done, &mut |d| {
-                bytes += document_bytes(&d) as usize;
-                batch.push(d);
-                if bytes >= BATCH_BYTES {
-                    bytes = 0;
-                    tx.send(std::mem::take(&mut batch)).map_err(|_| gone())?;
-                }
-                Ok(())
-            })?;
+            for_each_document(
+                &data.inputs,
+                data.format,
+                data.documents,
+                &data.text_field,
+                done,
+                &mut |d| {
+                    bytes += document_bytes(&d) as usize;
+                    batch.push(d);
+                    if bytes >= BATCH_BYTES {
+                        bytes = 0;
+                        tx.send(std::mem::take(&mut batch)).map_err(|_| gone())?;
+                    }
+                    Ok(())
+                },
+            )?;
             if !batch.is_empty() {
                 tx.send(batch).map_err(|_| gone())?;
             }
@@ -231,7 +254,9 @@ fn stream_batches(
             }
         }
         drop(rx);
-        let read = reader.join().unwrap_or_else(|_| Err(Error::Other("prepare: the reader thread panicked".into())));
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("prepare: the reader thread panicked".into())));
         // The encoder's error first: the reader's is then only that the encoder stopped.
         consumed.and(read)
     })
@@ -269,7 +294,12 @@ fn learn_vocabulary(
             }
             index += 1;
         }
-        report(&Progress { stage: Stage::VocabularySample, bytes_done: done.load(Ordering::Relaxed), bytes_total, documents: index });
+        report(&Progress {
+            stage: Stage::VocabularySample,
+            bytes_done: done.load(Ordering::Relaxed),
+            bytes_total,
+            documents: index,
+        });
         Ok(())
     })?;
     if let Some((i, bytes, false)) = last {
@@ -277,7 +307,12 @@ fn learn_vocabulary(
             sample.withdraw(i, bytes);
         }
     }
-    report(&Progress { stage: Stage::VocabularyLearn, bytes_done: bytes_total, bytes_total, documents: index });
+    report(&Progress {
+        stage: Stage::VocabularyLearn,
+        bytes_done: bytes_total,
+        bytes_total,
+        documents: index,
+    });
     let (docs, source) = sample.finish();
     let mut texts: Vec<&str> = Vec::with_capacity(docs.len());
     for d in &docs {
@@ -290,15 +325,21 @@ fn learn_vocabulary(
 }
 
 /// Charges every written file to the fault plan's budget (and pauses there in crash tests).
-struct Written<'a> {
+pub(super) struct Written<'a> {
     faults: &'a FaultPlan,
     budget: WriteBudget,
 }
 
-impl Written<'_> {
-    fn file(&mut self, path: &Path) -> Result<()> {
+impl<'a> Written<'a> {
+    pub(super) fn new(faults: &'a FaultPlan) -> Self {
+        Self { faults, budget: faults.write_budget() }
+    }
+
+    pub(super) fn file(&mut self, path: &Path) -> Result<()> {
         self.faults.pause();
-        let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        let bytes = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
         self.budget.charge(bytes, path)
     }
 }
@@ -342,7 +383,12 @@ impl SplitSink {
         }
     }
 
-    fn finish(mut self, seq_len: usize, packing: Packing, written: &mut Written<'_>) -> Result<SplitStats> {
+    fn finish(
+        mut self,
+        seq_len: usize,
+        packing: Packing,
+        written: &mut Written<'_>,
+    ) -> Result<SplitStats> {
         let mut on = |p: &Path| written.file(p);
         self.stats.shards = self.shards.finish(&mut on)?;
         if let Some(t) = self.targets {
@@ -352,7 +398,11 @@ impl SplitSink {
             self.stats.rows = self.real.div_ceil(seq_len as u64);
         }
         let positions = self.stats.rows * seq_len as u64;
-        self.stats.padding_share = if positions == 0 { 0.0 } else { 1.0 - self.real as f64 / positions as f64 };
+        self.stats.padding_share = if positions == 0 {
+            0.0
+        } else {
+            1.0 - self.real as f64 / positions as f64
+        };
         Ok(self.stats)
     }
 }
@@ -395,7 +445,11 @@ impl Sink<'_> {
             return Ok(());
         }
         let (seq_len, packing) = (self.data.seq_len as usize, self.data.packing);
-        let sink = if enc.val { &mut self.validation } else { &mut self.train };
+        let sink = if enc.val {
+            &mut self.validation
+        } else {
+            &mut self.train
+        };
         let written = &mut self.written;
         let mut on = |p: &Path| written.file(p);
         sink.shards.push(&enc.doc, &mut on)?;
@@ -440,16 +494,25 @@ fn build(
     report: &(dyn Fn(&Progress) + Sync),
 ) -> Result<(Meta, Timings)> {
     let bytes_total = input_bytes(&data.inputs)?;
-    let mut timings = Timings { input_bytes: bytes_total, ..Default::default() };
+    let mut timings = Timings {
+        input_bytes: bytes_total,
+        ..Default::default()
+    };
     let started = Instant::now();
     // Tokenizer: loaded, or learnt from a sample of the training documents (both sides for pairs).
     let (tokenizer, vocabulary) = match &data.tokenizer.path {
-        Some(p) => (TextTokenizer::load(p)?, VocabSource::Loaded { path: p.clone() }),
+        Some(p) => (
+            TextTokenizer::load(p)?,
+            VocabSource::Loaded { path: p.clone() },
+        ),
         None => learn_vocabulary(data, bytes_total, report)?,
     };
     timings.vocabulary_s = started.elapsed().as_secs_f64();
     let encode_start = Instant::now();
-    let mut written = Written { faults, budget: faults.write_budget() };
+    let mut written = Written {
+        faults,
+        budget: faults.write_budget(),
+    };
     write_atomic(&out.join("tokenizer.json"), tokenizer.to_json()?.as_bytes())?;
     written.file(&out.join("tokenizer.json"))?;
     let specials = tokenizer.specials().clone();
@@ -459,8 +522,17 @@ fn build(
     // the training split streams past). Masks that draw by the token counts cannot be decided before
     // the counts are complete: those copies are written after the pass (`write_static_from_shards`).
     let seq_len = data.seq_len as usize;
-    let plan_vocab = Vocab { size: vocab_size, mask_id: specials.mask, special_ids: &specials.all, counts: None, ngrams: None };
-    let plan = if masking.dupe_factor().is_some() && !masking.needs_token_counts() && !masking.needs_ngrams() {
+    let plan_vocab = Vocab {
+        size: vocab_size,
+        mask_id: specials.mask,
+        special_ids: &specials.all,
+        counts: None,
+        ngrams: None,
+    };
+    let plan = if masking.dupe_factor().is_some()
+        && !masking.needs_token_counts()
+        && !masking.needs_ngrams()
+    {
         Some(MaskPlan::new(masking, &plan_vocab, data.seed)?)
     } else {
         None
@@ -493,7 +565,10 @@ fn build(
         }
         let pairs = sink.pairs == Some(true);
         if batch.iter().any(|d| d.target.is_some() != pairs) {
-            return Err(Error::config("data.inputs", "mixes TSV sentence pairs with plain documents"));
+            return Err(Error::config(
+                "data.inputs",
+                "mixes TSV sentence pairs with plain documents",
+            ));
         }
         let encoded: Vec<Encoded> = batch
             .par_iter()
@@ -504,22 +579,42 @@ fn build(
                     Some(t) => Some(tokenizer.encode(t, language)?),
                     None => None,
                 };
-                Ok(Encoded { val: is_validation(data, first + k as u64), doc, target })
+                Ok(Encoded {
+                    val: is_validation(data, first + k as u64),
+                    doc,
+                    target,
+                })
             })
             .collect::<Result<_>>()?;
         drop(batch);
         for enc in encoded {
             sink.push(enc)?;
         }
-        report(&Progress { stage: Stage::Encode, bytes_done: done.load(Ordering::Relaxed), bytes_total, documents: sink.documents });
+        report(&Progress {
+            stage: Stage::Encode,
+            bytes_done: done.load(Ordering::Relaxed),
+            bytes_total,
+            documents: sink.documents,
+        });
         Ok(())
     })?;
     sink.finish_documents()?;
-    let Sink { pairs, train, validation, counts, rows, mut written, .. } = sink;
+    let Sink {
+        pairs,
+        train,
+        validation,
+        counts,
+        rows,
+        mut written,
+        ..
+    } = sink;
     let train = train.finish(seq_len, data.packing, &mut written)?;
     let validation = validation.finish(seq_len, data.packing, &mut written)?;
     if train.documents == 0 {
-        return Err(Error::config("data.validation_share", "no training documents left; lower the validation share"));
+        return Err(Error::config(
+            "data.validation_share",
+            "no training documents left; lower the validation share",
+        ));
     }
     for file in counts.write(out)? {
         written.file(&file)?;
@@ -555,7 +650,10 @@ fn build(
     };
     let meta = Meta {
         format_version: FORMAT_VERSION,
-        data: DataConfig { dir: None, ..data.clone() },
+        data: DataConfig {
+            dir: None,
+            ..data.clone()
+        },
         masking: masking.clone(),
         vocab_size,
         special_tokens: specials,
@@ -575,7 +673,7 @@ fn build(
 /// replacement) or PMI masking's n-grams: both are complete only after the pass, so the copies are
 /// written in a second pass over the shards just written. Nothing for other masking.
 #[allow(clippy::too_many_arguments)]
-fn write_static_from_shards(
+pub(super) fn write_static_from_shards(
     data: &DataConfig,
     masking: &MaskingConfig,
     out: &Path,
@@ -607,7 +705,12 @@ fn write_static_from_shards(
     let t = data.seq_len as usize;
     let (mut doc_ids, mut positions) = (vec![0u32; t], vec![0u32; t]);
     let mut fill = |r: u64, row: &mut crate::masking::TokenRowBuf| {
-        let o = super::packer::RowOut { ids: &mut row.ids, word_starts: &mut row.word_starts, doc_ids: &mut doc_ids, positions: &mut positions };
+        let o = super::packer::RowOut {
+            ids: &mut row.ids,
+            word_starts: &mut row.word_starts,
+            doc_ids: &mut doc_ids,
+            positions: &mut positions,
+        };
         row.length = packer.fill(&shards, specials, r, o);
     };
     let stored = plan.write_static_copies(out, packer.num_rows(), t, &mut fill)?;
@@ -625,7 +728,12 @@ pub fn read_sections(path: &Path) -> Result<(DataConfig, MaskingConfig)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let value: toml::Table =
         toml::from_str(&text).map_err(|e| Error::data(path, format!("not valid TOML: {e}")))?;
-    let section = |name: &str| value.get(name).cloned().unwrap_or(toml::Value::Table(Default::default()));
+    let section = |name: &str| {
+        value
+            .get(name)
+            .cloned()
+            .unwrap_or(toml::Value::Table(Default::default()))
+    };
     let data: DataConfig = section("data")
         .try_into()
         .map_err(|e| Error::config("data", format!("{} [data]: {e}", path.display())))?;
@@ -640,15 +748,23 @@ pub fn read_sections(path: &Path) -> Result<(DataConfig, MaskingConfig)> {
 /// The prepared directory for a run: `data.dir` when set (it must hold a `meta.json`), otherwise
 /// `fallback`, prepared now unless it already holds data prepared from the same `[data]` section (and,
 /// for static masking, the same `[masking]` section).
-pub fn ensure_prepared(data: &DataConfig, masking: &MaskingConfig, fallback: &Path) -> Result<std::path::PathBuf> {
+pub fn ensure_prepared(
+    data: &DataConfig,
+    masking: &MaskingConfig,
+    fallback: &Path,
+) -> Result<std::path::PathBuf> {
     if let Some(dir) = &data.dir {
         Meta::read(dir)?;
         return Ok(dir.clone());
     }
     if let Ok(meta) = Meta::read(fallback) {
-        let same_data = DataConfig { dir: None, ..meta.data.clone() } == *data;
+        let same_data = DataConfig {
+            dir: None,
+            ..meta.data.clone()
+        } == *data;
         let same_static = masking.dupe_factor().is_none() || meta.masking == *masking;
-        let same_ngrams = !masking.needs_ngrams() || meta.ngrams.as_ref().is_some_and(|n| n.pmi == masking.pmi);
+        let same_ngrams =
+            !masking.needs_ngrams() || meta.ngrams.as_ref().is_some_and(|n| n.pmi == masking.pmi);
         if same_data && same_static && same_ngrams {
             return Ok(fallback.to_path_buf());
         }

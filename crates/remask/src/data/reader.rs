@@ -39,7 +39,12 @@ pub enum Compression {
 
 /// The compression of `path` and the name that remains without its extension.
 pub fn compression_of(path: &Path) -> (Compression, PathBuf) {
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("gz") | Some("gzip") => (Compression::Gzip, path.with_extension("")),
         Some("zst") | Some("zstd") => (Compression::Zstd, path.with_extension("")),
         _ => (Compression::None, path.to_path_buf()),
@@ -105,7 +110,11 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
         .collect();
     entries.sort();
     Ok(entries)
@@ -153,7 +162,10 @@ fn glob_in(dir: &Path, parts: &[String], out: &mut Vec<PathBuf>) -> Result<()> {
         return Ok(());
     }
     for p in sorted_entries(dir)? {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if wildcard_match(first.as_bytes(), name.as_bytes()) {
             glob_in(&p, rest, out)?;
         }
@@ -231,7 +243,12 @@ pub fn format_of(path: &Path, format: InputFormat) -> InputFormat {
         return format;
     }
     let (_, plain) = compression_of(path);
-    match plain.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+    match plain
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("jsonl") | Some("json") | Some("ndjson") => InputFormat::Jsonl,
         Some("parquet") => InputFormat::Parquet,
         Some("tsv") => InputFormat::Tsv,
@@ -255,8 +272,13 @@ pub fn input_bytes(inputs: &[PathBuf]) -> Result<u64> {
 
 /// No inputs means `builtin:web`; built-in names are separated from paths.
 fn split_builtin(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let all: Vec<PathBuf> = if inputs.is_empty() { vec![PathBuf::from("builtin:web")] } else { inputs.to_vec() };
-    all.into_iter().partition(|p| p.to_str().is_some_and(|s| s.starts_with("builtin:")))
+    let all: Vec<PathBuf> = if inputs.is_empty() {
+        vec![PathBuf::from("builtin:web")]
+    } else {
+        inputs.to_vec()
+    };
+    all.into_iter()
+        .partition(|p| p.to_str().is_some_and(|s| s.starts_with("builtin:")))
 }
 
 /// The text of a built-in corpus and whether it is TSV pairs.
@@ -293,12 +315,14 @@ fn open_stream<'a>(path: &Path, done: &'a AtomicU64) -> Result<Box<dyn BufRead +
     const BUF: usize = 1 << 20;
     Ok(match compression_of(path).0 {
         Compression::None => Box::new(BufReader::with_capacity(BUF, counted)),
-        Compression::Gzip => {
-            Box::new(BufReader::with_capacity(BUF, flate2::read::MultiGzDecoder::new(BufReader::with_capacity(BUF, counted))))
-        }
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            BUF,
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(BUF, counted)),
+        )),
         Compression::Zstd => {
-            let dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUF, counted))
-                .map_err(|e| Error::data(path, format!("not a readable zstd file: {e}")))?;
+            let dec =
+                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUF, counted))
+                    .map_err(|e| Error::data(path, format!("not a readable zstd file: {e}")))?;
             Box::new(BufReader::with_capacity(BUF, dec))
         }
     })
@@ -306,7 +330,11 @@ fn open_stream<'a>(path: &Path, done: &'a AtomicU64) -> Result<Box<dyn BufRead +
 
 /// Reads the lines of a UTF-8 stream, refusing binary data (a NUL byte in the first 64 KiB) and invalid
 /// UTF-8 (naming the byte offset and line). Calls `f(line number from 1, line without its end)`.
-fn for_each_line(path: &Path, mut stream: impl BufRead, mut f: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
+fn for_each_line(
+    path: &Path,
+    mut stream: impl BufRead,
+    mut f: impl FnMut(usize, &str) -> Result<()>,
+) -> Result<()> {
     let mut buf = Vec::new();
     let (mut offset, mut n) = (0usize, 0usize);
     loop {
@@ -319,12 +347,18 @@ fn for_each_line(path: &Path, mut stream: impl BufRead, mut f: impl FnMut(usize,
         }
         n += 1;
         if offset < 1 << 16 && buf.iter().take((1 << 16) - offset).any(|&b| b == 0) {
-            return Err(Error::data(path, "looks binary (contains NUL bytes); expected UTF-8 text"));
+            return Err(Error::data(
+                path,
+                "looks binary (contains NUL bytes); expected UTF-8 text",
+            ));
         }
         let line = std::str::from_utf8(&buf).map_err(|e| {
             Error::data(
                 path,
-                format!("not valid UTF-8 at byte {} (line {n}); convert it to UTF-8 first", offset + e.valid_up_to()),
+                format!(
+                    "not valid UTF-8 at byte {} (line {n}); convert it to UTF-8 first",
+                    offset + e.valid_up_to()
+                ),
             )
         })?;
         offset += got;
@@ -345,7 +379,10 @@ impl TextSplitter {
         match self.split {
             DocumentSplit::Line => {
                 if !l.is_empty() {
-                    f(Document { text: l.to_string(), target: None })?;
+                    f(Document {
+                        text: l.to_string(),
+                        target: None,
+                    })?;
                 }
             }
             DocumentSplit::BlankLine => {
@@ -373,16 +410,26 @@ fn jsonl_document(path: &Path, n: usize, line: &str, field: &str) -> Result<Opti
     if line.trim().is_empty() {
         return Ok(None);
     }
-    let v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| Error::data(path, format!("line {n}: invalid JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| Error::data(path, format!("line {n}: invalid JSON: {e}")))?;
     match v.get(field) {
-        Some(serde_json::Value::String(s)) => {
-            Ok((!s.trim().is_empty()).then(|| Document { text: s.clone(), target: None }))
-        }
-        Some(_) => Err(Error::data(path, format!("line {n}: field `{field}` is not a string"))),
+        Some(serde_json::Value::String(s)) => Ok((!s.trim().is_empty()).then(|| Document {
+            text: s.clone(),
+            target: None,
+        })),
+        Some(_) => Err(Error::data(
+            path,
+            format!("line {n}: field `{field}` is not a string"),
+        )),
         None => {
-            let keys: Vec<&String> = v.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-            Err(Error::data(path, format!("line {n}: no field `{field}` (fields: {keys:?}); set data.text_field")))
+            let keys: Vec<&String> = v
+                .as_object()
+                .map(|o| o.keys().collect())
+                .unwrap_or_default();
+            Err(Error::data(
+                path,
+                format!("line {n}: no field `{field}` (fields: {keys:?}); set data.text_field"),
+            ))
         }
     }
 }
@@ -392,13 +439,19 @@ fn tsv_document(path: &Path, n: usize, line: &str) -> Result<Option<Document>> {
         return Ok(None);
     }
     let Some((src, tgt)) = line.split_once('\t') else {
-        return Err(Error::data(path, format!("line {n}: expected `source<TAB>target`")));
+        return Err(Error::data(
+            path,
+            format!("line {n}: expected `source<TAB>target`"),
+        ));
     };
     let (src, tgt) = (src.trim(), tgt.trim());
     if src.is_empty() || tgt.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Document { text: src.to_string(), target: Some(tgt.to_string()) }))
+    Ok(Some(Document {
+        text: src.to_string(),
+        target: Some(tgt.to_string()),
+    }))
 }
 
 /// Streams the documents of one file to `f`. `done` counts the bytes read from disk.
@@ -426,18 +479,35 @@ pub fn for_each_in_file(
             done.store(before + size, Ordering::Relaxed);
         }
         InputFormat::Auto | InputFormat::Text => {
-            let mut s = TextSplitter { split, cur: Vec::new() };
-            for_each_line(path, open_stream(path, done)?, |_, line| s.line(line, &mut f))?;
+            let mut s = TextSplitter {
+                split,
+                cur: Vec::new(),
+            };
+            for_each_line(path, open_stream(path, done)?, |_, line| {
+                s.line(line, &mut f)
+            })?;
             s.end(&mut f)?;
         }
-        InputFormat::Jsonl => for_each_line(path, open_stream(path, done)?, |n, line| match jsonl_document(path, n, line, field)? {
-            Some(d) => f(d),
-            None => Ok(()),
-        })?,
-        InputFormat::Tsv => for_each_line(path, open_stream(path, done)?, |n, line| match tsv_document(path, n, line)? {
-            Some(d) => f(d),
-            None => Ok(()),
-        })?,
+        InputFormat::Jsonl => {
+            for_each_line(
+                path,
+                open_stream(path, done)?,
+                |n, line| match jsonl_document(path, n, line, field)? {
+                    Some(d) => f(d),
+                    None => Ok(()),
+                },
+            )?
+        }
+        InputFormat::Tsv => {
+            for_each_line(
+                path,
+                open_stream(path, done)?,
+                |n, line| match tsv_document(path, n, line)? {
+                    Some(d) => f(d),
+                    None => Ok(()),
+                },
+            )?
+        }
     }
     if count == 0 {
         return Err(Error::data(path, "is empty: no documents found"));
@@ -460,7 +530,10 @@ pub fn for_each_document(
     for name in &named {
         let (text, pairs) = builtin_text(name)?;
         // The built-in text corpus has one document per line.
-        let mut s = TextSplitter { split: DocumentSplit::Line, cur: Vec::new() };
+        let mut s = TextSplitter {
+            split: DocumentSplit::Line,
+            cur: Vec::new(),
+        };
         for (i, line) in text.lines().enumerate() {
             if pairs {
                 if let Some(d) = tsv_document(name, i + 1, line)? {
@@ -480,7 +553,12 @@ pub fn for_each_document(
 }
 
 /// Reads all documents of one file into memory (tests, fuzzing and small inputs; `prepare` streams).
-pub fn read_file(path: &Path, format: InputFormat, split: DocumentSplit, field: &str) -> Result<Vec<Document>> {
+pub fn read_file(
+    path: &Path,
+    format: InputFormat,
+    split: DocumentSplit,
+    field: &str,
+) -> Result<Vec<Document>> {
     let mut docs = Vec::new();
     for_each_in_file(path, format, split, field, &AtomicU64::new(0), &mut |d| {
         docs.push(d);
@@ -490,7 +568,12 @@ pub fn read_file(path: &Path, format: InputFormat, split: DocumentSplit, field: 
 }
 
 /// Reads all documents of all inputs into memory (see [`for_each_document`]).
-pub fn read_inputs(inputs: &[PathBuf], format: InputFormat, split: DocumentSplit, field: &str) -> Result<Vec<Document>> {
+pub fn read_inputs(
+    inputs: &[PathBuf],
+    format: InputFormat,
+    split: DocumentSplit,
+    field: &str,
+) -> Result<Vec<Document>> {
     let mut docs = Vec::new();
     for_each_document(inputs, format, split, field, &AtomicU64::new(0), &mut |d| {
         docs.push(d);
@@ -502,7 +585,10 @@ pub fn read_inputs(inputs: &[PathBuf], format: InputFormat, split: DocumentSplit
 /// Splits text into documents: non-empty lines, or blank-line separated blocks.
 pub fn text_documents(text: &str, split: DocumentSplit) -> Vec<Document> {
     let mut out = Vec::new();
-    let mut s = TextSplitter { split, cur: Vec::new() };
+    let mut s = TextSplitter {
+        split,
+        cur: Vec::new(),
+    };
     let mut push = |d: Document| {
         out.push(d);
         Ok(())
@@ -523,7 +609,10 @@ mod tests {
         let t = "a b\n\n c \nd\n\n\ne";
         assert_eq!(text_documents(t, DocumentSplit::Line).len(), 4);
         let blocks = text_documents(t, DocumentSplit::BlankLine);
-        assert_eq!(blocks.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(), ["a b", "c\nd", "e"]);
+        assert_eq!(
+            blocks.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+            ["a b", "c\nd", "e"]
+        );
     }
 
     #[test]
@@ -532,25 +621,51 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let bin = dir.join("x.txt");
         std::fs::write(&bin, [0u8, 1, 2, 3]).unwrap();
-        let e = read_file(&bin, InputFormat::Auto, DocumentSplit::Line, "text").unwrap_err().to_string();
+        let e = read_file(&bin, InputFormat::Auto, DocumentSplit::Line, "text")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.txt") && e.contains("binary"), "{e}");
         std::fs::write(&bin, [b'a', 0xff, b'b']).unwrap();
-        let e = read_file(&bin, InputFormat::Auto, DocumentSplit::Line, "text").unwrap_err().to_string();
+        let e = read_file(&bin, InputFormat::Auto, DocumentSplit::Line, "text")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("UTF-8") && e.contains("byte 1"), "{e}");
         std::fs::write(&bin, b"ok line\nsecond\nt\xffx\n").unwrap();
-        let e = read_file(&bin, InputFormat::Auto, DocumentSplit::Line, "text").unwrap_err().to_string();
+        let e = read_file(&bin, InputFormat::Auto, DocumentSplit::Line, "text")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("byte 16") && e.contains("line 3"), "{e}");
         std::fs::write(&bin, "\n \n").unwrap();
-        assert!(read_file(&bin, InputFormat::Auto, DocumentSplit::Line, "text").unwrap_err().to_string().contains("empty"));
+        assert!(
+            read_file(&bin, InputFormat::Auto, DocumentSplit::Line, "text")
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
         let j = dir.join("y.jsonl");
         std::fs::write(&j, "{\"text\": \"hi\"}\n{\"body\": \"x\"}\n").unwrap();
-        let e = read_file(&j, InputFormat::Auto, DocumentSplit::Line, "text").unwrap_err().to_string();
-        assert!(e.contains("y.jsonl") && e.contains("line 2") && e.contains("`text`"), "{e}");
+        let e = read_file(&j, InputFormat::Auto, DocumentSplit::Line, "text")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("y.jsonl") && e.contains("line 2") && e.contains("`text`"),
+            "{e}"
+        );
         let tsv = dir.join("z.tsv");
         std::fs::write(&tsv, "a\tb\nno tab here\n").unwrap();
-        assert!(read_file(&tsv, InputFormat::Auto, DocumentSplit::Line, "text").unwrap_err().to_string().contains("line 2"));
+        assert!(
+            read_file(&tsv, InputFormat::Auto, DocumentSplit::Line, "text")
+                .unwrap_err()
+                .to_string()
+                .contains("line 2")
+        );
         let missing = dir.join("missing.txt");
-        assert!(read_inputs(&[missing], InputFormat::Auto, DocumentSplit::Line, "text").unwrap_err().to_string().contains("missing.txt"));
+        assert!(
+            read_inputs(&[missing], InputFormat::Auto, DocumentSplit::Line, "text")
+                .unwrap_err()
+                .to_string()
+                .contains("missing.txt")
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -564,25 +679,41 @@ mod tests {
         let plain = dir.join("p.txt");
         std::fs::write(&plain, text).unwrap();
         let gz = dir.join("p.txt.gz");
-        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::default(),
+        );
         enc.write_all(text.as_bytes()).unwrap();
         enc.finish().unwrap();
         let zst = dir.join("q.jsonl.zst");
         std::fs::write(&zst, zstd::encode_all(jsonl.as_bytes(), 3).unwrap()).unwrap();
         let want = read_file(&plain, InputFormat::Auto, DocumentSplit::Line, "text").unwrap();
         assert_eq!(want.len(), 3);
-        assert_eq!(read_file(&gz, InputFormat::Auto, DocumentSplit::Line, "text").unwrap(), want);
+        assert_eq!(
+            read_file(&gz, InputFormat::Auto, DocumentSplit::Line, "text").unwrap(),
+            want
+        );
         let docs = read_file(&zst, InputFormat::Auto, DocumentSplit::Line, "text").unwrap();
-        assert_eq!(docs.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(), ["a b c", "d e"]);
+        assert_eq!(
+            docs.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+            ["a b c", "d e"]
+        );
         // A truncated gzip file: the error names the file and the line it reached.
         let bytes = std::fs::read(&gz).unwrap();
         let bad = dir.join("bad.txt.gz");
         std::fs::write(&bad, &bytes[..bytes.len() - 12]).unwrap();
-        let e = read_file(&bad, InputFormat::Auto, DocumentSplit::Line, "text").unwrap_err().to_string();
-        assert!(e.contains("bad.txt.gz") && e.contains("line") && !e.contains('\n'), "{e}");
+        let e = read_file(&bad, InputFormat::Auto, DocumentSplit::Line, "text")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bad.txt.gz") && e.contains("line") && !e.contains('\n'),
+            "{e}"
+        );
         let bad = dir.join("bad.jsonl.zst");
         std::fs::write(&bad, b"not zstd at all").unwrap();
-        let e = read_file(&bad, InputFormat::Auto, DocumentSplit::Line, "text").unwrap_err().to_string();
+        let e = read_file(&bad, InputFormat::Auto, DocumentSplit::Line, "text")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad.jsonl.zst"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -591,18 +722,44 @@ mod tests {
     fn globs_expand_sorted_and_a_pattern_matching_nothing_is_named() {
         let dir = std::env::temp_dir().join(format!("remask-reader-g-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
-        for f in ["b.txt", "a.txt", "c.jsonl", "sub/d.txt", "sub/deeper/e.txt", ".hidden.txt"] {
+        for f in [
+            "b.txt",
+            "a.txt",
+            "c.jsonl",
+            "sub/d.txt",
+            "sub/deeper/e.txt",
+            ".hidden.txt",
+        ] {
             std::fs::write(dir.join(f), "x\n").unwrap();
         }
         let names = |v: Vec<PathBuf>| -> Vec<String> {
-            v.iter().map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned()).collect()
+            v.iter()
+                .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
+                .collect()
         };
-        assert_eq!(names(expand_inputs(&[dir.join("*.txt")]).unwrap()), ["a.txt", "b.txt"]);
-        assert_eq!(names(expand_inputs(&[dir.join("[ab].*")]).unwrap()), ["a.txt", "b.txt"]);
-        assert_eq!(names(expand_inputs(&[dir.join("**/*.txt")]).unwrap()), ["a.txt", "b.txt", "sub/d.txt", "sub/deeper/e.txt"]);
-        assert_eq!(names(expand_inputs(&[dir.join("s?b")]).unwrap()), ["sub/d.txt", "sub/deeper/e.txt"]);
-        let e = expand_inputs(&[dir.join("*.parquet")]).unwrap_err().to_string();
-        assert!(e.contains("*.parquet") && e.contains("matches no file"), "{e}");
+        assert_eq!(
+            names(expand_inputs(&[dir.join("*.txt")]).unwrap()),
+            ["a.txt", "b.txt"]
+        );
+        assert_eq!(
+            names(expand_inputs(&[dir.join("[ab].*")]).unwrap()),
+            ["a.txt", "b.txt"]
+        );
+        assert_eq!(
+            names(expand_inputs(&[dir.join("**/*.txt")]).unwrap()),
+            ["a.txt", "b.txt", "sub/d.txt", "sub/deeper/e.txt"]
+        );
+        assert_eq!(
+            names(expand_inputs(&[dir.join("s?b")]).unwrap()),
+            ["sub/d.txt", "sub/deeper/e.txt"]
+        );
+        let e = expand_inputs(&[dir.join("*.parquet")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("*.parquet") && e.contains("matches no file"),
+            "{e}"
+        );
         assert!(wildcard_match(b"part-*.jsonl.gz", b"part-00012.jsonl.gz"));
         assert!(!wildcard_match(b"part-?.txt", b"part-12.txt"));
         assert!(wildcard_match(b"[!x]*", b"abc") && !wildcard_match(b"[!a]*", b"abc"));

@@ -80,16 +80,20 @@ pub fn write_shard_parts(path: &Path, offsets: &[u64], ids: &[u32], words: &[u8]
     let mut chunk = Vec::with_capacity(1 << 16);
     for part in offsets.chunks(8192) {
         chunk.clear();
-        part.iter().for_each(|o| chunk.extend_from_slice(&o.to_le_bytes()));
+        part.iter()
+            .for_each(|o| chunk.extend_from_slice(&o.to_le_bytes()));
         w.write_all(&chunk).map_err(io)?;
     }
     for part in ids.chunks(16384) {
         chunk.clear();
-        part.iter().for_each(|id| chunk.extend_from_slice(&id.to_le_bytes()));
+        part.iter()
+            .for_each(|id| chunk.extend_from_slice(&id.to_le_bytes()));
         w.write_all(&chunk).map_err(io)?;
     }
     w.write_all(words).map_err(io)?;
-    let file = w.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(&tmp, e.into_error()))?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     Ok((HEADER + 8 * offsets.len() + 5 * ids.len()) as u64)
@@ -111,16 +115,29 @@ pub struct ShardWriter {
 impl ShardWriter {
     pub fn new(dir: &Path, stem: &str, max_tokens: u64) -> Self {
         let max_tokens = max_tokens.max(1) as usize;
-        Self { dir: dir.to_path_buf(), stem: stem.to_string(), max_tokens, offsets: vec![0], ids: Vec::new(), words: Vec::new(), names: Vec::new() }
+        Self {
+            dir: dir.to_path_buf(),
+            stem: stem.to_string(),
+            max_tokens,
+            offsets: vec![0],
+            ids: Vec::new(),
+            words: Vec::new(),
+            names: Vec::new(),
+        }
     }
 
     /// Appends one document; `on_written(path)` is called for every shard file completed.
-    pub fn push(&mut self, doc: &EncodedDoc, on_written: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
+    pub fn push(
+        &mut self,
+        doc: &EncodedDoc,
+        on_written: &mut dyn FnMut(&Path) -> Result<()>,
+    ) -> Result<()> {
         if !self.ids.is_empty() && self.ids.len() + doc.ids.len() > self.max_tokens {
             self.flush(on_written)?;
         }
         self.ids.extend_from_slice(&doc.ids);
-        self.words.extend(doc.word_starts.iter().map(|&w| u8::from(w)));
+        self.words
+            .extend(doc.word_starts.iter().map(|&w| u8::from(w)));
         self.offsets.push(self.ids.len() as u64);
         Ok(())
     }
@@ -139,7 +156,10 @@ impl ShardWriter {
     }
 
     /// Writes the last shard; returns the file names in order.
-    pub fn finish(mut self, on_written: &mut dyn FnMut(&Path) -> Result<()>) -> Result<Vec<String>> {
+    pub fn finish(
+        mut self,
+        on_written: &mut dyn FnMut(&Path) -> Result<()>,
+    ) -> Result<Vec<String>> {
         if self.offsets.len() > 1 || self.names.is_empty() {
             self.flush(on_written)?;
         }
@@ -169,23 +189,46 @@ impl Shard {
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Random);
         if map.len() < HEADER || &map[..8] != SHARD_MAGIC {
-            return Err(Error::data(path, "not a remask shard (bad magic); run `remask prepare` again"));
+            return Err(Error::data(
+                path,
+                "not a remask shard (bad magic); run `remask prepare` again",
+            ));
         }
         let u32_at = |o: usize| u32::from_le_bytes(map[o..o + 4].try_into().unwrap_or([0; 4]));
         let u64_at = |o: usize| u64::from_le_bytes(map[o..o + 8].try_into().unwrap_or([0; 8]));
         let version = u32_at(8);
         if version != SHARD_VERSION {
-            return Err(Error::data(path, format!("shard format version {version}, this build reads {SHARD_VERSION}")));
+            return Err(Error::data(
+                path,
+                format!("shard format version {version}, this build reads {SHARD_VERSION}"),
+            ));
         }
         let (num_docs, num_tokens) = (u64_at(16) as usize, u64_at(24) as usize);
         let tokens_at = HEADER + 8 * (num_docs + 1);
         let words_at = tokens_at + 4 * num_tokens;
         if map.len() != words_at + num_tokens {
-            return Err(Error::data(path, format!("truncated shard: {} bytes, expected {}", map.len(), words_at + num_tokens)));
+            return Err(Error::data(
+                path,
+                format!(
+                    "truncated shard: {} bytes, expected {}",
+                    map.len(),
+                    words_at + num_tokens
+                ),
+            ));
         }
-        let shard = Self { path: path.to_path_buf(), map, num_docs, num_tokens, tokens_at, words_at };
+        let shard = Self {
+            path: path.to_path_buf(),
+            map,
+            num_docs,
+            num_tokens,
+            tokens_at,
+            words_at,
+        };
         if shard.offset(num_docs) as usize != num_tokens {
-            return Err(Error::data(path, "corrupt shard: document offsets do not add up"));
+            return Err(Error::data(
+                path,
+                "corrupt shard: document offsets do not add up",
+            ));
         }
         Ok(shard)
     }
@@ -218,7 +261,12 @@ impl Shard {
     #[inline]
     pub fn token(&self, i: usize) -> u32 {
         let o = self.tokens_at + 4 * i;
-        u32::from_le_bytes([self.map[o], self.map[o + 1], self.map[o + 2], self.map[o + 3]])
+        u32::from_le_bytes([
+            self.map[o],
+            self.map[o + 1],
+            self.map[o + 2],
+            self.map[o + 3],
+        ])
     }
 
     /// Whether token `i` starts a word.
@@ -252,20 +300,28 @@ pub struct ShardSet {
 
 impl ShardSet {
     pub fn open(paths: &[PathBuf]) -> Result<Self> {
-        let shards = paths.iter().map(|p| Shard::open(p)).collect::<Result<Vec<_>>>()?;
+        let shards = paths
+            .iter()
+            .map(|p| Shard::open(p))
+            .collect::<Result<Vec<_>>>()?;
         let (mut first_doc, mut first_token) = (vec![0], vec![0]);
         for s in &shards {
             first_doc.push(first_doc.last().copied().unwrap_or(0) + s.num_docs());
             first_token.push(first_token.last().copied().unwrap_or(0) + s.num_tokens() as u64);
         }
-        Ok(Self { shards, first_doc, first_token })
+        Ok(Self {
+            shards,
+            first_doc,
+            first_token,
+        })
     }
 
     /// Tokens before global document `d` (d may equal [`Self::num_docs`]: then all tokens). Read from
     /// the shards' mapped offset tables: no per-document table in memory.
     #[inline]
     pub fn token_start(&self, d: usize) -> u64 {
-        let s = (self.first_doc.partition_point(|&f| f <= d) - 1).min(self.shards.len().saturating_sub(1));
+        let s = (self.first_doc.partition_point(|&f| f <= d) - 1)
+            .min(self.shards.len().saturating_sub(1));
         match self.shards.get(s) {
             Some(shard) => self.first_token[s] + shard.offset(d - self.first_doc[s]),
             None => 0,
@@ -322,9 +378,18 @@ mod tests {
     fn round_trip_and_rejects_corruption() {
         let dir = std::env::temp_dir().join(format!("remask-shard-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let a = EncodedDoc { ids: vec![5, 6, 7], word_starts: vec![true, false, true] };
-        let b = EncodedDoc { ids: vec![], word_starts: vec![] };
-        let c = EncodedDoc { ids: vec![u32::MAX - 1], word_starts: vec![true] };
+        let a = EncodedDoc {
+            ids: vec![5, 6, 7],
+            word_starts: vec![true, false, true],
+        };
+        let b = EncodedDoc {
+            ids: vec![],
+            word_starts: vec![],
+        };
+        let c = EncodedDoc {
+            ids: vec![u32::MAX - 1],
+            word_starts: vec![true],
+        };
         let p = dir.join("s.bin");
         write_shard(&p, &[&a, &b, &c]).unwrap();
         let set = ShardSet::open(&[p.clone(), p.clone()]).unwrap();
@@ -341,8 +406,16 @@ mod tests {
         let mut bytes = std::fs::read(&p).unwrap();
         bytes.pop();
         std::fs::write(&p, &bytes).unwrap();
-        assert!(Shard::open(&p).err().unwrap().to_string().contains("truncated"));
-        std::fs::write(&p, b"hello world, not a shard at all; padding padding padding padding!").unwrap();
+        assert!(Shard::open(&p)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("truncated"));
+        std::fs::write(
+            &p,
+            b"hello world, not a shard at all; padding padding padding padding!",
+        )
+        .unwrap();
         assert!(Shard::open(&p).err().unwrap().to_string().contains("magic"));
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -33,7 +33,9 @@ pub struct TrainingCounts {
 
 impl TrainingCounts {
     pub fn new(vocab_size: u32) -> Self {
-        Self { tokens: vec![0; vocab_size as usize] }
+        Self {
+            tokens: vec![0; vocab_size as usize],
+        }
     }
 
     /// Counts one training document's ids (ids ≥ the vocabulary size are not counted).
@@ -101,8 +103,10 @@ pub fn read_counts(dir: &Path, meta: &Meta) -> Result<Vec<u64>> {
             format!("not a token count file for a vocabulary of {v} (size {}); run `remask prepare` again", bytes.len()),
         ));
     }
-    let counts: Vec<u64> =
-        bytes[HEADER..].chunks_exact(8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect();
+    let counts: Vec<u64> = bytes[HEADER..]
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .collect();
     // Every training token is counted once: a file left from another preparation shows here.
     let total: u64 = counts.iter().sum();
     if total != meta.train.tokens {
@@ -126,7 +130,14 @@ mod tests {
             data: Default::default(),
             masking: Default::default(),
             vocab_size,
-            special_tokens: SpecialTokens { pad: 0, unk: Some(1), cls: 2, sep: 3, mask: 4, all: vec![0, 1, 2, 3, 4] },
+            special_tokens: SpecialTokens {
+                pad: 0,
+                unk: Some(1),
+                cls: 2,
+                sep: 3,
+                mask: 4,
+                all: vec![0, 1, 2, 3, 4],
+            },
             pairs: false,
             train: SplitStats::default(),
             validation: SplitStats::default(),
@@ -148,11 +159,17 @@ mod tests {
         m.train.tokens = counts.iter().sum();
         assert_eq!(read_counts(&dir, &m).unwrap(), counts);
         let e = read_counts(&dir, &meta(301)).unwrap_err().to_string();
-        assert!(e.contains("token_counts.bin") && e.contains("301") && e.contains("prepare"), "{e}");
+        assert!(
+            e.contains("token_counts.bin") && e.contains("301") && e.contains("prepare"),
+            "{e}"
+        );
         // Counts of another preparation (same vocabulary, other corpus) are refused.
         m.train.tokens += 1;
         let e = read_counts(&dir, &m).unwrap_err().to_string();
-        assert!(e.contains("token_counts.bin") && e.contains("training split") && e.contains("prepare"), "{e}");
+        assert!(
+            e.contains("token_counts.bin") && e.contains("training split") && e.contains("prepare"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

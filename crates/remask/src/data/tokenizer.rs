@@ -66,7 +66,11 @@ pub fn is_cjk(c: char) -> bool {
 
 /// Byte offsets where jieba words start in `text` (HMM off: dictionary words only, deterministic).
 pub fn jieba_word_starts(text: &str) -> Vec<usize> {
-    jieba().cut(text, false).iter().map(|t| t.byte_start).collect()
+    jieba()
+        .cut(text, false)
+        .iter()
+        .map(|t| t.byte_start)
+        .collect()
 }
 
 /// Counts the pre-tokenized words of `texts` (in parallel; the result does not depend on the order).
@@ -75,13 +79,19 @@ fn count_words(tokenizer: &Tokenizer, texts: &[&str]) -> Result<BTreeMap<String,
     let words_of = |text: &str| -> Result<Vec<String>> {
         let mut n = tokenizers::NormalizedString::from(text);
         if let Some(norm) = tokenizer.get_normalizer() {
-            norm.normalize(&mut n).map_err(|e| tk_err("normalising", e))?;
+            norm.normalize(&mut n)
+                .map_err(|e| tk_err("normalising", e))?;
         }
         let mut pts = tokenizers::PreTokenizedString::from(n);
         if let Some(pre) = tokenizer.get_pre_tokenizer() {
-            pre.pre_tokenize(&mut pts).map_err(|e| tk_err("pre-tokenizing", e))?;
+            pre.pre_tokenize(&mut pts)
+                .map_err(|e| tk_err("pre-tokenizing", e))?;
         }
-        Ok(pts.get_splits(OffsetReferential::Original, OffsetType::Byte).into_iter().map(|(s, _, _)| s.to_string()).collect())
+        Ok(pts
+            .get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(s, _, _)| s.to_string())
+            .collect())
     };
     texts
         .par_chunks(256)
@@ -111,15 +121,26 @@ impl TextTokenizer {
     pub fn train(config: &TokenizerConfig, texts: &[&str]) -> Result<Self> {
         let names = config.special_token_names();
         if names.len() != 5 {
-            return Err(Error::config("data.tokenizer.special_tokens", "must list pad, unk, cls, sep, mask"));
+            return Err(Error::config(
+                "data.tokenizer.special_tokens",
+                "must list pad, unk, cls, sep, mask",
+            ));
         }
-        let added: Vec<AddedToken> = names.iter().map(|n| AddedToken::from(n.clone(), true)).collect();
+        let added: Vec<AddedToken> = names
+            .iter()
+            .map(|n| AddedToken::from(n.clone(), true))
+            .collect();
         let vocab = config.vocab_size as usize;
         // The normaliser and pre-tokenizer come first: training counts the words they produce.
         let mut tokenizer = match config.kind {
             TokenizerKind::Wordpiece => {
                 let mut t = Tokenizer::new(WordPiece::default());
-                t.with_normalizer(Some(BertNormalizer::new(true, true, None, config.lowercase)));
+                t.with_normalizer(Some(BertNormalizer::new(
+                    true,
+                    true,
+                    None,
+                    config.lowercase,
+                )));
                 t.with_pre_tokenizer(Some(BertPreTokenizer));
                 t.with_decoder(Some(WordPieceDecoder::default()));
                 t
@@ -134,9 +155,14 @@ impl TextTokenizer {
         let counts = count_words(&tokenizer, texts)?;
         match config.kind {
             TokenizerKind::Wordpiece => {
-                let learned = vocab_trainer::learn(&counts, &names, vocab, 2, Some("##"), &[], 1000);
-                let v: tokenizers::models::bpe::Vocab =
-                    learned.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+                let learned =
+                    vocab_trainer::learn(&counts, &names, vocab, 2, Some("##"), &[], 1000);
+                let v: tokenizers::models::bpe::Vocab = learned
+                    .tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.clone(), i as u32))
+                    .collect();
                 let model = WordPiece::builder()
                     .vocab(v)
                     .unk_token(names[1].clone())
@@ -148,9 +174,21 @@ impl TextTokenizer {
             TokenizerKind::Bpe => {
                 let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
                 alphabet.sort_unstable();
-                let learned = vocab_trainer::learn(&counts, &names, vocab, 2, None, &alphabet, alphabet.len());
-                let v: tokenizers::models::bpe::Vocab =
-                    learned.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+                let learned = vocab_trainer::learn(
+                    &counts,
+                    &names,
+                    vocab,
+                    2,
+                    None,
+                    &alphabet,
+                    alphabet.len(),
+                );
+                let v: tokenizers::models::bpe::Vocab = learned
+                    .tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.clone(), i as u32))
+                    .collect();
                 let model = BPE::builder()
                     .vocab_and_merges(v, learned.merges)
                     .build()
@@ -165,10 +203,16 @@ impl TextTokenizer {
         };
         match config.kind {
             TokenizerKind::Wordpiece => {
-                tokenizer.with_post_processor(Some(BertProcessing::new((names[3].clone(), sep), (names[2].clone(), cls))));
+                tokenizer.with_post_processor(Some(BertProcessing::new(
+                    (names[3].clone(), sep),
+                    (names[2].clone(), cls),
+                )));
             }
             TokenizerKind::Bpe => {
-                tokenizer.with_post_processor(Some(RobertaProcessing::new((names[3].clone(), sep), (names[2].clone(), cls))));
+                tokenizer.with_post_processor(Some(RobertaProcessing::new(
+                    (names[3].clone(), sep),
+                    (names[2].clone(), cls),
+                )));
             }
         }
         Self::from_tokenizer(tokenizer, Path::new("<trained>"))
@@ -193,7 +237,9 @@ impl TextTokenizer {
         // Documents are encoded whole and unpadded (the packer frames and cuts them): a file that asks
         // for padding or truncation (sentence-transformers' pad to 128) would otherwise corrupt them.
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| Error::data(path, format!("turning truncation off: {e}")))?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::data(path, format!("turning truncation off: {e}")))?;
         let find = |cands: &[&str]| cands.iter().find_map(|c| inner.token_to_id(c));
         let pad = find(&["[PAD]", "<pad>", "<|padding|>", "<|pad|>"]);
         let mask = find(&["[MASK]", "<mask>", "<|mask|>"]);
@@ -216,12 +262,24 @@ impl TextTokenizer {
             .collect();
         all.sort_unstable();
         all.dedup();
-        Ok(Self { inner, specials: SpecialTokens { pad, unk, cls, sep, mask, all } })
+        Ok(Self {
+            inner,
+            specials: SpecialTokens {
+                pad,
+                unk,
+                cls,
+                sep,
+                mask,
+                all,
+            },
+        })
     }
 
     /// The `tokenizer.json` text (compact, deterministic).
     pub fn to_json(&self) -> Result<String> {
-        self.inner.to_string(false).map_err(|e| tk_err("serialising", e))
+        self.inner
+            .to_string(false)
+            .map_err(|e| tk_err("serialising", e))
     }
 
     pub fn specials(&self) -> &SpecialTokens {
@@ -235,7 +293,9 @@ impl TextTokenizer {
 
     /// The text of a token id (`?` for unknown ids).
     pub fn token(&self, id: u32) -> String {
-        self.inner.id_to_token(id).unwrap_or_else(|| "?".to_string())
+        self.inner
+            .id_to_token(id)
+            .unwrap_or_else(|| "?".to_string())
     }
 
     /// Decodes ids to text, keeping special tokens.
@@ -247,7 +307,10 @@ impl TextTokenizer {
     /// `auto` and a CJK character in the text, a token starts a word exactly when its first byte starts
     /// a jieba word; otherwise when the pre-tokenizer's word index changes.
     pub fn encode(&self, text: &str, language: Language) -> Result<EncodedDoc> {
-        let enc = self.inner.encode(text, false).map_err(|e| tk_err("encoding", e))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| tk_err("encoding", e))?;
         let ids = enc.get_ids().to_vec();
         let use_jieba = match language {
             Language::Zh => true,
@@ -269,7 +332,9 @@ impl TextTokenizer {
             out
         } else {
             let words = enc.get_word_ids();
-            (0..ids.len()).map(|i| i == 0 || words[i] != words[i - 1] || words[i].is_none()).collect()
+            (0..ids.len())
+                .map(|i| i == 0 || words[i] != words[i - 1] || words[i].is_none())
+                .collect()
         };
         Ok(EncodedDoc { ids, word_starts })
     }
@@ -288,8 +353,13 @@ mod tests {
     fn corpus() -> Vec<String> {
         let mut v = Vec::new();
         for i in 0..200 {
-            v.push(format!("In the beginning God created the heavens and the earth number {i}."));
-            v.push("The earth was formless and empty, darkness was on the surface of the deep.".to_string());
+            v.push(format!(
+                "In the beginning God created the heavens and the earth number {i}."
+            ));
+            v.push(
+                "The earth was formless and empty, darkness was on the surface of the deep."
+                    .to_string(),
+            );
             v.push("中华人民共和国 成立 了。我们 热爱 和平。".replace(' ', ""));
         }
         v
@@ -300,10 +370,18 @@ mod tests {
         let docs = corpus();
         let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
         for kind in [TokenizerKind::Wordpiece, TokenizerKind::Bpe] {
-            let cfg = TokenizerConfig { kind, vocab_size: 400, ..Default::default() };
+            let cfg = TokenizerConfig {
+                kind,
+                vocab_size: 400,
+                ..Default::default()
+            };
             let a = TextTokenizer::train(&cfg, &texts).unwrap();
             let b = TextTokenizer::train(&cfg, &texts).unwrap();
-            assert_eq!(a.to_json().unwrap(), b.to_json().unwrap(), "{kind:?} training is not deterministic");
+            assert_eq!(
+                a.to_json().unwrap(),
+                b.to_json().unwrap(),
+                "{kind:?} training is not deterministic"
+            );
             let s = a.specials();
             assert_eq!((s.pad, s.unk, s.cls, s.sep, s.mask), (0, Some(1), 2, 3, 4));
             assert!(a.vocab_size() <= 400 && a.vocab_size() > 50);
@@ -311,7 +389,11 @@ mod tests {
             assert_eq!(round.specials(), a.specials());
             let enc = a.encode("God created the earth", Language::Auto).unwrap();
             assert!(!enc.ids.iter().any(|id| s.all.contains(id)));
-            assert_eq!(enc.word_starts.iter().filter(|&&w| w).count(), 4, "{kind:?}: four words");
+            assert_eq!(
+                enc.word_starts.iter().filter(|&&w| w).count(),
+                4,
+                "{kind:?}: four words"
+            );
         }
     }
 
@@ -319,12 +401,20 @@ mod tests {
     fn a_loaded_tokenizer_neither_pads_nor_truncates() {
         let docs = corpus();
         let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
-        let t = TextTokenizer::train(&TokenizerConfig { vocab_size: 400, ..Default::default() }, &texts).unwrap();
+        let t = TextTokenizer::train(
+            &TokenizerConfig {
+                vocab_size: 400,
+                ..Default::default()
+            },
+            &texts,
+        )
+        .unwrap();
         let mut json: serde_json::Value = serde_json::from_str(&t.to_json().unwrap()).unwrap();
         json["truncation"] = serde_json::json!({"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0});
         json["padding"] = serde_json::json!({"strategy": {"Fixed": 64}, "direction": "Right", "pad_to_multiple_of": null,
             "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"});
-        let loaded = TextTokenizer::from_json(&json.to_string(), Path::new("st/tokenizer.json")).unwrap();
+        let loaded =
+            TextTokenizer::from_json(&json.to_string(), Path::new("st/tokenizer.json")).unwrap();
         let text = "The earth was formless and empty, darkness was on the surface of the deep.";
         let want = t.encode(text, Language::Auto).unwrap();
         assert!(want.ids.len() > 8);
@@ -335,7 +425,10 @@ mod tests {
     fn chinese_words_come_from_jieba() {
         let docs = corpus();
         let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
-        let cfg = TokenizerConfig { vocab_size: 400, ..Default::default() };
+        let cfg = TokenizerConfig {
+            vocab_size: 400,
+            ..Default::default()
+        };
         let t = TextTokenizer::train(&cfg, &texts).unwrap();
         let text = "我们热爱和平";
         let enc = t.encode(text, Language::Auto).unwrap();

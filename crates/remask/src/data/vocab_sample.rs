@@ -78,7 +78,13 @@ pub struct VocabSample {
 
 impl VocabSample {
     pub fn new(limit_bytes: u64) -> Self {
-        Self { limit: limit_bytes, heap: BinaryHeap::new(), bytes: 0, seen_documents: 0, seen_bytes: 0 }
+        Self {
+            limit: limit_bytes,
+            heap: BinaryHeap::new(),
+            bytes: 0,
+            seen_documents: 0,
+            seen_bytes: 0,
+        }
     }
 
     /// Offers training document `index` with its keyed `hash`.
@@ -99,7 +105,11 @@ impl VocabSample {
     /// document: `prepare` moves the last document there when no other went).
     pub fn withdraw(&mut self, index: u64, bytes: u64) {
         let before = self.heap.len();
-        let kept: Vec<Entry> = std::mem::take(&mut self.heap).into_vec().into_iter().filter(|e| e.index != index).collect();
+        let kept: Vec<Entry> = std::mem::take(&mut self.heap)
+            .into_vec()
+            .into_iter()
+            .filter(|e| e.index != index)
+            .collect();
         if kept.len() != before {
             self.bytes -= bytes;
         }
@@ -134,7 +144,10 @@ mod tests {
     use remask_kernels::rng::{key, Purpose};
 
     fn doc(i: u64) -> Document {
-        Document { text: "x".repeat(1 + (i % 7) as usize), target: None }
+        Document {
+            text: "x".repeat(1 + (i % 7) as usize),
+            target: None,
+        }
     }
 
     #[test]
@@ -144,7 +157,9 @@ mod tests {
         let mut forward = VocabSample::new(300);
         (0..n).for_each(|i| forward.offer(i, hash(i), doc(i)));
         let mut backward = VocabSample::new(300);
-        (0..n).rev().for_each(|i| backward.offer(i, hash(i), doc(i)));
+        (0..n)
+            .rev()
+            .for_each(|i| backward.offer(i, hash(i), doc(i)));
         let (a, sa) = forward.finish();
         let (b, sb) = backward.finish();
         assert_eq!(a, b);
@@ -163,8 +178,18 @@ mod tests {
         }
         want.sort_unstable();
         assert_eq!(a, want.iter().map(|&i| doc(i)).collect::<Vec<_>>());
-        let VocabSource::Learnt { bytes, documents, corpus_documents, .. } = sa else { panic!() };
-        assert!(bytes <= 300 && bytes > 250 && documents == want.len() as u64 && corpus_documents == n);
+        let VocabSource::Learnt {
+            bytes,
+            documents,
+            corpus_documents,
+            ..
+        } = sa
+        else {
+            panic!()
+        };
+        assert!(
+            bytes <= 300 && bytes > 250 && documents == want.len() as u64 && corpus_documents == n
+        );
         // Everything fits: the whole corpus.
         let mut all = VocabSample::new(1 << 30);
         (0..n).for_each(|i| all.offer(i, hash(i), doc(i)));

@@ -34,7 +34,11 @@ pub fn learn(
     limit_alphabet: usize,
 ) -> LearnedVocab {
     let mut tokens: Vec<String> = specials.to_vec();
-    let mut index: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let mut index: HashMap<String, u32> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
     let mut add = |tokens: &mut Vec<String>, t: String| -> u32 {
         if let Some(&id) = index.get(&t) {
             return id;
@@ -56,7 +60,13 @@ pub fn learn(
     by_freq.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut alphabet: Vec<char> = initial_alphabet.to_vec();
     let extra = limit_alphabet.saturating_sub(alphabet.len());
-    alphabet.extend(by_freq.iter().map(|&(c, _)| c).filter(|c| !initial_alphabet.contains(c)).take(extra));
+    alphabet.extend(
+        by_freq
+            .iter()
+            .map(|&(c, _)| c)
+            .filter(|c| !initial_alphabet.contains(c))
+            .take(extra),
+    );
     alphabet.sort_unstable();
     alphabet.dedup();
     let allowed: HashSet<char> = alphabet.iter().copied().collect();
@@ -96,7 +106,9 @@ pub fn learn(
         pair_counts.iter().map(|(&p, &c)| (c, Reverse(p))).collect();
     let mut merges = Vec::new();
     while tokens.len() < vocab_size {
-        let Some((c, Reverse(pair))) = heap.pop() else { break };
+        let Some((c, Reverse(pair))) = heap.pop() else {
+            break;
+        };
         let current = pair_counts.get(&pair).copied().unwrap_or(0);
         if c != current {
             // A stale entry: its up-to-date count was pushed when it changed.
@@ -107,7 +119,10 @@ pub fn learn(
         }
         let (a, b) = pair;
         let right = match prefix {
-            Some(p) => tokens[b as usize].strip_prefix(p).unwrap_or(&tokens[b as usize]).to_string(),
+            Some(p) => tokens[b as usize]
+                .strip_prefix(p)
+                .unwrap_or(&tokens[b as usize])
+                .to_string(),
             None => tokens[b as usize].clone(),
         };
         let merged = format!("{}{}", tokens[a as usize], right);
@@ -179,7 +194,10 @@ mod tests {
         assert_eq!(v.merges[1], ("u".to_string(), "n".to_string()));
         assert_eq!(v.tokens[0], "<pad>");
         let again = learn(&wc, &specials, 100, 1, None, &[], 100);
-        assert_eq!((v.tokens.clone(), v.merges.clone()), (again.tokens, again.merges));
+        assert_eq!(
+            (v.tokens.clone(), v.merges.clone()),
+            (again.tokens, again.merges)
+        );
         let wp = learn(&wc, &specials, 100, 1, Some("##"), &[], 100);
         assert!(wp.tokens.contains(&"##ug".to_string()) && wp.tokens.contains(&"hug".to_string()));
         let small = learn(&wc, &specials, 9, 1, None, &[], 100);

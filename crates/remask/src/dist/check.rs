@@ -70,7 +70,14 @@ pub struct CheckOptions {
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        Self { model: CheckModel::Bigram, steps: 12, batch_size: 16, micro_batch_size: 8, checkpoint_every: 5, seed: 11 }
+        Self {
+            model: CheckModel::Bigram,
+            steps: 12,
+            batch_size: 16,
+            micro_batch_size: 8,
+            checkpoint_every: 5,
+            seed: 11,
+        }
     }
 }
 
@@ -160,8 +167,16 @@ fn config(o: &CheckOptions) -> Result<RunConfig> {
             n_layers = 2
             d_ff = 32
             max_positions = {SEQ}"#,
-            arch = if o.model == CheckModel::Encoder { "encoder" } else { "decoder" },
-            attention = if o.model == CheckModel::Encoder { "padding" } else { "causal" },
+            arch = if o.model == CheckModel::Encoder {
+                "encoder"
+            } else {
+                "decoder"
+            },
+            attention = if o.model == CheckModel::Encoder {
+                "padding"
+            } else {
+                "causal"
+            },
         ),
     };
     let text = format!(
@@ -199,27 +214,47 @@ fn config(o: &CheckOptions) -> Result<RunConfig> {
     RunConfig::from_toml_str(&text, &[])
 }
 
-fn parts(o: &CheckOptions, cfg: &RunConfig) -> Result<(Box<dyn TrainModel>, Recording<SyntheticSource>)> {
+fn parts(
+    o: &CheckOptions,
+    cfg: &RunConfig,
+) -> Result<(Box<dyn TrainModel>, Recording<SyntheticSource>)> {
     let (model, task): (Box<dyn TrainModel>, _) = match o.model {
-        CheckModel::Bigram => {
-            (Box::new(BigramModel::from_config(cfg.model.clone(), cfg.run.seed)), TaskKind::Mlm { rate: 0.3 })
-        }
-        CheckModel::Encoder => (new_model(cfg.model.clone(), cfg.run.seed)?, TaskKind::Mlm { rate: 0.3 }),
+        CheckModel::Bigram => (
+            Box::new(BigramModel::from_config(cfg.model.clone(), cfg.run.seed)),
+            TaskKind::Mlm { rate: 0.3 },
+        ),
+        CheckModel::Encoder => (
+            new_model(cfg.model.clone(), cfg.run.seed)?,
+            TaskKind::Mlm { rate: 0.3 },
+        ),
         CheckModel::Decoder => (new_model(cfg.model.clone(), cfg.run.seed)?, TaskKind::Clm),
     };
     let source = SyntheticSource::new(40, SEQ, VOCAB, cfg.run.seed, task, true);
-    Ok((model, Recording { inner: source, seen: Vec::new() }))
+    Ok((
+        model,
+        Recording {
+            inner: source,
+            seen: Vec::new(),
+        },
+    ))
 }
 
 fn options(root: bool) -> TrainerOptions {
-    TrainerOptions { progress: ProgressMode::Quiet, write_metrics: root, ..Default::default() }
+    TrainerOptions {
+        progress: ProgressMode::Quiet,
+        write_metrics: root,
+        ..Default::default()
+    }
 }
 
 /// Runs the check on the group of `dp` (every rank must call it with the same options). Returns an
 /// error only when something could not run; mismatches are failed items of the report.
 pub fn run_check(dp: DataParallel, o: &CheckOptions) -> Result<CheckReport> {
     if o.checkpoint_every == 0 || o.checkpoint_every + 1 >= o.steps {
-        return Err(Error::config("checkpoint_every", "must be at least 1 and leave two steps after the first checkpoint"));
+        return Err(Error::config(
+            "checkpoint_every",
+            "must be at least 1 and leave two steps after the first checkpoint",
+        ));
     }
     let cfg = config(o)?;
     let (mut dp, base) = shared_temp_dir(dp)?;
@@ -231,13 +266,25 @@ pub fn run_check(dp: DataParallel, o: &CheckOptions) -> Result<CheckReport> {
     result
 }
 
-fn check_in(dp: &mut DataParallel, o: &CheckOptions, cfg: &RunConfig, base: &Path) -> Result<CheckReport> {
+fn check_in(
+    dp: &mut DataParallel,
+    o: &CheckOptions,
+    cfg: &RunConfig,
+    base: &Path,
+) -> Result<CheckReport> {
     let (rank, n, root) = (dp.rank(), dp.size(), dp.is_root());
     let micro = cfg.optimizer.micro_batch();
 
     // 1. The reference: this process alone, the whole batch.
     let (m, s) = parts(o, cfg)?;
-    let mut reference = Trainer::new(m, s, Vec::new(), cfg.clone(), &base.join(format!("reference-{rank}")), options(false))?;
+    let mut reference = Trainer::new(
+        m,
+        s,
+        Vec::new(),
+        cfg.clone(),
+        &base.join(format!("reference-{rank}")),
+        options(false),
+    )?;
     let mut ref_losses = Vec::new();
     while !reference.is_done() {
         ref_losses.push(reference.step()?.loss);
@@ -296,14 +343,35 @@ fn check_in(dp: &mut DataParallel, o: &CheckOptions, cfg: &RunConfig, base: &Pat
         }
     }
     let (p1, pn) = (reference.model.params(), straight.model.params());
-    let max_abs = p1.iter().zip(pn).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
-    let scale = p1.iter().map(|a| a.abs() as f64).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
-    let max_loss = ref_losses.iter().zip(&losses).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    let resume_exact = resumed.model.params() == pn && resumed.state().step == straight.state().step;
-    let moved = p1.iter().zip(parts(o, cfg)?.0.params()).any(|(a, b)| a != b);
+    let max_abs = p1
+        .iter()
+        .zip(pn)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .fold(0.0, f64::max);
+    let scale = p1
+        .iter()
+        .map(|a| a.abs() as f64)
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let max_loss = ref_losses
+        .iter()
+        .zip(&losses)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    let resume_exact =
+        resumed.model.params() == pn && resumed.state().step == straight.state().step;
+    let moved = p1
+        .iter()
+        .zip(parts(o, cfg)?.0.params())
+        .any(|(a, b)| a != b);
 
     // Agree on every rank: sums of failure counts and maxima sent as sums of one-hot slots.
-    let mut counts = [bad_shares, compared, u64::from(!resume_exact), u64::from(!moved)];
+    let mut counts = [
+        bad_shares,
+        compared,
+        u64::from(!resume_exact),
+        u64::from(!moved),
+    ];
     dp.collective().all_reduce_sum_u64(&mut counts)?;
     let mut maxima = vec![0.0f64; 2 * n];
     maxima[rank] = max_abs;
@@ -314,7 +382,11 @@ fn check_in(dp: &mut DataParallel, o: &CheckOptions, cfg: &RunConfig, base: &Pat
     let in_sync = dp.check_in_sync(straight.model.params()).is_ok();
 
     let rel = max_abs / scale;
-    let item = |name: &str, passed: bool, detail: String| CheckItem { name: name.into(), passed, detail };
+    let item = |name: &str, passed: bool, detail: String| CheckItem {
+        name: name.into(),
+        passed,
+        detail,
+    };
     let items = vec![
         item(
             "rows and masks",
@@ -331,7 +403,14 @@ fn check_in(dp: &mut DataParallel, o: &CheckOptions, cfg: &RunConfig, base: &Pat
         ),
         item("training moved", counts[3] == 0, "the reference's parameters changed from their initial values".into()),
     ];
-    Ok(CheckReport { ranks: n, items, max_abs_diff: max_abs, max_rel_diff: rel, max_loss_diff: max_loss, shares_compared: counts[1] })
+    Ok(CheckReport {
+        ranks: n,
+        items,
+        max_abs_diff: max_abs,
+        max_rel_diff: rel,
+        max_loss_diff: max_loss,
+        shares_compared: counts[1],
+    })
 }
 
 /// A fresh directory made by rank 0 and announced to all (ranks of one machine, or a shared
@@ -339,8 +418,11 @@ fn check_in(dp: &mut DataParallel, o: &CheckOptions, cfg: &RunConfig, base: &Pat
 fn shared_temp_dir(mut dp: DataParallel) -> Result<(DataParallel, PathBuf)> {
     let mut bytes = Vec::new();
     if dp.is_root() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("remask-dist-check-{}-{nanos}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("remask-dist-check-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         bytes = dir.to_string_lossy().into_owned().into_bytes();
     }
@@ -359,7 +441,9 @@ mod tests {
             .into_iter()
             .map(|t| {
                 let o = o.clone();
-                std::thread::spawn(move || run_check(DataParallel::new(Box::new(t)).with_bucket_elems(100), &o).unwrap())
+                std::thread::spawn(move || {
+                    run_check(DataParallel::new(Box::new(t)).with_bucket_elems(100), &o).unwrap()
+                })
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -370,21 +454,43 @@ mod tests {
     #[test]
     fn n_ranks_equal_one_rank() {
         for n in [2, 3] {
-            let reports = on_threads(n, CheckOptions { batch_size: 14, micro_batch_size: 7, ..Default::default() });
+            let reports = on_threads(
+                n,
+                CheckOptions {
+                    batch_size: 14,
+                    micro_batch_size: 7,
+                    ..Default::default()
+                },
+            );
             for r in &reports {
                 assert_eq!(r, &reports[0], "every rank reports the same");
             }
             let r = &reports[0];
             assert_eq!(r.failed(), 0, "{n} ranks: {:#?}", r.items);
-            assert!(r.max_abs_diff > 0.0 || n == 1, "summation order should show somewhere");
-            assert_eq!(r.shares_compared as usize, n * (12 + 7) * 2, "12 steps, then 7 resumed from step 5, 2 micro-batches each, per rank");
+            assert!(
+                r.max_abs_diff > 0.0 || n == 1,
+                "summation order should show somewhere"
+            );
+            assert_eq!(
+                r.shares_compared as usize,
+                n * (12 + 7) * 2,
+                "12 steps, then 7 resumed from step 5, 2 micro-batches each, per rank"
+            );
         }
     }
 
     /// The same through the real encoder code (attention, layer norms, MLM head).
     #[test]
     fn real_encoder_on_two_ranks_equals_one_rank() {
-        let reports = on_threads(2, CheckOptions { model: CheckModel::Encoder, steps: 8, checkpoint_every: 3, ..Default::default() });
+        let reports = on_threads(
+            2,
+            CheckOptions {
+                model: CheckModel::Encoder,
+                steps: 8,
+                checkpoint_every: 3,
+                ..Default::default()
+            },
+        );
         assert_eq!(reports[0], reports[1]);
         assert_eq!(reports[0].failed(), 0, "{:#?}", reports[0].items);
     }
@@ -397,7 +503,10 @@ mod tests {
             .map(|t| {
                 std::thread::spawn(move || {
                     let seed = if t.rank() == 1 { 12 } else { 11 };
-                    let o = CheckOptions { seed, ..Default::default() };
+                    let o = CheckOptions {
+                        seed,
+                        ..Default::default()
+                    };
                     run_check(DataParallel::new(Box::new(t)), &o)
                 })
             })

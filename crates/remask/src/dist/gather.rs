@@ -10,7 +10,11 @@ use crate::{Batch, DecoderBatch, Error, Result};
 
 /// Rows `rows` of `batch` as a batch of their own (every per-row and per-position array sliced).
 pub fn slice_rows(batch: &Batch, rows: Range<usize>) -> Batch {
-    assert!(rows.end <= batch.batch_size, "rows {rows:?} of a batch of {}", batch.batch_size);
+    assert!(
+        rows.end <= batch.batch_size,
+        "rows {rows:?} of a batch of {}",
+        batch.batch_size
+    );
     let t = batch.seq_len;
     let pos = |v: &Vec<u32>| v[rows.start * t..rows.end * t].to_vec();
     let mut out = Batch::new(rows.len(), t)
@@ -41,10 +45,17 @@ pub fn concat_rows(parts: &[Batch]) -> Result<Batch> {
     };
     // No rows yet: every array grows as the parts are appended.
     let mut out = Batch::new(0, first.seq_len);
-    out.decoder = first.decoder.as_ref().map(|d| DecoderBatch::new(0, d.seq_len));
+    out.decoder = first
+        .decoder
+        .as_ref()
+        .map(|d| DecoderBatch::new(0, d.seq_len));
     for p in filled {
         if p.seq_len != out.seq_len {
-            return Err(Error::shape("concatenated batch seq_len", out.seq_len, p.seq_len));
+            return Err(Error::shape(
+                "concatenated batch seq_len",
+                out.seq_len,
+                p.seq_len,
+            ));
         }
         out.batch_size += p.batch_size;
         out.input_ids.extend_from_slice(&p.input_ids);
@@ -62,7 +73,11 @@ pub fn concat_rows(parts: &[Batch]) -> Result<Batch> {
                 o.labels.extend_from_slice(&d.labels);
                 o.lengths.extend_from_slice(&d.lengths);
             }
-            _ => return Err(Error::Other("concatenated batches disagree on their decoder side".into())),
+            _ => {
+                return Err(Error::Other(
+                    "concatenated batches disagree on their decoder side".into(),
+                ))
+            }
         }
     }
     Ok(out)
@@ -77,9 +92,16 @@ pub fn gather_batch(coll: &mut dyn Collective, share: &Batch) -> Result<Batch> {
     let mine = encode(share);
     let mut parts = Vec::with_capacity(coll.size());
     for root in 0..coll.size() {
-        let mut buf = if root == coll.rank() { mine.clone() } else { Vec::new() };
+        let mut buf = if root == coll.rank() {
+            mine.clone()
+        } else {
+            Vec::new()
+        };
         coll.broadcast_bytes(root, &mut buf)?;
-        parts.push(decode(&buf).ok_or_else(|| Error::Other(format!("rank {root} sent a malformed batch")))?);
+        parts.push(
+            decode(&buf)
+                .ok_or_else(|| Error::Other(format!("rank {root} sent a malformed batch")))?,
+        );
     }
     concat_rows(&parts)
 }
@@ -130,7 +152,9 @@ fn encode(b: &Batch) -> Vec<u8> {
         put(u(&d.lengths));
     }
     out.extend_from_slice(&(b.sample_ids.len() as u64).to_le_bytes());
-    b.sample_ids.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    b.sample_ids
+        .iter()
+        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
     out
 }
 
@@ -149,7 +173,11 @@ impl Reader<'_> {
         let n = usize::try_from(self.u64()?).ok()?;
         let (head, rest) = self.bytes.split_at_checked(n.checked_mul(4)?)?;
         self.bytes = rest;
-        Some(head.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect())
+        Some(
+            head.chunks_exact(4)
+                .map(|c| [c[0], c[1], c[2], c[3]])
+                .collect(),
+        )
     }
 
     fn u32s(&mut self) -> Option<Vec<u32>> {
@@ -176,7 +204,10 @@ fn decode(bytes: &[u8]) -> Option<Batch> {
         .with_prefix_lengths(r.u32s()?);
     b.batch_size = batch_size;
     if dec_t > 0 {
-        let d = DecoderBatch::new(0, dec_t as usize - 1).with_input_ids(r.u32s()?).with_labels(r.i32s()?).with_lengths(r.u32s()?);
+        let d = DecoderBatch::new(0, dec_t as usize - 1)
+            .with_input_ids(r.u32s()?)
+            .with_labels(r.i32s()?)
+            .with_lengths(r.u32s()?);
         b.decoder = Some(d);
     }
     let n = r.u64()? as usize;
@@ -195,7 +226,11 @@ mod tests {
         let seq = |k: u32| (0..n).map(|i| i * 7 + k).collect::<Vec<u32>>();
         let mut b = Batch::new(rows, t)
             .with_input_ids(seq(1))
-            .with_labels((0..n as i32).map(|i| if i % 3 == 0 { crate::IGNORE_INDEX } else { i }).collect())
+            .with_labels(
+                (0..n as i32)
+                    .map(|i| if i % 3 == 0 { crate::IGNORE_INDEX } else { i })
+                    .collect(),
+            )
             .with_positions(seq(2))
             .with_doc_ids(seq(3))
             .with_token_type_ids(seq(4))
@@ -214,14 +249,19 @@ mod tests {
     fn slices_concatenate_back_and_survive_the_wire() {
         for decoder in [false, true] {
             let b = numbered_batch(7, 3, decoder);
-            let parts: Vec<Batch> = (0..3).map(|r| slice_rows(&b, shard_range(7, r, 3))).collect();
+            let parts: Vec<Batch> = (0..3)
+                .map(|r| slice_rows(&b, shard_range(7, r, 3)))
+                .collect();
             parts.iter().for_each(|p| p.validate().unwrap());
             assert_eq!(concat_rows(&parts).unwrap(), b);
             for p in &parts {
                 assert_eq!(decode(&encode(p)).as_ref(), Some(p));
             }
             let bytes = encode(&b);
-            assert!(decode(&bytes[..bytes.len() - 1]).is_none(), "a truncated message is refused");
+            assert!(
+                decode(&bytes[..bytes.len() - 1]).is_none(),
+                "a truncated message is refused"
+            );
         }
     }
 
@@ -236,7 +276,10 @@ mod tests {
                 std::thread::spawn(move || {
                     let share = slice_rows(&b, shard_range(5, t.rank(), 3));
                     let l = shard_range(11, t.rank(), 3);
-                    (gather_batch(&mut t, &share).unwrap(), gather_f32(&mut t, &losses[l]).unwrap())
+                    (
+                        gather_batch(&mut t, &share).unwrap(),
+                        gather_f32(&mut t, &losses[l]).unwrap(),
+                    )
                 })
             })
             .collect();

@@ -47,6 +47,8 @@ pub(crate) fn check_root(root: usize, size: usize) -> Result<()> {
     if root < size {
         Ok(())
     } else {
-        Err(crate::Error::Other(format!("broadcast root {root} is not a rank of this group of {size}")))
+        Err(crate::Error::Other(format!(
+            "broadcast root {root} is not a rank of this group of {size}"
+        )))
     }
 }

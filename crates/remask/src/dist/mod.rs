@@ -29,10 +29,10 @@ pub mod parallel;
 #[cfg(any(test, feature = "testing"))]
 pub mod threads;
 
-pub use gather::{concat_rows, gather_batch, gather_f32, slice_rows};
-pub use local::Local;
 #[cfg(feature = "mpi")]
 pub use self::mpi::Mpi;
+pub use gather::{concat_rows, gather_batch, gather_f32, slice_rows};
+pub use local::Local;
 pub use parallel::{DataParallel, DEFAULT_BUCKET_ELEMS};
 #[cfg(any(test, feature = "testing"))]
 pub use threads::Threads;
@@ -86,7 +86,10 @@ pub fn from_env() -> Result<Box<dyn Collective>> {
         "local" => return Ok(Box::new(Local)),
         "" | "auto" | "mpi" => {}
         other => {
-            return Err(crate::Error::config("REMASK_DIST", format!("unknown value `{other}`: use `local`, `mpi` or `auto`")))
+            return Err(crate::Error::config(
+                "REMASK_DIST",
+                format!("unknown value `{other}`: use `local`, `mpi` or `auto`"),
+            ))
         }
     }
     let launched = launched_by_mpi();
@@ -113,10 +116,17 @@ pub fn from_env() -> Result<Box<dyn Collective>> {
 
 /// Whether an MPI launcher started this process (Open MPI, MPICH/Hydra, Intel MPI, Slurm's srun).
 pub fn launched_by_mpi() -> bool {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "PMI_RANK"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
-        || (std::env::var_os("SLURM_STEP_ID").is_some() && std::env::var_os("SLURM_NTASKS").is_some())
+    [
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+        "PMIX_RANK",
+        "MPI_LOCALNRANKS",
+        "PMI_RANK",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
+        || (std::env::var_os("SLURM_STEP_ID").is_some()
+            && std::env::var_os("SLURM_NTASKS").is_some())
 }
 
 /// Whether the launcher says there is more than one rank (used to refuse a silent n-fold duplicate run

@@ -40,7 +40,14 @@ impl Mpi {
         let library = mpi::environment::library_version()
             .map(|s| s.split([',', '\n']).next().unwrap_or("").trim().to_string())
             .unwrap_or_else(|_| "unknown MPI library".into());
-        Ok(Self { world, f32s: Vec::new(), f64s: Vec::new(), u64s: Vec::new(), library, _universe: universe })
+        Ok(Self {
+            world,
+            f32s: Vec::new(),
+            f64s: Vec::new(),
+            u64s: Vec::new(),
+            library,
+            _universe: universe,
+        })
     }
 
     /// The MPI library's version line, e.g. `Open MPI v4.1.4, ...`.
@@ -90,7 +97,8 @@ impl Collective for Mpi {
         let root_process = self.world.process_at_rank(root as i32);
         let mut len = buf.len() as u64;
         root_process.broadcast_into(&mut len);
-        let len = usize::try_from(len).map_err(|_| Error::Other(format!("broadcast of {len} bytes is too large")))?;
+        let len = usize::try_from(len)
+            .map_err(|_| Error::Other(format!("broadcast of {len} bytes is too large")))?;
         buf.resize(len, 0);
         for chunk in buf.chunks_mut(MAX_COUNT) {
             root_process.broadcast_into(chunk);
@@ -104,6 +112,11 @@ impl Collective for Mpi {
     }
 
     fn describe(&self) -> String {
-        format!("mpi ({}) rank {} of {}", self.library, self.rank(), self.size())
+        format!(
+            "mpi ({}) rank {} of {}",
+            self.library,
+            self.rank(),
+            self.size()
+        )
     }
 }

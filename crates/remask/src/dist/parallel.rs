@@ -33,7 +33,11 @@ pub struct DataParallel {
 
 impl DataParallel {
     pub fn new(coll: Box<dyn Collective>) -> Self {
-        Self { coll, bucket_elems: DEFAULT_BUCKET_ELEMS, comm: Duration::ZERO }
+        Self {
+            coll,
+            bucket_elems: DEFAULT_BUCKET_ELEMS,
+            comm: Duration::ZERO,
+        }
     }
 
     /// A single-process run (every operation a no-op).
@@ -79,7 +83,10 @@ impl DataParallel {
         if rows < self.size() {
             return Err(Error::config(
                 what,
-                format!("{rows} rows cannot be shared by {} ranks: use at least one row per rank", self.size()),
+                format!(
+                    "{rows} rows cannot be shared by {} ranks: use at least one row per rank",
+                    self.size()
+                ),
             ));
         }
         Ok(())
@@ -106,7 +113,11 @@ impl DataParallel {
             return Ok(());
         }
         let bucket = self.bucket_elems;
-        self.timed(|c| grads.chunks_mut(bucket).try_for_each(|b| c.all_reduce_sum_f32(b)))
+        self.timed(|c| {
+            grads
+                .chunks_mut(bucket)
+                .try_for_each(|b| c.all_reduce_sum_f32(b))
+        })
     }
 
     /// Sums a step's loss statistics and real-token count over ranks.
@@ -120,7 +131,14 @@ impl DataParallel {
             c.all_reduce_sum_f64(&mut f)?;
             c.all_reduce_sum_u64(&mut u)
         })?;
-        Ok((StepStats { loss_sum: f[0], n_labels: u[0] as usize, n_correct: u[1] as usize }, u[2]))
+        Ok((
+            StepStats {
+                loss_sum: f[0],
+                n_labels: u[0] as usize,
+                n_correct: u[1] as usize,
+            },
+            u[2],
+        ))
     }
 
     /// Every rank's share of a micro-batch, in rank order, on every rank: the whole micro-batch.
@@ -138,10 +156,18 @@ impl DataParallel {
         if self.size() == 1 {
             return Ok(());
         }
-        let mut bytes: Vec<u8> = if self.rank() == root { buf.iter().flat_map(|x| x.to_le_bytes()).collect() } else { Vec::new() };
+        let mut bytes: Vec<u8> = if self.rank() == root {
+            buf.iter().flat_map(|x| x.to_le_bytes()).collect()
+        } else {
+            Vec::new()
+        };
         self.timed(|c| c.broadcast_bytes(root, &mut bytes))?;
         if bytes.len() != buf.len() * 4 {
-            return Err(Error::shape("broadcast f32 buffer", buf.len(), bytes.len() / 4));
+            return Err(Error::shape(
+                "broadcast f32 buffer",
+                buf.len(),
+                bytes.len() / 4,
+            ));
         }
         for (x, c) in buf.iter_mut().zip(bytes.chunks_exact(4)) {
             *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
@@ -206,7 +232,9 @@ impl DataParallel {
 
 /// FNV-1a over the bit patterns: equal buffers hash equal, and any flipped bit changes the hash.
 fn hash_f32(xs: &[f32]) -> u64 {
-    xs.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ x.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    xs.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ x.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -214,7 +242,10 @@ mod tests {
     use super::*;
     use crate::dist::Threads;
 
-    fn on_ranks<R: Send + 'static>(n: usize, f: impl Fn(DataParallel) -> R + Send + Sync + 'static) -> Vec<R> {
+    fn on_ranks<R: Send + 'static>(
+        n: usize,
+        f: impl Fn(DataParallel) -> R + Send + Sync + 'static,
+    ) -> Vec<R> {
         let f = std::sync::Arc::new(f);
         let hs: Vec<_> = Threads::group(n)
             .into_iter()
@@ -232,14 +263,29 @@ mod tests {
             let r = dp.rank() as f32;
             let mut g: Vec<f32> = (0..10).map(|i| i as f32 + 100.0 * r).collect();
             dp.reduce_grads(&mut g).unwrap();
-            let (s, tok) =
-                dp.reduce_stats(StepStats { loss_sum: 1.5 + r as f64, n_labels: 3, n_correct: 1 }, 7).unwrap();
+            let (s, tok) = dp
+                .reduce_stats(
+                    StepStats {
+                        loss_sum: 1.5 + r as f64,
+                        n_labels: 3,
+                        n_correct: 1,
+                    },
+                    7,
+                )
+                .unwrap();
             (g, s, tok, dp.global_labels(4 + dp.rank()).unwrap())
         });
         let want: Vec<f32> = (0..10).map(|i| 2.0 * i as f32 + 100.0).collect();
         for (g, s, tok, labels) in out {
             assert_eq!(g, want);
-            assert_eq!(s, StepStats { loss_sum: 4.0, n_labels: 6, n_correct: 2 });
+            assert_eq!(
+                s,
+                StepStats {
+                    loss_sum: 4.0,
+                    n_labels: 6,
+                    n_correct: 2
+                }
+            );
             assert_eq!((tok, labels), (14, 9));
         }
     }
@@ -263,6 +309,8 @@ mod tests {
             assert!(in_sync && caught);
             assert_eq!(p, vec![1.0, 2.0, 3.0]);
         }
-        assert!(DataParallel::local().check_rows(1, "optimizer.batch_size").is_ok());
+        assert!(DataParallel::local()
+            .check_rows(1, "optimizer.batch_size")
+            .is_ok());
     }
 }

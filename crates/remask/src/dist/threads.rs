@@ -27,12 +27,24 @@ impl Threads {
     /// A group of `size` ranks; element `r` of the result is rank `r`.
     pub fn group(size: usize) -> Vec<Threads> {
         assert!(size > 0, "a group needs at least one rank");
-        let shared = Arc::new(Shared { size, barrier: Barrier::new(size), slots: Mutex::new(vec![Vec::new(); size]) });
-        (0..size).map(|rank| Threads { rank, shared: shared.clone() }).collect()
+        let shared = Arc::new(Shared {
+            size,
+            barrier: Barrier::new(size),
+            slots: Mutex::new(vec![Vec::new(); size]),
+        });
+        (0..size)
+            .map(|rank| Threads {
+                rank,
+                shared: shared.clone(),
+            })
+            .collect()
     }
 
     fn slots(&self) -> Result<std::sync::MutexGuard<'_, Vec<Vec<u8>>>> {
-        self.shared.slots.lock().map_err(|_| Error::Other("a rank of the thread group panicked".into()))
+        self.shared
+            .slots
+            .lock()
+            .map_err(|_| Error::Other("a rank of the thread group panicked".into()))
     }
 
     /// Element-wise sum of every rank's `buf` in rank order, written back into `buf`.
@@ -49,7 +61,11 @@ impl Threads {
         {
             let slots = self.slots()?;
             if let Some(bad) = slots.iter().position(|s| s.len() != buf.len() * W) {
-                return Err(Error::shape(format!("all-reduce buffer of rank {bad}"), buf.len(), slots[bad].len() / W));
+                return Err(Error::shape(
+                    format!("all-reduce buffer of rank {bad}"),
+                    buf.len(),
+                    slots[bad].len() / W,
+                ));
             }
             for (i, out) in buf.iter_mut().enumerate() {
                 let at = |r: usize| from(slots[r][i * W..(i + 1) * W].try_into().unwrap_or([0; W]));
@@ -113,7 +129,10 @@ impl Collective for Threads {
 mod tests {
     use super::*;
 
-    fn on_group<R: Send + 'static>(n: usize, f: impl Fn(Threads) -> R + Send + Sync + 'static) -> Vec<R> {
+    fn on_group<R: Send + 'static>(
+        n: usize,
+        f: impl Fn(Threads) -> R + Send + Sync + 'static,
+    ) -> Vec<R> {
         let f = Arc::new(f);
         let handles: Vec<_> = Threads::group(n)
             .into_iter()
@@ -135,7 +154,11 @@ mod tests {
             t.all_reduce_sum_f64(&mut d).unwrap();
             let mut u = vec![r as u64 + 1, 10];
             t.all_reduce_sum_u64(&mut u).unwrap();
-            let mut b = if r == 1 { b"from one".to_vec() } else { vec![9; r] };
+            let mut b = if r == 1 {
+                b"from one".to_vec()
+            } else {
+                vec![9; r]
+            };
             t.broadcast_bytes(1, &mut b).unwrap();
             (f, d, u, b)
         });

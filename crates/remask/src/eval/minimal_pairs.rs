@@ -71,7 +71,10 @@ pub fn read_pairs(path: &Path) -> Result<Vec<MinimalPair>> {
             .collect();
         f.sort();
         if f.is_empty() {
-            return Err(Error::data(path, "no *.jsonl files of minimal pairs in this directory"));
+            return Err(Error::data(
+                path,
+                "no *.jsonl files of minimal pairs in this directory",
+            ));
         }
         f
     } else {
@@ -80,11 +83,17 @@ pub fn read_pairs(path: &Path) -> Result<Vec<MinimalPair>> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
-        let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         out.extend(parse_pairs(&text, &f.display().to_string(), &stem)?);
     }
     if out.is_empty() {
-        return Err(Error::data(path, "no minimal pairs (expected JSON lines with sentence_good and sentence_bad)"));
+        return Err(Error::data(
+            path,
+            "no minimal pairs (expected JSON lines with sentence_good and sentence_bad)",
+        ));
     }
     Ok(out)
 }
@@ -97,14 +106,23 @@ pub fn parse_pairs(text: &str, file: &str, default_uid: &str) -> Result<Vec<Mini
         if line.trim().is_empty() {
             continue;
         }
-        let raw: RawPair = serde_json::from_str(line)
-            .map_err(|e| Error::data(&at, format!("not a JSON object with sentence_good and sentence_bad ({e})")))?;
+        let raw: RawPair = serde_json::from_str(line).map_err(|e| {
+            Error::data(
+                &at,
+                format!("not a JSON object with sentence_good and sentence_bad ({e})"),
+            )
+        })?;
         let sentence = |v: Option<serde_json::Value>, key: &str| -> Result<String> {
             match v {
                 None => Err(Error::data(&at, format!("missing field `{key}`"))),
-                Some(serde_json::Value::String(s)) if s.trim().is_empty() => Err(Error::data(&at, format!("`{key}` is empty"))),
+                Some(serde_json::Value::String(s)) if s.trim().is_empty() => {
+                    Err(Error::data(&at, format!("`{key}` is empty")))
+                }
                 Some(serde_json::Value::String(s)) => Ok(s),
-                Some(other) => Err(Error::data(&at, format!("`{key}` must be a string, got {other}"))),
+                Some(other) => Err(Error::data(
+                    &at,
+                    format!("`{key}` must be a string, got {other}"),
+                )),
             }
         };
         let good = sentence(raw.sentence_good, "sentence_good")?;
@@ -114,7 +132,13 @@ pub fn parse_pairs(text: &str, file: &str, default_uid: &str) -> Result<Vec<Mini
             Some(serde_json::Value::String(s)) => s,
             Some(other) => other.to_string(),
         };
-        out.push(MinimalPair { good, bad, uid, file: file.to_string(), line: i + 1 });
+        out.push(MinimalPair {
+            good,
+            bad,
+            uid,
+            file: file.to_string(),
+            line: i + 1,
+        });
     }
     Ok(out)
 }
@@ -181,7 +205,12 @@ pub fn encode_pairs(
     let mut check = |p: &MinimalPair, text: &str, key: &str| -> Result<EncodedSentence> {
         let s = encode(text).map_err(|e| Error::data(p.location(), format!("`{key}`: {e}")))?;
         if s.ids.len() != s.special.len() {
-            return Err(Error::Other(format!("{}: encoder returned {} ids but {} special flags", p.location(), s.ids.len(), s.special.len())));
+            return Err(Error::Other(format!(
+                "{}: encoder returned {} ids but {} special flags",
+                p.location(),
+                s.ids.len(),
+                s.special.len()
+            )));
         }
         if s.ids.len() > max_positions {
             return Err(Error::data(
@@ -194,11 +223,22 @@ pub fn encode_pairs(
             Scoring::Causal => s.ids.len().saturating_sub(1),
         };
         if scorable == 0 {
-            return Err(Error::data(p.location(), format!("`{key}` has no token to score after tokenization")));
+            return Err(Error::data(
+                p.location(),
+                format!("`{key}` has no token to score after tokenization"),
+            ));
         }
         Ok(s)
     };
-    pairs.iter().map(|p| Ok(EncodedPair { good: check(p, &p.good, "sentence_good")?, bad: check(p, &p.bad, "sentence_bad")? })).collect()
+    pairs
+        .iter()
+        .map(|p| {
+            Ok(EncodedPair {
+                good: check(p, &p.good, "sentence_good")?,
+                bad: check(p, &p.bad, "sentence_bad")?,
+            })
+        })
+        .collect()
 }
 
 /// The log-likelihood (PLL or summed log-probability, in nats) of every sentence, in order. Scored
@@ -219,7 +259,13 @@ pub fn sentence_scores(
         let s = sentences[i];
         match scoring {
             Scoring::PseudoLogLikelihood { .. } => {
-                items.extend(s.special.iter().enumerate().filter(|(_, &sp)| !sp).map(|(p, _)| (i, Some(p))));
+                items.extend(
+                    s.special
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &sp)| !sp)
+                        .map(|(p, _)| (i, Some(p))),
+                );
             }
             Scoring::Causal => items.push((i, None)),
         }
@@ -232,9 +278,16 @@ pub fn sentence_scores(
         // Labels are read back in row-major order; each row's labels belong to its sentence.
         let mut k = 0;
         for (row, &(i, _)) in chunk.iter().enumerate() {
-            let n = batch.labels[row * batch.seq_len..(row + 1) * batch.seq_len].iter().filter(|&&l| l != IGNORE_INDEX).count();
+            let n = batch.labels[row * batch.seq_len..(row + 1) * batch.seq_len]
+                .iter()
+                .filter(|&&l| l != IGNORE_INDEX)
+                .count();
             let Some(ls) = losses.get(k..k + n) else {
-                return Err(Error::Other(format!("model returned {} label losses for a batch of {} labels", losses.len(), batch.num_labels())));
+                return Err(Error::Other(format!(
+                    "model returned {} label losses for a batch of {} labels",
+                    losses.len(),
+                    batch.num_labels()
+                )));
             };
             scores[i] -= ls.iter().map(|&l| l as f64).sum::<f64>();
             k += n;
@@ -245,8 +298,17 @@ pub fn sentence_scores(
 
 /// One batch of scoring rows: a PLL row is the sentence with one position masked and labelled; a
 /// causal row labels every token after the first with itself (label at t = token t + 1).
-fn scoring_batch(sentences: &[&EncodedSentence], items: &[(usize, Option<usize>)], scoring: Scoring) -> Batch {
-    let t = items.iter().map(|&(i, _)| sentences[i].ids.len()).max().unwrap_or(1).max(1);
+fn scoring_batch(
+    sentences: &[&EncodedSentence],
+    items: &[(usize, Option<usize>)],
+    scoring: Scoring,
+) -> Batch {
+    let t = items
+        .iter()
+        .map(|&(i, _)| sentences[i].ids.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let b = items.len();
     let mut batch = Batch {
         batch_size: b,
@@ -328,7 +390,11 @@ pub fn score_pairs(
     rows_per_pass: usize,
 ) -> Result<MinimalPairResult> {
     if pairs.len() != encoded.len() {
-        return Err(Error::Other(format!("{} pairs but {} encoded pairs", pairs.len(), encoded.len())));
+        return Err(Error::Other(format!(
+            "{} pairs but {} encoded pairs",
+            pairs.len(),
+            encoded.len()
+        )));
     }
     let sentences: Vec<&EncodedSentence> = encoded.iter().flat_map(|p| [&p.good, &p.bad]).collect();
     let s = sentence_scores(model, &sentences, scoring, rows_per_pass)?;
@@ -359,9 +425,24 @@ pub fn summarize(scores: Vec<PairScore>, scoring: Scoring) -> MinimalPairResult 
     }
     let correct = scores.iter().filter(|p| p.correct).count();
     MinimalPairResult {
-        accuracy: if scores.is_empty() { 0.0 } else { correct as f64 / scores.len() as f64 },
+        accuracy: if scores.is_empty() {
+            0.0
+        } else {
+            correct as f64 / scores.len() as f64
+        },
         pairs: scores.len(),
-        by_uid: by.into_iter().map(|(k, (c, n))| (k, UidAccuracy { accuracy: c as f64 / n as f64, pairs: n })).collect(),
+        by_uid: by
+            .into_iter()
+            .map(|(k, (c, n))| {
+                (
+                    k,
+                    UidAccuracy {
+                        accuracy: c as f64 / n as f64,
+                        pairs: n,
+                    },
+                )
+            })
+            .collect(),
         scoring,
         scores,
     }
@@ -374,7 +455,10 @@ mod tests {
 
     fn sentence(ids: &[u32]) -> EncodedSentence {
         let n = ids.len();
-        EncodedSentence { ids: ids.to_vec(), special: (0..n).map(|i| i == 0 || i == n - 1).collect() }
+        EncodedSentence {
+            ids: ids.to_vec(),
+            special: (0..n).map(|i| i == 0 || i == n - 1).collect(),
+        }
     }
 
     #[test]
@@ -386,9 +470,18 @@ mod tests {
         assert_eq!((p[0].uid.as_str(), p[0].line), ("agr", 1));
         assert_eq!((p[1].uid.as_str(), p[1].line), ("x", 3));
         for (text, want) in [
-            ("{\"sentence_good\": \"a\"}", "x.jsonl:1: missing field `sentence_bad`"),
-            ("{\"sentence_good\": \"a\", \"sentence_bad\": \"  \"}", "x.jsonl:1: `sentence_bad` is empty"),
-            ("{\"sentence_good\": 3, \"sentence_bad\": \"b\"}", "x.jsonl:1: `sentence_good` must be a string"),
+            (
+                "{\"sentence_good\": \"a\"}",
+                "x.jsonl:1: missing field `sentence_bad`",
+            ),
+            (
+                "{\"sentence_good\": \"a\", \"sentence_bad\": \"  \"}",
+                "x.jsonl:1: `sentence_bad` is empty",
+            ),
+            (
+                "{\"sentence_good\": 3, \"sentence_bad\": \"b\"}",
+                "x.jsonl:1: `sentence_good` must be a string",
+            ),
             ("\n{not json", "x.jsonl:2: not a JSON object"),
         ] {
             let e = parse_pairs(text, "x.jsonl", "x").unwrap_err().to_string();
@@ -409,13 +502,44 @@ mod tests {
 
     #[test]
     fn too_long_and_unscorable_sentences_name_the_line() {
-        let pairs = parse_pairs("{\"sentence_good\": \"a b c\", \"sentence_bad\": \"a b c d e\"}", "f", "f").unwrap();
-        let enc = |t: &str| Ok(sentence(&(0..t.split(' ').count() as u32 + 2).collect::<Vec<_>>()));
-        let e = encode_pairs(&pairs, 6, Scoring::Causal, enc).unwrap_err().to_string();
-        assert!(e.starts_with("f:1: `sentence_bad` is 7 tokens long, more than the model's 6 positions"), "{e}");
-        let only_special = |_: &str| Ok(EncodedSentence { ids: vec![1, 2], special: vec![true, true] });
-        let e = encode_pairs(&pairs, 6, Scoring::PseudoLogLikelihood { mask: 3 }, only_special).unwrap_err().to_string();
-        assert!(e.contains("f:1: `sentence_good` has no token to score"), "{e}");
+        let pairs = parse_pairs(
+            "{\"sentence_good\": \"a b c\", \"sentence_bad\": \"a b c d e\"}",
+            "f",
+            "f",
+        )
+        .unwrap();
+        let enc = |t: &str| {
+            Ok(sentence(
+                &(0..t.split(' ').count() as u32 + 2).collect::<Vec<_>>(),
+            ))
+        };
+        let e = encode_pairs(&pairs, 6, Scoring::Causal, enc)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "f:1: `sentence_bad` is 7 tokens long, more than the model's 6 positions"
+            ),
+            "{e}"
+        );
+        let only_special = |_: &str| {
+            Ok(EncodedSentence {
+                ids: vec![1, 2],
+                special: vec![true, true],
+            })
+        };
+        let e = encode_pairs(
+            &pairs,
+            6,
+            Scoring::PseudoLogLikelihood { mask: 3 },
+            only_special,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("f:1: `sentence_good` has no token to score"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -443,8 +567,11 @@ mod tests {
         // that is scored at p: PLL = Σ_p log p(x_p | x_{p-1}) over the non-special positions.
         let mut m = BigramModel::new(8, 0.3, 9);
         let s = sentence(&[1, 4, 6, 5, 2]);
-        let got = sentence_scores(&mut m, &[&s], Scoring::PseudoLogLikelihood { mask: 7 }, 2).unwrap()[0];
-        let want: f64 = (1..4).map(|p| -(m.label_loss(Some(s.ids[p - 1]), s.ids[p]) as f64)).sum();
+        let got =
+            sentence_scores(&mut m, &[&s], Scoring::PseudoLogLikelihood { mask: 7 }, 2).unwrap()[0];
+        let want: f64 = (1..4)
+            .map(|p| -(m.label_loss(Some(s.ids[p - 1]), s.ids[p]) as f64))
+            .sum();
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
 
@@ -460,9 +587,23 @@ mod tests {
             score_bad: b,
             correct: g > b,
         };
-        let r = summarize(vec![score("a", -1.0, -2.0), score("a", -2.0, -2.0), score("b", -3.0, -1.0), score("b", -1.0, -3.0)], Scoring::Causal);
+        let r = summarize(
+            vec![
+                score("a", -1.0, -2.0),
+                score("a", -2.0, -2.0),
+                score("b", -3.0, -1.0),
+                score("b", -1.0, -3.0),
+            ],
+            Scoring::Causal,
+        );
         assert_eq!((r.accuracy, r.pairs), (0.5, 4));
-        assert_eq!(r.by_uid["a"], UidAccuracy { accuracy: 0.5, pairs: 2 });
+        assert_eq!(
+            r.by_uid["a"],
+            UidAccuracy {
+                accuracy: 0.5,
+                pairs: 2
+            }
+        );
         assert_eq!(r.by_uid["b"].pairs, 2);
     }
 }

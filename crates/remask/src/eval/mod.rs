@@ -35,13 +35,28 @@ pub struct EvalResult {
 impl EvalResult {
     fn from_stats(s: StepStats, rows: usize) -> Self {
         let loss = s.mean_loss();
-        let accuracy = if s.n_labels == 0 { 0.0 } else { s.n_correct as f64 / s.n_labels as f64 };
-        Self { loss, accuracy, perplexity: loss.exp(), labels: s.n_labels, rows, pseudo_perplexity: None }
+        let accuracy = if s.n_labels == 0 {
+            0.0
+        } else {
+            s.n_correct as f64 / s.n_labels as f64
+        };
+        Self {
+            loss,
+            accuracy,
+            perplexity: loss.exp(),
+            labels: s.n_labels,
+            rows,
+            pseudo_perplexity: None,
+        }
     }
 }
 
 /// The first `n_batches` batches of `batch_size` rows of epoch 0 of a validation source.
-pub fn fixed_batches<S: BatchSource + ?Sized>(source: &mut S, n_batches: usize, batch_size: usize) -> Result<Vec<Batch>> {
+pub fn fixed_batches<S: BatchSource + ?Sized>(
+    source: &mut S,
+    n_batches: usize,
+    batch_size: usize,
+) -> Result<Vec<Batch>> {
     let n = source.num_samples();
     let mut out = Vec::new();
     let mut first = 0u64;
@@ -85,7 +100,10 @@ pub fn pseudo_perplexity<M: TrainModel + ?Sized>(
 ) -> Result<f64> {
     let rows_per_pass = rows_per_pass.max(1);
     // Each batch with its original tokens restored as inputs.
-    let restored: Vec<Batch> = batches.iter().map(|b| b.clone().with_input_ids(original_tokens(b))).collect();
+    let restored: Vec<Batch> = batches
+        .iter()
+        .map(|b| b.clone().with_input_ids(original_tokens(b)))
+        .collect();
     let mut total = StepStats::default();
     let mut pending: Vec<(usize, usize, usize)> = Vec::with_capacity(rows_per_pass); // (batch, row, position)
     for (bi, b) in restored.iter().enumerate() {
@@ -126,12 +144,20 @@ fn flush<M: TrainModel + ?Sized>(
 
 /// The unmasked tokens of an MLM batch: the label where one is set, the input elsewhere.
 fn original_tokens(b: &Batch) -> Vec<u32> {
-    b.input_ids.iter().zip(&b.labels).map(|(&i, &l)| if l == IGNORE_INDEX { i } else { l as u32 }).collect()
+    b.input_ids
+        .iter()
+        .zip(&b.labels)
+        .map(|(&i, &l)| if l == IGNORE_INDEX { i } else { l as u32 })
+        .collect()
 }
 
 /// A batch with one row per (batch, row, position): the row's original tokens with only that position
 /// masked and labelled.
-fn single_mask_batch(restored: &[Batch], items: &[(usize, usize, usize)], mask_token_id: u32) -> Batch {
+fn single_mask_batch(
+    restored: &[Batch],
+    items: &[(usize, usize, usize)],
+    mask_token_id: u32,
+) -> Batch {
     let t = restored[items[0].0].seq_len;
     let mut out = Batch::new(items.len(), t);
     for (k, &(bi, row, p)) in items.iter().enumerate() {
@@ -186,11 +212,19 @@ mod tests {
         let (mut sum, mut n) = (0.0f64, 0usize);
         for row in 0..b.batch_size {
             for p in 0..b.lengths[row] as usize {
-                let prev = if p == 0 { None } else { Some(orig[row * b.seq_len + p - 1]) };
+                let prev = if p == 0 {
+                    None
+                } else {
+                    Some(orig[row * b.seq_len + p - 1])
+                };
                 sum += model.label_loss(prev, orig[row * b.seq_len + p]) as f64;
                 n += 1;
             }
         }
-        assert!((ppl - (sum / n as f64).exp()).abs() < 1e-5 * ppl, "{ppl} vs {}", (sum / n as f64).exp());
+        assert!(
+            (ppl - (sum / n as f64).exp()).abs() < 1e-5 * ppl,
+            "{ppl} vs {}",
+            (sum / n as f64).exp()
+        );
     }
 }

@@ -115,7 +115,11 @@ pub struct CompareConfig {
 }
 
 fn default_data() -> DataConfig {
-    let mut d = DataConfig { seq_len: 64, validation_share: 0.05, ..DataConfig::default() };
+    let mut d = DataConfig {
+        seq_len: 64,
+        validation_share: 0.05,
+        ..DataConfig::default()
+    };
     d.tokenizer.vocab_size = 1024;
     d
 }
@@ -139,16 +143,28 @@ fn default_model() -> ModelConfig {
 fn default_optimizer() -> OptimizerConfig {
     // 16 rows per step: at this budget more, smaller steps learn faster than 32-row steps (measured
     // on the whole corpus at 1.5 M tokens: validation loss 5.346 vs 5.394).
-    OptimizerConfig { lr: 2e-3, batch_size: 16, micro_batch_size: 0, grad_clip: 1.0, ..OptimizerConfig::default() }
+    OptimizerConfig {
+        lr: 2e-3,
+        batch_size: 16,
+        micro_batch_size: 0,
+        grad_clip: 1.0,
+        ..OptimizerConfig::default()
+    }
 }
 
 fn default_schedule() -> ScheduleConfig {
-    ScheduleConfig { warmup_steps: 60, ..ScheduleConfig::default() }
+    ScheduleConfig {
+        warmup_steps: 60,
+        ..ScheduleConfig::default()
+    }
 }
 
 fn default_budget() -> BudgetConfig {
     // 512 steps x 16 rows x 64 positions = 524,288 row positions per run.
-    BudgetConfig { steps: Some(512), ..BudgetConfig::default() }
+    BudgetConfig {
+        steps: Some(512),
+        ..BudgetConfig::default()
+    }
 }
 
 impl Default for CompareConfig {
@@ -166,8 +182,17 @@ impl Default for CompareConfig {
 }
 
 /// Names of the built-in MLM strategies.
-pub const BUILTIN_STRATEGIES: [&str; 9] =
-    ["static", "dynamic", "wwm", "span", "schedule", "adaptive", "pmi", "adaptive-decay", "adaptive-token-id"];
+pub const BUILTIN_STRATEGIES: [&str; 9] = [
+    "static",
+    "dynamic",
+    "wwm",
+    "span",
+    "schedule",
+    "adaptive",
+    "pmi",
+    "adaptive-decay",
+    "adaptive-token-id",
+];
 /// Names of the built-in CLM strategies (attention masks of a decoder on packed rows).
 pub const CLM_STRATEGIES: [&str; 2] = ["causal", "document"];
 /// Names of the presets (`remask compare --preset NAME`).
@@ -218,13 +243,24 @@ impl CompareConfig {
                 // Every built-in MLM strategy against dynamic (listed first) over the whole corpus:
                 // the default model, budget and seeds, one regime.
                 let mut all = vec!["dynamic".to_string()];
-                all.extend(BUILTIN_STRATEGIES.iter().filter(|s| **s != "dynamic").map(|s| s.to_string()));
+                all.extend(
+                    BUILTIN_STRATEGIES
+                        .iter()
+                        .filter(|s| **s != "dynamic")
+                        .map(|s| s.to_string()),
+                );
                 c.compare.strategies = all;
                 c.compare.regimes = Vec::new();
                 c.compare.output_dir = PathBuf::from("runs/leaderboard");
             }
             other => {
-                return Err(Error::config("compare.preset", format!("unknown preset `{other}`: use one of {}", PRESETS.join(", "))))
+                return Err(Error::config(
+                    "compare.preset",
+                    format!(
+                        "unknown preset `{other}`: use one of {}",
+                        PRESETS.join(", ")
+                    ),
+                ))
             }
         }
         Ok(c)
@@ -235,11 +271,25 @@ impl CompareConfig {
         let value: toml::Value = text
             .parse::<toml::Table>()
             .map(toml::Value::Table)
-            .map_err(|e| Error::data(crate::train::config::CONFIG_TEXT, crate::train::config::toml_syntax_error(text, &e)))?;
+            .map_err(|e| {
+                Error::data(
+                    crate::train::config::CONFIG_TEXT,
+                    crate::train::config::toml_syntax_error(text, &e),
+                )
+            })?;
         let cfg: CompareConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             // toml appends "\nin `section`" lines; the key path already says where.
-            Error::config(path, e.inner().to_string().lines().next().unwrap_or_default().trim().to_string())
+            Error::config(
+                path,
+                e.inner()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            )
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -277,13 +327,22 @@ impl CompareConfig {
     pub fn validate(&self) -> Result<()> {
         let c = &self.compare;
         if c.strategies.is_empty() {
-            return Err(Error::config("compare.strategies", "name at least one strategy"));
+            return Err(Error::config(
+                "compare.strategies",
+                "name at least one strategy",
+            ));
         }
         if c.seeds == 0 || c.seeds > 100 {
-            return Err(Error::config("compare.seeds", format!("must be between 1 and 100, got {}", c.seeds)));
+            return Err(Error::config(
+                "compare.seeds",
+                format!("must be between 1 and 100, got {}", c.seeds),
+            ));
         }
         if c.eval_every_steps == 0 || c.eval_batches == 0 || c.eval_batch_size == 0 {
-            return Err(Error::config("compare.eval_every_steps", "evaluation cadence, batches and batch size must be at least 1"));
+            return Err(Error::config(
+                "compare.eval_every_steps",
+                "evaluation cadence, batches and batch size must be at least 1",
+            ));
         }
         let want_arch = match c.task {
             CompareTask::Mlm => Arch::Encoder,
@@ -292,24 +351,43 @@ impl CompareConfig {
         if self.model.arch != want_arch {
             return Err(Error::config(
                 "model.arch",
-                format!("compare.task = {:?} needs model.arch = {want_arch:?}, got {:?}", c.task, self.model.arch).to_lowercase(),
+                format!(
+                    "compare.task = {:?} needs model.arch = {want_arch:?}, got {:?}",
+                    c.task, self.model.arch
+                )
+                .to_lowercase(),
             ));
         }
-        if self.budget.steps.is_none() && self.budget.tokens.is_none() && self.budget.epochs.is_none() {
-            return Err(Error::config("budget", "set one of steps, tokens or epochs"));
+        if self.budget.steps.is_none()
+            && self.budget.tokens.is_none()
+            && self.budget.epochs.is_none()
+        {
+            return Err(Error::config(
+                "budget",
+                "set one of steps, tokens or epochs",
+            ));
         }
         if !c.regimes.is_empty() {
             if self.budget_steps().is_none() {
                 return Err(Error::config("budget", "with compare.regimes the equal budget is steps or tokens (each regime's epochs follow from it)"));
             }
             if c.regimes.contains(&0) || c.regimes.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(Error::config("compare.regimes", format!("epochs per regime must be increasing and at least 1, got {:?}", c.regimes)));
+                return Err(Error::config(
+                    "compare.regimes",
+                    format!(
+                        "epochs per regime must be increasing and at least 1, got {:?}",
+                        c.regimes
+                    ),
+                ));
             }
         }
         self.data.validate("data")?;
         for (i, name) in c.strategies.iter().enumerate() {
             if c.strategies[..i].contains(name) {
-                return Err(Error::config("compare.strategies", format!("`{name}` is listed twice")));
+                return Err(Error::config(
+                    "compare.strategies",
+                    format!("`{name}` is listed twice"),
+                ));
             }
             let s = self.strategy(name)?;
             s.masking.validate(&format!("strategies.{name}"))?;
@@ -318,7 +396,10 @@ impl CompareConfig {
         if !c.strategies.contains(&base) {
             return Err(Error::config(
                 "compare.baseline",
-                format!("`{base}` is not one of the compared strategies ({})", c.strategies.join(", ")),
+                format!(
+                    "`{base}` is not one of the compared strategies ({})",
+                    c.strategies.join(", ")
+                ),
             ));
         }
         Ok(())
@@ -327,9 +408,11 @@ impl CompareConfig {
     /// The strategy a name stands for.
     pub fn strategy(&self, name: &str) -> Result<Strategy> {
         match self.compare.task {
-            CompareTask::Mlm => {
-                Ok(Strategy { name: name.to_string(), masking: self.masking_for(name)?, attention: self.model.attention })
-            }
+            CompareTask::Mlm => Ok(Strategy {
+                name: name.to_string(),
+                masking: self.masking_for(name)?,
+                attention: self.model.attention,
+            }),
             CompareTask::Clm => {
                 let attention = match name {
                     "causal" => AttentionMaskSpec::Causal,
@@ -341,7 +424,11 @@ impl CompareConfig {
                         ))
                     }
                 };
-                Ok(Strategy { name: name.to_string(), masking: MaskingConfig::default(), attention })
+                Ok(Strategy {
+                    name: name.to_string(),
+                    masking: MaskingConfig::default(),
+                    attention,
+                })
             }
         }
     }
@@ -353,10 +440,21 @@ impl CompareConfig {
         }
         let base = MaskingConfig::default();
         Ok(match name {
-            "static" => MaskingConfig { when: When::Static { dupe_factor: self.compare.dupe_factor }, ..base },
+            "static" => MaskingConfig {
+                when: When::Static {
+                    dupe_factor: self.compare.dupe_factor,
+                },
+                ..base
+            },
             "dynamic" => base,
-            "wwm" => MaskingConfig { strategy: StrategyKind::WholeWord, ..base },
-            "span" => MaskingConfig { strategy: StrategyKind::Span, ..base },
+            "wwm" => MaskingConfig {
+                strategy: StrategyKind::WholeWord,
+                ..base
+            },
+            "span" => MaskingConfig {
+                strategy: StrategyKind::Span,
+                ..base
+            },
             "schedule" => MaskingConfig {
                 rate: 0.30,
                 final_rate: Some(0.15),
@@ -364,18 +462,29 @@ impl CompareConfig {
                 ..base
             },
             "adaptive" => MaskingConfig {
-                when: When::Adaptive { temperature: 1.0, decay: 0.9, uniform_mix: 0.5 },
+                when: When::Adaptive {
+                    temperature: 1.0,
+                    decay: 0.9,
+                    uniform_mix: 0.5,
+                },
                 ..base
             },
             // PMI masking (Levine et al. 2021) over the prepared directory's n-gram vocabulary.
-            "pmi" => MaskingConfig { strategy: StrategyKind::Pmi, ..base },
+            "pmi" => MaskingConfig {
+                strategy: StrategyKind::Pmi,
+                ..base
+            },
             // Rate decay 30% → 15% (Ankner et al. 2023) with loss-weighted positions (Yang et al.
             // 2023 combine the two).
             "adaptive-decay" => MaskingConfig {
                 rate: 0.30,
                 final_rate: Some(0.15),
                 schedule: ScheduleKind::Linear,
-                when: When::Adaptive { temperature: 1.0, decay: 0.9, uniform_mix: 0.5 },
+                when: When::Adaptive {
+                    temperature: 1.0,
+                    decay: 0.9,
+                    uniform_mix: 0.5,
+                },
                 ..base
             },
             // A bounded masking probability per token id from its running loss (Edman & Fraser,
@@ -414,9 +523,14 @@ mod tests {
     /// The committed example configs are the presets spelled out.
     #[test]
     fn the_example_configs_spell_out_the_presets() {
-        for (file, preset) in [("compare.toml", "default"), ("compare-thorough.toml", "thorough"), ("compare-clm.toml", "clm")] {
+        for (file, preset) in [
+            ("compare.toml", "default"),
+            ("compare-thorough.toml", "thorough"),
+            ("compare-clm.toml", "clm"),
+        ] {
             let path = format!("{}/../../configs/{file}", env!("CARGO_MANIFEST_DIR"));
-            let mut c = CompareConfig::from_toml_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let mut c =
+                CompareConfig::from_toml_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             c.strategies.remove("hot-span");
             assert_eq!(c, CompareConfig::preset(preset).unwrap(), "{file}");
         }
@@ -424,55 +538,97 @@ mod tests {
 
     #[test]
     fn unknown_keys_strategies_and_presets_name_the_path() {
-        let e = CompareConfig::from_toml_str("[compare]\nseedz = 2").unwrap_err().to_string();
-        assert!(e.contains("compare") && e.contains("seedz"), "{e}");
-        let e = CompareConfig::from_toml_str("[compare]\nstrategies = [\"bogus\"]").unwrap_err().to_string();
-        assert!(e.contains("unknown strategy `bogus`"), "{e}");
-        let e = CompareConfig::from_toml_str("[strategies.hot]\nrate = 1.5\n[compare]\nstrategies = [\"hot\"]\nbaseline = \"hot\"")
+        let e = CompareConfig::from_toml_str("[compare]\nseedz = 2")
             .unwrap_err()
             .to_string();
+        assert!(e.contains("compare") && e.contains("seedz"), "{e}");
+        let e = CompareConfig::from_toml_str("[compare]\nstrategies = [\"bogus\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown strategy `bogus`"), "{e}");
+        let e = CompareConfig::from_toml_str(
+            "[strategies.hot]\nrate = 1.5\n[compare]\nstrategies = [\"hot\"]\nbaseline = \"hot\"",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("strategies.hot.rate"), "{e}");
         let e = CompareConfig::preset("fast").unwrap_err().to_string();
-        assert!(e.contains("compare.preset") && e.contains("thorough"), "{e}");
+        assert!(
+            e.contains("compare.preset") && e.contains("thorough"),
+            "{e}"
+        );
     }
 
     #[test]
     fn baseline_regimes_and_task_are_checked() {
-        let e = CompareConfig::from_toml_str("[compare]\nbaseline = \"span\"").unwrap_err().to_string();
-        assert!(e.contains("compare.baseline") && e.contains("`span`"), "{e}");
-        let c = CompareConfig::from_toml_str("[compare]\nstrategies = [\"static\", \"wwm\"]").unwrap();
+        let e = CompareConfig::from_toml_str("[compare]\nbaseline = \"span\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("compare.baseline") && e.contains("`span`"),
+            "{e}"
+        );
+        let c =
+            CompareConfig::from_toml_str("[compare]\nstrategies = [\"static\", \"wwm\"]").unwrap();
         assert_eq!(c.baseline(), "static");
-        let e = CompareConfig::from_toml_str("[compare]\nregimes = [4, 1]").unwrap_err().to_string();
+        let e = CompareConfig::from_toml_str("[compare]\nregimes = [4, 1]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("compare.regimes"), "{e}");
-        let e = CompareConfig::from_toml_str("[budget]\nepochs = 2.0").unwrap_err().to_string();
+        let e = CompareConfig::from_toml_str("[budget]\nepochs = 2.0")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`budget`") && e.contains("regimes"), "{e}");
-        let e = CompareConfig::from_toml_str("[compare]\ntask = \"clm\"\nstrategies = [\"causal\"]").unwrap_err().to_string();
+        let e =
+            CompareConfig::from_toml_str("[compare]\ntask = \"clm\"\nstrategies = [\"causal\"]")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("model.arch") && e.contains("decoder"), "{e}");
         let c = CompareConfig::preset("clm").unwrap();
         c.validate().unwrap();
         assert_eq!(c.baseline(), "document");
-        assert_eq!(c.strategy("document").unwrap().attention, AttentionMaskSpec::Document { causal: true });
+        assert_eq!(
+            c.strategy("document").unwrap().attention,
+            AttentionMaskSpec::Document { causal: true }
+        );
         let mut bad = c.clone();
         bad.compare.strategies = vec!["static".into()];
-        assert!(bad.validate().unwrap_err().to_string().contains("unknown CLM strategy `static`"));
-        CompareConfig::preset("thorough").unwrap().validate().unwrap();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown CLM strategy `static`"));
+        CompareConfig::preset("thorough")
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 
     #[test]
     fn budget_in_tokens_gives_whole_steps() {
         let mut c = CompareConfig::default();
         c.optimizer.batch_size = 32;
-        c.budget = BudgetConfig { tokens: Some(32 * 64 * 10 + 1), ..BudgetConfig::default() };
+        c.budget = BudgetConfig {
+            tokens: Some(32 * 64 * 10 + 1),
+            ..BudgetConfig::default()
+        };
         assert_eq!(c.budget_steps(), Some(11));
     }
 
     #[test]
     fn every_builtin_strategy_is_valid_and_distinct() {
         let c = CompareConfig::default();
-        let all: Vec<MaskingConfig> = BUILTIN_STRATEGIES.iter().map(|n| c.masking_for(n).unwrap()).collect();
+        let all: Vec<MaskingConfig> = BUILTIN_STRATEGIES
+            .iter()
+            .map(|n| c.masking_for(n).unwrap())
+            .collect();
         for (i, m) in all.iter().enumerate() {
             m.validate("x").unwrap();
-            assert!(all[..i].iter().all(|o| o != m), "{} duplicates another", BUILTIN_STRATEGIES[i]);
+            assert!(
+                all[..i].iter().all(|o| o != m),
+                "{} duplicates another",
+                BUILTIN_STRATEGIES[i]
+            );
         }
     }
 }

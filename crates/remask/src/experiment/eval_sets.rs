@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::config::{CompareConfig, CompareTask};
 use crate::data::{DataConfig, Loader, Meta, Split, Task};
-use crate::eval::minimal_pairs::{encode_pairs, first_per_uid, read_pairs, EncodedPair, MinimalPair, Scoring};
+use crate::eval::minimal_pairs::{
+    encode_pairs, first_per_uid, read_pairs, EncodedPair, MinimalPair, Scoring,
+};
 use crate::infer::minimal_pairs::encode_sentence;
 use crate::infer::InferTokenizer;
 use crate::masking::{MaskingConfig, EVAL_EPOCH};
@@ -49,15 +51,33 @@ impl EvalSets {
     /// Builds the sets from the prepared directory `dir` (its tokenizer and validation split);
     /// prepares the out-of-domain text into `out/data/ood` (with `reuse`, a complete one of the same
     /// text is kept: `compare --resume`).
-    pub fn build(cfg: &CompareConfig, dir: &Path, meta: &Meta, max_positions: usize, out: &Path, reuse: bool) -> Result<Self> {
+    pub fn build(
+        cfg: &CompareConfig,
+        dir: &Path,
+        meta: &Meta,
+        max_positions: usize,
+        out: &Path,
+        reuse: bool,
+    ) -> Result<Self> {
         let c = &cfg.compare;
         let task = data_task(cfg);
         let eval_masking = MaskingConfig::default();
         let seed = meta.data.seed;
         let rows = c.eval_batches * c.eval_batch_size;
-        let validation = spread_batches(dir, Split::Validation, task, meta.validation.rows, rows, c.eval_batch_size, seed)?;
+        let validation = spread_batches(
+            dir,
+            Split::Validation,
+            task,
+            meta.validation.rows,
+            rows,
+            c.eval_batch_size,
+            seed,
+        )?;
         if validation.is_empty() {
-            return Err(Error::config("data.validation_share", "the validation split is empty: raise it or use more documents"));
+            return Err(Error::config(
+                "data.validation_share",
+                "the validation split is empty: raise it or use more documents",
+            ));
         }
         let unigram_loss = unigram_loss(&validation, &label_counts(dir, task)?);
 
@@ -69,20 +89,44 @@ impl EvalSets {
                 dir: None,
                 inputs: c.ood_inputs.clone(),
                 validation_share: 0.0,
-                tokenizer: crate::data::TokenizerConfig { path: Some(dir.join("tokenizer.json")), ..cfg.data.tokenizer.clone() },
+                tokenizer: crate::data::TokenizerConfig {
+                    path: Some(dir.join("tokenizer.json")),
+                    ..cfg.data.tokenizer.clone()
+                },
                 ..cfg.data.clone()
             };
-            let m = super::resume::prepared(&data, &eval_masking, &ood_dir, reuse).map_err(|e| Error::config("compare.ood_inputs", e.to_string()))?;
-            let b = spread_batches(&ood_dir, Split::Train, task, m.train.rows, rows, c.eval_batch_size, seed)?;
+            let m = super::resume::prepared(&data, &eval_masking, &ood_dir, reuse)
+                .map_err(|e| Error::config("compare.ood_inputs", e.to_string()))?;
+            let b = spread_batches(
+                &ood_dir,
+                Split::Train,
+                task,
+                m.train.rows,
+                rows,
+                c.eval_batch_size,
+                seed,
+            )?;
             let rows: usize = b.iter().map(|x| x.batch_size).sum();
-            let names = c.ood_inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-            (b, Some(format!("{names} ({} documents; {rows} rows of {} tokens evaluated)", m.train.documents, meta.data.seq_len)))
+            let names = c
+                .ood_inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            (
+                b,
+                Some(format!(
+                    "{names} ({} documents; {rows} rows of {} tokens evaluated)",
+                    m.train.documents, meta.data.seq_len
+                )),
+            )
         };
 
         let pairs = if c.minimal_pairs.as_os_str().is_empty() {
             None
         } else {
-            let all = read_pairs(&c.minimal_pairs).map_err(|e| Error::config("compare.minimal_pairs", e.to_string()))?;
+            let all = read_pairs(&c.minimal_pairs)
+                .map_err(|e| Error::config("compare.minimal_pairs", e.to_string()))?;
             let pairs = first_per_uid(all, c.minimal_pairs_per_uid);
             let tok = InferTokenizer::load(&dir.join("tokenizer.json"))?;
             let sp = &meta.special_tokens;
@@ -90,25 +134,54 @@ impl EvalSets {
                 CompareTask::Mlm => Scoring::PseudoLogLikelihood { mask: sp.mask },
                 CompareTask::Clm => Scoring::Causal,
             };
-            let encoded = encode_pairs(&pairs, max_positions, scoring, |t| encode_sentence(&tok, scoring, Some(sp.cls), t))?;
-            let uids = pairs.iter().map(|p| p.uid.as_str()).collect::<std::collections::BTreeSet<_>>().len();
+            let encoded = encode_pairs(&pairs, max_positions, scoring, |t| {
+                encode_sentence(&tok, scoring, Some(sp.cls), t)
+            })?;
+            let uids = pairs
+                .iter()
+                .map(|p| p.uid.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
             let note = format!(
                 "{} pairs of {} ({uids} phenomena{}), {}; chance is 0.5",
                 pairs.len(),
                 c.minimal_pairs.display(),
-                if c.minimal_pairs_per_uid > 0 { format!(", at most {} each", c.minimal_pairs_per_uid) } else { String::new() },
+                if c.minimal_pairs_per_uid > 0 {
+                    format!(", at most {} each", c.minimal_pairs_per_uid)
+                } else {
+                    String::new()
+                },
                 scoring.name()
             );
-            Some(PairSet { pairs, encoded, scoring, note })
+            Some(PairSet {
+                pairs,
+                encoded,
+                scoring,
+                note,
+            })
         };
-        Ok(Self { validation, ood, ood_note, pairs, unigram_loss })
+        Ok(Self {
+            validation,
+            ood,
+            ood_note,
+            pairs,
+            unigram_loss,
+        })
     }
 }
 
 /// Fixed-mask batches of `n` rows of a split of `total` rows, drawn spread over the whole split by a
 /// permutation keyed by `seed` (in increasing row order): a validation set that covers the corpus,
 /// not only its beginning.
-fn spread_batches(dir: &Path, split: Split, task: Task, total: u64, n: usize, batch_size: usize, seed: u64) -> Result<Vec<Batch>> {
+fn spread_batches(
+    dir: &Path,
+    split: Split,
+    task: Task,
+    total: u64,
+    n: usize,
+    batch_size: usize,
+    seed: u64,
+) -> Result<Vec<Batch>> {
     let all: Vec<u32> = (0..total as u32).collect();
     let mut rows = super::subset::sample_rows(&all, n, seed);
     rows.sort_unstable();
@@ -117,16 +190,32 @@ fn spread_batches(dir: &Path, split: Split, task: Task, total: u64, n: usize, ba
 
 /// Fixed-mask batches of the training rows `rows` (at most `n_batches` batches, in the given
 /// order): the same masks as evaluation uses, so losses on them and on validation compare.
-pub fn train_sample(dir: &Path, task: Task, rows: &[u32], n_batches: usize, batch_size: usize) -> Result<Vec<Batch>> {
+pub fn train_sample(
+    dir: &Path,
+    task: Task,
+    rows: &[u32],
+    n_batches: usize,
+    batch_size: usize,
+) -> Result<Vec<Batch>> {
     fixed_batches(dir, Split::Train, task, rows, n_batches, batch_size)
 }
 
 /// Fixed-mask batches (the evaluation key, the final rate) of `rows` of `split`, in the given order.
-fn fixed_batches(dir: &Path, split: Split, task: Task, rows: &[u32], n_batches: usize, batch_size: usize) -> Result<Vec<Batch>> {
+fn fixed_batches(
+    dir: &Path,
+    split: Split,
+    task: Task,
+    rows: &[u32],
+    n_batches: usize,
+    batch_size: usize,
+) -> Result<Vec<Batch>> {
     let mut loader = Loader::open(dir, split, task, &MaskingConfig::default())?;
     let mut out = Vec::new();
     for chunk in rows.chunks(batch_size.max(1)).take(n_batches) {
-        let r: Vec<(u64, u64, u64)> = chunk.iter().map(|&r| (r as u64, EVAL_EPOCH, r as u64)).collect();
+        let r: Vec<(u64, u64, u64)> = chunk
+            .iter()
+            .map(|&r| (r as u64, EVAL_EPOCH, r as u64))
+            .collect();
         out.push(loader.batch_of_rows(&r, 1.0)?);
     }
     Ok(out)
@@ -138,18 +227,36 @@ pub fn corpus(cfg: &CompareConfig, out: &Path) -> Result<(DataConfig, String)> {
     let mut data = cfg.data.clone();
     let n = cfg.compare.max_documents;
     if !data.inputs.is_empty() {
-        let note = data.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        let note = data
+            .inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         return Ok((data, note));
     }
     if n == 0 {
         return Ok((data, "the embedded World English Bible (all of it)".into()));
     }
-    let subset: Vec<&str> =
-        crate::data::reader::BUILTIN_WEB.lines().filter(|l| !l.trim().is_empty()).take(n).collect();
+    let subset: Vec<&str> = crate::data::reader::BUILTIN_WEB
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(n)
+        .collect();
     let path: PathBuf = out.join("corpus.txt");
-    std::fs::write(&path, subset.join("\n") + "\n").map_err(|e| Error::io(&path, e))?;
+    // Written only when it changes: under `mpirun` the ranks after rank 0 find it written already.
+    let text = subset.join("\n") + "\n";
+    if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    }
     data.inputs = vec![path];
-    Ok((data, format!("the first {} verses of the embedded World English Bible", subset.len())))
+    Ok((
+        data,
+        format!(
+            "the first {} verses of the embedded World English Bible",
+            subset.len()
+        ),
+    ))
 }
 
 /// How often each token id occurs in the training split where it could be a label: every real
@@ -188,7 +295,11 @@ pub fn unigram_loss(batches: &[Batch], counts: &[u64]) -> f64 {
             }
         }
     }
-    if n == 0 { f64::NAN } else { sum / n as f64 }
+    if n == 0 {
+        f64::NAN
+    } else {
+        sum / n as f64
+    }
 }
 
 #[cfg(test)]
@@ -197,10 +308,14 @@ mod tests {
 
     #[test]
     fn unigram_loss_is_the_smoothed_cross_entropy_of_the_labels() {
-        let b = Batch { labels: vec![1, 1, 2, IGNORE_INDEX, 3], ..Batch::default() };
+        let b = Batch {
+            labels: vec![1, 1, 2, IGNORE_INDEX, 3],
+            ..Batch::default()
+        };
         // counts 0:0, 1:5, 2:3, 3:0 → add-one over 4 ids: 6/12, 4/12, 1/12.
         let counts = [0, 5, 3, 0];
-        let want = -(2.0 * (6.0f64 / 12.0).ln() + (4.0f64 / 12.0).ln() + (1.0f64 / 12.0).ln()) / 4.0;
+        let want =
+            -(2.0 * (6.0f64 / 12.0).ln() + (4.0f64 / 12.0).ln() + (1.0f64 / 12.0).ln()) / 4.0;
         assert!((unigram_loss(&[b], &counts) - want).abs() < 1e-12);
         assert!(unigram_loss(&[], &counts).is_nan());
     }

@@ -73,8 +73,15 @@ pub fn leaderboard(runs: &[RunRecord], baseline: &str) -> Vec<LeaderboardRow> {
         let mine: Vec<&&RunRecord> = runs.iter().filter(|r| r.strategy == name).collect();
         let (mut seeds, mut ratios) = (0usize, Vec::new());
         for r in &mine {
-            let Some(b) = runs.iter().find(|b| b.strategy == baseline && b.seed == r.seed) else { continue };
-            let (Some(last), true) = (b.eval_curve.last(), b.final_val_loss.is_finite()) else { continue };
+            let Some(b) = runs
+                .iter()
+                .find(|b| b.strategy == baseline && b.seed == r.seed)
+            else {
+                continue;
+            };
+            let (Some(last), true) = (b.eval_curve.last(), b.final_val_loss.is_finite()) else {
+                continue;
+            };
             if r.eval_curve.is_empty() || last.tokens == 0 {
                 continue;
             }
@@ -88,7 +95,9 @@ pub fn leaderboard(runs: &[RunRecord], baseline: &str) -> Vec<LeaderboardRow> {
         let never_reached = reached < seeds;
         let ratio_ci95 = match ratio {
             Some(m) if !never_reached && reached >= 2 => {
-                let sd = (ratios.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (reached - 1) as f64).sqrt();
+                let sd = (ratios.iter().map(|x| (x - m).powi(2)).sum::<f64>()
+                    / (reached - 1) as f64)
+                    .sqrt();
                 let half = t_quantile(0.975, (reached - 1) as f64) * sd / (reached as f64).sqrt();
                 Some([m - half, m + half])
             }
@@ -108,7 +117,13 @@ pub fn leaderboard(runs: &[RunRecord], baseline: &str) -> Vec<LeaderboardRow> {
         });
     }
     rows.sort_by(|a, b| {
-        let key = |r: &LeaderboardRow| if r.never_reached || r.ratio.is_none() { f64::INFINITY } else { r.ratio.unwrap_or(f64::INFINITY) };
+        let key = |r: &LeaderboardRow| {
+            if r.never_reached || r.ratio.is_none() {
+                f64::INFINITY
+            } else {
+                r.ratio.unwrap_or(f64::INFINITY)
+            }
+        };
         key(a).total_cmp(&key(b))
     });
     rows
@@ -136,7 +151,9 @@ pub fn to_markdown(rows: &[LeaderboardRow], baseline: &str) -> String {
             fmt(r.minimal_pairs, 3)
         ));
     }
-    let best = rows.iter().find(|r| r.strategy != baseline && !r.never_reached && r.ratio.is_some());
+    let best = rows
+        .iter()
+        .find(|r| r.strategy != baseline && !r.never_reached && r.ratio.is_some());
     m.push('\n');
     match best {
         Some(r) => {
@@ -145,11 +162,21 @@ pub fn to_markdown(rows: &[LeaderboardRow], baseline: &str) -> String {
                 "Fastest: `{}` at {} of `{baseline}`'s tokens{}.{}\n",
                 r.strategy,
                 r.ratio_cell(),
-                if whole_below { ", its whole interval below 1" } else { "; its interval reaches 1, so the speed-up is not resolved" },
-                if r.ratio.is_some_and(|x| x <= 0.4) && whole_below { " It meets the ≤ 0.4 goal." } else { " The ≤ 0.4 goal is not met." }
+                if whole_below {
+                    ", its whole interval below 1"
+                } else {
+                    "; its interval reaches 1, so the speed-up is not resolved"
+                },
+                if r.ratio.is_some_and(|x| x <= 0.4) && whole_below {
+                    " It meets the ≤ 0.4 goal."
+                } else {
+                    " The ≤ 0.4 goal is not met."
+                }
             ));
         }
-        None => m.push_str(&format!("No strategy reached `{baseline}`'s final loss on every seed.\n")),
+        None => m.push_str(&format!(
+            "No strategy reached `{baseline}`'s final loss on every seed.\n"
+        )),
     }
     m
 }
@@ -163,7 +190,12 @@ mod tests {
         let eval_curve: Vec<EvalPoint> = losses
             .iter()
             .enumerate()
-            .map(|(i, &loss)| EvalPoint { tokens: 1000 * (i as u64 + 1), seconds: i as f64, loss, accuracy: 0.0 })
+            .map(|(i, &loss)| EvalPoint {
+                tokens: 1000 * (i as u64 + 1),
+                seconds: i as f64,
+                loss,
+                accuracy: 0.0,
+            })
             .collect();
         RunRecord {
             strategy: strategy.into(),
@@ -179,6 +211,7 @@ mod tests {
             wall_s: 1.0,
             masking_ms_per_step: 0.0,
             mask_bytes: 0,
+            mask_bytes_per_token: 0.0,
             run_dir: String::new(),
             final_ood_loss: Some(6.0),
             final_ood_accuracy: None,
@@ -205,7 +238,10 @@ mod tests {
             run("slow", 3, &[6.5, 6.0, 5.5, 5.0]),
         ];
         let rows = leaderboard(&runs, "dynamic");
-        assert_eq!(rows.iter().map(|r| r.strategy.as_str()).collect::<Vec<_>>(), ["fast", "dynamic", "slow"]);
+        assert_eq!(
+            rows.iter().map(|r| r.strategy.as_str()).collect::<Vec<_>>(),
+            ["fast", "dynamic", "slow"]
+        );
         let fast = &rows[0];
         for (got, want) in fast.ratios.iter().zip([0.5, 0.5, 0.625]) {
             assert!((got - want).abs() < 1e-12, "{:?}", fast.ratios);
@@ -216,14 +252,22 @@ mod tests {
         let sd = ((0.5f64 - m).powi(2) * 2.0 + (0.625 - m).powi(2)).sqrt() / 2f64.sqrt();
         let half = 4.302652729911275 * sd / 3f64.sqrt();
         let [lo, hi] = fast.ratio_ci95.unwrap();
-        assert!((lo - (m - half)).abs() < 1e-6 && (hi - (m + half)).abs() < 1e-6, "{lo} {hi}");
+        assert!(
+            (lo - (m - half)).abs() < 1e-6 && (hi - (m + half)).abs() < 1e-6,
+            "{lo} {hi}"
+        );
         let dynamic = &rows[1];
         assert_eq!(dynamic.ratios, vec![1.0, 1.0, 1.0]);
         let slow = &rows[2];
-        assert!(slow.never_reached && slow.reached == 1 && slow.seeds == 3 && slow.ratio_ci95.is_none());
+        assert!(
+            slow.never_reached && slow.reached == 1 && slow.seeds == 3 && slow.ratio_ci95.is_none()
+        );
         assert!(slow.ratio_cell().contains("never reached (1/3"));
         let md = to_markdown(&rows, "dynamic");
-        assert!(md.contains("Fastest: `fast`") && md.contains("never reached"), "{md}");
+        assert!(
+            md.contains("Fastest: `fast`") && md.contains("never reached"),
+            "{md}"
+        );
         assert!(md.contains("goal is not met"), "{md}");
     }
 }

@@ -30,17 +30,42 @@ fn finite(x: f64) -> Option<f64> {
 
 /// Every measure, in report order.
 pub const MEASURES: [Measure; 8] = [
-    Measure { key: "val_loss", label: "in-domain validation loss", lower_is_better: true, get: |r, _| finite(r.final_val_loss) },
-    Measure { key: "val_accuracy", label: "validation accuracy", lower_is_better: false, get: |r, _| finite(r.final_val_accuracy) },
+    Measure {
+        key: "val_loss",
+        label: "in-domain validation loss",
+        lower_is_better: true,
+        get: |r, _| finite(r.final_val_loss),
+    },
+    Measure {
+        key: "val_accuracy",
+        label: "validation accuracy",
+        lower_is_better: false,
+        get: |r, _| finite(r.final_val_accuracy),
+    },
     Measure {
         key: "val_loss_isolated",
         label: "validation loss, each document alone",
         lower_is_better: true,
         get: |r, _| r.final_val_loss_isolated,
     },
-    Measure { key: "ood_loss", label: "out-of-domain loss", lower_is_better: true, get: |r, _| r.final_ood_loss },
-    Measure { key: "ood_accuracy", label: "out-of-domain accuracy", lower_is_better: false, get: |r, _| r.final_ood_accuracy },
-    Measure { key: "minimal_pairs", label: "minimal-pair accuracy", lower_is_better: false, get: |r, _| r.minimal_pairs },
+    Measure {
+        key: "ood_loss",
+        label: "out-of-domain loss",
+        lower_is_better: true,
+        get: |r, _| r.final_ood_loss,
+    },
+    Measure {
+        key: "ood_accuracy",
+        label: "out-of-domain accuracy",
+        lower_is_better: false,
+        get: |r, _| r.final_ood_accuracy,
+    },
+    Measure {
+        key: "minimal_pairs",
+        label: "minimal-pair accuracy",
+        lower_is_better: false,
+        get: |r, _| r.minimal_pairs,
+    },
     Measure {
         key: "train_val_gap",
         label: "validation − training loss",

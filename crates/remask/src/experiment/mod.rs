@@ -28,7 +28,10 @@ pub mod runner;
 pub mod stats;
 pub mod subset;
 
-pub use config::{CompareConfig, CompareSection, CompareTask, Strategy, BUILTIN_STRATEGIES, CLM_STRATEGIES, PRESETS};
+pub use config::{
+    CompareConfig, CompareSection, CompareTask, Strategy, BUILTIN_STRATEGIES, CLM_STRATEGIES,
+    PRESETS,
+};
 pub use eval_sets::{label_counts, unigram_loss};
 pub use leaderboard::{leaderboard, LeaderboardRow};
 pub use measure::{Measure, MEASURES};
@@ -36,6 +39,6 @@ pub use paired::Comparison;
 pub use plan::Regime;
 pub use record::{CurvePoint, EvalPoint, RunRecord};
 pub use report::{build_report, AuditLine, FailedRun, Report, Setup, StrategySummary, Verdict};
-pub use runner::{rerender, run_compare, CompareOptions, CompareOutcome};
+pub use runner::{rerender, run_compare, run_compare_on, CompareOptions, CompareOutcome};
 pub use stats::{time_to_target, Spread};
 pub use subset::SubsetSource;

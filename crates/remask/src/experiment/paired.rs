@@ -44,18 +44,41 @@ pub struct Comparison {
 
 impl Comparison {
     /// Compares paired values `(a, b)` (one per seed; pairs with a non-finite value are left out).
-    pub fn of(measure: &str, a: &str, b: &str, regime: Option<u32>, pairs: &[(f64, f64)], lower_is_better: bool, identical: bool) -> Self {
-        let d: Vec<f64> = pairs.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|(x, y)| x - y).collect();
+    pub fn of(
+        measure: &str,
+        a: &str,
+        b: &str,
+        regime: Option<u32>,
+        pairs: &[(f64, f64)],
+        lower_is_better: bool,
+        identical: bool,
+    ) -> Self {
+        let d: Vec<f64> = pairs
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|(x, y)| x - y)
+            .collect();
         let n = d.len();
-        let mean = if n == 0 { f64::NAN } else { d.iter().sum::<f64>() / n as f64 };
-        let sd = if n < 2 { 0.0 } else { (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() };
+        let mean = if n == 0 {
+            f64::NAN
+        } else {
+            d.iter().sum::<f64>() / n as f64
+        };
+        let sd = if n < 2 {
+            0.0
+        } else {
+            (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        };
         let (ci95, resolvable) = if n < 2 {
             (None, None)
         } else {
             let df = (n - 1) as f64;
             let se = sd / (n as f64).sqrt();
             let half = t_quantile(0.975, df) * se;
-            (Some([mean - half, mean + half]), Some((t_quantile(0.975, df) + t_quantile(0.80, df)) * se))
+            (
+                Some([mean - half, mean + half]),
+                Some((t_quantile(0.975, df) + t_quantile(0.80, df)) * se),
+            )
         };
         let called = !identical && ci95.is_some_and(|[lo, hi]| lo > 0.0 || hi < 0.0);
         Comparison {
@@ -111,7 +134,11 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
 pub fn t_cdf(t: f64, df: f64) -> f64 {
     let x = df / (df + t * t);
     let tail = 0.5 * incomplete_beta(x, 0.5 * df, 0.5);
-    if t >= 0.0 { 1.0 - tail } else { tail }
+    if t >= 0.0 {
+        1.0 - tail
+    } else {
+        tail
+    }
 }
 
 /// The regularized incomplete beta function I_x(a, b) (continued fraction, Numerical Recipes §6.4).
@@ -148,7 +175,11 @@ fn beta_fraction(x: f64, a: f64, b: f64) -> f64 {
         let m = m as f64;
         let m2 = 2.0 * m;
         h *= step(m * (b - m) * x / ((qam + m2) * (a + m2)), &mut c, &mut d);
-        let del = step(-(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)), &mut c, &mut d);
+        let del = step(
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+            &mut c,
+            &mut d,
+        );
         h *= del;
         if (del - 1.0).abs() < 1e-15 {
             break;
@@ -190,9 +221,26 @@ mod tests {
     #[test]
     fn t_quantiles_match_the_tables() {
         // Two-sided 95% and one-sided 80% critical values (any statistics table).
-        for (df, q975, q80) in [(1.0, 12.706, 1.376), (2.0, 4.303, 1.061), (3.0, 3.182, 0.978), (4.0, 2.776, 0.941), (5.0, 2.571, 0.920), (9.0, 2.262, 0.883), (30.0, 2.042, 0.854), (1e6, 1.960, 0.842)] {
-            assert!((t_quantile(0.975, df) - q975).abs() < 1e-3, "df {df}: {}", t_quantile(0.975, df));
-            assert!((t_quantile(0.80, df) - q80).abs() < 1e-3, "df {df}: {}", t_quantile(0.80, df));
+        for (df, q975, q80) in [
+            (1.0, 12.706, 1.376),
+            (2.0, 4.303, 1.061),
+            (3.0, 3.182, 0.978),
+            (4.0, 2.776, 0.941),
+            (5.0, 2.571, 0.920),
+            (9.0, 2.262, 0.883),
+            (30.0, 2.042, 0.854),
+            (1e6, 1.960, 0.842),
+        ] {
+            assert!(
+                (t_quantile(0.975, df) - q975).abs() < 1e-3,
+                "df {df}: {}",
+                t_quantile(0.975, df)
+            );
+            assert!(
+                (t_quantile(0.80, df) - q80).abs() < 1e-3,
+                "df {df}: {}",
+                t_quantile(0.80, df)
+            );
         }
         assert!((t_quantile(0.025, 4.0) + 2.776).abs() < 1e-3);
         assert!((t_cdf(0.0, 3.0) - 0.5).abs() < 1e-12);
@@ -201,7 +249,15 @@ mod tests {
     #[test]
     fn a_consistent_difference_is_called_and_noise_is_not() {
         let pairs = [(5.10, 5.00), (5.21, 5.10), (5.05, 4.96), (5.12, 5.01)];
-        let c = Comparison::of("val_loss", "static", "dynamic", Some(64), &pairs, true, false);
+        let c = Comparison::of(
+            "val_loss",
+            "static",
+            "dynamic",
+            Some(64),
+            &pairs,
+            true,
+            false,
+        );
         assert_eq!(c.seeds, 4);
         assert!((c.mean_diff - 0.1025).abs() < 1e-12);
         let [lo, hi] = c.ci95.unwrap();
@@ -218,13 +274,44 @@ mod tests {
 
     #[test]
     fn one_pair_gives_no_interval_and_identical_runs_are_never_called() {
-        let c = Comparison::of("val_loss", "a", "b", Some(1), &[(1.0, 2.0), (f64::NAN, 1.0)], true, false);
-        assert_eq!((c.seeds, c.ci95, c.called, c.resolvable), (1, None, false, None));
+        let c = Comparison::of(
+            "val_loss",
+            "a",
+            "b",
+            Some(1),
+            &[(1.0, 2.0), (f64::NAN, 1.0)],
+            true,
+            false,
+        );
+        assert_eq!(
+            (c.seeds, c.ci95, c.called, c.resolvable),
+            (1, None, false, None)
+        );
         assert_eq!(c.mean_diff, -1.0);
-        let c = Comparison::of("val_loss", "static", "dynamic", Some(1), &[(1.0, 1.0), (2.0, 2.0)], true, true);
-        assert_eq!((c.mean_diff, c.ci95, c.called), (0.0, Some([0.0, 0.0]), false));
+        let c = Comparison::of(
+            "val_loss",
+            "static",
+            "dynamic",
+            Some(1),
+            &[(1.0, 1.0), (2.0, 2.0)],
+            true,
+            true,
+        );
+        assert_eq!(
+            (c.mean_diff, c.ci95, c.called),
+            (0.0, Some([0.0, 0.0]), false)
+        );
         let json = serde_json::to_value(&c).unwrap();
-        for key in ["measure", "a", "b", "regime", "mean_diff", "ci95", "seeds", "called"] {
+        for key in [
+            "measure",
+            "a",
+            "b",
+            "regime",
+            "mean_diff",
+            "ci95",
+            "seeds",
+            "called",
+        ] {
             assert!(json.get(key).is_some(), "{key}");
         }
     }

@@ -26,7 +26,9 @@ pub struct StrategyCurves {
 /// Median and min–max band of a strategy's seed curves on the first seed's token grid (other seeds
 /// are linearly interpolated onto it; points outside a seed's range are left out for that seed).
 pub fn band(seeds: &[Curve]) -> Vec<(f64, f64, f64, f64)> {
-    let Some(grid) = seeds.first() else { return Vec::new() };
+    let Some(grid) = seeds.first() else {
+        return Vec::new();
+    };
     grid.iter()
         .filter_map(|&(x, _)| {
             let mut ys: Vec<f64> = seeds.iter().filter_map(|c| interpolate(c, x)).collect();
@@ -35,7 +37,11 @@ pub fn band(seeds: &[Curve]) -> Vec<(f64, f64, f64, f64)> {
             }
             ys.sort_by(|a, b| a.total_cmp(b));
             let n = ys.len();
-            let med = if n % 2 == 1 { ys[n / 2] } else { 0.5 * (ys[n / 2 - 1] + ys[n / 2]) };
+            let med = if n % 2 == 1 {
+                ys[n / 2]
+            } else {
+                0.5 * (ys[n / 2 - 1] + ys[n / 2])
+            };
             Some((x, med, ys[0], ys[n - 1]))
         })
         .collect()
@@ -108,7 +114,11 @@ fn draw<DB: DrawingBackend>(
         y0 = y0.min(lo);
         y1 = y1.max(hi);
     }
-    for &(x, y) in curves.iter().flat_map(|s| s.failed.iter().flat_map(|f| f.1.iter())).filter(|p| p.1.is_finite()) {
+    for &(x, y) in curves
+        .iter()
+        .flat_map(|s| s.failed.iter().flat_map(|f| f.1.iter()))
+        .filter(|p| p.1.is_finite())
+    {
         x0 = x0.min(x);
         x1 = x1.max(x);
         y0 = y0.min(y);
@@ -133,7 +143,11 @@ fn draw<DB: DrawingBackend>(
         .x_desc("training tokens seen")
         .y_desc(y_label)
         .x_label_formatter(&|x| {
-            if *x >= 1e6 { format!("{:.1}M", x / 1e6) } else { format!("{:.0}k", x / 1e3) }
+            if *x >= 1e6 {
+                format!("{:.1}M", x / 1e6)
+            } else {
+                format!("{:.0}k", x / 1e3)
+            }
         })
         .label_style(("sans-serif", 14))
         .draw()
@@ -143,19 +157,29 @@ fn draw<DB: DrawingBackend>(
         if s.seeds.len() > 1 {
             let mut poly: Vec<(f64, f64)> = b.iter().map(|p| (p.0, p.3)).collect();
             poly.extend(b.iter().rev().map(|p| (p.0, p.2)));
-            chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.2)))).map_err(|e| e.to_string())?;
+            chart
+                .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.2))))
+                .map_err(|e| e.to_string())?;
         }
         chart
-            .draw_series(LineSeries::new(b.iter().map(|p| (p.0, p.1)), c.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                b.iter().map(|p| (p.0, p.1)),
+                c.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?
             .label(format!("{} ({} seeds)", s.strategy, s.seeds.len()))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
         if !s.failed.is_empty() {
             for (_, curve) in &s.failed {
-                let pts: Vec<(f64, f64)> = curve.iter().copied().filter(|p| p.1.is_finite()).collect();
-                chart.draw_series(DashedLineSeries::new(pts.clone(), 6, 4, c.stroke_width(1))).map_err(|e| e.to_string())?;
+                let pts: Vec<(f64, f64)> =
+                    curve.iter().copied().filter(|p| p.1.is_finite()).collect();
+                chart
+                    .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, c.stroke_width(1)))
+                    .map_err(|e| e.to_string())?;
                 if let Some(&end) = pts.last() {
-                    chart.draw_series(std::iter::once(Cross::new(end, 6, RED.stroke_width(2)))).map_err(|e| e.to_string())?;
+                    chart
+                        .draw_series(std::iter::once(Cross::new(end, 6, RED.stroke_width(2))))
+                        .map_err(|e| e.to_string())?;
                 }
             }
             let names: Vec<&str> = s.failed.iter().map(|f| f.0.as_str()).collect();
@@ -189,11 +213,22 @@ pub fn plot_curves(
     register_font();
     let png = format!("{stem}.png");
     let svg = format!("{stem}.svg");
-    let fail = |file: &str, e: String| Error::Other(format!("plotting {}: {e}", dir.join(file).display()));
-    draw(BitMapBackend::new(&dir.join(&png), (900, 560)).into_drawing_area(), title, y_label, curves)
-        .map_err(|e| fail(&png, e))?;
-    draw(SVGBackend::new(&dir.join(&svg), (900, 560)).into_drawing_area(), title, y_label, curves)
-        .map_err(|e| fail(&svg, e))?;
+    let fail =
+        |file: &str, e: String| Error::Other(format!("plotting {}: {e}", dir.join(file).display()));
+    draw(
+        BitMapBackend::new(&dir.join(&png), (900, 560)).into_drawing_area(),
+        title,
+        y_label,
+        curves,
+    )
+    .map_err(|e| fail(&png, e))?;
+    draw(
+        SVGBackend::new(&dir.join(&svg), (900, 560)).into_drawing_area(),
+        title,
+        y_label,
+        curves,
+    )
+    .map_err(|e| fail(&svg, e))?;
     Ok(vec![png, svg])
 }
 
@@ -213,7 +248,10 @@ pub struct RegimePanel {
     pub failed: Vec<(f64, usize)>,
 }
 
-fn draw_regime_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &RegimePanel) -> std::result::Result<(), String> {
+fn draw_regime_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &RegimePanel,
+) -> std::result::Result<(), String> {
     let pts = panel.series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, 0.0f64, 0.0f64);
     for &(x, m, lo, hi) in pts {
@@ -243,34 +281,70 @@ fn draw_regime_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(|e| e.to_string())?;
-    chart.draw_series(LineSeries::new([(x0, 0.0), (x1, 0.0)], BLACK.stroke_width(1))).map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(
+            [(x0, 0.0), (x1, 0.0)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| e.to_string())?;
     if let Some(k) = panel.dupe_factor.filter(|k| *k > x0 && *k < x1) {
         chart
-            .draw_series(DashedLineSeries::new([(k, y0), (k, y1)], 5, 4, BLACK.mix(0.6).stroke_width(1)))
+            .draw_series(DashedLineSeries::new(
+                [(k, y0), (k, y1)],
+                5,
+                4,
+                BLACK.mix(0.6).stroke_width(1),
+            ))
             .map_err(|e| e.to_string())?
-            .label(format!("E = K = {k:.0} (up to here static reads each copy once)"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.6).stroke_width(1)));
+            .label(format!(
+                "E = K = {k:.0} (up to here static reads each copy once)"
+            ))
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.6).stroke_width(1))
+            });
     }
     for (i, s) in panel.series.iter().enumerate() {
         let c = COLOURS[(i + 1) % COLOURS.len()];
         let mut poly: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0, p.3)).collect();
         poly.extend(s.points.iter().rev().map(|p| (p.0, p.2)));
-        chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.2)))).map_err(|e| e.to_string())?;
         chart
-            .draw_series(LineSeries::new(s.points.iter().map(|p| (p.0, p.1)), c.stroke_width(2)))
+            .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.2))))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().map(|p| (p.0, p.1)),
+                c.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?
             .label(format!("{} (mean, 95% interval)", s.label))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
         chart
-            .draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 3, c.filled())))
+            .draw_series(
+                s.points
+                    .iter()
+                    .map(|p| Circle::new((p.0, p.1), 3, c.filled())),
+            )
             .map_err(|e| e.to_string())?;
     }
     if !panel.failed.is_empty() {
         let y = y1 - pad * 0.5;
         chart
-            .draw_series(panel.failed.iter().map(|&(x, _)| Cross::new((x, y), 6, RED.stroke_width(2))))
+            .draw_series(
+                panel
+                    .failed
+                    .iter()
+                    .map(|&(x, _)| Cross::new((x, y), 6, RED.stroke_width(2))),
+            )
             .map_err(|e| e.to_string())?
-            .label(format!("failed runs: {}", panel.failed.iter().map(|f| format!("{} at E={}", f.1, f.0)).collect::<Vec<_>>().join(", ")))
+            .label(format!(
+                "failed runs: {}",
+                panel
+                    .failed
+                    .iter()
+                    .map(|f| format!("{} at E={}", f.1, f.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
             .legend(|(x, y)| Cross::new((x + 9, y), 5, RED.stroke_width(2)));
     }
     chart
@@ -283,9 +357,15 @@ fn draw_regime_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &
         .map_err(|e| e.to_string())
 }
 
-fn draw_regime_map<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, panels: &[RegimePanel]) -> std::result::Result<(), String> {
+fn draw_regime_map<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[RegimePanel],
+) -> std::result::Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let root = root.titled(title, ("sans-serif", 22)).map_err(|e| e.to_string())?;
+    let root = root
+        .titled(title, ("sans-serif", 22))
+        .map_err(|e| e.to_string())?;
     let areas = root.split_evenly((1, panels.len().max(1)));
     for (area, panel) in areas.iter().zip(panels) {
         draw_regime_panel(area, panel)?;
@@ -295,14 +375,30 @@ fn draw_regime_map<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str
 
 /// Writes the regime map (`<stem>.png` and `<stem>.svg`): per measure, the paired difference to the
 /// baseline against epochs of repetition (log x), the 95% interval as a band, failed runs marked.
-pub fn plot_regime_map(dir: &Path, stem: &str, title: &str, panels: &[RegimePanel]) -> Result<Vec<String>> {
+pub fn plot_regime_map(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    panels: &[RegimePanel],
+) -> Result<Vec<String>> {
     register_font();
     let png = format!("{stem}.png");
     let svg = format!("{stem}.svg");
     let size = ((460 * panels.len().max(1)) as u32, 460);
-    let fail = |file: &str, e: String| Error::Other(format!("plotting {}: {e}", dir.join(file).display()));
-    draw_regime_map(BitMapBackend::new(&dir.join(&png), size).into_drawing_area(), title, panels).map_err(|e| fail(&png, e))?;
-    draw_regime_map(SVGBackend::new(&dir.join(&svg), size).into_drawing_area(), title, panels).map_err(|e| fail(&svg, e))?;
+    let fail =
+        |file: &str, e: String| Error::Other(format!("plotting {}: {e}", dir.join(file).display()));
+    draw_regime_map(
+        BitMapBackend::new(&dir.join(&png), size).into_drawing_area(),
+        title,
+        panels,
+    )
+    .map_err(|e| fail(&png, e))?;
+    draw_regime_map(
+        SVGBackend::new(&dir.join(&svg), size).into_drawing_area(),
+        title,
+        panels,
+    )
+    .map_err(|e| fail(&svg, e))?;
     Ok(vec![png, svg])
 }
 
@@ -325,7 +421,10 @@ mod tests {
     fn smoothing_keeps_x_and_averages_y() {
         let c: Curve = vec![(0.0, 0.0), (1.0, 3.0), (2.0, 0.0), (3.0, 3.0)];
         let s = smooth(&c, 3);
-        assert_eq!(s.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            s.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![0.0, 1.0, 2.0, 3.0]
+        );
         assert_eq!(s[1].1, 1.0);
         assert_eq!(s[0].1, 1.5);
     }
@@ -340,26 +439,52 @@ mod tests {
                 seeds: vec![vec![(0.0, 9.0), (1e5, 6.0)], vec![(0.0, 9.2), (1e5, 6.3)]],
                 failed: vec![("static-seed3".into(), vec![(0.0, 9.1), (5e4, f64::NAN)])],
             },
-            StrategyCurves { strategy: "dynamic".into(), seeds: vec![vec![(0.0, 9.1), (1e5, 5.5)]], failed: vec![] },
+            StrategyCurves {
+                strategy: "dynamic".into(),
+                seeds: vec![vec![(0.0, 9.1), (1e5, 5.5)]],
+                failed: vec![],
+            },
         ];
         let files = plot_curves(&dir, "val_loss", "Validation loss", "loss", &curves).unwrap();
         let png = std::fs::read(dir.join(&files[0])).unwrap();
         assert_eq!(&png[1..4], b"PNG");
         let svg = std::fs::read_to_string(dir.join(&files[1])).unwrap();
         assert!(svg.contains("static (2 seeds)") && svg.contains("dynamic (1 seeds)"));
-        assert!(svg.contains("FAILED: static-seed3"), "a failed run is named in the plot");
+        assert!(
+            svg.contains("FAILED: static-seed3"),
+            "a failed run is named in the plot"
+        );
 
         let panel = |title: &str| RegimePanel {
             title: title.into(),
-            series: vec![RegimeSeries { label: "static − dynamic".into(), points: vec![(1.0, 0.0, 0.0, 0.0), (16.0, 0.01, -0.01, 0.03), (64.0, 0.1, 0.05, 0.15)] }],
+            series: vec![RegimeSeries {
+                label: "static − dynamic".into(),
+                points: vec![
+                    (1.0, 0.0, 0.0, 0.0),
+                    (16.0, 0.01, -0.01, 0.03),
+                    (64.0, 0.1, 0.05, 0.15),
+                ],
+            }],
             failed: vec![(64.0, 1)],
             dupe_factor: Some(10.0),
         };
-        let files = plot_regime_map(&dir, "regime_map", "Regime map", &[panel("validation loss"), panel("minimal pairs")]).unwrap();
+        let files = plot_regime_map(
+            &dir,
+            "regime_map",
+            "Regime map",
+            &[panel("validation loss"), panel("minimal pairs")],
+        )
+        .unwrap();
         assert_eq!(&std::fs::read(dir.join(&files[0])).unwrap()[1..4], b"PNG");
         let svg = std::fs::read_to_string(dir.join(&files[1])).unwrap();
-        assert!(svg.contains("static − dynamic (mean, 95% interval)") && svg.contains("failed runs: 1 at E=64"), "{svg}");
+        assert!(
+            svg.contains("static − dynamic (mean, 95% interval)")
+                && svg.contains("failed runs: 1 at E=64"),
+            "{svg}"
+        );
         assert!(svg.contains("E = K = 10"), "{svg}");
-        if std::env::var_os("REMASK_KEEP_PLOT").is_none() { std::fs::remove_dir_all(&dir).ok(); }
+        if std::env::var_os("REMASK_KEEP_PLOT").is_none() {
+            std::fs::remove_dir_all(&dir).ok();
+        }
     }
 }

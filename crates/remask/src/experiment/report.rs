@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::measure::{Measure, MeasureContext, MEASURES};
 use super::leaderboard::LeaderboardRow;
+use super::measure::{Measure, MeasureContext, MEASURES};
 use super::paired::Comparison;
 use super::plan::Regime;
 use super::record::RunRecord;
@@ -28,10 +28,24 @@ impl From<&AuditReport> for AuditLine {
     /// number of queries checked or the offending pair.
     fn from(r: &AuditReport) -> Self {
         let detail = match &r.first_violation {
-            None => format!("{} queries, {} forbidden pairs; gradients and perturbation", r.checked_queries, r.forbidden_pairs),
-            Some(v) => format!("query {} reads forbidden{} key {} (row {}, found by {})", v.query, v.side(), v.key, v.row, v.method),
+            None => format!(
+                "{} queries, {} forbidden pairs; gradients and perturbation",
+                r.checked_queries, r.forbidden_pairs
+            ),
+            Some(v) => format!(
+                "query {} reads forbidden{} key {} (row {}, found by {})",
+                v.query,
+                v.side(),
+                v.key,
+                v.row,
+                v.method
+            ),
         };
-        AuditLine { what: format!("attention {}", r.kind), passed: r.passed, detail }
+        AuditLine {
+            what: format!("attention {}", r.kind),
+            passed: r.passed,
+            detail,
+        }
     }
 }
 
@@ -39,9 +53,15 @@ impl From<&MaskingAudit> for AuditLine {
     /// What the leakage table shows of the MLM-target audit: `mlm targets hidden`, the verdict and the
     /// shares.
     fn from(m: &MaskingAudit) -> Self {
-        let detail =
-            format!("{} labels; target visible at {:.3} (accepted <= {:.3})", m.labels, m.unchanged_share, m.max_unchanged_share);
-        AuditLine { what: "mlm targets hidden".into(), passed: m.passed, detail }
+        let detail = format!(
+            "{} labels; target visible at {:.3} (accepted <= {:.3})",
+            m.labels, m.unchanged_share, m.max_unchanged_share
+        );
+        AuditLine {
+            what: "mlm targets hidden".into(),
+            passed: m.passed,
+            detail,
+        }
     }
 }
 
@@ -180,7 +200,13 @@ pub fn build_report(setup: Setup, runs: Vec<RunRecord>, audit: Vec<AuditLine>) -
     // A diverged run has no final figures and leaves its pairs; a run that ends above the unigram
     // loss is flagged but stays in: its result is that strategy's outcome.
     let group = |name: &str, regime: Option<u32>, usable_only: bool| -> Vec<&RunRecord> {
-        runs.iter().filter(|r| r.strategy == name && r.regime == regime && (!usable_only || r.final_val_loss.is_finite())).collect()
+        runs.iter()
+            .filter(|r| {
+                r.strategy == name
+                    && r.regime == regime
+                    && (!usable_only || r.final_val_loss.is_finite())
+            })
+            .collect()
     };
 
     let mut targets = Vec::new();
@@ -189,9 +215,14 @@ pub fn build_report(setup: Setup, runs: Vec<RunRecord>, audit: Vec<AuditLine>) -
     for &regime in &regimes {
         let target_loss = names
             .iter()
-            .filter_map(|n| spread_of(&group(n, regime, true), |r| Some(r.final_val_loss)).map(|s| s.median))
+            .filter_map(|n| {
+                spread_of(&group(n, regime, true), |r| Some(r.final_val_loss)).map(|s| s.median)
+            })
             .fold(f64::NAN, f64::max);
-        targets.push(RegimeTarget { regime, target_loss });
+        targets.push(RegimeTarget {
+            regime,
+            target_loss,
+        });
         let ctx = MeasureContext { target_loss };
         for name in &names {
             let all = group(name, regime, false);
@@ -199,7 +230,10 @@ pub fn build_report(setup: Setup, runs: Vec<RunRecord>, audit: Vec<AuditLine>) -
                 continue;
             }
             let g = group(name, regime, true);
-            let hits: Vec<(f64, f64)> = g.iter().filter_map(|r| time_to_target(&r.eval_curve, target_loss)).collect();
+            let hits: Vec<(f64, f64)> = g
+                .iter()
+                .filter_map(|r| time_to_target(&r.eval_curve, target_loss))
+                .collect();
             strategies.push(StrategySummary {
                 strategy: name.clone(),
                 regime,
@@ -219,44 +253,86 @@ pub fn build_report(setup: Setup, runs: Vec<RunRecord>, audit: Vec<AuditLine>) -
                 reached_target: hits.len(),
                 masking_ms_per_step: spread_of(&g, |r| Some(r.masking_ms_per_step)),
                 mask_bytes: all.iter().map(|r| r.mask_bytes).max().unwrap_or(0),
-                mask_bytes_per_token: all.iter().map(|r| r.mask_bytes_per_token).fold(0.0, f64::max),
+                mask_bytes_per_token: all
+                    .iter()
+                    .map(|r| r.mask_bytes_per_token)
+                    .fold(0.0, f64::max),
             });
         }
         for a in names.iter().filter(|n| **n != setup.baseline) {
             let pairs: Vec<(&RunRecord, &RunRecord)> = group(a, regime, true)
                 .into_iter()
-                .filter_map(|ra| group(&setup.baseline, regime, true).into_iter().find(|rb| rb.seed == ra.seed).map(|rb| (ra, rb)))
+                .filter_map(|ra| {
+                    group(&setup.baseline, regime, true)
+                        .into_iter()
+                        .find(|rb| rb.seed == ra.seed)
+                        .map(|rb| (ra, rb))
+                })
                 .collect();
             let identical = !pairs.is_empty()
-                && pairs.iter().all(|(ra, rb)| ra.same_as.as_deref() == Some(rb.run_dir.as_str()) || rb.same_as.as_deref() == Some(ra.run_dir.as_str()));
+                && pairs.iter().all(|(ra, rb)| {
+                    ra.same_as.as_deref() == Some(rb.run_dir.as_str())
+                        || rb.same_as.as_deref() == Some(ra.run_dir.as_str())
+                });
             for m in &MEASURES {
-                let values: Vec<(f64, f64)> =
-                    pairs.iter().filter_map(|(ra, rb)| Some(((m.get)(ra, &ctx)?, (m.get)(rb, &ctx)?))).collect();
+                let values: Vec<(f64, f64)> = pairs
+                    .iter()
+                    .filter_map(|(ra, rb)| Some(((m.get)(ra, &ctx)?, (m.get)(rb, &ctx)?)))
+                    .collect();
                 if values.is_empty() {
                     continue;
                 }
-                comparisons.push(Comparison::of(m.key, a, &setup.baseline, regime, &values, m.lower_is_better, identical));
+                comparisons.push(Comparison::of(
+                    m.key,
+                    a,
+                    &setup.baseline,
+                    regime,
+                    &values,
+                    m.lower_is_better,
+                    identical,
+                ));
             }
         }
     }
     let failed_runs = runs
         .iter()
-        .filter_map(|r| r.failed.as_ref().map(|why| FailedRun { run: r.name(), reason: why.clone() }))
+        .filter_map(|r| {
+            r.failed.as_ref().map(|why| FailedRun {
+                run: r.name(),
+                reason: why.clone(),
+            })
+        })
         .collect();
-    let leaderboard = if runs.iter().any(|r| r.strategy == LEADERBOARD_BASELINE && r.regime.is_none()) {
+    let leaderboard = if runs
+        .iter()
+        .any(|r| r.strategy == LEADERBOARD_BASELINE && r.regime.is_none())
+    {
         super::leaderboard::leaderboard(&runs, LEADERBOARD_BASELINE)
     } else {
         Vec::new()
     };
-    let mut report =
-        Report { setup, targets, strategies, comparisons, failed_runs, audit, verdicts: Vec::new(), leaderboard, runs };
+    let mut report = Report {
+        setup,
+        targets,
+        strategies,
+        comparisons,
+        failed_runs,
+        audit,
+        verdicts: Vec::new(),
+        leaderboard,
+        runs,
+    };
     report.verdicts = verdicts(&report);
     report
 }
 
 /// A signed figure with about four significant digits.
 fn signed(x: f64) -> String {
-    if x >= 0.0 { format!("+{}", num(x)) } else { num(x) }
+    if x >= 0.0 {
+        format!("+{}", num(x))
+    } else {
+        num(x)
+    }
 }
 
 /// `+0.031 [+0.012, +0.050]`, or `0 (identical runs)`.
@@ -278,7 +354,12 @@ fn describe(c: &Comparison, m: &Measure) -> String {
         return format!("{what}: the same run by construction");
     }
     if c.called {
-        format!("{what} ({} seeds): `{}` is {}", c.seeds, c.a, if c.a_is_better() { "better" } else { "worse" })
+        format!(
+            "{what} ({} seeds): `{}` is {}",
+            c.seeds,
+            c.a,
+            if c.a_is_better() { "better" } else { "worse" }
+        )
     } else if c.seeds < 2 {
         format!("{what}: too few seeds for an interval")
     } else {
@@ -298,8 +379,14 @@ fn regime_name(r: Option<u32>) -> String {
 }
 
 impl Report {
-    fn comparisons_of<'a>(&'a self, measure: &'a str, a: &'a str) -> impl Iterator<Item = &'a Comparison> + 'a {
-        self.comparisons.iter().filter(move |c| c.measure == measure && c.a == a)
+    fn comparisons_of<'a>(
+        &'a self,
+        measure: &'a str,
+        a: &'a str,
+    ) -> impl Iterator<Item = &'a Comparison> + 'a {
+        self.comparisons
+            .iter()
+            .filter(move |c| c.measure == measure && c.a == a)
     }
 
     /// Every strategy, in order of first appearance among the runs.
@@ -328,7 +415,10 @@ impl Report {
 /// against the baseline, or that it never does in the range.
 fn regime_sentence(report: &Report, a: &str) -> Option<String> {
     let m = super::measure::measure("val_loss")?;
-    let cs: Vec<&Comparison> = report.comparisons_of("val_loss", a).filter(|c| c.regime.is_some()).collect();
+    let cs: Vec<&Comparison> = report
+        .comparisons_of("val_loss", a)
+        .filter(|c| c.regime.is_some())
+        .collect();
     if cs.len() < 2 {
         return None;
     }
@@ -337,10 +427,18 @@ fn regime_sentence(report: &Report, a: &str) -> Option<String> {
     let better = |c: &Comparison| c.called && c.a_is_better();
     let lo = cs.first().and_then(|c| c.regime).unwrap_or(0);
     let hi = cs.last().and_then(|c| c.regime).unwrap_or(0);
-    let detail = cs.iter().map(|c| format!("E = {}: {}", c.regime.unwrap_or(0), diff_cell(c))).collect::<Vec<_>>().join("; ");
+    let detail = cs
+        .iter()
+        .map(|c| format!("E = {}: {}", c.regime.unwrap_or(0), diff_cell(c)))
+        .collect::<Vec<_>>()
+        .join("; ");
     // The first regime from which every larger regime is called worse.
     let from = (0..cs.len()).find(|&i| cs[i..].iter().all(|c| worse(c)));
-    let res: Vec<f64> = cs.iter().filter(|c| !c.identical).filter_map(|c| c.resolvable).collect();
+    let res: Vec<f64> = cs
+        .iter()
+        .filter(|c| !c.identical)
+        .filter_map(|c| c.resolvable)
+        .collect();
     let res_note = if res.is_empty() {
         String::new()
     } else {
@@ -368,19 +466,34 @@ fn regime_sentence(report: &Report, a: &str) -> Option<String> {
         ),
         None => format!("`{a}` never costs {} against `{b}` that this run can resolve, between E = {lo} and E = {hi}.", m.label),
     };
-    Some(format!("{sentence} Mean paired differences ({a} − {b}) with 95% intervals: {detail}.{res_note}"))
+    Some(format!(
+        "{sentence} Mean paired differences ({a} − {b}) with 95% intervals: {detail}.{res_note}"
+    ))
 }
 
 fn verdicts(report: &Report) -> Vec<Verdict> {
     let mut out = Vec::new();
     let s = &report.setup;
     let others = report.compared_strategies();
-    let seeds_note = if s.seeds < 3 { format!(" With {} seed(s) per strategy, intervals are wide or missing.", s.seeds) } else { String::new() };
+    let seeds_note = if s.seeds < 3 {
+        format!(
+            " With {} seed(s) per strategy, intervals are wide or missing.",
+            s.seeds
+        )
+    } else {
+        String::new()
+    };
 
     if s.regimes.iter().filter(|r| r.epochs.is_some()).count() >= 2 {
-        let lines: Vec<String> = others.iter().filter_map(|a| regime_sentence(report, a)).collect();
+        let lines: Vec<String> = others
+            .iter()
+            .filter_map(|a| regime_sentence(report, a))
+            .collect();
         if !lines.is_empty() {
-            out.push(Verdict { claim: "Data repetition (regime map)".into(), finding: lines.join(" ") + &seeds_note });
+            out.push(Verdict {
+                claim: "Data repetition (regime map)".into(),
+                finding: lines.join(" ") + &seeds_note,
+            });
         }
     }
 
@@ -388,8 +501,15 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
     let mut eff = Vec::new();
     if let Some(m) = super::measure::measure("tokens_to_target") {
         for a in &others {
-            for c in report.comparisons_of("tokens_to_target", a).filter(|c| !c.identical) {
-                eff.push(capitalize(&format!("{}: {}.", regime_name(c.regime), describe(c, m))));
+            for c in report
+                .comparisons_of("tokens_to_target", a)
+                .filter(|c| !c.identical)
+            {
+                eff.push(capitalize(&format!(
+                    "{}: {}.",
+                    regime_name(c.regime),
+                    describe(c, m)
+                )));
             }
         }
     }
@@ -407,17 +527,36 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
     let mut speeds = Vec::new();
     for name in report.strategy_names() {
         // Runs identical to another one were not trained: their speed is the other run's.
-        let v: Vec<f64> = report.runs.iter().filter(|r| r.strategy == name && r.same_as.is_none()).map(|r| r.tokens_per_s).collect();
+        let v: Vec<f64> = report
+            .runs
+            .iter()
+            .filter(|r| r.strategy == name && r.same_as.is_none())
+            .map(|r| r.tokens_per_s)
+            .collect();
         if let Some(t) = Spread::of(&v) {
-            speeds.push(format!("`{name}` {} [{}–{}]", num(t.median), num(t.min), num(t.max)));
+            speeds.push(format!(
+                "`{name}` {} [{}–{}]",
+                num(t.median),
+                num(t.min),
+                num(t.max)
+            ));
         }
     }
     if !speeds.is_empty() {
-        eff.push(format!("Throughput (tokens/s, median [min–max] over the runs trained): {}.", speeds.join(", ")));
+        eff.push(format!(
+            "Throughput (tokens/s, median [min–max] over the runs trained): {}.",
+            speeds.join(", ")
+        ));
     }
-    out.push(Verdict { claim: "Training efficiency".into(), finding: eff.join(" ") + &seeds_note });
+    out.push(Verdict {
+        claim: "Training efficiency".into(),
+        finding: eff.join(" ") + &seeds_note,
+    });
 
-    out.push(Verdict { claim: "Information leakage".into(), finding: leakage_finding(report) });
+    out.push(Verdict {
+        claim: "Information leakage".into(),
+        finding: leakage_finding(report),
+    });
 
     let mut gen = Vec::new();
     let keys: &[&str] = if s.task == "clm" {
@@ -427,7 +566,9 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
     };
     for a in &others {
         for key in keys {
-            let Some(m) = super::measure::measure(key) else { continue };
+            let Some(m) = super::measure::measure(key) else {
+                continue;
+            };
             let cs: Vec<&Comparison> = report.comparisons_of(key, a).collect();
             if cs.is_empty() {
                 continue;
@@ -435,19 +576,38 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
             let called: Vec<String> = cs
                 .iter()
                 .filter(|c| c.called)
-                .map(|c| format!("{} ({} {})", regime_name(c.regime), if c.a_is_better() { "better" } else { "worse" }, diff_cell(c)))
+                .map(|c| {
+                    format!(
+                        "{} ({} {})",
+                        regime_name(c.regime),
+                        if c.a_is_better() { "better" } else { "worse" },
+                        diff_cell(c)
+                    )
+                })
                 .collect();
             if cs.len() == 1 {
                 gen.push(capitalize(&format!("{}.", describe(cs[0], m))));
             } else if called.is_empty() {
-                gen.push(format!("{}: no difference between `{a}` and `{}` resolved in any regime.", capitalize(m.label), s.baseline));
+                gen.push(format!(
+                    "{}: no difference between `{a}` and `{}` resolved in any regime.",
+                    capitalize(m.label),
+                    s.baseline
+                ));
             } else {
-                gen.push(format!("{}: `{a}` differs from `{}` at {}; elsewhere no difference is resolved.", capitalize(m.label), s.baseline, called.join(", ")));
+                gen.push(format!(
+                    "{}: `{a}` differs from `{}` at {}; elsewhere no difference is resolved.",
+                    capitalize(m.label),
+                    s.baseline,
+                    called.join(", ")
+                ));
             }
         }
     }
     gen.extend(scale_notes(report));
-    out.push(Verdict { claim: "Generalization".into(), finding: gen.join(" ") + &seeds_note });
+    out.push(Verdict {
+        claim: "Generalization".into(),
+        finding: gen.join(" ") + &seeds_note,
+    });
 
     if !report.failed_runs.is_empty() {
         out.push(Verdict {
@@ -480,21 +640,39 @@ fn verdicts(report: &Report) -> Vec<Verdict> {
 
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map_or(String::new(), |f| f.to_uppercase().collect::<String>() + c.as_str())
+    c.next().map_or(String::new(), |f| {
+        f.to_uppercase().collect::<String>() + c.as_str()
+    })
 }
 
 /// How strongly the models learn: losses against the unigram baseline, minimal pairs against chance.
 fn scale_notes(report: &Report) -> Vec<String> {
     let mut out = Vec::new();
     let s = &report.setup;
-    let base: Vec<&StrategySummary> = report.strategies.iter().filter(|x| x.strategy == s.baseline).collect();
+    let base: Vec<&StrategySummary> = report
+        .strategies
+        .iter()
+        .filter(|x| x.strategy == s.baseline)
+        .collect();
     if let Some(u) = s.unigram_loss {
         let cells: Vec<String> = base
             .iter()
-            .filter_map(|x| x.final_val_loss.map(|v| format!("{} {} (accuracy {})", regime_name(x.regime), num(v.median), x.final_val_accuracy.map_or("—".into(), |a| num(a.median)))))
+            .filter_map(|x| {
+                x.final_val_loss.map(|v| {
+                    format!(
+                        "{} {} (accuracy {})",
+                        regime_name(x.regime),
+                        num(v.median),
+                        x.final_val_accuracy.map_or("—".into(), |a| num(a.median))
+                    )
+                })
+            })
             .collect();
         if !cells.is_empty() {
-            let best = base.iter().filter_map(|x| x.final_val_loss.map(|v| v.max)).fold(f64::INFINITY, f64::min);
+            let best = base
+                .iter()
+                .filter_map(|x| x.final_val_loss.map(|v| v.max))
+                .fold(f64::INFINITY, f64::min);
             out.push(format!(
                 "For scale: the unigram loss (no context) is {}; `{}` ends at {} ({}).",
                 num(u),
@@ -512,9 +690,19 @@ fn scale_notes(report: &Report) -> Vec<String> {
             ));
         }
     }
-    let mp: Vec<String> = base.iter().filter_map(|x| x.minimal_pairs.map(|m| format!("{} {}", regime_name(x.regime), num(m.median)))).collect();
+    let mp: Vec<String> = base
+        .iter()
+        .filter_map(|x| {
+            x.minimal_pairs
+                .map(|m| format!("{} {}", regime_name(x.regime), num(m.median)))
+        })
+        .collect();
     if !mp.is_empty() {
-        out.push(format!("Minimal-pair accuracy of `{}` (chance 0.5): {}.", s.baseline, mp.join(", ")));
+        out.push(format!(
+            "Minimal-pair accuracy of `{}` (chance 0.5): {}.",
+            s.baseline,
+            mp.join(", ")
+        ));
     }
     out
 }
@@ -524,7 +712,12 @@ fn leakage_finding(report: &Report) -> String {
     if audit.is_empty() {
         return "Not audited in this run.".into();
     }
-    let list = |v: &[&AuditLine]| v.iter().map(|a| format!("{} ({})", a.what, a.detail)).collect::<Vec<_>>().join("; ");
+    let list = |v: &[&AuditLine]| {
+        v.iter()
+            .map(|a| format!("{} ({})", a.what, a.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let pass: Vec<&AuditLine> = audit.iter().filter(|a| a.passed).collect();
     let leak: Vec<&AuditLine> = audit.iter().filter(|a| !a.passed).collect();
     if report.setup.task == "clm" {
@@ -532,7 +725,13 @@ fn leakage_finding(report: &Report) -> String {
         // packed rows is expected to leak across documents, document-causal attention must not.
         let mut s = String::from("Each trained model was audited against the document-causal relation (no output may depend on another document of its row). ");
         if !leak.is_empty() {
-            s += &format!("LEAK: {}. ", leak.iter().map(|a| format!("{}: {}", a.what, a.detail)).collect::<Vec<_>>().join("; "));
+            s += &format!(
+                "LEAK: {}. ",
+                leak.iter()
+                    .map(|a| format!("{}: {}", a.what, a.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
         }
         if !pass.is_empty() {
             s += &format!("PASS: {}.", list(&pass));
@@ -542,7 +741,13 @@ fn leakage_finding(report: &Report) -> String {
     if leak.is_empty() {
         format!("No leakage found: {}.", list(&pass))
     } else {
-        format!("LEAKAGE FOUND: {}.", leak.iter().map(|a| format!("{}: {}", a.what, a.detail)).collect::<Vec<_>>().join("; "))
+        format!(
+            "LEAKAGE FOUND: {}.",
+            leak.iter()
+                .map(|a| format!("{}: {}", a.what, a.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
     }
 }
 
@@ -624,7 +829,10 @@ impl Report {
         }
         if self.leaderboard.len() > 1 {
             m.push('\n');
-            m.push_str(&super::leaderboard::to_markdown(&self.leaderboard, LEADERBOARD_BASELINE));
+            m.push_str(&super::leaderboard::to_markdown(
+                &self.leaderboard,
+                LEADERBOARD_BASELINE,
+            ));
         }
         self.comparison_tables(&mut m, regime_plot);
         m.push_str("\n## Figures per strategy\n\nMedian [min–max] over the seeds (diverged runs left out). A run identical to another by construction (see Runs) repeats its figures. The train−val gap is the validation loss minus the loss on a fixed-mask sample of the run's own training subset.\n\n");
@@ -648,20 +856,42 @@ impl Report {
                 x.seeds - x.diverged,
                 cell(&x.masking_ms_per_step),
                 x.mask_bytes,
-                if x.mask_bytes > 0 { format!(" ({:.2} per token)", x.mask_bytes_per_token) } else { String::new() }
+                if x.mask_bytes > 0 {
+                    format!(" ({:.2} per token)", x.mask_bytes_per_token)
+                } else {
+                    String::new()
+                }
             ));
         }
-        if self.strategies.iter().any(|x| x.val_loss_isolated.is_some()) {
+        if self
+            .strategies
+            .iter()
+            .any(|x| x.val_loss_isolated.is_some())
+        {
             m.push_str("\nValidation loss with every document read alone (document-causal attention at evaluation):\n\n| strategy | val loss, documents alone |\n|---|---|\n");
             for x in &self.strategies {
-                m.push_str(&format!("| {} | {} |\n", x.strategy, cell(&x.val_loss_isolated)));
+                m.push_str(&format!(
+                    "| {} | {} |\n",
+                    x.strategy,
+                    cell(&x.val_loss_isolated)
+                ));
             }
         }
         m.push_str("\nTarget validation loss for \"to target\" (the highest final median validation loss among the strategies): ");
-        m.push_str(&self.targets.iter().map(|t| format!("{} {}", regime_name(t.regime), num(t.target_loss))).collect::<Vec<_>>().join(", "));
+        m.push_str(
+            &self
+                .targets
+                .iter()
+                .map(|t| format!("{} {}", regime_name(t.regime), num(t.target_loss)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
         m.push_str(".\n");
         if !self.failed_runs.is_empty() {
-            m.push_str(&format!("\n## Failed runs ({})\n\n| run | why |\n|---|---|\n", self.failed_runs.len()));
+            m.push_str(&format!(
+                "\n## Failed runs ({})\n\n| run | why |\n|---|---|\n",
+                self.failed_runs.len()
+            ));
             for f in &self.failed_runs {
                 m.push_str(&format!("| {} | {} |\n", f.run, f.reason));
             }
@@ -669,7 +899,12 @@ impl Report {
         if !self.audit.is_empty() {
             m.push_str("\n## Leakage audit\n\n| what | verdict | detail |\n|---|---|---|\n");
             for a in &self.audit {
-                m.push_str(&format!("| {} | {} | {} |\n", a.what, if a.passed { "PASS" } else { "LEAK" }, a.detail));
+                m.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    a.what,
+                    if a.passed { "PASS" } else { "LEAK" },
+                    a.detail
+                ));
             }
         }
         if !plot_files.is_empty() {
@@ -709,19 +944,36 @@ impl Report {
             return;
         }
         let regimes: Vec<Option<u32>> = self.targets.iter().map(|t| t.regime).collect();
-        let head = if regimes.iter().any(Option::is_some) { "Regime map: paired differences" } else { "Paired differences" };
+        let head = if regimes.iter().any(Option::is_some) {
+            "Regime map: paired differences"
+        } else {
+            "Paired differences"
+        };
         m.push_str(&format!("\n## {head}\n\n"));
         if let Some(p) = regime_plot {
             m.push_str(&format!("![{p}]({p})\n\n"));
         }
         m.push_str("Mean over seeds of (strategy − baseline) with its 95% interval; **bold** where the interval excludes 0.\n");
         for a in self.compared_strategies() {
-            m.push_str(&format!("\n`{a}` − `{}`:\n\n| measure | {} |\n|---|{}\n", self.setup.baseline,
-                regimes.iter().map(|r| regime_name(*r)).collect::<Vec<_>>().join(" | "),
-                "---|".repeat(regimes.len())));
+            m.push_str(&format!(
+                "\n`{a}` − `{}`:\n\n| measure | {} |\n|---|{}\n",
+                self.setup.baseline,
+                regimes
+                    .iter()
+                    .map(|r| regime_name(*r))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                "---|".repeat(regimes.len())
+            ));
             for meas in &MEASURES {
-                let cs: Vec<Option<&Comparison>> =
-                    regimes.iter().map(|r| self.comparisons.iter().find(|c| c.a == a && c.measure == meas.key && c.regime == *r)).collect();
+                let cs: Vec<Option<&Comparison>> = regimes
+                    .iter()
+                    .map(|r| {
+                        self.comparisons
+                            .iter()
+                            .find(|c| c.a == a && c.measure == meas.key && c.regime == *r)
+                    })
+                    .collect();
                 if cs.iter().all(Option::is_none) {
                     continue;
                 }
@@ -733,16 +985,42 @@ impl Report {
                         None => "—".into(),
                     })
                     .collect();
-                m.push_str(&format!("| {} ({}) | {} |\n", meas.label, if meas.lower_is_better { "lower is better" } else { "higher is better" }, cells.join(" | ")));
-                let res: Vec<String> = cs.iter().map(|c| c.and_then(|c| c.resolvable).map_or("—".into(), num)).collect();
-                if cs.iter().flatten().any(|c| c.resolvable.is_some() && !c.identical) {
-                    m.push_str(&format!("| ↳ smallest resolvable | {} |\n", res.join(" | ")));
+                m.push_str(&format!(
+                    "| {} ({}) | {} |\n",
+                    meas.label,
+                    if meas.lower_is_better {
+                        "lower is better"
+                    } else {
+                        "higher is better"
+                    },
+                    cells.join(" | ")
+                ));
+                let res: Vec<String> = cs
+                    .iter()
+                    .map(|c| c.and_then(|c| c.resolvable).map_or("—".into(), num))
+                    .collect();
+                if cs
+                    .iter()
+                    .flatten()
+                    .any(|c| c.resolvable.is_some() && !c.identical)
+                {
+                    m.push_str(&format!(
+                        "| ↳ smallest resolvable | {} |\n",
+                        res.join(" | ")
+                    ));
                 }
             }
         }
         let seeds: Vec<usize> = self.comparisons.iter().map(|c| c.seeds).collect();
         if let (Some(lo), Some(hi)) = (seeds.iter().min(), seeds.iter().max()) {
-            m.push_str(&format!("\nPairs per comparison: {}.\n", if lo == hi { lo.to_string() } else { format!("{lo}–{hi}") }));
+            m.push_str(&format!(
+                "\nPairs per comparison: {}.\n",
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}–{hi}")
+                }
+            ));
         }
     }
 
@@ -759,14 +1037,28 @@ mod tests {
 
     fn run(strategy: &str, regime: Option<u32>, seed: u64, final_val: f64) -> RunRecord {
         let eval_curve = (0..=4)
-            .map(|i| EvalPoint { tokens: i * 1000, seconds: i as f64, loss: 8.0 - (8.0 - final_val) * i as f64 / 4.0, accuracy: 0.1 * i as f64 })
+            .map(|i| EvalPoint {
+                tokens: i * 1000,
+                seconds: i as f64,
+                loss: 8.0 - (8.0 - final_val) * i as f64 / 4.0,
+                accuracy: 0.1 * i as f64,
+            })
             .collect();
         RunRecord {
             strategy: strategy.into(),
             seed,
             regime,
             train_rows: 100,
-            train_curve: vec![CurvePoint { tokens: 0, loss: 8.0 }, CurvePoint { tokens: 4000, loss: final_val - 0.2 }],
+            train_curve: vec![
+                CurvePoint {
+                    tokens: 0,
+                    loss: 8.0,
+                },
+                CurvePoint {
+                    tokens: 4000,
+                    loss: final_val - 0.2,
+                },
+            ],
             eval_curve,
             final_train_loss: final_val - 0.2,
             final_val_loss: final_val,
@@ -776,7 +1068,10 @@ mod tests {
             masking_ms_per_step: 0.1,
             mask_bytes: if strategy == "static" { 1234 } else { 0 },
             mask_bytes_per_token: if strategy == "static" { 0.75 } else { 0.0 },
-            run_dir: format!("runs/{}", super::super::record::run_name(strategy, regime, seed)),
+            run_dir: format!(
+                "runs/{}",
+                super::super::record::run_name(strategy, regime, seed)
+            ),
             final_ood_loss: Some(final_val + 1.0),
             final_ood_accuracy: None,
             minimal_pairs: Some(0.6),
@@ -795,7 +1090,13 @@ mod tests {
             seeds: 3,
             unigram_loss: Some(7.0),
             baseline: "dynamic".into(),
-            regimes: regimes.iter().map(|&e| Regime { epochs: Some(e), rows: 4000 / e as u64 }).collect(),
+            regimes: regimes
+                .iter()
+                .map(|&e| Regime {
+                    epochs: Some(e),
+                    rows: 4000 / e as u64,
+                })
+                .collect(),
             ood: Some("o".into()),
             minimal_pairs: Some("p".into()),
             wall_s: Some(12.0),
@@ -810,29 +1111,61 @@ mod tests {
             for seed in 1..=3u64 {
                 let noise = [0.0, 0.02, -0.01][seed as usize - 1];
                 let d = run("dynamic", Some(e), seed, 5.0 + noise);
-                let mut s = run("static", Some(e), seed, 5.0 + noise + cost + [0.0, 0.003, -0.002][seed as usize - 1]);
+                let mut s = run(
+                    "static",
+                    Some(e),
+                    seed,
+                    5.0 + noise + cost + [0.0, 0.003, -0.002][seed as usize - 1],
+                );
                 if e == 1 {
-                    s = RunRecord { strategy: "static".into(), same_as: Some(d.run_dir.clone()), ..d.clone() };
+                    s = RunRecord {
+                        strategy: "static".into(),
+                        same_as: Some(d.run_dir.clone()),
+                        ..d.clone()
+                    };
                 }
                 runs.push(s);
                 runs.push(d);
             }
         }
         let r = build_report(setup(&[1, 16, 64]), runs, vec![]);
-        let val: Vec<&Comparison> = r.comparisons.iter().filter(|c| c.measure == "val_loss").collect();
+        let val: Vec<&Comparison> = r
+            .comparisons
+            .iter()
+            .filter(|c| c.measure == "val_loss")
+            .collect();
         assert_eq!(val.len(), 3);
         assert!(val[0].identical && !val[0].called && val[0].mean_diff == 0.0);
         assert!(val[2].called && !val[2].a_is_better() && (val[2].mean_diff - 0.1).abs() < 1e-3);
         // Every comparison names measure, pair and regime (tokens to target counts only the seeds
         // that reach it); minimal pairs are constant, so their differences are 0 and never called.
-        assert!(r.comparisons.iter().all(|c| c.a == "static" && c.b == "dynamic"));
-        assert!(r.comparisons.iter().filter(|c| c.measure != "tokens_to_target").all(|c| c.seeds == 3));
-        assert!(r.comparisons.iter().any(|c| c.measure == "minimal_pairs" && !c.called));
+        assert!(r
+            .comparisons
+            .iter()
+            .all(|c| c.a == "static" && c.b == "dynamic"));
+        assert!(r
+            .comparisons
+            .iter()
+            .filter(|c| c.measure != "tokens_to_target")
+            .all(|c| c.seeds == 3));
+        assert!(r
+            .comparisons
+            .iter()
+            .any(|c| c.measure == "minimal_pairs" && !c.called));
         let regime = &r.verdicts[0];
         assert_eq!(regime.claim, "Data repetition (regime map)");
-        assert!(regime.finding.contains("from E = 16 epochs") || regime.finding.contains("from E = 64 epochs"), "{}", regime.finding);
+        assert!(
+            regime.finding.contains("from E = 16 epochs")
+                || regime.finding.contains("from E = 64 epochs"),
+            "{}",
+            regime.finding
+        );
         let md = r.to_markdown(&["val_loss.png".into()], Some("regime_map.png"));
-        assert!(md.contains("## Regime map: paired differences") && md.contains("![regime_map.png](regime_map.png)"), "{md}");
+        assert!(
+            md.contains("## Regime map: paired differences")
+                && md.contains("![regime_map.png](regime_map.png)"),
+            "{md}"
+        );
         assert!(md.contains("| E = 64 | static | 3 | 0 |"), "{md}");
         assert!(md.contains("0 (identical runs)"), "{md}");
         let back: Report = serde_json::from_str(&r.to_json()).unwrap();
@@ -851,36 +1184,103 @@ mod tests {
         runs[4].final_val_loss = f64::NAN;
         runs[2].failed = Some("ends above the unigram loss (7.2 > 7.0)".into());
         runs[2].final_val_loss = 7.2;
-        let r = build_report(Setup { regimes: vec![], ..setup(&[]) }, runs, vec![]);
+        let r = build_report(
+            Setup {
+                regimes: vec![],
+                ..setup(&[])
+            },
+            runs,
+            vec![],
+        );
         assert_eq!(r.failed_runs.len(), 2);
-        assert_eq!(r.failed_runs[1], FailedRun { run: "static-seed3".into(), reason: "diverged: non-finite loss at step 7".into() });
-        let s = r.strategies.iter().find(|s| s.strategy == "static").unwrap();
+        assert_eq!(
+            r.failed_runs[1],
+            FailedRun {
+                run: "static-seed3".into(),
+                reason: "diverged: non-finite loss at step 7".into()
+            }
+        );
+        let s = r
+            .strategies
+            .iter()
+            .find(|s| s.strategy == "static")
+            .unwrap();
         assert_eq!((s.seeds, s.failed, s.diverged), (3, 2, 1));
         // The run above the unigram loss is still in the figures; the diverged one is not.
         assert_eq!(s.final_val_loss.unwrap().n, 2);
         assert_eq!(s.final_val_loss.unwrap().max, 7.2);
-        let c = r.comparisons.iter().find(|c| c.measure == "val_loss").unwrap();
+        let c = r
+            .comparisons
+            .iter()
+            .find(|c| c.measure == "val_loss")
+            .unwrap();
         assert_eq!(c.seeds, 2);
-        assert!(r.verdicts.iter().any(|v| v.claim == "Failed runs" && v.finding.contains("`static-seed3`") && v.finding.starts_with("2 of 6")));
+        assert!(r.verdicts.iter().any(|v| v.claim == "Failed runs"
+            && v.finding.contains("`static-seed3`")
+            && v.finding.starts_with("2 of 6")));
         let md = r.to_markdown(&[], None);
-        assert!(md.contains("## Failed runs (2)") && md.contains("FAILED: diverged"), "{md}");
+        assert!(
+            md.contains("## Failed runs (2)") && md.contains("FAILED: diverged"),
+            "{md}"
+        );
         // NaN figures are written as null and read back as NaN: the report can be rebuilt.
         let back: Report = serde_json::from_str(&r.to_json()).unwrap();
         assert!(back.runs[4].final_val_loss.is_nan());
-        assert_eq!(build_report(back.setup, back.runs, back.audit).comparisons, r.comparisons);
+        assert_eq!(
+            build_report(back.setup, back.runs, back.audit).comparisons,
+            r.comparisons
+        );
     }
 
     #[test]
     fn audits_are_reported_loudly_and_clm_leaks_are_expected() {
         let audit = vec![
-            AuditLine { what: "attention padding".into(), passed: true, detail: "gradients".into() },
-            AuditLine { what: "attention causal".into(), passed: false, detail: "query 3 reads key 4".into() },
+            AuditLine {
+                what: "attention padding".into(),
+                passed: true,
+                detail: "gradients".into(),
+            },
+            AuditLine {
+                what: "attention causal".into(),
+                passed: false,
+                detail: "query 3 reads key 4".into(),
+            },
         ];
-        let r = build_report(setup(&[]), vec![run("dynamic", None, 1, 5.0)], audit.clone());
-        let leak = r.verdicts.iter().find(|v| v.claim == "Information leakage").unwrap();
-        assert!(leak.finding.starts_with("LEAKAGE FOUND: attention causal: query 3 reads key 4"), "{}", leak.finding);
-        let r = build_report(Setup { task: "clm".into(), ..setup(&[]) }, vec![run("dynamic", None, 1, 5.0)], audit);
-        let leak = r.verdicts.iter().find(|v| v.claim == "Information leakage").unwrap();
-        assert!(leak.finding.contains("against the document-causal relation") && leak.finding.contains("LEAK: attention causal"), "{}", leak.finding);
+        let r = build_report(
+            setup(&[]),
+            vec![run("dynamic", None, 1, 5.0)],
+            audit.clone(),
+        );
+        let leak = r
+            .verdicts
+            .iter()
+            .find(|v| v.claim == "Information leakage")
+            .unwrap();
+        assert!(
+            leak.finding
+                .starts_with("LEAKAGE FOUND: attention causal: query 3 reads key 4"),
+            "{}",
+            leak.finding
+        );
+        let r = build_report(
+            Setup {
+                task: "clm".into(),
+                ..setup(&[])
+            },
+            vec![run("dynamic", None, 1, 5.0)],
+            audit,
+        );
+        let leak = r
+            .verdicts
+            .iter()
+            .find(|v| v.claim == "Information leakage")
+            .unwrap();
+        assert!(
+            leak.finding
+                .contains("against the document-causal relation")
+                && leak.finding.contains("LEAK: attention causal"),
+            "{}",
+            leak.finding
+        );
     }
 }

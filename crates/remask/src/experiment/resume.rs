@@ -35,7 +35,8 @@ pub const EVAL_LOG: &str = "eval.jsonl";
 pub fn write_result<T: Serialize>(run_dir: &Path, value: &T) -> Result<()> {
     let path = run_dir.join(RESULT);
     let tmp = run_dir.join(format!(".{RESULT}.tmp"));
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
     File::create(&tmp)
         .and_then(|mut f| {
             f.write_all(text.as_bytes())?;
@@ -62,16 +63,28 @@ impl EvalLog {
     /// Opens `run_dir/eval.jsonl`. A fresh run (`resume_step = None`) starts it empty; a resumed one
     /// keeps the evaluations at steps up to `resume_step` and returns them in order. A torn last
     /// line (a kill in the middle of a write) is dropped.
-    pub fn open<T: DeserializeOwned>(run_dir: &Path, resume_step: Option<u64>) -> Result<(Self, Vec<(u64, T)>)> {
+    pub fn open<T: DeserializeOwned>(
+        run_dir: &Path,
+        resume_step: Option<u64>,
+    ) -> Result<(Self, Vec<(u64, T)>)> {
         let path = run_dir.join(EVAL_LOG);
         let mut kept = Vec::new();
         let mut text = String::new();
         if let (Some(n), Ok(f)) = (resume_step, File::open(&path)) {
             for line in BufReader::new(f).lines() {
                 let line = line.map_err(|e| Error::io(&path, e))?;
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-                let Some(step) = v.get("step").and_then(|s| s.as_u64()) else { continue };
-                let Some(point) = v.get("point").and_then(|p| serde_json::from_value::<T>(p.clone()).ok()) else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let Some(step) = v.get("step").and_then(|s| s.as_u64()) else {
+                    continue;
+                };
+                let Some(point) = v
+                    .get("point")
+                    .and_then(|p| serde_json::from_value::<T>(p.clone()).ok())
+                else {
+                    continue;
+                };
                 if step <= n {
                     kept.push((step, point));
                     text.push_str(&line);
@@ -82,7 +95,10 @@ impl EvalLog {
         let tmp = run_dir.join(format!(".{EVAL_LOG}.tmp"));
         std::fs::write(&tmp, &text).map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        let file = OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
         Ok((Self { path, file }, kept))
     }
 
@@ -91,17 +107,30 @@ impl EvalLog {
         let v = serde_json::json!({ "step": step, "point": point });
         let mut line = v.to_string();
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io(&self.path, e))
     }
 }
 
 /// The prepared data of `dir`: reused when `reuse` and the directory is complete (it holds
 /// `meta.json`) with the same `[data]` section (and, for static masking, the same masking); prepared
 /// now otherwise. `prepare` is deterministic, so both give the same bytes.
-pub fn prepared(data: &DataConfig, masking: &MaskingConfig, dir: &Path, reuse: bool) -> Result<Meta> {
+pub fn prepared(
+    data: &DataConfig,
+    masking: &MaskingConfig,
+    dir: &Path,
+    reuse: bool,
+) -> Result<Meta> {
     if reuse {
         if let Ok(meta) = Meta::read(dir) {
-            let same_data = DataConfig { dir: None, ..meta.data.clone() } == DataConfig { dir: None, ..data.clone() };
+            let same_data = DataConfig {
+                dir: None,
+                ..meta.data.clone()
+            } == DataConfig {
+                dir: None,
+                ..data.clone()
+            };
             let same_static = masking.dupe_factor().is_none() || meta.masking == *masking;
             if same_data && same_static {
                 return Ok(meta);
@@ -133,7 +162,10 @@ pub fn start_trainer<M: TrainModel, S: BatchSource>(
         });
     }
     let step = ck.state.step;
-    Ok((Trainer::resume(model, source, eval, &ck, run_dir, opts)?, Some(step)))
+    Ok((
+        Trainer::resume(model, source, eval, &ck, run_dir, opts)?,
+        Some(step),
+    ))
 }
 
 #[cfg(test)]
@@ -142,7 +174,12 @@ mod tests {
     use crate::experiment::EvalPoint;
 
     fn point(tokens: u64) -> EvalPoint {
-        EvalPoint { tokens, seconds: 0.5, loss: 1.0 / (tokens + 1) as f64, accuracy: 0.25 }
+        EvalPoint {
+            tokens,
+            seconds: 0.5,
+            loss: 1.0 / (tokens + 1) as f64,
+            accuracy: 0.25,
+        }
     }
 
     #[test]
@@ -154,7 +191,10 @@ mod tests {
             log.append(step, &point(step * 10)).unwrap();
         }
         drop(log);
-        let mut f = OpenOptions::new().append(true).open(dir.path().join(EVAL_LOG)).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(EVAL_LOG))
+            .unwrap();
         f.write_all(b"{\"step\":16,\"po").unwrap();
         drop(f);
         let (mut log, kept) = EvalLog::open::<EvalPoint>(dir.path(), Some(8)).unwrap();
@@ -174,6 +214,10 @@ mod tests {
         write_result(dir.path(), &point(3)).unwrap();
         assert_eq!(read_result::<EvalPoint>(dir.path()), Some(point(3)));
         std::fs::write(dir.path().join(RESULT), "{\"tok").unwrap();
-        assert_eq!(read_result::<EvalPoint>(dir.path()), None, "a torn file counts as not finished");
+        assert_eq!(
+            read_result::<EvalPoint>(dir.path()),
+            None,
+            "a torn file counts as not finished"
+        );
     }
 }

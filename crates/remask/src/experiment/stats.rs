@@ -23,8 +23,17 @@ impl Spread {
         }
         v.sort_by(|a, b| a.total_cmp(b));
         let n = v.len();
-        let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
-        Some(Spread { median, min: v[0], max: v[n - 1], n })
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            0.5 * (v[n / 2 - 1] + v[n / 2])
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+            n,
+        })
     }
 
     /// Whether two ranges overlap: then a difference between the medians is inside the seed spread.
@@ -70,16 +79,36 @@ mod tests {
 
     #[test]
     fn overlap_is_symmetric_and_strict() {
-        let a = Spread { median: 1.5, min: 1.0, max: 2.0, n: 3 };
-        let b = Spread { median: 2.5, min: 2.0, max: 3.0, n: 3 };
-        let c = Spread { median: 3.5, min: 3.1, max: 4.0, n: 3 };
+        let a = Spread {
+            median: 1.5,
+            min: 1.0,
+            max: 2.0,
+            n: 3,
+        };
+        let b = Spread {
+            median: 2.5,
+            min: 2.0,
+            max: 3.0,
+            n: 3,
+        };
+        let c = Spread {
+            median: 3.5,
+            min: 3.1,
+            max: 4.0,
+            n: 3,
+        };
         assert!(a.overlaps(&b) && b.overlaps(&a));
         assert!(!a.overlaps(&c) && !c.overlaps(&a));
     }
 
     #[test]
     fn target_is_interpolated() {
-        let p = |tokens, seconds, loss| EvalPoint { tokens, seconds, loss, accuracy: 0.0 };
+        let p = |tokens, seconds, loss| EvalPoint {
+            tokens,
+            seconds,
+            loss,
+            accuracy: 0.0,
+        };
         let curve = [p(0, 0.0, 8.0), p(100, 10.0, 6.0), p(200, 20.0, 4.0)];
         assert_eq!(time_to_target(&curve, 5.0), Some((150.0, 15.0)));
         assert_eq!(time_to_target(&curve, 8.5), Some((0.0, 0.0)));

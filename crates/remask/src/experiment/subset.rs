@@ -23,7 +23,9 @@ const SUBSET_EPOCH: u64 = u64::MAX - 1;
 /// increasing row order.
 pub fn subset_rows(total: u64, n: u64, data_seed: u64) -> Result<Vec<u32>> {
     if n == 0 || n > total {
-        return Err(Error::Other(format!("a subset of {n} rows out of {total} training rows")));
+        return Err(Error::Other(format!(
+            "a subset of {n} rows out of {total} training rows"
+        )));
     }
     let mut p = permutation(total as usize, data_seed, SUBSET_EPOCH);
     p.truncate(n as usize);
@@ -64,7 +66,12 @@ pub struct SubsetSource {
 
 impl SubsetSource {
     pub fn new(loader: Loader, rows: Vec<u32>, order_seed: u64) -> Self {
-        Self { loader, rows, order_seed, perm: None }
+        Self {
+            loader,
+            rows,
+            order_seed,
+            perm: None,
+        }
     }
 
     /// The (epoch, row) of global sample index g.
@@ -120,9 +127,15 @@ mod tests {
         let small = subset_rows(1000, 100, 7).unwrap();
         assert_eq!(big.len(), 400);
         assert!(big.windows(2).all(|w| w[0] < w[1]));
-        assert!(small.iter().all(|r| big.binary_search(r).is_ok()), "regime subsets must be nested");
+        assert!(
+            small.iter().all(|r| big.binary_search(r).is_ok()),
+            "regime subsets must be nested"
+        );
         assert_ne!(subset_rows(1000, 100, 8).unwrap(), small);
-        assert_eq!(subset_rows(1000, 1000, 7).unwrap(), (0..1000).collect::<Vec<u32>>());
+        assert_eq!(
+            subset_rows(1000, 1000, 7).unwrap(),
+            (0..1000).collect::<Vec<u32>>()
+        );
         assert!(subset_rows(10, 11, 7).is_err());
         assert!(subset_rows(10, 0, 7).is_err());
     }
@@ -136,24 +149,48 @@ mod tests {
         use crate::masking::{MaskingConfig, When};
         let tmp = tempfile::tempdir().unwrap();
         let corpus = tmp.path().join("corpus.txt");
-        let text: String = (0..80).map(|i| format!("the word {i} and the other word number {} stand here\n", i * 7)).collect();
+        let text: String = (0..80)
+            .map(|i| {
+                format!(
+                    "the word {i} and the other word number {} stand here\n",
+                    i * 7
+                )
+            })
+            .collect();
         std::fs::write(&corpus, text).unwrap();
-        let mut data = DataConfig { inputs: vec![corpus], seq_len: 16, validation_share: 0.1, ..DataConfig::default() };
+        let mut data = DataConfig {
+            inputs: vec![corpus],
+            seq_len: 16,
+            validation_share: 0.1,
+            ..DataConfig::default()
+        };
         data.tokenizer.vocab_size = 120;
-        let fixed = MaskingConfig { when: When::Static { dupe_factor: 2 }, ..MaskingConfig::default() };
+        let fixed = MaskingConfig {
+            when: When::Static { dupe_factor: 2 },
+            ..MaskingConfig::default()
+        };
         let dynamic = MaskingConfig::default();
         let meta = prepare(&data, &fixed, &tmp.path().join("static")).unwrap();
         prepare(&data, &dynamic, &tmp.path().join("dynamic")).unwrap();
         let rows = subset_rows(meta.train.rows, 10, meta.data.seed).unwrap();
-        let open = |dir: &str, m: &MaskingConfig| Loader::open(&tmp.path().join(dir), Split::Train, Task::Mlm, m).unwrap();
+        let open = |dir: &str, m: &MaskingConfig| {
+            Loader::open(&tmp.path().join(dir), Split::Train, Task::Mlm, m).unwrap()
+        };
         let mut s = SubsetSource::new(open("static", &fixed), rows.clone(), 5);
         let mut d = SubsetSource::new(open("dynamic", &dynamic), rows, 5);
         for first in (0..20).step_by(5) {
-            assert_eq!(s.batch(first, 5, 0.5).unwrap(), d.batch(first, 5, 0.5).unwrap(), "epochs 0 and 1, sample {first}");
+            assert_eq!(
+                s.batch(first, 5, 0.5).unwrap(),
+                d.batch(first, 5, 0.5).unwrap(),
+                "epochs 0 and 1, sample {first}"
+            );
         }
         let (a, b) = (s.batch(20, 10, 0.5).unwrap(), d.batch(20, 10, 0.5).unwrap());
         assert!(a.labels.iter().any(|&l| l >= 0));
-        assert_ne!(a.input_ids, b.input_ids, "epoch 2: static rereads copy 0, dynamic draws new masks");
+        assert_ne!(
+            a.input_ids, b.input_ids,
+            "epoch 2: static rereads copy 0, dynamic draws new masks"
+        );
     }
 
     #[test]
@@ -165,7 +202,11 @@ mod tests {
         // Spread: a quarter of the sample lies in each quarter of the subset, give or take.
         let in_first_quarter = sample.iter().filter(|&&r| r < rows[1_000]).count();
         assert!((40..90).contains(&in_first_quarter), "{in_first_quarter}");
-        assert_eq!(sample_rows(&rows[..10], 256, 3).len(), 10, "a small subset is sampled whole");
+        assert_eq!(
+            sample_rows(&rows[..10], 256, 3).len(),
+            10,
+            "a small subset is sampled whole"
+        );
     }
 
     #[test]

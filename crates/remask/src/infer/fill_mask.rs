@@ -15,16 +15,37 @@ pub struct MaskPrediction {
 }
 
 /// Predicts every position of `ids` that holds `mask_id`; `k` candidates each.
-pub fn fill_mask(model: &mut InferModel, ids: &[u32], mask_id: u32, k: usize) -> Result<Vec<MaskPrediction>> {
+pub fn fill_mask(
+    model: &mut InferModel,
+    ids: &[u32],
+    mask_id: u32,
+    k: usize,
+) -> Result<Vec<MaskPrediction>> {
     let InferModel::Lm(m) = model else {
-        return Err(Error::config("model.arch", "fill-mask needs an encoder with an MLM head"));
+        return Err(Error::config(
+            "model.arch",
+            "fill-mask needs an encoder with an MLM head",
+        ));
     };
     if crate::model::TrainModel::config(m).arch != crate::model::Arch::Encoder {
-        return Err(Error::config("model.arch", "fill-mask needs an encoder with an MLM head (this is a decoder: use generate)"));
+        return Err(Error::config(
+            "model.arch",
+            "fill-mask needs an encoder with an MLM head (this is a decoder: use generate)",
+        ));
     }
-    let positions: Vec<usize> = ids.iter().enumerate().filter(|(_, &id)| id == mask_id).map(|(i, _)| i).collect();
+    let positions: Vec<usize> = ids
+        .iter()
+        .enumerate()
+        .filter(|(_, &id)| id == mask_id)
+        .map(|(i, _)| i)
+        .collect();
     if positions.is_empty() {
-        return Err(Error::config("text", format!("has no mask token (id {mask_id}); write [MASK] where a word should be predicted")));
+        return Err(Error::config(
+            "text",
+            format!(
+                "has no mask token (id {mask_id}); write [MASK] where a word should be predicted"
+            ),
+        ));
     }
     let t = ids.len();
     let batch = batch_of(ids, None, &[t as u32], 1, t);
@@ -38,7 +59,11 @@ pub fn fill_mask(model: &mut InferModel, ids: &[u32], mask_id: u32, k: usize) ->
             let sum: f64 = row.iter().map(|&x| ((x - mx) as f64).exp()).sum();
             let mut idx: Vec<u32> = (0..v as u32).collect();
             idx.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
-            let top = idx.into_iter().take(k).map(|i| (i, (((row[i as usize] - mx) as f64).exp() / sum) as f32)).collect();
+            let top = idx
+                .into_iter()
+                .take(k)
+                .map(|i| (i, (((row[i as usize] - mx) as f64).exp() / sum) as f32))
+                .collect();
             MaskPrediction { position: p, top }
         })
         .collect())

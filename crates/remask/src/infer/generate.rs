@@ -8,10 +8,18 @@ use crate::{Error, Result};
 
 /// Continues `prompt` (ids, at least one) by up to `opts.max_new_tokens` tokens; stops after `eos`.
 /// Returns the new tokens only.
-pub fn generate(model: &InferModel, prompt: &[u32], opts: &SamplingOptions, eos: Option<u32>) -> Result<Vec<u32>> {
+pub fn generate(
+    model: &InferModel,
+    prompt: &[u32],
+    opts: &SamplingOptions,
+    eos: Option<u32>,
+) -> Result<Vec<u32>> {
     opts.validate()?;
     let InferModel::Lm(m) = model else {
-        return Err(Error::config("model.arch", "generate needs a decoder-only model; use translate for an encoder-decoder"));
+        return Err(Error::config(
+            "model.arch",
+            "generate needs a decoder-only model; use translate for an encoder-decoder",
+        ));
     };
     let cfg = crate::model::TrainModel::config(m);
     if prompt.is_empty() {

@@ -26,7 +26,9 @@ fn differences(run: &ModelConfig, src: &ModelConfig) -> Vec<String> {
                 _ => *va == vb,
             };
             if !same {
-                out.push(format!("model.{k}: the run has {va}, the imported model has {vb}"));
+                out.push(format!(
+                    "model.{k}: the run has {va}, the imported model has {vb}"
+                ));
             }
         }
     }
@@ -39,7 +41,13 @@ pub fn init_from(dir: &Path, model: &mut dyn TrainModel) -> Result<Vec<String>> 
     let src = load(dir, None)?;
     let diff = differences(model.config(), src.model.config());
     if !diff.is_empty() {
-        return Err(Error::data(dir, format!("does not fit the run's [model] section: {}", diff.join("; "))));
+        return Err(Error::data(
+            dir,
+            format!(
+                "does not fit the run's [model] section: {}",
+                diff.join("; ")
+            ),
+        ));
     }
     let src_tensors = src.model.tensors();
     let src_params = src.model.params();
@@ -54,11 +62,21 @@ pub fn init_from(dir: &Path, model: &mut dyn TrainModel) -> Result<Vec<String>> 
         let s = src_tensors
             .iter()
             .find(|s| s.name == t.name)
-            .ok_or_else(|| Error::data(dir, format!("missing tensor `{}` (expected shape {:?})", t.name, t.shape)))?;
+            .ok_or_else(|| {
+                Error::data(
+                    dir,
+                    format!("missing tensor `{}` (expected shape {:?})", t.name, t.shape),
+                )
+            })?;
         if s.shape != t.shape {
-            return Err(Error::shape(format!("{}: tensor `{}`", dir.display(), t.name), format!("{:?}", t.shape), format!("{:?}", s.shape)));
+            return Err(Error::shape(
+                format!("{}: tensor `{}`", dir.display(), t.name),
+                format!("{:?}", t.shape),
+                format!("{:?}", s.shape),
+            ));
         }
-        params[t.offset..t.offset + t.numel()].copy_from_slice(&src_params[s.offset..s.offset + s.numel()]);
+        params[t.offset..t.offset + t.numel()]
+            .copy_from_slice(&src_params[s.offset..s.offset + s.numel()]);
     }
     Ok(kept)
 }

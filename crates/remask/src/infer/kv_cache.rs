@@ -52,7 +52,16 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `rows` rows of a model with `layers` decoder layers.
     pub fn new(rows: usize, layers: usize) -> Self {
-        Self { rows: vec![RowCache { layers: vec![LayerCache::default(); layers], len: 0, src_len: 0 }; rows] }
+        Self {
+            rows: vec![
+                RowCache {
+                    layers: vec![LayerCache::default(); layers],
+                    len: 0,
+                    src_len: 0
+                };
+                rows
+            ],
+        }
     }
 
     /// Row i becomes a copy of old row `from[i]` (beam search).
@@ -72,7 +81,16 @@ pub struct Incremental {
 
 /// out[C] = softmax(q·Kᵀ·scale)·V over the `l` cached rows of k, v `[L,C]`, per head.
 #[allow(clippy::too_many_arguments)]
-fn attend(out: &mut [f32], q: &[f32], k: &[f32], v: &[f32], l: usize, h: usize, d: usize, scores: &mut Vec<f32>) {
+fn attend(
+    out: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    l: usize,
+    h: usize,
+    d: usize,
+    scores: &mut Vec<f32>,
+) {
     let c = h * d;
     let scale = 1.0 / (d as f32).sqrt();
     scores.resize(l, 0.0);
@@ -108,7 +126,14 @@ fn attend(out: &mut [f32], q: &[f32], k: &[f32], v: &[f32], l: usize, h: usize, 
 }
 
 /// A residual sublayer on R rows: pre-LN `x + f(LN(x))`, post-LN `LN(x + f(x))`.
-fn residual(ln: &LayerNorm, norm: NormPlacement, x: &[f32], params: &[f32], r: usize, f: impl FnOnce(&mut [f32], &[f32])) -> Vec<f32> {
+fn residual(
+    ln: &LayerNorm,
+    norm: NormPlacement,
+    x: &[f32],
+    params: &[f32],
+    r: usize,
+    f: impl FnOnce(&mut [f32], &[f32]),
+) -> Vec<f32> {
     let c = ln.c;
     let mut normed = NormActs::default();
     let mut fo = vec![0.0; r * c];
@@ -135,10 +160,23 @@ impl Incremental {
         let built = build(cfg);
         let stack = match cfg.arch {
             Arch::Decoder => built.stack,
-            Arch::EncoderDecoder => built.decoder.ok_or_else(|| Error::Other("encoder-decoder without a decoder stack".into()))?,
-            Arch::Encoder => return Err(Error::config("model.arch", "an encoder has no decoder to generate with (use fill-mask)")),
+            Arch::EncoderDecoder => built
+                .decoder
+                .ok_or_else(|| Error::Other("encoder-decoder without a decoder stack".into()))?,
+            Arch::Encoder => {
+                return Err(Error::config(
+                    "model.arch",
+                    "an encoder has no decoder to generate with (use fill-mask)",
+                ))
+            }
         };
-        Ok(Self { cfg: cfg.clone(), stack, head: built.head, emb: EmbActs::default(), head_acts: HeadActs::default() })
+        Ok(Self {
+            cfg: cfg.clone(),
+            stack,
+            head: built.head,
+            emb: EmbActs::default(),
+            head_acts: HeadActs::default(),
+        })
     }
 
     /// Decoder layers (the cache's layer count).
@@ -159,26 +197,44 @@ impl Incremental {
         let rc = &mut cache.rows[row];
         rc.src_len = s;
         for (blk, lc) in self.stack.blocks.iter().zip(rc.layers.iter_mut()) {
-            if let Some((Attention { inp: InProj::Cross { kv, .. }, .. }, _)) = &blk.cross {
+            if let Some((
+                Attention {
+                    inp: InProj::Cross { kv, .. },
+                    ..
+                },
+                _,
+            )) = &blk.cross
+            {
                 let mut proj = vec![0.0; s * 2 * c];
                 kv.forward(&mut proj, enc, Weights::fp32(params), s);
                 lc.cross_k.clear();
                 lc.cross_v.clear();
                 for p in 0..s {
-                    lc.cross_k.extend_from_slice(&proj[p * 2 * c..p * 2 * c + c]);
-                    lc.cross_v.extend_from_slice(&proj[p * 2 * c + c..(p + 1) * 2 * c]);
+                    lc.cross_k
+                        .extend_from_slice(&proj[p * 2 * c..p * 2 * c + c]);
+                    lc.cross_v
+                        .extend_from_slice(&proj[p * 2 * c + c..(p + 1) * 2 * c]);
                 }
             }
         }
     }
 
-    fn block_step(&self, blk: &Block, layer: usize, cache: &mut KvCache, x: &[f32], params: &[f32]) -> Vec<f32> {
+    fn block_step(
+        &self,
+        blk: &Block,
+        layer: usize,
+        cache: &mut KvCache,
+        x: &[f32],
+        params: &[f32],
+    ) -> Vec<f32> {
         let r = cache.rows.len();
         let (c, h, d) = (self.cfg.d_model, self.cfg.n_heads, self.cfg.head_dim());
         let mut scores = Vec::new();
         // Sublayer 1: causal self-attention; this position's key and value join the cache first.
         let x1 = residual(&blk.attn_ln, blk.norm, x, params, r, |out, inp| {
-            let InProj::SelfQkv(qkv) = blk.attn.inp else { return };
+            let InProj::SelfQkv(qkv) = blk.attn.inp else {
+                return;
+            };
             let mut proj = vec![0.0; r * 3 * c];
             qkv.forward(&mut proj, inp, Weights::fp32(params), r);
             let mut y = vec![0.0; r * c];
@@ -188,20 +244,40 @@ impl Incremental {
                 lc.k.extend_from_slice(&row[c..2 * c]);
                 lc.v.extend_from_slice(&row[2 * c..]);
                 let l = lc.k.len() / c;
-                attend(&mut y[ri * c..(ri + 1) * c], &row[..c], &lc.k, &lc.v, l, h, d, &mut scores);
+                attend(
+                    &mut y[ri * c..(ri + 1) * c],
+                    &row[..c],
+                    &lc.k,
+                    &lc.v,
+                    l,
+                    h,
+                    d,
+                    &mut scores,
+                );
             }
             blk.attn.out.forward(out, &y, Weights::fp32(params), r);
         });
         // Sublayer 2: cross-attention over the cached source keys and values.
         let x2 = match &blk.cross {
             Some((cattn, cln)) => residual(cln, blk.norm, &x1, params, r, |out, inp| {
-                let InProj::Cross { q, .. } = cattn.inp else { return };
+                let InProj::Cross { q, .. } = cattn.inp else {
+                    return;
+                };
                 let mut qp = vec![0.0; r * c];
                 q.forward(&mut qp, inp, Weights::fp32(params), r);
                 let mut y = vec![0.0; r * c];
                 for (ri, rc) in cache.rows.iter().enumerate() {
                     let lc = &rc.layers[layer];
-                    attend(&mut y[ri * c..(ri + 1) * c], &qp[ri * c..(ri + 1) * c], &lc.cross_k, &lc.cross_v, rc.src_len, h, d, &mut scores);
+                    attend(
+                        &mut y[ri * c..(ri + 1) * c],
+                        &qp[ri * c..(ri + 1) * c],
+                        &lc.cross_k,
+                        &lc.cross_v,
+                        rc.src_len,
+                        h,
+                        d,
+                        &mut scores,
+                    );
                 }
                 cattn.out.forward(out, &y, Weights::fp32(params), r);
             }),
@@ -224,15 +300,39 @@ impl Incremental {
         if ids.len() != r {
             return Err(Error::shape("decoder step ids", r, ids.len()));
         }
-        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= self.cfg.vocab_size) {
-            return Err(Error::shape(format!("token id of row {i}"), format!("< vocab_size ({})", self.cfg.vocab_size), id));
+        if let Some((i, &id)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= self.cfg.vocab_size)
+        {
+            return Err(Error::shape(
+                format!("token id of row {i}"),
+                format!("< vocab_size ({})", self.cfg.vocab_size),
+                id,
+            ));
         }
         let positions: Vec<u32> = cache.rows.iter().map(|rc| rc.len as u32).collect();
-        if let Some(&p) = positions.iter().find(|&&p| p as usize >= self.cfg.max_positions) {
-            return Err(Error::shape("decoder position", format!("< model.max_positions ({})", self.cfg.max_positions), p));
+        if let Some(&p) = positions
+            .iter()
+            .find(|&&p| p as usize >= self.cfg.max_positions)
+        {
+            return Err(Error::shape(
+                "decoder position",
+                format!("< model.max_positions ({})", self.cfg.max_positions),
+                p,
+            ));
         }
         let types = self.stack.emb.types.map(|_| vec![0u32; r]);
-        self.stack.emb.forward(&mut self.emb, Tokens { ids, positions: &positions, types: types.as_deref() }, None, params);
+        self.stack.emb.forward(
+            &mut self.emb,
+            Tokens {
+                ids,
+                positions: &positions,
+                types: types.as_deref(),
+            },
+            None,
+            params,
+        );
         let mut x = self.stack.emb.output(&self.emb).to_vec();
         for (l, blk) in self.stack.blocks.iter().enumerate() {
             x = self.block_step(blk, l, cache, &x, params);
@@ -246,7 +346,8 @@ impl Incremental {
             rc.len += 1;
         }
         LmHead::select_all(&mut self.head_acts, &vec![IGNORE_INDEX; r]);
-        self.head.forward(&mut self.head_acts, &x, Weights::fp32(params));
+        self.head
+            .forward(&mut self.head_acts, &x, Weights::fp32(params));
         Ok(&self.head_acts.logits)
     }
 }

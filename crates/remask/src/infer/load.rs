@@ -14,8 +14,10 @@ use serde_json::Value;
 use super::model_dir::{self, ModelDir};
 use super::tokenize::InferTokenizer;
 use crate::model::hf::load_hf;
+use crate::model::{
+    Arch, EncoderDecoderModel, LmModel, ModelConfig, Precision, TensorInfo, TrainModel,
+};
 use crate::train::checkpoint::{LoadedCheckpoint, Skipped};
-use crate::model::{Arch, EncoderDecoderModel, LmModel, ModelConfig, Precision, TensorInfo, TrainModel};
 use crate::{Error, Result};
 
 /// Where a loaded model came from.
@@ -52,9 +54,14 @@ impl InferModel {
     /// The model of `config` over `params` (remask layout), computing in f32 whatever
     /// `config.precision` says (inference always runs in f32).
     pub fn from_params(config: ModelConfig, params: Vec<f32>) -> Result<Self> {
-        let config = ModelConfig { precision: Precision::Fp32, ..config };
+        let config = ModelConfig {
+            precision: Precision::Fp32,
+            ..config
+        };
         Ok(match config.arch {
-            Arch::EncoderDecoder => InferModel::Seq2Seq(EncoderDecoderModel::from_params(config, params)?),
+            Arch::EncoderDecoder => {
+                InferModel::Seq2Seq(EncoderDecoderModel::from_params(config, params)?)
+            }
             _ => InferModel::Lm(LmModel::from_params(config, params)?),
         })
     }
@@ -124,7 +131,11 @@ fn read_json(path: &Path) -> Result<Value> {
 /// Loads `dir` (see the module docs). `tokenizer` overrides the tokenizer lookup.
 pub fn load(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
     let dir = match model_dir::open(dir)? {
-        ModelDir::Checkpoint { ckpt, run_dir, skipped } => return load_checkpoint(*ckpt, &run_dir, tokenizer, skipped),
+        ModelDir::Checkpoint {
+            ckpt,
+            run_dir,
+            skipped,
+        } => return load_checkpoint(*ckpt, &run_dir, tokenizer, skipped),
         ModelDir::HuggingFace { dir } => dir,
     };
     let dir = dir.as_path();
@@ -139,7 +150,10 @@ pub fn load(dir: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
     };
     let tok = tok_path.as_deref().map(InferTokenizer::load).transpose()?;
     let id = |k: &str| hf.get(k).and_then(Value::as_u64).map(|v| v as u32);
-    let tid = |names: &[&str]| tok.as_ref().and_then(|t| names.iter().find_map(|n| t.token_to_id(n)));
+    let tid = |names: &[&str]| {
+        tok.as_ref()
+            .and_then(|t| names.iter().find_map(|n| t.token_to_id(n)))
+    };
     let cls = tid(&["[CLS]", "<s>"]);
     let sep = tid(&["[SEP]", "</s>"]);
     let specials = SpecialIds {
@@ -175,36 +189,71 @@ fn strings(v: &Value, out: &mut Vec<String>) {
 
 fn find_tokenizer(ckpt: &Path, run_dir: &Path) -> Option<PathBuf> {
     // `remask train` prepares its data into RUN_DIR/data when the config names no `data.dir`.
-    let mut dirs = vec![ckpt.to_path_buf(), run_dir.to_path_buf(), run_dir.join("data")];
+    let mut dirs = vec![
+        ckpt.to_path_buf(),
+        run_dir.to_path_buf(),
+        run_dir.join("data"),
+    ];
     if let Ok(rc) = read_json(&ckpt.join("run_config.json")) {
         let mut s = Vec::new();
         strings(&rc, &mut s);
         dirs.extend(s.into_iter().map(PathBuf::from));
     }
-    dirs.into_iter().map(|d| d.join("tokenizer.json")).find(|p| p.is_file())
+    dirs.into_iter()
+        .map(|d| d.join("tokenizer.json"))
+        .find(|p| p.is_file())
 }
 
-fn load_checkpoint(loaded: LoadedCheckpoint, run_dir: &Path, tokenizer: Option<&Path>, skipped: Vec<Skipped>) -> Result<Loaded> {
+fn load_checkpoint(
+    loaded: LoadedCheckpoint,
+    run_dir: &Path,
+    tokenizer: Option<&Path>,
+    skipped: Vec<Skipped>,
+) -> Result<Loaded> {
     let ckpt = loaded.dir.as_path();
     // Inference computes in f32 whatever precision the run trained in (its master weights are
     // f32), so a bf16-trained model also runs on CPUs without bf16 and the KV cache matches it.
-    let config = ModelConfig { precision: Precision::Fp32, ..loaded.model_config.clone() };
+    let config = ModelConfig {
+        precision: Precision::Fp32,
+        ..loaded.model_config.clone()
+    };
     config.validate()?;
-    let mut params = vec![0.0f32; crate::model::layout_of(&config)?.iter().map(TensorInfo::numel).sum()];
+    let mut params = vec![
+        0.0f32;
+        crate::model::layout_of(&config)?
+            .iter()
+            .map(TensorInfo::numel)
+            .sum()
+    ];
     for t in crate::model::layout_of(&config)? {
-        let (shape, data) = loaded.weights.get(&t.name).ok_or_else(|| Error::Checkpoint {
-            path: ckpt.to_path_buf(),
-            message: format!("model.safetensors lacks tensor `{}` (expected shape {:?})", t.name, t.shape),
-        })?;
+        let (shape, data) = loaded
+            .weights
+            .get(&t.name)
+            .ok_or_else(|| Error::Checkpoint {
+                path: ckpt.to_path_buf(),
+                message: format!(
+                    "model.safetensors lacks tensor `{}` (expected shape {:?})",
+                    t.name, t.shape
+                ),
+            })?;
         if *shape != t.shape {
-            return Err(Error::shape(format!("{}: tensor `{}`", ckpt.display(), t.name), format!("{:?}", t.shape), format!("{shape:?}")));
+            return Err(Error::shape(
+                format!("{}: tensor `{}`", ckpt.display(), t.name),
+                format!("{:?}", t.shape),
+                format!("{shape:?}"),
+            ));
         }
         params[t.offset..t.offset + t.numel()].copy_from_slice(data);
     }
     let model = InferModel::from_params(config, params)?;
-    let tok_path = tokenizer.map(Path::to_path_buf).or_else(|| find_tokenizer(ckpt, run_dir));
+    let tok_path = tokenizer
+        .map(Path::to_path_buf)
+        .or_else(|| find_tokenizer(ckpt, run_dir));
     let tok = tok_path.as_deref().map(InferTokenizer::load).transpose()?;
-    let tid = |names: &[&str]| tok.as_ref().and_then(|t| names.iter().find_map(|n| t.token_to_id(n)));
+    let tid = |names: &[&str]| {
+        tok.as_ref()
+            .and_then(|t| names.iter().find_map(|n| t.token_to_id(n)))
+    };
     let bos = tid(&["[CLS]", "<s>"]);
     let specials = SpecialIds {
         pad: model.config().pad_token_id,
@@ -259,12 +308,24 @@ mod tokenizer_lookup_tests {
         let cfg = serde_json::json!({ "data": { "dir": named.to_string_lossy() } });
         std::fs::write(ckpt.join("run_config.json"), cfg.to_string()).expect("write run config");
         std::fs::write(named.join("tokenizer.json"), "{}").expect("write");
-        assert_eq!(find_tokenizer(&ckpt, &run), Some(named.join("tokenizer.json")));
+        assert_eq!(
+            find_tokenizer(&ckpt, &run),
+            Some(named.join("tokenizer.json"))
+        );
         std::fs::write(run.join("data").join("tokenizer.json"), "{}").expect("write");
-        assert_eq!(find_tokenizer(&ckpt, &run), Some(run.join("data").join("tokenizer.json")));
+        assert_eq!(
+            find_tokenizer(&ckpt, &run),
+            Some(run.join("data").join("tokenizer.json"))
+        );
         std::fs::write(run.join("tokenizer.json"), "{}").expect("write");
-        assert_eq!(find_tokenizer(&ckpt, &run), Some(run.join("tokenizer.json")));
+        assert_eq!(
+            find_tokenizer(&ckpt, &run),
+            Some(run.join("tokenizer.json"))
+        );
         std::fs::write(ckpt.join("tokenizer.json"), "{}").expect("write");
-        assert_eq!(find_tokenizer(&ckpt, &run), Some(ckpt.join("tokenizer.json")));
+        assert_eq!(
+            find_tokenizer(&ckpt, &run),
+            Some(ckpt.join("tokenizer.json"))
+        );
     }
 }

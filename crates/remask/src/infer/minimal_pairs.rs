@@ -3,17 +3,26 @@
 
 use super::load::SpecialIds;
 use super::tokenize::InferTokenizer;
-use crate::eval::minimal_pairs::{encode_pairs, score_pairs, EncodedSentence, MinimalPair, MinimalPairResult, Scoring};
+use crate::eval::minimal_pairs::{
+    encode_pairs, score_pairs, EncodedSentence, MinimalPair, MinimalPairResult, Scoring,
+};
 use crate::model::{Arch, ModelConfig, TrainModel};
 use crate::{Error, Result};
 
 /// The scoring of a model: PLL for an encoder with an MLM head (it needs a mask token), the summed
 /// log-probability for a decoder. `missing_head` lists head tensors an imported model lacked.
-pub fn scoring_for(config: &ModelConfig, specials: &SpecialIds, missing_head: &[String]) -> Result<Scoring> {
+pub fn scoring_for(
+    config: &ModelConfig,
+    specials: &SpecialIds,
+    missing_head: &[String],
+) -> Result<Scoring> {
     if !missing_head.is_empty() {
         return Err(Error::config(
             "model",
-            format!("the model has no language-modelling head ({} missing): minimal pairs need one", missing_head.join(", ")),
+            format!(
+                "the model has no language-modelling head ({} missing): minimal pairs need one",
+                missing_head.join(", ")
+            ),
         ));
     }
     match config.arch {
@@ -32,7 +41,12 @@ pub fn scoring_for(config: &ModelConfig, specials: &SpecialIds, missing_head: &[
 /// A sentence as the model reads it: the tokenizer's ids with its special tokens (BERT:
 /// `[CLS] … [SEP]`). A causal model whose tokenizer adds no start token (GPT-2) gets `bos` in front,
 /// so the first word is scored too.
-pub fn encode_sentence(tok: &InferTokenizer, scoring: Scoring, bos: Option<u32>, text: &str) -> Result<EncodedSentence> {
+pub fn encode_sentence(
+    tok: &InferTokenizer,
+    scoring: Scoring,
+    bos: Option<u32>,
+    text: &str,
+) -> Result<EncodedSentence> {
     let (mut ids, mut special) = tok.encode_with_special_mask(text)?;
     if let (Scoring::Causal, Some(b)) = (scoring, bos) {
         if ids.first() != Some(&b) {
@@ -55,6 +69,8 @@ pub fn score_minimal_pairs(
     rows_per_pass: usize,
 ) -> Result<MinimalPairResult> {
     let max = model.config().max_positions;
-    let encoded = encode_pairs(pairs, max, scoring, |t| encode_sentence(tok, scoring, specials.bos, t))?;
+    let encoded = encode_pairs(pairs, max, scoring, |t| {
+        encode_sentence(tok, scoring, specials.bos, t)
+    })?;
     score_pairs(model, pairs, &encoded, scoring, rows_per_pass)
 }

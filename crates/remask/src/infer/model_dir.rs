@@ -66,12 +66,23 @@ pub fn open(dir: &Path) -> Result<ModelDir> {
     }
     if is_run_dir(dir) {
         let (ckpt, skipped) = checkpoint::load_newest_verified(dir)?;
-        return Ok(ModelDir::Checkpoint { ckpt: Box::new(ckpt), run_dir: dir.to_path_buf(), skipped });
+        return Ok(ModelDir::Checkpoint {
+            ckpt: Box::new(ckpt),
+            run_dir: dir.to_path_buf(),
+            skipped,
+        });
     }
     if is_checkpoint_dir(dir) {
         let ckpt = checkpoint::load(dir)?;
-        let run_dir = dir.parent().and_then(Path::parent).map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
-        return Ok(ModelDir::Checkpoint { ckpt: Box::new(ckpt), run_dir, skipped: Vec::new() });
+        let run_dir = dir
+            .parent()
+            .and_then(Path::parent)
+            .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
+        return Ok(ModelDir::Checkpoint {
+            ckpt: Box::new(ckpt),
+            run_dir,
+            skipped: Vec::new(),
+        });
     }
     for name in ["config.json", "model.safetensors"] {
         if !dir.join(name).is_file() {
@@ -84,5 +95,7 @@ pub fn open(dir: &Path) -> Result<ModelDir> {
             ));
         }
     }
-    Ok(ModelDir::HuggingFace { dir: dir.to_path_buf() })
+    Ok(ModelDir::HuggingFace {
+        dir: dir.to_path_buf(),
+    })
 }

@@ -22,7 +22,14 @@ pub struct SamplingOptions {
 
 impl Default for SamplingOptions {
     fn default() -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, max_new_tokens: 32, seed: 0 }
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            max_new_tokens: 32,
+            seed: 0,
+        }
     }
 }
 
@@ -80,12 +87,19 @@ pub fn pick(logits: &mut [f32], context: &[u32], opts: &SamplingOptions, step: u
     }
     // Candidates sorted by logit (descending; ties by id), cut to top-k.
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    idx.sort_by(|&a, &b| {
+        logits[b as usize]
+            .total_cmp(&logits[a as usize])
+            .then(a.cmp(&b))
+    });
     if opts.top_k > 0 {
         idx.truncate(opts.top_k.max(1));
     }
     let mx = logits[idx[0] as usize];
-    let mut probs: Vec<f64> = idx.iter().map(|&i| (((logits[i as usize] - mx) / opts.temperature) as f64).exp()).collect();
+    let mut probs: Vec<f64> = idx
+        .iter()
+        .map(|&i| (((logits[i as usize] - mx) / opts.temperature) as f64).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     // Nucleus: the shortest prefix whose mass reaches top_p.
@@ -125,24 +139,51 @@ mod tests {
         let greedy = SamplingOptions::default();
         assert_eq!(pick(&mut logits.clone(), &[], &greedy, 0), 1);
         // The penalty on id 1 (3.0 / 2 = 1.5) hands the arg-max to id 4.
-        let pen = SamplingOptions { repetition_penalty: 2.0, ..greedy };
+        let pen = SamplingOptions {
+            repetition_penalty: 2.0,
+            ..greedy
+        };
         assert_eq!(pick(&mut logits.clone(), &[1], &pen, 0), 4);
         let mut l = logits;
         apply_repetition_penalty(&mut l, &[3], 2.0);
         assert_eq!(l[3], -2.0);
         // top_k = 2 only ever draws ids 1 and 4; top_p tiny is greedy; a seed repeats its draws.
-        let k2 = SamplingOptions { temperature: 1.0, top_k: 2, seed: 5, ..greedy };
-        let draws: Vec<u32> = (0..200).map(|s| pick(&mut logits.clone(), &[], &k2, s)).collect();
+        let k2 = SamplingOptions {
+            temperature: 1.0,
+            top_k: 2,
+            seed: 5,
+            ..greedy
+        };
+        let draws: Vec<u32> = (0..200)
+            .map(|s| pick(&mut logits.clone(), &[], &k2, s))
+            .collect();
         assert!(draws.iter().all(|&d| d == 1 || d == 4));
         assert!(draws.contains(&1) && draws.contains(&4));
-        let again: Vec<u32> = (0..200).map(|s| pick(&mut logits.clone(), &[], &k2, s)).collect();
+        let again: Vec<u32> = (0..200)
+            .map(|s| pick(&mut logits.clone(), &[], &k2, s))
+            .collect();
         assert_eq!(draws, again);
-        let p = SamplingOptions { temperature: 1.0, top_p: 0.01, ..greedy };
+        let p = SamplingOptions {
+            temperature: 1.0,
+            top_p: 0.01,
+            ..greedy
+        };
         assert!((0..50).all(|s| pick(&mut logits.clone(), &[], &p, s) == 1));
         // High temperature over all tokens reaches the unlikely ones too.
-        let hot = SamplingOptions { temperature: 5.0, seed: 1, ..greedy };
-        let all: std::collections::BTreeSet<u32> = (0..400).map(|s| pick(&mut logits.clone(), &[], &hot, s)).collect();
+        let hot = SamplingOptions {
+            temperature: 5.0,
+            seed: 1,
+            ..greedy
+        };
+        let all: std::collections::BTreeSet<u32> = (0..400)
+            .map(|s| pick(&mut logits.clone(), &[], &hot, s))
+            .collect();
         assert_eq!(all.len(), 5);
-        assert!(SamplingOptions { top_p: 0.0, ..greedy }.validate().is_err());
+        assert!(SamplingOptions {
+            top_p: 0.0,
+            ..greedy
+        }
+        .validate()
+        .is_err());
     }
 }

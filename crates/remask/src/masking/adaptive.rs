@@ -22,7 +22,13 @@ pub struct Adaptive {
 impl Adaptive {
     /// Position weights of one row (see [`AdaptiveStats::row_weights`]).
     pub fn row_weights(&self, weights: &mut [f32], tokens: &[u32], eligible: &[bool]) {
-        self.stats.row_weights(weights, tokens, eligible, self.temperature, self.uniform_mix);
+        self.stats.row_weights(
+            weights,
+            tokens,
+            eligible,
+            self.temperature,
+            self.uniform_mix,
+        );
     }
 }
 
@@ -41,7 +47,12 @@ pub struct AdaptiveStats {
 
 impl AdaptiveStats {
     pub fn new(vocab_size: usize, decay: f32) -> Self {
-        Self { loss: vec![-1.0; vocab_size], mean: 0.0, updates: 0, decay }
+        Self {
+            loss: vec![-1.0; vocab_size],
+            mean: 0.0,
+            updates: 0,
+            decay,
+        }
     }
 
     /// Takes the per-label losses of `batch` (row-major order of its labelled positions).
@@ -51,14 +62,24 @@ impl AdaptiveStats {
             if label == IGNORE_INDEX {
                 continue;
             }
-            let Some(&l) = label_losses.get(k) else { return };
+            let Some(&l) = label_losses.get(k) else {
+                return;
+            };
             k += 1;
             if !l.is_finite() || l < 0.0 || label < 0 || label as usize >= self.loss.len() {
                 continue;
             }
             let slot = &mut self.loss[label as usize];
-            *slot = if *slot < 0.0 { l } else { self.decay * *slot + (1.0 - self.decay) * l };
-            self.mean = if self.updates == 0 { l } else { 0.99 * self.mean + 0.01 * l };
+            *slot = if *slot < 0.0 {
+                l
+            } else {
+                self.decay * *slot + (1.0 - self.decay) * l
+            };
+            self.mean = if self.updates == 0 {
+                l
+            } else {
+                0.99 * self.mean + 0.01 * l
+            };
             self.updates += 1;
         }
     }
@@ -66,8 +87,19 @@ impl AdaptiveStats {
     /// Writes position weights of one row: `weights[i] = mix + (1 − mix) · softmax-share_i · n`, where the
     /// softmax runs over the eligible positions' running losses divided by `mean · temperature`; weights
     /// of ineligible positions are 0. Mean weight over eligible positions is 1.
-    pub fn row_weights(&self, weights: &mut [f32], tokens: &[u32], eligible: &[bool], temperature: f32, mix: f32) {
-        let mean = if self.updates > 0 && self.mean.is_finite() && self.mean > 0.0 { self.mean } else { 1.0 };
+    pub fn row_weights(
+        &self,
+        weights: &mut [f32],
+        tokens: &[u32],
+        eligible: &[bool],
+        temperature: f32,
+        mix: f32,
+    ) {
+        let mean = if self.updates > 0 && self.mean.is_finite() && self.mean > 0.0 {
+            self.mean
+        } else {
+            1.0
+        };
         let mut max = f32::NEG_INFINITY;
         for i in 0..tokens.len() {
             weights[i] = if eligible[i] {
@@ -106,10 +138,17 @@ impl AdaptiveStats {
 
     /// Reads what `to_json` wrote.
     pub fn from_json(v: &serde_json::Value, vocab_size: usize) -> Result<Self> {
-        let s: Self = serde_json::from_value(v.clone())
-            .map_err(|e| Error::Other(format!("adaptive masking state in checkpoint is unreadable: {e}")))?;
+        let s: Self = serde_json::from_value(v.clone()).map_err(|e| {
+            Error::Other(format!(
+                "adaptive masking state in checkpoint is unreadable: {e}"
+            ))
+        })?;
         if s.loss.len() != vocab_size {
-            return Err(Error::shape("adaptive masking state loss", vocab_size, s.loss.len()));
+            return Err(Error::shape(
+                "adaptive masking state loss",
+                vocab_size,
+                s.loss.len(),
+            ));
         }
         Ok(s)
     }

@@ -170,13 +170,19 @@ pub struct PmiConfig {
 
 impl Default for PmiConfig {
     fn default() -> Self {
-        Self { ngrams: default_pmi_ngrams(), min_count: default_pmi_min_count() }
+        Self {
+            ngrams: default_pmi_ngrams(),
+            min_count: default_pmi_min_count(),
+        }
     }
 }
 
 impl Default for SpanConfig {
     fn default() -> Self {
-        Self { p: default_span_p(), max_words: default_span_max() }
+        Self {
+            p: default_span_p(),
+            max_words: default_span_max(),
+        }
     }
 }
 
@@ -269,12 +275,21 @@ fn default_span_max() -> u32 {
 impl MaskingConfig {
     /// Checks every value; errors name the dotted key under `prefix` (e.g. `masking`).
     pub fn validate(&self, prefix: &str) -> Result<()> {
-        let key = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+        let key = |k: &str| {
+            if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
         let open_unit = |k: &str, v: f32| {
             if v.is_finite() && v > 0.0 && v < 1.0 {
                 Ok(())
             } else {
-                Err(Error::config(key(k), format!("must lie strictly between 0 and 1, got {v}")))
+                Err(Error::config(
+                    key(k),
+                    format!("must lie strictly between 0 and 1, got {v}"),
+                ))
             }
         };
         open_unit("rate", self.rate)?;
@@ -287,7 +302,10 @@ impl MaskingConfig {
             ("unchanged_share", self.unchanged_share),
         ] {
             if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
-                return Err(Error::config(key(k), format!("must lie in [0, 1], got {v}")));
+                return Err(Error::config(
+                    key(k),
+                    format!("must lie in [0, 1], got {v}"),
+                ));
             }
         }
         let sum = self.mask_share + self.random_share + self.unchanged_share;
@@ -302,7 +320,10 @@ impl MaskingConfig {
             return Err(Error::config(key("span.max_words"), "must be at least 1"));
         }
         if self.pmi.ngrams == 0 || self.pmi.ngrams > 10_000_000 {
-            return Err(Error::config(key("pmi.ngrams"), format!("must be between 1 and 10000000, got {}", self.pmi.ngrams)));
+            return Err(Error::config(
+                key("pmi.ngrams"),
+                format!("must be between 1 and 10000000, got {}", self.pmi.ngrams),
+            ));
         }
         if self.pmi.min_count < 2 {
             return Err(Error::config(
@@ -339,12 +360,22 @@ impl MaskingConfig {
                 }
             }
             When::Dynamic => {}
-            When::Adaptive { temperature, decay, uniform_mix } => {
+            When::Adaptive {
+                temperature,
+                decay,
+                uniform_mix,
+            } => {
                 if !(temperature.is_finite() && temperature > 0.0) {
-                    return Err(Error::config(key("when.temperature"), format!("must be > 0, got {temperature}")));
+                    return Err(Error::config(
+                        key("when.temperature"),
+                        format!("must be > 0, got {temperature}"),
+                    ));
                 }
                 if !(decay.is_finite() && (0.0..1.0).contains(&decay)) {
-                    return Err(Error::config(key("when.decay"), format!("must lie in [0, 1), got {decay}")));
+                    return Err(Error::config(
+                        key("when.decay"),
+                        format!("must lie in [0, 1), got {decay}"),
+                    ));
                 }
                 if !(uniform_mix.is_finite() && (0.0..=1.0).contains(&uniform_mix)) {
                     return Err(Error::config(
@@ -394,7 +425,11 @@ impl MaskingConfig {
 
     /// The masking rate at `progress` ∈ [0, 1] of training.
     pub fn rate_at(&self, progress: f32) -> f32 {
-        let p = if progress.is_finite() { progress.clamp(0.0, 1.0) } else { 0.0 };
+        let p = if progress.is_finite() {
+            progress.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let end = self.final_rate.unwrap_or(self.rate);
         match self.schedule {
             ScheduleKind::Constant => self.rate,
@@ -442,47 +477,103 @@ mod tests {
     #[test]
     fn parses_tagged_when_and_rejects_unknown_keys() {
         let c: MaskingConfig =
-            toml::from_str("strategy = \"span\"\nwhen = { mode = \"static\", dupe_factor = 4 }").unwrap();
+            toml::from_str("strategy = \"span\"\nwhen = { mode = \"static\", dupe_factor = 4 }")
+                .unwrap();
         assert_eq!(c.strategy, StrategyKind::Span);
         assert_eq!(c.dupe_factor(), Some(4));
-        let c: MaskingConfig = toml::from_str("when = { mode = \"adaptive\", temperature = 2.0 }").unwrap();
-        assert!(matches!(c.when, When::Adaptive { temperature, decay, .. } if temperature == 2.0 && decay == 0.9));
+        let c: MaskingConfig =
+            toml::from_str("when = { mode = \"adaptive\", temperature = 2.0 }").unwrap();
+        assert!(
+            matches!(c.when, When::Adaptive { temperature, decay, .. } if temperature == 2.0 && decay == 0.9)
+        );
         assert!(toml::from_str::<MaskingConfig>("rat = 0.2").is_err());
         assert!(toml::from_str::<MaskingConfig>("when = { mode = \"static\", dupe = 2 }").is_err());
     }
 
     #[test]
     fn validation_names_the_dotted_key() {
-        let c = MaskingConfig { rate: 1.5, ..Default::default() };
+        let c = MaskingConfig {
+            rate: 1.5,
+            ..Default::default()
+        };
         let e = c.validate("masking").unwrap_err().to_string();
         assert!(e.contains("masking.rate") && e.contains("1.5"), "{e}");
-        let c = MaskingConfig { random_share: 0.3, ..Default::default() };
-        assert!(c.validate("masking").unwrap_err().to_string().contains("masking.mask_share"));
-        let c = MaskingConfig { when: When::Static { dupe_factor: 0 }, ..Default::default() };
-        assert!(c.validate("masking").unwrap_err().to_string().contains("masking.when.dupe_factor"));
+        let c = MaskingConfig {
+            random_share: 0.3,
+            ..Default::default()
+        };
+        assert!(c
+            .validate("masking")
+            .unwrap_err()
+            .to_string()
+            .contains("masking.mask_share"));
+        let c = MaskingConfig {
+            when: When::Static { dupe_factor: 0 },
+            ..Default::default()
+        };
+        assert!(c
+            .validate("masking")
+            .unwrap_err()
+            .to_string()
+            .contains("masking.when.dupe_factor"));
     }
 
     #[test]
     fn invalid_combinations_name_both_keys() {
         // Static copies are made once, at one rate: a schedule would be silently ignored.
         for schedule in [ScheduleKind::Linear, ScheduleKind::Cosine] {
-            let c = MaskingConfig { schedule, final_rate: Some(0.1), when: When::Static { dupe_factor: 2 }, ..Default::default() };
+            let c = MaskingConfig {
+                schedule,
+                final_rate: Some(0.1),
+                when: When::Static { dupe_factor: 2 },
+                ..Default::default()
+            };
             let e = c.validate("strategies.x").unwrap_err().to_string();
-            assert!(e.contains("strategies.x.when") && e.contains("strategies.x.schedule"), "{e}");
-            assert!(c.validate("masking").unwrap_err().to_string().contains("`masking.when`"));
+            assert!(
+                e.contains("strategies.x.when") && e.contains("strategies.x.schedule"),
+                "{e}"
+            );
+            assert!(c
+                .validate("masking")
+                .unwrap_err()
+                .to_string()
+                .contains("`masking.when`"));
         }
         // The same schedule with dynamic or adaptive masks is fine.
-        for when in [When::Dynamic, When::Adaptive { temperature: 1.0, decay: 0.9, uniform_mix: 0.5 }] {
-            let c = MaskingConfig { schedule: ScheduleKind::Linear, final_rate: Some(0.1), when, ..Default::default() };
+        for when in [
+            When::Dynamic,
+            When::Adaptive {
+                temperature: 1.0,
+                decay: 0.9,
+                uniform_mix: 0.5,
+            },
+        ] {
+            let c = MaskingConfig {
+                schedule: ScheduleKind::Linear,
+                final_rate: Some(0.1),
+                when,
+                ..Default::default()
+            };
             c.validate("masking").unwrap();
         }
         // A final rate without a schedule would be ignored.
-        let c = MaskingConfig { final_rate: Some(0.1), ..Default::default() };
+        let c = MaskingConfig {
+            final_rate: Some(0.1),
+            ..Default::default()
+        };
         let e = c.validate("masking").unwrap_err().to_string();
-        assert!(e.contains("masking.final_rate") && e.contains("masking.schedule"), "{e}");
+        assert!(
+            e.contains("masking.final_rate") && e.contains("masking.schedule"),
+            "{e}"
+        );
         // Adaptive-only keys under a static `when` are refused when parsed, naming the key.
-        let e = toml::from_str::<MaskingConfig>("when = { mode = \"static\", temperature = 2.0 }").unwrap_err().to_string();
-        assert!(e.contains("temperature") && e.contains("dupe_factor"), "{e}");
+        let e = toml::from_str::<MaskingConfig>("when = { mode = \"static\", temperature = 2.0 }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("temperature") && e.contains("dupe_factor"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -519,13 +610,22 @@ mod tests {
     #[test]
     fn schedules_hit_both_ends() {
         for schedule in [ScheduleKind::Linear, ScheduleKind::Cosine] {
-            let c = MaskingConfig { rate: 0.3, final_rate: Some(0.15), schedule, ..Default::default() };
+            let c = MaskingConfig {
+                rate: 0.3,
+                final_rate: Some(0.15),
+                schedule,
+                ..Default::default()
+            };
             assert!((c.rate_at(0.0) - 0.3).abs() < 1e-6);
             assert!((c.rate_at(1.0) - 0.15).abs() < 1e-6);
             assert!((c.rate_at(0.5) - 0.225).abs() < 1e-5);
             assert!(c.rate_at(0.25) > c.rate_at(0.75));
         }
-        let c = MaskingConfig { rate: 0.3, final_rate: Some(0.15), ..Default::default() };
+        let c = MaskingConfig {
+            rate: 0.3,
+            final_rate: Some(0.15),
+            ..Default::default()
+        };
         assert_eq!(c.rate_at(0.7), 0.3);
     }
 }

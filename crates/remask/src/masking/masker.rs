@@ -8,10 +8,10 @@ use remask_kernels::rng::{KeyedRng, Purpose};
 
 use super::adaptive::Adaptive;
 use super::config::{MaskingConfig, StrategyKind};
-use super::replace::Replacement;
-use super::row::{MaskKey, MaskedRow, TokenRow};
 use super::ngram_vocab::NgramVocab;
 use super::pmi::PmiMasking;
+use super::replace::Replacement;
+use super::row::{MaskKey, MaskedRow, TokenRow};
 use super::span::SpanMasking;
 use super::strategy::{MaskingStrategy, RowView, Scratch};
 use super::token::TokenMasking;
@@ -47,11 +47,21 @@ pub struct Vocab<'a> {
 }
 
 /// The strategy a config names. PMI masking needs the n-gram vocabulary `ngrams`.
-pub fn strategy_for(config: &MaskingConfig, ngrams: Option<&Arc<NgramVocab>>) -> Result<Box<dyn MaskingStrategy>> {
+pub fn strategy_for(
+    config: &MaskingConfig,
+    ngrams: Option<&Arc<NgramVocab>>,
+) -> Result<Box<dyn MaskingStrategy>> {
     Ok(match config.strategy {
-        StrategyKind::Token => Box::new(TokenMasking { count: config.count }),
-        StrategyKind::WholeWord => Box::new(WholeWordMasking { count: config.count }),
-        StrategyKind::Span => Box::new(SpanMasking { count: config.count, span: config.span }),
+        StrategyKind::Token => Box::new(TokenMasking {
+            count: config.count,
+        }),
+        StrategyKind::WholeWord => Box::new(WholeWordMasking {
+            count: config.count,
+        }),
+        StrategyKind::Span => Box::new(SpanMasking {
+            count: config.count,
+            span: config.span,
+        }),
         StrategyKind::Pmi => {
             let vocab = ngrams.ok_or_else(|| {
                 Error::config(
@@ -59,7 +69,10 @@ pub fn strategy_for(config: &MaskingConfig, ngrams: Option<&Arc<NgramVocab>>) ->
                     "\"pmi\" needs the n-gram vocabulary of a prepared directory (ngrams.bin); prepare the data with this remask, or choose another strategy",
                 )
             })?;
-            Box::new(PmiMasking { count: config.count, vocab: Arc::clone(vocab) })
+            Box::new(PmiMasking {
+                count: config.count,
+                vocab: Arc::clone(vocab),
+            })
         }
     })
 }
@@ -83,8 +96,18 @@ impl Masker {
     /// `vocab.counts` is used when the config asks for frequency-weighted random replacement.
     pub fn new(config: &MaskingConfig, vocab: &Vocab<'_>) -> Result<Self> {
         config.validate("masking")?;
-        let Vocab { size: vocab_size, mask_id, special_ids, counts, ngrams } = *vocab;
-        let shares = [config.mask_share, config.random_share, config.unchanged_share];
+        let Vocab {
+            size: vocab_size,
+            mask_id,
+            special_ids,
+            counts,
+            ngrams,
+        } = *vocab;
+        let shares = [
+            config.mask_share,
+            config.random_share,
+            config.unchanged_share,
+        ];
         let replacement = match (config.frequency_weighted_random, counts) {
             (true, Some(c)) => Replacement::weighted(mask_id, shares, c, special_ids)?,
             _ => Replacement::uniform(mask_id, shares, vocab_size, special_ids)?,
@@ -97,14 +120,27 @@ impl Masker {
                 *x = true;
             }
         }
-        let in_vocab: Vec<u32> = special.iter().take(vocab_size as usize).enumerate().filter(|(_, &x)| x).map(|(i, _)| i as u32).collect();
+        let in_vocab: Vec<u32> = special
+            .iter()
+            .take(vocab_size as usize)
+            .enumerate()
+            .filter(|(_, &x)| x)
+            .map(|(i, _)| i as u32)
+            .collect();
         let special_block = match (in_vocab.first(), in_vocab.last()) {
             (Some(&lo), Some(&hi)) if (hi - lo) as usize + 1 == in_vocab.len() => Some((lo, hi)),
             _ => None,
         };
         let strategy = strategy_for(config, ngrams)?;
         let ngrams = ngrams.filter(|_| config.needs_ngrams()).cloned();
-        Ok(Self { config: config.clone(), strategy, replacement, special, special_block, ngrams })
+        Ok(Self {
+            config: config.clone(),
+            strategy,
+            replacement,
+            special,
+            special_block,
+            ngrams,
+        })
     }
 
     pub fn config(&self) -> &MaskingConfig {
@@ -133,7 +169,11 @@ impl Masker {
         match self.special_block {
             Some((lo, hi)) => {
                 let vocab = (self.special.len() - 1) as u32;
-                eligible.extend(tokens[..real].iter().map(|&id| id.wrapping_sub(lo) > hi - lo && id < vocab));
+                eligible.extend(
+                    tokens[..real]
+                        .iter()
+                        .map(|&id| id.wrapping_sub(lo) > hi - lo && id < vocab),
+                );
             }
             None => eligible.extend(tokens[..real].iter().map(|&id| !self.is_special(id))),
         }
@@ -171,11 +211,23 @@ impl Masker {
             }
             None => None,
         };
-        let view = RowView { ids: tokens, eligible: &scratch.eligible, word_starts: row.word_starts, weights };
+        let view = RowView {
+            ids: tokens,
+            eligible: &scratch.eligible,
+            word_starts: row.word_starts,
+            weights,
+        };
         let mut select = KeyedRng::new(key.seed, Purpose::MaskSelect, key.epoch, key.index);
-        self.strategy.choose(&mut scratch.chosen, &view, rate, &mut select, &mut scratch.strategy);
+        self.strategy.choose(
+            &mut scratch.chosen,
+            &view,
+            rate,
+            &mut select,
+            &mut scratch.strategy,
+        );
         let mut replace = KeyedRng::new(key.seed, Purpose::MaskReplace, key.epoch, key.index);
-        self.replacement.apply(out.input, out.labels, tokens, &scratch.chosen, &mut replace);
+        self.replacement
+            .apply(out.input, out.labels, tokens, &scratch.chosen, &mut replace);
     }
 
     /// Masks one row at `rate` with per-token-id probabilities (`when = { mode = "token-id" }`, which

@@ -33,7 +33,9 @@ pub mod whole_word;
 mod tests;
 
 pub use adaptive::{Adaptive, AdaptiveStats};
-pub use config::{CountRule, Language, MaskingConfig, PmiConfig, ScheduleKind, SpanConfig, StrategyKind, When};
+pub use config::{
+    CountRule, Language, MaskingConfig, PmiConfig, ScheduleKind, SpanConfig, StrategyKind, When,
+};
 pub use masker::{strategy_for, MaskScratch, Masker, Vocab};
 pub use ngram_vocab::{Ngram, NgramMeta, NgramStats, NgramVocab, NGRAMS_FILE};
 pub use plan::{MaskPlan, StaticWriter, EVAL_EPOCH};

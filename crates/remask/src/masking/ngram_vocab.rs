@@ -52,7 +52,8 @@ fn mix(mut x: u64) -> u64 {
 /// Hash of one word (its token ids).
 #[inline]
 pub fn word_hash(ids: &[u32]) -> u64 {
-    ids.iter().fold(0x9e37_79b9_7f4a_7c15, |h, &id| mix(h ^ (id as u64 + 1)))
+    ids.iter()
+        .fold(0x9e37_79b9_7f4a_7c15, |h, &id| mix(h ^ (id as u64 + 1)))
 }
 
 /// The hash of an n-gram extended by one word: start from [`NGRAM_SEED`], then `extend` by each
@@ -157,7 +158,11 @@ impl NgramVocab {
         for (i, e) in entries.iter().enumerate() {
             index.entry(e.hash()).or_insert(i as u32);
         }
-        Self { entries, index, stats }
+        Self {
+            entries,
+            index,
+            stats,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -207,18 +212,38 @@ impl NgramVocab {
     /// Parses what [`Self::to_bytes`] wrote; `path` names the file in errors. Token ids must be below
     /// `vocab_size`.
     pub fn from_bytes(b: &[u8], path: &Path, vocab_size: u32) -> Result<Self> {
-        let bad = |what: &str| Error::data(path, format!("not a valid n-gram vocabulary ({what}); run `remask prepare` again"));
+        let bad = |what: &str| {
+            Error::data(
+                path,
+                format!("not a valid n-gram vocabulary ({what}); run `remask prepare` again"),
+            )
+        };
         if b.len() < HEADER || &b[..8] != NGRAMS_MAGIC {
             return Err(bad("bad magic"));
         }
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        let u64_at = |o: usize| u64::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3], b[o + 4], b[o + 5], b[o + 6], b[o + 7]]);
+        let u64_at = |o: usize| {
+            u64::from_le_bytes([
+                b[o],
+                b[o + 1],
+                b[o + 2],
+                b[o + 3],
+                b[o + 4],
+                b[o + 5],
+                b[o + 6],
+                b[o + 7],
+            ])
+        };
         let version = u32_at(8);
         if version != NGRAMS_VERSION {
             return Err(Error::data(path, format!("n-gram vocabulary version {version}, this build reads {NGRAMS_VERSION}; run `remask prepare` again")));
         }
         let n = u64_at(16);
-        let stats = NgramStats { words: u64_at(24), min_count: u32_at(32), pruned_below: u32_at(36) };
+        let stats = NgramStats {
+            words: u64_at(24),
+            min_count: u32_at(32),
+            pruned_below: u32_at(36),
+        };
         let mut entries = Vec::with_capacity((n as usize).min(b.len() / 16));
         let mut at = HEADER;
         for _ in 0..n {
@@ -230,7 +255,9 @@ impl NgramVocab {
             if b.len() < at + 2 * words + 12 {
                 return Err(bad("truncated"));
             }
-            let word_lens: Vec<u16> = (0..words).map(|k| u16::from_le_bytes([b[at + 2 * k], b[at + 2 * k + 1]])).collect();
+            let word_lens: Vec<u16> = (0..words)
+                .map(|k| u16::from_le_bytes([b[at + 2 * k], b[at + 2 * k + 1]]))
+                .collect();
             at += 2 * words;
             let score = f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
             let count = u64_at(at + 4);
@@ -242,9 +269,16 @@ impl NgramVocab {
             let tokens: Vec<u32> = (0..len).map(|k| u32_at(at + 4 * k)).collect();
             at += 4 * len;
             if tokens.iter().any(|&t| t >= vocab_size) {
-                return Err(bad(&format!("a token id outside the vocabulary of {vocab_size}")));
+                return Err(bad(&format!(
+                    "a token id outside the vocabulary of {vocab_size}"
+                )));
             }
-            entries.push(Ngram { tokens, word_lens, score, count });
+            entries.push(Ngram {
+                tokens,
+                word_lens,
+                score,
+                count,
+            });
         }
         if at != b.len() {
             return Err(bad("trailing bytes"));
@@ -272,14 +306,26 @@ mod tests {
     use super::*;
 
     fn ng(tokens: &[u32], word_lens: &[u16], score: f32, count: u64) -> Ngram {
-        Ngram { tokens: tokens.to_vec(), word_lens: word_lens.to_vec(), score, count }
+        Ngram {
+            tokens: tokens.to_vec(),
+            word_lens: word_lens.to_vec(),
+            score,
+            count,
+        }
     }
 
     #[test]
     fn round_trip_and_lookup_verify_tokens() {
         let v = NgramVocab::new(
-            vec![ng(&[10, 11, 12], &[1, 2], 3.5, 40), ng(&[7, 8, 9, 10, 11], &[1, 1, 1, 1, 1], 1.25, 6)],
-            NgramStats { words: 1000, min_count: 5, pruned_below: 0 },
+            vec![
+                ng(&[10, 11, 12], &[1, 2], 3.5, 40),
+                ng(&[7, 8, 9, 10, 11], &[1, 1, 1, 1, 1], 1.25, 6),
+            ],
+            NgramStats {
+                words: 1000,
+                min_count: 5,
+                pruned_below: 0,
+            },
         );
         let path = Path::new("ngrams.bin");
         let back = NgramVocab::from_bytes(&v.to_bytes(), path, 100).unwrap();
@@ -300,11 +346,19 @@ mod tests {
         let v = NgramVocab::new(vec![ng(&[10, 11], &[1, 1], 2.0, 9)], NgramStats::default());
         let b = v.to_bytes();
         let path = Path::new("dir/ngrams.bin");
-        for bad in [&b[..b.len() - 1], &b[..10], &[&b[..], &[0u8][..]].concat()[..]] {
-            let e = NgramVocab::from_bytes(bad, path, 100).unwrap_err().to_string();
+        for bad in [
+            &b[..b.len() - 1],
+            &b[..10],
+            &[&b[..], &[0u8][..]].concat()[..],
+        ] {
+            let e = NgramVocab::from_bytes(bad, path, 100)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("dir/ngrams.bin") && e.contains("prepare"), "{e}");
         }
-        let e = NgramVocab::from_bytes(&b, path, 11).unwrap_err().to_string();
+        let e = NgramVocab::from_bytes(&b, path, 11)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("outside the vocabulary of 11"), "{e}");
     }
 }

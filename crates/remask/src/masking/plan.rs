@@ -25,7 +25,9 @@ use super::adaptive::{Adaptive, AdaptiveStats};
 use super::config::{MaskingConfig, When};
 use super::masker::{MaskScratch, Masker, Vocab};
 use super::row::{MaskKey, MaskedRow, TokenRow, TokenRowBuf};
-use super::static_store::{copy_name, copy_path, StaticCopies, StaticCopyWriter, StaticMeta, StoredCopies};
+use super::static_store::{
+    copy_name, copy_path, StaticCopies, StaticCopyWriter, StaticMeta, StoredCopies,
+};
 use super::token_id::TokenIdAdaptive;
 use crate::{Batch, Result};
 
@@ -35,7 +37,10 @@ pub const EVAL_EPOCH: u64 = u64::MAX;
 /// How a plan decides masks (one arm per [`When`] mode).
 enum Mode {
     /// Copy e mod K; read from `copies` when they are open, else computed.
-    Static { dupe_factor: u32, copies: Option<StaticCopies> },
+    Static {
+        dupe_factor: u32,
+        copies: Option<StaticCopies>,
+    },
     Dynamic,
     Adaptive(Adaptive),
     TokenId(TokenIdAdaptive),
@@ -55,14 +60,32 @@ impl MaskPlan {
     pub fn new(config: &MaskingConfig, vocab: &Vocab<'_>, seed: u64) -> Result<Self> {
         let masker = Masker::new(config, vocab)?;
         let mode = match config.when {
-            When::Static { dupe_factor } => Mode::Static { dupe_factor, copies: None },
+            When::Static { dupe_factor } => Mode::Static {
+                dupe_factor,
+                copies: None,
+            },
             When::Dynamic => Mode::Dynamic,
-            When::Adaptive { temperature, decay, uniform_mix } => {
-                Mode::Adaptive(Adaptive { stats: AdaptiveStats::new(vocab.size as usize, decay), temperature, uniform_mix })
-            }
-            When::TokenId { decay, floor, ceiling } => Mode::TokenId(TokenIdAdaptive::new(vocab.size as usize, decay, floor, ceiling)),
+            When::Adaptive {
+                temperature,
+                decay,
+                uniform_mix,
+            } => Mode::Adaptive(Adaptive {
+                stats: AdaptiveStats::new(vocab.size as usize, decay),
+                temperature,
+                uniform_mix,
+            }),
+            When::TokenId {
+                decay,
+                floor,
+                ceiling,
+            } => Mode::TokenId(TokenIdAdaptive::new(vocab.size as usize, decay, floor, ceiling)),
         };
-        Ok(Self { config: config.clone(), masker, seed, mode })
+        Ok(Self {
+            config: config.clone(),
+            masker,
+            seed,
+            mode,
+        })
     }
 
     /// For a prepared training split: static masking reads the copies `prepare` stored (and refuses
@@ -111,16 +134,39 @@ impl MaskPlan {
     /// Masks `row`, row `index` of its split, as training sees it in `epoch` at `progress` ∈ [0, 1] of
     /// training (the rate follows the schedule). Writes `out`; the chosen positions are left in
     /// `scratch.chosen`.
-    pub fn mask_train(&self, row: TokenRow<'_>, index: u64, epoch: u64, progress: f32, mut out: MaskedRow<'_>, scratch: &mut MaskScratch) {
-        let key = MaskKey { seed: self.seed, epoch: self.key_epoch(epoch), index };
+    pub fn mask_train(
+        &self,
+        row: TokenRow<'_>,
+        index: u64,
+        epoch: u64,
+        progress: f32,
+        mut out: MaskedRow<'_>,
+        scratch: &mut MaskScratch,
+    ) {
+        let key = MaskKey {
+            seed: self.seed,
+            epoch: self.key_epoch(epoch),
+            index,
+        };
         let rate = self.config.rate_at(progress);
         match &self.mode {
-            Mode::Static { copies: Some(copies), .. } => {
+            Mode::Static {
+                copies: Some(copies),
+                ..
+            } => {
                 scratch.chosen.resize(row.ids.len(), false);
-                copies.row(key.epoch as usize, index as usize, row.ids, out.input, &mut scratch.chosen);
+                copies.row(
+                    key.epoch as usize,
+                    index as usize,
+                    row.ids,
+                    out.input,
+                    &mut scratch.chosen,
+                );
                 out.set_labels(row.ids, &scratch.chosen);
             }
-            Mode::Static { copies: None, .. } | Mode::Dynamic => self.masker.mask_row(row, out, rate, key, None, scratch),
+            Mode::Static { copies: None, .. } | Mode::Dynamic => {
+                self.masker.mask_row(row, out, rate, key, None, scratch)
+            }
             Mode::Adaptive(a) => self.masker.mask_row(row, out, rate, key, Some(a), scratch),
             Mode::TokenId(a) => self.masker.mask_row_token_id(row, out, rate, key, a, scratch),
         }
@@ -128,9 +174,20 @@ impl MaskPlan {
 
     /// The evaluation masks of `row`, row `index` of its split: keyed by [`EVAL_EPOCH`] at the
     /// schedule's final rate, in every mode. The chosen positions are left in `scratch.chosen`.
-    pub fn mask_eval(&self, row: TokenRow<'_>, index: u64, out: MaskedRow<'_>, scratch: &mut MaskScratch) {
-        let key = MaskKey { seed: self.seed, epoch: EVAL_EPOCH, index };
-        self.masker.mask_row(row, out, self.config.rate_at(1.0), key, None, scratch);
+    pub fn mask_eval(
+        &self,
+        row: TokenRow<'_>,
+        index: u64,
+        out: MaskedRow<'_>,
+        scratch: &mut MaskScratch,
+    ) {
+        let key = MaskKey {
+            seed: self.seed,
+            epoch: EVAL_EPOCH,
+            index,
+        };
+        self.masker
+            .mask_row(row, out, self.config.rate_at(1.0), key, None, scratch);
     }
 
     /// What `prepare` stores for this plan in the prepared directory `dir`, given its `rows` training
@@ -161,10 +218,19 @@ impl MaskPlan {
         let Mode::Static { dupe_factor, .. } = self.mode else {
             return Ok(None);
         };
-        let files = (0..dupe_factor).map(|c| StaticCopyWriter::create(&copy_path(dir, c), c, seq_len)).collect::<Result<_>>()?;
+        let files = (0..dupe_factor)
+            .map(|c| StaticCopyWriter::create(&copy_path(dir, c), c, seq_len))
+            .collect::<Result<_>>()?;
         // About a million positions are masked at a time, in parallel.
         let batch = ((1usize << 20) / seq_len.max(1)).max(1);
-        Ok(Some(StaticWriter { plan: self, seq_len, files, pending: Vec::new(), batch, rows: 0 }))
+        Ok(Some(StaticWriter {
+            plan: self,
+            seq_len,
+            files,
+            pending: Vec::new(),
+            batch,
+            rows: 0,
+        }))
     }
 
     /// Takes the per-label losses of `batch` (adaptive and token-id masking; a no-op otherwise).
@@ -235,9 +301,17 @@ impl StaticWriter<'_> {
                     || (MaskScratch::default(), vec![0i32; t]),
                     |(scratch, labels), (i, row)| {
                         let mut input = vec![0u32; t];
-                        let key = MaskKey { seed: plan.seed, epoch: c as u64, index: first + i as u64 };
-                        let out = MaskedRow { input: &mut input, labels };
-                        plan.masker.mask_row(row.view(), out, rate, key, None, scratch);
+                        let key = MaskKey {
+                            seed: plan.seed,
+                            epoch: c as u64,
+                            index: first + i as u64,
+                        };
+                        let out = MaskedRow {
+                            input: &mut input,
+                            labels,
+                        };
+                        plan.masker
+                            .mask_row(row.view(), out, rate, key, None, scratch);
                         (input, scratch.chosen.clone())
                     },
                 )
@@ -262,6 +336,11 @@ impl StaticWriter<'_> {
             files.push(copy_name(c as u32));
         }
         let positions = (self.rows * self.seq_len as u64).max(1);
-        Ok(StaticMeta { dupe_factor, files, bytes, bytes_per_training_token: bytes as f64 / positions as f64 })
+        Ok(StaticMeta {
+            dupe_factor,
+            files,
+            bytes,
+            bytes_per_training_token: bytes as f64 / positions as f64,
+        })
     }
 }

@@ -16,7 +16,9 @@ use remask_kernels::rng::KeyedRng;
 
 use super::config::CountRule;
 use super::ngram_vocab::{extend, word_hash, NgramVocab, MAX_N, NGRAM_SEED};
-use super::strategy::{collect_units, select_units, MaskingStrategy, RowView, Scratch, SegmentScratch, Selection};
+use super::strategy::{
+    collect_units, select_units, MaskingStrategy, RowView, Scratch, SegmentScratch, Selection,
+};
 
 /// Chooses vocabulary n-grams and single words as units.
 #[derive(Clone, Debug)]
@@ -38,7 +40,11 @@ impl PmiMasking {
         let n_tokens = collect_units(&mut s.words, row, true);
         let words = &s.words;
         s.hashes.clear();
-        s.hashes.extend(words.iter().map(|&(a, l)| word_hash(&row.ids[a as usize..(a + l) as usize])));
+        s.hashes.extend(
+            words
+                .iter()
+                .map(|&(a, l)| word_hash(&row.ids[a as usize..(a + l) as usize])),
+        );
         units.clear();
         if let Some(f) = ngram.as_deref_mut() {
             f.clear();
@@ -48,7 +54,13 @@ impl PmiMasking {
         while k < words.len() {
             let mut best = 1;
             // A unit that does not start at a word start (a word cut by the row's start) joins no n-gram.
-            if !self.vocab.is_empty() && row.word_starts.get(words[k].0 as usize).copied().unwrap_or(false) {
+            if !self.vocab.is_empty()
+                && row
+                    .word_starts
+                    .get(words[k].0 as usize)
+                    .copied()
+                    .unwrap_or(false)
+            {
                 let start = words[k].0 as usize;
                 let mut h = NGRAM_SEED;
                 for n in 1..=MAX_N.min(words.len() - k) {
@@ -62,7 +74,12 @@ impl PmiMasking {
                     h = extend(h, s.hashes[j]);
                     lens[n - 1] = words[j].1 as u16;
                     let end = (words[j].0 + words[j].1) as usize;
-                    if n >= 2 && self.vocab.lookup(h, &row.ids[start..end], &lens[..n]).is_some() {
+                    if n >= 2
+                        && self
+                            .vocab
+                            .lookup(h, &row.ids[start..end], &lens[..n])
+                            .is_some()
+                    {
                         best = n;
                     }
                 }
@@ -84,9 +101,27 @@ impl MaskingStrategy for PmiMasking {
         "pmi"
     }
 
-    fn choose(&self, chosen: &mut [bool], row: &RowView<'_>, rate: f32, rng: &mut KeyedRng, s: &mut Scratch) {
+    fn choose(
+        &self,
+        chosen: &mut [bool],
+        row: &RowView<'_>,
+        rate: f32,
+        rng: &mut KeyedRng,
+        s: &mut Scratch,
+    ) {
         chosen.iter_mut().for_each(|c| *c = false);
         let n = self.segment(row, &mut s.units, None, &mut s.segment);
-        select_units(chosen, &s.units, n, Selection { rate, count: self.count, weights: row.weights }, rng, &mut s.select);
+        select_units(
+            chosen,
+            &s.units,
+            n,
+            Selection {
+                rate,
+                count: self.count,
+                weights: row.weights,
+            },
+            rng,
+            &mut s.select,
+        );
     }
 }

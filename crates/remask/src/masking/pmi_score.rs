@@ -27,7 +27,9 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use super::config::PmiConfig;
-use super::ngram_vocab::{extend, word_hash, HashKeyed, Ngram, NgramStats, NgramVocab, MAX_N, NGRAM_SEED};
+use super::ngram_vocab::{
+    extend, word_hash, HashKeyed, Ngram, NgramStats, NgramVocab, MAX_N, NGRAM_SEED,
+};
 
 /// Entries of the counting table before pruning (about 16 bytes each, so ~70 MB at most).
 pub const COUNT_CAP: usize = 1 << 22;
@@ -76,7 +78,8 @@ impl Words {
         self.runs.push(self.spans.len());
         self.runs.dedup();
         for &(s, l) in &self.spans {
-            self.hashes.push(word_hash(&ids[s as usize..(s + l) as usize]));
+            self.hashes
+                .push(word_hash(&ids[s as usize..(s + l) as usize]));
         }
     }
 
@@ -97,7 +100,10 @@ struct Candidate {
 
 impl Ord for Candidate {
     fn cmp(&self, o: &Self) -> Ordering {
-        self.score.total_cmp(&o.score).then(self.count.cmp(&o.count)).then(o.hash.cmp(&self.hash))
+        self.score
+            .total_cmp(&o.score)
+            .then(self.count.cmp(&o.count))
+            .then(o.hash.cmp(&self.hash))
     }
 }
 impl PartialOrd for Candidate {
@@ -182,15 +188,34 @@ fn pmi_n(table: &HashKeyed<u32>, hashes: &[u64], c: u32, log_n: f64) -> Option<f
 /// Builds the vocabulary of `cfg` from the documents `docs` feeds (twice), never choosing across
 /// `special` tokens, counting in a table of at most `cap` entries. Deterministic: the same documents
 /// in the same order give the same vocabulary.
-pub fn build_vocab(cfg: &PmiConfig, special: &[u32], cap: usize, docs: &mut DocSource<'_>) -> NgramVocab {
+pub fn build_vocab(
+    cfg: &PmiConfig,
+    special: &[u32],
+    cap: usize,
+    docs: &mut DocSource<'_>,
+) -> NgramVocab {
     let mut words = Words::default();
-    let mut counter = Counter { table: HashKeyed::default(), cap: cap.max(16), pruned_below: 0, words: 0 };
+    let mut counter = Counter {
+        table: HashKeyed::default(),
+        cap: cap.max(16),
+        pruned_below: 0,
+        words: 0,
+    };
     docs(&mut |ids, starts| {
         words.split(ids, starts, special);
         counter.add(&words);
     });
-    let Counter { mut table, pruned_below, words: n_words, .. } = counter;
-    let stats = NgramStats { words: n_words, min_count: cfg.min_count, pruned_below };
+    let Counter {
+        mut table,
+        pruned_below,
+        words: n_words,
+        ..
+    } = counter;
+    let stats = NgramStats {
+        words: n_words,
+        min_count: cfg.min_count,
+        pruned_below,
+    };
     if n_words == 0 {
         return NgramVocab::new(Vec::new(), stats);
     }
@@ -216,12 +241,22 @@ pub fn build_vocab(cfg: &PmiConfig, special: &[u32], cap: usize, docs: &mut DocS
                     if let Some(x) = table.get_mut(&h) {
                         *x |= SCORED;
                     }
-                    let Some(score) = pmi_n(&table, &words.hashes[i..=j], c, log_n) else { continue };
+                    let Some(score) = pmi_n(&table, &words.hashes[i..=j], c, log_n) else {
+                        continue;
+                    };
                     if score <= 0.0 {
                         continue;
                     }
-                    let cand = Candidate { score: score as f32, count: c as u64, hash: h, tokens: Vec::new(), word_lens: Vec::new() };
-                    if heap.len() >= keep && heap.peek().is_some_and(|Reverse(worst)| cand <= *worst) {
+                    let cand = Candidate {
+                        score: score as f32,
+                        count: c as u64,
+                        hash: h,
+                        tokens: Vec::new(),
+                        word_lens: Vec::new(),
+                    };
+                    if heap.len() >= keep
+                        && heap.peek().is_some_and(|Reverse(worst)| cand <= *worst)
+                    {
                         continue;
                     }
                     let (s0, _) = words.spans[i];
@@ -248,7 +283,12 @@ pub fn build_vocab(cfg: &PmiConfig, special: &[u32], cap: usize, docs: &mut DocS
     let entries = heap
         .into_sorted_vec()
         .into_iter()
-        .map(|Reverse(c)| Ngram { tokens: c.tokens, word_lens: c.word_lens, score: c.score, count: c.count })
+        .map(|Reverse(c)| Ngram {
+            tokens: c.tokens,
+            word_lens: c.word_lens,
+            score: c.score,
+            count: c.count,
+        })
         .collect();
     NgramVocab::new(entries, stats)
 }
@@ -269,7 +309,8 @@ mod tests {
     /// A corpus where "20 21" always occur together, "30 31 32" always together, and every other
     /// word is drawn at random from 100..400.
     fn corpus() -> Vec<Vec<u32>> {
-        let mut rng = remask_kernels::rng::KeyedRng::new(7, remask_kernels::rng::Purpose::Other, 0, 0);
+        let mut rng =
+            remask_kernels::rng::KeyedRng::new(7, remask_kernels::rng::Purpose::Other, 0, 0);
         (0..300)
             .map(|d| {
                 let mut doc = Vec::new();
@@ -288,17 +329,30 @@ mod tests {
     #[test]
     fn collocations_rank_first_and_the_measure_is_the_minimum_over_segmentations() {
         let docs = corpus();
-        let cfg = PmiConfig { ngrams: 50, min_count: 5 };
+        let cfg = PmiConfig {
+            ngrams: 50,
+            min_count: 5,
+        };
         let v = build_vocab(&cfg, &[0, 1, 2, 3, 4], COUNT_CAP, &mut feed(&docs));
         assert!(!v.is_empty() && v.len() <= 50);
         let top: Vec<&[u32]> = v.entries().iter().take(3).map(|e| &e.tokens[..]).collect();
-        assert!(top.contains(&&[20, 21][..]) && top.contains(&&[30, 31, 32][..]), "{top:?}");
+        assert!(
+            top.contains(&&[20, 21][..]) && top.contains(&&[30, 31, 32][..]),
+            "{top:?}"
+        );
         assert!(v.entries().windows(2).all(|w| w[0].score >= w[1].score));
         assert_eq!(v.stats.pruned_below, 0);
-        assert_eq!(v.stats.words, docs.iter().map(|d| d.len() as u64).sum::<u64>());
+        assert_eq!(
+            v.stats.words,
+            docs.iter().map(|d| d.len() as u64).sum::<u64>()
+        );
         // PMI_3 of "30 31 32" by hand: min over {30|31 32, 30 31|32, 30|31|32}.
         let n = v.stats.words as f64;
-        let c = |g: &[u32]| docs.iter().map(|d| d.windows(g.len()).filter(|w| *w == g).count()).sum::<usize>() as f64;
+        let c = |g: &[u32]| {
+            docs.iter()
+                .map(|d| d.windows(g.len()).filter(|w| *w == g).count())
+                .sum::<usize>() as f64
+        };
         let p = |g: &[u32]| c(g) / n;
         let whole = p(&[30, 31, 32]);
         let want = [
@@ -309,15 +363,26 @@ mod tests {
         .iter()
         .map(|x| x.ln())
         .fold(f64::INFINITY, f64::min);
-        let got = v.entries().iter().find(|e| e.tokens == [30, 31, 32]).unwrap();
-        assert!((got.score as f64 - want).abs() < 1e-4, "{} vs {want}", got.score);
+        let got = v
+            .entries()
+            .iter()
+            .find(|e| e.tokens == [30, 31, 32])
+            .unwrap();
+        assert!(
+            (got.score as f64 - want).abs() < 1e-4,
+            "{} vs {want}",
+            got.score
+        );
         assert_eq!(got.count as f64, c(&[30, 31, 32]));
     }
 
     #[test]
     fn deterministic_bounded_and_never_across_special_tokens() {
         let mut docs = corpus();
-        let cfg = PmiConfig { ngrams: 20, min_count: 3 };
+        let cfg = PmiConfig {
+            ngrams: 20,
+            min_count: 3,
+        };
         let a = build_vocab(&cfg, &[1], COUNT_CAP, &mut feed(&docs));
         let b = build_vocab(&cfg, &[1], COUNT_CAP, &mut feed(&docs));
         assert_eq!(a.entries(), b.entries());
@@ -333,31 +398,54 @@ mod tests {
             }
         }
         let c = build_vocab(&cfg, &[1], COUNT_CAP, &mut feed(&docs));
-        assert!(c.entries().iter().all(|e| !e.tokens.contains(&1) && !e.tokens.windows(2).any(|w| w == [20, 21])));
+        assert!(c
+            .entries()
+            .iter()
+            .all(|e| !e.tokens.contains(&1) && !e.tokens.windows(2).any(|w| w == [20, 21])));
         assert!(c.entries().iter().any(|e| e.tokens == [30, 31, 32]));
     }
 
     #[test]
     fn a_small_cap_prunes_rare_counts_and_keeps_the_collocations() {
         let docs = corpus();
-        let cfg = PmiConfig { ngrams: 10, min_count: 5 };
+        let cfg = PmiConfig {
+            ngrams: 10,
+            min_count: 5,
+        };
         let v = build_vocab(&cfg, &[], 2000, &mut feed(&docs));
         assert!(v.stats.pruned_below > 0);
-        assert!(v.entries().iter().any(|e| e.tokens == [20, 21]) && v.entries().iter().any(|e| e.tokens == [30, 31, 32]));
+        assert!(
+            v.entries().iter().any(|e| e.tokens == [20, 21])
+                && v.entries().iter().any(|e| e.tokens == [30, 31, 32])
+        );
     }
 
     #[test]
     fn subword_pieces_stay_inside_their_words() {
         // Word "20 ##21" (two tokens) followed by word 22, always together.
-        let docs: Vec<Vec<u32>> = (0..50).map(|d| vec![100 + d, 20, 21, 22, 200 + d]).collect();
+        let docs: Vec<Vec<u32>> = (0..50)
+            .map(|d| vec![100 + d, 20, 21, 22, 200 + d])
+            .collect();
         let starts = [true, true, false, true, true];
         let mut feed = |sink: &mut dyn FnMut(&[u32], &[bool])| {
             for d in &docs {
                 sink(d, &starts);
             }
         };
-        let v = build_vocab(&PmiConfig { ngrams: 10, min_count: 5 }, &[], COUNT_CAP, &mut feed);
-        let e = v.entries().iter().find(|e| e.tokens == [20, 21, 22]).expect("the two-word n-gram");
+        let v = build_vocab(
+            &PmiConfig {
+                ngrams: 10,
+                min_count: 5,
+            },
+            &[],
+            COUNT_CAP,
+            &mut feed,
+        );
+        let e = v
+            .entries()
+            .iter()
+            .find(|e| e.tokens == [20, 21, 22])
+            .expect("the two-word n-gram");
         assert_eq!(e.word_lens, [2, 1]);
         assert_eq!(e.count, 50);
     }

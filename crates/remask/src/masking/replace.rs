@@ -29,17 +29,32 @@ pub struct Replacement {
 
 impl Replacement {
     /// Uniform random replacement over `0..vocab_size` minus `special_ids`.
-    pub fn uniform(mask_id: u32, shares: [f32; 3], vocab_size: u32, special_ids: &[u32]) -> Result<Self> {
-        let ids: Vec<u32> = (0..vocab_size).filter(|i| !special_ids.contains(i)).collect();
+    pub fn uniform(
+        mask_id: u32,
+        shares: [f32; 3],
+        vocab_size: u32,
+        special_ids: &[u32],
+    ) -> Result<Self> {
+        let ids: Vec<u32> = (0..vocab_size)
+            .filter(|i| !special_ids.contains(i))
+            .collect();
         if ids.is_empty() {
-            return Err(Error::config("data.tokenizer.vocab_size", "no non-special token left for random replacement"));
+            return Err(Error::config(
+                "data.tokenizer.vocab_size",
+                "no non-special token left for random replacement",
+            ));
         }
         Ok(Self::with(mask_id, shares, RandomTokens::Uniform(ids)))
     }
 
     /// Frequency-weighted random replacement: token i is drawn with probability ∝ `counts[i]`; special
     /// ids and ids never seen are never drawn.
-    pub fn weighted(mask_id: u32, shares: [f32; 3], counts: &[u64], special_ids: &[u32]) -> Result<Self> {
+    pub fn weighted(
+        mask_id: u32,
+        shares: [f32; 3],
+        counts: &[u64],
+        special_ids: &[u32],
+    ) -> Result<Self> {
         let mut ids = Vec::new();
         let mut cumulative = Vec::new();
         let mut total = 0u64;
@@ -51,13 +66,28 @@ impl Replacement {
             }
         }
         if ids.is_empty() {
-            return Err(Error::Other("frequency-weighted random replacement: the corpus has no non-special token".into()));
+            return Err(Error::Other(
+                "frequency-weighted random replacement: the corpus has no non-special token".into(),
+            ));
         }
-        Ok(Self::with(mask_id, shares, RandomTokens::Weighted { ids, cumulative }))
+        Ok(Self::with(
+            mask_id,
+            shares,
+            RandomTokens::Weighted { ids, cumulative },
+        ))
     }
 
-    fn with(mask_id: u32, [mask, random, _unchanged]: [f32; 3], random_tokens: RandomTokens) -> Self {
-        Self { mask_id, mask_below: mask, random_below: mask + random, random: random_tokens }
+    fn with(
+        mask_id: u32,
+        [mask, random, _unchanged]: [f32; 3],
+        random_tokens: RandomTokens,
+    ) -> Self {
+        Self {
+            mask_id,
+            mask_below: mask,
+            random_below: mask + random,
+            random: random_tokens,
+        }
     }
 
     /// The mask token id.
@@ -83,7 +113,14 @@ impl Replacement {
     /// `chosen[i]`, else the original; `labels[i]` is the original token where chosen, else
     /// [`IGNORE_INDEX`]. All slices are `[T]`.
     #[inline]
-    pub fn apply(&self, input: &mut [u32], labels: &mut [i32], original: &[u32], chosen: &[bool], rng: &mut KeyedRng) {
+    pub fn apply(
+        &self,
+        input: &mut [u32],
+        labels: &mut [i32],
+        original: &[u32],
+        chosen: &[bool],
+        rng: &mut KeyedRng,
+    ) {
         input.copy_from_slice(original);
         labels.fill(IGNORE_INDEX);
         // Ascending chosen positions, found through a 64-bit word per 64 positions: a branch per

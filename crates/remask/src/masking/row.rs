@@ -27,11 +27,19 @@ pub struct TokenRowBuf {
 impl TokenRowBuf {
     /// A buffer of T padding positions.
     pub fn new(t: usize) -> Self {
-        Self { ids: vec![0; t], word_starts: vec![false; t], length: 0 }
+        Self {
+            ids: vec![0; t],
+            word_starts: vec![false; t],
+            length: 0,
+        }
     }
 
     pub fn view(&self) -> TokenRow<'_> {
-        TokenRow { ids: &self.ids, word_starts: &self.word_starts, length: self.length }
+        TokenRow {
+            ids: &self.ids,
+            word_starts: &self.word_starts,
+            length: self.length,
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 use remask_kernels::rng::KeyedRng;
 
 use super::config::{CountRule, SpanConfig};
-use super::strategy::{binomial, collect_units, probabilistic_round, MaskingStrategy, RowView, Scratch};
+use super::strategy::{
+    binomial, collect_units, probabilistic_round, MaskingStrategy, RowView, Scratch,
+};
 
 /// Chooses spans of whole words until a token budget is reached. The budget is `rate · n` rounded
 /// probabilistically (`Exact`) or Binomial(n, rate) (`Bernoulli`). A span starts at a uniformly chosen
@@ -31,7 +33,14 @@ impl MaskingStrategy for SpanMasking {
         "span"
     }
 
-    fn choose(&self, chosen: &mut [bool], row: &RowView<'_>, rate: f32, rng: &mut KeyedRng, s: &mut Scratch) {
+    fn choose(
+        &self,
+        chosen: &mut [bool],
+        row: &RowView<'_>,
+        rate: f32,
+        rng: &mut KeyedRng,
+        s: &mut Scratch,
+    ) {
         chosen.iter_mut().for_each(|c| *c = false);
         let n = collect_units(&mut s.units, row, true);
         if s.units.is_empty() {
@@ -59,7 +68,9 @@ impl MaskingStrategy for SpanMasking {
                 continue;
             }
             for &(st, l) in &words[first..last] {
-                chosen[st as usize..(st + l) as usize].iter_mut().for_each(|c| *c = true);
+                chosen[st as usize..(st + l) as usize]
+                    .iter_mut()
+                    .for_each(|c| *c = true);
             }
             total += new;
         }

@@ -95,8 +95,19 @@ impl StaticCopyWriter {
         let tmp = path.with_extension("tmp");
         let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
-        file.write_all(&[0u8; HEADER]).map_err(|e| Error::io(&tmp, e))?;
-        Ok(Self { path: path.to_path_buf(), tmp, file, copy, seq_len, rows: 0, at: HEADER as u64, index: Vec::new(), record: Vec::new() })
+        file.write_all(&[0u8; HEADER])
+            .map_err(|e| Error::io(&tmp, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            file,
+            copy,
+            seq_len,
+            rows: 0,
+            at: HEADER as u64,
+            index: Vec::new(),
+            record: Vec::new(),
+        })
     }
 
     /// Appends the next row: corrupted input ids `[T]` and chosen flags `[T]`.
@@ -116,7 +127,9 @@ impl StaticCopyWriter {
                 self.record.extend_from_slice(&input[i].to_le_bytes());
             }
         }
-        self.file.write_all(&self.record).map_err(|e| Error::io(&self.tmp, e))?;
+        self.file
+            .write_all(&self.record)
+            .map_err(|e| Error::io(&self.tmp, e))?;
         self.at += self.record.len() as u64;
         self.rows += 1;
         Ok(())
@@ -127,7 +140,9 @@ impl StaticCopyWriter {
         let io = |e| Error::io(&self.tmp, e);
         let index_at = self.at;
         let mut bytes = Vec::with_capacity(8 * self.index.len());
-        self.index.iter().for_each(|o| bytes.extend_from_slice(&o.to_le_bytes()));
+        self.index
+            .iter()
+            .for_each(|o| bytes.extend_from_slice(&o.to_le_bytes()));
         self.file.write_all(&bytes).map_err(io)?;
         let mut header = Vec::with_capacity(HEADER);
         header.extend_from_slice(STATIC_MAGIC);
@@ -139,7 +154,10 @@ impl StaticCopyWriter {
         header.resize(HEADER, 0);
         self.file.seek(SeekFrom::Start(0)).map_err(io)?;
         self.file.write_all(&header).map_err(io)?;
-        let file = self.file.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
         Ok(index_at + bytes.len() as u64)
@@ -167,7 +185,10 @@ impl StaticCopies {
     pub fn open_for(want: &MaskingConfig, stored: StoredCopies<'_>) -> Result<Self> {
         let dir = stored.dir;
         let Some(dupe_factor) = want.dupe_factor() else {
-            return Err(Error::config("masking.when", "stored copies are read by static masking only"));
+            return Err(Error::config(
+                "masking.when",
+                "stored copies are read by static masking only",
+            ));
         };
         let Some(sm) = stored.meta else {
             return Err(Error::config(
@@ -229,7 +250,11 @@ impl StaticCopies {
                 v => return Err(bad(format!("format version {v}, this build reads 1 and 2"))),
             }
         }
-        Ok(Self { copies, rows, seq_len })
+        Ok(Self {
+            copies,
+            rows,
+            seq_len,
+        })
     }
 
     pub fn dupe_factor(&self) -> u32 {
@@ -238,7 +263,14 @@ impl StaticCopies {
 
     /// Reads row r of copy `copy` (< K) of the row whose ids are `original` `[T]`: corrupted input
     /// `[T]` and chosen flags `[T]`.
-    pub fn row(&self, copy: usize, r: usize, original: &[u32], input: &mut [u32], chosen: &mut [bool]) {
+    pub fn row(
+        &self,
+        copy: usize,
+        r: usize,
+        original: &[u32],
+        input: &mut [u32],
+        chosen: &mut [bool],
+    ) {
         let t = self.seq_len;
         match &self.copies[copy] {
             CopyMap::Full(map) => {
@@ -255,9 +287,13 @@ impl StaticCopies {
                 let bits = t.div_ceil(8);
                 let block = r / BLOCK;
                 let o = index_at + 8 * block;
-                let mut at = u64::from_le_bytes(map[o..o + 8].try_into().unwrap_or([0; 8])) as usize;
+                let mut at =
+                    u64::from_le_bytes(map[o..o + 8].try_into().unwrap_or([0; 8])) as usize;
                 for _ in block * BLOCK..r {
-                    let ones: usize = map[at..at + bits].iter().map(|b| b.count_ones() as usize).sum();
+                    let ones: usize = map[at..at + bits]
+                        .iter()
+                        .map(|b| b.count_ones() as usize)
+                        .sum();
                     at += bits + 4 * ones;
                 }
                 let set = &map[at..at + bits];
@@ -267,7 +303,12 @@ impl StaticCopies {
                     let c = set[i / 8] >> (i % 8) & 1 != 0;
                     chosen[i] = c;
                     if c {
-                        input[i] = u32::from_le_bytes([map[ids], map[ids + 1], map[ids + 2], map[ids + 3]]);
+                        input[i] = u32::from_le_bytes([
+                            map[ids],
+                            map[ids + 1],
+                            map[ids + 2],
+                            map[ids + 3],
+                        ]);
                         ids += 4;
                     }
                 }
@@ -287,10 +328,28 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("remask-static-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (rows, t) = (150usize, 13usize);
-        let original: Vec<Vec<u32>> = (0..rows).map(|r| (0..t).map(|i| (r * 31 + i * 7) as u32 % 1000 + 5).collect()).collect();
-        let chosen: Vec<Vec<bool>> = (0..rows).map(|r| (0..t).map(|i| r % 10 != 3 && (r * 5 + i * 3) % 7 == 0).collect()).collect();
+        let original: Vec<Vec<u32>> = (0..rows)
+            .map(|r| (0..t).map(|i| (r * 31 + i * 7) as u32 % 1000 + 5).collect())
+            .collect();
+        let chosen: Vec<Vec<bool>> = (0..rows)
+            .map(|r| {
+                (0..t)
+                    .map(|i| r % 10 != 3 && (r * 5 + i * 3) % 7 == 0)
+                    .collect()
+            })
+            .collect();
         let input: Vec<Vec<u32>> = (0..rows)
-            .map(|r| (0..t).map(|i| if chosen[r][i] { (r + i) as u32 % 4 } else { original[r][i] }).collect())
+            .map(|r| {
+                (0..t)
+                    .map(|i| {
+                        if chosen[r][i] {
+                            (r + i) as u32 % 4
+                        } else {
+                            original[r][i]
+                        }
+                    })
+                    .collect()
+            })
             .collect();
         let mut w = StaticCopyWriter::create(&copy_path(&dir, 0), 0, t).unwrap();
         for r in 0..rows {
@@ -307,7 +366,10 @@ mod tests {
         v1.extend_from_slice(&(rows as u64).to_le_bytes());
         v1.extend_from_slice(&(t as u64).to_le_bytes());
         v1.resize(HEADER, 0);
-        input.iter().flatten().for_each(|id| v1.extend_from_slice(&id.to_le_bytes()));
+        input
+            .iter()
+            .flatten()
+            .for_each(|id| v1.extend_from_slice(&id.to_le_bytes()));
         chosen.iter().flatten().for_each(|&c| v1.push(u8::from(c)));
         std::fs::write(copy_path(&dir, 1), &v1).unwrap();
         let copies = StaticCopies::open(&dir, 2, rows, t).unwrap();
@@ -319,7 +381,10 @@ mod tests {
             }
         }
         // A copy made for another number of rows is refused, naming what to do.
-        let e = StaticCopies::open(&dir, 1, rows + 1, t).err().unwrap().to_string();
+        let e = StaticCopies::open(&dir, 1, rows + 1, t)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("copy-000.bin") && e.contains("prepare"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }

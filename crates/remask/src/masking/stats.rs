@@ -35,7 +35,11 @@ pub struct MaskingStats {
 /// its rate) and counts. Row r is keyed as row r of its split.
 pub fn collect_stats(plan: &MaskPlan, rows: &[TokenRowBuf], epochs: u64) -> MaskingStats {
     let masker = plan.masker();
-    let mut s = MaskingStats { epochs, rows: rows.len() as u64, ..Default::default() };
+    let mut s = MaskingStats {
+        epochs,
+        rows: rows.len() as u64,
+        ..Default::default()
+    };
     let (mut mask, mut random, mut same) = (0u64, 0u64, 0u64);
     let (mut overlap_sum, mut overlap_n) = (0.0f64, 0u64);
     let mut scratch = MaskScratch::default();
@@ -45,7 +49,17 @@ pub fn collect_stats(plan: &MaskPlan, rows: &[TokenRowBuf], epochs: u64) -> Mask
             let t = row.ids.len();
             let mut input = vec![0u32; t];
             let mut labels = vec![0i32; t];
-            plan.mask_train(row.view(), r as u64, e, 0.0, MaskedRow { input: &mut input, labels: &mut labels }, &mut scratch);
+            plan.mask_train(
+                row.view(),
+                r as u64,
+                e,
+                0.0,
+                MaskedRow {
+                    input: &mut input,
+                    labels: &mut labels,
+                },
+                &mut scratch,
+            );
             let chosen = &scratch.chosen;
             let mut n_chosen = 0u64;
             for i in 0..t {
@@ -84,7 +98,11 @@ pub fn collect_stats(plan: &MaskPlan, rows: &[TokenRowBuf], epochs: u64) -> Mask
     s.mask_token_share = mask as f64 / c;
     s.random_token_share = random as f64 / c;
     s.unchanged_share = same as f64 / c;
-    s.epoch_overlap = if overlap_n == 0 { 0.0 } else { overlap_sum / overlap_n as f64 };
+    s.epoch_overlap = if overlap_n == 0 {
+        0.0
+    } else {
+        overlap_sum / overlap_n as f64
+    };
     s
 }
 
@@ -108,17 +126,32 @@ pub struct NgramMaskStats {
 
 /// [`NgramMaskStats`] of `rows` over `epochs`, masked as [`collect_stats`] masks them; `None` unless
 /// the plan's strategy is `pmi`.
-pub fn collect_ngram_stats(plan: &MaskPlan, rows: &[TokenRowBuf], epochs: u64) -> Option<NgramMaskStats> {
+pub fn collect_ngram_stats(
+    plan: &MaskPlan,
+    rows: &[TokenRowBuf],
+    epochs: u64,
+) -> Option<NgramMaskStats> {
     let masker = plan.masker();
     let vocab = masker.ngrams()?;
-    let pmi = PmiMasking { count: masker.config().count, vocab: vocab.clone() };
-    let mut s = NgramMaskStats { vocabulary: vocab.len() as u64, ..Default::default() };
+    let pmi = PmiMasking {
+        count: masker.config().count,
+        vocab: vocab.clone(),
+    };
+    let mut s = NgramMaskStats {
+        vocabulary: vocab.len() as u64,
+        ..Default::default()
+    };
     let (mut scratch, mut seg) = (MaskScratch::default(), SegmentScratch::default());
     let (mut eligible, mut units, mut is_ngram) = (Vec::new(), Vec::new(), Vec::new());
     let (mut eligible_n, mut covered, mut chosen_n, mut chosen_in) = (0u64, 0u64, 0u64, 0u64);
     for (r, row) in rows.iter().enumerate() {
         masker.eligible(row.view(), &mut eligible);
-        let view = RowView { ids: &row.ids, eligible: &eligible, word_starts: &row.word_starts, weights: None };
+        let view = RowView {
+            ids: &row.ids,
+            eligible: &eligible,
+            word_starts: &row.word_starts,
+            weights: None,
+        };
         eligible_n += pmi.segment(&view, &mut units, Some(&mut is_ngram), &mut seg) as u64;
         for (&(_, l), &g) in units.iter().zip(&is_ngram) {
             if g {
@@ -129,13 +162,26 @@ pub fn collect_ngram_stats(plan: &MaskPlan, rows: &[TokenRowBuf], epochs: u64) -
         for e in 0..epochs {
             let t = row.ids.len();
             let (mut input, mut labels) = (vec![0u32; t], vec![0i32; t]);
-            plan.mask_train(row.view(), r as u64, e, 0.0, MaskedRow { input: &mut input, labels: &mut labels }, &mut scratch);
+            plan.mask_train(
+                row.view(),
+                r as u64,
+                e,
+                0.0,
+                MaskedRow {
+                    input: &mut input,
+                    labels: &mut labels,
+                },
+                &mut scratch,
+            );
             chosen_n += scratch.chosen.iter().filter(|&&c| c).count() as u64;
             for (&(a, l), &g) in units.iter().zip(&is_ngram) {
                 if !g {
                     continue;
                 }
-                let hidden = scratch.chosen[a as usize..(a + l) as usize].iter().filter(|&&c| c).count() as u32;
+                let hidden = scratch.chosen[a as usize..(a + l) as usize]
+                    .iter()
+                    .filter(|&&c| c)
+                    .count() as u32;
                 chosen_in += hidden as u64;
                 if hidden == l {
                     s.ngrams_masked += 1;

@@ -73,7 +73,14 @@ pub trait MaskingStrategy: Send + Sync {
 
     /// Overwrites `chosen[T]`: true where the position is hidden. Only eligible positions may be
     /// chosen; about `rate` of them are, following the strategy's count rule.
-    fn choose(&self, chosen: &mut [bool], row: &RowView<'_>, rate: f32, rng: &mut KeyedRng, scratch: &mut Scratch);
+    fn choose(
+        &self,
+        chosen: &mut [bool],
+        row: &RowView<'_>,
+        rate: f32,
+        rng: &mut KeyedRng,
+        scratch: &mut Scratch,
+    );
 }
 
 /// `x` rounded down, plus one with probability equal to its fractional part (expectation exactly `x`).
@@ -143,10 +150,21 @@ pub fn select_units(
     rng: &mut KeyedRng,
     scratch: &mut SelectScratch,
 ) {
-    let Selection { rate, count, weights } = how;
-    let SelectScratch { order: scratch_order, keys: scratch_keys, probs: scratch_probs, capped } = scratch;
+    let Selection {
+        rate,
+        count,
+        weights,
+    } = how;
+    let SelectScratch {
+        order: scratch_order,
+        keys: scratch_keys,
+        probs: scratch_probs,
+        capped,
+    } = scratch;
     let mark = |chosen: &mut [bool], (start, len): (u32, u32)| {
-        chosen[start as usize..(start + len) as usize].iter_mut().for_each(|c| *c = true);
+        chosen[start as usize..(start + len) as usize]
+            .iter_mut()
+            .for_each(|c| *c = true);
     };
     match count {
         CountRule::Bernoulli => {
@@ -190,7 +208,11 @@ pub fn select_units(
                 }
             }
             for (k, &u) in units.iter().enumerate() {
-                let p = if capped[k] { 1.0 } else { (c * scratch_probs[k] as f64) as f32 };
+                let p = if capped[k] {
+                    1.0
+                } else {
+                    (c * scratch_probs[k] as f64) as f32
+                };
                 if rng.next_f32() < p {
                     mark(chosen, u);
                 }

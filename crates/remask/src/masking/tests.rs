@@ -28,16 +28,30 @@ fn row(t: usize, length: usize, seed: u64) -> TokenRowBuf {
         };
         word_starts[i] = i == 0 || i + 1 == length || rng.next_f32() < 0.7;
     }
-    TokenRowBuf { ids, word_starts, length }
+    TokenRowBuf {
+        ids,
+        word_starts,
+        length,
+    }
 }
 
 fn config(strategy: StrategyKind, count: CountRule, rate: f32) -> MaskingConfig {
-    MaskingConfig { strategy, count, rate, ..Default::default() }
+    MaskingConfig {
+        strategy,
+        count,
+        rate,
+        ..Default::default()
+    }
 }
 
 fn strategies() -> impl Strategy<Value = (StrategyKind, CountRule)> {
     (
-        prop_oneof![Just(StrategyKind::Token), Just(StrategyKind::WholeWord), Just(StrategyKind::Span), Just(StrategyKind::Pmi)],
+        prop_oneof![
+            Just(StrategyKind::Token),
+            Just(StrategyKind::WholeWord),
+            Just(StrategyKind::Span),
+            Just(StrategyKind::Pmi)
+        ],
         prop_oneof![Just(CountRule::Exact), Just(CountRule::Bernoulli)],
     )
 }
@@ -55,7 +69,12 @@ fn ngram_vocab() -> &'static std::sync::Arc<NgramVocab> {
     VOCAB.get_or_init(|| {
         let entries = NGRAMS
             .iter()
-            .map(|(t, w)| Ngram { tokens: t.to_vec(), word_lens: w.to_vec(), score: 5.0, count: 10 })
+            .map(|(t, w)| Ngram {
+                tokens: t.to_vec(),
+                word_lens: w.to_vec(),
+                score: 5.0,
+                count: 10,
+            })
             .collect();
         std::sync::Arc::new(NgramVocab::new(entries, NgramStats::default()))
     })
@@ -94,7 +113,13 @@ fn pmi_row(t: usize, length: usize, seed: u64) -> TokenRowBuf {
 }
 
 fn vocab(specials: &[u32]) -> Vocab<'_> {
-    Vocab { size: V, mask_id: MASK, special_ids: specials, counts: None, ngrams: Some(ngram_vocab()) }
+    Vocab {
+        size: V,
+        mask_id: MASK,
+        special_ids: specials,
+        counts: None,
+        ngrams: Some(ngram_vocab()),
+    }
 }
 
 fn masker(config: &MaskingConfig) -> Masker {
@@ -115,8 +140,18 @@ fn mask(
     let t = r.ids.len();
     let (mut input, mut labels) = (vec![0u32; t], vec![0i32; t]);
     let mut s = MaskScratch::default();
-    let out = MaskedRow { input: &mut input, labels: &mut labels };
-    m.mask_row(r.view(), out, rate, MaskKey { seed, epoch, index }, adaptive, &mut s);
+    let out = MaskedRow {
+        input: &mut input,
+        labels: &mut labels,
+    };
+    m.mask_row(
+        r.view(),
+        out,
+        rate,
+        MaskKey { seed, epoch, index },
+        adaptive,
+        &mut s,
+    );
     (input, labels, s.chosen)
 }
 
@@ -227,12 +262,18 @@ proptest! {
 
 #[test]
 fn pmi_rate_is_on_target_and_ngrams_take_their_share() {
-    let rows: Vec<TokenRowBuf> = (0..400).map(|i| pmi_row(128, 100 + (i % 28) as usize, i)).collect();
+    let rows: Vec<TokenRowBuf> = (0..400)
+        .map(|i| pmi_row(128, 100 + (i % 28) as usize, i))
+        .collect();
     for count in [CountRule::Exact, CountRule::Bernoulli] {
         for rate in [0.15f32, 0.3] {
             let p = plan(&config(StrategyKind::Pmi, count, rate), 3);
             let s = collect_stats(&p, &rows, 2);
-            assert!((s.mask_rate - rate as f64).abs() < 0.01, "{count:?} rate {rate}: realised {}", s.mask_rate);
+            assert!(
+                (s.mask_rate - rate as f64).abs() < 0.01,
+                "{count:?} rate {rate}: realised {}",
+                s.mask_rate
+            );
             assert_eq!(s.chosen_ineligible, 0);
             let g = collect_ngram_stats(&p, &rows, 2).unwrap();
             assert_eq!(g.ngrams_split, 0);
@@ -248,19 +289,33 @@ fn pmi_rate_is_on_target_and_ngrams_take_their_share() {
 
 #[test]
 fn pmi_without_a_vocabulary_is_an_error_naming_the_key() {
-    let v = Vocab { ngrams: None, ..vocab(&SPECIALS) };
-    let e = Masker::new(&config(StrategyKind::Pmi, CountRule::Exact, 0.15), &v).err().unwrap().to_string();
+    let v = Vocab {
+        ngrams: None,
+        ..vocab(&SPECIALS)
+    };
+    let e = Masker::new(&config(StrategyKind::Pmi, CountRule::Exact, 0.15), &v)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("masking.strategy") && e.contains("pmi"), "{e}");
     // Zero and negative rates are refused naming the key, for PMI as for every strategy.
     for rate in [0.0f32, -0.1] {
-        let e = Masker::new(&config(StrategyKind::Pmi, CountRule::Exact, rate), &vocab(&SPECIALS)).err().unwrap().to_string();
+        let e = Masker::new(
+            &config(StrategyKind::Pmi, CountRule::Exact, rate),
+            &vocab(&SPECIALS),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains("masking.rate"), "{e}");
     }
 }
 
 #[test]
 fn realised_rates_and_replacement_shares_within_tolerance() {
-    let rows: Vec<TokenRowBuf> = (0..300).map(|i| row(128, 100 + (i % 28) as usize, i)).collect();
+    let rows: Vec<TokenRowBuf> = (0..300)
+        .map(|i| row(128, 100 + (i % 28) as usize, i))
+        .collect();
     for (strategy, count) in [
         (StrategyKind::Token, CountRule::Exact),
         (StrategyKind::Token, CountRule::Bernoulli),
@@ -270,7 +325,12 @@ fn realised_rates_and_replacement_shares_within_tolerance() {
         (StrategyKind::Span, CountRule::Bernoulli),
     ] {
         for rate in [0.15f32, 0.4] {
-            let cfg = MaskingConfig { mask_share: 0.7, random_share: 0.2, unchanged_share: 0.1, ..config(strategy, count, rate) };
+            let cfg = MaskingConfig {
+                mask_share: 0.7,
+                random_share: 0.2,
+                unchanged_share: 0.1,
+                ..config(strategy, count, rate)
+            };
             let s = collect_stats(&plan(&cfg, 9), &rows, 2);
             // Exact token counts hit the rate up to rounding; word-based budgets may fall a little
             // short when the next word does not fit.
@@ -279,12 +339,28 @@ fn realised_rates_and_replacement_shares_within_tolerance() {
                 (StrategyKind::Token, _) => 0.01,
                 _ => 0.02,
             };
-            assert!((s.mask_rate - rate as f64).abs() < tol, "{strategy:?} {count:?} rate {rate}: realised {}", s.mask_rate);
+            assert!(
+                (s.mask_rate - rate as f64).abs() < tol,
+                "{strategy:?} {count:?} rate {rate}: realised {}",
+                s.mask_rate
+            );
             assert_eq!(s.chosen_ineligible, 0);
-            assert!((s.mask_token_share - 0.7).abs() < 0.02, "{strategy:?}: {s:?}");
-            assert!((s.random_token_share - 0.2).abs() < 0.02, "{strategy:?}: {s:?}");
-            assert!((s.unchanged_share - 0.1).abs() < 0.02, "{strategy:?}: {s:?}");
-            assert!((s.epoch_overlap - rate as f64).abs() < 0.05, "dynamic overlap ≈ rate: {s:?}");
+            assert!(
+                (s.mask_token_share - 0.7).abs() < 0.02,
+                "{strategy:?}: {s:?}"
+            );
+            assert!(
+                (s.random_token_share - 0.2).abs() < 0.02,
+                "{strategy:?}: {s:?}"
+            );
+            assert!(
+                (s.unchanged_share - 0.1).abs() < 0.02,
+                "{strategy:?}: {s:?}"
+            );
+            assert!(
+                (s.epoch_overlap - rate as f64).abs() < 0.05,
+                "dynamic overlap ≈ rate: {s:?}"
+            );
         }
     }
 }
@@ -296,7 +372,11 @@ fn exact_count_is_probabilistically_rounded() {
     let m = masker(&config(StrategyKind::Token, CountRule::Exact, 0.15));
     let mut nineteen = 0;
     for i in 0..2000 {
-        let n = mask(&m, &r, 0.15, (1, 0, i), None).2.iter().filter(|&&c| c).count();
+        let n = mask(&m, &r, 0.15, (1, 0, i), None)
+            .2
+            .iter()
+            .filter(|&&c| c)
+            .count();
         assert!(n == 18 || n == 19, "{n}");
         nineteen += usize::from(n == 19);
     }
@@ -306,9 +386,15 @@ fn exact_count_is_probabilistically_rounded() {
 #[test]
 fn static_masks_repeat_every_k_epochs() {
     let rows: Vec<TokenRowBuf> = (0..50).map(|i| row(128, 128, i)).collect();
-    let one = MaskingConfig { when: When::Static { dupe_factor: 1 }, ..Default::default() };
+    let one = MaskingConfig {
+        when: When::Static { dupe_factor: 1 },
+        ..Default::default()
+    };
     assert_eq!(collect_stats(&plan(&one, 1), &rows, 3).epoch_overlap, 1.0);
-    let two = MaskingConfig { when: When::Static { dupe_factor: 2 }, ..Default::default() };
+    let two = MaskingConfig {
+        when: When::Static { dupe_factor: 2 },
+        ..Default::default()
+    };
     let p = plan(&two, 1);
     assert!(collect_stats(&p, &rows, 3).epoch_overlap < 0.3);
     assert_eq!(p.key_epoch(4), 0);
@@ -319,7 +405,17 @@ fn static_masks_repeat_every_k_epochs() {
     let mut scratch = MaskScratch::default();
     for (r, x) in rows.iter().enumerate().take(5) {
         let (mut input, mut labels) = (vec![0u32; 128], vec![0i32; 128]);
-        p.mask_train(x.view(), r as u64, 5, 0.3, MaskedRow { input: &mut input, labels: &mut labels }, &mut scratch);
+        p.mask_train(
+            x.view(),
+            r as u64,
+            5,
+            0.3,
+            MaskedRow {
+                input: &mut input,
+                labels: &mut labels,
+            },
+            &mut scratch,
+        );
         let dynamic_epoch_1 = mask(&m, x, 0.15, (1, 1, r as u64), None);
         assert_eq!((input, labels, scratch.chosen.clone()), dynamic_epoch_1);
     }
@@ -340,7 +436,10 @@ fn span_lengths_follow_the_truncated_geometric() {
     for k in 1..=max as usize {
         let want = p * (1.0 - p).powi(k as i32 - 1) / z;
         let got = hist[k] as f64 / n as f64;
-        assert!((got - want).abs() < 0.005, "P(L={k}) = {got}, expected {want}");
+        assert!(
+            (got - want).abs() < 0.005,
+            "P(L={k}) = {got}, expected {want}"
+        );
         mean += k as f64 * got;
     }
     // SpanBERT reports a mean span of 3.8 words for p = 0.2, max 10.
@@ -383,10 +482,20 @@ fn adaptive_weights_keep_the_budget_and_prefer_hard_tokens() {
     let eligible: Vec<bool> = (0..128).map(|i| !SPECIALS.contains(&r.ids[i])).collect();
     let mut w = vec![0f32; 128];
     stats.row_weights(&mut w, &r.ids, &eligible, 1.0, 0.2);
-    let mean_w: f32 = w.iter().zip(&eligible).filter(|x| *x.1).map(|x| *x.0).sum::<f32>() / 126.0;
+    let mean_w: f32 = w
+        .iter()
+        .zip(&eligible)
+        .filter(|x| *x.1)
+        .map(|x| *x.0)
+        .sum::<f32>()
+        / 126.0;
     assert!((mean_w - 1.0).abs() < 1e-4, "{mean_w}");
     // The masker computes the same weights from the statistics, over the eligible positions it finds.
-    let adaptive = Adaptive { stats: stats.clone(), temperature: 1.0, uniform_mix: 0.2 };
+    let adaptive = Adaptive {
+        stats: stats.clone(),
+        temperature: 1.0,
+        uniform_mix: 0.2,
+    };
     for count in [CountRule::Exact, CountRule::Bernoulli] {
         let m = masker(&config(StrategyKind::Token, count, 0.15));
         let (mut hard, mut easy, mut total) = (0usize, 0usize, 0usize);
@@ -395,14 +504,25 @@ fn adaptive_weights_keep_the_budget_and_prefer_hard_tokens() {
             for k in 0..128 {
                 if c[k] {
                     total += 1;
-                    if r.ids[k] < 500 { hard += 1 } else { easy += 1 }
+                    if r.ids[k] < 500 {
+                        hard += 1
+                    } else {
+                        easy += 1
+                    }
                 }
             }
         }
         let rate = total as f64 / (2000.0 * 126.0);
-        assert!((rate - 0.15).abs() < 0.01, "{count:?}: adaptive rate {rate}");
-        let hard_share_of_tokens = r.ids[1..127].iter().filter(|&&x| x < 500).count() as f64 / 126.0;
-        assert!(hard as f64 / (hard + easy) as f64 > hard_share_of_tokens + 0.2, "{count:?}: hard tokens not preferred");
+        assert!(
+            (rate - 0.15).abs() < 0.01,
+            "{count:?}: adaptive rate {rate}"
+        );
+        let hard_share_of_tokens =
+            r.ids[1..127].iter().filter(|&&x| x < 500).count() as f64 / 126.0;
+        assert!(
+            hard as f64 / (hard + easy) as f64 > hard_share_of_tokens + 0.2,
+            "{count:?}: hard tokens not preferred"
+        );
     }
     // Round trip through JSON (checkpoint state).
     let back = AdaptiveStats::from_json(&stats.to_json(), V as usize).unwrap();
@@ -434,13 +554,28 @@ fn eligibility_is_the_same_for_block_and_scattered_special_ids() {
     let ids: Vec<u32> = vec![2, 5, 4, 500, V, V + 7, u32::MAX, 0, 999, 3, 1, 17];
     let length = ids.len() - 1;
     let word_starts = vec![true; ids.len()];
-    for specials in [&[0u32, 1, 2, 3, 4][..], &[0, 1, 2, 3, 4, 500][..], &[3, 4, 5][..]] {
-        let m = Masker::new(&config(StrategyKind::Token, CountRule::Exact, 0.5), &vocab(specials)).unwrap();
-        let r = TokenRowBuf { ids: ids.clone(), word_starts: word_starts.clone(), length };
+    for specials in [
+        &[0u32, 1, 2, 3, 4][..],
+        &[0, 1, 2, 3, 4, 500][..],
+        &[3, 4, 5][..],
+    ] {
+        let m = Masker::new(
+            &config(StrategyKind::Token, CountRule::Exact, 0.5),
+            &vocab(specials),
+        )
+        .unwrap();
+        let r = TokenRowBuf {
+            ids: ids.clone(),
+            word_starts: word_starts.clone(),
+            length,
+        };
         let (_, labels, chosen) = mask(&m, &r, 1.0, (1, 0, 0), None);
         for (i, &id) in ids.iter().enumerate() {
             let want = i < length && id < V && !specials.contains(&id);
-            assert_eq!(chosen[i], want, "specials {specials:?}: position {i} (id {id})");
+            assert_eq!(
+                chosen[i], want,
+                "specials {specials:?}: position {i} (id {id})"
+            );
             assert_eq!(labels[i] != IGNORE_INDEX, want);
         }
     }

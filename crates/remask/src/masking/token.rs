@@ -3,7 +3,9 @@
 use remask_kernels::rng::KeyedRng;
 
 use super::config::CountRule;
-use super::strategy::{collect_units, probabilistic_round, select_units, MaskingStrategy, RowView, Scratch, Selection};
+use super::strategy::{
+    collect_units, probabilistic_round, select_units, MaskingStrategy, RowView, Scratch, Selection,
+};
 
 /// Chooses single tokens; `count` decides between Bernoulli per token and an exact, probabilistically
 /// rounded count (see [`CountRule`]).
@@ -17,7 +19,14 @@ impl MaskingStrategy for TokenMasking {
         "token"
     }
 
-    fn choose(&self, chosen: &mut [bool], row: &RowView<'_>, rate: f32, rng: &mut KeyedRng, s: &mut Scratch) {
+    fn choose(
+        &self,
+        chosen: &mut [bool],
+        row: &RowView<'_>,
+        rate: f32,
+        rng: &mut KeyedRng,
+        s: &mut Scratch,
+    ) {
         chosen.iter_mut().for_each(|c| *c = false);
         if self.count == CountRule::Bernoulli && row.weights.is_none() {
             // Fast path: one draw per eligible token, no unit list.
@@ -55,7 +64,11 @@ impl MaskingStrategy for TokenMasking {
             return;
         }
         let n = collect_units(&mut s.units, row, false);
-        let how = Selection { rate, count: self.count, weights: row.weights };
+        let how = Selection {
+            rate,
+            count: self.count,
+            weights: row.weights,
+        };
         select_units(chosen, &s.units, n, how, rng, &mut s.select);
     }
 }

@@ -20,9 +20,27 @@ impl MaskingStrategy for WholeWordMasking {
         "whole-word"
     }
 
-    fn choose(&self, chosen: &mut [bool], row: &RowView<'_>, rate: f32, rng: &mut KeyedRng, s: &mut Scratch) {
+    fn choose(
+        &self,
+        chosen: &mut [bool],
+        row: &RowView<'_>,
+        rate: f32,
+        rng: &mut KeyedRng,
+        s: &mut Scratch,
+    ) {
         chosen.iter_mut().for_each(|c| *c = false);
         let n = collect_units(&mut s.units, row, true);
-        select_units(chosen, &s.units, n, Selection { rate, count: self.count, weights: row.weights }, rng, &mut s.select);
+        select_units(
+            chosen,
+            &s.units,
+            n,
+            Selection {
+                rate,
+                count: self.count,
+                weights: row.weights,
+            },
+            rng,
+            &mut s.select,
+        );
     }
 }

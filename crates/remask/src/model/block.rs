@@ -95,7 +95,17 @@ pub struct CrossInput<'a> {
 impl<'a> CrossInput<'a> {
     /// Cross-attention from the rows `q_grid` of `x` to the encoder output.
     fn attn_input(&self, x: &'a [f32], q_grid: Grid<'a>) -> AttnInput<'a> {
-        AttnInput { x, q_grid, kv: self.enc, kv_grid: Grid { b: q_grid.b, t: self.tk, map: self.rows }, mask: self.mask }
+        AttnInput {
+            x,
+            q_grid,
+            kv: self.enc,
+            kv_grid: Grid {
+                b: q_grid.b,
+                t: self.tk,
+                map: self.rows,
+            },
+            mask: self.mask,
+        }
     }
 }
 
@@ -130,7 +140,14 @@ struct Sublayer<'a> {
 
 impl Sublayer<'_> {
     /// Forward around `f(f_out, f_in)` on the rows `x` `[N,C]`.
-    fn forward(&self, r: &mut ResidualActs, x: &[f32], drop: Option<DropoutSite>, params: &[f32], f: impl FnOnce(&mut [f32], &[f32])) {
+    fn forward(
+        &self,
+        r: &mut ResidualActs,
+        x: &[f32],
+        drop: Option<DropoutSite>,
+        params: &[f32],
+        f: impl FnOnce(&mut [f32], &[f32]),
+    ) {
         let (c, n) = (self.ln.c, x.len() / self.ln.c);
         fit(&mut r.sum, n * c);
         fit(&mut r.f_out, n * c);
@@ -159,8 +176,15 @@ impl Sublayer<'_> {
 
     /// Backward. On entry `dres` holds d(output); on exit d(x). `f_back(dinp, df_out, g)` must
     /// accumulate d(f input) into `dinp`.
-    fn backward(&self, r: &ResidualActs, x: &[f32], dres: &mut [f32], s: &mut ResidualScratch, g: &mut Grads<'_>,
-                f_back: impl FnOnce(&mut [f32], &[f32], &mut Grads<'_>)) {
+    fn backward(
+        &self,
+        r: &ResidualActs,
+        x: &[f32],
+        dres: &mut [f32],
+        s: &mut ResidualScratch,
+        g: &mut Grads<'_>,
+        f_back: impl FnOnce(&mut [f32], &[f32], &mut Grads<'_>),
+    ) {
         let len = x.len();
         let n = len / self.ln.c;
         let ResidualScratch { tmp, tmp2 } = s;
@@ -215,35 +239,67 @@ impl Block {
     }
 
     fn sublayer<'a>(&self, ln: &'a LayerNorm) -> Sublayer<'a> {
-        Sublayer { ln, norm: self.norm, dropout: self.dropout }
+        Sublayer {
+            ln,
+            norm: self.norm,
+            dropout: self.dropout,
+        }
     }
 
     /// y[N,C] = block(x[N,C]) (output in `acts`, see [`Self::output`]).
-    pub fn forward(&self, acts: &mut BlockActs, inp: BlockInput<'_>, cross: Option<CrossInput<'_>>, drop: Option<[DropoutSite; 3]>, w: Weights<'_>) {
+    pub fn forward(
+        &self,
+        acts: &mut BlockActs,
+        inp: BlockInput<'_>,
+        cross: Option<CrossInput<'_>>,
+        drop: Option<[DropoutSite; 3]>,
+        w: Weights<'_>,
+    ) {
         let (n, grid, norm) = (inp.grid.n(), inp.grid, self.norm);
         // Sublayer 1: self-attention.
         let attn_acts = &mut acts.attn;
-        self.sublayer(&self.attn_ln).forward(&mut acts.attn_res, inp.x, drop.map(|d| d[0]), w.values, |out, x| {
-            self.attn.forward(attn_acts, out, AttnInput::self_attention(x, grid, inp.mask), w)
-        });
+        self.sublayer(&self.attn_ln).forward(
+            &mut acts.attn_res,
+            inp.x,
+            drop.map(|d| d[0]),
+            w.values,
+            |out, x| {
+                self.attn.forward(
+                    attn_acts,
+                    out,
+                    AttnInput::self_attention(x, grid, inp.mask),
+                    w,
+                )
+            },
+        );
         // Sublayer 2: cross-attention over the encoder output.
         let mut x2: &[f32] = acts.attn_res.output(norm);
         if let (Some((cattn, cln)), Some(ci)) = (&self.cross, cross) {
             let cross_acts = &mut acts.cross;
-            self.sublayer(cln).forward(&mut acts.cross_res, x2, drop.map(|d| d[1]), w.values, |out, x| {
-                cattn.forward(cross_acts, out, ci.attn_input(x, grid), w)
-            });
+            self.sublayer(cln).forward(
+                &mut acts.cross_res,
+                x2,
+                drop.map(|d| d[1]),
+                w.values,
+                |out, x| cattn.forward(cross_acts, out, ci.attn_input(x, grid), w),
+            );
             x2 = acts.cross_res.output(norm);
         }
         // Sublayer 3: feed-forward, fc2(gelu(fc1(x))).
         let (h1, h2) = (&mut acts.h1, &mut acts.h2);
         fit(h1, n * self.fc1.oc);
         fit(h2, n * self.fc1.oc);
-        self.sublayer(&self.ffn_ln).forward(&mut acts.ffn_res, x2, drop.map(|d| d[2]), w.values, |out, x| {
-            self.fc1.forward(h1, x, w, n);
-            gelu_forward(h2, h1, self.gelu);
-            self.fc2.forward(out, h2, w, n);
-        });
+        self.sublayer(&self.ffn_ln).forward(
+            &mut acts.ffn_res,
+            x2,
+            drop.map(|d| d[2]),
+            w.values,
+            |out, x| {
+                self.fc1.forward(h1, x, w, n);
+                gelu_forward(h2, h1, self.gelu);
+                self.fc2.forward(out, h2, w, n);
+            },
+        );
     }
 
     /// The block output after a forward.
@@ -253,34 +309,97 @@ impl Block {
 
     /// On entry `dres[N,C]` holds d(block output); on exit d(block input). Adds parameter gradients;
     /// adds d(encoder output) into `denc` for a block with cross-attention.
-    pub fn backward(&self, acts: &BlockActs, s: &mut BlockScratch, dres: &mut [f32], inp: BlockInput<'_>,
-                    cross: Option<(CrossInput<'_>, &mut [f32])>, g: &mut Grads<'_>) {
+    pub fn backward(
+        &self,
+        acts: &BlockActs,
+        s: &mut BlockScratch,
+        dres: &mut [f32],
+        inp: BlockInput<'_>,
+        cross: Option<(CrossInput<'_>, &mut [f32])>,
+        g: &mut Grads<'_>,
+    ) {
         let (n, grid, norm) = (inp.grid.n(), inp.grid, self.norm);
         let has_cross = self.cross.is_some() && cross.is_some();
         let x_attn_out: &[f32] = acts.attn_res.output(norm);
-        let x_ffn_in: &[f32] = if has_cross { acts.cross_res.output(norm) } else { x_attn_out };
-        let BlockScratch { res, dh1, dh2, attn: sa } = s;
+        let x_ffn_in: &[f32] = if has_cross {
+            acts.cross_res.output(norm)
+        } else {
+            x_attn_out
+        };
+        let BlockScratch {
+            res,
+            dh1,
+            dh2,
+            attn: sa,
+        } = s;
         // Sublayer 3: feed-forward.
-        self.sublayer(&self.ffn_ln).backward(&acts.ffn_res, x_ffn_in, dres, res, g, |dinp, df, g| {
-            let f = n * self.fc1.oc;
-            fit(dh2, f);
-            self.fc2.backward(DInp::Set(dh2), df, &acts.h2, g, n);
-            fit(dh1, f);
-            dh1.fill(0.0);
-            gelu_backward(dh1, &acts.h1, dh2, self.gelu);
-            self.fc1.backward(DInp::Add(dinp), dh1, acts.ffn_res.f_input(x_ffn_in, norm), g, n);
-        });
+        self.sublayer(&self.ffn_ln).backward(
+            &acts.ffn_res,
+            x_ffn_in,
+            dres,
+            res,
+            g,
+            |dinp, df, g| {
+                let f = n * self.fc1.oc;
+                fit(dh2, f);
+                self.fc2.backward(DInp::Set(dh2), df, &acts.h2, g, n);
+                fit(dh1, f);
+                dh1.fill(0.0);
+                gelu_backward(dh1, &acts.h1, dh2, self.gelu);
+                self.fc1.backward(
+                    DInp::Add(dinp),
+                    dh1,
+                    acts.ffn_res.f_input(x_ffn_in, norm),
+                    g,
+                    n,
+                );
+            },
+        );
         // Sublayer 2: cross-attention.
         if let (Some((cattn, cln)), Some((ci, denc))) = (&self.cross, cross) {
-            self.sublayer(cln).backward(&acts.cross_res, x_attn_out, dres, res, g, |dinp, df, g| {
-                let x = acts.cross_res.f_input(x_attn_out, norm);
-                cattn.backward(&acts.cross, sa, df, ci.attn_input(x, grid), InputGrads { dx: dinp, dkv: Some(denc) }, g);
-            });
+            self.sublayer(cln).backward(
+                &acts.cross_res,
+                x_attn_out,
+                dres,
+                res,
+                g,
+                |dinp, df, g| {
+                    let x = acts.cross_res.f_input(x_attn_out, norm);
+                    cattn.backward(
+                        &acts.cross,
+                        sa,
+                        df,
+                        ci.attn_input(x, grid),
+                        InputGrads {
+                            dx: dinp,
+                            dkv: Some(denc),
+                        },
+                        g,
+                    );
+                },
+            );
         }
         // Sublayer 1: self-attention.
-        self.sublayer(&self.attn_ln).backward(&acts.attn_res, inp.x, dres, res, g, |dinp, df, g| {
-            let x = acts.attn_res.f_input(inp.x, norm);
-            self.attn.backward(&acts.attn, sa, df, AttnInput::self_attention(x, grid, inp.mask), InputGrads { dx: dinp, dkv: None }, g);
-        });
+        self.sublayer(&self.attn_ln).backward(
+            &acts.attn_res,
+            inp.x,
+            dres,
+            res,
+            g,
+            |dinp, df, g| {
+                let x = acts.attn_res.f_input(inp.x, norm);
+                self.attn.backward(
+                    &acts.attn,
+                    sa,
+                    df,
+                    AttnInput::self_attention(x, grid, inp.mask),
+                    InputGrads {
+                        dx: dinp,
+                        dkv: None,
+                    },
+                    g,
+                );
+            },
+        );
     }
 }

@@ -67,7 +67,14 @@ pub struct Heads {
 /// Copies the columns `col..col+H*D` of `src[rows, width]` (the rows `grid` says) into
 /// `dst[B,H,T,D]` (split heads). With a row map (in increasing grid order), positions without a
 /// source row are zeroed.
-pub fn split_heads(dst: &mut [f32], src: &[f32], grid: Grid<'_>, heads: Heads, width: usize, col: usize) {
+pub fn split_heads(
+    dst: &mut [f32],
+    src: &[f32],
+    grid: Grid<'_>,
+    heads: Heads,
+    width: usize,
+    col: usize,
+) {
     let (Heads { h, d }, t) = (heads, grid.t);
     debug_assert_eq!(dst.len(), grid.b * h * t * d);
     if let Some(rows) = grid.map {
@@ -98,7 +105,14 @@ pub fn split_heads(dst: &mut [f32], src: &[f32], grid: Grid<'_>, heads: Heads, w
 
 /// Writes `src[B,H,T,D]` into the columns `col..col+H*D` of `dst[rows, width]` (merge heads),
 /// overwriting; with a row map only the mapped positions are read.
-pub fn merge_heads(dst: &mut [f32], src: &[f32], grid: Grid<'_>, heads: Heads, width: usize, col: usize) {
+pub fn merge_heads(
+    dst: &mut [f32],
+    src: &[f32],
+    grid: Grid<'_>,
+    heads: Heads,
+    width: usize,
+    col: usize,
+) {
     let (Heads { h, d }, t) = (heads, grid.t);
     debug_assert_eq!(src.len(), grid.b * h * t * d);
     grid.for_each_row(|i, full| {
@@ -128,14 +142,22 @@ mod tests {
         merge_heads(&mut back, &heads, all, heads_of, width, 8);
         for r in 0..b * t {
             for c in 0..width {
-                let want = if (8..16).contains(&c) { src[r * width + c] } else { -1.0 };
+                let want = if (8..16).contains(&c) {
+                    src[r * width + c]
+                } else {
+                    -1.0
+                };
                 assert_eq!(back[r * width + c], want);
             }
         }
         // With a row map: compact rows 0, 1 are full rows 1 and 4; the others are zero.
         let rows = [1u32, 4];
         let compact: Vec<f32> = (0..2 * width).map(|i| i as f32 + 1.0).collect();
-        let some = Grid { b, t, map: Some(&rows) };
+        let some = Grid {
+            b,
+            t,
+            map: Some(&rows),
+        };
         split_heads(&mut heads, &compact, some, heads_of, width, 8);
         assert_eq!(heads[(h * t + 1) * d], compact[width + 8]);
         assert_eq!(heads.iter().filter(|&&x| x != 0.0).count(), 2 * h * d);

@@ -1,5 +1,6 @@
 //! Model architecture configuration (stored inside every checkpoint as `config.json`).
 
+pub use crate::precision::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionMaskSpec;
@@ -42,54 +43,6 @@ pub enum GeluForm {
     Erf,
     /// Tanh approximation (GPT-2's `gelu_new`).
     Tanh,
-}
-
-/// The number format of the model's matrix products (see the `model::params` module doc).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// Everything in f32.
-    #[default]
-    Fp32,
-    /// Mixed precision: every GEMM and attention tile product takes bf16 operands and accumulates
-    /// in f32; master weights, gradients, AdamW, norms, softmax, GELU and the loss stay f32. Needs a
-    /// CPU with AVX-512 BF16 (AMX is used where present).
-    Bf16,
-}
-
-impl Precision {
-    /// Whether this is the default (f32), which configs and checkpoints leave unwritten.
-    pub fn is_fp32(&self) -> bool {
-        *self == Precision::Fp32
-    }
-
-    /// Errors (naming `model.precision`) when this CPU cannot compute in this precision: bf16 needs
-    /// AVX-512 BF16. Never falls back silently.
-    pub fn check_supported(self) -> crate::Result<()> {
-        if self == Precision::Bf16 && remask_kernels::cpu::bf16_kernel().is_none() {
-            return Err(crate::Error::config("model.precision", remask_kernels::cpu::BF16_UNSUPPORTED));
-        }
-        Ok(())
-    }
-
-    /// `fp32` or `bf16`, as configs spell it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "fp32" => Ok(Precision::Fp32),
-            "bf16" => Ok(Precision::Bf16),
-            other => Err(format!("unknown precision `{other}` (expected fp32 or bf16)")),
-        }
-    }
 }
 
 /// The architecture of a model. Defaults are the reference config R of the benchmarks.
@@ -217,7 +170,14 @@ impl ModelConfig {
     #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` is newer than the crate's rust-version.
     pub fn validate(&self) -> crate::Result<()> {
         let pos = |name: &str, v: usize| {
-            if v == 0 { Err(crate::Error::config(format!("model.{name}"), "must be at least 1")) } else { Ok(()) }
+            if v == 0 {
+                Err(crate::Error::config(
+                    format!("model.{name}"),
+                    "must be at least 1",
+                ))
+            } else {
+                Ok(())
+            }
         };
         pos("vocab_size", self.vocab_size)?;
         pos("d_model", self.d_model)?;
@@ -227,27 +187,43 @@ impl ModelConfig {
         if self.d_model % self.n_heads != 0 {
             return Err(crate::Error::config(
                 "model.n_heads",
-                format!("d_model {} is not a multiple of n_heads {}", self.d_model, self.n_heads),
+                format!(
+                    "d_model {} is not a multiple of n_heads {}",
+                    self.d_model, self.n_heads
+                ),
             ));
         }
         if self.positions == PositionKind::Sinusoidal && self.d_model % 2 != 0 {
-            return Err(crate::Error::config("model.d_model", "sinusoidal positions need an even d_model"));
+            return Err(crate::Error::config(
+                "model.d_model",
+                "sinusoidal positions need an even d_model",
+            ));
         }
         if self.arch == Arch::EncoderDecoder && self.n_decoder_layers == 0 {
-            return Err(crate::Error::config("model.n_decoder_layers", "an encoder-decoder needs at least 1"));
+            return Err(crate::Error::config(
+                "model.n_decoder_layers",
+                "an encoder-decoder needs at least 1",
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(crate::Error::config("model.dropout", format!("must be in [0, 1), got {}", self.dropout)));
+            return Err(crate::Error::config(
+                "model.dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
+            ));
         }
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
-            return Err(crate::Error::config("model.layer_norm_eps", "must be positive"));
+            return Err(crate::Error::config(
+                "model.layer_norm_eps",
+                "must be positive",
+            ));
         }
         self.check_size()?;
         self.precision.check_supported()?;
         if self.arch == Arch::Decoder {
             let causal = match self.attention {
                 AttentionMaskSpec::Causal | AttentionMaskSpec::PrefixLm => true,
-                AttentionMaskSpec::Document { causal } | AttentionMaskSpec::SlidingWindow { causal, .. } => causal,
+                AttentionMaskSpec::Document { causal }
+                | AttentionMaskSpec::SlidingWindow { causal, .. } => causal,
                 AttentionMaskSpec::Padding => false,
             };
             if !causal {
@@ -262,7 +238,11 @@ impl ModelConfig {
 
     /// About how many parameters the model has (in u128, so absurd sizes cannot overflow).
     pub fn approx_params(&self) -> u128 {
-        let (v, d, ff) = (self.vocab_size as u128, self.d_model as u128, self.d_ff as u128);
+        let (v, d, ff) = (
+            self.vocab_size as u128,
+            self.d_model as u128,
+            self.d_ff as u128,
+        );
         let positions = self.max_positions as u128 + self.position_offset as u128;
         let emb = (v + positions + self.type_vocab_size as u128) * d;
         let layer = 4 * d * d + 2 * d * ff + 4 * d + ff + 4 * d;
@@ -299,8 +279,12 @@ impl ModelConfig {
 /// Physical memory in bytes (`/proc/meminfo`; 1 TiB where it cannot be read).
 pub fn physical_memory_bytes() -> u64 {
     let kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
-        t.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
+        t.lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
     });
     kib.map_or(1 << 40, |k| k.saturating_mul(1024))
 }
-

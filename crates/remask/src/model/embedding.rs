@@ -83,7 +83,13 @@ pub fn sinusoidal_table(p: usize, c: usize) -> Vec<f32> {
 impl Embeddings {
     /// out[N,C] = LN(word[ids]·scale + pos[positions] + type[types]) with dropout, N = `t.ids.len()`;
     /// see [`Self::output`]. Ids and positions must already be validated against the tables.
-    pub fn forward(&self, a: &mut EmbActs, t: Tokens<'_>, drop: Option<DropoutSite>, params: &[f32]) {
+    pub fn forward(
+        &self,
+        a: &mut EmbActs,
+        t: Tokens<'_>,
+        drop: Option<DropoutSite>,
+        params: &[f32],
+    ) {
         let (c, n) = (self.c, t.ids.len());
         fit(&mut a.sum, n * c);
         embedding_forward(&mut a.sum, t.ids, self.word.get(params), c);
@@ -98,7 +104,9 @@ impl Embeddings {
                 }
                 embedding_accumulate(&mut a.sum, &a.pos_ids, table.get(params), c);
             }
-            Positions::Sinusoidal { table } => embedding_accumulate(&mut a.sum, t.positions, table, c),
+            Positions::Sinusoidal { table } => {
+                embedding_accumulate(&mut a.sum, t.positions, table, c)
+            }
         }
         if let (Some(tt), Some(types)) = (self.types, t.types) {
             embedding_accumulate(&mut a.sum, types, tt.get(params), c);
@@ -129,7 +137,14 @@ impl Embeddings {
     }
 
     /// Given dout[N,C] (d of the output), adds the table gradients.
-    pub fn backward(&self, a: &EmbActs, s: &mut EmbScratch, dout: &[f32], t: Tokens<'_>, g: &mut Grads<'_>) {
+    pub fn backward(
+        &self,
+        a: &EmbActs,
+        s: &mut EmbScratch,
+        dout: &[f32],
+        t: Tokens<'_>,
+        g: &mut Grads<'_>,
+    ) {
         let (c, n) = (self.c, t.ids.len());
         let mut d: &[f32] = dout;
         if !a.keep.is_empty() {
@@ -146,7 +161,9 @@ impl Embeddings {
         }
         // d is now d(sum).
         match &self.positions {
-            Positions::Learned { table, .. } => embedding_backward(table.get_mut(g.buf), d, &a.pos_ids, c),
+            Positions::Learned { table, .. } => {
+                embedding_backward(table.get_mut(g.buf), d, &a.pos_ids, c)
+            }
             // The sinusoidal table is fixed: nothing to learn.
             Positions::Sinusoidal { .. } => {}
         }

@@ -5,14 +5,14 @@
 //!
 //! N = rows of the hidden state (B·T), M = rows the head runs on, C = channels, V = vocabulary.
 
-use remask_kernels::cross_entropy::{cross_entropy_forward, cross_entropy_fused, CeStats};
-use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
 use super::buffers::fit;
 use super::layout::Param;
 use super::linear::{DInp, Linear};
 use super::norm::{LayerNorm, NormActs};
 use super::params::{Grads, LinearWeight, Weights};
 use crate::IGNORE_INDEX;
+use remask_kernels::cross_entropy::{cross_entropy_forward, cross_entropy_fused, CeStats};
+use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
 
 /// The vocabulary head.
 #[derive(Clone, Debug)]
@@ -59,7 +59,12 @@ pub struct HeadScratch {
 impl LmHead {
     /// The vocabulary projection as a linear layer: weight `[V, C]` (trainable bias or none).
     fn projection(&self) -> Linear {
-        Linear { w: self.decoder, b: self.bias.filter(|_| self.bias_trainable), c: self.c, oc: self.v }
+        Linear {
+            w: self.decoder,
+            b: self.bias.filter(|_| self.bias_trainable),
+            c: self.c,
+            oc: self.v,
+        }
     }
 
     /// The weights the bf16 copy holds: the projection and the transform's dense layer.
@@ -104,10 +109,18 @@ impl LmHead {
             gelu_forward(&mut a.t2, &a.t1, self.gelu);
             ln.forward(&mut a.ln, &a.t2, w.values, m);
         }
-        let z = if self.transform.is_some() { &a.ln.out } else { &a.x };
+        let z = if self.transform.is_some() {
+            &a.ln.out
+        } else {
+            &a.x
+        };
         fit(&mut a.logits, m * v);
         // The bias is added whether or not it trains (BART's frozen `final_logits_bias`).
-        Linear { b: self.bias, ..self.projection() }.forward(&mut a.logits, z, w, m);
+        Linear {
+            b: self.bias,
+            ..self.projection()
+        }
+        .forward(&mut a.logits, z, w, m);
     }
 
     /// Cross-entropy on the logits without gradients (evaluation).
@@ -122,7 +135,14 @@ impl LmHead {
 
     /// Cross-entropy and its backward: adds `grad_scale · d(Σ losses)` into the head parameters and
     /// scatters d(h[rows]) into dh[N,C] (which the caller zeroed). Turns `a.logits` into dlogits.
-    pub fn loss_backward(&self, a: &mut HeadActs, s: &mut HeadScratch, dh: &mut [f32], grad_scale: f32, g: &mut Grads<'_>) -> CeStats {
+    pub fn loss_backward(
+        &self,
+        a: &mut HeadActs,
+        s: &mut HeadScratch,
+        dh: &mut [f32],
+        grad_scale: f32,
+        g: &mut Grads<'_>,
+    ) -> CeStats {
         let (m, c, v) = (a.rows.len(), self.c, self.v);
         fit(&mut a.losses, m);
         if m == 0 {
@@ -131,9 +151,14 @@ impl LmHead {
         let stats = cross_entropy_fused(&mut a.logits, &mut a.losses, &a.targets, grad_scale, m, v);
         let dlogits = &a.logits;
         // backward of logits = z · decoderᵀ + bias (a frozen bias gets no gradient).
-        let z = if self.transform.is_some() { &a.ln.out } else { &a.x };
+        let z = if self.transform.is_some() {
+            &a.ln.out
+        } else {
+            &a.x
+        };
         fit(&mut s.dz, m * c);
-        self.projection().backward(DInp::Set(&mut s.dz), dlogits, z, g, m);
+        self.projection()
+            .backward(DInp::Set(&mut s.dz), dlogits, z, g, m);
         let dx: &[f32] = if let Some((dense, ln)) = &self.transform {
             // backward of t3 = LN(t2), t2 = gelu(t1), t1 = dense(x).
             fit(&mut s.dt2, m * c);
@@ -151,7 +176,10 @@ impl LmHead {
         // Scatter: dh[rows[i]] += dx[i].
         for (i, &r) in a.rows.iter().enumerate() {
             let r = r as usize;
-            for (o, &g) in dh[r * c..(r + 1) * c].iter_mut().zip(&dx[i * c..(i + 1) * c]) {
+            for (o, &g) in dh[r * c..(r + 1) * c]
+                .iter_mut()
+                .zip(&dx[i * c..(i + 1) * c])
+            {
                 *o += g;
             }
         }

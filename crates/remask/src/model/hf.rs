@@ -22,27 +22,40 @@ pub use crate::tensor_file::{read_safetensors, StoredTensor, TensorData};
 
 /// Writes f32 tensors to a safetensors file (atomically, through [`crate::tensor_file::write`]).
 pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
-    let refs: Vec<TensorRef<'_>> = tensors.iter().map(|(n, s, d)| (n.as_str(), &s[..], Elements::F32(d))).collect();
+    let refs: Vec<TensorRef<'_>> = tensors
+        .iter()
+        .map(|(n, s, d)| (n.as_str(), &s[..], Elements::F32(d)))
+        .collect();
     crate::tensor_file::write(path, &refs)
 }
 
 fn get<'a>(cfg: &'a Value, path: &Path, key: &str) -> Result<&'a Value> {
-    cfg.get(key).ok_or_else(|| Error::data(path, format!("config.json: missing field `{key}`")))
+    cfg.get(key)
+        .ok_or_else(|| Error::data(path, format!("config.json: missing field `{key}`")))
 }
 
 fn get_usize(cfg: &Value, path: &Path, key: &str) -> Result<usize> {
     get(cfg, path, key)?
         .as_u64()
         .map(|v| v as usize)
-        .ok_or_else(|| Error::data(path, format!("config.json: field `{key}` is not a non-negative integer")))
+        .ok_or_else(|| {
+            Error::data(
+                path,
+                format!("config.json: field `{key}` is not a non-negative integer"),
+            )
+        })
 }
 
 fn opt_usize(cfg: &Value, key: &str, default: usize) -> usize {
-    cfg.get(key).and_then(Value::as_u64).map_or(default, |v| v as usize)
+    cfg.get(key)
+        .and_then(Value::as_u64)
+        .map_or(default, |v| v as usize)
 }
 
 fn opt_f32(cfg: &Value, key: &str, default: f32) -> f32 {
-    cfg.get(key).and_then(Value::as_f64).map_or(default, |v| v as f32)
+    cfg.get(key)
+        .and_then(Value::as_f64)
+        .map_or(default, |v| v as f32)
 }
 
 fn opt_bool(cfg: &Value, key: &str, default: bool) -> bool {
@@ -53,7 +66,10 @@ fn gelu_form(cfg: &Value, path: &Path, key: &str, default: &str) -> Result<GeluF
     match cfg.get(key).and_then(Value::as_str).unwrap_or(default) {
         "gelu" => Ok(GeluForm::Erf),
         "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(GeluForm::Tanh),
-        other => Err(Error::data(path, format!("config.json: `{key}` = {other:?} is not supported (gelu, gelu_new)"))),
+        other => Err(Error::data(
+            path,
+            format!("config.json: `{key}` = {other:?} is not supported (gelu, gelu_new)"),
+        )),
     }
 }
 
@@ -124,10 +140,14 @@ pub fn config_from_hf(hf: &Value, path: &Path) -> Result<ModelConfig> {
             let c = get_usize(hf, path, "d_model")?;
             let heads = get_usize(hf, path, "encoder_attention_heads")?;
             let ffn = get_usize(hf, path, "encoder_ffn_dim")?;
-            if opt_usize(hf, "decoder_attention_heads", heads) != heads || opt_usize(hf, "decoder_ffn_dim", ffn) != ffn {
+            if opt_usize(hf, "decoder_attention_heads", heads) != heads
+                || opt_usize(hf, "decoder_ffn_dim", ffn) != ffn
+            {
                 return Err(Error::data(path, "config.json: encoder and decoder must have the same attention heads and FFN width"));
             }
-            if opt_bool(hf, "add_final_layer_norm", false) || opt_bool(hf, "normalize_before", false) {
+            if opt_bool(hf, "add_final_layer_norm", false)
+                || opt_bool(hf, "normalize_before", false)
+            {
                 return Err(Error::data(path, "config.json: pre-LN BART variants (normalize_before / add_final_layer_norm) are not supported"));
             }
             Ok(ModelConfig {
@@ -149,13 +169,20 @@ pub fn config_from_hf(hf: &Value, path: &Path) -> Result<ModelConfig> {
                 attention: AttentionMaskSpec::Padding,
                 pad_token_id: opt_usize(hf, "pad_token_id", 1) as u32,
                 position_offset: 2,
-                embed_scale: if opt_bool(hf, "scale_embedding", false) { (c as f32).sqrt() } else { 1.0 },
+                embed_scale: if opt_bool(hf, "scale_embedding", false) {
+                    (c as f32).sqrt()
+                } else {
+                    1.0
+                },
                 embedding_layer_norm: true,
                 init_std: opt_f32(hf, "init_std", d.init_std),
                 precision: d.precision,
             })
         }
-        other => Err(Error::data(path, format!("config.json: model_type {other:?} is not supported (bert, gpt2, bart)"))),
+        other => Err(Error::data(
+            path,
+            format!("config.json: model_type {other:?} is not supported (bert, gpt2, bart)"),
+        )),
     }
 }
 
@@ -165,13 +192,25 @@ pub fn config_to_hf(cfg: &ModelConfig) -> Result<Value> {
         GeluForm::Erf => "gelu",
         GeluForm::Tanh => "gelu_new",
     };
-    let need = |ok: bool, what: &str| if ok { Ok(()) } else { Err(Error::config(format!("model.{what}"), "has no Hugging Face equivalent for this architecture")) };
+    let need = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::config(
+                format!("model.{what}"),
+                "has no Hugging Face equivalent for this architecture",
+            ))
+        }
+    };
     need(cfg.positions == PositionKind::Learned, "positions")?;
     match cfg.arch {
         Arch::Encoder => {
             need(cfg.norm == NormPlacement::Post, "norm")?;
             need(cfg.embedding_layer_norm, "embedding_layer_norm")?;
-            need(cfg.position_offset == 0 && cfg.embed_scale == 1.0, "position_offset")?;
+            need(
+                cfg.position_offset == 0 && cfg.embed_scale == 1.0,
+                "position_offset",
+            )?;
             Ok(json!({
                 "architectures": ["BertForMaskedLM"], "model_type": "bert",
                 "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model, "num_attention_heads": cfg.n_heads,
@@ -187,7 +226,10 @@ pub fn config_to_hf(cfg: &ModelConfig) -> Result<Value> {
             need(cfg.norm == NormPlacement::Pre, "norm")?;
             need(!cfg.embedding_layer_norm, "embedding_layer_norm")?;
             need(cfg.type_vocab_size == 0, "type_vocab_size")?;
-            need(cfg.position_offset == 0 && cfg.embed_scale == 1.0, "position_offset")?;
+            need(
+                cfg.position_offset == 0 && cfg.embed_scale == 1.0,
+                "position_offset",
+            )?;
             Ok(json!({
                 "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
                 "vocab_size": cfg.vocab_size, "n_embd": cfg.d_model, "n_head": cfg.n_heads, "n_layer": cfg.n_layers,
@@ -202,7 +244,10 @@ pub fn config_to_hf(cfg: &ModelConfig) -> Result<Value> {
             need(cfg.embedding_layer_norm, "embedding_layer_norm")?;
             need(cfg.type_vocab_size == 0, "type_vocab_size")?;
             need(cfg.position_offset == 2, "position_offset")?;
-            need(cfg.embed_scale == 1.0 || cfg.embed_scale == (cfg.d_model as f32).sqrt(), "embed_scale")?;
+            need(
+                cfg.embed_scale == 1.0 || cfg.embed_scale == (cfg.d_model as f32).sqrt(),
+                "embed_scale",
+            )?;
             Ok(json!({
                 "architectures": ["BartForConditionalGeneration"], "model_type": "bart",
                 "vocab_size": cfg.vocab_size, "d_model": cfg.d_model,
@@ -221,7 +266,14 @@ pub fn config_to_hf(cfg: &ModelConfig) -> Result<Value> {
 /// GPT-2's `Conv1D` layers store their weight `[in, out]`; ours are `[out, in]`.
 fn is_conv1d(cfg: &ModelConfig, name: &str) -> bool {
     cfg.arch == Arch::Decoder
-        && ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"].iter().any(|s| name.ends_with(s))
+        && [
+            "attn.c_attn.weight",
+            "attn.c_proj.weight",
+            "mlp.c_fc.weight",
+            "mlp.c_proj.weight",
+        ]
+        .iter()
+        .any(|s| name.ends_with(s))
 }
 
 /// `[rows, cols]` row-major → `[cols, rows]`.
@@ -245,7 +297,14 @@ fn candidates(name: &str) -> Vec<String> {
         }
     }
     if name == "model.shared.weight" {
-        c.extend(["model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "encoder.embed_tokens.weight"].map(String::from));
+        c.extend(
+            [
+                "model.encoder.embed_tokens.weight",
+                "model.decoder.embed_tokens.weight",
+                "encoder.embed_tokens.weight",
+            ]
+            .map(String::from),
+        );
     }
     c
 }
@@ -274,7 +333,10 @@ pub struct HfWeights {
 /// initialised keyed by `seed` and listed in [`HfImport::initialised`].
 pub fn load_hf(dir: &Path, seed: u64) -> Result<HfImport> {
     let w = read_hf(dir, seed)?;
-    Ok(HfImport { model: model_from_params(w.config, w.params)?, initialised: w.initialised })
+    Ok(HfImport {
+        model: model_from_params(w.config, w.params)?,
+        initialised: w.initialised,
+    })
 }
 
 /// Like [`load_hf`], but returns the config and flat parameters (e.g. for
@@ -282,7 +344,8 @@ pub fn load_hf(dir: &Path, seed: u64) -> Result<HfImport> {
 pub fn read_hf(dir: &Path, seed: u64) -> Result<HfWeights> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let hf: Value = serde_json::from_str(&text).map_err(|e| Error::data(&cfg_path, format!("invalid JSON: {e}")))?;
+    let hf: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::data(&cfg_path, format!("invalid JSON: {e}")))?;
     let config = config_from_hf(&hf, &cfg_path)?;
     let st_path = dir.join("model.safetensors");
     let stored = read_safetensors(&st_path)?;
@@ -290,45 +353,92 @@ pub fn read_hf(dir: &Path, seed: u64) -> Result<HfWeights> {
 }
 
 /// Builds a model of `config` from named tensors (HF names and HF storage conventions).
-pub fn load_params(config: ModelConfig, stored: &HashMap<String, StoredTensor>, path: &Path, seed: u64) -> Result<HfImport> {
+pub fn load_params(
+    config: ModelConfig,
+    stored: &HashMap<String, StoredTensor>,
+    path: &Path,
+    seed: u64,
+) -> Result<HfImport> {
     let w = weights_from_tensors(config, stored, path, seed)?;
-    Ok(HfImport { model: model_from_params(w.config, w.params)?, initialised: w.initialised })
+    Ok(HfImport {
+        model: model_from_params(w.config, w.params)?,
+        initialised: w.initialised,
+    })
 }
 
 /// The flat parameters of `config` from named tensors; errors name the missing or mis-shaped one.
-pub fn weights_from_tensors(config: ModelConfig, stored: &HashMap<String, StoredTensor>, path: &Path, seed: u64) -> Result<HfWeights> {
+pub fn weights_from_tensors(
+    config: ModelConfig,
+    stored: &HashMap<String, StoredTensor>,
+    path: &Path,
+    seed: u64,
+) -> Result<HfWeights> {
     config.validate()?;
     let layout = super::build::build(&config).layout;
     let mut params = layout.init(seed);
     let tensors: Vec<TensorInfo> = layout.into_tensors();
     let mut initialised = Vec::new();
     for t in &tensors {
-        let found = candidates(&t.name).into_iter().find_map(|n| stored.get(&n).map(|s| (n, s)));
+        let found = candidates(&t.name)
+            .into_iter()
+            .find_map(|n| stored.get(&n).map(|s| (n, s)));
         let Some((file_name, s)) = found else {
             if is_head(&t.name) {
                 initialised.push(t.name.clone());
                 continue;
             }
-            return Err(Error::data(path, format!("missing tensor `{}` (expected shape {:?})", t.name, t.shape)));
+            return Err(Error::data(
+                path,
+                format!("missing tensor `{}` (expected shape {:?})", t.name, t.shape),
+            ));
         };
         let conv = is_conv1d(&config, &t.name);
-        let want: Vec<usize> = if conv { vec![t.shape[1], t.shape[0]] } else { t.shape.clone() };
+        let want: Vec<usize> = if conv {
+            vec![t.shape[1], t.shape[0]]
+        } else {
+            t.shape.clone()
+        };
         if s.shape != want {
-            return Err(Error::shape(format!("{}: tensor `{file_name}`", path.display()), format!("{want:?}"), format!("{:?}", s.shape)));
+            return Err(Error::shape(
+                format!("{}: tensor `{file_name}`", path.display()),
+                format!("{want:?}"),
+                format!("{:?}", s.shape),
+            ));
         }
         let data = s.to_f32();
-        let data = if conv { transpose(&data, want[0], want[1]) } else { data };
+        let data = if conv {
+            transpose(&data, want[0], want[1])
+        } else {
+            data
+        };
         params[t.offset..t.offset + t.numel()].copy_from_slice(&data);
     }
     // A layer-count mismatch shows up as extra per-layer tensors: refuse rather than silently drop them.
-    let known: std::collections::HashSet<String> = tensors.iter().flat_map(|t| candidates(&t.name)).collect();
-    let mut extra: Vec<&String> =
-        stored.keys().filter(|k| !known.contains(*k) && (k.contains(".layer.") || k.contains(".layers.") || k.contains(".h."))).filter(|k| !k.ends_with(".attn.bias") && !k.ends_with(".attn.masked_bias")).collect();
+    let known: std::collections::HashSet<String> =
+        tensors.iter().flat_map(|t| candidates(&t.name)).collect();
+    let mut extra: Vec<&String> = stored
+        .keys()
+        .filter(|k| {
+            !known.contains(*k)
+                && (k.contains(".layer.") || k.contains(".layers.") || k.contains(".h."))
+        })
+        .filter(|k| !k.ends_with(".attn.bias") && !k.ends_with(".attn.masked_bias"))
+        .collect();
     extra.sort();
     if let Some(first) = extra.first() {
-        return Err(Error::data(path, format!("tensor `{first}` (and {} more) does not fit config.json's layer counts", extra.len() - 1)));
+        return Err(Error::data(
+            path,
+            format!(
+                "tensor `{first}` (and {} more) does not fit config.json's layer counts",
+                extra.len() - 1
+            ),
+        ));
     }
-    Ok(HfWeights { config, params, initialised })
+    Ok(HfWeights {
+        config,
+        params,
+        initialised,
+    })
 }
 
 /// Writes `dir/config.json` and `dir/model.safetensors` in HF's layout (tied matrices omitted, as
@@ -344,7 +454,11 @@ pub fn export_hf(model: &dyn TrainModel, dir: &Path) -> Result<()> {
         .map(|t| {
             let data = params[t.offset..t.offset + t.numel()].to_vec();
             if is_conv1d(cfg, &t.name) {
-                (t.name.clone(), vec![t.shape[1], t.shape[0]], transpose(&data, t.shape[0], t.shape[1]))
+                (
+                    t.name.clone(),
+                    vec![t.shape[1], t.shape[0]],
+                    transpose(&data, t.shape[0], t.shape[1]),
+                )
             } else {
                 (t.name.clone(), t.shape.clone(), data)
             }

@@ -38,14 +38,24 @@ impl Param {
 
     /// One handle covering `self` and `next`, which must follow it directly.
     pub fn join(self, next: Param) -> Param {
-        assert_eq!(self.offset + self.len, next.offset, "Param::join: tensors are not adjacent");
-        Param { offset: self.offset, len: self.len + next.len }
+        assert_eq!(
+            self.offset + self.len,
+            next.offset,
+            "Param::join: tensors are not adjacent"
+        );
+        Param {
+            offset: self.offset,
+            len: self.len + next.len,
+        }
     }
 }
 
 /// Two disjoint writable ranges of one buffer (`a` must lie before `b`).
 pub fn pair_mut(buf: &mut [f32], a: Param, b: Param) -> (&mut [f32], &mut [f32]) {
-    assert!(a.offset + a.len <= b.offset, "pair_mut: ranges overlap or are out of order");
+    assert!(
+        a.offset + a.len <= b.offset,
+        "pair_mut: ranges overlap or are out of order"
+    );
     let (lo, hi) = buf.split_at_mut(b.offset);
     (&mut lo[a.offset..a.offset + a.len], &mut hi[..b.len])
 }
@@ -70,10 +80,24 @@ impl Layout {
     }
 
     /// Appends a tensor with an explicit weight-decay flag.
-    pub fn add_with_decay(&mut self, name: impl Into<String>, shape: &[usize], init: Init, decay: bool) -> Param {
+    pub fn add_with_decay(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[usize],
+        init: Init,
+        decay: bool,
+    ) -> Param {
         let len: usize = shape.iter().product();
-        let p = Param { offset: self.total, len };
-        self.tensors.push(TensorInfo { name: name.into(), offset: self.total, shape: shape.to_vec(), weight_decay: decay });
+        let p = Param {
+            offset: self.total,
+            len,
+        };
+        self.tensors.push(TensorInfo {
+            name: name.into(),
+            offset: self.total,
+            shape: shape.to_vec(),
+            weight_decay: decay,
+        });
         self.inits.push(init);
         self.total += len;
         p

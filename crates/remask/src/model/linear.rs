@@ -35,7 +35,11 @@ pub struct Linear {
 impl Linear {
     /// The weight, as the bf16 copy lists it.
     pub fn weight(&self) -> LinearWeight {
-        LinearWeight { w: self.w, c: self.c, oc: self.oc }
+        LinearWeight {
+            w: self.w,
+            c: self.c,
+            oc: self.oc,
+        }
     }
 
     /// out[N,OC] = inp[N,C] · W[OC,C]ᵀ + b[OC]. Overwrites `out`.

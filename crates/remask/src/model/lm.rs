@@ -59,7 +59,10 @@ impl Compact {
             return false;
         }
         for r in 0..b {
-            if batch.labels[r * t + batch.lengths[r] as usize..(r + 1) * t].iter().any(|&l| l != crate::IGNORE_INDEX) {
+            if batch.labels[r * t + batch.lengths[r] as usize..(r + 1) * t]
+                .iter()
+                .any(|&l| l != crate::IGNORE_INDEX)
+            {
                 return false;
             }
         }
@@ -72,8 +75,10 @@ impl Compact {
             let range = r * t..r * t + batch.lengths[r] as usize;
             self.rows.extend(range.clone().map(|i| i as u32));
             self.ids.extend_from_slice(&batch.input_ids[range.clone()]);
-            self.positions.extend_from_slice(&batch.positions[range.clone()]);
-            self.types.extend_from_slice(&batch.token_type_ids[range.clone()]);
+            self.positions
+                .extend_from_slice(&batch.positions[range.clone()]);
+            self.types
+                .extend_from_slice(&batch.token_type_ids[range.clone()]);
             self.labels.extend_from_slice(&batch.labels[range]);
         }
         true
@@ -81,7 +86,12 @@ impl Compact {
 }
 
 /// The stack input and labels of `batch`, on its real positions when `compact` holds them.
-fn stack_input<'a>(cfg: &ModelConfig, batch: &'a Batch, compact: Option<&'a Compact>, mask: &'a BlockMask) -> (StackInput<'a>, &'a [i32]) {
+fn stack_input<'a>(
+    cfg: &ModelConfig,
+    batch: &'a Batch,
+    compact: Option<&'a Compact>,
+    mask: &'a BlockMask,
+) -> (StackInput<'a>, &'a [i32]) {
     let types = cfg.type_vocab_size > 0;
     match compact {
         Some(c) => (
@@ -128,15 +138,25 @@ impl LmModel {
         Self::build(config, |_| params.take().unwrap_or_default())
     }
 
-    fn build(config: ModelConfig, make: impl FnOnce(&super::layout::Layout) -> Vec<f32>) -> Result<Self> {
+    fn build(
+        config: ModelConfig,
+        make: impl FnOnce(&super::layout::Layout) -> Vec<f32>,
+    ) -> Result<Self> {
         config.validate()?;
         if config.arch == Arch::EncoderDecoder {
-            return Err(Error::config("model.arch", "LmModel is the encoder or the decoder; use EncoderDecoderModel"));
+            return Err(Error::config(
+                "model.arch",
+                "LmModel is the encoder or the decoder; use EncoderDecoderModel",
+            ));
         }
         let built = build(&config);
         let params = make(&built.layout);
         if params.len() != built.layout.total() {
-            return Err(Error::shape("model parameters", built.layout.total(), params.len()));
+            return Err(Error::shape(
+                "model parameters",
+                built.layout.total(),
+                params.len(),
+            ));
         }
         let grads = vec![0.0; params.len()];
         let params = built.params(params, config.precision);
@@ -170,7 +190,8 @@ impl LmModel {
         let w = self.params.weights();
         self.stack.forward(&mut self.acts, inp, None, None, w);
         LmHead::select_all(&mut self.all_acts, &batch.labels);
-        self.head.forward(&mut self.all_acts, self.stack.output(&self.acts), w);
+        self.head
+            .forward(&mut self.all_acts, self.stack.output(&self.acts), w);
         Ok(&self.all_acts.logits)
     }
 
@@ -185,7 +206,12 @@ impl LmModel {
 impl TrainModel for LmModel {
     super::train_model_buffers!();
 
-    fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats> {
+    fn forward_backward(
+        &mut self,
+        batch: &Batch,
+        grad_scale: f32,
+        dropout_key: u64,
+    ) -> Result<StepStats> {
         check_batch(&self.config, batch)?;
         let mask = self.mask(batch);
         let compact = self.compact.fill(batch).then_some(&self.compact);
@@ -193,14 +219,30 @@ impl TrainModel for LmModel {
         let n = inp.n();
         self.params.refresh();
         let w = self.params.weights();
-        self.stack.forward(&mut self.acts, inp, None, Some(dropout_key), w);
+        self.stack
+            .forward(&mut self.acts, inp, None, Some(dropout_key), w);
         LmHead::select_labelled(&mut self.head_acts, labels);
-        self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), w);
+        self.head
+            .forward(&mut self.head_acts, self.stack.output(&self.acts), w);
         let dh = self.stack.begin_backward(&mut self.scratch, n);
-        let mut g = Grads { w, buf: &mut self.grads };
-        let ce = self.head.loss_backward(&mut self.head_acts, &mut self.head_scratch, dh, grad_scale, &mut g);
-        self.stack.backward(&self.acts, &mut self.scratch, inp, None, &mut g);
-        Ok(StepStats { loss_sum: ce.loss_sum, n_labels: ce.count, n_correct: ce.correct })
+        let mut g = Grads {
+            w,
+            buf: &mut self.grads,
+        };
+        let ce = self.head.loss_backward(
+            &mut self.head_acts,
+            &mut self.head_scratch,
+            dh,
+            grad_scale,
+            &mut g,
+        );
+        self.stack
+            .backward(&self.acts, &mut self.scratch, inp, None, &mut g);
+        Ok(StepStats {
+            loss_sum: ce.loss_sum,
+            n_labels: ce.count,
+            n_correct: ce.correct,
+        })
     }
 
     fn forward_eval(&mut self, batch: &Batch) -> Result<StepStats> {
@@ -212,9 +254,14 @@ impl TrainModel for LmModel {
         let w = self.params.weights();
         self.stack.forward(&mut self.acts, inp, None, None, w);
         LmHead::select_labelled(&mut self.head_acts, labels);
-        self.head.forward(&mut self.head_acts, self.stack.output(&self.acts), w);
+        self.head
+            .forward(&mut self.head_acts, self.stack.output(&self.acts), w);
         let ce = self.head.loss(&mut self.head_acts);
-        Ok(StepStats { loss_sum: ce.loss_sum, n_labels: ce.count, n_correct: ce.correct })
+        Ok(StepStats {
+            loss_sum: ce.loss_sum,
+            n_labels: ce.count,
+            n_correct: ce.correct,
+        })
     }
 
     fn last_label_losses(&self) -> &[f32] {

@@ -4,7 +4,10 @@
 //! B = batch, Tq = query positions, Tk = key positions, C = channels, H = heads, D = C / H.
 //! Nq = B·Tq and Nk = B·Tk rows. q, k, v live in `[B,H,T,D]` layout for the kernel.
 
-use remask_kernels::attention::{attention_backward, attention_backward_bf16, attention_forward, attention_forward_bf16, AttnShape};
+use remask_kernels::attention::{
+    attention_backward, attention_backward_bf16, attention_forward, attention_forward_bf16,
+    AttnShape,
+};
 use remask_kernels::block_mask::BlockMask;
 
 use super::buffers::{fit, merge_heads, split_heads, Grid, Heads};
@@ -63,11 +66,23 @@ pub struct AttnInput<'a> {
 impl<'a> AttnInput<'a> {
     /// Self-attention over the rows `x` of `grid`.
     pub fn self_attention(x: &'a [f32], grid: Grid<'a>, mask: &'a BlockMask) -> Self {
-        Self { x, q_grid: grid, kv: x, kv_grid: grid, mask }
+        Self {
+            x,
+            q_grid: grid,
+            kv: x,
+            kv_grid: grid,
+            mask,
+        }
     }
 
     fn shape(&self, heads: Heads) -> AttnShape {
-        AttnShape { batch: self.q_grid.b, heads: heads.h, tq: self.q_grid.t, tk: self.kv_grid.t, head_dim: heads.d }
+        AttnShape {
+            batch: self.q_grid.b,
+            heads: heads.h,
+            tq: self.q_grid.t,
+            tk: self.kv_grid.t,
+            head_dim: heads.d,
+        }
     }
 }
 
@@ -106,7 +121,10 @@ impl Attention {
     }
 
     fn heads(&self) -> Heads {
-        Heads { h: self.heads, d: self.head_dim }
+        Heads {
+            h: self.heads,
+            d: self.head_dim,
+        }
     }
 
     fn scale(&self) -> f32 {
@@ -114,7 +132,13 @@ impl Attention {
     }
 
     /// out[Nq,C] = attention(inp). Overwrites `out`.
-    pub fn forward(&self, acts: &mut AttnActs, out: &mut [f32], inp: AttnInput<'_>, w: Weights<'_>) {
+    pub fn forward(
+        &self,
+        acts: &mut AttnActs,
+        out: &mut [f32],
+        inp: AttnInput<'_>,
+        w: Weights<'_>,
+    ) {
         let (c, heads) = (self.c(), self.heads());
         let (qg, kg) = (inp.q_grid, inp.kv_grid);
         let (nq, nk) = (qg.n(), kg.n());
@@ -149,7 +173,16 @@ impl Attention {
             Precision::Fp32 => attention_forward,
             Precision::Bf16 => attention_forward_bf16,
         };
-        fwd(&mut acts.att, &mut acts.lse, &acts.q, &acts.k, &acts.v, inp.mask, shape, self.scale());
+        fwd(
+            &mut acts.att,
+            &mut acts.lse,
+            &acts.q,
+            &acts.k,
+            &acts.v,
+            inp.mask,
+            shape,
+            self.scale(),
+        );
         // pass 3: merge heads and project.
         merge_heads(&mut acts.y, &acts.att, qg, heads, c, 0);
         self.out.forward(out, &acts.y, w, nq);
@@ -157,14 +190,23 @@ impl Attention {
 
     /// Given dout[Nq,C]: adds ∂/∂x (and ∂/∂kv for cross-attention) into `d`, and the parameter
     /// gradients into `g`.
-    pub fn backward(&self, acts: &AttnActs, s: &mut AttnScratch, dout: &[f32], inp: AttnInput<'_>, d: InputGrads<'_>, g: &mut Grads<'_>) {
+    pub fn backward(
+        &self,
+        acts: &AttnActs,
+        s: &mut AttnScratch,
+        dout: &[f32],
+        inp: AttnInput<'_>,
+        d: InputGrads<'_>,
+        g: &mut Grads<'_>,
+    ) {
         let (c, heads) = (self.c(), self.heads());
         let (qg, kg) = (inp.q_grid, inp.kv_grid);
         let (nq, nk) = (qg.n(), kg.n());
         let shape = inp.shape(heads);
         // backward of pass 3: out = y · Woᵀ + bo.
         fit(&mut s.dy, nq * c);
-        self.out.backward(DInp::Set(&mut s.dy), dout, &acts.y, g, nq);
+        self.out
+            .backward(DInp::Set(&mut s.dy), dout, &acts.y, g, nq);
         fit(&mut s.datt, shape.q_len());
         split_heads(&mut s.datt, &s.dy, qg, heads, c, 0);
         // backward of pass 2 (dq, dk, dv are overwritten by the kernel).
@@ -175,7 +217,20 @@ impl Attention {
             Precision::Fp32 => attention_backward,
             Precision::Bf16 => attention_backward_bf16,
         };
-        bwd(&mut s.dq, &mut s.dk, &mut s.dv, &s.datt, &acts.q, &acts.k, &acts.v, &acts.att, &acts.lse, inp.mask, shape, self.scale());
+        bwd(
+            &mut s.dq,
+            &mut s.dk,
+            &mut s.dv,
+            &s.datt,
+            &acts.q,
+            &acts.k,
+            &acts.v,
+            &acts.att,
+            &acts.lse,
+            inp.mask,
+            shape,
+            self.scale(),
+        );
         // backward of pass 1.
         match self.inp {
             InProj::SelfQkv(qkv) => {
@@ -192,7 +247,13 @@ impl Attention {
                 merge_heads(&mut s.dproj_kv, &s.dk, kg, heads, 2 * c, 0);
                 merge_heads(&mut s.dproj_kv, &s.dv, kg, heads, 2 * c, c);
                 q.backward(DInp::Add(d.dx), &s.dproj_q, inp.x, g, nq);
-                kv.backward(d.dkv.map_or(DInp::None, DInp::Add), &s.dproj_kv, inp.kv, g, nk);
+                kv.backward(
+                    d.dkv.map_or(DInp::None, DInp::Add),
+                    &s.dproj_kv,
+                    inp.kv,
+                    g,
+                    nk,
+                );
             }
         }
     }

@@ -49,7 +49,8 @@ pub mod params;
 pub mod seq2seq;
 pub mod stack;
 
-pub use config::{Arch, GeluForm, ModelConfig, NormPlacement, PositionKind, Precision};
+pub use crate::precision::Precision;
+pub use config::{Arch, GeluForm, ModelConfig, NormPlacement, PositionKind};
 pub use lm::{DecoderModel, EncoderModel, LmModel};
 pub use seq2seq::{EncoderDecoderModel, Seq2SeqMasks};
 
@@ -114,7 +115,11 @@ pub struct StepStats {
 impl StepStats {
     /// Mean loss per label (0 when there are no labels).
     pub fn mean_loss(&self) -> f64 {
-        if self.n_labels == 0 { 0.0 } else { self.loss_sum / self.n_labels as f64 }
+        if self.n_labels == 0 {
+            0.0
+        } else {
+            self.loss_sum / self.n_labels as f64
+        }
     }
 }
 
@@ -166,7 +171,12 @@ pub trait TrainModel: Send {
     /// Forward and backward on one batch. Adds `grad_scale * d(sum of label losses)/dθ` into the
     /// gradient buffer (the trainer passes `1 / labels in the global batch`). `dropout_key` keys the
     /// dropout masks of this step.
-    fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats>;
+    fn forward_backward(
+        &mut self,
+        batch: &Batch,
+        grad_scale: f32,
+        dropout_key: u64,
+    ) -> Result<StepStats>;
     /// Forward only, no dropout, for evaluation.
     fn forward_eval(&mut self, batch: &Batch) -> Result<StepStats>;
     /// Per-label losses of the last forward, in row-major order of the labelled positions (feedback for

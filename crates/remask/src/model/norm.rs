@@ -30,12 +30,41 @@ impl LayerNorm {
         fit(&mut a.out, n * self.c);
         fit(&mut a.mean, n);
         fit(&mut a.rstd, n);
-        layernorm_forward(&mut a.out, &mut a.mean, &mut a.rstd, inp, self.w.get(params), self.b.get(params), n, self.c, self.eps);
+        layernorm_forward(
+            &mut a.out,
+            &mut a.mean,
+            &mut a.rstd,
+            inp,
+            self.w.get(params),
+            self.b.get(params),
+            n,
+            self.c,
+            self.eps,
+        );
     }
 
     /// dinp[N,C] += ∂/∂inp, dw += ∂/∂w, db += ∂/∂b of the forward above, given dout[N,C].
-    pub fn backward(&self, dinp: &mut [f32], dout: &[f32], inp: &[f32], a: &NormActs, g: &mut Grads<'_>, n: usize) {
+    pub fn backward(
+        &self,
+        dinp: &mut [f32],
+        dout: &[f32],
+        inp: &[f32],
+        a: &NormActs,
+        g: &mut Grads<'_>,
+        n: usize,
+    ) {
         let (dw, db) = pair_mut(g.buf, self.w, self.b);
-        layernorm_backward(dinp, dw, db, dout, inp, self.w.get(g.w.values), &a.mean, &a.rstd, n, self.c);
+        layernorm_backward(
+            dinp,
+            dw,
+            db,
+            dout,
+            inp,
+            self.w.get(g.w.values),
+            &a.mean,
+            &a.rstd,
+            n,
+            self.c,
+        );
     }
 }

@@ -35,12 +35,19 @@ impl Bf16Weights {
     fn new(mut linears: Vec<LinearWeight>) -> Self {
         linears.sort_by_key(|l| l.w.offset);
         linears.dedup();
-        Self { entries: linears.into_iter().map(|l| (l, PackedWeight::new())).collect() }
+        Self {
+            entries: linears
+                .into_iter()
+                .map(|l| (l, PackedWeight::new()))
+                .collect(),
+        }
     }
 
     /// Casts and packs every weight from `values` (one rayon task per weight).
     fn pack(&mut self, values: &[f32]) {
-        self.entries.par_iter_mut().for_each(|(l, packed)| packed.pack(l.w.get(values), l.c, l.oc));
+        self.entries
+            .par_iter_mut()
+            .for_each(|(l, packed)| packed.pack(l.w.get(values), l.c, l.oc));
     }
 
     /// The packed copy of the weight `w`. Panics (a programmer error) for a handle that is not one
@@ -49,7 +56,9 @@ impl Bf16Weights {
         let i = self
             .entries
             .binary_search_by_key(&w.offset, |(l, _)| l.w.offset)
-            .unwrap_or_else(|_| panic!("Bf16Weights::get: no packed weight at offset {}", w.offset));
+            .unwrap_or_else(|_| {
+                panic!("Bf16Weights::get: no packed weight at offset {}", w.offset)
+            });
         &self.entries[i].1
     }
 }
@@ -67,7 +76,11 @@ impl Params {
     /// `values` in the given precision; `linears` lists the weights the bf16 copy holds.
     pub fn new(values: Vec<f32>, precision: Precision, linears: Vec<LinearWeight>) -> Self {
         let bf16 = (precision == Precision::Bf16).then(|| Bf16Weights::new(linears));
-        Self { values, bf16, stale: true }
+        Self {
+            values,
+            bf16,
+            stale: true,
+        }
     }
 
     /// Packs the bf16 copy if the values changed since it was last packed (a no-op in f32).
@@ -83,8 +96,14 @@ impl Params {
     /// What the layers read. Call [`Self::refresh`] after the last change first: reading a stale
     /// bf16 copy is a programmer error and panics.
     pub fn weights(&self) -> Weights<'_> {
-        assert!(self.bf16.is_none() || !self.stale, "Params::weights: bf16 weights are stale (call refresh)");
-        Weights { values: &self.values, bf16: self.bf16.as_ref() }
+        assert!(
+            self.bf16.is_none() || !self.stale,
+            "Params::weights: bf16 weights are stale (call refresh)"
+        );
+        Weights {
+            values: &self.values,
+            bf16: self.bf16.as_ref(),
+        }
     }
 }
 

@@ -49,7 +49,10 @@ impl Seq2SeqMasks {
     /// The masks the model runs `batch` with (the leakage audit injects these, or planted ones, into
     /// its copy of the layers). Errors: a batch without a decoder side.
     pub fn of(config: &ModelConfig, batch: &Batch) -> Result<Self> {
-        let d = batch.decoder.as_ref().ok_or_else(|| Error::config("batch.decoder", "missing"))?;
+        let d = batch
+            .decoder
+            .as_ref()
+            .ok_or_else(|| Error::config("batch.decoder", "missing"))?;
         Ok(Seq2SeqMasks {
             enc: config.attention.block_mask(batch, ATTENTION_TILE),
             dec: decoder_self_attention_mask(&d.lengths, d.seq_len, ATTENTION_TILE),
@@ -70,18 +73,30 @@ impl EncoderDecoderModel {
         Self::build(config, |_| params.take().unwrap_or_default())
     }
 
-    fn build(config: ModelConfig, make: impl FnOnce(&super::layout::Layout) -> Vec<f32>) -> Result<Self> {
+    fn build(
+        config: ModelConfig,
+        make: impl FnOnce(&super::layout::Layout) -> Vec<f32>,
+    ) -> Result<Self> {
         config.validate()?;
         if config.arch != Arch::EncoderDecoder {
-            return Err(Error::config("model.arch", "EncoderDecoderModel needs arch = \"encoder-decoder\""));
+            return Err(Error::config(
+                "model.arch",
+                "EncoderDecoderModel needs arch = \"encoder-decoder\"",
+            ));
         }
         let built = build(&config);
         let params = make(&built.layout);
         if params.len() != built.layout.total() {
-            return Err(Error::shape("model parameters", built.layout.total(), params.len()));
+            return Err(Error::shape(
+                "model parameters",
+                built.layout.total(),
+                params.len(),
+            ));
         }
         let params = built.params(params, config.precision);
-        let dec = built.decoder.ok_or_else(|| Error::Other("encoder-decoder layout without a decoder".into()))?;
+        let dec = built
+            .decoder
+            .ok_or_else(|| Error::Other("encoder-decoder layout without a decoder".into()))?;
         Ok(Self {
             tensors: built.layout.into_tensors(),
             grads: vec![0.0; params.len()],
@@ -122,10 +137,17 @@ impl EncoderDecoderModel {
             mask: &masks.enc,
             rows: None,
         };
-        self.enc.forward(&mut self.enc_acts, enc_in, None, dropout_key, w);
+        self.enc
+            .forward(&mut self.enc_acts, enc_in, None, dropout_key, w);
         let dec_in = dec_input(&self.dec_batch, &masks.dec);
-        let cross = CrossInput { enc: self.enc.output(&self.enc_acts), tk: batch.seq_len, mask: &masks.cross, rows: None };
-        self.dec.forward(&mut self.dec_acts, dec_in, Some(cross), dropout_key, w);
+        let cross = CrossInput {
+            enc: self.enc.output(&self.enc_acts),
+            tk: batch.seq_len,
+            mask: &masks.cross,
+            rows: None,
+        };
+        self.dec
+            .forward(&mut self.dec_acts, dec_in, Some(cross), dropout_key, w);
     }
 
     /// Logits on every decoder position, `[B·Td, V]` (HF's `BartForConditionalGeneration` logits).
@@ -133,7 +155,11 @@ impl EncoderDecoderModel {
         let masks = self.prepare(batch)?;
         self.forward(batch, &masks, None);
         LmHead::select_all(&mut self.all_acts, &self.dec_batch.labels);
-        self.head.forward(&mut self.all_acts, self.dec.output(&self.dec_acts), self.params.weights());
+        self.head.forward(
+            &mut self.all_acts,
+            self.dec.output(&self.dec_acts),
+            self.params.weights(),
+        );
         Ok(&self.all_acts.logits)
     }
 
@@ -152,7 +178,10 @@ impl EncoderDecoderModel {
 /// positions `0..Td`, ignored labels, lengths), reusing its buffers. Errors: a batch without a
 /// decoder side.
 pub fn fill_decoder_batch(db: &mut Batch, batch: &Batch) -> Result<()> {
-    let d = batch.decoder.as_ref().ok_or_else(|| Error::config("batch.decoder", "missing"))?;
+    let d = batch
+        .decoder
+        .as_ref()
+        .ok_or_else(|| Error::config("batch.decoder", "missing"))?;
     let (b, td) = (batch.batch_size, d.seq_len);
     db.batch_size = b;
     db.seq_len = td;
@@ -165,7 +194,8 @@ pub fn fill_decoder_batch(db: &mut Batch, batch: &Batch) -> Result<()> {
     for row in 0..b {
         let len = d.lengths.get(row).map_or(td, |&l| l as usize);
         db.positions.extend((0..td).map(|p| p as u32));
-        db.doc_ids.extend((0..td).map(|p| if p < len { 0 } else { PAD_DOC }));
+        db.doc_ids
+            .extend((0..td).map(|p| if p < len { 0 } else { PAD_DOC }));
     }
     db.token_type_ids.clear();
     db.token_type_ids.resize(b * td, 0);
@@ -180,7 +210,15 @@ pub fn fill_decoder_batch(db: &mut Batch, batch: &Batch) -> Result<()> {
 
 /// The decoder stack's input over the decoder batch made by [`fill_decoder_batch`].
 pub fn dec_input<'a>(db: &'a Batch, mask: &'a BlockMask) -> StackInput<'a> {
-    StackInput { ids: &db.input_ids, positions: &db.positions, types: None, b: db.batch_size, t: db.seq_len, mask, rows: None }
+    StackInput {
+        ids: &db.input_ids,
+        positions: &db.positions,
+        types: None,
+        b: db.batch_size,
+        t: db.seq_len,
+        mask,
+        rows: None,
+    }
 }
 
 fn decoder_labels(batch: &Batch) -> &[i32] {
@@ -191,22 +229,48 @@ impl TrainModel for EncoderDecoderModel {
     super::train_model_buffers!();
 
     /// Loss on the decoder labels only (encoder labels of a translation batch are all ignored).
-    fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats> {
+    fn forward_backward(
+        &mut self,
+        batch: &Batch,
+        grad_scale: f32,
+        dropout_key: u64,
+    ) -> Result<StepStats> {
         let masks = self.prepare(batch)?;
         self.forward(batch, &masks, Some(dropout_key));
         LmHead::select_labelled(&mut self.head_acts, decoder_labels(batch));
         let w = self.params.weights();
-        self.head.forward(&mut self.head_acts, self.dec.output(&self.dec_acts), w);
+        self.head
+            .forward(&mut self.head_acts, self.dec.output(&self.dec_acts), w);
         let (b, t, td) = (batch.batch_size, batch.seq_len, self.dec_batch.seq_len);
         let dh = self.dec.begin_backward(&mut self.dec_scratch, b * td);
-        let mut g = Grads { w, buf: &mut self.grads };
-        let ce = self.head.loss_backward(&mut self.head_acts, &mut self.head_scratch, dh, grad_scale, &mut g);
+        let mut g = Grads {
+            w,
+            buf: &mut self.grads,
+        };
+        let ce = self.head.loss_backward(
+            &mut self.head_acts,
+            &mut self.head_scratch,
+            dh,
+            grad_scale,
+            &mut g,
+        );
         // The decoder's cross-attention adds d(encoder output) straight into the encoder's residual
         // gradient.
         let denc = self.enc.begin_backward(&mut self.enc_scratch, b * t);
-        let cross = CrossInput { enc: self.enc.output(&self.enc_acts), tk: t, mask: &masks.cross, rows: None };
+        let cross = CrossInput {
+            enc: self.enc.output(&self.enc_acts),
+            tk: t,
+            mask: &masks.cross,
+            rows: None,
+        };
         let dec_in = dec_input(&self.dec_batch, &masks.dec);
-        self.dec.backward(&self.dec_acts, &mut self.dec_scratch, dec_in, Some((cross, denc)), &mut g);
+        self.dec.backward(
+            &self.dec_acts,
+            &mut self.dec_scratch,
+            dec_in,
+            Some((cross, denc)),
+            &mut g,
+        );
         let enc_in = StackInput {
             ids: &batch.input_ids,
             positions: &batch.positions,
@@ -216,17 +280,30 @@ impl TrainModel for EncoderDecoderModel {
             mask: &masks.enc,
             rows: None,
         };
-        self.enc.backward(&self.enc_acts, &mut self.enc_scratch, enc_in, None, &mut g);
-        Ok(StepStats { loss_sum: ce.loss_sum, n_labels: ce.count, n_correct: ce.correct })
+        self.enc
+            .backward(&self.enc_acts, &mut self.enc_scratch, enc_in, None, &mut g);
+        Ok(StepStats {
+            loss_sum: ce.loss_sum,
+            n_labels: ce.count,
+            n_correct: ce.correct,
+        })
     }
 
     fn forward_eval(&mut self, batch: &Batch) -> Result<StepStats> {
         let masks = self.prepare(batch)?;
         self.forward(batch, &masks, None);
         LmHead::select_labelled(&mut self.head_acts, decoder_labels(batch));
-        self.head.forward(&mut self.head_acts, self.dec.output(&self.dec_acts), self.params.weights());
+        self.head.forward(
+            &mut self.head_acts,
+            self.dec.output(&self.dec_acts),
+            self.params.weights(),
+        );
         let ce = self.head.loss(&mut self.head_acts);
-        Ok(StepStats { loss_sum: ce.loss_sum, n_labels: ce.count, n_correct: ce.correct })
+        Ok(StepStats {
+            loss_sum: ce.loss_sum,
+            n_labels: ce.count,
+            n_correct: ce.correct,
+        })
     }
 
     fn last_label_losses(&self) -> &[f32] {

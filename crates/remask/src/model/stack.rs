@@ -35,17 +35,29 @@ impl<'a> StackInput<'a> {
 
     /// The rows of the B × T grid the per-row buffers hold.
     pub fn grid(&self) -> Grid<'a> {
-        Grid { b: self.b, t: self.t, map: self.rows }
+        Grid {
+            b: self.b,
+            t: self.t,
+            map: self.rows,
+        }
     }
 
     /// What the embeddings read.
     pub fn tokens(&self) -> Tokens<'a> {
-        Tokens { ids: self.ids, positions: self.positions, types: self.types }
+        Tokens {
+            ids: self.ids,
+            positions: self.positions,
+            types: self.types,
+        }
     }
 
     /// A block's input: the rows `x` and the self-attention mask.
     fn block_input(&self, x: &'a [f32]) -> BlockInput<'a> {
-        BlockInput { x, grid: self.grid(), mask: self.mask }
+        BlockInput {
+            x,
+            grid: self.grid(),
+            mask: self.mask,
+        }
     }
 }
 
@@ -85,22 +97,40 @@ impl Stack {
     }
 
     fn drop_site(&self, dropout_key: Option<u64>, layer: u64, sub: u64) -> Option<DropoutSite> {
-        dropout_key.map(|k| DropoutSite { p: self.dropout, key: key(k, Purpose::Dropout, self.site, layer * 4 + sub) })
+        dropout_key.map(|k| DropoutSite {
+            p: self.dropout,
+            key: key(k, Purpose::Dropout, self.site, layer * 4 + sub),
+        })
     }
 
     /// h[N,C] = stack(inputs); read it with [`Self::output`]. `dropout_key` = None disables dropout.
-    pub fn forward(&self, a: &mut StackActs, inp: StackInput<'_>, cross: Option<CrossInput<'_>>, dropout_key: Option<u64>, w: Weights<'_>) {
+    pub fn forward(
+        &self,
+        a: &mut StackActs,
+        inp: StackInput<'_>,
+        cross: Option<CrossInput<'_>>,
+        dropout_key: Option<u64>,
+        w: Weights<'_>,
+    ) {
         let n = inp.n();
         let dropout_key = dropout_key.filter(|_| self.dropout > 0.0);
         if a.blocks.len() != self.blocks.len() {
             a.blocks.resize_with(self.blocks.len(), BlockActs::default);
         }
-        self.emb.forward(&mut a.emb, inp.tokens(), self.drop_site(dropout_key, 0, 3), w.values);
+        self.emb.forward(
+            &mut a.emb,
+            inp.tokens(),
+            self.drop_site(dropout_key, 0, 3),
+            w.values,
+        );
         let mut x: &[f32] = self.emb.output(&a.emb);
         for (l, (blk, acts)) in self.blocks.iter().zip(a.blocks.iter_mut()).enumerate() {
             let l = l as u64 + 1;
             let drop = dropout_key.map(|_| {
-                [0, 1, 2].map(|s| self.drop_site(dropout_key, l, s).unwrap_or(DropoutSite { p: 0.0, key: 0 }))
+                [0, 1, 2].map(|s| {
+                    self.drop_site(dropout_key, l, s)
+                        .unwrap_or(DropoutSite { p: 0.0, key: 0 })
+                })
             });
             blk.forward(acts, inp.block_input(x), cross, drop, w);
             let acts: &BlockActs = acts;
@@ -137,9 +167,20 @@ impl Stack {
 
     /// Backward of the whole stack from d(output) in `s.dres`; adds parameter gradients and, with
     /// cross-attention, d(encoder output) into the given buffer.
-    pub fn backward(&self, a: &StackActs, s: &mut StackScratch, inp: StackInput<'_>, mut cross: Option<(CrossInput<'_>, &mut [f32])>, g: &mut Grads<'_>) {
+    pub fn backward(
+        &self,
+        a: &StackActs,
+        s: &mut StackScratch,
+        inp: StackInput<'_>,
+        mut cross: Option<(CrossInput<'_>, &mut [f32])>,
+        g: &mut Grads<'_>,
+    ) {
         let n = inp.n();
-        let StackScratch { dres, block: bs, emb: es } = s;
+        let StackScratch {
+            dres,
+            block: bs,
+            emb: es,
+        } = s;
         if let Some(ln) = &self.final_ln {
             let tmp = &mut bs.res.tmp;
             fit(tmp, n * self.c);
@@ -148,7 +189,11 @@ impl Stack {
             dres.copy_from_slice(tmp);
         }
         for l in (0..self.blocks.len()).rev() {
-            let x: &[f32] = if l == 0 { self.emb.output(&a.emb) } else { self.blocks[l - 1].output(&a.blocks[l - 1]) };
+            let x: &[f32] = if l == 0 {
+                self.emb.output(&a.emb)
+            } else {
+                self.blocks[l - 1].output(&a.blocks[l - 1])
+            };
             let c = cross.as_mut().map(|(ci, d)| (*ci, &mut **d));
             self.blocks[l].backward(&a.blocks[l], bs, dres, inp.block_input(x), c, g);
         }

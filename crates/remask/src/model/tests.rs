@@ -53,7 +53,12 @@ fn batch(lengths: &[usize], t: usize, vocab: u32, seed: u64, clm: bool) -> Batch
 fn with_decoder(mut bt: Batch, dec_lengths: &[usize], td: usize, vocab: u32, seed: u64) -> Batch {
     let d = batch(dec_lengths, td, vocab, seed, true);
     bt.labels.fill(IGNORE_INDEX);
-    bt.decoder = Some(DecoderBatch::new(d.batch_size, td).with_input_ids(d.input_ids).with_labels(d.labels).with_lengths(d.lengths));
+    bt.decoder = Some(
+        DecoderBatch::new(d.batch_size, td)
+            .with_input_ids(d.input_ids)
+            .with_labels(d.labels)
+            .with_lengths(d.lengths),
+    );
     bt
 }
 
@@ -61,7 +66,13 @@ fn test_batch(cfg: &ModelConfig) -> Batch {
     match cfg.arch {
         Arch::Encoder => batch(&[6, 4], 6, cfg.vocab_size as u32, 3, false),
         Arch::Decoder => batch(&[6, 4], 6, cfg.vocab_size as u32, 3, true),
-        Arch::EncoderDecoder => with_decoder(batch(&[6, 4], 6, cfg.vocab_size as u32, 3, false), &[5, 3], 5, cfg.vocab_size as u32, 4),
+        Arch::EncoderDecoder => with_decoder(
+            batch(&[6, 4], 6, cfg.vocab_size as u32, 3, false),
+            &[5, 3],
+            5,
+            cfg.vocab_size as u32,
+            4,
+        ),
     }
 }
 
@@ -81,7 +92,12 @@ fn check_gradients(cfg: ModelConfig) {
     let mut worst = 0.0f64;
     for t in &tensors {
         if t.name == "final_logits_bias" {
-            assert!(grads[t.offset..t.offset + t.numel()].iter().all(|&g| g == 0.0), "frozen bias got a gradient");
+            assert!(
+                grads[t.offset..t.offset + t.numel()]
+                    .iter()
+                    .all(|&g| g == 0.0),
+                "frozen bias got a gradient"
+            );
             continue;
         }
         for _ in 0..2 {
@@ -96,7 +112,12 @@ fn check_gradients(cfg: ModelConfig) {
             let an = grads[i] as f64;
             let err = (fd - an).abs() / (an.abs().max(fd.abs()) + 1e-2);
             worst = worst.max(err);
-            assert!(err < 3e-2, "{}[{}]: analytic {an} vs finite difference {fd}", t.name, i - t.offset);
+            assert!(
+                err < 3e-2,
+                "{}[{}]: analytic {an} vs finite difference {fd}",
+                t.name,
+                i - t.offset
+            );
         }
     }
     eprintln!("worst relative gradient error {worst:.2e}");
@@ -104,7 +125,10 @@ fn check_gradients(cfg: ModelConfig) {
 
 #[test]
 fn encoder_gradients_match_finite_differences() {
-    check_gradients(ModelConfig { type_vocab_size: 2, ..tiny(Arch::Encoder) });
+    check_gradients(ModelConfig {
+        type_vocab_size: 2,
+        ..tiny(Arch::Encoder)
+    });
 }
 
 #[test]
@@ -114,7 +138,10 @@ fn decoder_gradients_match_finite_differences() {
 
 #[test]
 fn encoder_decoder_gradients_match_finite_differences() {
-    check_gradients(ModelConfig { embed_scale: 8f32.sqrt(), ..tiny(Arch::EncoderDecoder) });
+    check_gradients(ModelConfig {
+        embed_scale: 8f32.sqrt(),
+        ..tiny(Arch::EncoderDecoder)
+    });
 }
 
 #[test]
@@ -134,7 +161,11 @@ fn variants_gradients_match_finite_differences() {
 fn packed_documents_equal_separate_rows() {
     // Guards the document mask + restarting positions: two documents packed in one row must give
     // exactly what each gives alone in its own (padded) row.
-    let cfg = ModelConfig { attention: AttentionMaskSpec::Document { causal: false }, init_std: 0.1, ..tiny(Arch::Encoder) };
+    let cfg = ModelConfig {
+        attention: AttentionMaskSpec::Document { causal: false },
+        init_std: 0.1,
+        ..tiny(Arch::Encoder)
+    };
     let (la, lb, t) = (5usize, 7usize, 12usize);
     let mut packed = batch(&[t], t, 13, 9, false);
     for p in 0..t {
@@ -163,7 +194,10 @@ fn packed_documents_equal_separate_rows() {
 
 #[test]
 fn dropout_is_keyed_and_off_in_eval() {
-    let cfg = ModelConfig { dropout: 0.3, ..tiny(Arch::Encoder) };
+    let cfg = ModelConfig {
+        dropout: 0.3,
+        ..tiny(Arch::Encoder)
+    };
     let bt = test_batch(&cfg);
     let mut m = LmModel::new(cfg, 1).unwrap();
     let a = m.forward_backward(&bt, 1.0, 7).unwrap().loss_sum;
@@ -209,27 +243,60 @@ fn bad_input_is_an_error_not_a_panic() {
     let cfg = tiny(Arch::Encoder);
     let mut m = LmModel::new(cfg.clone(), 1).unwrap();
     let too_long = batch(&[17], 17, 13, 1, false);
-    let e = m.forward_backward(&too_long, 1.0, 0).unwrap_err().to_string();
-    assert!(e.contains("batch.positions") && e.contains("max_positions (16)"), "{e}");
+    let e = m
+        .forward_backward(&too_long, 1.0, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("batch.positions") && e.contains("max_positions (16)"),
+        "{e}"
+    );
     let mut bad = test_batch(&cfg);
     bad.input_ids[0] = 13;
-    assert!(m.forward_eval(&bad).unwrap_err().to_string().contains("vocab_size (13)"));
+    assert!(m
+        .forward_eval(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("vocab_size (13)"));
     let mut bad = test_batch(&cfg);
     bad.labels.pop();
-    assert!(m.forward_eval(&bad).unwrap_err().to_string().contains("batch.labels"));
-    let e = LmModel::new(ModelConfig { n_heads: 3, ..cfg.clone() }, 1).err().unwrap().to_string();
+    assert!(m
+        .forward_eval(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("batch.labels"));
+    let e = LmModel::new(
+        ModelConfig {
+            n_heads: 3,
+            ..cfg.clone()
+        },
+        1,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("model.n_heads"), "{e}");
-    let e = LmModel::from_params(cfg, vec![0.0; 5]).err().unwrap().to_string();
+    let e = LmModel::from_params(cfg, vec![0.0; 5])
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("model parameters"), "{e}");
     let mut s2s = EncoderDecoderModel::new(tiny(Arch::EncoderDecoder), 1).unwrap();
-    assert!(s2s.forward_eval(&test_batch(&tiny(Arch::Encoder))).unwrap_err().to_string().contains("batch.decoder"));
+    assert!(s2s
+        .forward_eval(&test_batch(&tiny(Arch::Encoder)))
+        .unwrap_err()
+        .to_string()
+        .contains("batch.decoder"));
 }
 
 #[test]
 fn hf_export_import_round_trips() {
     let dir = std::env::temp_dir().join(format!("remask-hf-{}", std::process::id()));
     for arch in [Arch::Encoder, Arch::Decoder, Arch::EncoderDecoder] {
-        let cfg = ModelConfig { type_vocab_size: if arch == Arch::Encoder { 2 } else { 0 }, ..tiny(arch) };
+        let cfg = ModelConfig {
+            type_vocab_size: if arch == Arch::Encoder { 2 } else { 0 },
+            ..tiny(arch)
+        };
         let bt = test_batch(&cfg);
         let mut a = new_model(cfg.clone(), 21).unwrap();
         let d = dir.join(format!("{arch:?}"));
@@ -244,10 +311,16 @@ fn hf_export_import_round_trips() {
         let mut stored = hf::read_safetensors(&d.join("model.safetensors")).unwrap();
         let victim = a.tensors()[1].name.clone();
         stored.get_mut(&victim).unwrap().shape.push(1);
-        let e = hf::load_params(cfg.clone(), &stored, &d, 0).err().unwrap().to_string();
+        let e = hf::load_params(cfg.clone(), &stored, &d, 0)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains(&victim), "{e}");
         stored.remove(&victim);
-        let e = hf::load_params(cfg, &stored, &d, 0).err().unwrap().to_string();
+        let e = hf::load_params(cfg, &stored, &d, 0)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("missing tensor") && e.contains(&victim), "{e}");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -258,7 +331,10 @@ fn dropping_padding_rows_changes_nothing() {
     // Guards the compaction of training steps: a padded batch (run on its real rows only) must give
     // the loss and gradients of the same batch run on the full grid, where a document mask keeps
     // the real positions from reading the tail instead.
-    let cfg = ModelConfig { attention: AttentionMaskSpec::Document { causal: false }, ..tiny(Arch::Encoder) };
+    let cfg = ModelConfig {
+        attention: AttentionMaskSpec::Document { causal: false },
+        ..tiny(Arch::Encoder)
+    };
     let padded = test_batch(&cfg);
     let mut full = padded.clone();
     full.lengths = vec![6, 6];
@@ -274,8 +350,14 @@ fn dropping_padding_rows_changes_nothing() {
         assert!((x - y).abs() < 1e-5);
     }
     let scale = ga.iter().fold(0.0f32, |s, g| s.max(g.abs()));
-    let err = ga.iter().zip(m.grads()).fold(0.0f32, |s, (x, y)| s.max((x - y).abs()));
-    assert!(err < 1e-5 * scale, "gradients differ by {err} (scale {scale})");
+    let err = ga
+        .iter()
+        .zip(m.grads())
+        .fold(0.0f32, |s, (x, y)| s.max((x - y).abs()));
+    assert!(
+        err < 1e-5 * scale,
+        "gradients differ by {err} (scale {scale})"
+    );
 }
 
 #[test]
@@ -311,11 +393,23 @@ fn empty_batches_and_rows_do_not_panic() {
 #[test]
 fn bf16_precision_tracks_fp32_and_follows_weight_changes() {
     for arch in [Arch::Encoder, Arch::Decoder, Arch::EncoderDecoder] {
-        let cfg32 = ModelConfig { d_model: 32, n_heads: 2, d_ff: 64, init_std: 0.1, ..tiny(arch) };
-        let cfg16 = ModelConfig { precision: Precision::Bf16, ..cfg32.clone() };
+        let cfg32 = ModelConfig {
+            d_model: 32,
+            n_heads: 2,
+            d_ff: 64,
+            init_std: 0.1,
+            ..tiny(arch)
+        };
+        let cfg16 = ModelConfig {
+            precision: Precision::Bf16,
+            ..cfg32.clone()
+        };
         if remask_kernels::cpu::bf16_kernel().is_none() {
             let e = new_model(cfg16, 5).err().expect("bf16 refused").to_string();
-            assert!(e.contains("model.precision") && e.contains("AVX-512 BF16"), "{e}");
+            assert!(
+                e.contains("model.precision") && e.contains("AVX-512 BF16"),
+                "{e}"
+            );
             continue;
         }
         let bt = test_batch(&cfg32);
@@ -325,7 +419,12 @@ fn bf16_precision_tracks_fp32_and_follows_weight_changes() {
         let s32 = m32.forward_backward(&bt, 1.0, 0).unwrap();
         let s16 = m16.forward_backward(&bt, 1.0, 0).unwrap();
         let rel = ((s16.loss_sum - s32.loss_sum) / s32.loss_sum).abs();
-        assert!(rel < 2e-3, "{arch:?}: bf16 loss {} vs f32 {}", s16.loss_sum, s32.loss_sum);
+        assert!(
+            rel < 2e-3,
+            "{arch:?}: bf16 loss {} vs f32 {}",
+            s16.loss_sum,
+            s32.loss_sum
+        );
         assert!(rel > 0.0, "{arch:?}: bf16 must round somewhere");
         for t in m32.tensors() {
             // Key biases have a true gradient of 0 (softmax ignores a shift shared by all keys):
@@ -333,10 +432,20 @@ fn bf16_precision_tracks_fp32_and_follows_weight_changes() {
             if t.name.ends_with("key.bias") || t.name.ends_with("k_proj.bias") {
                 continue;
             }
-            let (g32, g16) = (&m32.grads()[t.offset..t.offset + t.numel()], &m16.grads()[t.offset..t.offset + t.numel()]);
+            let (g32, g16) = (
+                &m32.grads()[t.offset..t.offset + t.numel()],
+                &m16.grads()[t.offset..t.offset + t.numel()],
+            );
             let scale = g32.iter().fold(0.0f32, |s, g| s.max(g.abs()));
-            let err = g32.iter().zip(g16).fold(0.0f32, |s, (a, b)| s.max((a - b).abs()));
-            assert!(err <= 5e-2 * scale + 1e-7, "{arch:?} {}: bf16 gradient off by {err} (scale {scale})", t.name);
+            let err = g32
+                .iter()
+                .zip(g16)
+                .fold(0.0f32, |s, (a, b)| s.max((a - b).abs()));
+            assert!(
+                err <= 5e-2 * scale + 1e-7,
+                "{arch:?} {}: bf16 gradient off by {err} (scale {scale})",
+                t.name
+            );
         }
         // Deterministic: a second model gives the same bits.
         let mut again = new_model(cfg16.clone(), 5).unwrap();
@@ -345,14 +454,27 @@ fn bf16_precision_tracks_fp32_and_follows_weight_changes() {
         assert_eq!(again.grads(), m16.grads());
         // A changed weight reaches the next forward (evaluation and logits alike).
         let before = m16.forward_eval(&bt).unwrap().loss_sum;
-        let w = m16.tensors().iter().find(|t| t.shape.len() == 2 && t.name.contains("weight") && !t.name.contains("embed")).unwrap().clone();
+        let w = m16
+            .tensors()
+            .iter()
+            .find(|t| t.shape.len() == 2 && t.name.contains("weight") && !t.name.contains("embed"))
+            .unwrap()
+            .clone();
         for x in &mut m16.params_mut()[w.offset..w.offset + w.numel()] {
             *x *= 1.5;
         }
         let after = m16.forward_eval(&bt).unwrap().loss_sum;
-        assert_ne!(before.to_bits(), after.to_bits(), "{arch:?}: {} changed but the loss did not", w.name);
+        assert_ne!(
+            before.to_bits(),
+            after.to_bits(),
+            "{arch:?}: {} changed but the loss did not",
+            w.name
+        );
         let mut fresh = model_from_params(cfg16, m16.params().to_vec()).unwrap();
-        assert_eq!(fresh.forward_eval(&bt).unwrap().loss_sum.to_bits(), after.to_bits());
+        assert_eq!(
+            fresh.forward_eval(&bt).unwrap().loss_sum.to_bits(),
+            after.to_bits()
+        );
         assert_eq!(fresh.logits(&bt).unwrap(), m16.logits(&bt).unwrap());
     }
 }

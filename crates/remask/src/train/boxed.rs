@@ -26,7 +26,12 @@ impl<T: TrainModel + ?Sized> TrainModel for Box<T> {
     fn tensors(&self) -> &[TensorInfo] {
         (**self).tensors()
     }
-    fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats> {
+    fn forward_backward(
+        &mut self,
+        batch: &Batch,
+        grad_scale: f32,
+        dropout_key: u64,
+    ) -> Result<StepStats> {
         (**self).forward_backward(batch, grad_scale, dropout_key)
     }
     fn forward_eval(&mut self, batch: &Batch) -> Result<StepStats> {
@@ -50,8 +55,13 @@ mod tests {
     fn a_boxed_model_behaves_like_the_model() {
         let mut plain = BigramModel::new(6, 0.0, 3);
         let mut boxed: Box<dyn TrainModel> = Box::new(BigramModel::new(6, 0.0, 3));
-        let b = SyntheticSource::new(4, 5, 6, 1, TaskKind::Clm, false).batch(0, 4, 0.0).unwrap();
-        assert_eq!(plain.forward_backward(&b, 0.5, 9).unwrap(), boxed.forward_backward(&b, 0.5, 9).unwrap());
+        let b = SyntheticSource::new(4, 5, 6, 1, TaskKind::Clm, false)
+            .batch(0, 4, 0.0)
+            .unwrap();
+        assert_eq!(
+            plain.forward_backward(&b, 0.5, 9).unwrap(),
+            boxed.forward_backward(&b, 0.5, 9).unwrap()
+        );
         assert_eq!(plain.grads(), boxed.grads());
         assert_eq!(plain.last_label_losses(), boxed.last_label_losses());
         assert_eq!(plain.tensors(), boxed.tensors());

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
 use crate::fault::{FaultPlan, WriteBudget};
-use crate::tensor_file::{self, Elements, TensorRef};
 use crate::model::{ModelConfig, TensorInfo, TrainModel};
+use crate::tensor_file::{self, Elements, TensorRef};
 use crate::{Error, Result};
 
 /// The name of the completion marker.
@@ -100,7 +100,12 @@ pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
 
 /// Writes a checkpoint for `data.state.step` and keeps the newest `keep_last` complete ones. `faults`
 /// is [`FaultPlan::default()`] except in crash tests.
-pub fn save(run_dir: &Path, data: &CheckpointData<'_>, keep_last: usize, faults: &FaultPlan) -> Result<PathBuf> {
+pub fn save(
+    run_dir: &Path,
+    data: &CheckpointData<'_>,
+    keep_last: usize,
+    faults: &FaultPlan,
+) -> Result<PathBuf> {
     let parent = checkpoints_dir(run_dir);
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
     clean_stale(&parent)?;
@@ -131,8 +136,13 @@ pub fn save(run_dir: &Path, data: &CheckpointData<'_>, keep_last: usize, faults:
     fsync_dir(&parent)?;
     // Second pause point of a crash test: renamed but not yet marked complete.
     faults.pause();
-    let done_text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
-    write_synced(&final_dir.join(DONE), done_text.as_bytes(), &mut WriteBudget::unlimited())?;
+    let done_text =
+        serde_json::to_string_pretty(&manifest).map_err(|e| Error::Other(e.to_string()))?;
+    write_synced(
+        &final_dir.join(DONE),
+        done_text.as_bytes(),
+        &mut WriteBudget::unlimited(),
+    )?;
     fsync_dir(&final_dir)?;
     prune(&parent, keep_last)?;
     Ok(final_dir)
@@ -149,7 +159,13 @@ fn write_tmp(tmp: &Path, data: &CheckpointData<'_>, faults: &FaultPlan) -> Resul
     let weights: Vec<TensorRef<'_>> = data
         .tensors
         .iter()
-        .map(|t| (t.name.as_str(), &t.shape[..], Elements::F32(&data.params[t.offset..t.offset + t.numel()])))
+        .map(|t| {
+            (
+                t.name.as_str(),
+                &t.shape[..],
+                Elements::F32(&data.params[t.offset..t.offset + t.numel()]),
+            )
+        })
         .collect();
     let st = tensor_file::to_bytes(&weights)?;
     // Write the weights in two halves with a pause point between them, so a crash test can kill the
@@ -164,19 +180,51 @@ fn write_tmp(tmp: &Path, data: &CheckpointData<'_>, faults: &FaultPlan) -> Resul
     f.sync_all().map_err(|e| Error::io(&path, e))?;
     drop(f);
 
-    let names: Vec<(String, String)> =
-        data.tensors.iter().map(|t| (format!("exp_avg.{}", t.name), format!("exp_avg_sq.{}", t.name))).collect();
+    let names: Vec<(String, String)> = data
+        .tensors
+        .iter()
+        .map(|t| {
+            (
+                format!("exp_avg.{}", t.name),
+                format!("exp_avg_sq.{}", t.name),
+            )
+        })
+        .collect();
     let mut moments: Vec<TensorRef<'_>> = Vec::new();
     for (t, (m_name, _)) in data.tensors.iter().zip(&names) {
-        moments.push((m_name.as_str(), &t.shape[..], Elements::F32(&data.m[t.offset..t.offset + t.numel()])));
+        moments.push((
+            m_name.as_str(),
+            &t.shape[..],
+            Elements::F32(&data.m[t.offset..t.offset + t.numel()]),
+        ));
     }
     for (t, (_, v_name)) in data.tensors.iter().zip(&names) {
-        moments.push((v_name.as_str(), &t.shape[..], Elements::F32(&data.v[t.offset..t.offset + t.numel()])));
+        moments.push((
+            v_name.as_str(),
+            &t.shape[..],
+            Elements::F32(&data.v[t.offset..t.offset + t.numel()]),
+        ));
     }
-    write_synced(&tmp.join("optimizer.safetensors"), &tensor_file::to_bytes(&moments)?, &mut budget)?;
-    write_synced(&tmp.join("config.json"), json(data.model_config)?.as_bytes(), &mut budget)?;
-    write_synced(&tmp.join("run_config.json"), json(data.run_config)?.as_bytes(), &mut budget)?;
-    write_synced(&tmp.join("trainer_state.json"), json(data.state)?.as_bytes(), &mut budget)?;
+    write_synced(
+        &tmp.join("optimizer.safetensors"),
+        &tensor_file::to_bytes(&moments)?,
+        &mut budget,
+    )?;
+    write_synced(
+        &tmp.join("config.json"),
+        json(data.model_config)?.as_bytes(),
+        &mut budget,
+    )?;
+    write_synced(
+        &tmp.join("run_config.json"),
+        json(data.run_config)?.as_bytes(),
+        &mut budget,
+    )?;
+    write_synced(
+        &tmp.join("trainer_state.json"),
+        json(data.state)?.as_bytes(),
+        &mut budget,
+    )?;
     fsync_dir(tmp)
 }
 
@@ -187,7 +235,8 @@ mod erased {
     }
     impl<T: serde::Serialize> Json for T {
         fn to_json(&self) -> crate::Result<String> {
-            serde_json::to_string_pretty(self).map_err(|e| crate::Error::Other(format!("cannot serialize checkpoint JSON: {e}")))
+            serde_json::to_string_pretty(self)
+                .map_err(|e| crate::Error::Other(format!("cannot serialize checkpoint JSON: {e}")))
         }
     }
 }
@@ -199,12 +248,17 @@ fn write_synced(path: &Path, bytes: &[u8], budget: &mut WriteBudget) -> Result<(
 }
 
 fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// Reads a checkpoint's F32 tensors (any other dtype is refused): name → (shape, values).
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
-    tensor_file::read_f32(path).map_err(|e| Error::Checkpoint { path: path.into(), message: reason_of(&e) })
+    tensor_file::read_f32(path).map_err(|e| Error::Checkpoint {
+        path: path.into(),
+        message: reason_of(&e),
+    })
 }
 
 /// The `DONE` marker's content: each file's size and CRC-32C.
@@ -222,10 +276,22 @@ pub struct FileSum {
 
 fn manifest_of(dir: &Path) -> Result<Manifest> {
     let mut files = BTreeMap::new();
-    for name in ["model.safetensors", "optimizer.safetensors", "config.json", "run_config.json", "trainer_state.json"] {
+    for name in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "config.json",
+        "run_config.json",
+        "trainer_state.json",
+    ] {
         let p = dir.join(name);
         let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-        files.insert(name.to_string(), FileSum { bytes: bytes.len() as u64, crc32c: crc32c::crc32c(&bytes) });
+        files.insert(
+            name.to_string(),
+            FileSum {
+                bytes: bytes.len() as u64,
+                crc32c: crc32c::crc32c(&bytes),
+            },
+        );
     }
     Ok(Manifest { step: 0, files })
 }
@@ -288,13 +354,22 @@ pub fn load_newest_verified(run_dir: &Path) -> Result<(LoadedCheckpoint, Vec<Ski
     for (_, dir) in all.into_iter().rev() {
         match load(&dir) {
             Ok(ck) => return Ok((ck, skipped)),
-            Err(e) => skipped.push(Skipped { reason: reason_of(&e), dir }),
+            Err(e) => skipped.push(Skipped {
+                reason: reason_of(&e),
+                dir,
+            }),
         }
     }
-    let list: Vec<String> = skipped.iter().map(|s| format!("{}: {}", s.dir.display(), s.reason)).collect();
+    let list: Vec<String> = skipped
+        .iter()
+        .map(|s| format!("{}: {}", s.dir.display(), s.reason))
+        .collect();
     Err(Error::Checkpoint {
         path: run_dir.into(),
-        message: format!("no complete checkpoint verifies ({}); start a new run without --resume", list.join("; ")),
+        message: format!(
+            "no complete checkpoint verifies ({}); start a new run without --resume",
+            list.join("; ")
+        ),
     })
 }
 
@@ -351,39 +426,57 @@ pub struct LoadedCheckpoint {
 
 /// Loads a complete checkpoint, verifying the sizes and CRCs its `DONE` marker lists.
 pub fn load(dir: &Path) -> Result<LoadedCheckpoint> {
-    let err = |message: String| Error::Checkpoint { path: dir.into(), message };
+    let err = |message: String| Error::Checkpoint {
+        path: dir.into(),
+        message,
+    };
     if !dir.is_dir() {
         return Err(err("no such checkpoint directory".into()));
     }
     if !is_complete(dir) {
-        return Err(err("incomplete checkpoint (no DONE marker): it was interrupted while being written".into()));
+        return Err(err(
+            "incomplete checkpoint (no DONE marker): it was interrupted while being written".into(),
+        ));
     }
     let done_path = dir.join(DONE);
     let done = std::fs::read_to_string(&done_path).map_err(|e| Error::io(&done_path, e))?;
-    let manifest: Manifest = serde_json::from_str(&done).map_err(|e| err(format!("unreadable DONE marker: {e}")))?;
+    let manifest: Manifest =
+        serde_json::from_str(&done).map_err(|e| err(format!("unreadable DONE marker: {e}")))?;
     for (name, sum) in &manifest.files {
         let p = dir.join(name);
         let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
         if bytes.len() as u64 != sum.bytes || crc32c::crc32c(&bytes) != sum.crc32c {
-            return Err(err(format!("{name} is corrupt (size or CRC-32C differs from the DONE marker)")));
+            return Err(err(format!(
+                "{name} is corrupt (size or CRC-32C differs from the DONE marker)"
+            )));
         }
     }
     let read_json = |name: &str| -> Result<String> {
         let p = dir.join(name);
         std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))
     };
-    let model_config: ModelConfig =
-        serde_json::from_str(&read_json("config.json")?).map_err(|e| err(format!("config.json: {e}")))?;
-    let run_config: RunConfig =
-        serde_json::from_str(&read_json("run_config.json")?).map_err(|e| err(format!("run_config.json: {e}")))?;
-    let state: TrainerState =
-        serde_json::from_str(&read_json("trainer_state.json")?).map_err(|e| err(format!("trainer_state.json: {e}")))?;
+    let model_config: ModelConfig = serde_json::from_str(&read_json("config.json")?)
+        .map_err(|e| err(format!("config.json: {e}")))?;
+    let run_config: RunConfig = serde_json::from_str(&read_json("run_config.json")?)
+        .map_err(|e| err(format!("run_config.json: {e}")))?;
+    let state: TrainerState = serde_json::from_str(&read_json("trainer_state.json")?)
+        .map_err(|e| err(format!("trainer_state.json: {e}")))?;
     if state.format_version != FORMAT_VERSION {
-        return Err(err(format!("trainer state format {} is not supported (this build reads {FORMAT_VERSION})", state.format_version)));
+        return Err(err(format!(
+            "trainer state format {} is not supported (this build reads {FORMAT_VERSION})",
+            state.format_version
+        )));
     }
     let weights = read_safetensors(&dir.join("model.safetensors"))?;
     let moments = read_safetensors(&dir.join("optimizer.safetensors"))?;
-    Ok(LoadedCheckpoint { dir: dir.into(), model_config, run_config, state, weights, moments })
+    Ok(LoadedCheckpoint {
+        dir: dir.into(),
+        model_config,
+        run_config,
+        state,
+        weights,
+        moments,
+    })
 }
 
 /// Explains how two model configs differ, or None when they are equal.
@@ -393,11 +486,18 @@ pub fn config_difference(checkpoint: &ModelConfig, model: &ModelConfig) -> Optio
     }
     let a = serde_json::to_value(checkpoint).ok()?;
     let b = serde_json::to_value(model).ok()?;
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return Some("model configs differ".into()) };
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return Some("model configs differ".into());
+    };
     let diffs: Vec<String> = a
         .iter()
         .filter(|(k, v)| b.get(*k) != Some(v))
-        .map(|(k, v)| format!("{k}: checkpoint has {v}, the run has {}", b.get(k).map_or("nothing".into(), |x| x.to_string())))
+        .map(|(k, v)| {
+            format!(
+                "{k}: checkpoint has {v}, the run has {}",
+                b.get(k).map_or("nothing".into(), |x| x.to_string())
+            )
+        })
         .collect();
     Some(diffs.join("; "))
 }
@@ -408,7 +508,9 @@ impl LoadedCheckpoint {
         if let Some(diff) = config_difference(&self.model_config, model.config()) {
             return Err(Error::Checkpoint {
                 path: self.dir.clone(),
-                message: format!("checkpoint is from a different architecture or vocabulary ({diff})"),
+                message: format!(
+                    "checkpoint is from a different architecture or vocabulary ({diff})"
+                ),
             });
         }
         let tensors = model.tensors().to_vec();
@@ -417,7 +519,12 @@ impl LoadedCheckpoint {
     }
 
     /// Copies the optimizer moments into `m` and `v` (layout of `tensors`).
-    pub fn restore_moments(&self, tensors: &[TensorInfo], m: &mut [f32], v: &mut [f32]) -> Result<()> {
+    pub fn restore_moments(
+        &self,
+        tensors: &[TensorInfo],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) -> Result<()> {
         copy_named(&self.dir, &self.moments, tensors, m, "exp_avg.")?;
         copy_named(&self.dir, &self.moments, tensors, v, "exp_avg_sq.")
     }
@@ -434,12 +541,17 @@ fn copy_named(
         let name = format!("{prefix}{}", t.name);
         let (shape, values) = source.get(&name).ok_or_else(|| Error::Checkpoint {
             path: dir.into(),
-            message: format!("tensor `{name}` is missing: the checkpoint is from a different architecture"),
+            message: format!(
+                "tensor `{name}` is missing: the checkpoint is from a different architecture"
+            ),
         })?;
         if shape != &t.shape {
             return Err(Error::Checkpoint {
                 path: dir.into(),
-                message: format!("tensor `{name}` has shape {shape:?}, the model expects {:?}", t.shape),
+                message: format!(
+                    "tensor `{name}` has shape {shape:?}, the model expects {:?}",
+                    t.shape
+                ),
             });
         }
         dest[t.offset..t.offset + t.numel()].copy_from_slice(values);
@@ -456,11 +568,23 @@ mod tests {
         RunConfig::from_toml_str("[budget]\nsteps = 10\n", &[]).unwrap()
     }
 
-    fn save_step(run: &Path, model: &BigramModel, step: u64, keep: usize, faults: FaultPlan) -> Result<PathBuf> {
+    fn save_step(
+        run: &Path,
+        model: &BigramModel,
+        step: u64,
+        keep: usize,
+        faults: FaultPlan,
+    ) -> Result<PathBuf> {
         let rc = run_config();
         let n = model.params().len();
         let (m, v) = (vec![0.5f32; n], vec![0.25f32; n]);
-        let state = TrainerState { format_version: FORMAT_VERSION, step, cursor: step * 4, seed: 7, ..Default::default() };
+        let state = TrainerState {
+            format_version: FORMAT_VERSION,
+            step,
+            cursor: step * 4,
+            seed: 7,
+            ..Default::default()
+        };
         let data = CheckpointData {
             model_config: model.config(),
             run_config: &rc,
@@ -485,8 +609,13 @@ mod tests {
         assert_ne!(other.params(), model.params());
         loaded.restore_params(&mut other).unwrap();
         assert_eq!(other.params(), model.params());
-        let (mut m, mut v) = (vec![0.0; model.params().len()], vec![0.0; model.params().len()]);
-        loaded.restore_moments(model.tensors(), &mut m, &mut v).unwrap();
+        let (mut m, mut v) = (
+            vec![0.0; model.params().len()],
+            vec![0.0; model.params().len()],
+        );
+        loaded
+            .restore_moments(model.tensors(), &mut m, &mut v)
+            .unwrap();
         assert!(m.iter().all(|&x| x == 0.5) && v.iter().all(|&x| x == 0.25));
         // The weights file is what the safetensors crate expects, with the model's names and shapes.
         let bytes = std::fs::read(ck.join("model.safetensors")).unwrap();
@@ -496,7 +625,9 @@ mod tests {
         assert_eq!(names, vec!["bigram.bias", "bigram.weight"]);
         assert_eq!(st.tensor("bigram.weight").unwrap().shape(), &[6, 5]);
         // config.json is the bare model config.
-        let cfg: ModelConfig = serde_json::from_str(&std::fs::read_to_string(ck.join("config.json")).unwrap()).unwrap();
+        let cfg: ModelConfig =
+            serde_json::from_str(&std::fs::read_to_string(ck.join("config.json")).unwrap())
+                .unwrap();
         assert_eq!(&cfg, model.config());
     }
 
@@ -507,12 +638,18 @@ mod tests {
         for step in [1, 2, 3, 4] {
             save_step(dir.path(), &model, step, 2, FaultPlan::default()).unwrap();
         }
-        let steps: Vec<u64> = list_complete(dir.path()).unwrap().iter().map(|(s, _)| *s).collect();
+        let steps: Vec<u64> = list_complete(dir.path())
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
         assert_eq!(steps, vec![3, 4]);
         // A directory without DONE (crash between rename and marker) is never picked.
         let partial = checkpoints_dir(dir.path()).join("step-000009");
         std::fs::create_dir_all(&partial).unwrap();
-        assert!(latest_complete(dir.path()).unwrap().ends_with("step-000004"));
+        assert!(latest_complete(dir.path())
+            .unwrap()
+            .ends_with("step-000004"));
         assert!(matches!(load(&partial), Err(Error::Checkpoint { .. })));
         // The next save cleans it up.
         save_step(dir.path(), &model, 5, 2, FaultPlan::default()).unwrap();
@@ -525,7 +662,10 @@ mod tests {
         let model = BigramModel::new(4, 0.0, 1);
         let good = save_step(dir.path(), &model, 1, 3, FaultPlan::default()).unwrap();
         for limit in [0, 10, 100, 200] {
-            let faults = FaultPlan { disk_full_after_bytes: Some(limit), ..Default::default() };
+            let faults = FaultPlan {
+                disk_full_after_bytes: Some(limit),
+                ..Default::default()
+            };
             let e = save_step(dir.path(), &model, 2, 3, faults).unwrap_err();
             assert!(e.to_string().contains("No space left"), "{e}");
         }
@@ -543,8 +683,15 @@ mod tests {
         let model = BigramModel::new(4, 0.0, 1);
         let ck = save_step(dir.path(), &model, 1, 3, FaultPlan::default()).unwrap();
         let mut bigger = BigramModel::new(6, 0.0, 1);
-        let e = load(&ck).unwrap().restore_params(&mut bigger).unwrap_err().to_string();
-        assert!(e.contains("different architecture or vocabulary") && e.contains("vocab_size"), "{e}");
+        let e = load(&ck)
+            .unwrap()
+            .restore_params(&mut bigger)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("different architecture or vocabulary") && e.contains("vocab_size"),
+            "{e}"
+        );
         let p = ck.join("model.safetensors");
         let mut bytes = std::fs::read(&p).unwrap();
         let n = bytes.len();
@@ -552,7 +699,9 @@ mod tests {
         std::fs::write(&p, bytes).unwrap();
         let e = load(&ck).unwrap_err().to_string();
         assert!(e.contains("corrupt"), "{e}");
-        let e = latest_complete(&dir.path().join("nothing")).unwrap_err().to_string();
+        let e = latest_complete(&dir.path().join("nothing"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no complete checkpoint"), "{e}");
     }
 }

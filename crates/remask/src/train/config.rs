@@ -89,7 +89,11 @@ impl Default for OptimizerConfig {
 impl OptimizerConfig {
     /// Rows per forward/backward pass.
     pub fn micro_batch(&self) -> usize {
-        if self.micro_batch_size == 0 { self.batch_size } else { self.micro_batch_size }
+        if self.micro_batch_size == 0 {
+            self.batch_size
+        } else {
+            self.micro_batch_size
+        }
     }
 
     /// Micro-batches accumulated per optimizer step.
@@ -119,7 +123,11 @@ pub struct ScheduleConfig {
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        Self { warmup_steps: 0, decay: Decay::Linear, min_lr_ratio: 0.0 }
+        Self {
+            warmup_steps: 0,
+            decay: Decay::Linear,
+            min_lr_ratio: 0.0,
+        }
     }
 }
 
@@ -171,7 +179,12 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { every_steps: 500, batches: 8, batch_size: 32, pseudo_perplexity: false }
+        Self {
+            every_steps: 500,
+            batches: 8,
+            batch_size: 32,
+            pseudo_perplexity: false,
+        }
     }
 }
 
@@ -187,7 +200,10 @@ pub struct CheckpointConfig {
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        Self { every_steps: 1000, keep_last: 3 }
+        Self {
+            every_steps: 1000,
+            keep_last: 3,
+        }
     }
 }
 
@@ -227,14 +243,25 @@ pub const CONFIG_TEXT: &str = "<config>";
 
 /// A TOML syntax error as one line: where (line and column) and what.
 pub fn toml_syntax_error(text: &str, e: &toml::de::Error) -> String {
-    let what: Vec<&str> = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let what: Vec<&str> = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let what = what.join("; ");
     match e.span() {
         Some(span) => {
             let before = &text.as_bytes()[..span.start.min(text.len())];
             let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-            let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+            let line_start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1;
             format!("not valid TOML at line {line}, column {column}: {what}")
         }
         None => format!("not valid TOML: {what}"),
@@ -258,8 +285,12 @@ impl RunConfig {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_toml_str(&text, overrides).map_err(|e| match e {
-            Error::Config { key, message } => Error::config(key, format!("{message} (in {})", path.display())),
-            Error::Data { path: p, message } if p == Path::new(CONFIG_TEXT) => Error::data(path, message),
+            Error::Config { key, message } => {
+                Error::config(key, format!("{message} (in {})", path.display()))
+            }
+            Error::Data { path: p, message } if p == Path::new(CONFIG_TEXT) => {
+                Error::data(path, message)
+            }
             other => other,
         })
     }
@@ -269,9 +300,23 @@ impl RunConfig {
         let cfg: RunConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             // toml appends "\nin `section`" lines; the key path already says where.
-            let inner = e.into_inner().to_string().lines().next().unwrap_or_default().trim().to_string();
+            let inner = e
+                .into_inner()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             let key = unknown_field_key(&path, &inner).unwrap_or(path);
-            Error::config(if key == "." { "<root>".to_string() } else { key }, inner)
+            Error::config(
+                if key == "." {
+                    "<root>".to_string()
+                } else {
+                    key
+                },
+                inner,
+            )
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -281,7 +326,14 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         let o = &self.optimizer;
         let positive = |key: &str, v: f32| {
-            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(Error::config(key, format!("must be a finite number > 0, got {v}"))) }
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config(
+                    key,
+                    format!("must be a finite number > 0, got {v}"),
+                ))
+            }
         };
         positive("optimizer.lr", o.lr)?;
         positive("optimizer.eps", o.eps)?;
@@ -291,10 +343,16 @@ impl RunConfig {
             }
         }
         if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-            return Err(Error::config("optimizer.weight_decay", format!("must be >= 0, got {}", o.weight_decay)));
+            return Err(Error::config(
+                "optimizer.weight_decay",
+                format!("must be >= 0, got {}", o.weight_decay),
+            ));
         }
         if !(o.grad_clip.is_finite() && o.grad_clip >= 0.0) {
-            return Err(Error::config("optimizer.grad_clip", format!("must be >= 0 (0 disables clipping), got {}", o.grad_clip)));
+            return Err(Error::config(
+                "optimizer.grad_clip",
+                format!("must be >= 0 (0 disables clipping), got {}", o.grad_clip),
+            ));
         }
         if o.batch_size == 0 {
             return Err(Error::config("optimizer.batch_size", "must be >= 1"));
@@ -302,25 +360,44 @@ impl RunConfig {
         // Rows are allocated per micro-batch: absurd sizes are refused here, not by an aborting
         // allocation (found by fuzzing).
         const MAX_ROWS: usize = 1 << 20;
-        for (key, v) in [("optimizer.batch_size", o.batch_size), ("optimizer.micro_batch_size", o.micro_batch_size), ("eval.batch_size", self.eval.batch_size)] {
+        for (key, v) in [
+            ("optimizer.batch_size", o.batch_size),
+            ("optimizer.micro_batch_size", o.micro_batch_size),
+            ("eval.batch_size", self.eval.batch_size),
+        ] {
             if v > MAX_ROWS {
-                return Err(Error::config(key, format!("{v} rows is too many (at most {MAX_ROWS})")));
+                return Err(Error::config(
+                    key,
+                    format!("{v} rows is too many (at most {MAX_ROWS})"),
+                ));
             }
         }
         if o.micro_batch_size > o.batch_size || o.batch_size % o.micro_batch() != 0 {
             return Err(Error::config(
                 "optimizer.micro_batch_size",
-                format!("must divide optimizer.batch_size ({}), got {}", o.batch_size, o.micro_batch_size),
+                format!(
+                    "must divide optimizer.batch_size ({}), got {}",
+                    o.batch_size, o.micro_batch_size
+                ),
             ));
         }
         let s = &self.schedule;
         if !(0.0..=1.0).contains(&s.min_lr_ratio) {
-            return Err(Error::config("schedule.min_lr_ratio", format!("must be in [0, 1], got {}", s.min_lr_ratio)));
+            return Err(Error::config(
+                "schedule.min_lr_ratio",
+                format!("must be in [0, 1], got {}", s.min_lr_ratio),
+            ));
         }
         let b = &self.budget;
-        let set = [b.steps.is_some(), b.epochs.is_some(), b.tokens.is_some()].iter().filter(|&&x| x).count();
+        let set = [b.steps.is_some(), b.epochs.is_some(), b.tokens.is_some()]
+            .iter()
+            .filter(|&&x| x)
+            .count();
         if set != 1 {
-            return Err(Error::config("budget", format!("set exactly one of `steps`, `epochs`, `tokens` (found {set})")));
+            return Err(Error::config(
+                "budget",
+                format!("set exactly one of `steps`, `epochs`, `tokens` (found {set})"),
+            ));
         }
         if b.steps == Some(0) {
             return Err(Error::config("budget.steps", "must be >= 1"));
@@ -330,14 +407,23 @@ impl RunConfig {
         }
         if let Some(e) = b.epochs {
             if !(e.is_finite() && e > 0.0) {
-                return Err(Error::config("budget.epochs", format!("must be a finite number > 0, got {e}")));
+                return Err(Error::config(
+                    "budget.epochs",
+                    format!("must be a finite number > 0, got {e}"),
+                ));
             }
         }
         if self.eval.every_steps > 0 && (self.eval.batches == 0 || self.eval.batch_size == 0) {
-            return Err(Error::config("eval.batches", "eval.batches and eval.batch_size must be >= 1 when eval.every_steps > 0"));
+            return Err(Error::config(
+                "eval.batches",
+                "eval.batches and eval.batch_size must be >= 1 when eval.every_steps > 0",
+            ));
         }
         if self.checkpoint.keep_last == 0 {
-            return Err(Error::config("checkpoint.keep_last", "must be >= 1 (the last checkpoint is needed to resume)"));
+            return Err(Error::config(
+                "checkpoint.keep_last",
+                "must be >= 1 (the last checkpoint is needed to resume)",
+            ));
         }
         if self.run.log_every == 0 {
             return Err(Error::config("run.log_every", "must be >= 1"));
@@ -353,7 +439,8 @@ impl RunConfig {
 
     /// The configuration as TOML text (what `run_config.toml` in the run directory holds).
     pub fn to_toml_string(&self) -> Result<String> {
-        toml::to_string_pretty(self).map_err(|e| Error::Other(format!("cannot write the run config as TOML: {e}")))
+        toml::to_string_pretty(self)
+            .map_err(|e| Error::Other(format!("cannot write the run config as TOML: {e}")))
     }
 }
 
@@ -363,32 +450,44 @@ impl RunConfig {
 fn unknown_field_key(path: &str, message: &str) -> Option<String> {
     let rest = message.strip_prefix("missing field `")?;
     let field = &rest[..rest.find('`')?];
-    Some(if path == "." || path.is_empty() { field.to_string() } else { format!("{path}.{field}") })
+    Some(if path == "." || path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    })
 }
 
 /// Applies one `section.key=value` override to a parsed TOML document. The value is parsed as a TOML
 /// value (`0.1`, `true`, `"text"`, `[1, 2]`, `{ kind = "causal" }`); a bare word is taken as a string.
 pub fn apply_override(root: &mut toml::Value, assignment: &str) -> Result<()> {
-    let (path, raw) = assignment
-        .split_once('=')
-        .ok_or_else(|| Error::config(assignment, "an override must look like `section.key=value`"))?;
+    let (path, raw) = assignment.split_once('=').ok_or_else(|| {
+        Error::config(assignment, "an override must look like `section.key=value`")
+    })?;
     let path = path.trim();
     let raw = raw.trim();
     if path.is_empty() || path.split('.').any(str::is_empty) {
-        return Err(Error::config(path, "an override key must be a dotted path like `optimizer.lr`"));
+        return Err(Error::config(
+            path,
+            "an override key must be a dotted path like `optimizer.lr`",
+        ));
     }
     let value = parse_value(raw);
     let mut node = root;
     let parts: Vec<&str> = path.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
-        let table = node
-            .as_table_mut()
-            .ok_or_else(|| Error::config(parts[..i].join("."), "is not a table, cannot set a key inside it"))?;
+        let table = node.as_table_mut().ok_or_else(|| {
+            Error::config(
+                parts[..i].join("."),
+                "is not a table, cannot set a key inside it",
+            )
+        })?;
         if i + 1 == parts.len() {
             table.insert((*part).to_string(), value);
             return Ok(());
         }
-        node = table.entry((*part).to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = table
+            .entry((*part).to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
     }
     Ok(())
 }
@@ -396,7 +495,9 @@ pub fn apply_override(root: &mut toml::Value, assignment: &str) -> Result<()> {
 fn parse_value(raw: &str) -> toml::Value {
     // Parse `x = <raw>` so every TOML value form works, including inline tables.
     match format!("x = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("x").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("x")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -426,39 +527,76 @@ mod tests {
 
     #[test]
     fn data_and_masking_sections_are_checked_with_their_paths() {
-        let c = RunConfig::from_toml_str(MINIMAL, &["data.seq_len=64".into(), "masking.rate=0.3".into()]).unwrap();
+        let c = RunConfig::from_toml_str(
+            MINIMAL,
+            &["data.seq_len=64".into(), "masking.rate=0.3".into()],
+        )
+        .unwrap();
         assert_eq!(c.data.seq_len, 64);
         assert_eq!(c.masking.rate, 0.3);
-        let (key, _) = config_key(RunConfig::from_toml_str(MINIMAL, &["data.seq_len=2".into()]));
+        let (key, _) = config_key(RunConfig::from_toml_str(
+            MINIMAL,
+            &["data.seq_len=2".into()],
+        ));
         assert_eq!(key, "data.seq_len");
-        let (key, _) = config_key(RunConfig::from_toml_str(MINIMAL, &["masking.rate=1.5".into()]));
+        let (key, _) = config_key(RunConfig::from_toml_str(
+            MINIMAL,
+            &["masking.rate=1.5".into()],
+        ));
         assert_eq!(key, "masking.rate");
-        let (key, _) = config_key(RunConfig::from_toml_str(MINIMAL, &["data.tokenizer.bogus=1".into()]));
+        let (key, _) = config_key(RunConfig::from_toml_str(
+            MINIMAL,
+            &["data.tokenizer.bogus=1".into()],
+        ));
         assert_eq!(key, "data.tokenizer.bogus");
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_their_path() {
-        let (key, msg) = config_key(RunConfig::from_toml_str("[budget]\nsteps = 1\n[optimizer]\nlrr = 0.1\n", &[]));
+        let (key, msg) = config_key(RunConfig::from_toml_str(
+            "[budget]\nsteps = 1\n[optimizer]\nlrr = 0.1\n",
+            &[],
+        ));
         assert_eq!(key, "optimizer.lrr");
-        assert!(msg.contains("`lr`"), "message should list allowed keys: {msg}");
-        let (key, _) = config_key(RunConfig::from_toml_str("[budget]\nsteps = 1\n[bogus]\nx = 1\n", &[]));
+        assert!(
+            msg.contains("`lr`"),
+            "message should list allowed keys: {msg}"
+        );
+        let (key, _) = config_key(RunConfig::from_toml_str(
+            "[budget]\nsteps = 1\n[bogus]\nx = 1\n",
+            &[],
+        ));
         assert_eq!(key, "bogus");
-        let (key, _) = config_key(RunConfig::from_toml_str("[budget]\nsteps = 1\n[model]\nd_modle = 3\n", &[]));
+        let (key, _) = config_key(RunConfig::from_toml_str(
+            "[budget]\nsteps = 1\n[model]\nd_modle = 3\n",
+            &[],
+        ));
         assert_eq!(key, "model.d_modle");
     }
 
     #[test]
     fn wrong_types_and_bad_values_name_the_key() {
-        let (key, _) = config_key(RunConfig::from_toml_str("[budget]\nsteps = 1\n[optimizer]\nlr = \"fast\"\n", &[]));
+        let (key, _) = config_key(RunConfig::from_toml_str(
+            "[budget]\nsteps = 1\n[optimizer]\nlr = \"fast\"\n",
+            &[],
+        ));
         assert_eq!(key, "optimizer.lr");
-        let (key, msg) = config_key(RunConfig::from_toml_str("[budget]\nsteps = 1\n[optimizer]\nlr = -1.0\n", &[]));
+        let (key, msg) = config_key(RunConfig::from_toml_str(
+            "[budget]\nsteps = 1\n[optimizer]\nlr = -1.0\n",
+            &[],
+        ));
         assert_eq!(key, "optimizer.lr");
         assert!(msg.contains("> 0"));
-        let (key, msg) = config_key(RunConfig::from_toml_str("[budget]\nsteps = 1\n[schedule]\ndecay = \"exp\"\n", &[]));
+        let (key, msg) = config_key(RunConfig::from_toml_str(
+            "[budget]\nsteps = 1\n[schedule]\ndecay = \"exp\"\n",
+            &[],
+        ));
         assert_eq!(key, "schedule.decay");
         assert!(msg.contains("cosine"), "{msg}");
-        let (key, _) = config_key(RunConfig::from_toml_str("[budget]\nsteps = 1\nepochs = 2\n", &[]));
+        let (key, _) = config_key(RunConfig::from_toml_str(
+            "[budget]\nsteps = 1\nepochs = 2\n",
+            &[],
+        ));
         assert_eq!(key, "budget");
         let (key, _) = config_key(RunConfig::from_toml_str(
             "[budget]\nsteps = 1\n[optimizer]\nbatch_size = 12\nmicro_batch_size = 5\n",
@@ -471,22 +609,42 @@ mod tests {
 
     #[test]
     fn overrides_apply_before_validation() {
-        let sets = vec!["optimizer.lr=0.25".to_string(), "run.output_dir=out/x".to_string(), "model.attention={ kind = \"causal\" }".to_string()];
+        let sets = vec![
+            "optimizer.lr=0.25".to_string(),
+            "run.output_dir=out/x".to_string(),
+            "model.attention={ kind = \"causal\" }".to_string(),
+        ];
         let c = RunConfig::from_toml_str(MINIMAL, &sets).unwrap();
         assert_eq!(c.optimizer.lr, 0.25);
         assert_eq!(c.run.output_dir, PathBuf::from("out/x"));
-        assert_eq!(c.model.attention, crate::attention::AttentionMaskSpec::Causal);
-        let (key, _) = config_key(RunConfig::from_toml_str(MINIMAL, &["optimizer.nope=1".to_string()]));
+        assert_eq!(
+            c.model.attention,
+            crate::attention::AttentionMaskSpec::Causal
+        );
+        let (key, _) = config_key(RunConfig::from_toml_str(
+            MINIMAL,
+            &["optimizer.nope=1".to_string()],
+        ));
         assert_eq!(key, "optimizer.nope");
-        let (key, _) = config_key(RunConfig::from_toml_str(MINIMAL, &["optimizer.lr".to_string()]));
+        let (key, _) = config_key(RunConfig::from_toml_str(
+            MINIMAL,
+            &["optimizer.lr".to_string()],
+        ));
         assert_eq!(key, "optimizer.lr");
-        let (key, _) = config_key(RunConfig::from_toml_str(MINIMAL, &["budget.steps.x=1".to_string()]));
+        let (key, _) = config_key(RunConfig::from_toml_str(
+            MINIMAL,
+            &["budget.steps.x=1".to_string()],
+        ));
         assert_eq!(key, "budget.steps");
     }
 
     #[test]
     fn round_trips_through_toml() {
-        let c = RunConfig::from_toml_str("[budget]\nepochs = 1.5\n[schedule]\ndecay = \"cosine\"\nwarmup_steps = 7\n", &[]).unwrap();
+        let c = RunConfig::from_toml_str(
+            "[budget]\nepochs = 1.5\n[schedule]\ndecay = \"cosine\"\nwarmup_steps = 7\n",
+            &[],
+        )
+        .unwrap();
         let text = c.to_toml_string().unwrap();
         assert_eq!(RunConfig::from_toml_str(&text, &[]).unwrap(), c);
     }
@@ -499,7 +657,9 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             // compare*.toml are comparison configs, guarded by `experiment::config`'s tests.
-            let comparison = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("compare"));
+            let comparison = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("compare"));
             if path.extension().is_some_and(|e| e == "toml") && !comparison {
                 RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 n += 1;
@@ -510,11 +670,20 @@ mod tests {
 
     #[test]
     fn budget_resolves_to_steps() {
-        let b = BudgetConfig { epochs: Some(2.0), ..Default::default() };
+        let b = BudgetConfig {
+            epochs: Some(2.0),
+            ..Default::default()
+        };
         assert_eq!(b.total_steps(100, 32, 128), 7); // ceil(200 / 32)
-        let b = BudgetConfig { tokens: Some(10_000), ..Default::default() };
+        let b = BudgetConfig {
+            tokens: Some(10_000),
+            ..Default::default()
+        };
         assert_eq!(b.total_steps(100, 8, 128), 10); // ceil(10000 / 1024)
-        let b = BudgetConfig { steps: Some(5), ..Default::default() };
+        let b = BudgetConfig {
+            steps: Some(5),
+            ..Default::default()
+        };
         assert_eq!(b.total_steps(1, 1, 1), 5);
     }
 }

@@ -53,15 +53,26 @@ impl MetricsWriter {
             Some(n) => truncate_after(&path, n)?,
             None => remove_earlier_sessions(run_dir)?,
         }
-        let jsonl = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let jsonl = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
         let tensorboard = if tensorboard {
             // The first step this session logs is resume_step + 1; TensorBoard drops older files'
             // events from that step on (orphans of the interrupted session).
-            Some(EventWriter::create(&run_dir.join("tensorboard"), resume_step.map_or(0, |s| s + 1))?)
+            Some(EventWriter::create(
+                &run_dir.join("tensorboard"),
+                resume_step.map_or(0, |s| s + 1),
+            )?)
         } else {
             None
         };
-        Ok(Self { path, jsonl, tensorboard })
+        Ok(Self {
+            path,
+            jsonl,
+            tensorboard,
+        })
     }
 
     pub fn train(&mut self, r: &TrainRecord) -> Result<()> {
@@ -91,7 +102,11 @@ impl MetricsWriter {
         v["step"] = step.into();
         self.line(&v)?;
         if let Some(tb) = &mut self.tensorboard {
-            let mut scalars = vec![("eval/loss", r.loss), ("eval/accuracy", r.accuracy), ("eval/perplexity", r.perplexity)];
+            let mut scalars = vec![
+                ("eval/loss", r.loss),
+                ("eval/accuracy", r.accuracy),
+                ("eval/perplexity", r.perplexity),
+            ];
             if let Some(p) = r.pseudo_perplexity {
                 scalars.push(("eval/pseudo_perplexity", p));
             }
@@ -109,7 +124,9 @@ impl MetricsWriter {
     fn line(&mut self, v: &serde_json::Value) -> Result<()> {
         let mut text = v.to_string();
         text.push('\n');
-        self.jsonl.write_all(text.as_bytes()).map_err(|e| Error::io(&self.path, e))
+        self.jsonl
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io(&self.path, e))
     }
 }
 
@@ -122,10 +139,16 @@ fn remove_earlier_sessions(run_dir: &Path) -> Result<()> {
         _ => {}
     }
     let tb = run_dir.join("tensorboard");
-    let Ok(entries) = std::fs::read_dir(&tb) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(&tb) else {
+        return Ok(());
+    };
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(&tb, e))?;
-        if entry.file_name().to_string_lossy().starts_with("events.out.tfevents.") {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("events.out.tfevents.")
+        {
             std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
         }
     }
@@ -143,8 +166,13 @@ fn truncate_after(path: &Path, n: u64) -> Result<()> {
     let mut kept = String::new();
     for line in BufReader::new(file).lines() {
         let line = line.map_err(|e| Error::io(path, e))?;
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        if v.get("step").and_then(|s| s.as_u64()).is_some_and(|s| s <= n) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v.get("step")
+            .and_then(|s| s.as_u64())
+            .is_some_and(|s| s <= n)
+        {
             kept.push_str(&line);
             kept.push('\n');
         }
@@ -159,10 +187,13 @@ pub fn read_train_records(path: &Path) -> Result<Vec<TrainRecord>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut out = Vec::new();
     for line in text.lines() {
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| Error::data(path, format!("bad metrics line: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| Error::data(path, format!("bad metrics line: {e}")))?;
         if v.get("kind").and_then(|k| k.as_str()) == Some("train") {
-            out.push(serde_json::from_value(v).map_err(|e| Error::data(path, format!("bad train record: {e}")))?);
+            out.push(
+                serde_json::from_value(v)
+                    .map_err(|e| Error::data(path, format!("bad train record: {e}")))?,
+            );
         }
     }
     Ok(out)
@@ -173,7 +204,16 @@ mod tests {
     use super::*;
 
     fn rec(step: u64) -> TrainRecord {
-        TrainRecord { step, tokens: step * 10, loss: 1.0 / step as f64, lr: 0.1, grad_norm: 1.0, tokens_per_s: 5.0, mask_rate: 0.15, skipped_steps: 0 }
+        TrainRecord {
+            step,
+            tokens: step * 10,
+            loss: 1.0 / step as f64,
+            lr: 0.1,
+            grad_norm: 1.0,
+            tokens_per_s: 5.0,
+            mask_rate: 0.15,
+            skipped_steps: 0,
+        }
     }
 
     #[test]
@@ -192,13 +232,21 @@ mod tests {
         let mut m = MetricsWriter::open(dir.path(), Some(4), false).unwrap();
         m.train(&rec(5)).unwrap();
         drop(m);
-        let steps: Vec<u64> = read_train_records(&path).unwrap().iter().map(|r| r.step).collect();
+        let steps: Vec<u64> = read_train_records(&path)
+            .unwrap()
+            .iter()
+            .map(|r| r.step)
+            .collect();
         assert_eq!(steps, vec![1, 2, 3, 4, 5]);
         // A fresh run in the directory (the earlier one never reached a checkpoint) starts empty.
         let mut m = MetricsWriter::open(dir.path(), None, false).unwrap();
         m.train(&rec(1)).unwrap();
         drop(m);
-        let steps: Vec<u64> = read_train_records(&path).unwrap().iter().map(|r| r.step).collect();
+        let steps: Vec<u64> = read_train_records(&path)
+            .unwrap()
+            .iter()
+            .map(|r| r.step)
+            .collect();
         assert_eq!(steps, vec![1]);
     }
 }

@@ -36,8 +36,16 @@ impl Optimizer {
 
     /// One AdamW update of every tensor in `tensors` (views into `params` and `grads`) at rate `lr`.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], tensors: &[TensorInfo], lr: f32) {
-        assert_eq!(params.len(), self.m.len(), "optimizer state and parameters differ in size");
-        assert_eq!(grads.len(), params.len(), "gradients and parameters differ in size");
+        assert_eq!(
+            params.len(),
+            self.m.len(),
+            "optimizer state and parameters differ in size"
+        );
+        assert_eq!(
+            grads.len(),
+            params.len(),
+            "gradients and parameters differ in size"
+        );
         self.t += 1;
         for info in tensors {
             let r = info.offset..info.offset + info.numel();
@@ -46,9 +54,20 @@ impl Optimizer {
                 beta1: self.beta1,
                 beta2: self.beta2,
                 eps: self.eps,
-                weight_decay: if info.weight_decay { self.weight_decay } else { 0.0 },
+                weight_decay: if info.weight_decay {
+                    self.weight_decay
+                } else {
+                    0.0
+                },
             };
-            adamw_update(&mut params[r.clone()], &grads[r.clone()], &mut self.m[r.clone()], &mut self.v[r], &hp, self.t);
+            adamw_update(
+                &mut params[r.clone()],
+                &grads[r.clone()],
+                &mut self.m[r.clone()],
+                &mut self.v[r],
+                &hp,
+                self.t,
+            );
         }
     }
 }
@@ -58,12 +77,21 @@ mod tests {
     use super::*;
 
     fn info(name: &str, offset: usize, shape: Vec<usize>, weight_decay: bool) -> TensorInfo {
-        TensorInfo { name: name.into(), offset, shape, weight_decay }
+        TensorInfo {
+            name: name.into(),
+            offset,
+            shape,
+            weight_decay,
+        }
     }
 
     #[test]
     fn decay_only_on_flagged_tensors_and_matches_a_hand_step() {
-        let cfg = OptimizerConfig { lr: 0.1, weight_decay: 0.5, ..Default::default() };
+        let cfg = OptimizerConfig {
+            lr: 0.1,
+            weight_decay: 0.5,
+            ..Default::default()
+        };
         let tensors = vec![info("w", 0, vec![2, 2], true), info("b", 4, vec![2], false)];
         let mut opt = Optimizer::new(&cfg, 6);
         let mut p = vec![1.0f32; 6];
@@ -75,7 +103,13 @@ mod tests {
         }
         assert_eq!(&p[4..], &[1.0, 1.0]);
         // A first step with gradient g moves each parameter by about lr * sign(g) (bias-corrected).
-        let mut opt = Optimizer::new(&OptimizerConfig { weight_decay: 0.0, ..cfg }, 6);
+        let mut opt = Optimizer::new(
+            &OptimizerConfig {
+                weight_decay: 0.0,
+                ..cfg
+            },
+            6,
+        );
         let mut p = vec![0.0f32; 6];
         let g = vec![0.3, -2.0, 5.0, -0.01, 1.0, 1.0];
         opt.step(&mut p, &g, &tensors, 0.1);

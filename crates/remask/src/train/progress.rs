@@ -28,16 +28,31 @@ impl Progress {
         let terminal = std::io::stderr().is_terminal();
         match mode {
             ProgressMode::Auto if terminal => {
-                let bar = ProgressBar::with_draw_target(Some(total_steps), ProgressDrawTarget::stderr());
-                let style = ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+                let bar =
+                    ProgressBar::with_draw_target(Some(total_steps), ProgressDrawTarget::stderr());
+                let style = ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
                 bar.set_style(style);
                 bar.set_position(start_step);
                 bar.reset_eta();
-                Self { bar: Some(bar), lines: false, total: total_steps }
+                Self {
+                    bar: Some(bar),
+                    lines: false,
+                    total: total_steps,
+                }
             }
-            ProgressMode::Auto | ProgressMode::Lines => Self { bar: None, lines: true, total: total_steps },
-            ProgressMode::Quiet => Self { bar: None, lines: false, total: total_steps },
+            ProgressMode::Auto | ProgressMode::Lines => Self {
+                bar: None,
+                lines: true,
+                total: total_steps,
+            },
+            ProgressMode::Quiet => Self {
+                bar: None,
+                lines: false,
+                total: total_steps,
+            },
         }
     }
 

@@ -42,7 +42,10 @@ pub fn open_run_data(cfg: &RunConfig, run_dir: &Path) -> Result<RunData> {
     let train = Loader::open(&data_dir, Split::Train, task, &cfg.masking)?;
     check_vocab(cfg, &train)?;
     if train.num_rows() == 0 {
-        return Err(Error::data(&data_dir, "the training split is empty: add more input text or lower data.validation_share"));
+        return Err(Error::data(
+            &data_dir,
+            "the training split is empty: add more input text or lower data.validation_share",
+        ));
     }
     let (eval, _) = open_validation(cfg, &data_dir)?;
     let specials = train.specials();
@@ -57,7 +60,12 @@ pub fn open_run_data(cfg: &RunConfig, run_dir: &Path) -> Result<RunData> {
 
 /// The fixed validation batches of a prepared directory for `cfg` (and the loader they came from).
 pub fn open_validation(cfg: &RunConfig, data_dir: &Path) -> Result<(Vec<Batch>, Loader)> {
-    let mut val = Loader::open(data_dir, Split::Validation, task_for(cfg.model.arch), &cfg.masking)?;
+    let mut val = Loader::open(
+        data_dir,
+        Split::Validation,
+        task_for(cfg.model.arch),
+        &cfg.masking,
+    )?;
     check_vocab(cfg, &val)?;
     let mut eval = val.eval_batches(cfg.eval.batch_size.max(1))?;
     if cfg.eval.batches > 0 {
@@ -81,7 +89,11 @@ fn check_vocab(cfg: &RunConfig, loader: &Loader) -> Result<()> {
     if loader.seq_len() > cfg.model.max_positions {
         return Err(Error::config(
             "model.max_positions",
-            format!("{} is smaller than the data's rows of {} tokens", cfg.model.max_positions, loader.seq_len()),
+            format!(
+                "{} is smaller than the data's rows of {} tokens",
+                cfg.model.max_positions,
+                loader.seq_len()
+            ),
         ));
     }
     Ok(())

@@ -15,7 +15,13 @@ pub struct LrSchedule {
 
 impl LrSchedule {
     pub fn new(peak: f32, cfg: &ScheduleConfig, total_steps: u64) -> Self {
-        Self { peak, warmup_steps: cfg.warmup_steps, total_steps, decay: cfg.decay, min_lr_ratio: cfg.min_lr_ratio }
+        Self {
+            peak,
+            warmup_steps: cfg.warmup_steps,
+            total_steps,
+            decay: cfg.decay,
+            min_lr_ratio: cfg.min_lr_ratio,
+        }
     }
 
     /// Learning rate of the update made at 0-based `step`.
@@ -28,11 +34,14 @@ impl LrSchedule {
         let floor = peak * self.min_lr_ratio as f64;
         let span = self.total_steps.saturating_sub(self.warmup_steps).max(1);
         // Progress through the decay phase: 0 at the first post-warmup step, 1 at the last step.
-        let done = ((step - self.warmup_steps) as f64 / (span.saturating_sub(1)).max(1) as f64).min(1.0);
+        let done =
+            ((step - self.warmup_steps) as f64 / (span.saturating_sub(1)).max(1) as f64).min(1.0);
         let lr = match self.decay {
             Decay::Constant => peak,
             Decay::Linear => floor + (peak - floor) * (1.0 - done),
-            Decay::Cosine => floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * done).cos()),
+            Decay::Cosine => {
+                floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * done).cos())
+            }
         };
         lr as f32
     }
@@ -43,7 +52,15 @@ mod tests {
     use super::*;
 
     fn sched(decay: Decay, warmup: u64, total: u64, min: f32) -> LrSchedule {
-        LrSchedule::new(1.0, &ScheduleConfig { warmup_steps: warmup, decay, min_lr_ratio: min }, total)
+        LrSchedule::new(
+            1.0,
+            &ScheduleConfig {
+                warmup_steps: warmup,
+                decay,
+                min_lr_ratio: min,
+            },
+            total,
+        )
     }
 
     #[test]
@@ -57,9 +74,19 @@ mod tests {
     fn linear_and_cosine_end_at_the_floor_and_are_monotone() {
         for decay in [Decay::Linear, Decay::Cosine] {
             let s = sched(decay, 3, 13, 0.1);
-            assert!((s.lr(3) - 1.0).abs() < 1e-6, "{decay:?} starts decay at the peak");
-            assert!((s.lr(12) - 0.1).abs() < 1e-6, "{decay:?} ends at the floor: {}", s.lr(12));
-            assert!((s.lr(100) - 0.1).abs() < 1e-6, "{decay:?} stays at the floor");
+            assert!(
+                (s.lr(3) - 1.0).abs() < 1e-6,
+                "{decay:?} starts decay at the peak"
+            );
+            assert!(
+                (s.lr(12) - 0.1).abs() < 1e-6,
+                "{decay:?} ends at the floor: {}",
+                s.lr(12)
+            );
+            assert!(
+                (s.lr(100) - 0.1).abs() < 1e-6,
+                "{decay:?} stays at the floor"
+            );
             for i in 3..12 {
                 assert!(s.lr(i + 1) <= s.lr(i), "{decay:?} decreases at {i}");
             }

@@ -29,11 +29,23 @@ impl EventWriter {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let now = wall_time();
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-        let name = format!("events.out.tfevents.{}.{}.{}", now as u64, host, std::process::id());
+        let name = format!(
+            "events.out.tfevents.{}.{}.{}",
+            now as u64,
+            host,
+            std::process::id()
+        );
         let path = dir.join(name);
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let mut w = Self { path, out: BufWriter::new(file) };
-        w.write_event(&encode_event(now, 0, EventBody::FileVersion("brain.Event:2")))?;
+        let mut w = Self {
+            path,
+            out: BufWriter::new(file),
+        };
+        w.write_event(&encode_event(
+            now,
+            0,
+            EventBody::FileVersion("brain.Event:2"),
+        ))?;
         if first_step > 0 {
             w.write_event(&encode_event(now, first_step, EventBody::SessionStart))?;
         }
@@ -57,12 +69,17 @@ impl EventWriter {
 
     fn write_event(&mut self, payload: &[u8]) -> Result<()> {
         let record = tfrecord(payload);
-        self.out.write_all(&record).map_err(|e| Error::io(&self.path, e))
+        self.out
+            .write_all(&record)
+            .map_err(|e| Error::io(&self.path, e))
     }
 }
 
 fn wall_time() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// TFRecord's CRC: CRC-32C rotated right by 15 bits plus a constant.
@@ -146,7 +163,11 @@ pub fn read_records(path: &Path) -> Result<Vec<Vec<u8>>> {
         }
         let len_bytes = &data[at..at + 8];
         let len = u64::from_le_bytes(len_bytes.try_into().map_err(|_| corrupt("length"))?) as usize;
-        let crc = u32::from_le_bytes(data[at + 8..at + 12].try_into().map_err(|_| corrupt("length crc"))?);
+        let crc = u32::from_le_bytes(
+            data[at + 8..at + 12]
+                .try_into()
+                .map_err(|_| corrupt("length crc"))?,
+        );
         if crc != masked_crc32c(len_bytes) {
             return Err(corrupt("length CRC mismatch"));
         }
@@ -155,7 +176,11 @@ pub fn read_records(path: &Path) -> Result<Vec<Vec<u8>>> {
             return Err(corrupt("truncated payload"));
         }
         let payload = &data[start..start + len];
-        let crc = u32::from_le_bytes(data[start + len..start + len + 4].try_into().map_err(|_| corrupt("crc"))?);
+        let crc = u32::from_le_bytes(
+            data[start + len..start + len + 4]
+                .try_into()
+                .map_err(|_| corrupt("crc"))?,
+        );
         if crc != masked_crc32c(payload) {
             return Err(corrupt("payload CRC mismatch"));
         }
@@ -173,7 +198,10 @@ mod tests {
     fn crc32c_matches_the_known_check_value() {
         // CRC-32C of "123456789" is 0xE3069283 (RFC 3720 check value).
         assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
-        assert_eq!(masked_crc32c(b"123456789"), 0xe306_9283u32.rotate_right(15).wrapping_add(0xa282_ead8));
+        assert_eq!(
+            masked_crc32c(b"123456789"),
+            0xe306_9283u32.rotate_right(15).wrapping_add(0xa282_ead8)
+        );
     }
 
     #[test]
@@ -182,7 +210,7 @@ mod tests {
         let mut want = vec![0x09];
         want.extend_from_slice(&1.5f64.to_le_bytes());
         want.extend_from_slice(&[0x10, 0xac, 0x02]); // 300 as a varint
-        // summary (field 5): value (field 1) { tag "loss", simple_value 2.0 }
+                                                     // summary (field 5): value (field 1) { tag "loss", simple_value 2.0 }
         let value: Vec<u8> = [&[0x0a, 4][..], b"loss", &[0x15], &2.0f32.to_le_bytes()].concat();
         let summary: Vec<u8> = [&[0x0a, value.len() as u8][..], &value].concat();
         want.extend_from_slice(&[0x2a, summary.len() as u8]);
@@ -194,10 +222,15 @@ mod tests {
     fn written_file_reads_back_with_valid_crcs() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = EventWriter::create(dir.path(), 5).unwrap();
-        w.scalars(6, &[("train/loss", 1.25), ("train/lr", 1e-3)]).unwrap();
+        w.scalars(6, &[("train/loss", 1.25), ("train/lr", 1e-3)])
+            .unwrap();
         w.flush().unwrap();
         let recs = read_records(w.path()).unwrap();
-        assert_eq!(recs.len(), 3, "file_version, session start, one scalar event");
+        assert_eq!(
+            recs.len(),
+            3,
+            "file_version, session start, one scalar event"
+        );
         assert!(recs[0].ends_with(b"brain.Event:2"));
         assert!(recs[2].windows(10).any(|x| x == b"train/loss"));
         // Corrupting one byte is detected.

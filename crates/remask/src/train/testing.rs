@@ -48,15 +48,35 @@ impl BigramModel {
     pub fn from_config(config: ModelConfig, seed: u64) -> Self {
         let v = config.vocab_size;
         let tensors = vec![
-            TensorInfo { name: "bigram.weight".into(), offset: 0, shape: vec![v + 1, v], weight_decay: true },
-            TensorInfo { name: "bigram.bias".into(), offset: (v + 1) * v, shape: vec![v], weight_decay: false },
+            TensorInfo {
+                name: "bigram.weight".into(),
+                offset: 0,
+                shape: vec![v + 1, v],
+                weight_decay: true,
+            },
+            TensorInfo {
+                name: "bigram.bias".into(),
+                offset: (v + 1) * v,
+                shape: vec![v],
+                weight_decay: false,
+            },
         ];
         let n = (v + 1) * v + v;
         let mut rng = KeyedRng::new(seed, Purpose::Init, 0, 0);
         let mut params: Vec<f32> = (0..n).map(|_| 0.02 * rng.normal()).collect();
         params[(v + 1) * v..].iter_mut().for_each(|x| *x = 0.0);
         let dropout = config.dropout;
-        Self { config, tensors, params, grads: vec![0.0; n], label_losses: Vec::new(), dropout, poison_samples: Vec::new(), logits_buf: Vec::new(), step_delay: Default::default() }
+        Self {
+            config,
+            tensors,
+            params,
+            grads: vec![0.0; n],
+            label_losses: Vec::new(),
+            dropout,
+            poison_samples: Vec::new(),
+            logits_buf: Vec::new(),
+            step_delay: Default::default(),
+        }
     }
 
     fn vocab(&self) -> usize {
@@ -86,8 +106,13 @@ impl BigramModel {
     fn keep_scale(&self, dropout_key: Option<u64>, j: usize) -> f32 {
         match dropout_key {
             Some(k) if self.dropout > 0.0 => {
-                let u = (mix64(k ^ (j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 40) as f32 / (1u64 << 24) as f32;
-                if u < self.dropout { 0.0 } else { 1.0 / (1.0 - self.dropout) }
+                let u = (mix64(k ^ (j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 40) as f32
+                    / (1u64 << 24) as f32;
+                if u < self.dropout {
+                    0.0
+                } else {
+                    1.0 / (1.0 - self.dropout)
+                }
             }
             _ => 1.0,
         }
@@ -99,7 +124,10 @@ impl BigramModel {
         let mut stats = StepStats::default();
         self.label_losses.clear();
         let mut logits = vec![0.0f32; v];
-        let poisoned = batch.sample_ids.iter().any(|s| self.poison_samples.contains(s));
+        let poisoned = batch
+            .sample_ids
+            .iter()
+            .any(|s| self.poison_samples.contains(s));
         for r in 0..batch.batch_size {
             for p in 0..t {
                 let i = r * t + p;
@@ -108,11 +136,23 @@ impl BigramModel {
                     continue;
                 }
                 if label < 0 || label as usize >= v {
-                    return Err(Error::shape("batch.labels", format!("a token id < {v}"), label));
+                    return Err(Error::shape(
+                        "batch.labels",
+                        format!("a token id < {v}"),
+                        label,
+                    ));
                 }
-                let prev = if p == 0 || batch.positions[i] == 0 { v } else { batch.input_ids[i - 1] as usize };
+                let prev = if p == 0 || batch.positions[i] == 0 {
+                    v
+                } else {
+                    batch.input_ids[i - 1] as usize
+                };
                 if prev > v {
-                    return Err(Error::shape("batch.input_ids", format!("a token id < {v}"), prev));
+                    return Err(Error::shape(
+                        "batch.input_ids",
+                        format!("a token id < {v}"),
+                        prev,
+                    ));
                 }
                 let dkey = backward.map(|(_, k)| mix64(k ^ i as u64));
                 self.row_logits(&mut logits, prev, dkey);
@@ -168,7 +208,12 @@ fn softmax_ce(logits: &mut [f32], target: usize) -> (f32, Vec<f32>) {
 
 impl TrainModel for BigramModel {
     crate::model::train_model_buffers!();
-    fn forward_backward(&mut self, batch: &Batch, grad_scale: f32, dropout_key: u64) -> Result<StepStats> {
+    fn forward_backward(
+        &mut self,
+        batch: &Batch,
+        grad_scale: f32,
+        dropout_key: u64,
+    ) -> Result<StepStats> {
         if !self.step_delay.is_zero() {
             std::thread::sleep(self.step_delay);
         }
@@ -187,7 +232,11 @@ impl TrainModel for BigramModel {
         for r in 0..batch.batch_size {
             for p in 0..t {
                 let i = r * t + p;
-                let prev = if p == 0 || batch.positions[i] == 0 { v } else { (batch.input_ids[i - 1] as usize).min(v) };
+                let prev = if p == 0 || batch.positions[i] == 0 {
+                    v
+                } else {
+                    (batch.input_ids[i - 1] as usize).min(v)
+                };
                 self.row_logits(&mut out[i * v..(i + 1) * v], prev, None);
             }
         }
@@ -221,8 +270,24 @@ pub struct SyntheticSource {
 }
 
 impl SyntheticSource {
-    pub fn new(num_samples: u64, seq_len: usize, vocab: usize, seed: u64, task: TaskKind, adaptive: bool) -> Self {
-        Self { num_samples, seq_len, vocab, seed, task, adaptive, ema_loss: 1.0, feedbacks: 0 }
+    pub fn new(
+        num_samples: u64,
+        seq_len: usize,
+        vocab: usize,
+        seed: u64,
+        task: TaskKind,
+        adaptive: bool,
+    ) -> Self {
+        Self {
+            num_samples,
+            seq_len,
+            vocab,
+            seed,
+            task,
+            adaptive,
+            ema_loss: 1.0,
+            feedbacks: 0,
+        }
     }
 
     /// The id used for hidden tokens.
@@ -232,7 +297,11 @@ impl SyntheticSource {
 
     /// The masking rate currently in force.
     pub fn rate(&self, base: f32) -> f32 {
-        if self.adaptive { (base as f64 * (0.5 + self.ema_loss / 4.0)).clamp(0.05, 0.9) as f32 } else { base }
+        if self.adaptive {
+            (base as f64 * (0.5 + self.ema_loss / 4.0)).clamp(0.05, 0.9) as f32
+        } else {
+            base
+        }
     }
 
     fn row_tokens(&self, row: u64) -> Vec<u32> {
@@ -243,7 +312,11 @@ impl SyntheticSource {
         let mut cur = rng.below(n);
         for _ in 0..len {
             toks.push(cur as u32);
-            cur = if rng.next_f32() < 0.2 { rng.below(n) } else { (cur * 3 + 1) % n };
+            cur = if rng.next_f32() < 0.2 {
+                rng.below(n)
+            } else {
+                (cur * 3 + 1) % n
+            };
         }
         toks
     }
@@ -314,8 +387,14 @@ impl BatchSource for SyntheticSource {
             return Ok(());
         }
         let bad = || Error::Other(format!("synthetic source: bad saved state {state}"));
-        self.ema_loss = state.get("ema_loss").and_then(|x| x.as_f64()).ok_or_else(bad)?;
-        self.feedbacks = state.get("feedbacks").and_then(|x| x.as_u64()).ok_or_else(bad)?;
+        self.ema_loss = state
+            .get("ema_loss")
+            .and_then(|x| x.as_f64())
+            .ok_or_else(bad)?;
+        self.feedbacks = state
+            .get("feedbacks")
+            .and_then(|x| x.as_u64())
+            .ok_or_else(bad)?;
         Ok(())
     }
 }
@@ -348,10 +427,17 @@ mod tests {
             let down = m.run(&b, Some((0.0, key))).unwrap().loss_sum;
             m.params[i] = orig;
             let fd = (up - down) / (2.0 * eps as f64);
-            assert!((fd - g[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()), "param {i}: fd {fd} vs grad {}", g[i]);
+            assert!(
+                (fd - g[i] as f64).abs() < 2e-2 * (1.0 + fd.abs()),
+                "param {i}: fd {fd} vs grad {}",
+                g[i]
+            );
             checked += usize::from(g[i] != 0.0);
         }
-        assert!(checked > 10, "only {checked} non-zero gradients: the test checks too little");
+        assert!(
+            checked > 10,
+            "only {checked} non-zero gradients: the test checks too little"
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ use std::time::Instant;
 use remask_kernels::clip::{clip_grad_norm, grad_norm};
 use remask_kernels::rng::{key, Purpose};
 
-use super::checkpoint::{self, CheckpointData, LoadedCheckpoint, MetricsWindow as Window, TrainerState, FORMAT_VERSION};
+use super::checkpoint::{
+    self, CheckpointData, LoadedCheckpoint, MetricsWindow as Window, TrainerState, FORMAT_VERSION,
+};
 use super::config::RunConfig;
 use super::metrics::{MetricsWriter, TrainRecord};
 use super::optimizer::Optimizer;
@@ -122,10 +124,20 @@ pub struct Trainer<M: TrainModel, S: BatchSource> {
 
 impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     /// Starts a fresh run in `run_dir`, which must not already hold checkpoints.
-    pub fn new(model: M, mut source: S, eval_batches: Vec<Batch>, cfg: RunConfig, run_dir: &Path, opts: TrainerOptions) -> Result<Self> {
+    pub fn new(
+        model: M,
+        mut source: S,
+        eval_batches: Vec<Batch>,
+        cfg: RunConfig,
+        run_dir: &Path,
+        opts: TrainerOptions,
+    ) -> Result<Self> {
         cfg.validate()?;
         if let Some(diff) = checkpoint::config_difference(&cfg.model, model.config()) {
-            return Err(Error::config("model", format!("the model does not match the run config ({diff})")));
+            return Err(Error::config(
+                "model",
+                format!("the model does not match the run config ({diff})"),
+            ));
         }
         if !checkpoint::list_complete(run_dir)?.is_empty() {
             return Err(Error::Checkpoint {
@@ -146,7 +158,9 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         } else {
             1
         };
-        let total_steps = cfg.budget.total_steps(num_samples, cfg.optimizer.batch_size, seq_len);
+        let total_steps = cfg
+            .budget
+            .total_steps(num_samples, cfg.optimizer.batch_size, seq_len);
         let state = TrainerState {
             format_version: FORMAT_VERSION,
             total_steps,
@@ -154,8 +168,21 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             source_state: source.state(),
             ..Default::default()
         };
-        let metrics = if opts.write_metrics { Some(MetricsWriter::open(run_dir, None, cfg.run.tensorboard)?) } else { None };
-        let mut t = Self::assemble(model, source, eval_batches, cfg, run_dir, opts, state, metrics);
+        let metrics = if opts.write_metrics {
+            Some(MetricsWriter::open(run_dir, None, cfg.run.tensorboard)?)
+        } else {
+            None
+        };
+        let mut t = Self::assemble(
+            model,
+            source,
+            eval_batches,
+            cfg,
+            run_dir,
+            opts,
+            state,
+            metrics,
+        );
         if let Some(m) = &mut t.metrics {
             m.event(0, "start", &format!("fresh run, {total_steps} steps"))?;
         }
@@ -177,14 +204,34 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         source.restore(&ckpt.state.source_state)?;
         let mut state = ckpt.state.clone();
         state.stop_reason = None;
-        let metrics =
-            if opts.write_metrics { Some(MetricsWriter::open(run_dir, Some(state.step), cfg.run.tensorboard)?) } else { None };
-        let mut t = Self::assemble(model, source, eval_batches, cfg, run_dir, opts, state, metrics);
+        let metrics = if opts.write_metrics {
+            Some(MetricsWriter::open(
+                run_dir,
+                Some(state.step),
+                cfg.run.tensorboard,
+            )?)
+        } else {
+            None
+        };
+        let mut t = Self::assemble(
+            model,
+            source,
+            eval_batches,
+            cfg,
+            run_dir,
+            opts,
+            state,
+            metrics,
+        );
         let tensors = t.model.tensors().to_vec();
         ckpt.restore_moments(&tensors, &mut t.optimizer.m, &mut t.optimizer.v)?;
         t.optimizer.t = t.state.optimizer_t;
         t.last_checkpoint = Some((t.state.step, ckpt.dir.clone()));
-        let msg = format!("resumed from {} at step {}", ckpt.dir.display(), t.state.step);
+        let msg = format!(
+            "resumed from {} at step {}",
+            ckpt.dir.display(),
+            t.state.step
+        );
         t.progress.println(&msg);
         if let Some(m) = &mut t.metrics {
             m.event(t.state.step, "resume", &msg)?;
@@ -237,11 +284,15 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     /// when a micro-batch has fewer rows than there are ranks or when the ranks' parameters differ.
     pub fn with_data_parallel(mut self, dp: DataParallel) -> Result<Self> {
         self.dp = dp;
-        self.dp.check_rows(self.cfg.optimizer.micro_batch(), "optimizer.micro_batch_size")?;
+        self.dp.check_rows(
+            self.cfg.optimizer.micro_batch(),
+            "optimizer.micro_batch_size",
+        )?;
         self.dp.check_in_sync(self.model.params())?;
         if !self.dp.is_root() {
             self.metrics = None;
-            self.progress = Progress::new(ProgressMode::Quiet, self.state.total_steps, self.state.step);
+            self.progress =
+                Progress::new(ProgressMode::Quiet, self.state.total_steps, self.state.step);
         }
         Ok(self)
     }
@@ -276,7 +327,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     pub fn step(&mut self) -> Result<StepOutcome> {
         let o = &self.cfg.optimizer;
         let (micro, accum) = (o.micro_batch(), o.accumulation_steps());
-        let progress = (self.state.step as f64 / self.state.total_steps.max(1) as f64).min(1.0) as f32;
+        let progress =
+            (self.state.step as f64 / self.state.total_steps.max(1) as f64).min(1.0) as f32;
         let mut batches = Vec::with_capacity(accum);
         for i in 0..accum {
             // This rank's rows of micro-batch i, addressed by global sample index.
@@ -285,9 +337,15 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             b.validate()?;
             batches.push(b);
         }
-        let labels = self.dp.global_labels(batches.iter().map(Batch::num_labels).sum())?;
+        let labels = self
+            .dp
+            .global_labels(batches.iter().map(Batch::num_labels).sum())?;
         let real_tokens: u64 = batches.iter().map(real_tokens).sum();
-        let grad_scale = if labels == 0 { 0.0 } else { 1.0 / labels as f32 };
+        let grad_scale = if labels == 0 {
+            0.0
+        } else {
+            1.0 / labels as f32
+        };
 
         self.model.grads_mut().fill(0.0);
         let mut stats = StepStats::default();
@@ -305,7 +363,11 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         let (stats, real_tokens) = self.dp.reduce_stats(stats, real_tokens)?;
         let loss = stats.mean_loss();
         let clip = self.cfg.optimizer.grad_clip;
-        let norm = if clip > 0.0 { clip_grad_norm(self.model.grads_mut(), clip) } else { grad_norm(self.model.grads()) } as f64;
+        let norm = if clip > 0.0 {
+            clip_grad_norm(self.model.grads_mut(), clip)
+        } else {
+            grad_norm(self.model.grads())
+        } as f64;
         let finite = loss.is_finite() && norm.is_finite();
 
         let step = self.state.step;
@@ -320,7 +382,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                     self.source.feedback(b, losses);
                 } else {
                     // Adaptive masking must see the whole micro-batch on every rank.
-                    let (whole, all_losses) = (self.dp.gather_batch(b)?, self.dp.gather_f32(losses)?);
+                    let (whole, all_losses) =
+                        (self.dp.gather_batch(b)?, self.dp.gather_f32(losses)?);
                     self.source.feedback(&whole, &all_losses);
                 }
             }
@@ -338,7 +401,14 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         self.window.tokens += real_tokens;
         self.last_grad_norm = norm;
         self.last_lr = lr as f64;
-        Ok(StepOutcome { step: self.state.step, loss, grad_norm: norm, lr: lr as f64, skipped: !finite, stats })
+        Ok(StepOutcome {
+            step: self.state.step,
+            loss,
+            grad_norm: norm,
+            lr: lr as f64,
+            skipped: !finite,
+            stats,
+        })
     }
 
     /// Trains until the budget is used up or the stop flag is set, with metrics, evaluation and
@@ -385,7 +455,11 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                 self.log_record()?;
             }
             let every = self.cfg.eval.every_steps;
-            if self.dp.is_root() && every > 0 && !self.eval_batches.is_empty() && (step % every == 0 || self.is_done()) {
+            if self.dp.is_root()
+                && every > 0
+                && !self.eval_batches.is_empty()
+                && (step % every == 0 || self.is_done())
+            {
                 self.evaluate_and_log()?;
             }
             let every = self.cfg.checkpoint.every_steps;
@@ -396,7 +470,11 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         if interrupted {
             self.state.stop_reason = Some("interrupted".into());
             let ck = self.save_checkpoint()?;
-            self.progress.println(&format!("interrupted at step {}; checkpoint written to {}", self.state.step, ck.display()));
+            self.progress.println(&format!(
+                "interrupted at step {}; checkpoint written to {}",
+                self.state.step,
+                ck.display()
+            ));
         }
         self.progress.finish();
         Ok(RunSummary {
@@ -415,11 +493,19 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         let record = TrainRecord {
             step: self.state.step,
             tokens: self.state.tokens_seen,
-            loss: if w.labels == 0 { f64::NAN } else { w.loss_sum / w.labels as f64 },
+            loss: if w.labels == 0 {
+                f64::NAN
+            } else {
+                w.loss_sum / w.labels as f64
+            },
             lr: self.last_lr,
             grad_norm: self.last_grad_norm,
             tokens_per_s: w.tokens as f64 / elapsed,
-            mask_rate: if w.tokens == 0 { 0.0 } else { w.labels as f64 / w.tokens as f64 },
+            mask_rate: if w.tokens == 0 {
+                0.0
+            } else {
+                w.labels as f64 / w.tokens as f64
+            },
             skipped_steps: self.state.skipped_steps,
         };
         if let Some(m) = &mut self.metrics {
@@ -430,7 +516,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         let rate = (self.state.tokens_seen - start_tokens) as f64 / secs;
         let per_step = secs / (self.state.step - start_step).max(1) as f64;
         let eta = per_step * self.state.total_steps.saturating_sub(self.state.step) as f64;
-        self.progress.update(self.state.step, record.loss, rate, eta);
+        self.progress
+            .update(self.state.step, record.loss, rate, eta);
         self.window = Window::default();
         self.window_start = Instant::now();
         Ok(())
@@ -442,8 +529,13 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         if self.cfg.eval.pseudo_perplexity {
             if let Some(mask) = self.opts.mask_token_id {
                 let rows = self.cfg.eval.batch_size;
-                r.pseudo_perplexity =
-                    Some(eval::pseudo_perplexity(&mut self.model, &self.eval_batches, mask, &self.opts.special_token_ids, rows)?);
+                r.pseudo_perplexity = Some(eval::pseudo_perplexity(
+                    &mut self.model,
+                    &self.eval_batches,
+                    mask,
+                    &self.opts.special_token_ids,
+                    rows,
+                )?);
             }
         }
         Ok(r)
@@ -466,10 +558,14 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
         self.dp.check_in_sync(self.model.params())?;
         if !self.dp.is_root() {
-            return Ok(checkpoint::checkpoints_dir(&self.run_dir).join(checkpoint::dir_name(self.state.step)));
+            return Ok(checkpoint::checkpoints_dir(&self.run_dir)
+                .join(checkpoint::dir_name(self.state.step)));
         }
         if let Some((step, dir)) = &self.last_checkpoint {
-            if *step == self.state.step && checkpoint::is_complete(dir) && self.state.stop_reason.is_none() {
+            if *step == self.state.step
+                && checkpoint::is_complete(dir)
+                && self.state.stop_reason.is_none()
+            {
                 return Ok(dir.clone());
             }
         }
@@ -485,7 +581,12 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             v: &self.optimizer.v,
             state: &self.state,
         };
-        let dir = checkpoint::save(&self.run_dir, &data, self.cfg.checkpoint.keep_last, &self.opts.faults)?;
+        let dir = checkpoint::save(
+            &self.run_dir,
+            &data,
+            self.cfg.checkpoint.keep_last,
+            &self.opts.faults,
+        )?;
         self.last_checkpoint = Some((self.state.step, dir.clone()));
         if let Some(m) = &mut self.metrics {
             m.event(self.state.step, "checkpoint", &dir.display().to_string())?;
@@ -497,7 +598,10 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
 /// Real (non-padding) tokens of a batch, encoder and decoder side.
 fn real_tokens(b: &Batch) -> u64 {
     let enc: u64 = b.lengths.iter().map(|&l| l as u64).sum();
-    let dec: u64 = b.decoder.as_ref().map_or(0, |d| d.lengths.iter().map(|&l| l as u64).sum());
+    let dec: u64 = b
+        .decoder
+        .as_ref()
+        .map_or(0, |d| d.lengths.iter().map(|&l| l as u64).sum());
     enc + dec
 }
 
@@ -563,14 +667,31 @@ attention = { kind = "causal" }
 
     fn parts_with(cfg: &RunConfig, adaptive: bool) -> (BigramModel, SyntheticSource, Vec<Batch>) {
         let model = BigramModel::from_config(cfg.model.clone(), cfg.run.seed);
-        let source = SyntheticSource::new(20, 10, VOCAB, cfg.run.seed, TaskKind::Mlm { rate: 0.4 }, adaptive);
-        let mut val = SyntheticSource::new(12, 10, VOCAB, cfg.run.seed + 1, TaskKind::Mlm { rate: 0.4 }, false);
+        let source = SyntheticSource::new(
+            20,
+            10,
+            VOCAB,
+            cfg.run.seed,
+            TaskKind::Mlm { rate: 0.4 },
+            adaptive,
+        );
+        let mut val = SyntheticSource::new(
+            12,
+            10,
+            VOCAB,
+            cfg.run.seed + 1,
+            TaskKind::Mlm { rate: 0.4 },
+            false,
+        );
         let eval = eval::fixed_batches(&mut val, cfg.eval.batches, cfg.eval.batch_size).unwrap();
         (model, source, eval)
     }
 
     fn quiet() -> TrainerOptions {
-        TrainerOptions { progress: ProgressMode::Quiet, ..Default::default() }
+        TrainerOptions {
+            progress: ProgressMode::Quiet,
+            ..Default::default()
+        }
     }
 
     fn fresh(cfg: &RunConfig, dir: &Path) -> Trainer<BigramModel, SyntheticSource> {
@@ -585,7 +706,11 @@ attention = { kind = "causal" }
     }
 
     fn losses(dir: &Path) -> Vec<(u64, u64)> {
-        read_train_records(&dir.join("metrics.jsonl")).unwrap().iter().map(|r| (r.step, r.loss.to_bits())).collect()
+        read_train_records(&dir.join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|r| (r.step, r.loss.to_bits()))
+            .collect()
     }
 
     /// Guards exact resume: a run killed after step 7 (last checkpoint at step 6) and resumed produces
@@ -602,7 +727,11 @@ attention = { kind = "causal" }
         let mut b = fresh(&cfg, b_dir.path());
         b.run_until(7).unwrap();
         drop(b); // the crash: step 7 is lost, the checkpoint at step 6 is the latest complete one
-        let steps: Vec<u64> = checkpoint::list_complete(b_dir.path()).unwrap().iter().map(|(s, _)| *s).collect();
+        let steps: Vec<u64> = checkpoint::list_complete(b_dir.path())
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
         assert_eq!(steps, vec![3, 6]);
         let mut b = resumed(b_dir.path());
         assert_eq!(b.state().step, 6);
@@ -614,7 +743,11 @@ attention = { kind = "causal" }
         assert_eq!(a.model.params(), b.model.params());
         assert_eq!(a.optimizer().m, b.optimizer().m);
         assert_eq!(a.source.state(), b.source.state());
-        assert_ne!(a.source.state(), SyntheticSource::new(1, 1, 2, 0, TaskKind::Clm, true).state(), "adaptive state moved");
+        assert_ne!(
+            a.source.state(),
+            SyntheticSource::new(1, 1, 2, 0, TaskKind::Clm, true).state(),
+            "adaptive state moved"
+        );
         assert_eq!(a.state().cursor, b.state().cursor);
     }
 
@@ -646,8 +779,16 @@ attention = { kind = "causal" }
     /// so only summation order differs).
     #[test]
     fn accumulation_matches_a_single_pass() {
-        let one = config(&["model.dropout=0.0", "optimizer.micro_batch_size=0", "eval.every_steps=0"]);
-        let four = config(&["model.dropout=0.0", "optimizer.micro_batch_size=2", "eval.every_steps=0"]);
+        let one = config(&[
+            "model.dropout=0.0",
+            "optimizer.micro_batch_size=0",
+            "eval.every_steps=0",
+        ]);
+        let four = config(&[
+            "model.dropout=0.0",
+            "optimizer.micro_batch_size=2",
+            "eval.every_steps=0",
+        ]);
         // A non-adaptive source: adaptive feedback arrives once per micro-batch, which is allowed to
         // differ between the two layouts.
         let (d1, d4) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -662,31 +803,58 @@ attention = { kind = "causal" }
             assert!((a.grad_norm - b.grad_norm).abs() < 1e-4 * a.grad_norm.max(1.0));
             assert_eq!(a.stats.n_labels, b.stats.n_labels);
         }
-        let max_diff = t1.model.params().iter().zip(t4.model.params()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let max_diff = t1
+            .model
+            .params()
+            .iter()
+            .zip(t4.model.params())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
         assert!(max_diff < 1e-4, "{max_diff}");
     }
 
     #[test]
     fn training_reduces_the_loss() {
-        let cfg = config(&["budget.steps=80", "model.dropout=0.0", "optimizer.lr=0.1", "eval.every_steps=80", "checkpoint.every_steps=0"]);
+        let cfg = config(&[
+            "budget.steps=80",
+            "model.dropout=0.0",
+            "optimizer.lr=0.1",
+            "eval.every_steps=80",
+            "checkpoint.every_steps=0",
+        ]);
         let dir = tempfile::tempdir().unwrap();
         let mut t = fresh(&cfg, dir.path());
         let before = t.evaluate().unwrap();
         let s = t.run().unwrap();
         let after = s.last_eval.unwrap();
-        assert!(after.loss < before.loss - 0.5, "eval loss {} -> {}", before.loss, after.loss);
+        assert!(
+            after.loss < before.loss - 0.5,
+            "eval loss {} -> {}",
+            before.loss,
+            after.loss
+        );
         let recs = read_train_records(&dir.path().join("metrics.jsonl")).unwrap();
         assert!(recs.last().unwrap().loss < recs[0].loss - 0.5);
         // Realised masking rate is near the source's (adaptive) rate, and lr follows the schedule.
-        assert!(recs.iter().all(|r| r.mask_rate > 0.05 && r.mask_rate < 0.95));
-        assert!((recs[2].lr - 0.1).abs() < 1e-6, "end of warmup is the peak: {}", recs[2].lr);
+        assert!(recs
+            .iter()
+            .all(|r| r.mask_rate > 0.05 && r.mask_rate < 0.95));
+        assert!(
+            (recs[2].lr - 0.1).abs() < 1e-6,
+            "end of warmup is the peak: {}",
+            recs[2].lr
+        );
     }
 
     /// Non-finite steps are skipped and counted; too many in a row stop the run with a checkpoint of
     /// the last good state.
     #[test]
     fn non_finite_steps_are_skipped_then_stop_the_run() {
-        let cfg = config(&["run.max_nonfinite_steps=3", "eval.every_steps=0", "checkpoint.every_steps=0"]);
+        let cfg = config(&[
+            "run.max_nonfinite_steps=3",
+            "eval.every_steps=0",
+            "checkpoint.every_steps=0",
+        ]);
         let dir = tempfile::tempdir().unwrap();
         let mut t = fresh(&cfg, dir.path());
         // Step 2 (samples 16..24) is poisoned once: skipped, then training goes on.
@@ -697,7 +865,11 @@ attention = { kind = "causal" }
         let before = t.model.params().to_vec();
         let out = t.step().unwrap();
         assert!(out.skipped && out.loss.is_nan());
-        assert_eq!(t.model.params(), &before[..], "a skipped step leaves the weights alone");
+        assert_eq!(
+            t.model.params(),
+            &before[..],
+            "a skipped step leaves the weights alone"
+        );
         assert!(!t.step().unwrap().skipped);
         assert_eq!(t.state().skipped_steps, 1);
         assert_eq!(t.state().consecutive_nonfinite, 0);
@@ -705,11 +877,17 @@ attention = { kind = "causal" }
         t.model.poison_samples = (0..1000).collect();
         let good = t.model.params().to_vec();
         let err = t.run().unwrap_err().to_string();
-        assert!(err.contains("3 consecutive steps") && err.contains("last good state"), "{err}");
+        assert!(
+            err.contains("3 consecutive steps") && err.contains("last good state"),
+            "{err}"
+        );
         let ck = checkpoint::load(&checkpoint::latest_complete(dir.path()).unwrap()).unwrap();
         assert_eq!(ck.state.stop_reason.as_deref(), Some("non-finite"));
         assert_eq!(ck.state.step, 7);
-        assert_eq!(ck.weights["bigram.weight"].1[..], good[..ck.weights["bigram.weight"].1.len()]);
+        assert_eq!(
+            ck.weights["bigram.weight"].1[..],
+            good[..ck.weights["bigram.weight"].1.len()]
+        );
     }
 
     #[test]
@@ -718,7 +896,10 @@ attention = { kind = "causal" }
         let dir = tempfile::tempdir().unwrap();
         fresh(&cfg, dir.path()).run().unwrap();
         let (m, s, e) = parts(&cfg);
-        let err = Trainer::new(m, s, e, cfg, dir.path(), quiet()).err().unwrap().to_string();
+        let err = Trainer::new(m, s, e, cfg, dir.path(), quiet())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("--resume"), "{err}");
     }
 }
@@ -775,12 +956,19 @@ mod real_model_tests {
     type Real = Trainer<Box<dyn TrainModel>, SyntheticSource>;
 
     fn build(cfg: &RunConfig, dir: &Path, ckpt: Option<&LoadedCheckpoint>) -> Real {
-        let task = if cfg.model.arch == crate::model::Arch::Encoder { TaskKind::Mlm { rate: 0.3 } } else { TaskKind::Clm };
+        let task = if cfg.model.arch == crate::model::Arch::Encoder {
+            TaskKind::Mlm { rate: 0.3 }
+        } else {
+            TaskKind::Clm
+        };
         let model = new_model(cfg.model.clone(), cfg.run.seed).unwrap();
         let source = SyntheticSource::new(30, 12, cfg.model.vocab_size, cfg.run.seed, task, true);
         let mut val = SyntheticSource::new(8, 12, cfg.model.vocab_size, 99, task, false);
         let eval = eval::fixed_batches(&mut val, 1, 4).unwrap();
-        let opts = TrainerOptions { progress: ProgressMode::Quiet, ..Default::default() };
+        let opts = TrainerOptions {
+            progress: ProgressMode::Quiet,
+            ..Default::default()
+        };
         match ckpt {
             None => Trainer::new(model, source, eval, cfg.clone(), dir, opts).unwrap(),
             Some(c) => Trainer::resume(model, source, eval, c, dir, opts).unwrap(),
@@ -792,12 +980,20 @@ mod real_model_tests {
     #[test]
     fn real_models_resume_exactly() {
         let bf16 = remask_kernels::cpu::bf16_kernel().is_some();
-        for (arch, attention, precision) in [("encoder", "padding", "fp32"), ("decoder", "causal", "fp32"), ("encoder", "padding", "bf16"), ("decoder", "causal", "bf16")] {
+        for (arch, attention, precision) in [
+            ("encoder", "padding", "fp32"),
+            ("decoder", "causal", "fp32"),
+            ("encoder", "padding", "bf16"),
+            ("decoder", "causal", "bf16"),
+        ] {
             let cfg = match config_in(arch, attention, precision) {
                 Ok(cfg) => cfg,
                 Err(e) => {
                     // A CPU without bf16 refuses the setting, naming it.
-                    assert!(precision == "bf16" && !bf16 && e.to_string().contains("model.precision"), "{e}");
+                    assert!(
+                        precision == "bf16" && !bf16 && e.to_string().contains("model.precision"),
+                        "{e}"
+                    );
                     continue;
                 }
             };
@@ -812,11 +1008,23 @@ mod real_model_tests {
             assert_eq!(ck.state.step, 6);
             let mut b = build(&ck.run_config, b_dir.path(), Some(&ck));
             b.run().unwrap();
-            let la: Vec<u64> = read_train_records(&a_dir.path().join("metrics.jsonl")).unwrap().iter().map(|r| r.loss.to_bits()).collect();
-            let lb: Vec<u64> = read_train_records(&b_dir.path().join("metrics.jsonl")).unwrap().iter().map(|r| r.loss.to_bits()).collect();
+            let la: Vec<u64> = read_train_records(&a_dir.path().join("metrics.jsonl"))
+                .unwrap()
+                .iter()
+                .map(|r| r.loss.to_bits())
+                .collect();
+            let lb: Vec<u64> = read_train_records(&b_dir.path().join("metrics.jsonl"))
+                .unwrap()
+                .iter()
+                .map(|r| r.loss.to_bits())
+                .collect();
             assert_eq!(la.len(), 8);
             assert_eq!(la, lb, "{arch} {precision}: losses after resume differ");
-            assert_eq!(a.model.params(), b.model.params(), "{arch} {precision}: weights differ");
+            assert_eq!(
+                a.model.params(),
+                b.model.params(),
+                "{arch} {precision}: weights differ"
+            );
             let first = f64::from_bits(la[0]);
             assert!(first.is_finite() && first > 0.0);
         }
@@ -835,6 +1043,9 @@ mod real_model_tests {
         other_cfg.vocab_size = 30;
         let mut other = new_model(other_cfg, 1).unwrap();
         let e = ck.restore_params(&mut other).unwrap_err().to_string();
-        assert!(e.contains("different architecture or vocabulary") && e.contains("vocab_size"), "{e}");
+        assert!(
+            e.contains("different architecture or vocabulary") && e.contains("vocab_size"),
+            "{e}"
+        );
     }
 }
