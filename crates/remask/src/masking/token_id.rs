@@ -195,9 +195,9 @@ mod tests {
         assert!((sum - target).abs() < 1e-5, "{sum} vs {target}: {v:?}");
         assert_eq!(v[2], 0.0, "ineligible positions get 0");
         assert!((v[0] - 0.075).abs() < 1e-7 && (v[8] - 0.075).abs() < 1e-7, "floor: {v:?}");
-        assert!((v[1] - 0.3).abs() < 1e-7, "ceiling: {v:?}");
+        assert!((v[1] - 0.3).abs() < 1e-7 && (v[7] - 0.3).abs() < 1e-7, "ceiling: {v:?}");
         // Between the bounds, probabilities keep the scores' ratios.
-        assert!((v[4] / v[3] - 1.2).abs() < 1e-5 && (v[7] / v[3] - 3.0).abs() < 1e-4, "{v:?}");
+        assert!((v[4] / v[3] - 1.2).abs() < 1e-5 && (v[5] / v[3] - 0.8).abs() < 1e-5, "{v:?}");
         // Equal scores give the rate itself.
         let mut u = [2.0f32; 6];
         fit_bounded(&mut u, &[true; 6], 0.075, 0.3, 0.9);
