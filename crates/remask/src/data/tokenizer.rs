@@ -43,6 +43,9 @@ pub struct SpecialTokens {
 pub struct TextTokenizer {
     inner: Tokenizer,
     specials: SpecialTokens,
+    /// `inner`'s vocabulary size with added tokens, cached: the tokenizers crate builds the whole
+    /// vocabulary map to count it.
+    vocab_size: u32,
 }
 
 /// One encoded document: token ids (no special tokens) and word starts. Both `[n]`.
@@ -262,6 +265,7 @@ impl TextTokenizer {
             .collect();
         all.sort_unstable();
         all.dedup();
+        let vocab_size = inner.get_vocab_size(true) as u32;
         Ok(Self {
             inner,
             specials: SpecialTokens {
@@ -272,6 +276,7 @@ impl TextTokenizer {
                 mask,
                 all,
             },
+            vocab_size,
         })
     }
 
@@ -286,9 +291,9 @@ impl TextTokenizer {
         &self.specials
     }
 
-    /// Vocabulary size including added tokens.
+    /// Vocabulary size including added tokens (cached at construction).
     pub fn vocab_size(&self) -> u32 {
-        self.inner.get_vocab_size(true) as u32
+        self.vocab_size
     }
 
     /// The text of a token id (`?` for unknown ids).
