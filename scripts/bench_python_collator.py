@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
 """remask.MaskingCollator against transformers' DataCollatorForLanguageModeling, side by side.
 
-Per 16 x 128 batch, including conversion to torch tensors (`return_tensors="pt"` for both): the
-same tokenizer (BERT-style WordPiece, 8192 entries, built as in scripts/bench_hf_collator.py), the
-same features (plain Python lists of ids: [CLS], 126 random word ids, [SEP]; remask is also timed
-on the same rows as int64 NumPy arrays), the same rate (0.15, 80/10/10). Rounds alternate HF and remask batch by batch, so load on the shared machine falls on
-both; the figure is the ratio of medians, per round set. Needs torch + transformers and the remask
-wheel (`pip install ./python`). Prints one JSON line.
+Per B x T batch (default 16 x 128, the issue's), including conversion to torch tensors
+(`return_tensors="pt"` for both): the same tokenizer (BERT-style WordPiece, 8192 entries, built as
+in scripts/bench_hf_collator.py), the same rows ([CLS], T-2 random word ids, [SEP]), the same rate
+(0.15, 80/10/10). The rows are given to both collators in three forms, each a mode:
 
-    python3 scripts/bench_python_collator.py [--batches 300] [--threads 1]
+- `lists`: plain Python lists of ids (a `datasets` map without a format);
+- `numpy`: int64 NumPy rows (`.with_format("numpy")`); HF is timed on these rows too, and on the
+  lists (`hf_lists_ms`, the ratio the README quoted before);
+- `dicts`: tokenizer-style dicts of lists (`input_ids`, `token_type_ids`, `attention_mask`), as a
+  Trainer passes them; HF pads them with `tokenizer.pad`.
+
+Calls alternate batch by batch (forward, then reversed order), so load on the shared machine falls
+on both; each figure is a median, each ratio HF / remask of medians. Needs torch + transformers and
+the remask wheel (`pip install ./python`). Prints one JSON line.
+
+    python3 scripts/bench_python_collator.py [--batches 300] [--threads 1] [--batch-size 16] [--strategy token]
 """
 
 from __future__ import annotations
@@ -49,28 +57,39 @@ def main() -> int:
     g = torch.Generator().manual_seed(0)
     n = args.batches + args.warmup
     raw = [make_rows(g, args.batch_size, args.seq_len, args.vocab, 2, 3) for _ in range(n)]
-    # Features as a Trainer gets them from `datasets`: plain lists (`lists`), or int64 NumPy rows
-    # (`numpy`: a dataset with .with_format("numpy")); HF's collator gets the lists in both modes.
-    batches = [[row.tolist() for row in b] for b in raw]
-    np_batches = [[row.numpy() for row in b] for b in raw]
-    t_hf, t_rm, t_np = [], [], []
-    for i, (b, bn) in enumerate(zip(batches, np_batches)):
-        calls = [(hf, b, t_hf), (rm, b, t_rm), (rm, bn, t_np)]
-        for fn, x, times in calls if i % 2 == 0 else calls[::-1]:
+    zeros, ones = [0] * args.seq_len, [1] * args.seq_len
+    inputs = {
+        "lists": [[row.tolist() for row in b] for b in raw],
+        "numpy": [[row.numpy() for row in b] for b in raw],
+        "dicts": [[{"input_ids": row.tolist(), "token_type_ids": list(zeros), "attention_mask": list(ones)} for row in b] for b in raw],
+    }
+    # (name, collator, input mode): every call of one batch index, alternating in order.
+    calls = [(f"{who}_{mode}", fn, mode) for mode in inputs for who, fn in (("hf", hf), ("remask", rm))]
+    times = {name: [] for name, _, _ in calls}
+    for i in range(n):
+        for name, fn, mode in calls if i % 2 == 0 else calls[::-1]:
+            x = inputs[mode][i]
             t0 = time.perf_counter()
             out = fn(x)
             dt = time.perf_counter() - t0
             assert isinstance(out["labels"], torch.Tensor) and out["labels"].shape == (args.batch_size, args.seq_len)
             if i >= args.warmup:
-                times.append(dt)
-    hf_ms, rm_ms, np_ms = (statistics.median(t) * 1e3 for t in (t_hf, t_rm, t_np))
-    out_rm = rm(batches[0])
+                times[name].append(dt)
+    ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    modes = {
+        mode: {"hf_ms": round(ms[f"hf_{mode}"], 4), "remask_ms": round(ms[f"remask_{mode}"], 4), "ratio": round(ms[f"hf_{mode}"] / ms[f"remask_{mode}"], 2)}
+        for mode in inputs
+    }
+    modes["numpy"]["hf_lists_ms"] = round(ms["hf_lists"], 4)
+    modes["numpy"]["ratio_vs_hf_lists"] = round(ms["hf_lists"] / ms["remask_numpy"], 2)
+    out_rm = rm(inputs["lists"][0])
     print(json.dumps({
         "bench": "python_collator_vs_hf",
         "batch_size": args.batch_size, "seq_len": args.seq_len, "vocab": args.vocab, "strategy": args.strategy,
-        "hf_ms_per_batch": round(hf_ms, 4), "remask_ms_per_batch": round(rm_ms, 4),
-        "speedup": round(hf_ms / rm_ms, 2),
-        "remask_numpy_rows_ms_per_batch": round(np_ms, 4), "speedup_numpy_rows": round(hf_ms / np_ms, 2),
+        "modes": modes,
+        "hf_ms_per_batch": modes["lists"]["hf_ms"], "remask_ms_per_batch": modes["lists"]["remask_ms"],
+        "speedup": modes["lists"]["ratio"],
+        "remask_numpy_rows_ms_per_batch": modes["numpy"]["remask_ms"], "speedup_numpy_rows": modes["numpy"]["ratio_vs_hf_lists"],
         "remask_masked_fraction": round(float((out_rm["labels"] != -100).float().mean()), 4),
         "timed_batches": args.batches, "statistic": "median, alternating", "threads": args.threads,
         "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__,

@@ -34,6 +34,20 @@ STRATEGIES = ("token", "whole-word", "span")
 
 _WHEN_MODES = ("static", "dynamic", "adaptive")
 
+_OUTPUT_KEYS = ("input_ids", "labels", "attention_mask", "token_type_ids")
+
+_from_numpy = None
+
+
+def _torch_from_numpy():
+    """`torch.from_numpy`, imported on first use (the package itself never imports torch)."""
+    global _from_numpy
+    if _from_numpy is None:
+        import torch
+
+        _from_numpy = torch.from_numpy
+    return _from_numpy
+
 
 def _tokenizer_json(tokenizer: Any) -> tuple:
     """The text of a `tokenizer.json` and where it came from (for errors), from a path (file or
@@ -54,6 +68,16 @@ def _tokenizer_json(tokenizer: Any) -> tuple:
     raise TypeError(
         f"tokenizer: expected a path to tokenizer.json, a tokenizers.Tokenizer or a transformers fast tokenizer, got {type(tokenizer).__name__}"
     )
+
+
+def _as_batch(features: Any):
+    """A batch given as something other than a list: a [B, T] array or tensor of ids becomes an
+    int64 NumPy array (read in place when it is one already), any other sequence a list."""
+    if hasattr(features, "numpy") and hasattr(features, "detach"):  # a torch tensor
+        features = features.detach().cpu().numpy()
+    if isinstance(features, np.ndarray) and features.ndim == 2 and features.dtype != object:
+        return features.astype(np.int64, copy=False)
+    return list(features)
 
 
 def _plain_ids(f: Any, r: int):
@@ -243,7 +267,7 @@ class MaskingCollator:
         enc = self._native.encode(list(texts), max_length)
         return [{"input_ids": ids, "word_starts": ws, "idx": start_index + i} for i, (ids, ws) in enumerate(enc)]
 
-    def _word_starts(self, f: Mapping, n: int, r: int) -> list | None:
+    def _word_starts(self, f: Mapping, r: int) -> list | None:
         if "word_starts" in f and f["word_starts"] is not None:
             return [bool(x) for x in _as_id_list(f["word_starts"], f"feature {r} word_starts")]
         if "word_ids" in f and f["word_ids"] is not None:
@@ -256,79 +280,57 @@ class MaskingCollator:
             return self._native.word_starts_from_offsets(str(f["text"]), offsets)
         return None
 
-    def _padded_length(self, longest: int) -> int:
-        if self.max_length is not None and longest > self.max_length:
-            raise ValueError(f"a feature has {longest} tokens, more than max_length={self.max_length}: truncate when tokenizing")
-        t = max(longest, 1)
-        m = self.pad_to_multiple_of
-        if m:
-            t = (t + m - 1) // m * m
-        return t
-
     def __call__(self, features: Sequence[Any], return_tensors: str | None = None) -> dict:
         """Pads and masks a batch. Each feature is a sequence of token ids or a dict with
         ``input_ids`` and optionally ``idx``, ``word_starts`` / ``word_ids`` / ``offset_mapping`` +
-        ``text``, ``token_type_ids``. Returns ``input_ids``, ``labels`` (-100 where not masked) and
-        ``attention_mask`` (and ``token_type_ids`` when given), each [B, T]."""
+        ``text``, ``token_type_ids``. A ``[B, T]`` array or tensor of ids is a batch of B rows.
+        Returns ``input_ids``, ``labels`` (-100 where not masked) and ``attention_mask`` (and
+        ``token_type_ids`` when given), each [B, T]."""
         if len(features) == 0:
             raise ValueError("an empty batch: the collator needs at least one feature")
-        if not isinstance(features[0], Mapping):
-            # Plain id sequences (no keys, no word boundaries): straight to the native side.
-            ids = [f if type(f) is list else _plain_ids(f, r) for r, f in enumerate(features)]
-            none = [None] * len(ids)
-            t = self._padded_length(max(len(r) for r in ids))
-            if self.mlm:
-                arrays = self._native.mask(ids, none, none, self.epoch, self.progress, t)
-            else:
-                arrays = self._causal(ids, t)
-            return self._output(dict(zip(("input_ids", "labels", "attention_mask"), arrays)), return_tensors)
+        native = self._native
+        if type(features) is not list:
+            features = _as_batch(features)
+            if isinstance(features, np.ndarray):
+                arrays = native.mask(features, None, None, self.epoch, self.progress, self.max_length, self.pad_to_multiple_of, self.mlm)
+                return self._output(arrays, return_tensors)
+        first = features[0]
+        if type(first) is list or (type(first) is not dict and not isinstance(first, Mapping)):
+            # Plain id sequences (no keys, no word boundaries): lists and int64 arrays are read
+            # natively; other rows go through `_plain_ids` first. (Positional arguments: the
+            # native call's fastest form.)
+            arrays = native.mask(features, None, None, self.epoch, self.progress, self.max_length, self.pad_to_multiple_of, self.mlm, _plain_ids)
+            return self._output(arrays, return_tensors)
         ids, starts, indices, types = [], [], [], []
+        mlm = self.mlm
         for r, f in enumerate(features):
-            if isinstance(f, Mapping):
-                if "input_ids" not in f:
-                    raise ValueError(f"feature {r} has no input_ids (keys: {', '.join(map(str, f.keys()))})")
-                row = _as_ids(f["input_ids"], f"feature {r} input_ids")
-                starts.append(self._word_starts(f, len(row), r) if self.mlm else None)
-                idx = f.get("idx")
-                indices.append(None if idx is None else int(idx))
-                if "token_type_ids" in f:
-                    types.append(_as_id_list(f["token_type_ids"], f"feature {r} token_type_ids"))
-            else:
+            if type(f) is not dict and not isinstance(f, Mapping):
                 raise ValueError("features mix dicts and plain id sequences: give one kind per batch")
-            ids.append(row)
-        t = self._padded_length(max(len(r) for r in ids))
-        if any(i is not None and i < 0 for i in indices):
-            raise ValueError("idx must be >= 0 (the sample's index in its dataset)")
-        if self.mlm:
-            input_ids, labels, attention_mask = self._native.mask(ids, starts, indices, self.epoch, self.progress, t)
-        else:
-            input_ids, labels, attention_mask = self._causal(ids, t)
-        out = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
-        if types:
-            if len(types) != len(ids):
-                raise ValueError("token_type_ids is given for some features but not for all")
-            tt = np.zeros((len(ids), t), dtype=np.int64)
-            for r, row in enumerate(types):
-                tt[r, : len(row)] = row
-            out["token_type_ids"] = tt
-        return self._output(out, return_tensors)
+            if "input_ids" not in f:
+                raise ValueError(f"feature {r} has no input_ids (keys: {', '.join(map(str, f.keys()))})")
+            row = f["input_ids"]
+            ids.append(row if type(row) is list else _as_ids(row, f"feature {r} input_ids"))
+            starts.append(self._word_starts(f, r) if mlm else None)
+            idx = f.get("idx")
+            if idx is not None:
+                idx = int(idx)
+                if idx < 0:
+                    raise ValueError("idx must be >= 0 (the sample's index in its dataset)")
+            indices.append(idx)
+            if "token_type_ids" in f:
+                types.append(f["token_type_ids"])
+        if types and len(types) != len(ids):
+            raise ValueError("token_type_ids is given for some features but not for all")
+        arrays = native.mask(ids, starts, indices, self.epoch, self.progress, self.max_length, self.pad_to_multiple_of, mlm, _plain_ids, types or None)
+        return self._output(arrays, return_tensors)
 
-    def _output(self, out: dict, return_tensors: str | None) -> dict:
+    def _output(self, arrays: list, return_tensors: str | None) -> dict:
         if (return_tensors or self.return_tensors) == "pt":
-            import torch
-
-            return {k: torch.from_numpy(v) for k, v in out.items()}
-        return out
-
-    def _causal(self, ids: list, t: int):
-        b = len(ids)
-        input_ids = np.full((b, t), self.pad_token_id, dtype=np.int64)
-        attention_mask = np.zeros((b, t), dtype=np.int64)
-        for r, row in enumerate(ids):
-            input_ids[r, : len(row)] = row
-            attention_mask[r, : len(row)] = 1
-        labels = np.where(attention_mask == 1, input_ids, IGNORE_INDEX)
-        return input_ids, labels, attention_mask
+            f = _from_numpy or _torch_from_numpy()
+            if len(arrays) == 3:
+                return {"input_ids": f(arrays[0]), "labels": f(arrays[1]), "attention_mask": f(arrays[2])}
+            arrays = [f(a) for a in arrays]
+        return dict(zip(_OUTPUT_KEYS, arrays))
 
     def feedback(self, labels: Any, losses: Any) -> None:
         """Adaptive masking: the model's loss at every labelled position of a batch this collator
@@ -349,13 +351,12 @@ class MaskingCollator:
         for r, f in enumerate(features):
             if isinstance(f, Mapping):
                 row = _as_id_list(f["input_ids"], f"feature {r} input_ids")
-                starts.append(self._word_starts(f, len(row), r))
+                starts.append(self._word_starts(f, r))
             else:
                 row = _as_id_list(f, f"feature {r}")
                 starts.append(None)
             ids.append(row)
-        t = self._padded_length(max(len(r) for r in ids))
-        return json.loads(self._native.stats_json(ids, starts, t, epochs))
+        return json.loads(self._native.stats_json(ids, starts, epochs, self.max_length, self.pad_to_multiple_of))
 
     def __repr__(self) -> str:
         return f"MaskingCollator(strategy={self.config['strategy']!r}, when={self.config['when']!r}, rate={self.config['rate']}, seed={self.seed}, epoch={self.epoch})"

@@ -5,6 +5,7 @@
 //!
 //! - [`masker::NativeMasker`]: a tokenizer plus a `remask::masking::MaskPlan`; masks padded batches
 //!   keyed by (seed, epoch, sample index), exactly as `remask` training does (`remask.MaskingCollator`).
+//!   [`batch_input`] reads the features (lists of ints, NumPy rows) into its flat buffers cheaply.
 //! - [`block_mask::BlockMask`]: a `remask::attention::MaskFn` with `&`, `|`, `~`, compiled per call
 //!   into the kernels' `BlockMask` tiles.
 //! - [`attention`]: the fused block-sparse forward and backward of `remask_kernels::attention` over
@@ -17,6 +18,7 @@
 use pyo3::prelude::*;
 
 mod attention;
+mod batch_input;
 mod block_mask;
 mod error;
 mod masker;

@@ -181,6 +181,14 @@ def test_pieces_rule_without_word_boundaries(tokenizer_path, texts):
     plain = c([{"input_ids": f["input_ids"], "idx": 0}])
     given = c([f])
     assert (plain["labels"] == given["labels"]).all()
+    # Token masking reads no word starts, so the collator skips the pieces rule for it: any given
+    # word starts give the same masks (this fails if the library's token strategy starts using them).
+    tok = MaskingCollator(tokenizer_path, strategy="token", rate=0.3, seed=2)
+    rows = [g["input_ids"] for g in c.encode(texts)]
+    plain = tok(rows)
+    given = tok([{"input_ids": r, "word_starts": [i % 3 == 0 for i in range(len(r))]} for r in rows])
+    assert (plain["labels"] != -100).any()
+    assert (plain["labels"] == given["labels"]).all() and (plain["input_ids"] == given["input_ids"]).all()
 
 
 def test_replacement_shares_and_rate_schedule(tokenizer_path, texts):
@@ -213,6 +221,14 @@ def test_adaptive_feedback_moves_masks_toward_high_loss_tokens(tokenizer_path, t
     assert hit(after) > hit(before)
 
 
+def test_token_type_ids_are_padded_with_zeros(tokenizer_path):
+    c = MaskingCollator(tokenizer_path, seed=1)
+    feats = [{"input_ids": [2, 10, 3], "token_type_ids": [0, 1, 1]}, {"input_ids": [2, 3], "token_type_ids": np.array([1, 0])}]
+    b = c(feats)
+    assert b["token_type_ids"].tolist() == [[0, 1, 1], [1, 0, 0]]
+    assert b["token_type_ids"].dtype == np.int64 and b["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
 def test_causal_mode_and_plain_id_lists(tokenizer_path):
     c = MaskingCollator(tokenizer_path, mlm=False)
     b = c([[2, 10, 11, 3], [2, 12, 3]])
@@ -221,8 +237,81 @@ def test_causal_mode_and_plain_id_lists(tokenizer_path):
     assert (m([[2, 10, 11, 3]])["labels"] == m([[2, 10, 11, 3]])["labels"]).all()
 
 
+def test_every_input_form_gives_the_same_batch(tokenizer_path, texts):
+    """Lists, int64 / int32 / strided NumPy rows, tuples, dicts and a [B, T] array are read by
+    different native paths; the same rows give the same batch."""
+    c = MaskingCollator(tokenizer_path, strategy="whole-word", rate=0.3, seed=6)
+    ragged = [f["input_ids"] for f in c.encode(texts)]
+    want = c(ragged)
+    assert (want["labels"] != -100).any()
+    forms = {
+        "int64 rows": [np.array(r, dtype=np.int64) for r in ragged],
+        "int32 rows": [np.array(r, dtype=np.int32) for r in ragged],
+        "strided rows": [np.repeat(np.array(r, dtype=np.int64), 2)[::2] for r in ragged],
+        "tuples": [tuple(r) for r in ragged],
+        "tuple of lists": tuple(ragged),
+        "dicts": [{"input_ids": r} for r in ragged],
+        "dicts of arrays": [{"input_ids": np.array(r)} for r in ragged],
+        "numpy ints in lists": [[np.int64(x) if i % 3 == 0 else x for i, x in enumerate(r)] for r in ragged],
+    }
+    for name, feats in forms.items():
+        got = c(feats)
+        for k in ("input_ids", "labels", "attention_mask"):
+            assert (got[k] == want[k]).all(), (name, k)
+    # Equal-length rows as one [B, T] array, C-ordered, Fortran-ordered or int32.
+    t = min(len(r) for r in ragged)
+    square = [r[:t] for r in ragged]
+    want = c(square)
+    for m in (np.array(square), np.asfortranarray(np.array(square)), np.array(square, dtype=np.int32)):
+        got = c(m)
+        for k in ("input_ids", "labels", "attention_mask"):
+            assert (got[k] == want[k]).all(), (m.dtype, m.flags["C_CONTIGUOUS"], k)
+
+
+def test_reused_buffers_and_threads_do_not_change_masks(tokenizer_path, texts):
+    """The native side reuses its buffers between calls and masks without the GIL: a batch after a
+    larger one, batches from several threads at once, and a batch masked on rayon's threads (>= 128
+    rows) equal a fresh collator's."""
+    import threading
+
+    feats = MaskingCollator(tokenizer_path).encode(texts * 20)
+    small = [f["input_ids"][:5] for f in feats[:3]]
+    c = MaskingCollator(tokenizer_path, strategy="span", seed=12)
+    want_small = MaskingCollator(tokenizer_path, strategy="span", seed=12)(small)
+    whole = c(feats)  # 180 rows: masked in parallel
+    got_small = c(small)
+    for k in want_small:
+        assert (got_small[k] == want_small[k]).all(), k
+    for i in range(0, len(feats), 7):  # the same rows in small (serial) batches
+        part = c(feats[i : i + 7])
+        t = part["labels"].shape[1]
+        assert (part["labels"] == whole["labels"][i : i + 7, :t]).all()
+        assert (whole["labels"][i : i + 7, t:] == -100).all()
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            for _ in range(20):
+                results[k] = c(feats[k * 9 : k * 9 + 9])
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for k, b in results.items():
+        t = b["labels"].shape[1]
+        assert (b["labels"] == whole["labels"][k * 9 : k * 9 + 9, :t]).all(), k
+
+
 def test_bad_input_is_refused_with_a_message(tokenizer_path):
-    with pytest.raises(ValueError, match="unknown variant `pmi`"):
+    with pytest.raises(ValueError, match="unknown variant `bogus`"):
+        MaskingCollator(tokenizer_path, strategy="bogus")
+    # PMI masking needs a prepared directory's n-gram vocabulary, which the collator cannot take yet.
+    with pytest.raises(ValueError, match="n-gram vocabulary"):
         MaskingCollator(tokenizer_path, strategy="pmi")
     with pytest.raises(ValueError, match="masking.when"):
         MaskingCollator(tokenizer_path, when="static", schedule="linear", final_rate=0.1)
@@ -239,6 +328,18 @@ def test_bad_input_is_refused_with_a_message(tokenizer_path):
     c = MaskingCollator(tokenizer_path)
     with pytest.raises(ValueError, match="outside the tokenizer's vocabulary"):
         c([[2, 999999, 3]])
+    with pytest.raises(ValueError, match="feature 1, position 2: id -1 is outside"):
+        c([[2, 3], np.array([2, 10, -1, 3])])
+    with pytest.raises(ValueError, match="feature 0, position 1: id .* is outside"):
+        c([[2, 2**70, 3]])
+    with pytest.raises(ValueError, match="feature 1, position 0: id 99999 is outside"):
+        c(np.array([[2, 3], [99999, 3]]))
+    with pytest.raises(TypeError, match="sequence of token ids"):
+        c([[2, 3], 7])
+    with pytest.raises(ValueError, match="feature 0: token_type_ids has 2 entries for 3 input_ids"):
+        c([{"input_ids": [2, 10, 3], "token_type_ids": [0, 0]}])
+    with pytest.raises(ValueError, match="token_type_ids of feature 1, position 0: -1 is not a token type id"):
+        c([{"input_ids": [2, 3], "token_type_ids": [0, 0]}, {"input_ids": [2, 3], "token_type_ids": [-1, 0]}])
     with pytest.raises(ValueError, match="no input_ids"):
         c([{"ids": [1]}])
     with pytest.raises(ValueError, match="max_length"):
@@ -268,6 +369,12 @@ def test_torch_tensors_and_dataloader_workers(tokenizer_path, texts):
     feats = c.encode(texts * 8)
     b = c(feats[:4])
     assert isinstance(b["input_ids"], torch.Tensor) and b["input_ids"].dtype == torch.int64
+    # Tensors as rows, and a [B, T] tensor as the batch, give the same masks as lists.
+    rows = [f["input_ids"][:6] for f in feats[:4]]
+    want = c(rows)
+    for given in ([torch.tensor(r) for r in rows], torch.tensor(rows), torch.tensor(rows, dtype=torch.int32)):
+        got = c(given)
+        assert all(torch.equal(got[k], want[k]) for k in want)
     c.set_epoch(2)
     runs = []
     for workers in (0, 2):

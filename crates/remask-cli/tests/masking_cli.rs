@@ -1,6 +1,7 @@
 //! Invalid `[masking]` combinations are refused before anything runs, with one error line naming both
 //! keys: static masks follow no rate schedule (they are decided once, at `prepare` time), in a run
-//! config (`train`, `prepare`) and in a comparison's `[strategies.NAME]` table (`compare`).
+//! config (`train`, `prepare`) and in a comparison's `[strategies.NAME]` table (`compare`);
+//! per-token-id masking needs token-level masking and a ceiling that keeps every probability below 1.
 
 use std::process::Command;
 
@@ -97,6 +98,26 @@ fn train_and_prepare_refuse_static_masks_with_a_schedule() {
         err.contains("masking.final_rate") && err.contains("masking.schedule"),
         "{err}"
     );
+}
+
+/// Per-token-id masking sets a probability per token: another strategy, or a ceiling that would
+/// always mask a token, is refused before anything runs, naming the keys.
+#[test]
+fn train_refuses_token_id_masking_with_words_or_a_ceiling_reaching_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    for (text, keys) in [
+        ("strategy = \"whole-word\"\nwhen = { mode = \"token-id\" }", ["masking.when", "masking.strategy"]),
+        ("rate = 0.5\nwhen = { mode = \"token-id\", ceiling = 2.0 }", ["masking.when.ceiling", "masking.rate"]),
+    ] {
+        let cfg = dir.path().join("run.toml");
+        std::fs::write(&cfg, format!("[masking]\n{text}\n[budget]\nsteps = 1\n")).unwrap();
+        let (rc, err) = remask(&["train", "--config", cfg.to_str().unwrap(), "--set", &format!("run.output_dir={}", run.display())]);
+        assert_eq!(rc, 1, "{err}");
+        assert!(keys.iter().all(|k| err.contains(k)), "{keys:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!run.exists(), "nothing was prepared or trained");
+    }
 }
 
 #[test]

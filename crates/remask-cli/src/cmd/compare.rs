@@ -28,7 +28,8 @@ pub struct Args {
     #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
     /// Strategies to compare, comma-separated. MLM: static, dynamic, wwm, span, schedule, adaptive,
-    /// or a [strategies.NAME] of the config; CLM: causal, document.
+    /// pmi, adaptive-decay, adaptive-token-id, or a [strategies.NAME] of the config; CLM: causal,
+    /// document.
     #[arg(long, value_delimiter = ',')]
     pub strategies: Option<Vec<String>>,
     /// The strategy every other one is compared against (default: dynamic for MLM, document for CLM).

@@ -8,6 +8,7 @@
 //! directory for one split, packs documents into rows ([`packer`]), takes their MLM masks from a
 //! [`crate::masking::MaskPlan`] and implements [`crate::BatchSource`].
 
+pub mod ascii_words;
 pub mod config;
 pub mod loader;
 pub mod merge;

@@ -15,20 +15,25 @@
 //!   written by the masking plan's [`crate::masking::StaticWriter`]).
 //!
 //! The pass: a reader thread streams documents from the inputs ([`super::reader::for_each_document`])
-//! in batches of about [`BATCH_BYTES`] of text through a channel of [`BATCH_QUEUE`] batches; each batch
-//! is encoded in parallel (rayon, results in input order), then, in corpus order, every document gets
-//! its split from a keyed hash of its index, is appended to its split's [`ShardWriter`], counted, and
-//! (training split, static masking) packed into rows ([`RowStream`]) that the plan masks and stores.
+//! in batches of about [`BATCH_BYTES`] of text through a channel of [`BATCH_QUEUE`] batches. Each batch
+//! is encoded in parallel (rayon, results in input order) while, at the same time, the batch before
+//! it is placed: in corpus order, on one thread, every document gets its split from a keyed hash of
+//! its index, is appended to its split's [`ShardWriter`], counted, and (training split, static
+//! masking) packed into rows ([`RowStream`]) that the plan masks and stores. Placing, counting and
+//! shard writing thus overlap the encoding instead of leaving the other threads idle; the output is
+//! the same as placing each batch right after encoding it, for any thread count and batch size.
 //! Without a `tokenizer.json`, a first pass draws the vocabulary's sample
 //! ([`super::vocab_sample`]) and learns it.
 //!
 //! Memory: nothing grows with the corpus except the static writer's index (8 bytes per 64 rows per
 //! copy) and the token counts (8 bytes per vocabulary entry). The bound at the default settings is
-//! the in-flight text (≤ (BATCH_QUEUE + 2) × BATCH_BYTES = 16 MiB, plus the encodings of one batch,
-//! about 25 bytes per token: ~25 MB), one open shard per split and side (5 bytes × shard_tokens ≤ 84 MB
+//! the in-flight text (≤ (BATCH_QUEUE + 2) × BATCH_BYTES = 16 MiB), the encodings of two batches
+//! (the one being placed and the one being encoded: ids and word starts, 5 bytes a token plus
+//! about 100 bytes a document, ~15 MB each for short lines, plus the tokenizer's scratch of the
+//! documents being encoded), one open shard per split and side (5 bytes × shard_tokens ≤ 84 MB
 //! each, 2 × 84 MB for plain text), the tokenizer, and, without a `tokenizer.json`, the vocabulary
 //! sample (`data.tokenizer.sample_bytes`, 64 MiB of text, and the learner's tables over its words,
-//! freed before encoding): well under 1 GB (measured figures: `docs/performance.md`).
+//! freed before encoding): well under 1 GB (measured figures: `docs/data.md`, `docs/performance.md`).
 //!
 //! Completion rule: **a directory is prepared exactly when it holds `meta.json`** ([`Meta::read`]
 //! refuses anything else). [`prepare`] locks the directory ([`crate::dir_lock`]), streams the whole
@@ -58,7 +63,9 @@ use super::vocab_sample::{document_bytes, VocabSample, VocabSource};
 use crate::atomic_write::write_atomic;
 use crate::dir_lock::DirLock;
 use crate::fault::{FaultPlan, WriteBudget};
-use crate::masking::{MaskPlan, MaskingConfig, NgramMeta, NgramVocab, StaticWriter, Vocab};
+use crate::masking::{
+    Language, MaskPlan, MaskingConfig, NgramMeta, NgramVocab, StaticWriter, Vocab,
+};
 use crate::{Error, Result};
 
 /// The staging directory inside a prepared directory.
@@ -135,6 +142,19 @@ pub fn prepare_reporting(
     faults: &FaultPlan,
     report: &(dyn Fn(&Progress) + Sync),
 ) -> Result<Prepared> {
+    prepare_batched(data, masking, out, faults, report, BATCH_BYTES)
+}
+
+/// [`prepare_reporting`] with batches of about `batch_bytes` of text (tests use small batches to run
+/// the pipeline over many of them; the output does not depend on the batch size).
+fn prepare_batched(
+    data: &DataConfig,
+    masking: &MaskingConfig,
+    out: &Path,
+    faults: &FaultPlan,
+    report: &(dyn Fn(&Progress) + Sync),
+    batch_bytes: usize,
+) -> Result<Prepared> {
     let start = Instant::now();
     data.validate("data")?;
     masking.validate("masking")?;
@@ -144,7 +164,7 @@ pub fn prepare_reporting(
         std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     }
     std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-    let (meta, mut timings) = match build(data, masking, &staging, faults, report) {
+    let (meta, mut timings) = match build(data, masking, &staging, faults, report, batch_bytes) {
         Ok(built) => built,
         Err(e) => {
             // Nothing of this run is kept; the earlier output was never touched.
@@ -213,10 +233,11 @@ fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// Streams the documents of `data.inputs` in batches to `consume`, reading on a separate thread (see
-/// the module docs). `done` counts the input bytes read.
+/// Streams the documents of `data.inputs` in batches of about `batch_bytes` of text to `consume`,
+/// reading on a separate thread (see the module docs). `done` counts the input bytes read.
 fn stream_batches(
     data: &DataConfig,
+    batch_bytes: usize,
     done: &AtomicU64,
     consume: &mut dyn FnMut(Vec<Document>) -> Result<()>,
 ) -> Result<()> {
@@ -234,7 +255,7 @@ fn stream_batches(
                 &mut |d| {
                     bytes += document_bytes(&d) as usize;
                     batch.push(d);
-                    if bytes >= BATCH_BYTES {
+                    if bytes >= batch_bytes {
                         bytes = 0;
                         tx.send(std::mem::take(&mut batch)).map_err(|_| gone())?;
                     }
@@ -277,6 +298,7 @@ fn force_last_to_validation(data: &DataConfig, documents: u64, any_validation: b
 /// The first pass without a `tokenizer.json`: draws the sample and learns the vocabulary from it.
 fn learn_vocabulary(
     data: &DataConfig,
+    batch_bytes: usize,
     bytes_total: u64,
     report: &(dyn Fn(&Progress) + Sync),
 ) -> Result<(TextTokenizer, VocabSource)> {
@@ -284,7 +306,7 @@ fn learn_vocabulary(
     let mut sample = VocabSample::new(data.tokenizer.sample_bytes);
     let (mut index, mut any_val) = (0u64, false);
     let mut last: Option<(u64, u64, bool)> = None;
-    stream_batches(data, &done, &mut |batch| {
+    stream_batches(data, batch_bytes, &done, &mut |batch| {
         for d in batch {
             let val = is_validation(data, index);
             any_val |= val;
@@ -332,7 +354,10 @@ pub(super) struct Written<'a> {
 
 impl<'a> Written<'a> {
     pub(super) fn new(faults: &'a FaultPlan) -> Self {
-        Self { faults, budget: faults.write_budget() }
+        Self {
+            faults,
+            budget: faults.write_budget(),
+        }
     }
 
     pub(super) fn file(&mut self, path: &Path) -> Result<()> {
@@ -469,6 +494,11 @@ impl Sink<'_> {
         Ok(())
     }
 
+    /// Pushes an encoded batch, in order.
+    fn place_all(&mut self, batch: Vec<Encoded>) -> Result<()> {
+        batch.into_iter().try_for_each(|enc| self.push(enc))
+    }
+
     /// Places the held document (in validation if no other went there; see
     /// [`force_last_to_validation`]).
     fn finish_documents(&mut self) -> Result<()> {
@@ -485,6 +515,33 @@ impl Sink<'_> {
     }
 }
 
+/// Encodes a batch in parallel (results in input order, whatever the thread count) and draws each
+/// document's split; `first` is the global index of the batch's first document.
+fn encode_batch(
+    tokenizer: &TextTokenizer,
+    data: &DataConfig,
+    language: Language,
+    batch: &[Document],
+    first: u64,
+) -> Result<Vec<Encoded>> {
+    batch
+        .par_iter()
+        .enumerate()
+        .map(|(k, d)| {
+            let doc = tokenizer.encode(&d.text, language)?;
+            let target = match &d.target {
+                Some(t) => Some(tokenizer.encode(t, language)?),
+                None => None,
+            };
+            Ok(Encoded {
+                val: is_validation(data, first + k as u64),
+                doc,
+                target,
+            })
+        })
+        .collect()
+}
+
 /// Writes the whole prepared output into `out` (the staging directory).
 fn build(
     data: &DataConfig,
@@ -492,6 +549,7 @@ fn build(
     out: &Path,
     faults: &FaultPlan,
     report: &(dyn Fn(&Progress) + Sync),
+    batch_bytes: usize,
 ) -> Result<(Meta, Timings)> {
     let bytes_total = input_bytes(&data.inputs)?;
     let mut timings = Timings {
@@ -505,7 +563,7 @@ fn build(
             TextTokenizer::load(p)?,
             VocabSource::Loaded { path: p.clone() },
         ),
-        None => learn_vocabulary(data, bytes_total, report)?,
+        None => learn_vocabulary(data, batch_bytes, bytes_total, report)?,
     };
     timings.vocabulary_s = started.elapsed().as_secs_f64();
     let encode_start = Instant::now();
@@ -555,8 +613,12 @@ fn build(
         written,
     };
     let language = masking.language;
-    stream_batches(data, &done, &mut |batch| {
-        let first = sink.documents;
+    // The pipeline: batch n + 1 is encoded (in parallel) while batch n is placed (in corpus order, on
+    // one thread), so the placing, counting, static masking and shard writing overlap the encoding.
+    // `read` is the global index of the next batch's first document.
+    let mut read = 0u64;
+    let mut encoded: Vec<Encoded> = Vec::new();
+    stream_batches(data, batch_bytes, &done, &mut |batch| {
         if sink.pairs.is_none() {
             let pairs = batch.first().is_some_and(|d| d.target.is_some());
             sink.pairs = Some(pairs);
@@ -570,34 +632,26 @@ fn build(
                 "mixes TSV sentence pairs with plain documents",
             ));
         }
-        let encoded: Vec<Encoded> = batch
-            .par_iter()
-            .enumerate()
-            .map(|(k, d)| {
-                let doc = tokenizer.encode(&d.text, language)?;
-                let target = match &d.target {
-                    Some(t) => Some(tokenizer.encode(t, language)?),
-                    None => None,
-                };
-                Ok(Encoded {
-                    val: is_validation(data, first + k as u64),
-                    doc,
-                    target,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let first = read;
+        read += batch.len() as u64;
+        let previous = std::mem::take(&mut encoded);
+        let (next, placed) = rayon::join(
+            || encode_batch(&tokenizer, data, language, &batch, first),
+            || sink.place_all(previous),
+        );
         drop(batch);
-        for enc in encoded {
-            sink.push(enc)?;
-        }
+        // The earlier batch's error first (corpus order).
+        placed?;
+        encoded = next?;
         report(&Progress {
             stage: Stage::Encode,
             bytes_done: done.load(Ordering::Relaxed),
             bytes_total,
-            documents: sink.documents,
+            documents: read,
         });
         Ok(())
     })?;
+    sink.place_all(encoded)?;
     sink.finish_documents()?;
     let Sink {
         pairs,
@@ -771,4 +825,99 @@ pub fn ensure_prepared(
     }
     prepare(data, masking, fallback)?;
     Ok(fallback.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::masking::When;
+
+    fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for sub in ["", "static"] {
+            let mut names: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.is_file() && !p.ends_with(crate::dir_lock::LOCK_FILE))
+                .collect();
+            names.sort();
+            for p in names {
+                out.push((
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Guards the pipeline (batch n + 1 encoded while batch n is placed): hundreds of small batches,
+    /// on 1 or 2 threads, give the same bytes as one batch, shards, token counts and static copies
+    /// included (static masking runs inside the placing step, shards close in the middle of batches).
+    #[test]
+    fn the_pipeline_gives_the_same_bytes_for_any_batch_size_and_thread_count() {
+        let dir =
+            std::env::temp_dir().join(format!("remask-prepare-pipeline-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text: String = super::super::reader::BUILTIN_WEB
+            .lines()
+            .skip(1)
+            .take(1500)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let input = dir.join("corpus.txt");
+        std::fs::write(&input, &text).unwrap();
+        let mut data = DataConfig {
+            inputs: vec![input],
+            seq_len: 64,
+            validation_share: 0.05,
+            shard_tokens: 5000,
+            ..Default::default()
+        };
+        data.tokenizer.vocab_size = 1200;
+        let masking = MaskingConfig {
+            when: When::Static { dupe_factor: 2 },
+            ..Default::default()
+        };
+        let run = |name: &str, threads: usize, batch_bytes: usize| {
+            let out = dir.join(name);
+            let faults = FaultPlan::default();
+            let p = in_pool(threads, || {
+                prepare_batched(&data, &masking, &out, &faults, &|_| {}, batch_bytes)
+            })
+            .unwrap();
+            (p.meta, files(&out))
+        };
+        let (meta, whole) = run("whole", 1, BATCH_BYTES);
+        assert!(
+            meta.train.shards.len() >= 3 && meta.validation.documents > 0,
+            "{:?}",
+            meta.train
+        );
+        assert!(
+            text.len() / 2000 > 50,
+            "too few batches to exercise the pipeline"
+        );
+        for (name, threads, batch_bytes) in
+            [("small-1", 1, 2000), ("small-2", 2, 2000), ("tiny-2", 2, 1)]
+        {
+            let (m, got) = run(name, threads, batch_bytes);
+            assert_eq!(m, meta, "{name}");
+            assert_eq!(got.len(), whole.len(), "{name}");
+            for ((fa, a), (fb, b)) in whole.iter().zip(&got) {
+                assert_eq!((fa, a.len()), (fb, b.len()), "{name}");
+                assert!(a == b, "{name}: {fa} differs");
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -3,6 +3,7 @@
 //! yields word starts for whole-word and span masking: from the pre-tokenizer's words, or, for Chinese
 //! text, from jieba's segmentation (its dictionary is compiled into the binary; nothing is downloaded).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -17,8 +18,9 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::processors::roberta::RobertaProcessing;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::{AddedToken, NormalizerWrapper, PreTokenizerWrapper, Tokenizer};
 
+use super::ascii_words::{bert_ascii_words, is_printable_ascii, AddedScan, WordPieceIds};
 use super::config::{TokenizerConfig, TokenizerKind};
 use super::vocab_trainer;
 use crate::masking::Language;
@@ -43,6 +45,15 @@ pub struct SpecialTokens {
 pub struct TextTokenizer {
     inner: Tokenizer,
     specials: SpecialTokens,
+    /// `inner`'s vocabulary size with added tokens, cached: the tokenizers crate builds the whole
+    /// vocabulary map to count it.
+    vocab_size: u32,
+    /// Whether the pre-tokenizer is BERT's (see [`TextTokenizer::encode_by_words`]).
+    bert_pre_tokenizer: bool,
+    /// The added tokens, to find texts that cannot hold one.
+    added: AddedScan,
+    /// The model's search without allocations, if it is WordPiece.
+    wordpiece: Option<WordPieceIds>,
 }
 
 /// One encoded document: token ids (no special tokens) and word starts. Both `[n]`.
@@ -262,6 +273,13 @@ impl TextTokenizer {
             .collect();
         all.sort_unstable();
         all.dedup();
+        let vocab_size = inner.get_vocab_size(true) as u32;
+        let bert_pre_tokenizer = matches!(
+            inner.get_pre_tokenizer(),
+            Some(PreTokenizerWrapper::BertPreTokenizer(_))
+        );
+        let added = AddedScan::new(&inner).map_err(|e| Error::data(path, e.to_string()))?;
+        let wordpiece = WordPieceIds::of(&inner);
         Ok(Self {
             inner,
             specials: SpecialTokens {
@@ -272,6 +290,10 @@ impl TextTokenizer {
                 mask,
                 all,
             },
+            vocab_size,
+            bert_pre_tokenizer,
+            added,
+            wordpiece,
         })
     }
 
@@ -286,9 +308,9 @@ impl TextTokenizer {
         &self.specials
     }
 
-    /// Vocabulary size including added tokens.
+    /// Vocabulary size including added tokens (cached at construction).
     pub fn vocab_size(&self) -> u32 {
-        self.inner.get_vocab_size(true) as u32
+        self.vocab_size
     }
 
     /// The text of a token id (`?` for unknown ids).
@@ -307,36 +329,120 @@ impl TextTokenizer {
     /// `auto` and a CJK character in the text, a token starts a word exactly when its first byte starts
     /// a jieba word; otherwise when the pre-tokenizer's word index changes.
     pub fn encode(&self, text: &str, language: Language) -> Result<EncodedDoc> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| tk_err("encoding", e))?;
-        let ids = enc.get_ids().to_vec();
         let use_jieba = match language {
             Language::Zh => true,
             Language::Other => false,
             Language::Auto => text.chars().any(is_cjk),
         };
-        let word_starts = if use_jieba {
-            let starts = jieba_word_starts(text);
-            let offsets = enc.get_offsets();
-            let mut out = Vec::with_capacity(ids.len());
-            let mut prev_start = usize::MAX;
-            for (i, &(s, _)) in offsets.iter().enumerate() {
-                // Byte-level BPE may put two tokens at one offset (a split multi-byte character): only
-                // the first of them can start a word.
-                let starts_word = i == 0 || (s != prev_start && starts.binary_search(&s).is_ok());
-                out.push(starts_word);
-                prev_start = s;
-            }
-            out
-        } else {
-            let words = enc.get_word_ids();
-            (0..ids.len())
-                .map(|i| i == 0 || words[i] != words[i - 1] || words[i].is_none())
-                .collect()
-        };
+        if !use_jieba {
+            return self.encode_by_words(text);
+        }
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| tk_err("encoding", e))?;
+        let ids = enc.get_ids().to_vec();
+        let starts = jieba_word_starts(text);
+        let offsets = enc.get_offsets();
+        let mut word_starts = Vec::with_capacity(ids.len());
+        let mut prev_start = usize::MAX;
+        for (i, &(s, _)) in offsets.iter().enumerate() {
+            // Byte-level BPE may put two tokens at one offset (a split multi-byte character): only
+            // the first of them can start a word.
+            let starts_word = i == 0 || (s != prev_start && starts.binary_search(&s).is_ok());
+            word_starts.push(starts_word);
+            prev_start = s;
+        }
         Ok(EncodedDoc { ids, word_starts })
+    }
+
+    /// The ids `Tokenizer::encode(text, false)` gives, with a token starting a word when it is the
+    /// first of its pre-tokenizer word, but without building the `Encoding`: the same stages (added
+    /// tokens and normaliser, pre-tokenizer, model) are run and the ids are read off the words,
+    /// skipping what `prepare` never uses (offsets mapped back to the original text, token strings
+    /// copied, type ids, attention and special-token masks). Without padding or truncation (turned off
+    /// at load) and without special tokens, the post-processor leaves the ids as they are.
+    ///
+    /// Printable ASCII takes a shorter road where the result is known without HF's string machinery
+    /// ([`super::ascii_words`]): the normaliser's output is computed directly
+    /// ([`Self::normalised_ascii`]), and, with BERT's pre-tokenizer and no added token in the text,
+    /// the words are cut directly and searched in a WordPiece vocabulary without allocating (other
+    /// models tokenize them themselves). Tested against `encode` on six tokenizers.
+    fn encode_by_words(&self, text: &str) -> Result<EncodedDoc> {
+        use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizer};
+        let inner = &self.inner;
+        let model = inner.get_model();
+        let normalised = self.normalised_ascii(text);
+        if let Some(t) = normalised.as_deref() {
+            if self.bert_pre_tokenizer && is_printable_ascii(t) && !self.added.may_occur_in(t) {
+                let (mut ids, mut word_starts) = (
+                    Vec::with_capacity(t.len() / 3),
+                    Vec::with_capacity(t.len() / 3),
+                );
+                bert_ascii_words(t, |word| match &self.wordpiece {
+                    Some(wp) => wp.push(word, &mut ids, &mut word_starts),
+                    None => {
+                        let tokens = model.tokenize(word).map_err(|e| tk_err("encoding", e))?;
+                        for (j, token) in tokens.iter().enumerate() {
+                            ids.push(token.id);
+                            word_starts.push(j == 0);
+                        }
+                        Ok(())
+                    }
+                })?;
+                return Ok(EncodedDoc { ids, word_starts });
+            }
+        }
+        let added = inner.get_added_vocabulary();
+        let mut words = match &normalised {
+            Some(t) => added.extract_and_normalize(None::<&NormalizerWrapper>, t),
+            None => added.extract_and_normalize(inner.get_normalizer(), text),
+        };
+        if let Some(pre) = inner.get_pre_tokenizer() {
+            pre.pre_tokenize(&mut words)
+                .map_err(|e| tk_err("pre-tokenizing", e))?;
+        }
+        words
+            .tokenize(|w| model.tokenize(w.get()))
+            .map_err(|e| tk_err("encoding", e))?;
+        let splits = words.get_splits(OffsetReferential::Normalized, OffsetType::None);
+        let n: usize = splits
+            .iter()
+            .map(|(_, _, t)| t.as_ref().map_or(0, Vec::len))
+            .sum();
+        let (mut ids, mut word_starts) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for tokens in splits.iter().filter_map(|(_, _, t)| t.as_ref()) {
+            for (j, t) in tokens.iter().enumerate() {
+                ids.push(t.id);
+                word_starts.push(j == 0);
+            }
+        }
+        Ok(EncodedDoc { ids, word_starts })
+    }
+
+    /// What the normaliser makes of `text`, where that is known without running it: `text` itself
+    /// without a normaliser; for BERT's normaliser on printable ASCII (no control character, no
+    /// whitespace but ' ', no CJK character; stripping accents leaves ASCII alone), `text`, or `text`
+    /// in lower case when it lowercases. Lowering before the added tokens are found is the same as
+    /// after only when no added token occurs in the lowered text. Otherwise, and for any other
+    /// normaliser, `None`: normalise as usual.
+    fn normalised_ascii<'t>(&self, text: &'t str) -> Option<Cow<'t, str>> {
+        match self.inner.get_normalizer() {
+            None => Some(Cow::Borrowed(text)),
+            Some(NormalizerWrapper::BertNormalizer(b)) => {
+                if !is_printable_ascii(text) {
+                    return None;
+                }
+                if !b.lowercase || !text.bytes().any(|c| c.is_ascii_uppercase()) {
+                    return Some(Cow::Borrowed(text));
+                }
+                if self.added.may_occur_in(text) {
+                    return None;
+                }
+                Some(Cow::Owned(text.to_ascii_lowercase()))
+            }
+            Some(_) => None,
+        }
     }
 
     /// Encodes many documents in parallel; the result is in input order and independent of the thread
@@ -419,6 +525,154 @@ mod tests {
         let want = t.encode(text, Language::Auto).unwrap();
         assert!(want.ids.len() > 8);
         assert_eq!(loaded.encode(text, Language::Auto).unwrap(), want);
+    }
+
+    /// The reference twin of [`TextTokenizer::encode_by_words`]: the full `Encoding`, word starts from
+    /// its word ids (what `encode` did before the fast path).
+    fn encode_via_encoding(t: &TextTokenizer, text: &str) -> EncodedDoc {
+        let enc = t.inner.encode(text, false).unwrap();
+        let words = enc.get_word_ids();
+        let word_starts = (0..enc.len())
+            .map(|i| i == 0 || words[i] != words[i - 1] || words[i].is_none())
+            .collect();
+        EncodedDoc {
+            ids: enc.get_ids().to_vec(),
+            word_starts,
+        }
+    }
+
+    /// Guards the fast path `prepare` encodes with: the same ids and word starts as the `Encoding`,
+    /// for trained WordPiece (cased and lowercased) and BPE and for loaded files (a BERT fixture and
+    /// the fuzz corpus's WordPiece and BPE files), on text with accents, punctuation, CJK, emoji,
+    /// control characters, odd spacing and special tokens written out, and on 300 random ASCII texts
+    /// pieced together from words, punctuation and fragments of special tokens in either case.
+    #[test]
+    fn encoding_by_words_gives_the_encodings_ids_and_word_starts() {
+        let docs = corpus();
+        let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
+        let mut tokenizers = Vec::new();
+        for (kind, lowercase) in [
+            (TokenizerKind::Wordpiece, true),
+            (TokenizerKind::Wordpiece, false),
+            (TokenizerKind::Bpe, false),
+        ] {
+            let cfg = TokenizerConfig {
+                kind,
+                vocab_size: 400,
+                lowercase,
+                ..Default::default()
+            };
+            tokenizers.push((
+                format!("{kind:?} lowercase={lowercase}"),
+                TextTokenizer::train(&cfg, &texts).unwrap(),
+            ));
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for f in [
+            "fixtures/bert-pll/tokenizer.json",
+            "fuzz/corpus/tokenizer/wordpiece.json",
+            "fuzz/corpus/tokenizer/bpe.json",
+        ] {
+            tokenizers.push((f.to_string(), TextTokenizer::load(&root.join(f)).unwrap()));
+        }
+        let samples = [
+            "",
+            "   ",
+            "In the beginning God created the heavens and the earth.",
+            "Caf\u{e9} na\u{ef}ve \u{c9}COLE   r\u{e9}sum\u{e9}s -- don't, won't; (x+y)=z!?",
+            "[CLS] the earth [MASK] formless [SEP] and <mask> empty </s> [PAD][UNK]",
+            "THE EARTH [mask] AND [Sep] and [cls]",
+            "\tTabs\tand\u{0}control\u{7}chars\r and  double  spaces ",
+            "emoji \u{1f600}\u{1f680} and \u{2014} dashes \u{2026}",
+            "\u{4e2d}\u{534e}\u{4eba}\u{6c11}\u{5171}\u{548c}\u{56fd} mixed with English words",
+            "number 12345678901234567890 and a verylongwordthatthevocabularycannotpossiblycontainwhole",
+            "Hey friend!     How are you?!? $5 + 3 = `x` ^ |y| ~z {a} [b] <c> @d #e %f &g *h _i \\j /k 'l' \"m\"",
+        ];
+        // A word longer than WordPiece's 100 characters is one unknown token.
+        let long = format!("the {} earth", "Ab".repeat(60));
+        // Random printable ASCII from words, punctuation, spaces and pieces of special tokens.
+        let pieces = [
+            "the",
+            "Earth",
+            "GOD",
+            "was",
+            "[",
+            "]",
+            "MASK",
+            "mask",
+            "<",
+            ">",
+            "/s",
+            "s",
+            "SEP",
+            "cls",
+            "CLS",
+            "UNK",
+            "pad",
+            " ",
+            "  ",
+            ",",
+            ".",
+            "'",
+            "-",
+            "x",
+            "created",
+            "beginning",
+            "formless",
+            "9",
+            "!?",
+        ];
+        let mut rng =
+            remask_kernels::rng::KeyedRng::new(3, remask_kernels::rng::Purpose::Shuffle, 0, 0);
+        let random: Vec<String> = (0..300)
+            .map(|_| {
+                (0..1 + rng.below(12))
+                    .map(|_| pieces[rng.below(pieces.len() as u64) as usize])
+                    .collect()
+            })
+            .collect();
+        for (name, t) in &tokenizers {
+            // The WordPiece ones take the whole short road (words cut directly, WordPieceIds).
+            let wordpiece = !name.contains("Bpe") && !name.contains("bpe.json");
+            assert_eq!(
+                (t.wordpiece.is_some(), t.bert_pre_tokenizer),
+                (wordpiece, wordpiece),
+                "{name}"
+            );
+            // Both shortcuts are exercised: ASCII kept as it is, and ASCII lowered (lower-casing ones).
+            assert_eq!(
+                t.normalised_ascii(samples[9]).as_deref(),
+                Some(samples[9]),
+                "{name}"
+            );
+            let lowered = t.normalised_ascii(samples[2]).expect("printable ASCII");
+            assert_eq!(
+                matches!(lowered, Cow::Owned(_)),
+                name.contains("lowercase=true") || name.contains("bert-pll"),
+                "{name}"
+            );
+            let random = random.iter().map(String::as_str);
+            let random = random.chain([long.as_str()]);
+            for text in samples
+                .iter()
+                .copied()
+                .chain(texts.iter().copied().take(9))
+                .chain(random)
+            {
+                assert_eq!(
+                    t.encode_by_words(text).unwrap(),
+                    encode_via_encoding(t, text),
+                    "{name}: {text:?}"
+                );
+            }
+            // `encode` takes the fast path unless jieba segments the text.
+            let text = samples[3];
+            assert_eq!(
+                t.encode(text, Language::Auto).unwrap(),
+                encode_via_encoding(t, text),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub struct CompareSection {
     /// `mlm` (masking strategies) or `clm` (attention masks of a decoder on packed rows).
     pub task: CompareTask,
     /// Strategies to run, by name. MLM: built-ins `static`, `dynamic`, `wwm`, `span`, `schedule`,
-    /// `adaptive` or the name of a `[strategies.NAME]` table; CLM: `causal`, `document`.
+    /// `adaptive`, `pmi`, `adaptive-decay`, `adaptive-token-id` ([`BUILTIN_STRATEGIES`]) or the name of
+    /// a `[strategies.NAME]` table; CLM: `causal`, `document`.
     pub strategies: Vec<String>,
     /// The strategy every other one is compared against. Default: `dynamic` for MLM and `document`
     /// for CLM when listed, else the first strategy.
@@ -181,7 +182,7 @@ impl Default for CompareConfig {
 }
 
 /// Names of the built-in MLM strategies.
-pub const BUILTIN_STRATEGIES: [&str; 8] = [
+pub const BUILTIN_STRATEGIES: [&str; 9] = [
     "static",
     "dynamic",
     "wwm",
@@ -190,6 +191,7 @@ pub const BUILTIN_STRATEGIES: [&str; 8] = [
     "adaptive",
     "pmi",
     "adaptive-decay",
+    "adaptive-token-id",
 ];
 /// Names of the built-in CLM strategies (attention masks of a decoder on packed rows).
 pub const CLM_STRATEGIES: [&str; 2] = ["causal", "document"];
@@ -483,6 +485,12 @@ impl CompareConfig {
                     decay: 0.9,
                     uniform_mix: 0.5,
                 },
+                ..base
+            },
+            // A bounded masking probability per token id from its running loss (Edman & Fraser,
+            // BabyLM 2025): p in [0.5, 2] × 15%, renormalised per row.
+            "adaptive-token-id" => MaskingConfig {
+                when: When::TokenId { decay: 0.9, floor: 0.5, ceiling: 2.0 },
                 ..base
             },
             other => {

@@ -103,6 +103,23 @@ pub enum When {
         #[serde(default = "default_uniform_mix")]
         uniform_mix: f32,
     },
+    /// When the batch is built, with a masking probability per token id (Edman & Fraser, BabyLM 2025):
+    /// proportional to the running loss on that id (exponential moving average of the trainer's
+    /// feedback), renormalised per row so the expected count is `rate · n`, and kept within
+    /// [`floor · rate`, `ceiling · rate`] so no token is never or always masked. Token-level masking
+    /// only (`strategy = "token"`). The rule: `docs/strategies.md`, `masking::token_id`.
+    TokenId {
+        /// Weight of the old value in the running loss per token id. Default 0.9.
+        #[serde(default = "default_decay")]
+        decay: f32,
+        /// Lowest masking probability of a position, as a multiple of the rate; in (0, 1]. Default 0.5.
+        #[serde(default = "default_floor")]
+        floor: f32,
+        /// Highest masking probability of a position, as a multiple of the rate; at least 1, and
+        /// `ceiling · rate` below 1. Default 2.0.
+        #[serde(default = "default_ceiling")]
+        ceiling: f32,
+    },
 }
 
 impl Default for When {
@@ -197,7 +214,8 @@ pub struct MaskingConfig {
     /// The n-gram vocabulary of strategy `pmi` (`prepare` builds it then).
     pub pmi: PmiConfig,
     /// When masks are decided: `{ mode = "dynamic" }` (default), `{ mode = "static", dupe_factor = 10 }`,
-    /// `{ mode = "adaptive", temperature = 1.0, decay = 0.9, uniform_mix = 0.5 }`.
+    /// `{ mode = "adaptive", temperature = 1.0, decay = 0.9, uniform_mix = 0.5 }`,
+    /// `{ mode = "token-id", decay = 0.9, floor = 0.5, ceiling = 2.0 }`.
     pub when: When,
     /// Word segmentation hint for whole-word and span masking: `auto` (default), `other`, `zh`.
     pub language: Language,
@@ -234,6 +252,12 @@ fn default_decay() -> f32 {
 }
 fn default_uniform_mix() -> f32 {
     0.5
+}
+fn default_floor() -> f32 {
+    0.5
+}
+fn default_ceiling() -> f32 {
+    2.0
 }
 fn default_pmi_ngrams() -> u32 {
     20_000
@@ -357,6 +381,41 @@ impl MaskingConfig {
                     return Err(Error::config(
                         key("when.uniform_mix"),
                         format!("must lie in [0, 1], got {uniform_mix}"),
+                    ));
+                }
+            }
+            When::TokenId { decay, floor, ceiling } => {
+                if !(decay.is_finite() && (0.0..1.0).contains(&decay)) {
+                    return Err(Error::config(key("when.decay"), format!("must lie in [0, 1), got {decay}")));
+                }
+                if !(floor.is_finite() && floor > 0.0 && floor <= 1.0) {
+                    return Err(Error::config(
+                        key("when.floor"),
+                        format!("must lie in (0, 1] (a multiple of the rate; 0 would let a token never be masked), got {floor}"),
+                    ));
+                }
+                if !(ceiling.is_finite() && ceiling >= 1.0) {
+                    return Err(Error::config(key("when.ceiling"), format!("must be at least 1 (a multiple of the rate), got {ceiling}")));
+                }
+                let top = self.rate.max(self.final_rate.unwrap_or(self.rate));
+                if ceiling * top >= 1.0 {
+                    return Err(Error::config(
+                        key("when.ceiling"),
+                        format!(
+                            "{ceiling} × the highest rate {top} (`{}` / `{}`) reaches 1, so a token could always be masked: lower one of them",
+                            key("rate"),
+                            key("final_rate")
+                        ),
+                    ));
+                }
+                if self.strategy != StrategyKind::Token {
+                    return Err(Error::config(
+                        key("when"),
+                        format!(
+                            "mode \"token-id\" sets a masking probability per token id, so it needs `{}` = \"token\", got \"{}\"",
+                            key("strategy"),
+                            self.strategy.name()
+                        ),
                     ));
                 }
             }
@@ -515,6 +574,37 @@ mod tests {
             e.contains("temperature") && e.contains("dupe_factor"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn token_id_parses_with_defaults_and_refuses_bad_bounds_naming_the_key() {
+        let c: MaskingConfig = toml::from_str("when = { mode = \"token-id\" }").unwrap();
+        assert_eq!(c.when, When::TokenId { decay: 0.9, floor: 0.5, ceiling: 2.0 });
+        c.validate("masking").unwrap();
+        // With a decaying rate the ceiling applies to the highest rate: 2 × 0.3 = 0.6 is fine.
+        let c = MaskingConfig { rate: 0.3, final_rate: Some(0.15), schedule: ScheduleKind::Linear, ..c };
+        c.validate("masking").unwrap();
+        let when = |decay, floor, ceiling| MaskingConfig { when: When::TokenId { decay, floor, ceiling }, ..Default::default() };
+        for (c, k) in [
+            (when(1.0, 0.5, 2.0), "masking.when.decay"),
+            (when(0.9, 0.0, 2.0), "masking.when.floor"),
+            (when(0.9, 1.5, 2.0), "masking.when.floor"),
+            (when(0.9, 0.5, 0.9), "masking.when.ceiling"),
+            (when(0.9, 0.5, f32::NAN), "masking.when.ceiling"),
+        ] {
+            let e = c.validate("masking").unwrap_err().to_string();
+            assert!(e.contains(k), "{k}: {e}");
+        }
+        // A ceiling that lets a token be masked always is refused, naming the rate too.
+        let c = MaskingConfig { rate: 0.6, ..when(0.9, 0.5, 2.0) };
+        let e = c.validate("masking").unwrap_err().to_string();
+        assert!(e.contains("masking.when.ceiling") && e.contains("masking.rate"), "{e}");
+        // Probabilities are per token: other strategies are refused, naming both keys.
+        let c = MaskingConfig { strategy: StrategyKind::WholeWord, ..when(0.9, 0.5, 2.0) };
+        let e = c.validate("strategies.x").unwrap_err().to_string();
+        assert!(e.contains("strategies.x.when") && e.contains("strategies.x.strategy") && e.contains("whole-word"), "{e}");
+        // Keys of other modes are refused when parsed.
+        assert!(toml::from_str::<MaskingConfig>("when = { mode = \"token-id\", temperature = 2.0 }").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::row::{MaskKey, MaskedRow, TokenRow};
 use super::span::SpanMasking;
 use super::strategy::{MaskingStrategy, RowView, Scratch};
 use super::token::TokenMasking;
+use super::token_id::{self, TokenIdAdaptive};
 use super::whole_word::WholeWordMasking;
 use crate::{Error, Result};
 
@@ -23,7 +24,7 @@ use crate::{Error, Result};
 pub struct MaskScratch {
     pub strategy: Scratch,
     pub eligible: Vec<bool>,
-    /// Adaptive position weights of the row being masked.
+    /// Adaptive position weights (or, per-token-id mode, probabilities) of the row being masked.
     pub weights: Vec<f32>,
     pub chosen: Vec<bool>,
 }
@@ -227,5 +228,32 @@ impl Masker {
         let mut replace = KeyedRng::new(key.seed, Purpose::MaskReplace, key.epoch, key.index);
         self.replacement
             .apply(out.input, out.labels, tokens, &scratch.chosen, &mut replace);
+    }
+
+    /// Masks one row at `rate` with per-token-id probabilities (`when = { mode = "token-id" }`, which
+    /// validation allows only with token-level masking): the probabilities of the row's eligible
+    /// positions come from `adaptive`'s statistics and bounds, and the positions are drawn from them
+    /// under the config's count rule ([`token_id::choose`]) with the draws of `key`. Corruption as in
+    /// [`Self::mask_row`]; the chosen positions are left in `scratch.chosen`.
+    pub fn mask_row_token_id(
+        &self,
+        row: TokenRow<'_>,
+        out: MaskedRow<'_>,
+        rate: f32,
+        key: MaskKey,
+        adaptive: &TokenIdAdaptive,
+        scratch: &mut MaskScratch,
+    ) {
+        let tokens = row.ids;
+        let t = tokens.len();
+        self.eligible(row, &mut scratch.eligible);
+        scratch.chosen.resize(t, false);
+        scratch.weights.resize(t, 0.0);
+        let target = adaptive.row_probabilities(&mut scratch.weights, tokens, &scratch.eligible, rate);
+        let mut select = KeyedRng::new(key.seed, Purpose::MaskSelect, key.epoch, key.index);
+        let order = &mut scratch.strategy.select.order;
+        token_id::choose(&mut scratch.chosen, &scratch.eligible, &scratch.weights, target, self.config.count, &mut select, order);
+        let mut replace = KeyedRng::new(key.seed, Purpose::MaskReplace, key.epoch, key.index);
+        self.replacement.apply(out.input, out.labels, tokens, &scratch.chosen, &mut replace);
     }
 }

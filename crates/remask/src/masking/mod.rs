@@ -8,8 +8,9 @@
 //! - [`Replacement`] corrupts the chosen positions (80% mask / 10% random / 10% unchanged by default).
 //! - [`Masker`] ties them together for one vocabulary and masks a [`TokenRow`] from a [`MaskKey`].
 //! - [`MaskPlan`] owns *when* masks are decided ([`When`]): static (K copies stored at `prepare` time,
-//!   [`static_store`]), dynamic (per batch) or adaptive (per batch, weighted by [`AdaptiveStats`]), and
-//!   the fixed evaluation masks. [`MaskingConfig::rate_at`] is the rate schedule it follows.
+//!   [`static_store`]), dynamic (per batch), adaptive (per batch, weighted by [`AdaptiveStats`]) or
+//!   per token id (per batch, a bounded probability per id from the same statistics,
+//!   [`TokenIdAdaptive`]), and the fixed evaluation masks. [`MaskingConfig::rate_at`] is the rate schedule it follows.
 
 pub mod adaptive;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod static_store;
 pub mod stats;
 pub mod strategy;
 pub mod token;
+pub mod token_id;
 pub mod whole_word;
 
 #[cfg(test)]
@@ -46,4 +48,5 @@ pub use static_store::{StaticCopies, StaticMeta, StoredCopies};
 pub use stats::{collect_ngram_stats, collect_stats, MaskingStats, NgramMaskStats};
 pub use strategy::{MaskingStrategy, RowView, Scratch, SegmentScratch, SelectScratch, Selection};
 pub use token::TokenMasking;
+pub use token_id::TokenIdAdaptive;
 pub use whole_word::WholeWordMasking;

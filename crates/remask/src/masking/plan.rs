@@ -9,6 +9,8 @@
 //! - **dynamic**: computed when asked, keyed by (seed, epoch, row index).
 //! - **adaptive**: computed when asked, keyed the same way and weighted by the running per-token loss
 //!   the trainer feeds back ([`MaskPlan::feedback`]; saved in checkpoints through [`MaskPlan::state`]).
+//! - **token-id**: the same, with a bounded masking probability per token id drawn from the same
+//!   running statistics ([`super::token_id`]).
 //! - **evaluation** ([`MaskPlan::mask_eval`]): keyed by the fixed epoch [`EVAL_EPOCH`] at the final
 //!   rate of the schedule, never adaptive, never stored: the same masks at every evaluation.
 //!
@@ -26,6 +28,7 @@ use super::row::{MaskKey, MaskedRow, TokenRow, TokenRowBuf};
 use super::static_store::{
     copy_name, copy_path, StaticCopies, StaticCopyWriter, StaticMeta, StoredCopies,
 };
+use super::token_id::TokenIdAdaptive;
 use crate::{Batch, Result};
 
 /// The key epoch of evaluation masks.
@@ -40,6 +43,7 @@ enum Mode {
     },
     Dynamic,
     Adaptive(Adaptive),
+    TokenId(TokenIdAdaptive),
 }
 
 /// Decides the MLM masks of every (row, epoch) of a run. See the module doc.
@@ -70,6 +74,11 @@ impl MaskPlan {
                 temperature,
                 uniform_mix,
             }),
+            When::TokenId {
+                decay,
+                floor,
+                ceiling,
+            } => Mode::TokenId(TokenIdAdaptive::new(vocab.size as usize, decay, floor, ceiling)),
         };
         Ok(Self {
             config: config.clone(),
@@ -105,10 +114,11 @@ impl MaskPlan {
         self.seed
     }
 
-    /// The running statistics, when masking is adaptive.
+    /// The running statistics, when masking is adaptive (`adaptive` or `token-id`).
     pub fn adaptive(&self) -> Option<&AdaptiveStats> {
         match &self.mode {
             Mode::Adaptive(a) => Some(&a.stats),
+            Mode::TokenId(a) => Some(&a.stats),
             _ => None,
         }
     }
@@ -158,6 +168,7 @@ impl MaskPlan {
                 self.masker.mask_row(row, out, rate, key, None, scratch)
             }
             Mode::Adaptive(a) => self.masker.mask_row(row, out, rate, key, Some(a), scratch),
+            Mode::TokenId(a) => self.masker.mask_row_token_id(row, out, rate, key, a, scratch),
         }
     }
 
@@ -222,26 +233,35 @@ impl MaskPlan {
         }))
     }
 
-    /// Takes the per-label losses of `batch` (adaptive masking; a no-op otherwise).
+    /// Takes the per-label losses of `batch` (adaptive and token-id masking; a no-op otherwise).
     pub fn feedback(&mut self, batch: &Batch, label_losses: &[f32]) {
-        if let Mode::Adaptive(a) = &mut self.mode {
-            a.stats.feedback(batch, label_losses);
+        match &mut self.mode {
+            Mode::Adaptive(a) => a.stats.feedback(batch, label_losses),
+            Mode::TokenId(a) => a.stats.feedback(batch, label_losses),
+            _ => {}
         }
     }
 
-    /// What a checkpoint must keep to continue exactly: the adaptive statistics, or `null`.
+    /// What a checkpoint must keep to continue exactly: the running statistics (under `adaptive` or
+    /// `token_id`, after the mode), or `null`.
     pub fn state(&self) -> serde_json::Value {
         match &self.mode {
             Mode::Adaptive(a) => serde_json::json!({ "adaptive": a.stats.to_json() }),
+            Mode::TokenId(a) => serde_json::json!({ "token_id": a.stats.to_json() }),
             _ => serde_json::Value::Null,
         }
     }
 
     /// Restores what [`Self::state`] returned.
     pub fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
-        if let (Mode::Adaptive(a), Some(v)) = (&mut self.mode, state.get("adaptive")) {
-            let vocab = a.stats.loss.len();
-            a.stats = AdaptiveStats::from_json(v, vocab)?;
+        let stats = match &mut self.mode {
+            Mode::Adaptive(a) => state.get("adaptive").map(|v| (&mut a.stats, v)),
+            Mode::TokenId(a) => state.get("token_id").map(|v| (&mut a.stats, v)),
+            _ => None,
+        };
+        if let Some((stats, v)) = stats {
+            let vocab = stats.loss.len();
+            *stats = AdaptiveStats::from_json(v, vocab)?;
         }
         Ok(())
     }

@@ -580,3 +580,132 @@ fn eligibility_is_the_same_for_block_and_scattered_special_ids() {
         }
     }
 }
+
+/// Per-token-id statistics for the `token-id` tests: running losses spread over two orders of
+/// magnitude (keyed by `seed`), every seventh id never seen, running mean 2.
+fn token_id_adaptive(seed: u64, floor: f32, ceiling: f32) -> TokenIdAdaptive {
+    let mut a = TokenIdAdaptive::new(V as usize, 0.9, floor, ceiling);
+    let mut rng = KeyedRng::new(seed, Purpose::Other, 2, 0);
+    for id in 0..V as usize {
+        a.stats.loss[id] = if id % 7 == 3 { -1.0 } else { 0.05 * (100.0f32).powf(rng.next_f32()) };
+    }
+    a.stats.mean = 2.0;
+    a.stats.updates = 1;
+    a
+}
+
+fn mask_token_id(m: &Masker, r: &TokenRowBuf, rate: f32, (seed, epoch, index): (u64, u64, u64), a: &TokenIdAdaptive) -> (Vec<u32>, Vec<i32>, Vec<bool>) {
+    let t = r.ids.len();
+    let (mut input, mut labels) = (vec![0u32; t], vec![0i32; t]);
+    let mut s = MaskScratch::default();
+    let out = MaskedRow { input: &mut input, labels: &mut labels };
+    m.mask_row_token_id(r.view(), out, rate, MaskKey { seed, epoch, index }, a, &mut s);
+    (input, labels, s.chosen)
+}
+
+fn token_id_config(count: CountRule, rate: f32, floor: f32, ceiling: f32) -> MaskingConfig {
+    MaskingConfig { count, rate, when: When::TokenId { decay: 0.9, floor, ceiling }, ..Default::default() }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `token-id`: every eligible position's probability lies in [floor · r, ceiling · r] and they sum
+    /// to r · n; with `exact` the count is r · n rounded down or up; only eligible positions are
+    /// chosen, labels match; the same key gives the same mask.
+    #[test]
+    fn token_id_probabilities_are_bounded_and_the_rate_is_on_target(
+        count in prop_oneof![Just(CountRule::Exact), Just(CountRule::Bernoulli)],
+        rate in 0.02f32..0.45,
+        floor in 0.05f32..1.0,
+        ceiling in 1.0f32..2.2,
+        t in 4usize..200,
+        fill in 0.0f64..1.0,
+        seed in any::<u64>(),
+        epoch in 0u64..100,
+    ) {
+        let length = 2 + ((t - 2) as f64 * fill) as usize;
+        let r = row(t, length, seed);
+        let a = token_id_adaptive(seed ^ 5, floor, ceiling);
+        let m = masker(&token_id_config(count, rate, floor, ceiling));
+        let mut eligible = Vec::new();
+        m.eligible(r.view(), &mut eligible);
+        let n = eligible.iter().filter(|&&e| e).count();
+        let mut p = vec![0f32; t];
+        let target = a.row_probabilities(&mut p, &r.ids, &eligible, rate);
+        let (lo, hi) = (floor * rate, (ceiling * rate).min(1.0));
+        let mut sum = 0.0f64;
+        for i in 0..t {
+            if eligible[i] {
+                prop_assert!(p[i] >= lo * (1.0 - 1e-5) && p[i] <= hi * (1.0 + 1e-5), "p {} outside [{}, {}]", p[i], lo, hi);
+                sum += p[i] as f64;
+            } else {
+                prop_assert_eq!(p[i], 0.0);
+            }
+        }
+        prop_assert!((sum - rate as f64 * n as f64).abs() < 1e-4 * (n as f64 + 1.0), "Σp {} for r·n {}", sum, target);
+        let (input, labels, chosen) = mask_token_id(&m, &r, rate, (seed, epoch, 3), &a);
+        for i in 0..t {
+            prop_assert!(!chosen[i] || eligible[i], "position {i} chosen but ineligible");
+            if chosen[i] {
+                prop_assert_eq!(labels[i], r.ids[i] as i32);
+                prop_assert!(input[i] == MASK || !SPECIALS.contains(&input[i]));
+            } else {
+                prop_assert_eq!(labels[i], IGNORE_INDEX);
+            }
+        }
+        if count == CountRule::Exact {
+            let k = chosen.iter().filter(|&&c| c).count();
+            let x = rate * n as f32;
+            prop_assert!(k == x.floor() as usize || k == x.ceil() as usize, "{k} chosen for r·n = {x}");
+        }
+        prop_assert_eq!(mask_token_id(&m, &r, rate, (seed, epoch, 3), &a), (input, labels, chosen));
+    }
+}
+
+/// `token-id` over many draws: each position is chosen as often as its probability says, hard tokens
+/// (running loss above the mean) more often than easy ones, the realised rate is the configured one
+/// under both count rules, and without feedback the masks are uniform (every position at the rate).
+#[test]
+fn token_id_follows_its_probabilities_and_prefers_hard_tokens() {
+    let r = row(128, 128, 11);
+    let mut a = TokenIdAdaptive::new(V as usize, 0.9, 0.5, 2.0);
+    // Tokens below 500 are "hard" (loss 8), the rest easy (loss 1): scores 2 and 0.25.
+    for id in 5..V as usize {
+        a.stats.loss[id] = if id < 500 { 8.0 } else { 1.0 };
+    }
+    a.stats.mean = 4.0;
+    a.stats.updates = 1;
+    let fresh = TokenIdAdaptive::new(V as usize, 0.9, 0.5, 2.0);
+    let mut eligible = Vec::new();
+    masker(&MaskingConfig::default()).eligible(r.view(), &mut eligible);
+    let n = eligible.iter().filter(|&&e| e).count();
+    let draws = 4000;
+    for stats in [&a, &fresh] {
+        let mut p = vec![0f32; 128];
+        stats.row_probabilities(&mut p, &r.ids, &eligible, 0.15);
+        for count in [CountRule::Exact, CountRule::Bernoulli] {
+            let m = masker(&token_id_config(count, 0.15, 0.5, 2.0));
+            let mut hits = vec![0usize; 128];
+            for i in 0..draws {
+                let c = mask_token_id(&m, &r, 0.15, (4, 0, i), stats).2;
+                c.iter().zip(&mut hits).for_each(|(&c, h)| *h += usize::from(c));
+            }
+            let rate = hits.iter().sum::<usize>() as f64 / (draws as f64 * n as f64);
+            assert!((rate - 0.15).abs() < 0.005, "{count:?}: realised rate {rate}");
+            for k in 0..128 {
+                let f = hits[k] as f64 / draws as f64;
+                let sd = (p[k] as f64 * (1.0 - p[k] as f64) / draws as f64).sqrt();
+                assert!((f - p[k] as f64).abs() <= 5.0 * sd + 1e-9, "{count:?}: position {k} chosen {f}, probability {}", p[k]);
+            }
+        }
+        if std::ptr::eq(stats, &fresh) {
+            assert!(p.iter().zip(&eligible).all(|(&p, &e)| if e { (p - 0.15).abs() < 1e-6 } else { p == 0.0 }), "{p:?}");
+        } else {
+            let hard = (0..128).filter(|&k| eligible[k] && r.ids[k] < 500);
+            let easy = (0..128).filter(|&k| eligible[k] && r.ids[k] >= 500);
+            assert!(hard.clone().all(|k| p[k] > 0.15) && easy.clone().all(|k| (p[k] - 0.075).abs() < 1e-6), "{p:?}");
+            assert!(hard.count() > 20 && easy.count() > 20);
+        }
+    }
+}
