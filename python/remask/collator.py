@@ -27,10 +27,10 @@ from . import _native
 IGNORE_INDEX = -100
 
 # The strategies the library knows are validated by the library itself (an unknown name is refused
-# with the list of known ones). A new strategy of `remask::masking` (issue 14 adds PMI masking)
-# becomes available here under its config name; if it needs more than the `[masking]` keys (PMI's
-# n-gram table), add the keyword here and pass it to `NativeMasker` beside `token_counts`.
-STRATEGIES = ("token", "whole-word", "span")
+# with the list of known ones). A new strategy of `remask::masking` becomes available here under its
+# config name; one that needs more than the `[masking]` keys gets a keyword passed to `NativeMasker`
+# beside `token_counts` (PMI masking's n-gram table: `ngrams`).
+STRATEGIES = ("token", "whole-word", "span", "pmi")
 
 _WHEN_MODES = ("static", "dynamic", "adaptive")
 
@@ -133,8 +133,9 @@ class MaskingCollator:
     Args:
         tokenizer: path to a `tokenizer.json` (or its directory), a `tokenizers.Tokenizer`, or a
             `transformers` fast tokenizer. Its special tokens are never masked.
-        strategy: ``"token"``, ``"whole-word"`` (all pieces of a word; Chinese words from jieba) or
-            ``"span"`` (SpanBERT: geometric spans of whole words).
+        strategy: ``"token"``, ``"whole-word"`` (all pieces of a word; Chinese words from jieba),
+            ``"span"`` (SpanBERT: geometric spans of whole words) or ``"pmi"`` (PMI-Masking:
+            collocations of 2-5 words as units; needs ``ngrams``).
         when: ``"dynamic"`` (new masks every epoch), ``"static"`` (``dupe_factor`` keyed copies;
             epoch e shows copy e mod K) or ``"adaptive"`` (weighted by :meth:`feedback` losses).
         rate: share of eligible tokens masked (default 0.15).
@@ -148,6 +149,8 @@ class MaskingCollator:
         language: ``"auto"`` (jieba for text with CJK characters), ``"zh"`` or ``"other"``.
         frequency_weighted_random, token_counts: draw random replacements by corpus frequency
             (``token_counts``: one count per token id).
+        ngrams: a directory prepared by ``remask prepare --strategy pmi`` with the same tokenizer
+            (it holds ``ngrams.bin``, the n-gram vocabulary PMI masking reads).
         pad_to_multiple_of, max_length: padding; features longer than ``max_length`` are refused.
         return_tensors: ``"np"`` (default) or ``"pt"`` (torch tensors, sharing the arrays' memory).
         mlm: ``False`` gives causal-LM batches (labels = input ids, -100 on padding), as HF does.
@@ -177,6 +180,7 @@ class MaskingCollator:
         language: str = "auto",
         frequency_weighted_random: bool = False,
         token_counts: Any = None,
+        ngrams: Any = None,
         pad_to_multiple_of: int | None = None,
         max_length: int | None = None,
         return_tensors: str = "np",
@@ -215,10 +219,13 @@ class MaskingCollator:
         self.progress = 0.0
         self._tokenizer_json, self._tokenizer_source = _tokenizer_json(tokenizer)
         self._token_counts = None if token_counts is None else [int(c) for c in np.asarray(token_counts).ravel()]
+        self._ngrams = None if ngrams is None else str(ngrams)
         self._build()
 
     def _build(self) -> None:
-        self._native = _native.NativeMasker(self._tokenizer_json, json.dumps(self.config), self.seed, self._token_counts, self._tokenizer_source)
+        self._native = _native.NativeMasker(
+            self._tokenizer_json, json.dumps(self.config), self.seed, self._token_counts, self._tokenizer_source, self._ngrams
+        )
 
     # Pickling (DataLoader workers with the spawn start method): rebuilt from the arguments.
     # Adaptive statistics are not carried (see `feedback`).

@@ -201,8 +201,16 @@ impl NativeMasker {
     /// `frequency_weighted_random`.
     #[new]
     /// `source` names the tokenizer in errors (its path).
-    #[pyo3(signature = (tokenizer_json, config_json, seed, token_counts=None, source="<tokenizer>"))]
-    fn new(tokenizer_json: &str, config_json: &str, seed: u64, token_counts: Option<Vec<u64>>, source: &str) -> PyResult<Self> {
+    /// `ngrams_dir`: a prepared directory holding PMI masking's `ngrams.bin` (strategy `pmi`).
+    #[pyo3(signature = (tokenizer_json, config_json, seed, token_counts=None, source="<tokenizer>", ngrams_dir=None))]
+    fn new(
+        tokenizer_json: &str,
+        config_json: &str,
+        seed: u64,
+        token_counts: Option<Vec<u64>>,
+        source: &str,
+        ngrams_dir: Option<std::path::PathBuf>,
+    ) -> PyResult<Self> {
         let tokenizer = TextTokenizer::from_json(tokenizer_json, std::path::Path::new(source)).map_err(to_py)?;
         let config: MaskingConfig = serde_json::from_str(config_json).map_err(|e| value_error(format!("masking config: {e}")))?;
         if config.frequency_weighted_random && token_counts.is_none() {
@@ -215,8 +223,20 @@ impl NativeMasker {
                 return Err(value_error(format!("token_counts has {} entries, the tokenizer {} tokens", c.len(), tokenizer.vocab_size())));
             }
         }
+        let ngrams = match &ngrams_dir {
+            Some(dir) => Some(std::sync::Arc::new(
+                remask::masking::NgramVocab::read(dir, tokenizer.vocab_size()).map_err(to_py)?,
+            )),
+            None => None,
+        };
         let s = tokenizer.specials();
-        let vocab = Vocab { size: tokenizer.vocab_size(), mask_id: s.mask, special_ids: &s.all, counts: token_counts.as_deref(), ngrams: None };
+        let vocab = Vocab {
+            size: tokenizer.vocab_size(),
+            mask_id: s.mask,
+            special_ids: &s.all,
+            counts: token_counts.as_deref(),
+            ngrams: ngrams.as_ref(),
+        };
         let plan = MaskPlan::new(&config, &vocab, seed).map_err(to_py)?;
         let pieces: Vec<String> = (0..tokenizer.vocab_size()).map(|id| tokenizer.token(id)).collect();
         let rule = if pieces.iter().any(|p| p.starts_with("##")) {
