@@ -6,6 +6,7 @@
 #   remask compare                    --out runs/example  && scripts/publish_report.sh runs/example  example-report
 #   remask compare --preset thorough  --out runs/thorough && scripts/publish_report.sh runs/thorough compare-thorough
 #   remask compare --preset clm       --out runs/clm      && scripts/publish_report.sh runs/clm      compare-clm
+#   remask compare --leaderboard      --out runs/lb       && scripts/publish_report.sh runs/lb       leaderboard
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 RUN_DIR NAME" >&2; exit 2; }
 run="$1"; name="$2"
