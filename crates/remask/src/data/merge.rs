@@ -26,10 +26,9 @@ use super::config::DataConfig;
 use super::meta::{Meta, Split, SplitStats, FORMAT_VERSION};
 use super::ngram_pass::write_ngrams;
 use super::packer::Packer;
-use super::prepare::{publish, write_static_from_shards, Written, STAGING};
+use super::prepare::{build_staged, write_static_from_shards, Written};
 use super::shard::ShardSet;
 use super::token_counts::{read_counts, write_counts};
-use crate::dir_lock::DirLock;
 use crate::fault::FaultPlan;
 use crate::masking::MaskingConfig;
 use crate::{Error, Result};
@@ -85,23 +84,10 @@ pub fn merge_prepared(parts: &[PathBuf], out: &Path, masking: Option<&MaskingCon
     let masking = masking.unwrap_or(&m0.masking).clone();
     masking.validate("masking")?;
 
-    let _lock = DirLock::acquire(out, "remask prepare --merge")?;
-    let staging = out.join(STAGING);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-    }
-    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     let faults = FaultPlan::default();
-    let built = build(parts, &metas, &tokenizer, &masking, &staging, &faults);
-    let meta = match built {
-        Ok(meta) => meta,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    publish(&staging, out, &faults)?;
-    Ok(meta)
+    build_staged(out, "remask prepare --merge", &faults, |staging| {
+        build(parts, &metas, &tokenizer, &masking, staging, &faults)
+    })
 }
 
 fn build(

@@ -158,27 +158,41 @@ fn prepare_batched(
     let start = Instant::now();
     data.validate("data")?;
     masking.validate("masking")?;
-    let _lock = DirLock::acquire(out, "remask prepare")?;
+    let (meta, mut timings) = build_staged(out, "remask prepare", faults, |staging| {
+        build(data, masking, staging, faults, report, batch_bytes)
+    })?;
+    timings.total_s = start.elapsed().as_secs_f64();
+    Ok(Prepared { meta, timings })
+}
+
+/// Locks `out` for `command`, runs `build` into a fresh `OUT/.staging/` and publishes what it built
+/// (see the module docs): a failed build keeps nothing of this run and leaves the earlier output
+/// untouched. `prepare` and `prepare --merge` both write through here.
+pub(super) fn build_staged<T>(
+    out: &Path,
+    command: &str,
+    faults: &FaultPlan,
+    build: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    let _lock = DirLock::acquire(out, command)?;
     let staging = out.join(STAGING);
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     }
     std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-    let (meta, mut timings) = match build(data, masking, &staging, faults, report, batch_bytes) {
+    let built = match build(&staging) {
         Ok(built) => built,
         Err(e) => {
-            // Nothing of this run is kept; the earlier output was never touched.
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
         }
     };
     publish(&staging, out, faults)?;
-    timings.total_s = start.elapsed().as_secs_f64();
-    Ok(Prepared { meta, timings })
+    Ok(built)
 }
 
 /// Moves a complete staging directory into `out`, `meta.json` last (see the module docs).
-pub(super) fn publish(staging: &Path, out: &Path, faults: &FaultPlan) -> Result<()> {
+fn publish(staging: &Path, out: &Path, faults: &FaultPlan) -> Result<()> {
     let meta = out.join("meta.json");
     match std::fs::remove_file(&meta) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&meta, e)),
