@@ -436,6 +436,8 @@ fn bad_input_is_a_one_line_error() {
             o,
         ],
         vec!["compare", "--task", "xlm", "--out", o],
+        vec!["compare", "--jobs", "3", "--out", o],
+        vec!["compare", "--jobs", "0", "--out", o],
     ] {
         let (rc, stdout, stderr) = remask(&args);
         assert_eq!(rc, 1, "{args:?}");
@@ -448,6 +450,79 @@ fn bad_input_is_a_one_line_error() {
     let (rc, _, stderr) = remask(&["compare", "--config", bad.to_str().unwrap()]);
     assert_eq!(rc, 1);
     assert!(stderr.contains("seedz"), "{stderr}");
+}
+
+/// `--jobs 2` on two threads trains two runs at once, one thread each: every run's figures equal,
+/// bit for bit, those of the same comparison run one at a time on one thread, and each run records
+/// the one thread it had.
+#[test]
+fn jobs_train_runs_side_by_side_with_the_figures_of_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(dir.path(), TINY);
+    let c = cfg.to_str().unwrap();
+    let one = dir.path().join("one");
+    let two = dir.path().join("two");
+    let (rc, stdout, stderr) = remask(&["compare", "--config", c, "--out", one.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{stdout}{stderr}");
+    let two_cfg = dir.path().join("two.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("threads = 1", "threads = 2\njobs = 2");
+    std::fs::write(&two_cfg, text).unwrap();
+    let (rc, stdout, stderr) = remask(&[
+        "compare",
+        "--config",
+        two_cfg.to_str().unwrap(),
+        "--out",
+        two.to_str().unwrap(),
+        "--log-lines",
+    ]);
+    assert_eq!(rc, 0, "{stdout}{stderr}");
+    let runs = |d: &Path| -> Vec<serde_json::Value> {
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
+        r["runs"].as_array().unwrap().clone()
+    };
+    let (a, b) = (runs(&one), runs(&two));
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() >= 6, "{}", a.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["run_dir"], y["run_dir"]);
+        for key in [
+            "final_val_loss",
+            "final_val_accuracy",
+            "final_train_loss",
+            "final_ood_loss",
+            "minimal_pairs",
+            "eval_curve",
+            "train_curve",
+        ] {
+            let strip = |v: &serde_json::Value| -> serde_json::Value {
+                // Evaluation points carry the seconds they were taken at; the rest must match.
+                match v {
+                    serde_json::Value::Array(ps) => ps
+                        .iter()
+                        .map(|p| {
+                            let mut p = p.clone();
+                            p.as_object_mut().map(|o| o.remove("seconds"));
+                            p
+                        })
+                        .collect(),
+                    other => other.clone(),
+                }
+            };
+            assert_eq!(strip(&x[key]), strip(&y[key]), "{key} of {}", x["run_dir"]);
+        }
+        let run_cfg = std::fs::read_to_string(
+            two.join(y["run_dir"].as_str().unwrap())
+                .join("run_config.toml"),
+        );
+        if y["same_as"].is_null() {
+            assert!(run_cfg.unwrap().contains("threads = 1"), "{}", y["run_dir"]);
+        }
+    }
+    // With lanes the trainers' own step lines (which would interleave unnamed) are off.
+    assert!(!stderr.contains("step 3/6"), "{stderr}");
 }
 
 /// `--leaderboard` runs every built-in strategy (PMI included: the shared directory then holds the

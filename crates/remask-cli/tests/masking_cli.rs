@@ -107,12 +107,24 @@ fn train_refuses_token_id_masking_with_words_or_a_ceiling_reaching_one() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     for (text, keys) in [
-        ("strategy = \"whole-word\"\nwhen = { mode = \"token-id\" }", ["masking.when", "masking.strategy"]),
-        ("rate = 0.5\nwhen = { mode = \"token-id\", ceiling = 2.0 }", ["masking.when.ceiling", "masking.rate"]),
+        (
+            "strategy = \"whole-word\"\nwhen = { mode = \"token-id\" }",
+            ["masking.when", "masking.strategy"],
+        ),
+        (
+            "rate = 0.5\nwhen = { mode = \"token-id\", ceiling = 2.0 }",
+            ["masking.when.ceiling", "masking.rate"],
+        ),
     ] {
         let cfg = dir.path().join("run.toml");
         std::fs::write(&cfg, format!("[masking]\n{text}\n[budget]\nsteps = 1\n")).unwrap();
-        let (rc, err) = remask(&["train", "--config", cfg.to_str().unwrap(), "--set", &format!("run.output_dir={}", run.display())]);
+        let (rc, err) = remask(&[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            &format!("run.output_dir={}", run.display()),
+        ]);
         assert_eq!(rc, 1, "{err}");
         assert!(keys.iter().all(|k| err.contains(k)), "{keys:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");

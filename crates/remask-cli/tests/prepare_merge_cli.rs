@@ -20,17 +20,22 @@ fn remask(args: &[&str]) -> (i32, String, String) {
 /// `lines` English-like lines of a small vocabulary, different for each `seed`.
 fn corpus(path: &Path, seed: u64, lines: usize) {
     const WORDS: &[&str] = &[
-        "the", "king", "said", "unto", "people", "and", "they", "went", "into", "city", "of", "light",
-        "water", "bread", "house", "before", "after", "many", "days", "spoke", "word", "land", "river",
-        "mountain", "children", "great", "small", "night", "morning", "gave", "took", "came",
+        "the", "king", "said", "unto", "people", "and", "they", "went", "into", "city", "of",
+        "light", "water", "bread", "house", "before", "after", "many", "days", "spoke", "word",
+        "land", "river", "mountain", "children", "great", "small", "night", "morning", "gave",
+        "took", "came",
     ];
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut text = String::new();
     for _ in 0..lines {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
         let n = 6 + (x >> 60) as usize;
         for w in 0..n {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             if w > 0 {
                 text.push(' ');
             }
@@ -47,7 +52,10 @@ fn meta(dir: &Path) -> serde_json::Value {
 
 fn counts(dir: &Path) -> Vec<u64> {
     let b = std::fs::read(dir.join("token_counts.bin")).unwrap();
-    b[24..].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+    b[24..]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// Every file under `dir` (relative path → bytes).
@@ -60,7 +68,10 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -80,7 +91,16 @@ fn three_parts(root: &Path) -> Vec<PathBuf> {
         corpus(&input, i + 1, 400 + 100 * i as usize);
         let out = root.join(format!("p{i}"));
         let tok = root.join("p0").join("tokenizer.json");
-        let mut args = vec!["prepare", "--quiet", "--input", s(&input), "--out", s(&out), "--seq-len", "32"];
+        let mut args = vec![
+            "prepare",
+            "--quiet",
+            "--input",
+            s(&input),
+            "--out",
+            s(&out),
+            "--seq-len",
+            "32",
+        ];
         if i == 0 {
             args.extend(["--vocab-size", "300"]);
         } else {
@@ -105,7 +125,12 @@ fn merged_parts_hold_every_document_and_train_like_one_directory() {
         for p in &parts {
             a.extend(["--merge".into(), s(p).into()]);
         }
-        a.extend(["--dupe-factor".into(), "2".into(), "--out".into(), s(out).into()]);
+        a.extend([
+            "--dupe-factor".into(),
+            "2".into(),
+            "--out".into(),
+            s(out).into(),
+        ]);
         a
     };
     let args = merge_args(&merged);
@@ -121,8 +146,15 @@ fn merged_parts_hold_every_document_and_train_like_one_directory() {
             let sum: u64 = metas.iter().map(|x| x[split][key].as_u64().unwrap()).sum();
             assert_eq!(m[split][key].as_u64().unwrap(), sum, "{split}.{key}");
         }
-        let shards: usize = metas.iter().map(|x| x[split]["shards"].as_array().unwrap().len()).sum();
-        assert_eq!(m[split]["shards"].as_array().unwrap().len(), shards, "{split} shards");
+        let shards: usize = metas
+            .iter()
+            .map(|x| x[split]["shards"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(
+            m[split]["shards"].as_array().unwrap().len(),
+            shards,
+            "{split} shards"
+        );
     }
     assert_eq!(m["static_masks"]["dupe_factor"].as_u64(), Some(2));
     assert_eq!(m["data"]["inputs"].as_array().unwrap().len(), 3);
@@ -168,19 +200,50 @@ fn parts_that_do_not_fit_are_refused_naming_the_fix_and_nothing_is_written() {
     let other_in = root.join("other.txt");
     corpus(&other_in, 9, 300);
     let other = root.join("other");
-    let (rc, _, err) = remask(&["prepare", "--quiet", "--input", s(&other_in), "--vocab-size", "280", "--seq-len", "32", "--out", s(&other)]);
+    let (rc, _, err) = remask(&[
+        "prepare",
+        "--quiet",
+        "--input",
+        s(&other_in),
+        "--vocab-size",
+        "280",
+        "--seq-len",
+        "32",
+        "--out",
+        s(&other),
+    ]);
     assert_eq!(rc, 0, "{err}");
     // Another sequence length, same tokenizer.
     let longer = root.join("longer");
     let tok = parts[0].join("tokenizer.json");
-    let (rc, _, err) = remask(&["prepare", "--quiet", "--input", s(&other_in), "--tokenizer", s(&tok), "--seq-len", "64", "--out", s(&longer)]);
+    let (rc, _, err) = remask(&[
+        "prepare",
+        "--quiet",
+        "--input",
+        s(&other_in),
+        "--tokenizer",
+        s(&tok),
+        "--seq-len",
+        "64",
+        "--out",
+        s(&longer),
+    ]);
     assert_eq!(rc, 0, "{err}");
 
     let out = root.join("out");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--merge", s(&parts[0]), "--merge", s(&other)], "data.tokenizer.path"),
-        (vec!["--merge", s(&parts[0]), "--merge", s(&longer)], "data.seq_len"),
-        (vec!["--merge", s(&parts[0]), "--merge", "/nonexistent/part"], "/nonexistent/part"),
+        (
+            vec!["--merge", s(&parts[0]), "--merge", s(&other)],
+            "data.tokenizer.path",
+        ),
+        (
+            vec!["--merge", s(&parts[0]), "--merge", s(&longer)],
+            "data.seq_len",
+        ),
+        (
+            vec!["--merge", s(&parts[0]), "--merge", "/nonexistent/part"],
+            "/nonexistent/part",
+        ),
     ];
     for (mut args, needle) in cases {
         args.splice(0..0, ["prepare"]);
@@ -189,10 +252,21 @@ fn parts_that_do_not_fit_are_refused_naming_the_fix_and_nothing_is_written() {
         assert_eq!(rc, 1, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
-        assert!(!out.join("meta.json").exists(), "{args:?} wrote a directory");
+        assert!(
+            !out.join("meta.json").exists(),
+            "{args:?} wrote a directory"
+        );
     }
     // A part as the output.
-    let (rc, _, err) = remask(&["prepare", "--merge", s(&parts[0]), "--merge", s(&parts[1]), "--out", s(&parts[1])]);
+    let (rc, _, err) = remask(&[
+        "prepare",
+        "--merge",
+        s(&parts[0]),
+        "--merge",
+        s(&parts[1]),
+        "--out",
+        s(&parts[1]),
+    ]);
     assert_eq!(rc, 1, "{err}");
     assert!(err.contains("--out"), "{err}");
     assert!(parts[1].join("meta.json").exists());

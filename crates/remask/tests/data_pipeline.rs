@@ -265,15 +265,29 @@ fn pad_packing_and_adaptive_state_round_trip() {
     // Both loss-guided modes: `adaptive` (row-relative weights) and `token-id` (a bounded
     // probability per token id); their running statistics are the state a checkpoint keeps.
     for when in [
-        When::Adaptive { temperature: 0.5, decay: 0.5, uniform_mix: 0.2 },
-        When::TokenId { decay: 0.5, floor: 0.5, ceiling: 2.0 },
+        When::Adaptive {
+            temperature: 0.5,
+            decay: 0.5,
+            uniform_mix: 0.2,
+        },
+        When::TokenId {
+            decay: 0.5,
+            floor: 0.5,
+            ceiling: 2.0,
+        },
     ] {
-        let adaptive = MaskingConfig { when, ..Default::default() };
+        let adaptive = MaskingConfig {
+            when,
+            ..Default::default()
+        };
         let mut l = Loader::open(&dir.join("p"), Split::Train, Task::Mlm, &adaptive).unwrap();
         let b = l.batch(0, 8, 0.0).unwrap();
         for row in 0..8 {
-            let docs: std::collections::BTreeSet<u32> =
-                b.doc_ids[row * 64..(row + 1) * 64].iter().copied().filter(|&d| d != PAD_DOC).collect();
+            let docs: std::collections::BTreeSet<u32> = b.doc_ids[row * 64..(row + 1) * 64]
+                .iter()
+                .copied()
+                .filter(|&d| d != PAD_DOC)
+                .collect();
             assert_eq!(docs.len(), 1, "pad packing: one document per row");
         }
         let fresh = l.batch(8, 8, 0.0).unwrap();
@@ -284,12 +298,20 @@ fn pad_packing_and_adaptive_state_round_trip() {
         assert_ne!(next, fresh, "{when:?}: the feedback changes the masks");
         let mut l2 = Loader::open(&dir.join("p"), Split::Train, Task::Mlm, &adaptive).unwrap();
         l2.restore(&state).unwrap();
-        assert_eq!(l2.batch(8, 8, 0.0).unwrap(), next, "{when:?}: resume with restored state gives the same masks");
+        assert_eq!(
+            l2.batch(8, 8, 0.0).unwrap(),
+            next,
+            "{when:?}: resume with restored state gives the same masks"
+        );
         // The state goes through a checkpoint as JSON text.
         let text = serde_json::to_string(&state).unwrap();
         let mut l3 = Loader::open(&dir.join("p"), Split::Train, Task::Mlm, &adaptive).unwrap();
         l3.restore(&serde_json::from_str(&text).unwrap()).unwrap();
-        assert_eq!(l3.batch(8, 8, 0.0).unwrap(), next, "{when:?}: state through JSON text");
+        assert_eq!(
+            l3.batch(8, 8, 0.0).unwrap(),
+            next,
+            "{when:?}: state through JSON text"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }

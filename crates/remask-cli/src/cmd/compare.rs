@@ -53,13 +53,17 @@ pub struct Args {
     /// Training steps per run (the equal budget), overriding [budget].
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Runs trained at once, each with threads / jobs worker threads, overriding [compare] jobs (a
+    /// run's figures depend only on its own thread count).
+    #[arg(long)]
+    pub jobs: Option<usize>,
     /// Replace an earlier comparison in the output directory.
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
     /// Continue the interrupted comparison in OUT with the config stored there: finished (strategy,
     /// seed, regime) runs are kept, a partial one continues from its last checkpoint, the report is
     /// rendered again.
-    #[arg(long, value_name = "OUT", conflicts_with_all = ["config", "preset", "task", "strategies", "baseline", "seeds", "regimes", "minimal_pairs", "out", "steps"])]
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["config", "preset", "task", "strategies", "baseline", "seeds", "regimes", "minimal_pairs", "out", "steps", "jobs"])]
     pub resume: Option<PathBuf>,
     /// Plain log lines instead of progress bars.
     #[arg(long)]
@@ -70,7 +74,7 @@ pub struct Args {
     pub precision: Option<remask::model::Precision>,
     /// Rebuild the report (report.md, report.json, plots) of the finished comparison in DIR from its
     /// report.json, without training (e.g. after upgrading remask).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "preset", "task", "strategies", "baseline", "seeds", "regimes", "minimal_pairs", "out", "steps", "force", "resume", "precision"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "preset", "task", "strategies", "baseline", "seeds", "regimes", "minimal_pairs", "out", "steps", "jobs", "force", "resume", "precision"])]
     pub rerender: Option<PathBuf>,
 }
 
@@ -117,6 +121,9 @@ fn config_of(args: &Args) -> anyhow::Result<CompareConfig> {
     }
     if let Some(n) = args.seeds {
         cfg.compare.seeds = n;
+    }
+    if let Some(j) = args.jobs {
+        cfg.compare.jobs = j;
     }
     if let Some(r) = &args.regimes {
         cfg.compare.regimes = if r == &[0] { Vec::new() } else { r.clone() };
@@ -208,7 +215,10 @@ fn execute(cfg: CompareConfig, log_lines: bool, force: bool, resume: bool) -> an
     // One comparison per output directory: a second is refused at once, naming the first (under
     // mpirun rank 0 holds the lock for all ranks).
     let _lock = match ranks.is_root() {
-        true => Some(remask::dir_lock::DirLock::acquire(&cfg.compare.output_dir, "remask compare")?),
+        true => Some(remask::dir_lock::DirLock::acquire(
+            &cfg.compare.output_dir,
+            "remask compare",
+        )?),
         false => None,
     };
     let stop = crate::signals::install()?;

@@ -125,9 +125,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         masking.when = When::Static { dupe_factor: k };
     }
     if !args.merge.is_empty() {
-        let given = args.config.is_some() || args.strategy.is_some() || args.rate.is_some() || args.dupe_factor.is_some();
+        let given = args.config.is_some()
+            || args.strategy.is_some()
+            || args.rate.is_some()
+            || args.dupe_factor.is_some();
         let meta = remask::data::merge_prepared(&args.merge, &args.out, given.then_some(&masking))
-            .with_context(|| format!("merging {} prepared directories into {}", args.merge.len(), args.out.display()))?;
+            .with_context(|| {
+                format!(
+                    "merging {} prepared directories into {}",
+                    args.merge.len(),
+                    args.out.display()
+                )
+            })?;
         print!("{}", remask::data::describe(&meta));
         println!("wrote {}", args.out.display());
         return Ok(());

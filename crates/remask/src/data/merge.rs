@@ -35,9 +35,16 @@ use crate::{Error, Result};
 
 /// Merges the prepared directories `parts` (in this order) into `out`. `masking` decides the merged
 /// directory's static copies and n-grams; `None` takes the first part's.
-pub fn merge_prepared(parts: &[PathBuf], out: &Path, masking: Option<&MaskingConfig>) -> Result<Meta> {
+pub fn merge_prepared(
+    parts: &[PathBuf],
+    out: &Path,
+    masking: Option<&MaskingConfig>,
+) -> Result<Meta> {
     let Some(first) = parts.first() else {
-        return Err(Error::config("--merge", "name at least one prepared directory to merge"));
+        return Err(Error::config(
+            "--merge",
+            "name at least one prepared directory to merge",
+        ));
     };
     let metas: Vec<Meta> = parts.iter().map(|p| Meta::read(p)).collect::<Result<_>>()?;
     let out_abs = std::path::absolute(out).map_err(|e| Error::io(out, e))?;
@@ -45,7 +52,10 @@ pub fn merge_prepared(parts: &[PathBuf], out: &Path, masking: Option<&MaskingCon
         if std::path::absolute(p).map_err(|e| Error::io(p, e))? == out_abs {
             return Err(Error::config(
                 "--out",
-                format!("{} is also one of the parts to merge: write the merged directory elsewhere", p.display()),
+                format!(
+                    "{} is also one of the parts to merge: write the merged directory elsewhere",
+                    p.display()
+                ),
             ));
         }
     }
@@ -73,12 +83,28 @@ pub fn merge_prepared(parts: &[PathBuf], out: &Path, masking: Option<&MaskingCon
             }
             Err(Error::config(
                 key,
-                format!("{} was prepared with {key} = {b} and {} with {a}: prepare the parts alike", p.display(), first.display()),
+                format!(
+                    "{} was prepared with {key} = {b} and {} with {a}: prepare the parts alike",
+                    p.display(),
+                    first.display()
+                ),
             ))
         };
-        differ("data.seq_len", m0.data.seq_len.to_string(), m.data.seq_len.to_string())?;
-        differ("data.packing", format!("{:?}", m0.data.packing), format!("{:?}", m.data.packing))?;
-        differ("data.seed", m0.data.seed.to_string(), m.data.seed.to_string())?;
+        differ(
+            "data.seq_len",
+            m0.data.seq_len.to_string(),
+            m.data.seq_len.to_string(),
+        )?;
+        differ(
+            "data.packing",
+            format!("{:?}", m0.data.packing),
+            format!("{:?}", m.data.packing),
+        )?;
+        differ(
+            "data.seed",
+            m0.data.seed.to_string(),
+            m.data.seed.to_string(),
+        )?;
         differ("pairs", m0.pairs.to_string(), m.pairs.to_string())?;
     }
     let masking = masking.unwrap_or(&m0.masking).clone();
@@ -105,7 +131,10 @@ fn build(
     written.file(&tok_path)?;
     let data = DataConfig {
         dir: None,
-        inputs: metas.iter().flat_map(|m| m.data.inputs.iter().cloned()).collect(),
+        inputs: metas
+            .iter()
+            .flat_map(|m| m.data.inputs.iter().cloned())
+            .collect(),
         ..m0.data.clone()
     };
     let mut splits = Vec::new();
@@ -145,7 +174,11 @@ fn build(
         let packer = Packer::new(&set, data.seq_len as usize, data.packing);
         stats.rows = packer.num_rows();
         let positions = stats.rows * data.seq_len as u64;
-        stats.padding_share = if positions == 0 { 0.0 } else { 1.0 - packer.real_tokens(&set) as f64 / positions as f64 };
+        stats.padding_share = if positions == 0 {
+            0.0
+        } else {
+            1.0 - packer.real_tokens(&set) as f64 / positions as f64
+        };
         splits.push(stats);
     }
     let validation = splits.pop().unwrap_or_default();
@@ -161,7 +194,12 @@ fn build(
     written.file(&super::token_counts::counts_path(out))?;
     let ngrams = {
         let paths: Vec<PathBuf> = train.shards.iter().map(|s| out.join(s)).collect();
-        write_ngrams(out, &ShardSet::open(&paths)?, &m0.special_tokens.all, masking)?
+        write_ngrams(
+            out,
+            &ShardSet::open(&paths)?,
+            &m0.special_tokens.all,
+            masking,
+        )?
     };
     if let Some(ng) = &ngrams {
         written.file(&out.join(&ng.file))?;
@@ -200,5 +238,7 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     if std::fs::hard_link(from, to).is_ok() {
         return Ok(());
     }
-    std::fs::copy(from, to).map(|_| ()).map_err(|e| Error::io(from, e))
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| Error::io(from, e))
 }

@@ -45,6 +45,9 @@ pub struct EvalSets {
     /// The loss of a model without context: the training tokens' unigram frequencies (add-one
     /// smoothed) scored on the validation labels.
     pub unigram_loss: f64,
+    /// The accuracy of a model without context: always the most frequent training token, scored on
+    /// the validation labels.
+    pub unigram_accuracy: f64,
 }
 
 impl EvalSets {
@@ -79,7 +82,9 @@ impl EvalSets {
                 "the validation split is empty: raise it or use more documents",
             ));
         }
-        let unigram_loss = unigram_loss(&validation, &label_counts(dir, task)?);
+        let counts = label_counts(dir, task)?;
+        let unigram_loss = unigram_loss(&validation, &counts);
+        let unigram_accuracy = unigram_accuracy(&validation, &counts);
 
         let (ood, ood_note) = if c.ood_inputs.is_empty() {
             (Vec::new(), None)
@@ -166,6 +171,7 @@ impl EvalSets {
             ood_note,
             pairs,
             unigram_loss,
+            unigram_accuracy,
         })
     }
 }
@@ -302,9 +308,52 @@ pub fn unigram_loss(batches: &[Batch], counts: &[u64]) -> f64 {
     }
 }
 
+/// The share of the labels of `batches` that equal the most frequent id of `counts` (the lowest
+/// such id on a tie): the accuracy of a model that ignores context.
+pub fn unigram_accuracy(batches: &[Batch], counts: &[u64]) -> f64 {
+    let top = counts
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+        .map_or(-1, |(i, _)| i as i64);
+    let (mut hits, mut n) = (0u64, 0u64);
+    for b in batches {
+        for &l in &b.labels {
+            if l != IGNORE_INDEX {
+                hits += u64::from(l as i64 == top);
+                n += 1;
+            }
+        }
+    }
+    if n == 0 {
+        f64::NAN
+    } else {
+        hits as f64 / n as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unigram_accuracy_is_the_share_of_the_most_frequent_training_token() {
+        let b = Batch {
+            labels: vec![1, 1, 2, IGNORE_INDEX, 3],
+            ..Batch::default()
+        };
+        // The most frequent training id is 2 (one of four labels), not 1 (the most frequent label).
+        assert_eq!(
+            unigram_accuracy(std::slice::from_ref(&b), &[0, 3, 5, 0]),
+            0.25
+        );
+        // A tie goes to the lowest id.
+        assert_eq!(
+            unigram_accuracy(std::slice::from_ref(&b), &[0, 5, 5, 0]),
+            0.5
+        );
+        assert!(unigram_accuracy(&[], &[1]).is_nan());
+    }
 
     #[test]
     fn unigram_loss_is_the_smoothed_cross_entropy_of_the_labels() {

@@ -78,6 +78,9 @@ pub struct Setup {
     /// Cross-entropy of the unigram distribution of the validation labels: the loss of a model that
     /// ignores context. A run that ends above it counts as failed.
     pub unigram_loss: Option<f64>,
+    /// The accuracy of the same context-free model (always the most frequent training token).
+    #[serde(default)]
+    pub unigram_accuracy: Option<f64>,
     /// The strategy every other one is compared against.
     pub baseline: String,
     /// The regimes (one with `epochs: None` when the whole corpus is used).
@@ -674,8 +677,10 @@ fn scale_notes(report: &Report) -> Vec<String> {
                 .filter_map(|x| x.final_val_loss.map(|v| v.max))
                 .fold(f64::INFINITY, f64::min);
             out.push(format!(
-                "For scale: the unigram loss (no context) is {}; `{}` ends at {} ({}).",
+                "For scale: the unigram loss (no context) is {}{}; `{}` ends at {} ({}).",
                 num(u),
+                s.unigram_accuracy
+                    .map_or(String::new(), |a| format!(" and its accuracy {}", num(a))),
                 s.baseline,
                 cells.join(", "),
                 if best < u - 0.5 {
@@ -819,8 +824,12 @@ impl Report {
         );
         if let Some(u) = s.unigram_loss {
             m.push_str(&format!(
-                "Unigram loss (no context: the training tokens' add-one-smoothed frequencies, scored on the validation labels): {}.\n\n",
-                num(u)
+                "Unigram loss (no context: the training tokens' add-one-smoothed frequencies, scored on the validation labels): {}{}.\n\n",
+                num(u),
+                s.unigram_accuracy.map_or(String::new(), |a| format!(
+                    "; accuracy without context (always the most frequent training token): {}",
+                    num(a)
+                ))
             ));
         }
         m.push_str("## Verdicts\n\n");
@@ -1089,6 +1098,7 @@ mod tests {
             token_budget: 4000,
             seeds: 3,
             unigram_loss: Some(7.0),
+            unigram_accuracy: Some(0.05),
             baseline: "dynamic".into(),
             regimes: regimes
                 .iter()

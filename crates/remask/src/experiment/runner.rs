@@ -29,8 +29,8 @@ use super::report::{build_report, AuditLine, Report, Setup};
 use super::subset::{sample_rows, subset_rows, SubsetSource};
 use crate::attention::AttentionMaskSpec;
 use crate::audit::{audit_batch, audit_masking, audit_model, AuditOptions};
-use crate::dist::DataParallel;
 use crate::data::{DataConfig, Loader, Meta, Split};
+use crate::dist::DataParallel;
 use crate::eval::evaluate;
 use crate::eval::minimal_pairs::score_pairs;
 use crate::masking::MaskingConfig;
@@ -128,9 +128,17 @@ pub fn run_compare_on(
     if !root {
         ranks.barrier()?;
     }
-    let reader = CompareOptions { resume: true, force: false, ..opts.clone() };
+    let reader = CompareOptions {
+        resume: true,
+        force: false,
+        ..opts.clone()
+    };
     let opts = if root { opts } else { &reader };
-    let out = if root { open_workspace(cfg, opts)? } else { cfg.compare.output_dir.clone() };
+    let out = if root {
+        open_workspace(cfg, opts)?
+    } else {
+        cfg.compare.output_dir.clone()
+    };
     let strategies: Vec<Strategy> = cfg
         .compare
         .strategies
@@ -176,6 +184,8 @@ pub fn run_compare_on(
         if !root {
             return Ok(None);
         }
+    } else if cfg.compare.jobs > 1 {
+        train_in_lanes(&ctx, &planned, cfg.compare.jobs)?;
     }
     // Every run (under several ranks: all finished by now, read back).
     let (mut runs, audit) = train_runs(&ctx, &planned, None)?;
@@ -206,6 +216,7 @@ pub fn run_compare_on(
             .unwrap_or(0),
         seeds: cfg.compare.seeds as usize,
         unigram_loss: Some(sets.unigram_loss),
+        unigram_accuracy: Some(sets.unigram_accuracy),
         baseline: cfg.baseline(),
         regimes: regimes.clone(),
         ood: sets.ood_note.clone(),
@@ -418,6 +429,68 @@ struct RunContext<'a> {
     regimes: &'a [Regime],
 }
 
+/// Trains the runs `jobs` at a time in this process (`compare.jobs`): lane i trains the runs a rank i
+/// of `jobs` ranks would (see [`run_compare_on`]), inside its own pool of `threads / jobs` workers, so
+/// each run equals, bit for bit, the same run of a comparison with `threads = threads / jobs`. A small
+/// model's step does not scale to two threads, so lanes finish sooner. The caller then reads
+/// every result back. The first error stops the other lanes (they checkpoint and leave as if
+/// interrupted) and is returned.
+fn train_in_lanes(ctx: &RunContext, planned: &[PlannedRun], jobs: usize) -> Result<()> {
+    let per_run = run_threads(ctx.cfg);
+    let errors: Vec<Error> = std::thread::scope(|scope| {
+        let lanes: Vec<_> = (0..jobs)
+            .map(|lane| {
+                scope.spawn(move || -> Result<()> {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(per_run)
+                        .thread_name(move |i| format!("remask-lane{lane}-{i}"))
+                        .build()
+                        .map_err(|e| {
+                            Error::Other(format!(
+                                "cannot start lane {lane} with {per_run} threads: {e}"
+                            ))
+                        })?;
+                    let r =
+                        pool.install(|| train_runs(ctx, planned, Some((lane, jobs))).map(|_| ()));
+                    if r.is_err() {
+                        // The other lanes stop after their current step, with a checkpoint.
+                        ctx.opts.stop.store(true, Ordering::SeqCst);
+                    }
+                    r
+                })
+            })
+            .collect();
+        lanes
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(r) => r.err(),
+                Err(_) => Some(Error::Other(
+                    "a training lane panicked; this is a bug".into(),
+                )),
+            })
+            .collect()
+    });
+    // An interruption caused by another lane's error is not the news: report the first real one.
+    let mut errors = errors;
+    let first_real = errors
+        .iter()
+        .position(|e| !e.to_string().starts_with("interrupted"));
+    match first_real.or(if errors.is_empty() { None } else { Some(0) }) {
+        Some(i) => Err(errors.swap_remove(i)),
+        None => Ok(()),
+    }
+}
+
+/// Worker threads of one run: `compare.threads` (0 = every core) shared by the `compare.jobs` runs
+/// trained at once.
+fn run_threads(cfg: &CompareConfig) -> usize {
+    let all = match cfg.compare.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    (all / cfg.compare.jobs.max(1)).max(1)
+}
+
 /// Trains every planned run (a run identical to another is copied from it) and audits: the MLM
 /// targets of each strategy, and the attention of each strategy's seed-1 model in the last regime.
 /// With `share = Some((rank, size))` it only trains this rank's share of the runs to train (the k-th
@@ -608,7 +681,13 @@ fn train_one(
     };
     let model = crate::model::new_model(model_cfg.clone(), p.seed)?;
     let topts = TrainerOptions {
-        progress: ctx.opts.progress,
+        // Runs trained side by side (`compare.jobs`) would interleave their step lines unnamed: the
+        // runner's own per-run lines say what happens.
+        progress: if ctx.cfg.compare.jobs > 1 {
+            ProgressMode::Quiet
+        } else {
+            ctx.opts.progress
+        },
         stop: ctx.opts.stop.clone(),
         ..TrainerOptions::default()
     };
@@ -818,7 +897,11 @@ fn run_config(
         },
         run: RunSection {
             seed,
-            threads: c.threads,
+            threads: if c.jobs > 1 {
+                run_threads(ctx.cfg)
+            } else {
+                c.threads
+            },
             output_dir: run_dir.to_path_buf(),
             log_every: (c.eval_every_steps / 5).max(1),
             ..RunSection::default()

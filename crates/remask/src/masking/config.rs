@@ -384,9 +384,16 @@ impl MaskingConfig {
                     ));
                 }
             }
-            When::TokenId { decay, floor, ceiling } => {
+            When::TokenId {
+                decay,
+                floor,
+                ceiling,
+            } => {
                 if !(decay.is_finite() && (0.0..1.0).contains(&decay)) {
-                    return Err(Error::config(key("when.decay"), format!("must lie in [0, 1), got {decay}")));
+                    return Err(Error::config(
+                        key("when.decay"),
+                        format!("must lie in [0, 1), got {decay}"),
+                    ));
                 }
                 if !(floor.is_finite() && floor > 0.0 && floor <= 1.0) {
                     return Err(Error::config(
@@ -395,7 +402,10 @@ impl MaskingConfig {
                     ));
                 }
                 if !(ceiling.is_finite() && ceiling >= 1.0) {
-                    return Err(Error::config(key("when.ceiling"), format!("must be at least 1 (a multiple of the rate), got {ceiling}")));
+                    return Err(Error::config(
+                        key("when.ceiling"),
+                        format!("must be at least 1 (a multiple of the rate), got {ceiling}"),
+                    ));
                 }
                 let top = self.rate.max(self.final_rate.unwrap_or(self.rate));
                 if ceiling * top >= 1.0 {
@@ -579,12 +589,31 @@ mod tests {
     #[test]
     fn token_id_parses_with_defaults_and_refuses_bad_bounds_naming_the_key() {
         let c: MaskingConfig = toml::from_str("when = { mode = \"token-id\" }").unwrap();
-        assert_eq!(c.when, When::TokenId { decay: 0.9, floor: 0.5, ceiling: 2.0 });
+        assert_eq!(
+            c.when,
+            When::TokenId {
+                decay: 0.9,
+                floor: 0.5,
+                ceiling: 2.0
+            }
+        );
         c.validate("masking").unwrap();
         // With a decaying rate the ceiling applies to the highest rate: 2 × 0.3 = 0.6 is fine.
-        let c = MaskingConfig { rate: 0.3, final_rate: Some(0.15), schedule: ScheduleKind::Linear, ..c };
+        let c = MaskingConfig {
+            rate: 0.3,
+            final_rate: Some(0.15),
+            schedule: ScheduleKind::Linear,
+            ..c
+        };
         c.validate("masking").unwrap();
-        let when = |decay, floor, ceiling| MaskingConfig { when: When::TokenId { decay, floor, ceiling }, ..Default::default() };
+        let when = |decay, floor, ceiling| MaskingConfig {
+            when: When::TokenId {
+                decay,
+                floor,
+                ceiling,
+            },
+            ..Default::default()
+        };
         for (c, k) in [
             (when(1.0, 0.5, 2.0), "masking.when.decay"),
             (when(0.9, 0.0, 2.0), "masking.when.floor"),
@@ -596,15 +625,32 @@ mod tests {
             assert!(e.contains(k), "{k}: {e}");
         }
         // A ceiling that lets a token be masked always is refused, naming the rate too.
-        let c = MaskingConfig { rate: 0.6, ..when(0.9, 0.5, 2.0) };
+        let c = MaskingConfig {
+            rate: 0.6,
+            ..when(0.9, 0.5, 2.0)
+        };
         let e = c.validate("masking").unwrap_err().to_string();
-        assert!(e.contains("masking.when.ceiling") && e.contains("masking.rate"), "{e}");
+        assert!(
+            e.contains("masking.when.ceiling") && e.contains("masking.rate"),
+            "{e}"
+        );
         // Probabilities are per token: other strategies are refused, naming both keys.
-        let c = MaskingConfig { strategy: StrategyKind::WholeWord, ..when(0.9, 0.5, 2.0) };
+        let c = MaskingConfig {
+            strategy: StrategyKind::WholeWord,
+            ..when(0.9, 0.5, 2.0)
+        };
         let e = c.validate("strategies.x").unwrap_err().to_string();
-        assert!(e.contains("strategies.x.when") && e.contains("strategies.x.strategy") && e.contains("whole-word"), "{e}");
+        assert!(
+            e.contains("strategies.x.when")
+                && e.contains("strategies.x.strategy")
+                && e.contains("whole-word"),
+            "{e}"
+        );
         // Keys of other modes are refused when parsed.
-        assert!(toml::from_str::<MaskingConfig>("when = { mode = \"token-id\", temperature = 2.0 }").is_err());
+        assert!(toml::from_str::<MaskingConfig>(
+            "when = { mode = \"token-id\", temperature = 2.0 }"
+        )
+        .is_err());
     }
 
     #[test]

@@ -249,11 +249,21 @@ impl Masker {
         self.eligible(row, &mut scratch.eligible);
         scratch.chosen.resize(t, false);
         scratch.weights.resize(t, 0.0);
-        let target = adaptive.row_probabilities(&mut scratch.weights, tokens, &scratch.eligible, rate);
+        let target =
+            adaptive.row_probabilities(&mut scratch.weights, tokens, &scratch.eligible, rate);
         let mut select = KeyedRng::new(key.seed, Purpose::MaskSelect, key.epoch, key.index);
         let order = &mut scratch.strategy.select.order;
-        token_id::choose(&mut scratch.chosen, &scratch.eligible, &scratch.weights, target, self.config.count, &mut select, order);
+        token_id::choose(
+            &mut scratch.chosen,
+            &scratch.eligible,
+            &scratch.weights,
+            target,
+            self.config.count,
+            &mut select,
+            order,
+        );
         let mut replace = KeyedRng::new(key.seed, Purpose::MaskReplace, key.epoch, key.index);
-        self.replacement.apply(out.input, out.labels, tokens, &scratch.chosen, &mut replace);
+        self.replacement
+            .apply(out.input, out.labels, tokens, &scratch.chosen, &mut replace);
     }
 }

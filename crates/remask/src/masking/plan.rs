@@ -78,7 +78,12 @@ impl MaskPlan {
                 decay,
                 floor,
                 ceiling,
-            } => Mode::TokenId(TokenIdAdaptive::new(vocab.size as usize, decay, floor, ceiling)),
+            } => Mode::TokenId(TokenIdAdaptive::new(
+                vocab.size as usize,
+                decay,
+                floor,
+                ceiling,
+            )),
         };
         Ok(Self {
             config: config.clone(),
@@ -168,7 +173,9 @@ impl MaskPlan {
                 self.masker.mask_row(row, out, rate, key, None, scratch)
             }
             Mode::Adaptive(a) => self.masker.mask_row(row, out, rate, key, Some(a), scratch),
-            Mode::TokenId(a) => self.masker.mask_row_token_id(row, out, rate, key, a, scratch),
+            Mode::TokenId(a) => self
+                .masker
+                .mask_row_token_id(row, out, rate, key, a, scratch),
         }
     }
 

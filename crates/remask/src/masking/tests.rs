@@ -587,24 +587,53 @@ fn token_id_adaptive(seed: u64, floor: f32, ceiling: f32) -> TokenIdAdaptive {
     let mut a = TokenIdAdaptive::new(V as usize, 0.9, floor, ceiling);
     let mut rng = KeyedRng::new(seed, Purpose::Other, 2, 0);
     for id in 0..V as usize {
-        a.stats.loss[id] = if id % 7 == 3 { -1.0 } else { 0.05 * (100.0f32).powf(rng.next_f32()) };
+        a.stats.loss[id] = if id % 7 == 3 {
+            -1.0
+        } else {
+            0.05 * (100.0f32).powf(rng.next_f32())
+        };
     }
     a.stats.mean = 2.0;
     a.stats.updates = 1;
     a
 }
 
-fn mask_token_id(m: &Masker, r: &TokenRowBuf, rate: f32, (seed, epoch, index): (u64, u64, u64), a: &TokenIdAdaptive) -> (Vec<u32>, Vec<i32>, Vec<bool>) {
+fn mask_token_id(
+    m: &Masker,
+    r: &TokenRowBuf,
+    rate: f32,
+    (seed, epoch, index): (u64, u64, u64),
+    a: &TokenIdAdaptive,
+) -> (Vec<u32>, Vec<i32>, Vec<bool>) {
     let t = r.ids.len();
     let (mut input, mut labels) = (vec![0u32; t], vec![0i32; t]);
     let mut s = MaskScratch::default();
-    let out = MaskedRow { input: &mut input, labels: &mut labels };
-    m.mask_row_token_id(r.view(), out, rate, MaskKey { seed, epoch, index }, a, &mut s);
+    let out = MaskedRow {
+        input: &mut input,
+        labels: &mut labels,
+    };
+    m.mask_row_token_id(
+        r.view(),
+        out,
+        rate,
+        MaskKey { seed, epoch, index },
+        a,
+        &mut s,
+    );
     (input, labels, s.chosen)
 }
 
 fn token_id_config(count: CountRule, rate: f32, floor: f32, ceiling: f32) -> MaskingConfig {
-    MaskingConfig { count, rate, when: When::TokenId { decay: 0.9, floor, ceiling }, ..Default::default() }
+    MaskingConfig {
+        count,
+        rate,
+        when: When::TokenId {
+            decay: 0.9,
+            floor,
+            ceiling,
+        },
+        ..Default::default()
+    }
 }
 
 proptest! {
@@ -689,22 +718,42 @@ fn token_id_follows_its_probabilities_and_prefers_hard_tokens() {
             let mut hits = vec![0usize; 128];
             for i in 0..draws {
                 let c = mask_token_id(&m, &r, 0.15, (4, 0, i), stats).2;
-                c.iter().zip(&mut hits).for_each(|(&c, h)| *h += usize::from(c));
+                c.iter()
+                    .zip(&mut hits)
+                    .for_each(|(&c, h)| *h += usize::from(c));
             }
             let rate = hits.iter().sum::<usize>() as f64 / (draws as f64 * n as f64);
-            assert!((rate - 0.15).abs() < 0.005, "{count:?}: realised rate {rate}");
+            assert!(
+                (rate - 0.15).abs() < 0.005,
+                "{count:?}: realised rate {rate}"
+            );
             for k in 0..128 {
                 let f = hits[k] as f64 / draws as f64;
                 let sd = (p[k] as f64 * (1.0 - p[k] as f64) / draws as f64).sqrt();
-                assert!((f - p[k] as f64).abs() <= 5.0 * sd + 1e-9, "{count:?}: position {k} chosen {f}, probability {}", p[k]);
+                assert!(
+                    (f - p[k] as f64).abs() <= 5.0 * sd + 1e-9,
+                    "{count:?}: position {k} chosen {f}, probability {}",
+                    p[k]
+                );
             }
         }
         if std::ptr::eq(stats, &fresh) {
-            assert!(p.iter().zip(&eligible).all(|(&p, &e)| if e { (p - 0.15).abs() < 1e-6 } else { p == 0.0 }), "{p:?}");
+            assert!(
+                p.iter().zip(&eligible).all(|(&p, &e)| if e {
+                    (p - 0.15).abs() < 1e-6
+                } else {
+                    p == 0.0
+                }),
+                "{p:?}"
+            );
         } else {
             let hard = (0..128).filter(|&k| eligible[k] && r.ids[k] < 500);
             let easy = (0..128).filter(|&k| eligible[k] && r.ids[k] >= 500);
-            assert!(hard.clone().all(|k| p[k] > 0.15) && easy.clone().all(|k| (p[k] - 0.075).abs() < 1e-6), "{p:?}");
+            assert!(
+                hard.clone().all(|k| p[k] > 0.15)
+                    && easy.clone().all(|k| (p[k] - 0.075).abs() < 1e-6),
+                "{p:?}"
+            );
             assert!(hard.count() > 20 && easy.count() > 20);
         }
     }

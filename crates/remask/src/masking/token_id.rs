@@ -42,7 +42,11 @@ const MIN_SCORE: f64 = 1e-6;
 
 impl TokenIdAdaptive {
     pub fn new(vocab_size: usize, decay: f32, floor: f32, ceiling: f32) -> Self {
-        Self { stats: AdaptiveStats::new(vocab_size, decay), floor, ceiling }
+        Self {
+            stats: AdaptiveStats::new(vocab_size, decay),
+            floor,
+            ceiling,
+        }
     }
 
     /// Score of token id `id`: its running loss over the running mean loss; 1 when unseen.
@@ -58,7 +62,13 @@ impl TokenIdAdaptive {
 
     /// Writes the masking probability of every position of a row at `rate` into `probs[T]` (0 where
     /// not eligible) and returns the expected count `rate · n`.
-    pub fn row_probabilities(&self, probs: &mut [f32], tokens: &[u32], eligible: &[bool], rate: f32) -> f64 {
+    pub fn row_probabilities(
+        &self,
+        probs: &mut [f32],
+        tokens: &[u32],
+        eligible: &[bool],
+        rate: f32,
+    ) -> f64 {
         let mut n = 0usize;
         for ((p, &id), &e) in probs.iter_mut().zip(tokens).zip(eligible) {
             *p = if e { self.score(id) } else { 0.0 };
@@ -94,11 +104,19 @@ pub fn fit_bounded(values: &mut [f32], eligible: &[bool], lo: f64, hi: f64, targ
     if hi - lo <= f64::EPSILON * hi.max(1.0) || !smax.is_finite() {
         // floor = ceiling = 1 (or unusable scores): every position gets the mean probability.
         let p = (target / n as f64).clamp(lo, hi) as f32;
-        values.iter_mut().zip(eligible).for_each(|(v, &e)| *v = if e { p } else { 0.0 });
+        values
+            .iter_mut()
+            .zip(eligible)
+            .for_each(|(v, &e)| *v = if e { p } else { 0.0 });
         return;
     }
     let sum_at = |c: f64| -> f64 {
-        values.iter().zip(eligible).filter(|x| *x.1).map(|(&v, _)| (c * (v as f64).max(MIN_SCORE)).clamp(lo, hi)).sum()
+        values
+            .iter()
+            .zip(eligible)
+            .filter(|x| *x.1)
+            .map(|(&v, _)| (c * (v as f64).max(MIN_SCORE)).clamp(lo, hi))
+            .sum()
     };
     // Σ clamp(c · s_j) rises with c from n · lo (c = lo / smax) to n · hi (c = hi / smin): bisect on
     // log c, then solve the linear piece the bisection lands in exactly.
@@ -125,9 +143,17 @@ pub fn fit_bounded(values: &mut [f32], eligible: &[bool], lo: f64, hi: f64, targ
             }
         }
     }
-    let c = if free > 0.0 { ((target - fixed) / free).max(0.0) } else { b };
+    let c = if free > 0.0 {
+        ((target - fixed) / free).max(0.0)
+    } else {
+        b
+    };
     for (v, &e) in values.iter_mut().zip(eligible) {
-        *v = if e { (c * (*v as f64).max(MIN_SCORE)).clamp(lo, hi) as f32 } else { 0.0 };
+        *v = if e {
+            (c * (*v as f64).max(MIN_SCORE)).clamp(lo, hi) as f32
+        } else {
+            0.0
+        };
     }
 }
 
@@ -153,7 +179,13 @@ pub fn choose(
         }
         CountRule::Exact => {
             order.clear();
-            order.extend(eligible.iter().enumerate().filter(|x| *x.1).map(|(i, _)| i as u32));
+            order.extend(
+                eligible
+                    .iter()
+                    .enumerate()
+                    .filter(|x| *x.1)
+                    .map(|(i, _)| i as u32),
+            );
             let n = order.len();
             if n == 0 {
                 return;
@@ -170,7 +202,11 @@ pub fn choose(
             let mut next = rng.next_f64();
             let mut cum = 0.0f64;
             for (k, &j) in order.iter().enumerate() {
-                cum = if k + 1 == n { target } else { cum + probs[j as usize] as f64 };
+                cum = if k + 1 == n {
+                    target
+                } else {
+                    cum + probs[j as usize] as f64
+                };
                 if next < cum {
                     chosen[j as usize] = true;
                     next += 1.0;
@@ -194,10 +230,19 @@ mod tests {
         let sum: f64 = v.iter().map(|&p| p as f64).sum();
         assert!((sum - target).abs() < 1e-5, "{sum} vs {target}: {v:?}");
         assert_eq!(v[2], 0.0, "ineligible positions get 0");
-        assert!((v[0] - 0.075).abs() < 1e-7 && (v[8] - 0.075).abs() < 1e-7, "floor: {v:?}");
-        assert!((v[1] - 0.3).abs() < 1e-7 && (v[7] - 0.3).abs() < 1e-7, "ceiling: {v:?}");
+        assert!(
+            (v[0] - 0.075).abs() < 1e-7 && (v[8] - 0.075).abs() < 1e-7,
+            "floor: {v:?}"
+        );
+        assert!(
+            (v[1] - 0.3).abs() < 1e-7 && (v[7] - 0.3).abs() < 1e-7,
+            "ceiling: {v:?}"
+        );
         // Between the bounds, probabilities keep the scores' ratios.
-        assert!((v[4] / v[3] - 1.2).abs() < 1e-5 && (v[5] / v[3] - 0.8).abs() < 1e-5, "{v:?}");
+        assert!(
+            (v[4] / v[3] - 1.2).abs() < 1e-5 && (v[5] / v[3] - 0.8).abs() < 1e-5,
+            "{v:?}"
+        );
         // Equal scores give the rate itself.
         let mut u = [2.0f32; 6];
         fit_bounded(&mut u, &[true; 6], 0.075, 0.3, 0.9);
@@ -214,16 +259,30 @@ mod tests {
         let draws = 40_000;
         for i in 0..draws {
             let mut rng = KeyedRng::new(3, remask_kernels::rng::Purpose::Other, 0, i);
-            choose(&mut chosen, &eligible, &probs, target, CountRule::Exact, &mut rng, &mut order);
+            choose(
+                &mut chosen,
+                &eligible,
+                &probs,
+                target,
+                CountRule::Exact,
+                &mut rng,
+                &mut order,
+            );
             let c = chosen.iter().filter(|&&c| c).count();
             assert!(c == 3 || c == 4, "count {c} for target {target}");
-            chosen.iter().zip(&mut hits).for_each(|(&c, h)| *h += usize::from(c));
+            chosen
+                .iter()
+                .zip(&mut hits)
+                .for_each(|(&c, h)| *h += usize::from(c));
         }
         for (h, &p) in hits.iter().zip(&probs) {
             let f = *h as f64 / draws as f64;
             // 4 standard deviations of a binomial share at 40,000 draws.
             let sd = (p as f64 * (1.0 - p as f64) / draws as f64).sqrt();
-            assert!((f - p as f64).abs() < 4.0 * sd + 1e-3, "inclusion {f} for probability {p}");
+            assert!(
+                (f - p as f64).abs() < 4.0 * sd + 1e-3,
+                "inclusion {f} for probability {p}"
+            );
         }
     }
 }
