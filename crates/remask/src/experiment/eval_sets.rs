@@ -291,21 +291,10 @@ pub fn label_counts(dir: &Path, task: Task) -> Result<Vec<u64>> {
 /// about (V − 1) / 2N nats for N labels).
 pub fn unigram_loss(batches: &[Batch], counts: &[u64]) -> f64 {
     let total: u64 = counts.iter().sum::<u64>() + counts.len() as u64;
-    let (mut sum, mut n) = (0.0f64, 0u64);
-    for b in batches {
-        for &l in &b.labels {
-            if l != IGNORE_INDEX {
-                let c = counts.get(l as usize).copied().unwrap_or(0);
-                sum -= ((c + 1) as f64 / total as f64).ln();
-                n += 1;
-            }
-        }
-    }
-    if n == 0 {
-        f64::NAN
-    } else {
-        sum / n as f64
-    }
+    mean_over_labels(batches, |l| {
+        let c = counts.get(l as usize).copied().unwrap_or(0);
+        -((c + 1) as f64 / total as f64).ln()
+    })
 }
 
 /// The share of the labels of `batches` that equal the most frequent id of `counts` (the lowest
@@ -316,19 +305,23 @@ pub fn unigram_accuracy(batches: &[Batch], counts: &[u64]) -> f64 {
         .enumerate()
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
         .map_or(-1, |(i, _)| i as i64);
-    let (mut hits, mut n) = (0u64, 0u64);
-    for b in batches {
-        for &l in &b.labels {
-            if l != IGNORE_INDEX {
-                hits += u64::from(l as i64 == top);
-                n += 1;
-            }
+    mean_over_labels(batches, |l| f64::from(u8::from(l as i64 == top)))
+}
+
+/// The mean of `score` over the labels of `batches` (IGNORE_INDEX skipped), summed in batch order so
+/// every process gets the same bits; NaN without labels.
+fn mean_over_labels(batches: &[Batch], score: impl Fn(i32) -> f64) -> f64 {
+    let (mut sum, mut n) = (0.0f64, 0u64);
+    for &l in batches.iter().flat_map(|b| &b.labels) {
+        if l != IGNORE_INDEX {
+            sum += score(l);
+            n += 1;
         }
     }
     if n == 0 {
         f64::NAN
     } else {
-        hits as f64 / n as f64
+        sum / n as f64
     }
 }
 

@@ -437,7 +437,7 @@ struct RunContext<'a> {
 /// interrupted) and is returned.
 fn train_in_lanes(ctx: &RunContext, planned: &[PlannedRun], jobs: usize) -> Result<()> {
     let per_run = run_threads(ctx.cfg);
-    let errors: Vec<Error> = std::thread::scope(|scope| {
+    let mut errors: Vec<Error> = std::thread::scope(|scope| {
         let lanes: Vec<_> = (0..jobs)
             .map(|lane| {
                 scope.spawn(move || -> Result<()> {
@@ -471,14 +471,14 @@ fn train_in_lanes(ctx: &RunContext, planned: &[PlannedRun], jobs: usize) -> Resu
             .collect()
     });
     // An interruption caused by another lane's error is not the news: report the first real one.
-    let mut errors = errors;
+    if errors.is_empty() {
+        return Ok(());
+    }
     let first_real = errors
         .iter()
-        .position(|e| !e.to_string().starts_with("interrupted"));
-    match first_real.or(if errors.is_empty() { None } else { Some(0) }) {
-        Some(i) => Err(errors.swap_remove(i)),
-        None => Ok(()),
-    }
+        .position(|e| !e.to_string().starts_with("interrupted"))
+        .unwrap_or(0);
+    Err(errors.swap_remove(first_real))
 }
 
 /// Worker threads of one run: `compare.threads` (0 = every core) shared by the `compare.jobs` runs
