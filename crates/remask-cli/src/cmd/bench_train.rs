@@ -267,9 +267,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
             None => &batch,
         };
-        model.grads_mut().fill(0.0);
-        let stats =
-            model.forward_backward(&batch, scale, key(0, Purpose::Dropout, 0, step as u64))?;
+        remask::model::buffers::zero(model.grads_mut());
+        let stats = remask::train::on_pool(|| {
+            model.forward_backward(&batch, scale, key(0, Purpose::Dropout, 0, step as u64))
+        })?;
         // The barrier separates waiting for the slowest rank from the all-reduce's own cost.
         dp.take_comm_time();
         dp.barrier()?;
@@ -278,18 +279,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let comm = dp.take_comm_time().as_secs_f64() * 1e3;
         let (stats, _) = dp.reduce_stats(stats, 0)?;
         let (params, grads) = model.params_and_grads();
-        for t in &tensors {
-            let r = t.offset..t.offset + t.numel();
-            let hp = if t.weight_decay { &hp } else { &hp0 };
-            adamw_update(
-                &mut params[r.clone()],
-                &grads[r.clone()],
-                &mut m[r.clone()],
-                &mut v[r],
-                hp,
-                step as u64 + 1,
-            );
-        }
+        remask::train::on_pool(|| {
+            for t in &tensors {
+                let r = t.offset..t.offset + t.numel();
+                let hp = if t.weight_decay { &hp } else { &hp0 };
+                adamw_update(
+                    &mut params[r.clone()],
+                    &grads[r.clone()],
+                    &mut m[r.clone()],
+                    &mut v[r],
+                    hp,
+                    step as u64 + 1,
+                );
+            }
+        });
         last_loss = stats.mean_loss();
         if step >= a.warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);

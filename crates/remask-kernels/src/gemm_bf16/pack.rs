@@ -410,6 +410,8 @@ mod tests {
             (33, 70),
             (40, 17),
             (64, 64),
+            // Many A rows and a long K in both orientations (the attention and head shapes).
+            (300, 1100),
         ] {
             let ld = c + 3;
             let src = rand_vec(r * ld + c, 3, 2.0);

@@ -7,7 +7,7 @@ use remask_kernels::block_mask::BlockMask;
 use remask_kernels::dropout::{dropout_backward, dropout_forward};
 use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
 
-use super::buffers::{add, add_assign, fit, Grid, RowMap};
+use super::buffers::{add, add_assign, copy, fit, zero, Grid, RowMap};
 use super::config::NormPlacement;
 use super::linear::{DInp, Linear};
 use super::mha::{Attention, AttnActs, AttnInput, AttnScratch, InputGrads};
@@ -189,7 +189,7 @@ impl Sublayer<'_> {
         let n = len / self.ln.c;
         let ResidualScratch { tmp, tmp2 } = s;
         fit(tmp, len);
-        tmp.fill(0.0);
+        zero(tmp);
         let dropped = !r.keep.is_empty();
         if dropped {
             fit(tmp2, len);
@@ -198,7 +198,7 @@ impl Sublayer<'_> {
             NormPlacement::Pre => {
                 // sum = x + drop(f(LN(x))): dx = dsum + LN'ᵀ·f'ᵀ·drop'ᵀ·dsum.
                 let df: &[f32] = if dropped {
-                    tmp2.fill(0.0);
+                    zero(tmp2);
                     dropout_backward(tmp2, dres, &r.keep, self.dropout);
                     tmp2
                 } else {
@@ -213,9 +213,9 @@ impl Sublayer<'_> {
             NormPlacement::Post => {
                 // out = LN(sum), sum = x + drop(f(x)): dsum = LN'ᵀ·dout; dx = dsum + f'ᵀ·drop'ᵀ·dsum.
                 self.ln.backward(tmp, dres, &r.sum, &r.ln, g, n);
-                dres.copy_from_slice(tmp);
+                copy(dres, tmp);
                 let df: &[f32] = if dropped {
-                    tmp2.fill(0.0);
+                    zero(tmp2);
                     dropout_backward(tmp2, tmp, &r.keep, self.dropout);
                     tmp2
                 } else {
@@ -344,7 +344,7 @@ impl Block {
                 fit(dh2, f);
                 self.fc2.backward(DInp::Set(dh2), df, &acts.h2, g, n);
                 fit(dh1, f);
-                dh1.fill(0.0);
+                zero(dh1);
                 gelu_backward(dh1, &acts.h1, dh2, self.gelu);
                 self.fc1.backward(
                     DInp::Add(dinp),

@@ -7,7 +7,7 @@ use remask_kernels::dropout::{dropout_backward, dropout_forward};
 use remask_kernels::embedding::{embedding_accumulate, embedding_backward, embedding_forward};
 
 use super::block::DropoutSite;
-use super::buffers::fit;
+use super::buffers::{fit, zero};
 use super::layout::Param;
 use super::norm::{LayerNorm, NormActs};
 use super::params::Grads;
@@ -149,13 +149,13 @@ impl Embeddings {
         let mut d: &[f32] = dout;
         if !a.keep.is_empty() {
             fit(&mut s.a, n * c);
-            s.a.fill(0.0);
+            zero(&mut s.a);
             dropout_backward(&mut s.a, d, &a.keep, self.dropout);
             d = &s.a;
         }
         if let Some(ln) = &self.ln {
             fit(&mut s.b, n * c);
-            s.b.fill(0.0);
+            zero(&mut s.b);
             ln.backward(&mut s.b, d, &a.sum, &a.ln, g, n);
             d = &s.b;
         }

@@ -5,7 +5,9 @@
 //!
 //! N = rows of the hidden state (B·T), M = rows the head runs on, C = channels, V = vocabulary.
 
-use super::buffers::fit;
+use rayon::prelude::*;
+
+use super::buffers::{fit, zero};
 use super::layout::Param;
 use super::linear::{DInp, Linear};
 use super::norm::{LayerNorm, NormActs};
@@ -13,6 +15,9 @@ use super::params::{Grads, LinearWeight, Weights};
 use crate::IGNORE_INDEX;
 use remask_kernels::cross_entropy::{cross_entropy_forward, cross_entropy_fused, CeStats};
 use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
+
+/// Rows per rayon task of the head's gather and scatter.
+const ROWS_PER_TASK: usize = 64;
 
 /// The vocabulary head.
 #[derive(Clone, Debug)]
@@ -33,7 +38,7 @@ pub struct LmHead {
 /// Saved activations of the head.
 #[derive(Clone, Debug, Default)]
 pub struct HeadActs {
-    /// Rows of the hidden state the head ran on `[M]`, and their targets `[M]`.
+    /// Rows of the hidden state the head ran on `[M]` (increasing), and their targets `[M]`.
     pub rows: Vec<u32>,
     pub targets: Vec<i32>,
     /// Gathered hidden rows `[M,C]`, transform activations `[M,C]` (dense, GELU, LayerNorm).
@@ -98,9 +103,14 @@ impl LmHead {
     pub fn forward(&self, a: &mut HeadActs, h: &[f32], w: Weights<'_>) {
         let (m, c, v) = (a.rows.len(), self.c, self.v);
         fit(&mut a.x, m * c);
-        for (i, &r) in a.rows.iter().enumerate() {
-            let r = r as usize;
-            a.x[i * c..(i + 1) * c].copy_from_slice(&h[r * c..(r + 1) * c]);
+        if c > 0 {
+            a.x.par_chunks_mut(c)
+                .zip(a.rows.par_iter())
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(|(x, &r)| {
+                    let r = r as usize;
+                    x.copy_from_slice(&h[r * c..(r + 1) * c]);
+                });
         }
         if let Some((dense, ln)) = &self.transform {
             fit(&mut a.t1, m * c);
@@ -162,10 +172,10 @@ impl LmHead {
         let dx: &[f32] = if let Some((dense, ln)) = &self.transform {
             // backward of t3 = LN(t2), t2 = gelu(t1), t1 = dense(x).
             fit(&mut s.dt2, m * c);
-            s.dt2.fill(0.0);
+            zero(&mut s.dt2);
             ln.backward(&mut s.dt2, &s.dz, &a.t2, &a.ln, g, m);
             fit(&mut s.dt1, m * c);
-            s.dt1.fill(0.0);
+            zero(&mut s.dt1);
             gelu_backward(&mut s.dt1, &a.t1, &s.dt2, self.gelu);
             fit(&mut s.dx, m * c);
             dense.backward(DInp::Set(&mut s.dx), &s.dt1, &a.x, g, m);
@@ -173,16 +183,20 @@ impl LmHead {
         } else {
             &s.dz
         };
-        // Scatter: dh[rows[i]] += dx[i].
-        for (i, &r) in a.rows.iter().enumerate() {
-            let r = r as usize;
-            for (o, &g) in dh[r * c..(r + 1) * c]
-                .iter_mut()
-                .zip(&dx[i * c..(i + 1) * c])
-            {
-                *o += g;
-            }
-        }
+        // Scatter: dh[rows[i]] += dx[i]; a task per run of dh's rows, each finding its row in the
+        // (increasing) row list.
+        let rows = &a.rows;
+        debug_assert!(rows.windows(2).all(|w| w[0] < w[1]));
+        dh.par_chunks_mut(c.max(1))
+            .enumerate()
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|(r, out)| {
+                if let Ok(i) = rows.binary_search(&(r as u32)) {
+                    for (o, &g) in out.iter_mut().zip(&dx[i * c..(i + 1) * c]) {
+                        *o += g;
+                    }
+                }
+            });
         stats
     }
 }

@@ -76,7 +76,7 @@ impl Linear {
                     DInp::None => None,
                     DInp::Add(d) => Some(d),
                     DInp::Set(d) => {
-                        d[..n * c].fill(0.0);
+                        super::buffers::zero(&mut d[..n * c]);
                         Some(d)
                     }
                 };

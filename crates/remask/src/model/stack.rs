@@ -7,7 +7,7 @@ use remask_kernels::block_mask::BlockMask;
 use remask_kernels::rng::{key, Purpose};
 
 use super::block::{Block, BlockActs, BlockInput, BlockScratch, CrossInput, DropoutSite};
-use super::buffers::{fit, Grid, RowMap};
+use super::buffers::{copy, fit, zero, Grid, RowMap};
 use super::embedding::{EmbActs, EmbScratch, Embeddings, Tokens};
 use super::norm::{LayerNorm, NormActs};
 use super::params::{Grads, LinearWeight, Weights};
@@ -161,7 +161,7 @@ impl Stack {
     /// Zeroes and returns the buffer where the caller puts d(output) `[N,C]` before [`Self::backward`].
     pub fn begin_backward<'a>(&self, s: &'a mut StackScratch, n: usize) -> &'a mut [f32] {
         fit(&mut s.dres, n * self.c);
-        s.dres.fill(0.0);
+        zero(&mut s.dres);
         &mut s.dres
     }
 
@@ -184,9 +184,9 @@ impl Stack {
         if let Some(ln) = &self.final_ln {
             let tmp = &mut bs.res.tmp;
             fit(tmp, n * self.c);
-            tmp.fill(0.0);
+            zero(tmp);
             ln.backward(tmp, dres, self.last_block_output(a), &a.final_ln, g, n);
-            dres.copy_from_slice(tmp);
+            copy(dres, tmp);
         }
         for l in (0..self.blocks.len()).rev() {
             let x: &[f32] = if l == 0 {

@@ -22,4 +22,4 @@ pub use config::RunConfig;
 pub use optimizer::Optimizer;
 pub use progress::ProgressMode;
 pub use schedule::LrSchedule;
-pub use trainer::{init_threads, RunSummary, StepOutcome, Trainer, TrainerOptions};
+pub use trainer::{init_threads, on_pool, RunSummary, StepOutcome, Trainer, TrainerOptions};

@@ -347,18 +347,24 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             1.0 / labels as f32
         };
 
-        self.model.grads_mut().fill(0.0);
+        crate::model::buffers::zero(self.model.grads_mut());
         let mut stats = StepStats::default();
         let mut feedback = Vec::with_capacity(accum);
-        for (i, b) in batches.iter().enumerate() {
-            let share = (i * self.dp.size() + self.dp.rank()) as u64;
-            let dropout_key = key(self.cfg.run.seed, Purpose::Dropout, self.state.step, share);
-            let s = self.model.forward_backward(b, grad_scale, dropout_key)?;
-            stats.loss_sum += s.loss_sum;
-            stats.n_labels += s.n_labels;
-            stats.n_correct += s.n_correct;
-            feedback.push(self.model.last_label_losses().to_vec());
-        }
+        let (ranks, rank) = (self.dp.size(), self.dp.rank());
+        let (seed, step) = (self.cfg.run.seed, self.state.step);
+        let model = &mut self.model;
+        on_pool(|| -> Result<()> {
+            for (i, b) in batches.iter().enumerate() {
+                let share = (i * ranks + rank) as u64;
+                let dropout_key = key(seed, Purpose::Dropout, step, share);
+                let s = model.forward_backward(b, grad_scale, dropout_key)?;
+                stats.loss_sum += s.loss_sum;
+                stats.n_labels += s.n_labels;
+                stats.n_correct += s.n_correct;
+                feedback.push(model.last_label_losses().to_vec());
+            }
+            Ok(())
+        })?;
         self.dp.reduce_grads(self.model.grads_mut())?;
         let (stats, real_tokens) = self.dp.reduce_stats(stats, real_tokens)?;
         let loss = stats.mean_loss();
@@ -376,7 +382,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             lr = self.schedule.lr(step);
             let tensors = self.model.tensors().to_vec();
             let (params, grads) = self.model.params_and_grads();
-            self.optimizer.step(params, grads, &tensors, lr);
+            let optimizer = &mut self.optimizer;
+            on_pool(|| optimizer.step(params, grads, &tensors, lr));
             for (b, losses) in batches.iter().zip(&feedback) {
                 if self.dp.size() == 1 {
                     self.source.feedback(b, losses);
@@ -603,6 +610,14 @@ fn real_tokens(b: &Batch) -> u64 {
         .as_ref()
         .map_or(0, |d| d.lengths.iter().map(|&l| l as u64).sum());
     enc + dec
+}
+
+/// Runs `f` on a worker of the current rayon pool (on this thread when it already is one). A
+/// training step calls a few hundred parallel kernels; started from a thread outside the pool, each
+/// would wake a worker and put the caller to sleep, and the serial code between kernels would run
+/// while both workers wait. Results do not depend on which thread runs what.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }
 
 /// Sets the size of the global rayon pool (0 = all cores). Call once, before training.
