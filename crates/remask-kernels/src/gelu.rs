@@ -34,11 +34,21 @@ pub fn gelu_forward(out: &mut [f32], inp: &[f32], kind: GeluKind) {
 
 /// dinp += gelu'(inp)·dout, elementwise.
 pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: GeluKind) {
+    gelu_backward_with(dinp, inp, dout, kind, true);
+}
+
+/// dinp = gelu'(inp)·dout, elementwise, overwriting dinp (never read): what [`gelu_backward`]
+/// gives on a zeroed dinp, bit for bit, without the pass that zeroes it and the read of it.
+pub fn gelu_backward_set(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: GeluKind) {
+    gelu_backward_with(dinp, inp, dout, kind, false);
+}
+
+fn gelu_backward_with(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: GeluKind, add: bool) {
     assert!(dinp.len() == inp.len() && dout.len() == inp.len());
     dinp.par_chunks_mut(ELEMS_PER_TASK)
         .zip(inp.par_chunks(ELEMS_PER_TASK))
         .zip(dout.par_chunks(ELEMS_PER_TASK))
-        .for_each(|((d, x), g)| gelu_backward_chunk(d, x, g, kind));
+        .for_each(|((d, x), g)| gelu_backward_chunk(d, x, g, kind, add));
 }
 
 const SQRT_2_OVER_PI_F32: f32 = SQRT_2_OVER_PI as f32;
@@ -105,28 +115,42 @@ fn gelu_forward_body(out: &mut [f32], inp: &[f32], kind: GeluKind) {
     }
 }
 
+/// `add`: dinp += gelu'·dout; else dinp = 0 + gelu'·dout (the `0 +` keeps a zeroed dinp's bits:
+/// it turns a product of −0 into +0, as adding into +0 does).
 #[inline(always)]
-fn gelu_backward_body(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: GeluKind) {
-    match kind {
-        GeluKind::Erf => {
-            // Forward: gelu = x·Φ(x), so gelu' = Φ(x) + x·φ(x).
+fn gelu_backward_body(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: GeluKind, add: bool) {
+    match (kind, add) {
+        // Forward: gelu = x·Φ(x), so gelu' = Φ(x) + x·φ(x).
+        (GeluKind::Erf, true) => {
             for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
                 let (cdf, e) = normal_cdf_and_gauss(x);
                 *d += (cdf + x * FRAC_1_SQRT_2PI_F32 * e) * g;
             }
         }
-        GeluKind::Tanh => {
-            // Forward: gelu = x·s, s = σ(2u); gelu' = s + 2x·s(1−s)·u'.
+        (GeluKind::Erf, false) => {
+            for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
+                let (cdf, e) = normal_cdf_and_gauss(x);
+                *d = 0.0 + (cdf + x * FRAC_1_SQRT_2PI_F32 * e) * g;
+            }
+        }
+        // Forward: gelu = x·s, s = σ(2u); gelu' = s + 2x·s(1−s)·u'.
+        (GeluKind::Tanh, true) => {
             for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
                 let (s, one_minus_s, du) = tanh_gate(x);
                 *d += (s + 2.0 * x * s * one_minus_s * du) * g;
+            }
+        }
+        (GeluKind::Tanh, false) => {
+            for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
+                let (s, one_minus_s, du) = tanh_gate(x);
+                *d = 0.0 + (s + 2.0 * x * s * one_minus_s * du) * g;
             }
         }
     }
 }
 
 simd_dispatch!(fn gelu_forward_chunk(out: &mut [f32], inp: &[f32], kind: GeluKind) = gelu_forward_body);
-simd_dispatch!(fn gelu_backward_chunk(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: GeluKind) = gelu_backward_body);
+simd_dispatch!(fn gelu_backward_chunk(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: GeluKind, add: bool) = gelu_backward_body);
 
 /// Reference twin of [`gelu_forward`]: exact f64 formulas.
 pub fn gelu_forward_reference(out: &mut [f32], inp: &[f32], kind: GeluKind) {
@@ -249,6 +273,29 @@ mod tests {
         }
     }
 
+    /// Overwriting equals adding into zeros, bit for bit (signs of zero included), on both forms,
+    /// across task boundaries, and never reads the old dinp.
+    #[test]
+    fn set_equals_adding_into_zeros() {
+        let len = 3 * ELEMS_PER_TASK + 5;
+        let mut inp = rand_vec(len, 7, 6.0);
+        let mut dout = rand_vec(len, 8, 1.0);
+        // Products of ±0: gelu'(0) = ½, and a zero upstream gradient of either sign.
+        (inp[0], dout[0], dout[1], dout[2]) = (0.0, -0.0, 0.0, -0.0);
+        for kind in [GeluKind::Erf, GeluKind::Tanh] {
+            let mut added = vec![0.0f32; len];
+            gelu_backward(&mut added, &inp, &dout, kind);
+            let mut set = vec![f32::NAN; len];
+            gelu_backward_set(&mut set, &inp, &dout, kind);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&set), bits(&added), "{kind:?}");
+            assert!(
+                set[1..3].iter().all(|x| x.to_bits() == 0),
+                "{kind:?}: +0, not -0"
+            );
+        }
+    }
+
     #[test]
     fn tanh_form_approximates_erf_form() {
         let inp = rand_vec(1000, 3, 6.0);
@@ -323,7 +370,7 @@ mod tests {
                 &format!("baseline gelu_forward {kind:?}"),
             );
             let (mut d, mut d_ref) = (vec![0.0; 1001], vec![0.0; 1001]);
-            gelu_backward_body(&mut d, &inp, &dout, kind);
+            gelu_backward_body(&mut d, &inp, &dout, kind, true);
             gelu_backward_reference(&mut d_ref, &inp, &dout, kind);
             assert_close(
                 &d,

@@ -5,7 +5,7 @@
 
 use remask_kernels::block_mask::BlockMask;
 use remask_kernels::dropout::{dropout_backward, dropout_forward};
-use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
+use remask_kernels::gelu::{gelu_backward_set, gelu_forward, GeluKind};
 
 use super::buffers::{add, add_assign, copy, fit, zero, Grid, RowMap};
 use super::config::NormPlacement;
@@ -344,8 +344,7 @@ impl Block {
                 fit(dh2, f);
                 self.fc2.backward(DInp::Set(dh2), df, &acts.h2, g, n);
                 fit(dh1, f);
-                zero(dh1);
-                gelu_backward(dh1, &acts.h1, dh2, self.gelu);
+                gelu_backward_set(dh1, &acts.h1, dh2, self.gelu);
                 self.fc1.backward(
                     DInp::Add(dinp),
                     dh1,

@@ -14,7 +14,7 @@ use super::norm::{LayerNorm, NormActs};
 use super::params::{Grads, LinearWeight, Weights};
 use crate::IGNORE_INDEX;
 use remask_kernels::cross_entropy::{cross_entropy_forward, cross_entropy_fused, CeStats};
-use remask_kernels::gelu::{gelu_backward, gelu_forward, GeluKind};
+use remask_kernels::gelu::{gelu_backward_set, gelu_forward, GeluKind};
 
 /// Rows per rayon task of the head's gather and scatter.
 const ROWS_PER_TASK: usize = 64;
@@ -175,8 +175,7 @@ impl LmHead {
             zero(&mut s.dt2);
             ln.backward(&mut s.dt2, &s.dz, &a.t2, &a.ln, g, m);
             fit(&mut s.dt1, m * c);
-            zero(&mut s.dt1);
-            gelu_backward(&mut s.dt1, &a.t1, &s.dt2, self.gelu);
+            gelu_backward_set(&mut s.dt1, &a.t1, &s.dt2, self.gelu);
             fit(&mut s.dx, m * c);
             dense.backward(DInp::Set(&mut s.dx), &s.dt1, &a.x, g, m);
             &s.dx
