@@ -189,6 +189,20 @@ pub fn merge_heads(
 mod tests {
     use super::*;
 
+    /// The pairs (start in the `[rows, width]` buffer, start in `[B,H,T,D]`) of every D-value
+    /// head slice, one row at a time: what both reference twins below copy.
+    fn head_slices(grid: Grid<'_>, heads: Heads, width: usize, col: usize) -> Vec<(usize, usize)> {
+        let (Heads { h, d }, t) = (heads, grid.t);
+        let mut out = Vec::new();
+        for i in 0..grid.n() {
+            let (bi, ti) = (grid.position(i) / t, grid.position(i) % t);
+            for hi in 0..h {
+                out.push((i * width + col + hi * d, ((bi * h + hi) * t + ti) * d));
+            }
+        }
+        out
+    }
+
     /// Reference twin of [`split_heads`]: one row at a time, gaps zeroed first.
     fn split_heads_reference(
         dst: &mut [f32],
@@ -198,16 +212,9 @@ mod tests {
         width: usize,
         col: usize,
     ) {
-        let (Heads { h, d }, t) = (heads, grid.t);
         dst.fill(0.0);
-        for i in 0..grid.n() {
-            let full = grid.position(i);
-            let (bi, ti) = (full / t, full % t);
-            for hi in 0..h {
-                let s = i * width + col + hi * d;
-                let o = ((bi * h + hi) * t + ti) * d;
-                dst[o..o + d].copy_from_slice(&src[s..s + d]);
-            }
+        for (s, o) in head_slices(grid, heads, width, col) {
+            dst[o..o + heads.d].copy_from_slice(&src[s..s + heads.d]);
         }
     }
 
@@ -220,15 +227,8 @@ mod tests {
         width: usize,
         col: usize,
     ) {
-        let (Heads { h, d }, t) = (heads, grid.t);
-        for i in 0..grid.n() {
-            let full = grid.position(i);
-            let (bi, ti) = (full / t, full % t);
-            for hi in 0..h {
-                let s = i * width + col + hi * d;
-                let o = ((bi * h + hi) * t + ti) * d;
-                dst[s..s + d].copy_from_slice(&src[o..o + d]);
-            }
+        for (s, o) in head_slices(grid, heads, width, col) {
+            dst[s..s + heads.d].copy_from_slice(&src[o..o + heads.d]);
         }
     }
 
