@@ -43,6 +43,26 @@ pub fn gelu_backward_set(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: Gelu
     gelu_backward_with(dinp, inp, dout, kind, false);
 }
 
+/// out = gelu(x), and gelu'(x) written over x: the forward of a training step, which keeps the
+/// derivative instead of the input, so that the backward ([`gelu_backward_from_grad`]) is one
+/// multiply per element instead of a second evaluation of the activation. `out` bit for bit equals
+/// [`gelu_forward`]'s, and the backward's result [`gelu_backward_set`]'s.
+pub fn gelu_forward_save_grad(out: &mut [f32], x_then_grad: &mut [f32], kind: GeluKind) {
+    assert_eq!(out.len(), x_then_grad.len());
+    out.par_chunks_mut(ELEMS_PER_TASK)
+        .zip(x_then_grad.par_chunks_mut(ELEMS_PER_TASK))
+        .for_each(|(o, x)| gelu_forward_save_grad_chunk(o, x, kind));
+}
+
+/// d = gelu'(x)·d in place, from the derivative [`gelu_forward_save_grad`] kept: bit for bit what
+/// [`gelu_backward_set`] writes given x and the incoming d.
+pub fn gelu_backward_from_grad(d: &mut [f32], grad: &[f32]) {
+    assert_eq!(d.len(), grad.len());
+    d.par_chunks_mut(ELEMS_PER_TASK)
+        .zip(grad.par_chunks(ELEMS_PER_TASK))
+        .for_each(|(d, g)| gelu_backward_from_grad_chunk(d, g));
+}
+
 fn gelu_backward_with(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: GeluKind, add: bool) {
     assert!(dinp.len() == inp.len() && dout.len() == inp.len());
     dinp.par_chunks_mut(ELEMS_PER_TASK)
@@ -99,17 +119,33 @@ fn tanh_gate(x: f32) -> (f32, f32, f32) {
     (s, e * s, du)
 }
 
+/// gelu(x) and gelu'(x) of the erf form: gelu = x·Φ(x), gelu' = Φ(x) + x·φ(x). Every path (forward,
+/// backward, forward keeping the derivative) evaluates them here, so they agree bit for bit.
+#[inline(always)]
+fn erf_value_and_grad(x: f32) -> (f32, f32) {
+    let (cdf, e) = normal_cdf_and_gauss(x);
+    (x * cdf, cdf + x * FRAC_1_SQRT_2PI_F32 * e)
+}
+
+/// gelu(x) and gelu'(x) of the tanh form: gelu = x·s, s = σ(2u), gelu' = s + 2x·s(1−s)·u'.
+#[inline(always)]
+fn tanh_value_and_grad(x: f32) -> (f32, f32) {
+    let (s, one_minus_s, du) = tanh_gate(x);
+    (x * s, s + 2.0 * x * s * one_minus_s * du)
+}
+
 #[inline(always)]
 fn gelu_forward_body(out: &mut [f32], inp: &[f32], kind: GeluKind) {
+    // The unused derivative is dead code the compiler drops.
     match kind {
         GeluKind::Erf => {
             for (o, &x) in out.iter_mut().zip(inp) {
-                *o = x * normal_cdf_and_gauss(x).0;
+                *o = erf_value_and_grad(x).0;
             }
         }
         GeluKind::Tanh => {
             for (o, &x) in out.iter_mut().zip(inp) {
-                *o = x * tanh_gate(x).0;
+                *o = tanh_value_and_grad(x).0;
             }
         }
     }
@@ -120,35 +156,56 @@ fn gelu_forward_body(out: &mut [f32], inp: &[f32], kind: GeluKind) {
 #[inline(always)]
 fn gelu_backward_body(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: GeluKind, add: bool) {
     match (kind, add) {
-        // Forward: gelu = x·Φ(x), so gelu' = Φ(x) + x·φ(x).
         (GeluKind::Erf, true) => {
             for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
-                let (cdf, e) = normal_cdf_and_gauss(x);
-                *d += (cdf + x * FRAC_1_SQRT_2PI_F32 * e) * g;
+                *d += erf_value_and_grad(x).1 * g;
             }
         }
         (GeluKind::Erf, false) => {
             for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
-                let (cdf, e) = normal_cdf_and_gauss(x);
-                *d = 0.0 + (cdf + x * FRAC_1_SQRT_2PI_F32 * e) * g;
+                *d = 0.0 + erf_value_and_grad(x).1 * g;
             }
         }
-        // Forward: gelu = x·s, s = σ(2u); gelu' = s + 2x·s(1−s)·u'.
         (GeluKind::Tanh, true) => {
             for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
-                let (s, one_minus_s, du) = tanh_gate(x);
-                *d += (s + 2.0 * x * s * one_minus_s * du) * g;
+                *d += tanh_value_and_grad(x).1 * g;
             }
         }
         (GeluKind::Tanh, false) => {
             for ((d, &x), &g) in dinp.iter_mut().zip(inp).zip(dout) {
-                let (s, one_minus_s, du) = tanh_gate(x);
-                *d = 0.0 + (s + 2.0 * x * s * one_minus_s * du) * g;
+                *d = 0.0 + tanh_value_and_grad(x).1 * g;
             }
         }
     }
 }
 
+/// Forward and derivative from one evaluation.
+#[inline(always)]
+fn gelu_forward_save_grad_body(out: &mut [f32], x_then_grad: &mut [f32], kind: GeluKind) {
+    match kind {
+        GeluKind::Erf => {
+            for (o, xg) in out.iter_mut().zip(x_then_grad) {
+                (*o, *xg) = erf_value_and_grad(*xg);
+            }
+        }
+        GeluKind::Tanh => {
+            for (o, xg) in out.iter_mut().zip(x_then_grad) {
+                (*o, *xg) = tanh_value_and_grad(*xg);
+            }
+        }
+    }
+}
+
+/// d = 0 + gelu'·d (the `0 +` as in [`gelu_backward_body`]: a product of −0 becomes +0).
+#[inline(always)]
+fn gelu_backward_from_grad_body(d: &mut [f32], grad: &[f32]) {
+    for (d, &g) in d.iter_mut().zip(grad) {
+        *d = 0.0 + g * *d;
+    }
+}
+
+simd_dispatch!(fn gelu_forward_save_grad_chunk(out: &mut [f32], x_then_grad: &mut [f32], kind: GeluKind) = gelu_forward_save_grad_body);
+simd_dispatch!(fn gelu_backward_from_grad_chunk(d: &mut [f32], grad: &[f32]) = gelu_backward_from_grad_body);
 simd_dispatch!(fn gelu_forward_chunk(out: &mut [f32], inp: &[f32], kind: GeluKind) = gelu_forward_body);
 simd_dispatch!(fn gelu_backward_chunk(dinp: &mut [f32], inp: &[f32], dout: &[f32], kind: GeluKind, add: bool) = gelu_backward_body);
 
@@ -293,6 +350,43 @@ mod tests {
                 set[1..3].iter().all(|x| x.to_bits() == 0),
                 "{kind:?}: +0, not -0"
             );
+        }
+    }
+
+    /// Keeping the derivative in the forward changes no bit: the output equals `gelu_forward`'s
+    /// and the backward from it `gelu_backward_set`'s (signed zeros included), on both forms,
+    /// across task boundaries, through the dispatcher and through the plain bodies.
+    #[test]
+    fn saved_grad_equals_recomputing() {
+        let len = 3 * ELEMS_PER_TASK + 5;
+        let mut inp = rand_vec(len, 9, 6.0);
+        let mut dout = rand_vec(len, 10, 1.0);
+        (inp[0], inp[1], inp[2]) = (0.0, -12.0, 30.0);
+        (dout[0], dout[3], dout[4]) = (-0.0, 0.0, -0.0);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for kind in [GeluKind::Erf, GeluKind::Tanh] {
+            let mut out = vec![0.0; len];
+            gelu_forward(&mut out, &inp, kind);
+            let mut want = vec![0.0; len];
+            gelu_backward_set(&mut want, &inp, &dout, kind);
+            let (mut out2, mut grad) = (vec![f32::NAN; len], inp.clone());
+            gelu_forward_save_grad(&mut out2, &mut grad, kind);
+            assert_eq!(bits(&out2), bits(&out), "{kind:?} forward");
+            let mut d = dout.clone();
+            gelu_backward_from_grad(&mut d, &grad);
+            assert_eq!(bits(&d), bits(&want), "{kind:?} backward");
+            // The plain bodies (the baseline build) agree with each other the same way.
+            let (mut out_b, mut grad_b) = (vec![0.0; 1001], inp[..1001].to_vec());
+            gelu_forward_save_grad_body(&mut out_b, &mut grad_b, kind);
+            let mut fwd_b = vec![0.0; 1001];
+            gelu_forward_body(&mut fwd_b, &inp[..1001], kind);
+            assert_eq!(bits(&out_b), bits(&fwd_b), "{kind:?} baseline forward");
+            let mut d_b = dout[..1001].to_vec();
+            gelu_backward_from_grad_body(&mut d_b, &grad_b);
+            let mut want_b = vec![0.0; 1001];
+            gelu_backward_body(&mut want_b, &inp[..1001], &dout[..1001], kind, false);
+            assert_eq!(bits(&d_b), bits(&want_b), "{kind:?} baseline backward");
+            assert!(d[0].to_bits() == 0 && d[3].to_bits() == 0 && d[4].to_bits() == 0);
         }
     }
 

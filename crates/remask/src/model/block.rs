@@ -5,7 +5,7 @@
 
 use remask_kernels::block_mask::BlockMask;
 use remask_kernels::dropout::{dropout_backward, dropout_forward};
-use remask_kernels::gelu::{gelu_backward_set, gelu_forward, GeluKind};
+use remask_kernels::gelu::{gelu_backward_from_grad, gelu_forward_save_grad, GeluKind};
 
 use super::buffers::{add, add_assign, copy, fit, zero, Grid, RowMap};
 use super::config::NormPlacement;
@@ -56,8 +56,8 @@ pub struct ResidualScratch {
 #[derive(Clone, Debug, Default)]
 pub struct BlockScratch {
     pub res: ResidualScratch,
-    pub dh1: Vec<f32>,
-    pub dh2: Vec<f32>,
+    /// d(fc2 input), then in place d(fc1 output) `[N,F]`.
+    pub dh: Vec<f32>,
     pub attn: AttnScratch,
 }
 
@@ -69,8 +69,9 @@ pub struct BlockActs {
     pub cross_res: ResidualActs,
     pub cross: AttnActs,
     pub ffn_res: ResidualActs,
-    /// fc1 output `[N,F]` and its GELU `[N,F]`.
-    pub h1: Vec<f32>,
+    /// fc1's output `[N,F]`, overwritten by the GELU's derivative there (all the backward needs of it).
+    pub dgelu: Vec<f32>,
+    /// GELU(fc1 output) `[N,F]`, fc2's input.
     pub h2: Vec<f32>,
 }
 
@@ -285,8 +286,9 @@ impl Block {
             );
             x2 = acts.cross_res.output(norm);
         }
-        // Sublayer 3: feed-forward, fc2(gelu(fc1(x))).
-        let (h1, h2) = (&mut acts.h1, &mut acts.h2);
+        // Sublayer 3: feed-forward, fc2(gelu(fc1(x))). fc1 writes h1 into `dgelu`, where the GELU
+        // replaces it by its derivative.
+        let (h1, h2) = (&mut acts.dgelu, &mut acts.h2);
         fit(h1, n * self.fc1.oc);
         fit(h2, n * self.fc1.oc);
         self.sublayer(&self.ffn_ln).forward(
@@ -296,7 +298,7 @@ impl Block {
             w.values,
             |out, x| {
                 self.fc1.forward(h1, x, w, n);
-                gelu_forward(h2, h1, self.gelu);
+                gelu_forward_save_grad(h2, h1, self.gelu);
                 self.fc2.forward(out, h2, w, n);
             },
         );
@@ -326,12 +328,7 @@ impl Block {
         } else {
             x_attn_out
         };
-        let BlockScratch {
-            res,
-            dh1,
-            dh2,
-            attn: sa,
-        } = s;
+        let BlockScratch { res, dh, attn: sa } = s;
         // Sublayer 3: feed-forward.
         self.sublayer(&self.ffn_ln).backward(
             &acts.ffn_res,
@@ -341,13 +338,12 @@ impl Block {
             g,
             |dinp, df, g| {
                 let f = n * self.fc1.oc;
-                fit(dh2, f);
-                self.fc2.backward(DInp::Set(dh2), df, &acts.h2, g, n);
-                fit(dh1, f);
-                gelu_backward_set(dh1, &acts.h1, dh2, self.gelu);
+                fit(dh, f);
+                self.fc2.backward(DInp::Set(dh), df, &acts.h2, g, n);
+                gelu_backward_from_grad(dh, &acts.dgelu);
                 self.fc1.backward(
                     DInp::Add(dinp),
-                    dh1,
+                    dh,
                     acts.ffn_res.f_input(x_ffn_in, norm),
                     g,
                     n,
