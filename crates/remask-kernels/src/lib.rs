@@ -25,6 +25,7 @@ pub mod gemm_bf16;
 pub mod layernorm;
 pub mod matmul;
 pub mod matmul_bf16;
+mod prefetch;
 pub mod rng;
 mod simd;
 pub mod softmax;

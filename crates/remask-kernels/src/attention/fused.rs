@@ -29,6 +29,7 @@ use super::tile_softmax::{backward_probs, forward_step};
 use super::transpose::transpose;
 use super::AttnShape;
 use crate::block_mask::{BlockMask, TileKind};
+use crate::prefetch::{prefetch_l2, prefetch_row_ahead};
 
 struct FwdScratch {
     groups: Vec<Group>,
@@ -104,6 +105,12 @@ pub(super) fn forward(
                             let m = l.len();
                             let q0 = qt * bq;
                             let q_t = &q_bh[q0 * d..(q0 + m) * d];
+                            // The next query tile's Q and the value tile of the same index
+                            // (the next one on the diagonal, where document, causal and sliding
+                            // masks live), into L2 while this tile computes: the first reads of a
+                            // head's Q and V usually come from memory.
+                            prefetch_l2(q_bh, (q0 + bq) * d, bq * d);
+                            prefetch_l2(v_bh, (qt + 1) * bk * d, bk * d);
                             sc.mrow[..m].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
                             sc.lrow[..m].iter_mut().for_each(|x| *x = 0.0);
                             o.iter_mut().for_each(|x| *x = 0.0);
@@ -324,6 +331,10 @@ fn backward_keys(
     dk.iter_mut().chain(dv.iter_mut()).for_each(|x| *x = 0.0);
     // D_i = dO_i · out_i (equals Σ_j P_ij dP_ij)
     for i in 0..tq {
+        // The first reads of dO and out: usually from memory (see `crate::prefetch`).
+        prefetch_row_ahead(x.dout, d, i, d);
+        prefetch_row_ahead(x.out, d, i, d);
+        prefetch_row_ahead(x.q, d, i, d);
         sc.drow[i] = dot(&x.dout[i * d..(i + 1) * d], &x.out[i * d..(i + 1) * d]);
     }
     let ldt = transposed_stride(len);

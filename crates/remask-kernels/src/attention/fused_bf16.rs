@@ -28,6 +28,7 @@ use crate::gemm_bf16::{
     kernel_product, lhs_len, lhs_stride, rhs_len, rhs_panel_len, LhsView, Product, RhsView, Start,
     BLOCK, K_STEP, PANEL,
 };
+use crate::prefetch::prefetch_row_ahead;
 use crate::strided_gemm::MatRef;
 
 fn round_up(x: usize, to: usize) -> usize {
@@ -488,6 +489,9 @@ impl Ctx<'_> {
         dk.iter_mut().chain(dv.iter_mut()).for_each(|x| *x = 0.0);
         // D_i = dO_i · out_i (equals Σ_j P_ij dP_ij)
         for i in 0..tq {
+            // The first reads of dO and out: usually from memory (see `crate::prefetch`).
+            prefetch_row_ahead(x.dout, d, i, d);
+            prefetch_row_ahead(x.out, d, i, d);
             sc.drow[i] = dot(&x.dout[i * d..(i + 1) * d], &x.out[i * d..(i + 1) * d]);
         }
         let lay = Layouts::new(d);

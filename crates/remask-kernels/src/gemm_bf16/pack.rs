@@ -198,6 +198,7 @@ mod avx512 {
     use super::PANEL;
     use crate::bf16::avx512::cvt32;
     use crate::bf16::Bf16;
+    use crate::prefetch::{prefetch, prefetch_row_ahead, rows_ahead};
     use crate::strided_gemm::MatRef;
 
     #[inline(always)]
@@ -262,6 +263,7 @@ mod avx512 {
     ) {
         let dp = dst.as_mut_ptr() as *mut u16;
         for i in 0..rows {
+            prefetch_row_ahead(src.data, src.rs, r0 + i, k);
             let s = src.data.as_ptr().add((r0 + i) * src.rs);
             let d = dp.add(i * ld);
             let mut p = 0;
@@ -336,6 +338,8 @@ mod avx512 {
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
             4, 19, 3, 18, 2, 17, 1, 16, 0,
         );
+        prefetch_row_ahead(src.data, src.rs, 2 * q, n);
+        prefetch_row_ahead(src.data, src.rs, 2 * q + 1, n);
         let base = src.data.as_ptr();
         let op = out as *mut u16;
         for p in 0..panels {
@@ -369,10 +373,17 @@ mod avx512 {
         let pp = panel.as_mut_ptr() as *mut u16;
         let pairs = panel.len() / (2 * PANEL);
         let base = src.data.as_ptr();
+        // The rows a later panel reads, at about AHEAD_BYTES (whole panels, at least the next).
+        let ahead = rows_ahead(k).max(PANEL) / PANEL * PANEL;
         let mut q0 = 0;
         while q0 < pairs {
             let mut x = [_mm512_setzero_ps(); 16];
             let p0 = 2 * q0;
+            for jj in 0..cols {
+                if let Some(at) = (j0 + jj + ahead).checked_mul(src.cs) {
+                    prefetch(src.data, at + p0, k.saturating_sub(p0).min(32));
+                }
+            }
             let (m0, m1) = (
                 lanes(k.saturating_sub(p0)),
                 lanes(k.saturating_sub(p0 + 16)),
