@@ -77,7 +77,7 @@ pub(super) struct KeyRange<'a> {
     pub bh: usize,
     /// Key tiles of the unit.
     pub kts: Range<usize>,
-    /// This unit's part of the head's dQ, `[Tq, D]`, zeroed: the unit adds into it.
+    /// This unit's part of the head's dQ, `[Tq, D]` (old contents unspecified): the unit overwrites it.
     pub dq: &'a mut [f32],
     /// The range's rows of dK and dV, `[rows, D]`: the unit overwrites them.
     pub dk: &'a mut [f32],
@@ -86,9 +86,10 @@ pub(super) struct KeyRange<'a> {
 
 /// The backward's split. Normally one unit per (b, h), writing that head's dq directly. When there
 /// are fewer than two heads per thread, each head's key tiles are cut into up to `2·threads / heads`
-/// contiguous ranges of about equal cost; each range adds its part of dQ into a buffer of its own and
-/// the parts are summed in range order at the end. `run` must add its part of dQ into `unit.dq` and
-/// overwrite `unit.dk`, `unit.dv`. dq `[B,H,Tq,D]`, dk, dv `[B,H,Tk,D]`; needs every size > 0.
+/// contiguous ranges of about equal cost; each range writes its part of dQ into a buffer of its own
+/// and the parts are summed in range order at the end. `run` must overwrite `unit.dq` with its part
+/// of dQ, and `unit.dk`, `unit.dv` (none of them arrives zeroed: a kernel that accumulates zeroes
+/// them first, one that can start its first product from zero skips that pass). dq `[B,H,Tq,D]`, dk, dv `[B,H,Tk,D]`; needs every size > 0.
 pub(super) fn backward_units<S>(
     dq: &mut [f32],
     dk: &mut [f32],
@@ -113,10 +114,6 @@ pub(super) fn backward_units<S>(
             .map(|kt| (0..n_qt).map(|qt| tile_cost(mask, b, h, qt, kt)).sum())
             .collect()
     };
-    let zero_dq_then_run = |s: &mut S, u: KeyRange<'_>| {
-        u.dq.iter_mut().for_each(|x| *x = 0.0);
-        run(s, u);
-    };
     let wanted = 2 * rayon::current_num_threads();
     if pairs >= wanted || n_kt == 1 {
         let units = dq
@@ -137,7 +134,7 @@ pub(super) fn backward_units<S>(
                 )
             })
             .collect();
-        for_each_largest_first(units, init, zero_dq_then_run);
+        for_each_largest_first(units, init, &run);
         return;
     }
     let per_head = wanted.div_ceil(pairs);
@@ -186,7 +183,7 @@ pub(super) fn backward_units<S>(
                 ));
             }
         }
-        for_each_largest_first(units, init, zero_dq_then_run);
+        for_each_largest_first(units, init, &run);
         let parts = &*parts;
         dq.par_chunks_mut(tq * d)
             .enumerate()
