@@ -208,7 +208,7 @@ struct BwdScratch {
 ///
 /// Units are (b, h) pairs, key tiles outer so dK_t and dV_t accumulate in cache. When there are fewer
 /// than two pairs per thread, each head's key tiles are also cut into contiguous ranges of about
-/// equal cost, one unit per (b, h, range): a range owns its rows of dK and dV, and adds its part of
+/// equal cost, one unit per (b, h, range): a range owns its rows of dK and dV, and writes its part of
 /// dQ into a buffer of its own; the parts are summed at the end (the extra work per range: its row
 /// terms D_i = dO_i·out_i, and one `[Tq × D]` sum). See [`super::schedule`].
 #[allow(clippy::too_many_arguments)]

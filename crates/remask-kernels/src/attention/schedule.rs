@@ -89,7 +89,8 @@ pub(super) struct KeyRange<'a> {
 /// contiguous ranges of about equal cost; each range writes its part of dQ into a buffer of its own
 /// and the parts are summed in range order at the end. `run` must overwrite `unit.dq` with its part
 /// of dQ, and `unit.dk`, `unit.dv` (none of them arrives zeroed: a kernel that accumulates zeroes
-/// them first, one that can start its first product from zero skips that pass). dq `[B,H,Tq,D]`, dk, dv `[B,H,Tk,D]`; needs every size > 0.
+/// them first, one that can start its first product from zero skips that pass).
+/// dq `[B,H,Tq,D]`, dk, dv `[B,H,Tk,D]`; needs every size > 0.
 pub(super) fn backward_units<S>(
     dq: &mut [f32],
     dk: &mut [f32],
