@@ -22,7 +22,7 @@
 use rayon::prelude::*;
 
 use super::microkernel::tile_mm;
-use super::schedule::backward_units;
+use super::schedule::{backward_units, zero_key_rows, zero_unwritten_queries};
 use super::scratch::with_scratch;
 use super::simd::{dot, softmax_grad};
 use super::tile_softmax::{backward_probs, forward_step};
@@ -378,8 +378,7 @@ fn backward_keys(
                 // such rows are zeroed first.
                 let whole = kind == TileKind::Full;
                 if !kv_written && !whole {
-                    dk[kl * d..(kl + n) * d].iter_mut().for_each(|x| *x = 0.0);
-                    dv[kl * d..(kl + n) * d].iter_mut().for_each(|x| *x = 0.0);
+                    zero_key_rows(dk, dv, kl, n, d);
                 }
                 if !sc.dq_written[qt] && !whole {
                     dq[q0 * d..(q0 + m) * d].iter_mut().for_each(|x| *x = 0.0);
@@ -475,17 +474,11 @@ fn backward_keys(
                 }
             }
             if !kv_written {
-                dk[kl * d..(kl + n) * d].iter_mut().for_each(|x| *x = 0.0);
-                dv[kl * d..(kl + n) * d].iter_mut().for_each(|x| *x = 0.0);
+                zero_key_rows(dk, dv, kl, n, d);
             }
         }
     });
-    for (qt, _) in sc.dq_written.iter().enumerate().filter(|(_, w)| !**w) {
-        let q0 = qt * bq;
-        dq[q0 * d..(q0 + mask.tile_rows(qt)) * d]
-            .iter_mut()
-            .for_each(|x| *x = 0.0);
-    }
+    zero_unwritten_queries(dq, &sc.dq_written, mask, d);
 }
 
 /// Row stride of a transposed `[D × Tk]` head: padded so rows do not sit 4 KiB apart (which would make

@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::schedule::backward_units;
+use super::schedule::{backward_units, zero_key_rows, zero_unwritten_queries};
 use super::scratch::with_bf16_scratch;
 use super::simd::{dot, softmax_grad};
 use super::tile_softmax::{backward_probs, forward_step};
@@ -691,16 +691,10 @@ impl Ctx<'_> {
                     sc.dq_written[qt] = true;
                 }
                 if !kv_written {
-                    dk[kl * d..(kl + n) * d].iter_mut().for_each(|x| *x = 0.0);
-                    dv[kl * d..(kl + n) * d].iter_mut().for_each(|x| *x = 0.0);
+                    zero_key_rows(dk, dv, kl, n, d);
                 }
             }
         });
-        for (qt, _) in sc.dq_written.iter().enumerate().filter(|(_, w)| !**w) {
-            let q0 = qt * bq;
-            dq[q0 * d..(q0 + mask.tile_rows(qt)) * d]
-                .iter_mut()
-                .for_each(|x| *x = 0.0);
-        }
+        zero_unwritten_queries(dq, &sc.dq_written, mask, d);
     }
 }

@@ -198,6 +198,27 @@ pub(super) fn backward_units<S>(
     });
 }
 
+/// Zeroes rows `first..first + n` of a unit's dK and dV (`d` values per row): a key tile that no
+/// live tile reached, since units overwrite their outputs without a zeroing pass first.
+pub(super) fn zero_key_rows(dk: &mut [f32], dv: &mut [f32], first: usize, n: usize, d: usize) {
+    let rows = first * d..(first + n) * d;
+    dk[rows.clone()]
+        .iter_mut()
+        .chain(dv[rows].iter_mut())
+        .for_each(|x| *x = 0.0);
+}
+
+/// Zeroes the rows of a unit's dQ `[Tq, D]` in every query tile that `written` marks false: the
+/// tiles no product of the unit wrote.
+pub(super) fn zero_unwritten_queries(dq: &mut [f32], written: &[bool], mask: &BlockMask, d: usize) {
+    for (qt, _) in written.iter().enumerate().filter(|(_, w)| !**w) {
+        let q0 = qt * mask.tile_q();
+        dq[q0 * d..(q0 + mask.tile_rows(qt)) * d]
+            .iter_mut()
+            .for_each(|x| *x = 0.0);
+    }
+}
+
 /// Cuts `0..costs.len()` into at most `parts` contiguous, non-empty ranges of about equal total cost:
 /// the j-th cut goes at the tile boundary nearest to j/parts of the total. All in one range when the
 /// total is 0.
