@@ -250,8 +250,8 @@ impl TrainModel for LmModel {
         let mask = self.mask(batch);
         let compact = self.compact.fill(batch).then_some(&self.compact);
         let (inp, labels) = stack_input(&self.config, batch, compact, &mask);
-        self.params.refresh();
-        let w = self.params.weights();
+        // Always f32, from the master weights (see `Params::fp32`).
+        let w = self.params.fp32();
         self.stack.forward(&mut self.acts, inp, None, None, w);
         LmHead::select_labelled(&mut self.head_acts, labels);
         self.head

@@ -177,7 +177,9 @@ pub trait TrainModel: Send {
         grad_scale: f32,
         dropout_key: u64,
     ) -> Result<StepStats>;
-    /// Forward only, no dropout, for evaluation.
+    /// Forward only, no dropout, for evaluation. Computes in f32 from the master weights whatever the
+    /// training precision, so every run is measured with the same instrument (and as `remask eval`
+    /// measures its checkpoint).
     fn forward_eval(&mut self, batch: &Batch) -> Result<StepStats>;
     /// Per-label losses of the last forward, in row-major order of the labelled positions (feedback for
     /// adaptive masking).

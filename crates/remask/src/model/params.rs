@@ -4,9 +4,9 @@
 //! every linear layer (and the vocabulary head) multiplies with its weight cast to bf16 and packed
 //! for the bf16 kernels ([`PackedWeight`]). That copy is made **once per optimizer step**: changing
 //! the values (any mutable access to [`Params`], which is what the optimizer step, checkpoint
-//! restore and `--init-from` do) marks it stale, and the next forward packs it again; every
-//! micro-batch and evaluation batch until the next change reuses it. Master weights, gradients and
-//! the optimizer stay f32.
+//! restore and `--init-from` do) marks it stale, and the next bf16 forward packs it again; every
+//! micro-batch until the next change reuses it. Evaluation ([`Params::fp32`]) reads the f32 values in
+//! either precision. Master weights, gradients and the optimizer stay f32.
 
 use std::ops::{Deref, DerefMut};
 
@@ -91,6 +91,13 @@ impl Params {
             }
             self.stale = false;
         }
+    }
+
+    /// The f32 master values as the layers read them in f32 precision, whatever the model's
+    /// precision: evaluation reads these, so a bf16-trained model is measured exactly as
+    /// `remask eval` and the inference commands measure its checkpoint.
+    pub fn fp32(&self) -> Weights<'_> {
+        Weights::fp32(&self.values)
     }
 
     /// What the layers read. Call [`Self::refresh`] after the last change first: reading a stale

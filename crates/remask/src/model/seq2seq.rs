@@ -125,9 +125,20 @@ impl EncoderDecoderModel {
         Seq2SeqMasks::of(&self.config, batch)
     }
 
-    /// Encoder and decoder forward (after [`Params::refresh`]).
-    fn forward(&mut self, batch: &Batch, masks: &Seq2SeqMasks, dropout_key: Option<u64>) {
-        let w = self.params.weights();
+    /// Encoder and decoder forward (after [`Params::refresh`]), in the model's precision or, with
+    /// `fp32`, in f32 from the master weights (evaluation; see [`Params::fp32`]).
+    fn forward(
+        &mut self,
+        batch: &Batch,
+        masks: &Seq2SeqMasks,
+        dropout_key: Option<u64>,
+        fp32: bool,
+    ) {
+        let w = if fp32 {
+            self.params.fp32()
+        } else {
+            self.params.weights()
+        };
         let enc_in = StackInput {
             ids: &batch.input_ids,
             positions: &batch.positions,
@@ -153,7 +164,7 @@ impl EncoderDecoderModel {
     /// Logits on every decoder position, `[B·Td, V]` (HF's `BartForConditionalGeneration` logits).
     pub fn logits(&mut self, batch: &Batch) -> Result<&[f32]> {
         let masks = self.prepare(batch)?;
-        self.forward(batch, &masks, None);
+        self.forward(batch, &masks, None, false);
         LmHead::select_all(&mut self.all_acts, &self.dec_batch.labels);
         self.head.forward(
             &mut self.all_acts,
@@ -236,7 +247,7 @@ impl TrainModel for EncoderDecoderModel {
         dropout_key: u64,
     ) -> Result<StepStats> {
         let masks = self.prepare(batch)?;
-        self.forward(batch, &masks, Some(dropout_key));
+        self.forward(batch, &masks, Some(dropout_key), false);
         LmHead::select_labelled(&mut self.head_acts, decoder_labels(batch));
         let w = self.params.weights();
         self.head
@@ -291,12 +302,13 @@ impl TrainModel for EncoderDecoderModel {
 
     fn forward_eval(&mut self, batch: &Batch) -> Result<StepStats> {
         let masks = self.prepare(batch)?;
-        self.forward(batch, &masks, None);
+        // Always f32, from the master weights (see `Params::fp32`).
+        self.forward(batch, &masks, None, true);
         LmHead::select_labelled(&mut self.head_acts, decoder_labels(batch));
         self.head.forward(
             &mut self.head_acts,
             self.dec.output(&self.dec_acts),
-            self.params.weights(),
+            self.params.fp32(),
         );
         let ce = self.head.loss(&mut self.head_acts);
         Ok(StepStats {

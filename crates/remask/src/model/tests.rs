@@ -387,9 +387,9 @@ fn empty_batches_and_rows_do_not_panic() {
 /// bf16 precision on every architecture: the loss within bf16 rounding of the f32 model's (same
 /// weights, same batch) and every gradient within a few percent of its tensor's largest f32 value
 /// (operands rounded to 8 significant bits, a couple of layers deep; key biases, whose true gradient
-/// is 0, excepted); two runs equal bit for bit; a
-/// weight change reaches the next forward (the packed bf16 copy follows the values), which then
-/// equals a fresh model built from the changed values. A CPU without bf16 refuses the setting.
+/// is 0, excepted); two runs equal bit for bit; evaluation computes in f32 (the f32 model's loss, bit
+/// for bit); a weight change reaches the next bf16 forward (the packed bf16 copy follows the values),
+/// which then equals a fresh model built from the changed values. A CPU without bf16 refuses the setting.
 #[test]
 fn bf16_precision_tracks_fp32_and_follows_weight_changes() {
     for arch in [Arch::Encoder, Arch::Decoder, Arch::EncoderDecoder] {
@@ -452,8 +452,17 @@ fn bf16_precision_tracks_fp32_and_follows_weight_changes() {
         let s_again = again.forward_backward(&bt, 1.0, 0).unwrap();
         assert_eq!(s_again.loss_sum.to_bits(), s16.loss_sum.to_bits());
         assert_eq!(again.grads(), m16.grads());
-        // A changed weight reaches the next forward (evaluation and logits alike).
-        let before = m16.forward_eval(&bt).unwrap().loss_sum;
+        // Evaluation computes in f32 from the master weights: the f32 model's figures, bit for bit
+        // (the same instrument for every run; what `remask eval` reports for the checkpoint).
+        let (e16, e32) = (
+            m16.forward_eval(&bt).unwrap(),
+            m32.forward_eval(&bt).unwrap(),
+        );
+        assert_eq!(e16.loss_sum.to_bits(), e32.loss_sum.to_bits(), "{arch:?}");
+        assert_eq!(e16.n_correct, e32.n_correct, "{arch:?}");
+        assert_eq!(m16.last_label_losses(), m32.last_label_losses(), "{arch:?}");
+        // A changed weight reaches the next bf16 forward (the packed copy follows the values).
+        let before = m16.logits(&bt).unwrap().to_vec();
         let w = m16
             .tensors()
             .iter()
@@ -463,18 +472,17 @@ fn bf16_precision_tracks_fp32_and_follows_weight_changes() {
         for x in &mut m16.params_mut()[w.offset..w.offset + w.numel()] {
             *x *= 1.5;
         }
-        let after = m16.forward_eval(&bt).unwrap().loss_sum;
+        let after = m16.logits(&bt).unwrap().to_vec();
         assert_ne!(
-            before.to_bits(),
-            after.to_bits(),
-            "{arch:?}: {} changed but the loss did not",
+            before, after,
+            "{arch:?}: {} changed but the logits did not",
             w.name
         );
         let mut fresh = model_from_params(cfg16, m16.params().to_vec()).unwrap();
+        assert_eq!(fresh.logits(&bt).unwrap(), &after[..]);
         assert_eq!(
             fresh.forward_eval(&bt).unwrap().loss_sum.to_bits(),
-            after.to_bits()
+            m16.forward_eval(&bt).unwrap().loss_sum.to_bits()
         );
-        assert_eq!(fresh.logits(&bt).unwrap(), m16.logits(&bt).unwrap());
     }
 }
