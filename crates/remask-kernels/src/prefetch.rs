@@ -1,11 +1,11 @@
 //! Software prefetch for loops that stream a matrix from memory the first time it is touched.
 //!
-//! The packs of the bf16 kernels and the fused attention's first reads (the backward's row terms, the
-//! forward's next tile) read a head's Q, K, V, dO and out front to back, usually straight from DRAM
-//! (the layer before wrote them, or other work evicted them). The transposes of K and V prefetch on
-//! their own, one 16-row block ahead (`attention/transpose.rs`). The hardware prefetcher followed those short streams too late: packing
-//! one 512 × 64 head ran at about 5 GB/s, 24 µs, against 3–4 µs when it was in cache (AMD Zen 5,
-//! measured). Asking for the lines a fixed number of bytes ahead keeps enough misses in flight:
+//! The packs of the bf16 kernels and the fused attention's first reads (the backward's row terms,
+//! the forward's next tile) read a head's Q, K, V, dO and out front to back, usually straight from
+//! DRAM (the layer before wrote them, or other work evicted them). The transposes of K and V
+//! prefetch on their own, one 16-row block ahead (`attention/transpose.rs`). The hardware
+//! prefetcher followed those short streams too late: packing one 512 × 64 head ran at about
+//! 5 GB/s, 24 µs, against 3–4 µs when it was in cache (AMD Zen 5, measured). Asking for the lines a fixed number of bytes ahead keeps enough misses in flight:
 //! with 8 KiB ahead the same pack took about 5 µs from DRAM (4 KiB: 8 µs; 16 KiB: 6 µs).
 //!
 //! Prefetching is only a hint: it never faults and never changes a result.
